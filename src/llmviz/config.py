@@ -1,0 +1,98 @@
+"""Model configurations: the handful of numbers that fix a GPT's shape.
+
+Every preset's parameter count is computed from these numbers, never typed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The shape of a GPT-2-style decoder-only transformer."""
+
+    name: str
+    n_layer: int
+    n_head: int
+    n_embd: int
+    vocab_size: int
+    n_ctx: int
+    layer_norm_eps: float = 1e-5
+    activation: str = "gelu_new"  # GPT-2's tanh approximation of GELU
+    tied_unembed: bool = True  # W_U is W_E transposed (GPT-2); minGPT keeps its own lm_head
+    unembed_bias: bool = False
+    description: str = ""
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+
+    @property
+    def d_model(self) -> int:
+        return self.n_embd
+
+    @property
+    def d_head(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def d_mlp(self) -> int:
+        return 4 * self.n_embd
+
+    @property
+    def n_params(self) -> int:
+        """Exact number of learned parameters (a tied unembedding counts once)."""
+        C, V, N = self.n_embd, self.vocab_size, self.n_ctx
+        ln = 2 * C
+        attn = C * 3 * C + 3 * C + C * C + C
+        mlp = C * 4 * C + 4 * C + 4 * C * C + C
+        per_layer = 2 * ln + attn + mlp
+        unembed = 0 if self.tied_unembed else C * V
+        unembed += V if self.unembed_bias else 0
+        return V * C + N * C + self.n_layer * per_layer + ln + unembed
+
+    def axis_sizes(self) -> dict[str, int]:
+        """The size of every named axis except `pos`, which depends on the input."""
+        return {
+            "d_model": self.d_model,
+            "head": self.n_head,
+            "d_head": self.d_head,
+            "d_mlp": self.d_mlp,
+            "vocab": self.vocab_size,
+            "n_ctx": self.n_ctx,
+        }
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("extra")
+        d.update(d_head=self.d_head, d_mlp=self.d_mlp, n_params=self.n_params)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+_GPT2 = dict(vocab_size=50257, n_ctx=1024, layer_norm_eps=1e-5)
+
+PRESETS: dict[str, ModelConfig] = {
+    c.name: c
+    for c in [
+        ModelConfig(
+            "nano-gpt", n_layer=3, n_head=3, n_embd=48, vocab_size=3, n_ctx=11,
+            tied_unembed=False,
+            description="minGPT's gpt-nano trained to sort six tokens from {A, B, C}",
+        ),
+        ModelConfig("gpt2", 12, 12, 768, **_GPT2, description="GPT-2 small (OpenAI, 2019)"),
+        ModelConfig("gpt2-medium", 24, 16, 1024, **_GPT2, description="GPT-2 medium"),
+        ModelConfig("gpt2-large", 36, 20, 1280, **_GPT2, description="GPT-2 large"),
+        ModelConfig("gpt2-xl", 48, 25, 1600, **_GPT2, description="GPT-2 XL, the largest GPT-2"),
+        ModelConfig(
+            "gpt3", 96, 96, 12288, vocab_size=50257, n_ctx=2048,
+            description="GPT-3 175B (OpenAI, 2020): structure only, its weights were never released",
+        ),
+    ]
+}

@@ -1,0 +1,28 @@
+"""Errors a user can cause, each with a message that says what is allowed.
+
+The server turns them into 4xx responses and the CLI into a one-line exit.
+"""
+
+
+class LlmvizError(ValueError):
+    """Base class: bad input from the user, never a bug."""
+
+    status = 422
+
+
+class ModelNotFound(LlmvizError):
+    status = 404
+
+
+class InputTooLong(LlmvizError):
+    status = 413
+
+
+class NoWeights(LlmvizError):
+    """The model is structure only: there are no numbers to compute."""
+
+    status = 409
+
+
+class BadModelFile(LlmvizError):
+    """A weights file that is corrupt, truncated or does not fit the model."""

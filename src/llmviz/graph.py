@@ -1,0 +1,201 @@
+"""The model graph: every tensor of a GPT's forward pass, declared once.
+
+Each tensor has a TransformerLens-style name, named axes, a kind (input, weight,
+activation or aggregate) and, unless it is a weight or the input, the op that
+computes it and the tensors it reads. The numpy forward pass (`model.py`) runs
+this list in order; the JSON form (`Graph.to_json`) is what the browser draws,
+what hover provenance explains and what the walkthrough points at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .config import ModelConfig
+
+# name -> (short label, what it counts, colour). One colour per axis, used everywhere.
+AXES: dict[str, tuple[str, str, str]] = {
+    "pos": ("T", "token position", "#2f9e44"),
+    "key_pos": ("T'", "key position (the position attended to)", "#66a80f"),
+    "d_model": ("C", "residual-stream channel", "#1971c2"),
+    "head": ("H", "attention head", "#e8590c"),
+    "d_head": ("A", "channel within one head", "#c2255c"),
+    "d_mlp": ("4C", "MLP hidden unit", "#7048e8"),
+    "vocab": ("V", "vocabulary entry", "#0c8599"),
+    "n_ctx": ("N", "position in the context window", "#5c940d"),
+}
+
+# op -> (formula, one sentence). The forward pass implements exactly these in ops.py.
+OPS: dict[str, tuple[str, str]] = {
+    "embed": ("W_E[token]", "Look up the row of the token-embedding matrix for each token."),
+    "pos_embed": ("W_pos[t]", "Look up the row of the position-embedding matrix for each position."),
+    "add": ("a + b", "Add two tensors element by element (the residual connection)."),
+    "identity": ("x", "The same tensor, passed on: the previous layer's output is this layer's input."),
+    "ln_mean": ("μ = Σ x / C", "Mean of each position's vector."),
+    "ln_scale": ("σ = √(Σ (x − μ)² / C + ε)", "Standard deviation of each position's vector."),
+    "ln_normalize": ("(x − μ) / σ", "Centre and scale each vector to mean 0, variance 1."),
+    "ln_affine": ("x̂ · γ + β", "Apply the layer norm's learned gain and bias."),
+    "linear": ("b + Σ x · W", "Matrix multiply by a weight, then add a bias."),
+    "attn_scores": ("q · k / √A, −∞ for future keys",
+                    "Dot product of each query with each earlier key, scaled; future keys are masked."),
+    "softmax_max": ("m = max x", "Largest value of the row, subtracted for numerical safety."),
+    "softmax_sum_exp": ("s = Σ exp(x − m)", "Sum of the exponentials of the row."),
+    "softmax": ("exp(x − m) / s", "Turn a row of scores into probabilities that sum to 1."),
+    "weighted_sum": ("Σ p · v", "Mix the value vectors, weighted by the attention pattern."),
+    "gelu": ("0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))", "GPT-2's smooth ReLU-like activation."),
+}
+
+KINDS = ("input", "weight", "activation", "aggregate")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    axes: tuple[str, ...]
+    kind: str
+    title: str
+    group: str
+    op: str | None = None
+    inputs: tuple[str, ...] = ()
+    attrs: dict = field(default_factory=dict)
+    layer: int | None = None
+
+    def shape(self, sizes: dict[str, int]) -> tuple[int, ...]:
+        return tuple(sizes[a] for a in self.axes)
+
+
+class Graph:
+    """The ordered list of tensors of one model's forward pass."""
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+        self.tensors: dict[str, TensorSpec] = {}
+        _build(self, config)
+
+    def __getitem__(self, name: str) -> TensorSpec:
+        return self.tensors[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tensors
+
+    def __iter__(self):
+        return iter(self.tensors.values())
+
+    def names(self, *kinds: str) -> list[str]:
+        return [t.name for t in self if not kinds or t.kind in kinds]
+
+    def sizes(self, n_pos: int) -> dict[str, int]:
+        return {**self.config.axis_sizes(), "pos": n_pos, "key_pos": n_pos}
+
+    def add(self, name, axes, kind, title, group, op=None, inputs=(), layer=None, **attrs) -> str:
+        assert name not in self.tensors, name
+        for i in inputs:
+            assert i in self.tensors, f"{name} reads {i}, which is not declared before it"
+        self.tensors[name] = TensorSpec(name, tuple(axes), kind, title, group, op, tuple(inputs), attrs, layer)
+        return name
+
+    def to_json(self) -> dict:
+        sizes = {**self.config.axis_sizes(), "pos": None, "key_pos": None}
+        return {
+            "model": self.config.to_dict(),
+            "axes": {
+                k: {"label": lab, "description": d, "color": c, "size": sizes[k]}
+                for k, (lab, d, c) in AXES.items()
+            },
+            "ops": {k: {"formula": f, "description": d} for k, (f, d) in OPS.items()},
+            "tensors": [
+                {
+                    "name": t.name, "title": t.title, "kind": t.kind, "group": t.group,
+                    "layer": t.layer, "axes": list(t.axes), "shape": [sizes[a] for a in t.axes],
+                    "op": t.op, "inputs": list(t.inputs), "attrs": t.attrs,
+                }
+                for t in self
+            ],
+        }
+
+
+def _linear(g: Graph, name, x, w, b, title, group, layer=None) -> str:
+    """Declare `b + x · W`, contracting every axis that x and W share; the output axes follow."""
+    xa, wa = g[x].axes, g[w].axes
+    shared = [a for a in xa if a in wa]
+    axes = [a for a in xa if a not in shared] + [a for a in wa if a not in shared]
+    inputs = (x, w) if b is None else (x, w, b)
+    return g.add(name, axes, "activation", title, group, "linear", inputs, layer, contract=shared,
+                 x_dims=[xa.index(a) for a in shared], w_dims=[wa.index(a) for a in shared])
+
+
+def _softmax(g: Graph, name, x, title, group, layer=None) -> str:
+    axes = g[x].axes
+    m = g.add(f"{name}_max", axes[:-1], "aggregate", f"Row max of {title.lower()}", group,
+              "softmax_max", (x,), layer)
+    s = g.add(f"{name}_sum_exp", axes[:-1], "aggregate", f"Row sum of exp for {title.lower()}", group,
+              "softmax_sum_exp", (x, m), layer)
+    return g.add(name, axes, "activation", title, group, "softmax", (x, m, s), layer)
+
+
+def _layer_norm(g: Graph, prefix, x, title, layer=None) -> str:
+    eps = g.config.layer_norm_eps
+    w = g.add(f"{prefix}.w", ["d_model"], "weight", f"{title} gain γ", prefix, layer=layer)
+    b = g.add(f"{prefix}.b", ["d_model"], "weight", f"{title} bias β", prefix, layer=layer)
+    mean = g.add(f"{prefix}.hook_mean", ["pos"], "aggregate", f"{title} mean μ", prefix,
+                 "ln_mean", (x,), layer)
+    scale = g.add(f"{prefix}.hook_scale", ["pos"], "aggregate", f"{title} std σ", prefix,
+                  "ln_scale", (x, mean), layer, eps=eps)
+    norm = g.add(f"{prefix}.hook_normalized", ["pos", "d_model"], "activation",
+                 f"{title} normalized", prefix, "ln_normalize", (x, mean, scale), layer)
+    return g.add(f"{prefix}.hook_out", ["pos", "d_model"], "activation", f"{title} output", prefix,
+                 "ln_affine", (norm, w, b), layer)
+
+
+def _block(g: Graph, i: int, resid_pre: str) -> str:
+    L = f"blocks.{i}"
+    at, ml = f"{L}.attn", f"{L}.mlp"
+    x = _layer_norm(g, f"{L}.ln1", resid_pre, f"LayerNorm 1, layer {i}", i)
+    qkv = {}
+    for c, plain in (("Q", "Query"), ("K", "Key"), ("V", "Value")):
+        W = g.add(f"{at}.W_{c}", ["head", "d_model", "d_head"], "weight", f"{plain} weight, layer {i}", at, layer=i)
+        b = g.add(f"{at}.b_{c}", ["head", "d_head"], "weight", f"{plain} bias, layer {i}", at, layer=i)
+        qkv[c] = _linear(g, f"{at}.hook_{c.lower()}", x, W, b, f"{plain} vector, layer {i}", at, i)
+    scores = g.add(f"{at}.hook_attn_scores", ["head", "pos", "key_pos"], "activation",
+                   f"Attention scores, layer {i}", at, "attn_scores", (qkv["Q"], qkv["K"]), i,
+                   scale=float(g.config.d_head) ** 0.5)
+    pattern = _softmax(g, f"{at}.hook_pattern", scores, f"Attention pattern, layer {i}", at, i)
+    z = g.add(f"{at}.hook_z", ["pos", "head", "d_head"], "activation", f"Attention output per head, layer {i}",
+              at, "weighted_sum", (pattern, qkv["V"]), i)
+    W_O = g.add(f"{at}.W_O", ["head", "d_head", "d_model"], "weight", f"Output projection weight, layer {i}", at, layer=i)
+    b_O = g.add(f"{at}.b_O", ["d_model"], "weight", f"Output projection bias, layer {i}", at, layer=i)
+    attn_out = _linear(g, f"{L}.hook_attn_out", z, W_O, b_O, f"Attention output, layer {i}", at, i)
+    mid = g.add(f"{L}.hook_resid_mid", ["pos", "d_model"], "activation", f"Residual stream after attention, layer {i}",
+                L, "add", (resid_pre, attn_out), i)
+    x = _layer_norm(g, f"{L}.ln2", mid, f"LayerNorm 2, layer {i}", i)
+    W_in = g.add(f"{ml}.W_in", ["d_model", "d_mlp"], "weight", f"MLP input weight, layer {i}", ml, layer=i)
+    b_in = g.add(f"{ml}.b_in", ["d_mlp"], "weight", f"MLP input bias, layer {i}", ml, layer=i)
+    pre = _linear(g, f"{ml}.hook_pre", x, W_in, b_in, f"MLP pre-activation, layer {i}", ml, i)
+    post = g.add(f"{ml}.hook_post", ["pos", "d_mlp"], "activation", f"MLP activation (GELU), layer {i}", ml,
+                 "gelu", (pre,), i, activation=g.config.activation)
+    W_out = g.add(f"{ml}.W_out", ["d_mlp", "d_model"], "weight", f"MLP output weight, layer {i}", ml, layer=i)
+    b_out = g.add(f"{ml}.b_out", ["d_model"], "weight", f"MLP output bias, layer {i}", ml, layer=i)
+    mlp_out = _linear(g, f"{L}.hook_mlp_out", post, W_out, b_out, f"MLP output, layer {i}", ml, i)
+    return g.add(f"{L}.hook_resid_post", ["pos", "d_model"], "activation",
+                 f"Residual stream after layer {i}", L, "add", (mid, mlp_out), i)
+
+
+def _build(g: Graph, cfg: ModelConfig) -> None:
+    tokens = g.add("tokens", ["pos"], "input", "Input tokens", "embed")
+    W_E = g.add("embed.W_E", ["vocab", "d_model"], "weight", "Token embedding matrix", "embed")
+    W_pos = g.add("pos_embed.W_pos", ["n_ctx", "d_model"], "weight", "Position embedding matrix", "embed")
+    e = g.add("hook_embed", ["pos", "d_model"], "activation", "Token embedding", "embed", "embed", (W_E, tokens))
+    p = g.add("hook_pos_embed", ["pos", "d_model"], "activation", "Position embedding", "embed",
+              "pos_embed", (W_pos, tokens))
+    resid = None
+    for i in range(cfg.n_layer):
+        resid_pre = g.add(f"blocks.{i}.hook_resid_pre", ["pos", "d_model"], "activation",
+                          f"Residual stream into layer {i}", f"blocks.{i}", "add" if i == 0 else "identity",
+                          (e, p) if i == 0 else (resid,), i)
+        resid = _block(g, i, resid_pre)
+    x = _layer_norm(g, "ln_final", resid, "Final LayerNorm")
+    W_U = g.add("unembed.W_U", ["d_model", "vocab"], "weight",
+                "Unembedding matrix" + (" (W_E transposed)" if cfg.tied_unembed else ""), "unembed")
+    b_U = g.add("unembed.b_U", ["vocab"], "weight", "Unembedding bias", "unembed") if cfg.unembed_bias else None
+    logits = _linear(g, "logits", x, W_U, b_U, "Logits", "unembed")
+    _softmax(g, "probs", logits, "Next-token probabilities", "unembed")
