@@ -118,13 +118,13 @@ def weights_from_gpt2_state(state: dict[str, np.ndarray], config: ModelConfig, l
             w[L + ln_dst + ".w"], w[L + ln_dst + ".b"] = get(h + ln_src + ".weight"), get(h + ln_src + ".bias")
         qkv, qkv_b = matrix(h + "attn.c_attn.weight"), get(h + "attn.c_attn.bias")
         for j, c in enumerate("QKV"):
-            w[L + f"attn.W_{c}"] = qkv[:, j * C:(j + 1) * C].reshape(C, H, A).transpose(1, 0, 2)
+            # Stored [d_model, head, d_head] contiguous, seen as [head, d_model, d_head]: the matmul reads it in place.
+            w[L + f"attn.W_{c}"] = np.ascontiguousarray(qkv[:, j * C:(j + 1) * C]).reshape(C, H, A).transpose(1, 0, 2)
             w[L + f"attn.b_{c}"] = qkv_b[j * C:(j + 1) * C].reshape(H, A)
-        w[L + "attn.W_O"] = matrix(h + "attn.c_proj.weight").reshape(H, A, C)
+        w[L + "attn.W_O"] = np.ascontiguousarray(matrix(h + "attn.c_proj.weight")).reshape(H, A, C)
         w[L + "attn.b_O"] = get(h + "attn.c_proj.bias")
         w[L + "mlp.W_in"], w[L + "mlp.b_in"] = matrix(h + "mlp.c_fc.weight"), get(h + "mlp.c_fc.bias")
         w[L + "mlp.W_out"], w[L + "mlp.b_out"] = matrix(h + "mlp.c_proj.weight"), get(h + "mlp.c_proj.bias")
     w["ln_final.w"], w["ln_final.b"] = get("transformer.ln_f.weight"), get("transformer.ln_f.bias")
-    if not config.tied_unembed:
-        w["unembed.W_U"] = get("lm_head.weight").T
+    w["unembed.W_U"] = w["embed.W_E"].T if config.tied_unembed else get("lm_head.weight").T
     return w

@@ -41,6 +41,10 @@ class Model:
     def has_weights(self) -> bool:
         return self.weights is not None
 
+    def require_weights(self) -> None:
+        if self.weights is None:
+            raise NoWeights(f"{self.name} is structure only: no weights are loaded, so there is nothing to compute")
+
     def encode(self, prompt: Prompt) -> list[int]:
         """Token ids for a string or a list of ids, checked against the vocabulary and the context."""
         if isinstance(prompt, str):
@@ -63,8 +67,7 @@ class Model:
 
     def run(self, prompt: Prompt) -> "Trace":
         """The forward pass: compute every tensor of the graph, in order, and keep them all."""
-        if self.weights is None:
-            raise NoWeights(f"{self.name} is structure only: no weights are loaded, so there is nothing to compute")
+        self.require_weights()
         ids = self.encode(prompt)
         values: dict[str, np.ndarray] = {}
         for t in self.graph:
@@ -83,6 +86,7 @@ class Model:
         With no max_new_tokens, generate until the context is full (at most 32 tokens).
         A context that overflows keeps its last n_ctx tokens, as minGPT does.
         """
+        self.require_weights()
         ids = self.encode(prompt)
         if max_new_tokens is None:
             max_new_tokens = max(1, min(self.config.n_ctx + 1 - len(ids), 32))
@@ -164,6 +168,7 @@ class Trace(Mapping):
             "model": self.model.name,
             "tokens": json.dumps(self.tokens),
             "token_strs": json.dumps(self.token_strs),
+            "predicted": json.dumps(self.model.token_strs(self["probs"].argmax(-1).tolist())),
         }
 
     def to_bytes(self, include_weights: bool = False) -> bytes:

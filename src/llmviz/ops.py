@@ -50,15 +50,19 @@ def linear(x, W, b=None, *, contract, x_dims, w_dims):
     The result's axes are x's remaining axes followed by W's remaining axes.
     """
     out = np.tensordot(x, W, axes=(x_dims, w_dims))
-    return out if b is None else out + b
+    if b is not None:
+        out += b
+    return out
 
 
 def attn_scores(q, k, scale):
     """[pos, head, d_head] x [key_pos, head, d_head] -> [head, pos, key_pos], future keys = -inf."""
-    s = np.matmul(q.transpose(1, 0, 2), k.transpose(1, 2, 0)) / np.float32(scale)
+    qh = np.ascontiguousarray(q.transpose(1, 0, 2))  # contiguous per head: matmul then uses BLAS
+    kh = np.ascontiguousarray(k.transpose(1, 2, 0))
+    s = np.matmul(qh, kh)
+    s /= np.float32(scale)
     n = s.shape[-1]
-    future = np.triu(np.ones((n, n), dtype=bool), 1)
-    s[:, future] = -np.inf
+    s += np.triu(np.full((n, n), -np.inf, np.float32), 1)  # -inf above the diagonal, 0 elsewhere
     return s
 
 
@@ -66,22 +70,54 @@ def softmax_max(x):
     return x.max(-1)
 
 
+def _row_blocks(x, m):
+    """Rows of x (last axis) with their row max, in blocks of about 256 KB: the exp of a
+    vocabulary-sized softmax is made block by block, never as one full-size temporary."""
+    n = x.shape[-1]
+    rows, mrows = x.reshape(-1, n), m.reshape(-1)
+    step = max(1, (1 << 16) // n)
+    for i in range(0, len(rows), step):
+        yield slice(i, i + step), rows[i:i + step], mrows[i:i + step, None]
+
+
 def softmax_sum_exp(x, m):
-    return np.exp(x - m[..., None]).sum(-1)
+    out = np.empty(m.size, np.float32)
+    for rows, xb, mb in _row_blocks(x, m):
+        e = np.subtract(xb, mb)
+        np.exp(e, out=e)
+        e.sum(-1, out=out[rows])
+    return out.reshape(m.shape)
 
 
 def softmax(x, m, s):
-    return np.exp(x - m[..., None]) / s[..., None]
+    out = np.empty(x.shape, np.float32)
+    flat, inv = out.reshape(-1, x.shape[-1]), (np.float32(1) / s).reshape(-1, 1)
+    for rows, xb, mb in _row_blocks(x, m):
+        e = flat[rows]
+        np.subtract(xb, mb, out=e)
+        np.exp(e, out=e)
+        e *= inv[rows]
+    return out
 
 
 def weighted_sum(pattern, v):
     """[head, pos, key_pos] x [key_pos, head, d_head] -> [pos, head, d_head]."""
-    return np.matmul(pattern, v.transpose(1, 0, 2)).transpose(1, 0, 2)
+    z = np.matmul(pattern, np.ascontiguousarray(v.transpose(1, 0, 2)))
+    return np.ascontiguousarray(z.transpose(1, 0, 2))
 
 
 def gelu(x, activation="gelu_new"):
     if activation in ("gelu_new", "gelu_pytorch_tanh"):
-        return np.float32(0.5) * x * (np.float32(1.0) + np.tanh(GELU_C * (x + np.float32(0.044715) * x * x * x)))
+        y = x * x  # 0.5 x (1 + tanh(c (x + 0.044715 x^3))), computed in place
+        y *= np.float32(0.044715)
+        y += np.float32(1.0)
+        y *= x
+        y *= GELU_C
+        np.tanh(y, out=y)
+        y += np.float32(1.0)
+        y *= x
+        y *= np.float32(0.5)
+        return y
     raise ValueError(f"unsupported activation {activation!r}")
 
 

@@ -1,0 +1,24 @@
+// Bundles the front-end into the Python package (src/llmviz/static), or the unit tests into .test-build/.
+import { build } from "esbuild";
+import { cpSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+
+const tests = process.argv.includes("--tests");
+
+if (tests) {
+  rmSync(".test-build", { recursive: true, force: true });
+  await build({
+    entryPoints: readdirSync("test").filter((f) => f.endsWith(".test.ts")).map((f) => `test/${f}`),
+    bundle: true, platform: "node", format: "esm", outdir: ".test-build", outExtension: { ".js": ".mjs" },
+    logLevel: "warning",
+  });
+} else {
+  const out = "../src/llmviz/static";
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  await build({
+    entryPoints: ["src/main.ts"], bundle: true, minify: true, format: "esm", target: "es2022",
+    outfile: `${out}/app.js`, sourcemap: false, logLevel: "warning",
+  });
+  cpSync("public", out, { recursive: true });
+  console.log(`built the front-end into ${out}`);
+}

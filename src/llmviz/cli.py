@@ -1,0 +1,136 @@
+"""The `llmviz` command: serve the app, list models, generate, save a trace, train nano-gpt."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import webbrowser
+
+import click
+
+from .errors import LlmvizError
+
+DEFAULT_PORT = 8765
+
+
+def _fail(e: Exception) -> None:
+    raise click.ClickException(str(e))
+
+
+def _parse_prompt(prompt: str, as_ids: bool):
+    if not as_ids:
+        return prompt
+    try:
+        return [int(p) for p in prompt.replace(",", " ").split()]
+    except ValueError:
+        raise click.BadParameter("with --ids the prompt is token ids separated by spaces or commas", param_hint="PROMPT")
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="llmviz")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """See every number of a GPT's forward pass. With no command, same as `llmviz serve`."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+@main.command()
+@click.option("--model", "models", multiple=True, default=["nano-gpt"], show_default=True,
+              help="Model to serve (a preset name or an llmviz .safetensors file); repeat for several.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--no-browser", is_flag=True, help="Do not open a browser tab.")
+def serve(models, host, port, no_browser) -> None:
+    """Start the local server and open the app in the browser."""
+    import uvicorn
+
+    from .loading import load_model
+    from .server import create_app
+
+    try:
+        app = create_app([load_model(m) for m in models])
+    except LlmvizError as e:
+        _fail(e)
+    with socket.socket() as s:  # a clear message instead of uvicorn's trace when the port is taken
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+        except OSError as e:
+            _fail(f"cannot listen on {host}:{port} ({e.strerror}): pass another --port")
+    url = f"http://{host}:{port}/"
+    click.echo(f"llmviz is serving {', '.join(models)} at {url}  (Ctrl+C to stop)")
+    if not no_browser:
+        threading.Timer(1.0, lambda: webbrowser.open(url)).start()
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@main.command("models")
+def list_models() -> None:
+    """List the known models with their size."""
+    from .config import PRESETS
+    from .loading import BUNDLED
+
+    for name, cfg in PRESETS.items():
+        weights = "weights bundled" if name in BUNDLED else "structure only"
+        click.echo(f"{name:12s} {cfg.n_params:>16,d} params  {cfg.n_layer:>3d} layers  {weights:16s} {cfg.description}")
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("--model", default="nano-gpt", show_default=True)
+@click.option("--ids", is_flag=True, help="PROMPT is token ids, not text.")
+@click.option("--max-new-tokens", "-n", type=click.IntRange(0, 1024), default=None,
+              help="Default: fill the context, at most 32.")
+@click.option("--temperature", "-t", type=click.FloatRange(0), default=0.0, show_default=True, help="0 is greedy.")
+@click.option("--top-k", type=click.IntRange(1), default=None)
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None)
+@click.option("--seed", type=int, default=None)
+def generate(prompt, model, ids, max_new_tokens, temperature, top_k, top_p, seed) -> None:
+    """Print the model's continuation of PROMPT."""
+    from .loading import load_model
+
+    try:
+        g = load_model(model).generate(_parse_prompt(prompt, ids), max_new_tokens, temperature, top_k, top_p, seed)
+    except LlmvizError as e:
+        _fail(e)
+    click.echo(g.text)
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("--model", default="nano-gpt", show_default=True)
+@click.option("--ids", is_flag=True, help="PROMPT is token ids, not text.")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="The .safetensors file to write.")
+@click.option("--no-weights", is_flag=True, help="Only the tensors the forward pass computed.")
+def trace(prompt, model, ids, out, no_weights) -> None:
+    """Run the forward pass on PROMPT and save every tensor to a safetensors file."""
+    from .loading import load_model
+
+    try:
+        t = load_model(model).run(_parse_prompt(prompt, ids))
+        t.save(out, include_weights=not no_weights)
+    except (LlmvizError, OSError) as e:
+        _fail(e)
+    click.echo(f"wrote {len(t.computed()) if no_weights else len(t)} tensors for {len(t.tokens)} tokens to {out}")
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["nano-gpt"]))
+@click.option("--steps", default=3000, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=3407, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the weights (default: replace the bundled ones).")
+def train(name, steps, seed, out) -> None:
+    """Train nano-gpt on the sort task (needs the `train` extra: torch)."""
+    try:
+        from .train import train_nano_gpt
+    except ImportError:
+        _fail("training needs PyTorch: pip install 'llmviz[train]'")
+    train_nano_gpt(out, steps=steps, seed=seed, log=click.echo)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
