@@ -1,0 +1,47 @@
+# The two set-up commands: `make run` (the app on the bundled nano-gpt) and `make test` (every test).
+# Each makes the virtual environment, installs, builds the front-end into the package, then runs.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ARGS   ?=
+
+.PHONY: run test build chromium bench clean
+
+run: $(VENV)/.installed build
+	$(BIN)/llmviz serve $(ARGS)
+
+test: $(VENV)/.installed-test build chromium
+	cd frontend && npm test
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/trace_speed.py
+
+build: frontend/node_modules/.package-lock.json
+	cd frontend && npm run build
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# torch is pinned to the CPU build this machine kind keeps on disk; any other spec downloads gigabytes.
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+frontend/node_modules/.package-lock.json: frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+
+# The browser tests drive Debian's Chromium (never a browser that Playwright downloads).
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+clean:
+	rm -rf $(VENV) frontend/node_modules frontend/.test-build src/llmviz/static screenshots
