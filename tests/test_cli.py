@@ -66,3 +66,29 @@ def test_serve_refuses_a_busy_port():
         port = s.getsockname()[1]
         r = llmviz("serve", "--no-browser", "--port", str(port))
     assert r.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in r.stderr
+
+
+def test_serve_prints_its_url_and_answers():
+    import json
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "llmviz.cli", "serve", "--no-browser", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line and "nano-gpt" in line
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models", timeout=2) as r:
+                    models = json.load(r)
+                break
+            except OSError:
+                __import__("time").sleep(0.1)
+        assert models[0]["name"] == "nano-gpt" and models[0]["has_weights"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
