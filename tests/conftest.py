@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-import llmviz
+os.environ["HF_HUB_OFFLINE"] = "1"  # no test ever reaches for the network (the hub is unreachable here anyway)
+
+import llmviz  # noqa: E402
 
 CHROMIUM = os.environ.get("LLMVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [

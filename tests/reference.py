@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from llmviz.config import ModelConfig
-from llmviz.loading import weights_from_gpt2_state
+from llmviz.convert import canonical_state, weights_from_gpt2_state
 from llmviz.model import Model
 from llmviz.tokenizer import CharTokenizer
 from llmviz.torch_gpt import TorchGPT
@@ -24,7 +24,7 @@ def random_torch_gpt(cfg: ModelConfig, seed: int = 0) -> TorchGPT:
 
 def numpy_model_of(net: TorchGPT) -> Model:
     state = {k: v.detach().numpy() for k, v in net.state_dict().items()}
-    return Model(net.cfg, weights_from_gpt2_state(state, net.cfg, layout="linear"), None, "test")
+    return Model(net.cfg, weights_from_gpt2_state(canonical_state(state), net.cfg, layout="linear"), None, "test")
 
 
 def torch_record(net: TorchGPT, tokens: list[int]) -> dict[str, np.ndarray]:
@@ -61,3 +61,34 @@ def torch_model_of(model: Model) -> TorchGPT:
 
 
 __all__ = ["random_torch_gpt", "numpy_model_of", "torch_record", "torch_model_of", "CharTokenizer"]
+
+
+def train_bpe(vocab_size: int = 300):
+    """A small GPT-2-style byte-level BPE tokenizer trained offline on a few sentences."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    text = ["the quick brown fox jumps over the lazy dog", "hello world, hello attention",
+            "a transformer sorts the tokens", "the residual stream flows down the model"] * 20
+    tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return tok
+
+
+def hf_gpt2_folder(folder, tokenizer=None, seed: int = 0, **config):
+    """Save a random transformers GPT2LMHeadModel (eager attention, random biases and norms) to `folder`."""
+    import transformers
+
+    torch.manual_seed(seed)
+    cfg = transformers.GPT2Config(attn_implementation="eager", **config)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                p.normal_(0.0 if name.endswith("bias") else 1.0, 0.2)
+    model.save_pretrained(folder)
+    if tokenizer is not None:
+        tokenizer.save(str(folder / "tokenizer.json"))
+    return model

@@ -56,7 +56,7 @@ def test_truncated_file_is_refused(tmp_path):
     data = bundled_path("nano-gpt").read_bytes()
     path = tmp_path / "cut.safetensors"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(BadModelFile, match="cut.safetensors: cannot read it as safetensors"):
+    with pytest.raises(BadModelFile, match=r"cut.safetensors: the file is truncated: tensor '[^']+' ends at byte [0-9,]+ but the file has [0-9,]+ bytes"):
         load_model(str(path))
 
 

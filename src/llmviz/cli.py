@@ -18,6 +18,20 @@ def _fail(e: Exception) -> None:
     raise click.ClickException(str(e))
 
 
+def model_options(f):
+    """--dtype and --n-head, shared by every command that loads a model."""
+    f = click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32",
+                     show_default=True, help="How weights are kept in memory (computing is always float32).")(f)
+    return click.option("--n-head", type=click.IntRange(1), default=None,
+                        help="Head count of a minGPT state dict of a non-standard size.")(f)
+
+
+def _load(source: str, dtype: str, n_head):
+    from .loading import load_model
+
+    return load_model(source, dtype=dtype, n_head=n_head)
+
+
 def _parse_prompt(prompt: str, as_ids: bool):
     if not as_ids:
         return prompt
@@ -38,19 +52,20 @@ def main(ctx: click.Context) -> None:
 
 @main.command()
 @click.option("--model", "models", multiple=True, default=["nano-gpt"], show_default=True,
-              help="Model to serve (a preset name or an llmviz .safetensors file); repeat for several.")
+              help="Model to serve: nano-gpt, a Hugging Face folder or hub id (gpt2, distilgpt2 ...), a nanoGPT/minGPT "
+                   "checkpoint or an llmviz .safetensors file. Repeat for several.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--no-browser", is_flag=True, help="Do not open a browser tab.")
-def serve(models, host, port, no_browser) -> None:
+@model_options
+def serve(models, host, port, no_browser, dtype, n_head) -> None:
     """Start the local server and open the app in the browser."""
     import uvicorn
 
-    from .loading import load_model
     from .server import create_app
 
     try:
-        app = create_app([load_model(m) for m in models])
+        app = create_app([_load(m, dtype, n_head) for m in models])
     except LlmvizError as e:
         _fail(e)
     with socket.socket() as s:  # a clear message instead of uvicorn's trace when the port is taken
@@ -79,7 +94,8 @@ def list_models() -> None:
 
 @main.command()
 @click.argument("prompt")
-@click.option("--model", default="nano-gpt", show_default=True)
+@click.option("--model", default="nano-gpt", show_default=True,
+              help="nano-gpt, a Hugging Face folder or hub id, a nanoGPT/minGPT checkpoint or an llmviz .safetensors file.")
 @click.option("--ids", is_flag=True, help="PROMPT is token ids, not text.")
 @click.option("--max-new-tokens", "-n", type=click.IntRange(0, 1024), default=None,
               help="Default: fill the context, at most 32.")
@@ -87,12 +103,11 @@ def list_models() -> None:
 @click.option("--top-k", type=click.IntRange(1), default=None)
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None)
 @click.option("--seed", type=int, default=None)
-def generate(prompt, model, ids, max_new_tokens, temperature, top_k, top_p, seed) -> None:
+@model_options
+def generate(prompt, model, ids, max_new_tokens, temperature, top_k, top_p, seed, dtype, n_head) -> None:
     """Print the model's continuation of PROMPT."""
-    from .loading import load_model
-
     try:
-        g = load_model(model).generate(_parse_prompt(prompt, ids), max_new_tokens, temperature, top_k, top_p, seed)
+        g = _load(model, dtype, n_head).generate(_parse_prompt(prompt, ids), max_new_tokens, temperature, top_k, top_p, seed)
     except LlmvizError as e:
         _fail(e)
     click.echo(g.text)
@@ -100,17 +115,17 @@ def generate(prompt, model, ids, max_new_tokens, temperature, top_k, top_p, seed
 
 @main.command()
 @click.argument("prompt")
-@click.option("--model", default="nano-gpt", show_default=True)
+@click.option("--model", default="nano-gpt", show_default=True,
+              help="nano-gpt, a Hugging Face folder or hub id, a nanoGPT/minGPT checkpoint or an llmviz .safetensors file.")
 @click.option("--ids", is_flag=True, help="PROMPT is token ids, not text.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, writable=True),
               help="The .safetensors file to write.")
 @click.option("--no-weights", is_flag=True, help="Only the tensors the forward pass computed.")
-def trace(prompt, model, ids, out, no_weights) -> None:
+@model_options
+def trace(prompt, model, ids, out, no_weights, dtype, n_head) -> None:
     """Run the forward pass on PROMPT and save every tensor to a safetensors file."""
-    from .loading import load_model
-
     try:
-        t = load_model(model).run(_parse_prompt(prompt, ids))
+        t = _load(model, dtype, n_head).run(_parse_prompt(prompt, ids))
         t.save(out, include_weights=not no_weights)
     except (LlmvizError, OSError) as e:
         _fail(e)

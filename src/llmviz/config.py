@@ -19,15 +19,26 @@ class ModelConfig:
     vocab_size: int
     n_ctx: int
     layer_norm_eps: float = 1e-5
-    activation: str = "gelu_new"  # GPT-2's tanh approximation of GELU
+    activation: str = "gelu_new"  # GPT-2's tanh approximation of GELU; see ACTIVATIONS
     tied_unembed: bool = True  # W_U is W_E transposed (GPT-2); minGPT keeps its own lm_head
     unembed_bias: bool = False
+    bias: bool = True  # False: no biases in linear layers and layer norms (nanoGPT's bias=False)
+    n_inner: int | None = None  # MLP width; None means 4 * n_embd
+    scale_attn_weights: bool = True  # divide attention scores by sqrt(d_head)
+    scale_attn_by_inverse_layer_idx: bool = False  # also divide layer i's scores by i + 1
     description: str = ""
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unsupported activation {self.activation!r}: llmviz supports {', '.join(ACTIVATIONS)}")
+
+    def attn_scale(self, layer: int) -> float:
+        """What layer `layer` divides its q · k by."""
+        s = float(self.d_head) ** 0.5 if self.scale_attn_weights else 1.0
+        return s * (layer + 1) if self.scale_attn_by_inverse_layer_idx else s
 
     @property
     def d_model(self) -> int:
@@ -39,15 +50,16 @@ class ModelConfig:
 
     @property
     def d_mlp(self) -> int:
-        return 4 * self.n_embd
+        return self.n_inner or 4 * self.n_embd
 
     @property
     def n_params(self) -> int:
         """Exact number of learned parameters (a tied unembedding counts once)."""
-        C, V, N = self.n_embd, self.vocab_size, self.n_ctx
-        ln = 2 * C
-        attn = C * 3 * C + 3 * C + C * C + C
-        mlp = C * 4 * C + 4 * C + 4 * C * C + C
+        C, V, N, M = self.n_embd, self.vocab_size, self.n_ctx, self.d_mlp
+        b = 1 if self.bias else 0
+        ln = C + b * C
+        attn = C * 3 * C + b * 3 * C + C * C + b * C
+        mlp = C * M + b * M + M * C + b * C
         per_layer = 2 * ln + attn + mlp
         unembed = 0 if self.tied_unembed else C * V
         unembed += V if self.unembed_bias else 0
@@ -75,6 +87,12 @@ class ModelConfig:
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
         return cls(**{k: v for k, v in d.items() if k in known})
 
+
+# HF `activation_function` names -> the op that computes them (see graph.py and ops.py).
+ACTIVATIONS = {
+    "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu",
+    "gelu": "gelu_erf", "relu": "relu", "silu": "silu", "swish": "silu",
+}
 
 _GPT2 = dict(vocab_size=50257, n_ctx=1024, layer_norm_eps=1e-5)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import ModelConfig
+from .config import ACTIVATIONS, ModelConfig
 
 # name -> (short label, what it counts, colour). One colour per axis, used everywhere.
 AXES: dict[str, tuple[str, str, str]] = {
@@ -43,7 +43,11 @@ OPS: dict[str, tuple[str, str]] = {
     "softmax": ("exp(x − m) / s", "Turn a row of scores into probabilities that sum to 1."),
     "weighted_sum": ("Σ p · v", "Mix the value vectors, weighted by the attention pattern."),
     "gelu": ("0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))", "GPT-2's smooth ReLU-like activation."),
+    "gelu_erf": ("0.5 x (1 + erf(x / √2))", "The exact GELU activation."),
+    "relu": ("max(0, x)", "Keep positive values, zero the rest."),
+    "silu": ("x / (1 + exp(−x))", "SiLU (swish) activation."),
 }
+ACTIVATION_NAMES = {"gelu": "GELU", "gelu_erf": "GELU", "relu": "ReLU", "silu": "SiLU"}
 
 KINDS = ("input", "weight", "activation", "aggregate")
 
@@ -133,10 +137,15 @@ def _softmax(g: Graph, name, x, title, group, layer=None) -> str:
     return g.add(name, axes, "activation", title, group, "softmax", (x, m, s), layer)
 
 
+def _bias(g: Graph, name, axes, title, group, layer=None) -> str | None:
+    """A bias weight, or None for a model without biases (nanoGPT's bias=False)."""
+    return g.add(name, axes, "weight", title, group, layer=layer) if g.config.bias else None
+
+
 def _layer_norm(g: Graph, prefix, x, title, layer=None) -> str:
     eps = g.config.layer_norm_eps
     w = g.add(f"{prefix}.w", ["d_model"], "weight", f"{title} gain γ", prefix, layer=layer)
-    b = g.add(f"{prefix}.b", ["d_model"], "weight", f"{title} bias β", prefix, layer=layer)
+    b = _bias(g, f"{prefix}.b", ["d_model"], f"{title} bias β", prefix, layer)
     mean = g.add(f"{prefix}.hook_mean", ["pos"], "aggregate", f"{title} mean μ", prefix,
                  "ln_mean", (x,), layer)
     scale = g.add(f"{prefix}.hook_scale", ["pos"], "aggregate", f"{title} std σ", prefix,
@@ -144,7 +153,7 @@ def _layer_norm(g: Graph, prefix, x, title, layer=None) -> str:
     norm = g.add(f"{prefix}.hook_normalized", ["pos", "d_model"], "activation",
                  f"{title} normalized", prefix, "ln_normalize", (x, mean, scale), layer)
     return g.add(f"{prefix}.hook_out", ["pos", "d_model"], "activation", f"{title} output", prefix,
-                 "ln_affine", (norm, w, b), layer)
+                 "ln_affine", (norm, w) if b is None else (norm, w, b), layer)
 
 
 def _block(g: Graph, i: int, resid_pre: str) -> str:
@@ -154,27 +163,28 @@ def _block(g: Graph, i: int, resid_pre: str) -> str:
     qkv = {}
     for c, plain in (("Q", "Query"), ("K", "Key"), ("V", "Value")):
         W = g.add(f"{at}.W_{c}", ["head", "d_model", "d_head"], "weight", f"{plain} weight, layer {i}", at, layer=i)
-        b = g.add(f"{at}.b_{c}", ["head", "d_head"], "weight", f"{plain} bias, layer {i}", at, layer=i)
+        b = _bias(g, f"{at}.b_{c}", ["head", "d_head"], f"{plain} bias, layer {i}", at, i)
         qkv[c] = _linear(g, f"{at}.hook_{c.lower()}", x, W, b, f"{plain} vector, layer {i}", at, i)
     scores = g.add(f"{at}.hook_attn_scores", ["head", "pos", "key_pos"], "activation",
                    f"Attention scores, layer {i}", at, "attn_scores", (qkv["Q"], qkv["K"]), i,
-                   scale=float(g.config.d_head) ** 0.5)
+                   scale=g.config.attn_scale(i))
     pattern = _softmax(g, f"{at}.hook_pattern", scores, f"Attention pattern, layer {i}", at, i)
     z = g.add(f"{at}.hook_z", ["pos", "head", "d_head"], "activation", f"Attention output per head, layer {i}",
               at, "weighted_sum", (pattern, qkv["V"]), i)
     W_O = g.add(f"{at}.W_O", ["head", "d_head", "d_model"], "weight", f"Output projection weight, layer {i}", at, layer=i)
-    b_O = g.add(f"{at}.b_O", ["d_model"], "weight", f"Output projection bias, layer {i}", at, layer=i)
+    b_O = _bias(g, f"{at}.b_O", ["d_model"], f"Output projection bias, layer {i}", at, i)
     attn_out = _linear(g, f"{L}.hook_attn_out", z, W_O, b_O, f"Attention output, layer {i}", at, i)
     mid = g.add(f"{L}.hook_resid_mid", ["pos", "d_model"], "activation", f"Residual stream after attention, layer {i}",
                 L, "add", (resid_pre, attn_out), i)
     x = _layer_norm(g, f"{L}.ln2", mid, f"LayerNorm 2, layer {i}", i)
     W_in = g.add(f"{ml}.W_in", ["d_model", "d_mlp"], "weight", f"MLP input weight, layer {i}", ml, layer=i)
-    b_in = g.add(f"{ml}.b_in", ["d_mlp"], "weight", f"MLP input bias, layer {i}", ml, layer=i)
+    b_in = _bias(g, f"{ml}.b_in", ["d_mlp"], f"MLP input bias, layer {i}", ml, i)
     pre = _linear(g, f"{ml}.hook_pre", x, W_in, b_in, f"MLP pre-activation, layer {i}", ml, i)
-    post = g.add(f"{ml}.hook_post", ["pos", "d_mlp"], "activation", f"MLP activation (GELU), layer {i}", ml,
-                 "gelu", (pre,), i, activation=g.config.activation)
+    act = ACTIVATIONS[g.config.activation]
+    post = g.add(f"{ml}.hook_post", ["pos", "d_mlp"], "activation",
+                 f"MLP activation ({ACTIVATION_NAMES[act]}), layer {i}", ml, act, (pre,), i)
     W_out = g.add(f"{ml}.W_out", ["d_mlp", "d_model"], "weight", f"MLP output weight, layer {i}", ml, layer=i)
-    b_out = g.add(f"{ml}.b_out", ["d_model"], "weight", f"MLP output bias, layer {i}", ml, layer=i)
+    b_out = _bias(g, f"{ml}.b_out", ["d_model"], f"MLP output bias, layer {i}", ml, i)
     mlp_out = _linear(g, f"{L}.hook_mlp_out", post, W_out, b_out, f"MLP output, layer {i}", ml, i)
     return g.add(f"{L}.hook_resid_post", ["pos", "d_model"], "activation",
                  f"Residual stream after layer {i}", L, "add", (mid, mlp_out), i)

@@ -1,130 +1,119 @@
 """Finding a model by name or path and reading its weights.
 
-Weights live in the graph's own names (`embed.W_E`, `blocks.0.attn.W_Q`, ...), float32, in a
-safetensors file whose metadata holds the config as JSON: the `.safetensors` format llmviz writes.
+`load_model` accepts:
+- `nano-gpt` (bundled weights) and the structure-only preset `gpt3`;
+- a Hugging Face model folder (config.json + model.safetensors [+ tokenizer.json]);
+- a hub id such as `gpt2` or `distilgpt2`, downloaded into the Hugging Face cache only when named;
+- a nanoGPT `ckpt.pt` or a minGPT state dict (`.pt`, `.pth`, `.bin`), when torch is installed;
+- a `.safetensors` file written by llmviz: weights under the graph's own names (`embed.W_E`,
+  `blocks.0.attn.W_Q`, ...), with the config and tokenizer as JSON in its metadata.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from .config import PRESETS, ModelConfig
-from .errors import BadModelFile, ModelNotFound
+from .convert import STORAGE_DTYPES, to_storage
+from .errors import BadModelFile, LlmvizError, ModelNotFound
 from .graph import Graph
 from .model import Model
+from .safetensors_file import SafetensorsFile
 from .tokenizer import CharTokenizer
 
 FORMAT = "llmviz-weights-1"
-
-# Presets whose weights ship with the package.
-BUNDLED = {"nano-gpt": "nano-gpt.safetensors"}
+BUNDLED = {"nano-gpt": "nano-gpt.safetensors"}  # presets whose weights ship with the package
+NOT_ON_HUB = {"gpt3"}  # presets that are structure only: their weights were never released
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 
 def bundled_path(name: str) -> Path:
     return Path(str(resources.files("llmviz") / "weights" / BUNDLED[name]))
 
 
-def available_models() -> list[str]:
-    return list(PRESETS)
+def structure_only(name: str) -> Model:
+    """A preset's config and graph without weights: for showing its structure and scale."""
+    return Model(PRESETS[name], None, None, source="preset (structure only)")
 
 
-def load_model(name_or_path: str) -> Model:
-    """A preset name (nano-gpt loads its bundled weights; gpt2 ... gpt3 are structure only)
-    or the path of a .safetensors file written by llmviz."""
-    if name_or_path in BUNDLED:
-        return load_weights_file(bundled_path(name_or_path))
-    if name_or_path in PRESETS:
-        return Model(PRESETS[name_or_path], None, None, source="preset (structure only)")
-    path = Path(name_or_path)
-    if path.suffix == ".safetensors" and path.is_file():
-        return load_weights_file(path)
-    raise ModelNotFound(
-        f"unknown model {name_or_path!r}: use one of {', '.join(PRESETS)} or the path of an llmviz .safetensors file"
-    )
+def load_model(source: str, dtype: str = "float32", n_head: int | None = None) -> Model:
+    """Load a model by preset name, path or hub id (see the module doc).
+
+    dtype: how weights are kept in memory, "float32", "float16" or "bfloat16"; every op computes in
+    float32. n_head: the head count of a minGPT state dict of a non-standard shape.
+    """
+    if dtype not in STORAGE_DTYPES:
+        raise LlmvizError(f"unknown dtype {dtype!r}: use one of {', '.join(STORAGE_DTYPES)}")
+    source = str(source)
+    if source in BUNDLED:
+        return load_weights_file(bundled_path(source), dtype)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        from .huggingface import load_folder
+        return load_folder(path, dtype)
+    if path.is_file():
+        if path.suffix == ".safetensors":
+            return load_weights_file(path, dtype)
+        if path.suffix in CHECKPOINT_SUFFIXES:
+            from .checkpoints import load_checkpoint
+            return load_checkpoint(path, dtype, n_head)
+        raise BadModelFile(f"{path}: not a model file llmviz reads (a folder with config.json, a .safetensors "
+                           f"file written by llmviz, or a PyTorch checkpoint {'/'.join(CHECKPOINT_SUFFIXES)})")
+    if source in NOT_ON_HUB:
+        return structure_only(source)
+    if HUB_ID.match(source):
+        from .huggingface import load_hub
+        return load_hub(source, dtype)
+    raise ModelNotFound(f"unknown model {source!r}: no such file or folder, and not a preset "
+                        f"({', '.join(PRESETS)}) or a Hugging Face hub id")
 
 
 def save_weights(model: Model, path) -> None:
     """Write the model's weights (a tied W_U is not stored twice) with its config and tokenizer."""
     from safetensors.numpy import save_file
 
+    from .model import widen
+
     tensors = {
-        n: np.ascontiguousarray(model.weights[n], dtype=np.float32)
+        n: np.ascontiguousarray(widen(model.weights[n]))
         for n in model.graph.names("weight")
         if not (n == "unembed.W_U" and model.config.tied_unembed)
     }
     meta = {"format": FORMAT, "config": json.dumps(model.config.to_dict())}
-    if model.tokenizer is not None:
+    if isinstance(model.tokenizer, CharTokenizer):
         meta["tokenizer"] = json.dumps(model.tokenizer.to_dict())
     save_file(tensors, str(path), metadata=meta)
 
 
-def load_weights_file(path) -> Model:
-    from safetensors import SafetensorError, safe_open
-
+def load_weights_file(path, dtype: str = "float32") -> Model:
     path = Path(path)
+    f = SafetensorsFile(path)
+    if f.metadata.get("format") != FORMAT:
+        raise BadModelFile(f"{path}: not an llmviz weights file (no '{FORMAT}' metadata); for a Hugging Face "
+                           "model pass its folder, with config.json")
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != FORMAT:
-                raise BadModelFile(f"{path}: not an llmviz weights file (no '{FORMAT}' metadata)")
-            config = ModelConfig.from_dict(json.loads(meta["config"]))
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise BadModelFile(f"{path}: cannot read it as safetensors ({e})") from None
-    tok = json.loads(meta["tokenizer"]) if "tokenizer" in meta else None
+        config = ModelConfig.from_dict(json.loads(f.metadata["config"]))
+        tok = json.loads(f.metadata["tokenizer"]) if "tokenizer" in f.metadata else None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise BadModelFile(f"{path}: corrupt llmviz metadata ({e})") from None
     tokenizer = CharTokenizer(tok["chars"]) if tok and tok.get("type") == "chars" else None
-    return Model(config, check_weights(Graph(config), arrays, path), tokenizer, source=str(path))
-
-
-def check_weights(graph: Graph, arrays: dict[str, np.ndarray], path) -> dict[str, np.ndarray]:
-    """Every weight the graph declares, float32 and of the declared shape; else an error naming it."""
-    if graph.config.tied_unembed and "unembed.W_U" not in arrays and "embed.W_E" in arrays:
-        arrays = {**arrays, "unembed.W_U": arrays["embed.W_E"].T}
+    graph = Graph(config)
     sizes = graph.sizes(0)
-    out = {}
+    weights = {}
     for name in graph.names("weight"):
-        if name not in arrays:
+        if name == "unembed.W_U" and config.tied_unembed:
+            weights[name] = weights["embed.W_E"].T
+            continue
+        if name not in f.tensors:
             raise BadModelFile(f"{path}: tensor {name!r} is missing")
-        a, want = arrays[name], graph[name].shape(sizes)
-        if tuple(a.shape) != want:
-            raise BadModelFile(f"{path}: tensor {name!r} has shape {list(a.shape)}, expected {list(want)}")
-        out[name] = a if a.dtype == np.float32 else a.astype(np.float32)
-    return out
-
-
-def weights_from_gpt2_state(state: dict[str, np.ndarray], config: ModelConfig, layout: str) -> dict[str, np.ndarray]:
-    """Convert a GPT-2-style state dict (names `transformer.h.0.attn.c_attn.weight` ..., as in Hugging Face,
-    minGPT and nanoGPT) into the graph's per-head weights.
-
-    layout: "conv1d" (Hugging Face, weights stored [in, out]) or "linear" (torch nn.Linear, [out, in]).
-    """
-    C, H, A = config.n_embd, config.n_head, config.d_head
-
-    def get(name):
-        return np.asarray(state[name], dtype=np.float32)
-
-    def matrix(name):  # always returned as [in, out]
-        w = get(name)
-        return w if layout == "conv1d" else w.T
-
-    w = {"embed.W_E": get("transformer.wte.weight"), "pos_embed.W_pos": get("transformer.wpe.weight")}
-    for i in range(config.n_layer):
-        h, L = f"transformer.h.{i}.", f"blocks.{i}."
-        for ln_src, ln_dst in (("ln_1", "ln1"), ("ln_2", "ln2")):
-            w[L + ln_dst + ".w"], w[L + ln_dst + ".b"] = get(h + ln_src + ".weight"), get(h + ln_src + ".bias")
-        qkv, qkv_b = matrix(h + "attn.c_attn.weight"), get(h + "attn.c_attn.bias")
-        for j, c in enumerate("QKV"):
-            # Stored [d_model, head, d_head] contiguous, seen as [head, d_model, d_head]: the matmul reads it in place.
-            w[L + f"attn.W_{c}"] = np.ascontiguousarray(qkv[:, j * C:(j + 1) * C]).reshape(C, H, A).transpose(1, 0, 2)
-            w[L + f"attn.b_{c}"] = qkv_b[j * C:(j + 1) * C].reshape(H, A)
-        w[L + "attn.W_O"] = np.ascontiguousarray(matrix(h + "attn.c_proj.weight")).reshape(H, A, C)
-        w[L + "attn.b_O"] = get(h + "attn.c_proj.bias")
-        w[L + "mlp.W_in"], w[L + "mlp.b_in"] = matrix(h + "mlp.c_fc.weight"), get(h + "mlp.c_fc.bias")
-        w[L + "mlp.W_out"], w[L + "mlp.b_out"] = matrix(h + "mlp.c_proj.weight"), get(h + "mlp.c_proj.bias")
-    w["ln_final.w"], w["ln_final.b"] = get("transformer.ln_f.weight"), get("transformer.ln_f.bias")
-    w["unembed.W_U"] = w["embed.W_E"].T if config.tied_unembed else get("lm_head.weight").T
-    return w
+        want = graph[name].shape(sizes)
+        if f.shape(name) != want:
+            raise BadModelFile(f"{path}: tensor {name!r} has shape {list(f.shape(name))}, expected {list(want)}")
+        weights[name] = to_storage(f.read(name), dtype)
+    return Model(config, weights, tokenizer, source=str(path))

@@ -19,12 +19,17 @@ from . import ops
 from .config import ModelConfig
 from .errors import InputTooLong, LlmvizError, NoWeights
 from .graph import Graph
+from .safetensors_file import bf16_to_f32
 
 Prompt = Union[str, Sequence[int]]
 
 
 class Model:
-    """A config, its graph, its tokenizer and (unless structure only) its weights."""
+    """A config, its graph, its tokenizer and (unless structure only) its weights.
+
+    `weights` maps each weight name of the graph to an array in the storage dtype (float32 by default;
+    float16, or bfloat16 as uint16 bits, when loaded with dtype=...). `trace[name]` is always float32.
+    """
 
     def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray] | None, tokenizer, source: str = ""):
         self.config = config
@@ -63,7 +68,12 @@ class Model:
         return ids
 
     def token_strs(self, ids: Sequence[int]) -> list[str]:
+        """Each token as readable text (a BPE token's leading space shown as ␣); ids without a tokenizer."""
         return self.tokenizer.token_strs(ids) if self.tokenizer else [str(i) for i in ids]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Tokens back to plain text; ids separated by spaces without a tokenizer."""
+        return self.tokenizer.decode(ids) if self.tokenizer else " ".join(str(i) for i in ids)
 
     def run(self, prompt: Prompt) -> "Trace":
         """The forward pass: compute every tensor of the graph, in order, and keep them all."""
@@ -72,7 +82,7 @@ class Model:
         values: dict[str, np.ndarray] = {}
         for t in self.graph:
             if t.kind == "weight":
-                values[t.name] = self.weights[t.name]
+                values[t.name] = widen(self.weights[t.name])
             elif t.kind == "input":
                 values[t.name] = np.asarray(ids, dtype=np.int64)
             else:
@@ -101,7 +111,14 @@ class Model:
             nxt = _sample(probs, temperature, top_k, top_p, rng)
             new.append(nxt)
             probs_of_choice.append(float(probs[nxt]))
-        return Generation(ids, new, self.token_strs(new), probs_of_choice)
+        return Generation(ids, new, self.token_strs(new), self.decode(new), probs_of_choice)
+
+
+def widen(w: np.ndarray) -> np.ndarray:
+    """A weight as float32 for computing: float16 is cast, bfloat16 (kept as uint16 bits) is expanded."""
+    if w.dtype == np.float32:
+        return w
+    return bf16_to_f32(w) if w.dtype == np.uint16 else w.astype(np.float32)
 
 
 def _sample(probs: np.ndarray, temperature: float, top_k, top_p, rng) -> int:
@@ -124,12 +141,9 @@ def _sample(probs: np.ndarray, temperature: float, top_k, top_p, rng) -> int:
 class Generation:
     prompt: list[int]
     tokens: list[int]  # the new tokens only
-    token_strs: list[str]
+    token_strs: list[str]  # each new token, readable
+    text: str  # the new tokens decoded to plain text
     probs: list[float] = field(default_factory=list)  # probability of each chosen token when it was chosen
-
-    @property
-    def text(self) -> str:
-        return "".join(self.token_strs)
 
 
 class Trace(Mapping):

@@ -40,8 +40,11 @@ def ln_normalize(x, mean, scale):
     return (x - mean[..., None]) / scale[..., None]
 
 
-def ln_affine(normalized, w, b):
-    return normalized * w + b
+def ln_affine(normalized, w, b=None):
+    out = normalized * w
+    if b is not None:
+        out += b
+    return out
 
 
 def linear(x, W, b=None, *, contract, x_dims, w_dims):
@@ -106,23 +109,46 @@ def weighted_sum(pattern, v):
     return np.ascontiguousarray(z.transpose(1, 0, 2))
 
 
-def gelu(x, activation="gelu_new"):
-    if activation in ("gelu_new", "gelu_pytorch_tanh"):
-        y = x * x  # 0.5 x (1 + tanh(c (x + 0.044715 x^3))), computed in place
-        y *= np.float32(0.044715)
-        y += np.float32(1.0)
-        y *= x
-        y *= GELU_C
-        np.tanh(y, out=y)
-        y += np.float32(1.0)
-        y *= x
-        y *= np.float32(0.5)
-        return y
-    raise ValueError(f"unsupported activation {activation!r}")
+def gelu(x):
+    """GPT-2's GELU, tanh form: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))), computed in place."""
+    y = x * x
+    y *= np.float32(0.044715)
+    y += np.float32(1.0)
+    y *= x
+    y *= GELU_C
+    np.tanh(y, out=y)
+    y += np.float32(1.0)
+    y *= x
+    y *= np.float32(0.5)
+    return y
+
+
+def gelu_erf(x):
+    """Exact GELU, 0.5 x (1 + erf(x / √2)), in float64 then rounded to float32."""
+    x64 = x.astype(np.float64)
+    return (0.5 * x64 * (1.0 + _erf(x64 / np.sqrt(2.0)))).astype(np.float32)
+
+
+def _erf(x):
+    # erf = 1 - erfc, with Numerical Recipes' Chebyshev fit of erfc (relative error < 1.2e-7).
+    z = np.abs(x)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
+    erfc = t * np.exp(poly)
+    return np.where(x >= 0, 1.0 - erfc, erfc - 1.0)
+
+
+def relu(x):
+    return np.maximum(x, np.float32(0))
+
+
+def silu(x):
+    return x / (np.float32(1) + np.exp(-x))
 
 
 OPS = {
     f.__name__: f
     for f in (embed, pos_embed, add, identity, ln_mean, ln_scale, ln_normalize, ln_affine, linear,
-              attn_scores, softmax_max, softmax_sum_exp, softmax, weighted_sum, gelu)
+              attn_scores, softmax_max, softmax_sum_exp, softmax, weighted_sum, gelu, gelu_erf, relu, silu)
 }

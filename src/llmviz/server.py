@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, model_validator
 
 from .errors import LlmvizError, ModelNotFound
-from .loading import load_model
+from .loading import load_model, structure_only
 from .model import Model
 
 MAX_BODY_BYTES = 64 * 1024
@@ -116,9 +116,14 @@ def static_dir() -> Path:
 
 def create_app(models: list[Model] | None = None) -> FastAPI:
     """An app serving these models (default: nano-gpt), plus structure-only GPT-2 and GPT-3 for scale."""
-    registry: dict[str, Model] = {m.name: m for m in (models or [load_model("nano-gpt")])}
+    registry: dict[str, Model] = {}
+    for m in models or [load_model("nano-gpt")]:
+        name, n = m.name, 2
+        while name in registry:  # two folders of the same name: the second is "name-2"
+            name, n = f"{m.name}-{n}", n + 1
+        registry[name] = m
     for name in STRUCTURE_ONLY:
-        registry.setdefault(name, load_model(name))
+        registry.setdefault(name, structure_only(name))
 
     app = FastAPI(title="llmviz", version="0.1.0", summary="Every number of a GPT's forward pass.")
 
@@ -145,9 +150,9 @@ def create_app(models: list[Model] | None = None) -> FastAPI:
     def list_models():
         """Every model this server knows, in selector order."""
         return [
-            ModelInfo(name=m.name, description=m.config.description, n_params=m.config.n_params,
+            ModelInfo(name=name, description=m.config.description, n_params=m.config.n_params,
                       has_weights=m.has_weights, config=m.config.to_dict(), source=m.source)
-            for m in registry.values()
+            for name, m in registry.items()
         ]
 
     @app.get("/api/models/{name}/graph")

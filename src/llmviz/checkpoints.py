@@ -1,0 +1,109 @@
+"""PyTorch checkpoints of nanoGPT (`ckpt.pt`) and minGPT (a saved state dict).
+
+Read with `torch.load(weights_only=True)`, which only rebuilds tensors and plain containers and never
+runs code from the file. A char-level nanoGPT's `meta.pkl` (its vocabulary) is read with an unpickler
+that accepts plain dicts, lists, strings and numbers, nothing else.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .config import ModelConfig
+from .convert import canonical_state, weights_from_gpt2_state
+from .errors import BadModelFile, LlmvizError
+from .model import Model
+from .tokenizer import CharTokenizer, HFTokenizer
+
+# minGPT's model types: (n_layer, n_embd) -> n_head; a bare state dict does not record the head count.
+MINGPT_HEADS = {(12, 768): 12, (24, 1024): 16, (36, 1280): 20, (48, 1600): 25, (8, 512): 16,
+                (6, 192): 6, (4, 128): 4, (3, 48): 3}
+
+
+def load_checkpoint(path, dtype: str = "float32", n_head: int | None = None) -> Model:
+    path = Path(path)
+    try:
+        import torch
+    except ImportError:
+        raise LlmvizError(f"{path} is a PyTorch checkpoint: reading it needs torch (pip install 'llmviz[train]')") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError ... with long multi-line texts
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(e))
+        if found:
+            raise BadModelFile(f"{path}: holds a Python object ({found.group(1)}), not only tensors and plain "
+                               "containers, and llmviz never unpickles arbitrary objects") from None
+        raise BadModelFile(f"{path}: cannot read it as a PyTorch checkpoint (truncated, or not a torch.save file)") from None
+    if not isinstance(obj, dict):
+        raise BadModelFile(f"{path}: expected a nanoGPT checkpoint or a minGPT state dict, found a {type(obj).__name__}")
+    name = path.parent.name if path.stem in ("ckpt", "model", "checkpoint") and path.parent.name else path.stem
+    if "model" in obj and "model_args" in obj:
+        state, config = _nanogpt(obj, name, path)
+    elif obj and all(hasattr(v, "shape") for v in obj.values()):
+        state, config = _mingpt(obj, name, path, n_head)
+    else:
+        raise BadModelFile(f"{path}: expected a nanoGPT checkpoint (with 'model' and 'model_args') or a minGPT "
+                           "state dict (tensor names like transformer.h.0.attn.c_attn.weight)")
+    weights = weights_from_gpt2_state(state, config, layout="linear", source=str(path), dtype=dtype)
+    return Model(config, weights, _tokenizer_beside(path, config), source=str(path))
+
+
+def _numpy(state: dict) -> dict:
+    return canonical_state({k: v.detach().float().numpy() if hasattr(v, "detach") else np.asarray(v)
+                            for k, v in state.items()})
+
+
+def _nanogpt(obj: dict, name: str, path):
+    a = obj["model_args"]
+    try:
+        config = ModelConfig(name, n_layer=a["n_layer"], n_head=a["n_head"], n_embd=a["n_embd"],
+                             vocab_size=a["vocab_size"], n_ctx=a["block_size"], bias=a.get("bias", True),
+                             activation="gelu",  # nanoGPT's MLP uses nn.GELU(), the exact (erf) form
+                             tied_unembed=True, description=f"nanoGPT checkpoint {path}")
+    except (KeyError, ValueError) as e:
+        raise BadModelFile(f"{path}: model_args is incomplete or inconsistent ({e})") from None
+    return _numpy(obj["model"]), config
+
+
+def _mingpt(obj: dict, name: str, path, n_head: int | None):
+    state = _numpy(obj)
+    if "wte.weight" not in state or "wpe.weight" not in state:
+        raise BadModelFile(f"{path}: no transformer.wte.weight / transformer.wpe.weight: not a GPT state dict")
+    layers = {int(m.group(1)) for k in state if (m := re.match(r"h\.(\d+)\.", k))}
+    n_layer = max(layers) + 1 if layers else 0
+    vocab, n_embd = state["wte.weight"].shape
+    n_head = n_head or MINGPT_HEADS.get((n_layer, n_embd))
+    if n_head is None:
+        raise LlmvizError(f"{path}: a minGPT state dict does not record its number of heads "
+                          f"({n_layer} layers, n_embd {n_embd}): pass n_head (CLI: --n-head)")
+    tied = "lm_head.weight" not in state or np.array_equal(state["lm_head.weight"], state["wte.weight"])
+    try:
+        config = ModelConfig(name, n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab,
+                             n_ctx=state["wpe.weight"].shape[0], bias="h.0.attn.c_attn.bias" in state,
+                             tied_unembed=tied, description=f"minGPT state dict {path}")
+    except ValueError as e:
+        raise BadModelFile(f"{path}: {e}") from None
+    return state, config
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _tokenizer_beside(path: Path, config: ModelConfig):
+    if (path.parent / "tokenizer.json").is_file():
+        return HFTokenizer(path.parent / "tokenizer.json")
+    meta = path.parent / "meta.pkl"  # nanoGPT's char-level datasets
+    if meta.is_file():
+        try:
+            with open(meta, "rb") as f:
+                itos = _PlainUnpickler(f).load()["itos"]
+            return CharTokenizer([itos[i] for i in range(len(itos))])
+        except (pickle.UnpicklingError, KeyError, TypeError, EOFError) as e:
+            raise BadModelFile(f"{meta}: not a plain nanoGPT vocabulary ({e})") from None
+    return None

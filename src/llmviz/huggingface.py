@@ -1,0 +1,112 @@
+"""Hugging Face GPT-2-family models: a local folder (config.json + model.safetensors [+ tokenizer.json]),
+or a hub id downloaded into the usual Hugging Face cache when the user names it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from .config import ModelConfig
+from .convert import canonical, weights_from_gpt2_state
+from .errors import BadModelFile, LlmvizError, ModelNotFound
+from .model import Model
+from .safetensors_file import SafetensorsFile
+from .tokenizer import HFTokenizer
+
+SUPPORTED = "GPT-2-architecture models (Hugging Face model_type 'gpt2', e.g. gpt2, distilgpt2) and nanoGPT/minGPT checkpoints"
+HUB_FILES = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors", "tokenizer.json"]
+
+
+def config_from_hf(cfg: dict, name: str, source) -> ModelConfig:
+    model_type = cfg.get("model_type")
+    if model_type != "gpt2":
+        raise BadModelFile(f"{source}: unsupported architecture {model_type or cfg.get('architectures')!r}: "
+                           f"llmviz supports {SUPPORTED}")
+    try:
+        return ModelConfig(
+            name, n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"], vocab_size=cfg["vocab_size"],
+            n_ctx=cfg.get("n_positions", cfg.get("n_ctx", 1024)), layer_norm_eps=cfg.get("layer_norm_epsilon", 1e-5),
+            activation=cfg.get("activation_function", "gelu_new"), tied_unembed=cfg.get("tie_word_embeddings", True),
+            n_inner=cfg.get("n_inner"), scale_attn_weights=cfg.get("scale_attn_weights", True),
+            scale_attn_by_inverse_layer_idx=cfg.get("scale_attn_by_inverse_layer_idx", False),
+            description=f"Hugging Face GPT-2 model from {source}",
+        )
+    except KeyError as e:
+        raise BadModelFile(f"{source}: config.json lacks {e.args[0]!r}") from None
+    except ValueError as e:
+        raise BadModelFile(f"{source}: {e}") from None
+
+
+class LazyState(Mapping):
+    """Canonical tensor name -> array, read from one or more safetensors files only when asked for."""
+
+    def __init__(self, files: list[SafetensorsFile]):
+        self.where = {canonical(k): (f, k) for f in files for k in f.keys()}
+
+    def __getitem__(self, name):
+        f, key = self.where[name]
+        return f.read(key)
+
+    def __iter__(self):
+        return iter(self.where)
+
+    def __len__(self):
+        return len(self.where)
+
+
+def load_folder(folder, dtype: str = "float32", name: str | None = None) -> Model:
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise BadModelFile(f"{folder}: no config.json: a Hugging Face model folder holds config.json, "
+                           "model.safetensors and, optionally, tokenizer.json")
+    try:
+        raw = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BadModelFile(f"{config_path}: not valid JSON ({e})") from None
+    config = config_from_hf(raw, name or folder.name, folder)
+    index = folder / "model.safetensors.index.json"
+    if (folder / "model.safetensors").is_file():
+        files = [SafetensorsFile(folder / "model.safetensors")]
+    elif index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        files = [SafetensorsFile(folder / s) for s in shards]
+    elif (folder / "pytorch_model.bin").is_file():
+        raise BadModelFile(f"{folder}: only pytorch_model.bin is there; llmviz reads model.safetensors "
+                           "(transformers' save_pretrained writes it)")
+    else:
+        raise BadModelFile(f"{folder}: no model.safetensors")
+    weights = weights_from_gpt2_state(LazyState(files), config, layout="conv1d", source=str(files[0].path), dtype=dtype)
+    tok_path = folder / "tokenizer.json"
+    tokenizer = HFTokenizer(tok_path) if tok_path.is_file() else None
+    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
+        raise BadModelFile(f"{tok_path}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+                           f"{config.vocab_size}")
+    return Model(config, weights, tokenizer, source=str(folder))
+
+
+def load_hub(repo_id: str, dtype: str = "float32") -> Model:
+    """Download (or find in the Hugging Face cache) a hub model the user named, then load it."""
+    help_offline = (f"to use it offline, put config.json, model.safetensors and tokenizer.json from "
+                    f"https://huggingface.co/{repo_id} in a folder and pass that folder (llmviz serve --model ./folder)")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise LlmvizError(f"loading {repo_id!r} from the hub needs huggingface_hub (pip install huggingface_hub); "
+                          + help_offline) from None
+    try:  # the cache first: no network needed for a model downloaded before
+        path = snapshot_download(repo_id, allow_patterns=HUB_FILES, local_files_only=True)
+    except Exception:
+        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+            raise ModelNotFound(f"unknown model {repo_id!r}: not a preset, a file or a folder, and it is not in the "
+                                f"Hugging Face cache (HF_HUB_OFFLINE is set); {help_offline}") from None
+        try:
+            print(f"downloading {repo_id} from the Hugging Face hub ...", flush=True)
+            path = snapshot_download(repo_id, allow_patterns=HUB_FILES)
+        except Exception as e:
+            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ModelNotFound(f"unknown model {repo_id!r}: not a preset, a file or a folder, and the Hugging Face "
+                                f"hub could not provide it ({reason}); {help_offline}") from None
+    return load_folder(path, dtype, name=repo_id)

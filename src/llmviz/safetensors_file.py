@@ -1,0 +1,90 @@
+"""Reading safetensors files one tensor at a time, with errors that name the file and the tensor.
+
+The format: an 8-byte little-endian header length, a JSON header mapping each tensor name to its
+dtype, shape and [start, end) byte offsets in the data that follows, and an optional __metadata__.
+The whole header is checked before anything is read, so a truncated or corrupt file is refused
+before a single weight is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadModelFile
+
+# File dtype -> (numpy dtype of the stored bits, bytes per element). BF16 is read as its uint16 bits.
+DTYPES = {
+    "F64": (np.float64, 8), "F32": (np.float32, 4), "F16": (np.float16, 2), "BF16": (np.uint16, 2),
+    "I64": (np.int64, 8), "I32": (np.int32, 4), "I16": (np.int16, 2), "I8": (np.int8, 1), "U8": (np.uint8, 1),
+    "BOOL": (np.bool_, 1),
+}
+MAX_HEADER = 100 * 1024 * 1024
+
+
+def bf16_to_f32(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def f32_to_bf16(x: np.ndarray) -> np.ndarray:
+    """Round float32 to bfloat16 (nearest, ties to even), as uint16 bits."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+class SafetensorsFile:
+    def __init__(self, path):
+        self.path = Path(path)
+        try:
+            size = os.path.getsize(self.path)
+            with open(self.path, "rb") as f:
+                head = f.read(8)
+                if len(head) < 8:
+                    raise BadModelFile(f"{self.path}: not a safetensors file (only {len(head)} bytes)")
+                n = int.from_bytes(head, "little")
+                if n > min(MAX_HEADER, size - 8):
+                    raise BadModelFile(f"{self.path}: not a safetensors file, or truncated (header of {n} bytes "
+                                       f"in a file of {size})")
+                header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise BadModelFile(f"{self.path}: corrupt safetensors header ({e})") from None
+        except OSError as e:
+            raise BadModelFile(f"{self.path}: cannot read it ({e.strerror})") from None
+        if not isinstance(header, dict):
+            raise BadModelFile(f"{self.path}: corrupt safetensors header")
+        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+        self.base = 8 + n
+        self.tensors: dict[str, dict] = header
+        for name, info in header.items():
+            try:
+                dtype, shape, (start, end) = info["dtype"], info["shape"], info["data_offsets"]
+                itemsize = DTYPES[dtype][1]
+            except (KeyError, TypeError, ValueError):
+                raise BadModelFile(f"{self.path}: tensor {name!r} has an unsupported dtype or a corrupt entry") from None
+            if end - start != int(np.prod(shape, dtype=np.int64)) * itemsize or start < 0:
+                raise BadModelFile(f"{self.path}: tensor {name!r}: its byte range does not match its shape {shape}")
+            if self.base + end > size:
+                raise BadModelFile(f"{self.path}: the file is truncated: tensor {name!r} ends at byte "
+                                   f"{self.base + end:,} but the file has {size:,} bytes")
+
+    def keys(self) -> list[str]:
+        return list(self.tensors)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.tensors[name]["shape"])
+
+    def read(self, name: str) -> np.ndarray:
+        """The tensor as float32 (floats of any width) or its stored integer type."""
+        info = self.tensors[name]
+        np_dtype, itemsize = DTYPES[info["dtype"]]
+        start, end = info["data_offsets"]
+        with open(self.path, "rb") as f:
+            f.seek(self.base + start)
+            a = np.fromfile(f, dtype=np.dtype(np_dtype).newbyteorder("<"), count=(end - start) // itemsize)
+        a = a.reshape(info["shape"])
+        if info["dtype"] == "BF16":
+            return bf16_to_f32(a)
+        return a.astype(np.float32) if a.dtype.kind == "f" and a.dtype != np.float32 else a
