@@ -90,6 +90,8 @@ def list_models() -> None:
     for name, cfg in PRESETS.items():
         weights = "weights bundled" if name in BUNDLED else "structure only"
         click.echo(f"{name:12s} {cfg.n_params:>16,d} params  {cfg.n_layer:>3d} layers  {weights:16s} {cfg.description}")
+    click.echo("\nAlso: a Hugging Face model folder or hub id (gpt2, distilgpt2 ...; downloaded when named), "
+               "a nanoGPT ckpt.pt, a minGPT state dict, or an llmviz .safetensors file.")
 
 
 @main.command()
