@@ -1,9 +1,11 @@
 // The server's API, typed. Every failure becomes an Error whose message is the server's `detail`.
+import { parseScene, type SceneData } from "./scenedata";
 import { parseTrace, type Trace } from "./trace";
 
 export interface ModelInfo {
   name: string;
   description: string;
+  example: string | null;
   n_params: number;
   has_weights: boolean;
   config: { n_layer: number; n_head: number; n_embd: number; vocab_size: number; n_ctx: number };
@@ -20,15 +22,17 @@ async function check(res: Response): Promise<Response> {
   throw new Error(detail);
 }
 
+const post = (url: string, body: unknown) =>
+  fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+
 export async function fetchModels(): Promise<ModelInfo[]> {
   return (await check(await fetch("/api/models"))).json();
 }
 
 export async function fetchTrace(model: string, text: string): Promise<Trace> {
-  const res = await fetch("/api/trace", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ model, text }),
-  });
-  return parseTrace(await (await check(res)).arrayBuffer());
+  return parseTrace(await (await check(await post("/api/trace", { model, text }))).arrayBuffer());
+}
+
+export async function fetchScene(req: { model: string; text?: string; n_pos?: number }): Promise<SceneData> {
+  return parseScene(await (await check(await post("/api/scene", req))).arrayBuffer());
 }

@@ -1,8 +1,29 @@
-// Entry point: list the server's models and run the forward pass on the user's input.
-import { fetchModels, fetchTrace, type ModelInfo } from "./api";
-import { argmaxRow, formatCount } from "./trace";
+// The app: pick a model, type an input, and see every tensor of its forward pass as blocks in 3D.
+import * as THREE from "three";
+import { fetchModels, fetchScene, type ModelInfo } from "./api";
+import { buildModel, pick, type BuiltModel } from "./blocks";
+import { FAMILIES, KINDS, MASKED } from "./colors";
+import { LabelLayer, type Label } from "./labels";
+import { type BlockInfo, type SceneData } from "./scenedata";
+import { formatCount } from "./trace";
+import { formatState, parseState, type ViewState } from "./urlstate";
+import { View } from "./view";
 
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
+const SCALE_MODELS = ["nano-gpt", "gpt2", "gpt2-xl", "gpt3"];
+
+interface Placed { data: SceneData; built: BuiltModel; offsetX: number }
+
+const app = {
+  view: null as View | null,
+  labels: null as LabelLayer | null,
+  models: [] as ModelInfo[],
+  placed: [] as Placed[],
+  state: parseState(location.search) as ViewState,
+  selected: null as { placed: Placed; block: number } | null,
+  firstFrameMs: null as number | null,
+  loadSeq: 0,
+};
 
 function showError(message: string) {
   const box = $<HTMLDivElement>("#error");
@@ -10,60 +31,368 @@ function showError(message: string) {
   box.hidden = message === "";
 }
 
-function renderModels(models: ModelInfo[]) {
-  const rows = models.map((m) => {
-    const tr = document.createElement("tr");
-    const cells = [m.name, formatCount(m.n_params), String(m.config.n_layer), String(m.config.n_head),
-      String(m.config.n_embd), m.has_weights ? "real weights" : "structure only: no weights loaded", m.description];
-    for (const c of cells) tr.appendChild(Object.assign(document.createElement("td"), { textContent: c }));
-    tr.dataset.model = m.name;
-    return tr;
-  });
-  $<HTMLTableSectionElement>("#models tbody").replaceChildren(...rows);
-  const select = $<HTMLSelectElement>("#model");
-  select.replaceChildren(...models.filter((m) => m.has_weights).map((m) =>
-    Object.assign(document.createElement("option"), { value: m.name, textContent: m.name })));
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
 }
 
-async function run() {
+/** "H × T × A = 3 × 6 × 16", each axis letter in its axis colour. */
+function shapeHtml(data: SceneData, b: BlockInfo): string {
+  const ax = data.info.axes;
+  const letters = b.dims.map(([a]) => `<span style="color:${ax[a].color}">${escapeHtml(ax[a].label)}</span>`);
+  return `${letters.join(" × ")} = ${b.dims.map(([, n]) => n).join(" × ")}`;
+}
+
+function blockLabels(p: Placed): Label[] {
+  const { data, offsetX } = p;
+  const info = data.info;
+  const out: Label[] = [];
+  info.blocks.forEach((b) => {
+    const sampled = b.tile > 1 ? ` <span class="tile">max |value| per ${b.tile}×${b.tile} tile</span>` : "";
+    out.push({ anchor: new THREE.Vector3(b.x + offsetX, b.y + 0.3, b.z), worldSize: Math.max(b.cols, 1.5), minPixels: 14,
+      compact: `<b>${escapeHtml(b.short)}</b>`, fullPixels: 110,
+      html: `<b>${escapeHtml(b.short)}</b> ${shapeHtml(data, b)}${sampled}`, cls: `block kind-${b.kind}`, above: true,
+      data: { tensor: b.tensor } });
+    if (b.depth > 1 && b.tensor.endsWith("hook_q")) {  // one note per layer: heads stack front to back
+      const text = b.merged ? `${b.depth} heads (front: head 0)` : `heads 0–${b.depth - 1}, front to back`;
+      out.push({ anchor: new THREE.Vector3(b.x + offsetX - 0.6, b.y - b.rows / 2, b.z), worldSize: b.rows,
+        minPixels: 30, html: text, cls: "head" });
+    }
+  });
+  for (const s of info.sections) {
+    out.push({ anchor: new THREE.Vector3(s.x0 + offsetX - 3, s.y0 + 3, 1), worldSize: s.x1 - s.x0, minPixels: 60,
+      html: escapeHtml(s.title), cls: `section section-${s.title.split(" ")[0].toLowerCase()}`, above: true, priority: 1 });
+  }
+  const tok = info.blocks.find((b) => b.kind === "input");
+  if (tok && info.token_strs) {
+    info.token_strs.forEach((t, i) => out.push({ anchor: new THREE.Vector3(tok.x + offsetX + i + 0.5, tok.y + 1.6, 0),
+      worldSize: 1, minPixels: 16, html: `${escapeHtml(t)}<small>${info.tokens![i]}</small>`, cls: "token", above: true }));
+  }
+  const probs = info.blocks.find((b) => b.tensor === "probs");
+  if (probs && info.predicted) {
+    info.predicted.forEach((t, i) => out.push({ anchor: new THREE.Vector3(probs.x + offsetX + i + 0.5, probs.y - probs.rows - 1, 0),
+      worldSize: 1, minPixels: 16, html: `→ ${escapeHtml(t)}`, cls: "token predicted" }));
+  }
+  const [x0, , x1] = info.bounds;
+  const m = info.model;
+  out.push({ anchor: new THREE.Vector3(x0 + offsetX, 12 + (x1 - x0) * 0.12, 0), worldSize: x1 - x0, minPixels: 0,
+    html: `${escapeHtml(m.name)}<br><small>${formatCount(m.n_params)} parameters${m.has_weights ? "" : " · structure only"}</small>`,
+    cls: "model-title", above: true, priority: 2 });
+  return out;
+}
+
+function clearScene() {
+  for (const p of app.placed) {
+    app.view!.scene.remove(p.built.group);
+    p.built.dispose();
+  }
+  app.placed = [];
+  app.selected = null;
+}
+
+function place(datas: SceneData[]) {
+  clearScene();
+  let x = 0;
+  for (const data of datas) {
+    const [bx0, , bx1] = data.info.bounds;
+    const p = { data, built: buildModel(data, x - bx0), offsetX: x - bx0 };
+    app.view!.scene.add(p.built.group);
+    app.placed.push(p);
+    x += bx1 - bx0 + Math.max(40, (bx1 - bx0) * 0.25);
+  }
+  app.labels!.set(app.placed.flatMap(blockLabels));
+}
+
+/** The part of a model to show first: its top, about as tall as it is wide. */
+function topBox(p: Placed): THREE.Box3 {
+  const [x0, y0, x1, y1] = p.data.info.bounds;
+  const h = Math.min(y0 - y1, (x1 - x0) * 0.75);
+  return new THREE.Box3(new THREE.Vector3(x0 + p.offsetX, y0 - h, -4),
+    new THREE.Vector3(x1 + p.offsetX, y0 + 14 + (x1 - x0) * 0.14, 1));
+}
+
+function updateNotice() {
+  const notice = $<HTMLDivElement>("#notice");
+  const bare = app.placed.filter((p) => !p.data.info.model.has_weights).map((p) => p.data.info.model.name);
+  notice.hidden = bare.length === 0;
+  notice.textContent = bare.length
+    ? `${bare.join(", ")}: structure only: no weights loaded, so no numbers are shown (${app.state.view === "scale" ? "" : "layout for "}` +
+      `${app.placed[0].data.info.n_pos} positions)`
+    : "";
+}
+
+function writeUrl() {
+  const v = app.view!;
+  const s = app.state;
+  s.camera = [...v.camera.position.toArray(), ...v.controls.target.toArray()] as ViewState["camera"];
+  s.block = app.selected ? app.selected.placed.data.info.blocks[app.selected.block].tensor : undefined;
+  history.replaceState(null, "", formatState(s) || location.pathname);
+}
+
+function select(hit: { placed: Placed; block: number } | null) {
+  for (const p of app.placed) p.built.material.uniforms.uSelected.value.set(-1, -2);
+  app.selected = hit;
+  const panel = $<HTMLDivElement>("#selection");
+  if (!hit) {
+    panel.hidden = true;
+  } else {
+    const { placed, block } = hit;
+    const b = placed.data.info.blocks[block];
+    const first = placed.built.firstInstance[block];
+    const n = b.merged ? 1 : b.depth;
+    placed.built.material.uniforms.uSelected.value.set(first, first + n - 1);
+    const op = b.op ? placed.data.info.ops[b.op] : null;
+    panel.hidden = false;
+    panel.innerHTML = `<h3>${escapeHtml(b.title)}</h3><code>${escapeHtml(b.tensor)}</code>
+      <p>${shapeHtml(placed.data, b)} · ${b.kind}</p>
+      ${op ? `<p>${escapeHtml(op.description)} <code>${escapeHtml(op.formula)}</code></p>` : ""}
+      ${b.slabs ? `<p>colour scale: ±${b.scale.toPrecision(4)}</p>` : "<p>no numbers: structure only</p>"}
+      ${b.tile > 1 ? `<p>shown downsampled: each cell is the max |value| of a ${b.tile}×${b.tile} tile</p>` : ""}`;
+  }
+  app.view!.requestRender();
+}
+
+function findBlock(tensor: string): { placed: Placed; block: number } | null {
+  for (const p of app.placed) {
+    const i = p.data.info.blocks.findIndex((b) => b.tensor === tensor);
+    if (i >= 0) return { placed: p, block: i };
+  }
+  return null;
+}
+
+function pickAt(clientX: number, clientY: number) {
+  const ray = app.view!.rayAt(clientX, clientY);
+  let best: { placed: Placed; block: number; distance: number } | null = null;
+  for (const p of app.placed) {
+    const hit = pick(p.built, p.data, ray, p.offsetX);
+    if (hit && (!best || hit.distance < best.distance)) best = { placed: p, block: hit.block, distance: hit.distance };
+  }
+  return best;
+}
+
+async function loadView() {
+  const seq = ++app.loadSeq;
+  const s = app.state;
+  const status = $<HTMLSpanElement>("#status");
+  status.textContent = "computing…";
   showError("");
-  const model = $<HTMLSelectElement>("#model").value;
-  const text = $<HTMLInputElement>("#prompt").value;
-  const out = $<HTMLDivElement>("#result");
   try {
-    const trace = await fetchTrace(model, text);
-    const probs = trace.tensors.get("probs")!;
-    const predicted: string[] = JSON.parse(trace.metadata.predicted ?? "[]");
-    const rows = trace.tokenStrs.map((tok, t) => {
-      const { value } = argmaxRow(probs, t);
-      return `<tr><td>${t}</td><td class="tok">${escape(tok)}</td><td class="tok">${escape(predicted[t])}</td><td>${(value * 100).toFixed(2)} %</td></tr>`;
-    });
-    out.innerHTML = `<p>${trace.tensors.size} tensors computed for ${trace.tokens.length} tokens.</p>
-      <table id="predictions"><thead><tr><th>position</th><th>token</th><th>predicted next</th><th>probability</th></tr></thead>
-      <tbody>${rows.join("")}</tbody></table>`;
+    let datas: SceneData[];
+    if (s.view === "scale") {
+      const nano = await fetchScene({ model: "nano-gpt" });
+      const rest = await Promise.all(SCALE_MODELS.slice(1).filter((m) => app.models.some((x) => x.name === m))
+        .map((m) => fetchScene({ model: m, n_pos: nano.info.n_pos })));
+      datas = [nano, ...rest];
+    } else {
+      const info = app.models.find((m) => m.name === s.model) ?? app.models[0];
+      s.model = info.name;
+      const text = info.has_weights ? (s.input ?? info.example ?? undefined) : undefined;
+      if (info.has_weights && text !== undefined) s.input = text;
+      else delete s.input;
+      datas = [await fetchScene({ model: info.name, text })];
+    }
+    if (seq !== app.loadSeq) return;
+    place(datas);
+    updateNotice();
+    flyButtons();
+    syncControls();
+    const v = app.view!;
+    const home = app.placed.length > 1
+      ? v.framing(app.placed.map(topBox).reduce((a, b) => a.union(b)))
+      : v.framing(topBox(app.placed[0]));
+    v.setHome(...home);
+    if (s.camera) {
+      v.flyTo(new THREE.Vector3(...s.camera.slice(0, 3)), new THREE.Vector3(...s.camera.slice(3)), 0);
+    } else v.goHome(false);
+    if (s.block) select(findBlock(s.block));
+    status.textContent = "";
+    const t0 = performance.now();
+    v.onRender = () => {
+      app.labels!.update();
+      if (app.firstFrameMs === null) {
+        app.firstFrameMs = t0;
+        document.body.dataset.ready = "true";
+      }
+    };
+    v.requestRender();
   } catch (e) {
-    out.replaceChildren();
+    if (seq !== app.loadSeq) return;
+    status.textContent = "";
     showError((e as Error).message);
   }
 }
 
-function escape(s: string): string {
-  return s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
+/** In the scale view, one button per model that flies the camera to it. */
+function flyButtons() {
+  const box = $<HTMLDivElement>("#flyto");
+  box.hidden = app.placed.length < 2;
+  box.replaceChildren(...(app.placed.length < 2 ? [] : app.placed.map((p) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = `${p.data.info.model.name} · ${formatCount(p.data.info.model.n_params)}`;
+    b.addEventListener("click", () => app.view!.flyTo(...app.view!.framing(topBox(p)), 1200));
+    return b;
+  })));
+}
+
+function syncControls() {
+  const s = app.state;
+  const info = app.models.find((m) => m.name === s.model);
+  $<HTMLSelectElement>("#model").value = s.view === "scale" ? "" : s.model ?? "";
+  const input = $<HTMLInputElement>("#prompt");
+  const canType = s.view !== "scale" && !!info?.has_weights;
+  $<HTMLFormElement>("#run").hidden = !canType;
+  if (canType && s.input !== undefined) input.value = s.input;
+  $<HTMLButtonElement>("#scale").setAttribute("aria-pressed", String(s.view === "scale"));
+}
+
+function legend(data: SceneData | undefined) {
+  const kinds = KINDS.filter((k) => k !== "input").map((k) => {
+    const f = FAMILIES[k];
+    return `<div class="legend-row"><span class="bar" style="background:linear-gradient(90deg, ${f.negative}, #fff, ${f.positive})"></span>${f.label}</div>`;
+  });
+  kinds.push(`<div class="legend-row"><span class="bar masked" style="background:${MASKED}"></span>masked: a future position</div>`);
+  kinds.push(`<div class="legend-note">each block: −scale · 0 · +scale (click a block for its scale)</div>`);
+  const axes = data ? Object.entries(data.info.axes).map(([name, a]) =>
+    `<span class="axis" title="${escapeHtml(a.description)}"><span style="color:${a.color}">■ ${escapeHtml(a.label)}</span> ${name}</span>`) : [];
+  $<HTMLDivElement>("#legend").innerHTML = kinds.join("") + `<div class="axes">${axes.join("")}</div>`;
+}
+
+function onKey(ev: KeyboardEvent) {
+  if ((ev.target as HTMLElement).closest("input, select, textarea")) return;
+  const v = app.view!;
+  const step = 0.1;
+  const keys: Record<string, () => void> = {
+    ArrowLeft: () => v.pan(-step, 0), a: () => v.pan(-step, 0), ArrowRight: () => v.pan(step, 0), d: () => v.pan(step, 0),
+    ArrowUp: () => v.pan(0, step), w: () => v.pan(0, step), ArrowDown: () => v.pan(0, -step), s: () => v.pan(0, -step),
+    "+": () => v.zoom(0.8), "=": () => v.zoom(0.8), "-": () => v.zoom(1.25), _: () => v.zoom(1.25),
+    Home: () => v.goHome(), Escape: () => select(null),
+  };
+  const fn = keys[ev.key];
+  if (fn) {
+    ev.preventDefault();
+    fn();
+    writeUrl();
+  }
+}
+
+function webgl2Available(): boolean {
+  try {
+    return !!document.createElement("canvas").getContext("webgl2");
+  } catch {
+    return false;
+  }
+}
+
+function fatal(message: string) {
+  const box = $<HTMLDivElement>("#fatal");
+  box.textContent = message;
+  box.hidden = false;
 }
 
 async function start() {
+  if (!webgl2Available()) {
+    fatal("This browser cannot draw the 3D view: it has no WebGL2. Try a current Chrome, Firefox, Edge or Safari, " +
+      "or turn on hardware acceleration.");
+    return;
+  }
+  const canvas = $<HTMLCanvasElement>("#view");
+  canvas.addEventListener("webglcontextlost", (e) => {
+    e.preventDefault();
+    fatal("The 3D view lost its graphics context (the GPU was reset or ran out of memory). Reload the page to draw it again.");
+  });
+  const view = (app.view = new View(canvas));
+  app.labels = new LabelLayer($<HTMLDivElement>("#labels"), view);
+  view.onCameraEnd = writeUrl;
   try {
-    renderModels(await fetchModels());
-    document.body.dataset.ready = "true";
+    app.models = await fetchModels();
   } catch (e) {
     showError(`Could not reach the llmviz server: ${(e as Error).message}`);
     return;
   }
+  const select_ = $<HTMLSelectElement>("#model");
+  select_.replaceChildren(...app.models.map((m) => Object.assign(document.createElement("option"), {
+    value: m.name, textContent: `${m.name} · ${formatCount(m.n_params)}${m.has_weights ? "" : " · structure only"}`,
+  })));
+  select_.addEventListener("change", () => {
+    app.state = { model: select_.value };
+    void loadView();
+  });
   $<HTMLFormElement>("#run").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    void run();
+    app.state = { model: app.state.model, input: $<HTMLInputElement>("#prompt").value };
+    void loadView();
   });
-  await run();
+  $<HTMLButtonElement>("#scale").addEventListener("click", () => {
+    app.state = app.state.view === "scale" ? { model: "nano-gpt" } : { view: "scale" };
+    void loadView();
+  });
+  $<HTMLButtonElement>("#home").addEventListener("click", () => view.goHome());
+  window.addEventListener("keydown", onKey);
+  let down = { x: 0, y: 0 };
+  canvas.addEventListener("pointerdown", (e) => (down = { x: e.clientX, y: e.clientY }));
+  canvas.addEventListener("click", (e) => {
+    if (Math.hypot(e.clientX - down.x, e.clientY - down.y) > 4) return; // a drag, not a click
+    const hit = pickAt(e.clientX, e.clientY);
+    select(hit);
+    writeUrl();
+  });
+  canvas.addEventListener("dblclick", (e) => {
+    const hit = pickAt(e.clientX, e.clientY);
+    if (!hit) return;
+    const box = hit.placed.built.boxes[hit.block];
+    view.flyTo(...view.framing(box, 1.6));
+  });
+  legend(undefined);
+  await loadView();
+  if (app.placed[0]) legend(app.placed[0].data);
 }
+
+// For tests and benchmarks: what is drawn, and how fast.
+Object.assign(window, {
+  __llmviz: {
+    stats: () => {
+      const info = app.view?.renderer.info;
+      return {
+        blocks: app.placed.reduce((n, p) => n + p.data.info.blocks.length, 0),
+        instances: app.placed.reduce((n, p) => n + p.built.slabs.length, 0),
+        drawCalls: info?.render.calls ?? 0, triangles: info?.render.triangles ?? 0, frames: app.view?.frames ?? 0,
+        models: app.placed.map((p) => p.data.info.model.name), selected: app.selected ? app.selected.placed.data.info.blocks[app.selected.block].tensor : null,
+        firstFrameMs: app.firstFrameMs,
+      };
+    },
+    /** Orbit the camera for `n` frames, drawing each; resolves to the mean milliseconds per frame. */
+    measureFrames: (n: number) => new Promise<number>((resolve) => {
+      const v = app.view!;
+      const t0 = performance.now();
+      let i = 0;
+      const step = () => {
+        v.controls.target.x += 0.001;
+        v.camera.position.applyAxisAngle(new THREE.Vector3(0, 1, 0), 0.01);
+        v.controls.update();
+        v.renderer.render(v.scene, v.camera);
+        v.renderer.getContext().finish();
+        if (++i < n) requestAnimationFrame(step);
+        else resolve((performance.now() - t0) / n);
+      };
+      requestAnimationFrame(step);
+    }),
+    blockScreenPoint: (tensor: string, slab = 0, col = 0, row = 0) => {
+      const hit = findBlock(tensor);
+      if (!hit) return null;
+      const b = hit.placed.data.info.blocks[hit.block];
+      const grid = b.slabs?.[slab] ? [b.slabs[slab][2], b.slabs[slab][3]] : [b.cols, b.rows];
+      const p = new THREE.Vector3(b.x + hit.placed.offsetX + (col + 0.5) * b.cols / grid[0],
+        b.y - (row + 0.5) * b.rows / grid[1], b.merged ? b.z : b.z - slab * b.z_step);
+      const s = app.view!.project(p);
+      const r = app.view!.canvas.getBoundingClientRect();
+      return s ? { x: s.x + r.left, y: s.y + r.top } : null;
+    },
+    labels: () => app.labels!.debug().filter((l) => l.text.includes("parameters")),
+    flyToBlock: (tensor: string) => {
+      const hit = findBlock(tensor);
+      if (hit) app.view!.flyTo(...app.view!.framing(hit.placed.built.boxes[hit.block], 1.6), 0);
+    },
+  },
+});
 
 void start();

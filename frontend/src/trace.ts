@@ -1,9 +1,9 @@
 // Reading what the server sends: the binary trace (safetensors layout) and the JSON model list.
 
 export interface TensorView {
-  dtype: "F32" | "I32";
+  dtype: "F32" | "I32" | "F16";
   shape: number[];
-  data: Float32Array | Int32Array;
+  data: Float32Array | Int32Array | Uint16Array; // F16 stays as its bits, for a half-float texture
 }
 
 export interface Trace {
@@ -34,6 +34,7 @@ export function parseTrace(bytes: ArrayBuffer): Trace {
     const slice = bytes.slice(base + start, base + end);
     if (info.dtype === "F32") tensors.set(name, { dtype: "F32", shape: info.shape, data: new Float32Array(slice) });
     else if (info.dtype === "I32") tensors.set(name, { dtype: "I32", shape: info.shape, data: new Int32Array(slice) });
+    else if (info.dtype === "F16") tensors.set(name, { dtype: "F16", shape: info.shape, data: new Uint16Array(slice) });
     else throw new Error(`tensor ${name} has unsupported dtype ${info.dtype}`);
   }
   return {

@@ -27,6 +27,7 @@ class ModelConfig:
     scale_attn_weights: bool = True  # divide attention scores by sqrt(d_head)
     scale_attn_by_inverse_layer_idx: bool = False  # also divide layer i's scores by i + 1
     description: str = ""
+    example: str = ""  # an input to start with
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -101,7 +102,7 @@ PRESETS: dict[str, ModelConfig] = {
     for c in [
         ModelConfig(
             "nano-gpt", n_layer=3, n_head=3, n_embd=48, vocab_size=3, n_ctx=11,
-            tied_unembed=False,
+            tied_unembed=False, example="CBABBC",
             description="minGPT's gpt-nano trained to sort six tokens from {A, B, C}",
         ),
         ModelConfig("gpt2", 12, 12, 768, **_GPT2, description="GPT-2 small (OpenAI, 2019)"),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, model_validator
@@ -22,15 +23,18 @@ from pydantic import BaseModel, Field, model_validator
 from .errors import LlmvizError, ModelNotFound
 from .loading import load_model, structure_only
 from .model import Model
+from .scene import scene_bytes
 
 MAX_BODY_BYTES = 64 * 1024
 TRACE_MEDIA_TYPE = "application/vnd.llmviz.trace+safetensors"
+SCENE_MEDIA_TYPE = "application/vnd.llmviz.scene+safetensors"
 STRUCTURE_ONLY = ["gpt2", "gpt2-xl", "gpt3"]  # always listed, for the scale view
 
 
 class ModelInfo(BaseModel):
     name: str
     description: str
+    example: str | None = Field(None, description="an input to start with")
     n_params: int = Field(description="exact number of learned parameters")
     has_weights: bool = Field(description="false: structure only, no numbers to show")
     config: dict
@@ -51,6 +55,19 @@ class PromptRequest(BaseModel):
     @property
     def prompt(self):
         return self.text if self.text is not None else self.tokens
+
+
+class SceneRequest(BaseModel):
+    model: str = Field("nano-gpt", examples=["nano-gpt"])
+    text: str | None = Field(None, max_length=20_000, examples=["CBABBC"])
+    tokens: list[int] | None = Field(None, max_length=10_000)
+    n_pos: int | None = Field(None, ge=1, le=4096, description="positions to lay out for a structure-only model")
+
+    @model_validator(mode="after")
+    def not_both(self):
+        if self.text is not None and self.tokens is not None:
+            raise ValueError("give at most one of 'text' or 'tokens'")
+        return self
 
 
 class TraceRequest(PromptRequest):
@@ -110,6 +127,19 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+def example_input(m: Model) -> str | None:
+    """A first input for the view: the model's own example, else a short sentence its tokenizer accepts."""
+    if not m.has_weights or m.tokenizer is None:
+        return None
+    for text in (m.config.example, "The quick brown fox"):
+        try:
+            if text and len(m.encode(text)) <= m.config.n_ctx:
+                return text
+        except LlmvizError:
+            pass
+    return m.decode([0, 1, 2][: m.config.n_ctx])
+
+
 def static_dir() -> Path:
     return Path(str(resources.files("llmviz") / "static"))
 
@@ -133,6 +163,7 @@ def create_app(models: list[Model] | None = None) -> FastAPI:
         return registry[name]
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
 
     @app.exception_handler(LlmvizError)
     async def user_error(request: Request, exc: LlmvizError):
@@ -150,7 +181,7 @@ def create_app(models: list[Model] | None = None) -> FastAPI:
     def list_models():
         """Every model this server knows, in selector order."""
         return [
-            ModelInfo(name=name, description=m.config.description, n_params=m.config.n_params,
+            ModelInfo(name=name, description=m.config.description, example=example_input(m), n_params=m.config.n_params,
                       has_weights=m.has_weights, config=m.config.to_dict(), source=m.source)
             for name, m in registry.items()
         ]
@@ -172,6 +203,19 @@ def create_app(models: list[Model] | None = None) -> FastAPI:
         """Run the forward pass and return every tensor it computed (and the weights, if asked)."""
         t = get_model(req.model).run(req.prompt)
         return Response(t.to_bytes(req.include_weights), media_type=TRACE_MEDIA_TYPE)
+
+    @app.post("/api/scene", response_class=Response,
+              responses={200: {"content": {SCENE_MEDIA_TYPE: {}},
+                               "description": "safetensors bytes: a float16 `atlas` of every block's displayed cells; "
+                                              "__metadata__.scene is the JSON scene (blocks, positions, axes, links)"}})
+    def scene(req: SceneRequest):
+        """What the 3D view draws: every tensor as a block, placed, with its numbers (structure only for a model
+        without weights). With no input, a model with weights runs its example input."""
+        m = get_model(req.model)
+        prompt = req.text if req.text is not None else req.tokens
+        if m.has_weights and prompt is None:
+            prompt = example_input(m) or [0]
+        return Response(scene_bytes(m, prompt, req.n_pos), media_type=SCENE_MEDIA_TYPE)
 
     @app.post("/api/generate", response_model=GenerateResponse)
     def generate(req: GenerateRequest):

@@ -1,0 +1,268 @@
+// Every block of one model as a single instanced mesh: one box per slab (per head), its cells drawn by a
+// shader from one float16 atlas texture. Plus the links between blocks, the section frames and the
+// residual-stream band, each one draw call. Positions and sizes come from the server's layout.
+import * as THREE from "three";
+import { FAMILIES, KINDS, MASKED, STRUCTURE, hexToRgb } from "./colors";
+import type { BlockInfo, SceneData } from "./scenedata";
+
+const VERTEX = /* glsl */ `
+in vec3 iPos;    // top-left-front corner of the slab
+in vec3 iSize;   // width, height, thickness (world units = cells)
+in vec4 iAtlas;  // atlas x, y and displayed width, height (width 0: no data)
+in vec4 iStyle;  // kind, scale (largest |value|), flags (1 causal mask), tile (cells per displayed cell)
+in vec3 iColX;   // colour of the axis across (the ruler along the top edge)
+in vec3 iColY;   // colour of the axis down (the ruler along the left edge)
+in vec2 iCells;  // true columns and rows of the slab
+out vec2 vUv;
+out float vFront;
+flat out vec4 vAtlas;
+flat out vec4 vStyle;
+flat out vec3 vColX;
+flat out vec3 vColY;
+flat out vec2 vCells;
+flat out float vSelected;
+uniform vec2 uSelected; // first and last instance of the selected block
+void main() {
+  vec3 p = position + 0.5;
+  vec3 world = vec3(iPos.x + p.x * iSize.x, iPos.y - (1.0 - p.y) * iSize.y, iPos.z - (1.0 - p.z) * iSize.z);
+  vUv = vec2(p.x, 1.0 - p.y);
+  vFront = normal.z;
+  vAtlas = iAtlas; vStyle = iStyle; vColX = iColX; vColY = iColY; vCells = iCells;
+  float id = float(gl_InstanceID);
+  vSelected = (id >= uSelected.x && id <= uSelected.y) ? 1.0 : 0.0;
+  gl_Position = projectionMatrix * modelViewMatrix * vec4(world, 1.0);
+}`;
+
+const FRAGMENT = /* glsl */ `
+precision highp float;
+precision highp sampler2D;
+uniform sampler2D uAtlas;
+uniform vec3 uNeg[4];
+uniform vec3 uPos[4];
+uniform vec3 uSide[4];
+uniform vec3 uMasked;
+uniform vec3 uStructure;
+in vec2 vUv;
+in float vFront;
+flat in vec4 vAtlas;
+flat in vec4 vStyle;
+flat in vec3 vColX;
+flat in vec3 vColY;
+flat in vec2 vCells;
+flat in float vSelected;
+out vec4 fragColor;
+void main() {
+  int kind = int(vStyle.x + 0.5);
+  if (vFront < 0.5) {  // sides and back: the family's dark tone, shaded a little by facing
+    fragColor = vec4(uSide[kind] * (vFront < -0.5 ? 0.7 : 1.0), 1.0);
+    return;
+  }
+  bool hasData = vAtlas.z > 0.0;
+  vec2 grid = hasData ? vAtlas.zw : vCells;
+  vec2 c = vUv * grid;
+  vec2 cell = min(floor(c), grid - 1.0);
+  float tile = hasData ? vStyle.w : 1.0;
+  bool causal = mod(vStyle.z, 2.0) >= 1.0;
+  bool masked = causal && cell.y * tile > cell.x * tile + tile - 1.0;  // key position after the query
+  vec3 col;
+  if (hasData && !masked) {
+    float v = texelFetch(uAtlas, ivec2(vAtlas.xy + cell), 0).r;
+    if (isinf(v) && v < 0.0) {
+      masked = true;
+    } else {
+      float t = clamp(v / max(vStyle.y, 1e-30), -1.0, 1.0);
+      col = mix(vec3(1.0), t < 0.0 ? uNeg[kind] : uPos[kind], pow(abs(t), 0.6));
+    }
+  } else if (!hasData) {
+    col = mix(uStructure, uPos[kind], 0.18);
+  }
+  if (masked) {  // masked: grey with diagonal hatching
+    col = uMasked * (mod(gl_FragCoord.x + gl_FragCoord.y, 8.0) < 4.0 ? 0.9 : 1.0);
+  }
+  // Grid lines between cells, faded out when cells get smaller than a few pixels.
+  vec2 fw = fwidth(c);
+  vec2 edge = min(fract(c), 1.0 - fract(c)) / max(fw, vec2(1e-6));
+  float visible = 1.0 - smoothstep(0.12, 0.35, max(fw.x, fw.y));
+  col = mix(col, col * 0.72, visible * (1.0 - smoothstep(0.0, 1.0, min(edge.x, edge.y))));
+  // Axis rulers: the top edge in the colour of the axis across, the left edge in the colour of the axis down.
+  vec2 fu = fwidth(vUv);
+  float ruler = 3.0;
+  if (vColX.x >= 0.0 && vUv.y < ruler * fu.y) col = vColX;
+  if (vColY.x >= 0.0 && vUv.x < ruler * fu.x) col = vColY;
+  float border = min(min(vUv.x, 1.0 - vUv.x) / fu.x, min(vUv.y, 1.0 - vUv.y) / fu.y);
+  if (vSelected > 0.5 && border < 4.0) col = vec3(1.0, 0.75, 0.0);
+  else if (border < 1.0) col *= 0.55;
+  fragColor = vec4(col, 1.0);
+}`;
+
+export interface SlabRef { block: number; slab: number }
+
+export interface BuiltModel {
+  group: THREE.Group;
+  slabs: SlabRef[];         // instance -> block and slab
+  firstInstance: number[];  // block -> its first instance
+  boxes: THREE.Box3[];      // block -> its bounding box (all slabs)
+  material: THREE.ShaderMaterial;
+  dispose(): void;
+}
+
+const NO_AXIS = [-1, -1, -1];
+
+function axisColor(data: SceneData, axis: string | null): number[] {
+  return axis ? hexToRgb(data.info.axes[axis].color) : NO_AXIS;
+}
+
+/** Slab `s` of a block: its top-left-front corner and thickness. */
+function slabGeometry(b: BlockInfo, s: number): { x: number; y: number; z: number; thick: number } {
+  if (b.merged) return { x: b.x, y: b.y, z: b.z, thick: b.depth * b.z_step };
+  const thick = b.depth > 1 ? Math.min(1, b.z_step * 0.5) : 1;
+  return { x: b.x, y: b.y, z: b.z - s * b.z_step, thick };
+}
+
+export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
+  const { blocks } = data.info;
+  const slabs: SlabRef[] = [];
+  const firstInstance: number[] = [];
+  blocks.forEach((b, i) => {
+    firstInstance.push(slabs.length);
+    const n = b.merged ? 1 : b.depth;
+    for (let s = 0; s < n; s++) slabs.push({ block: i, slab: s });
+  });
+  const n = slabs.length;
+  const attr = (size: number) => new Float32Array(n * size);
+  const iPos = attr(3), iSize = attr(3), iAtlas = attr(4), iStyle = attr(4), iColX = attr(3), iColY = attr(3), iCells = attr(2);
+  const boxes = blocks.map(() => new THREE.Box3());
+  slabs.forEach(({ block, slab }, k) => {
+    const b = blocks[block];
+    const g = slabGeometry(b, slab);
+    iPos.set([g.x + offsetX, g.y, g.z], k * 3);
+    iSize.set([b.cols, b.rows, g.thick], k * 3);
+    const a = b.slabs?.[slab];
+    iAtlas.set(a ? a : [0, 0, 0, 0], k * 4);
+    const causal = b.axes.includes("pos") && b.axes.includes("key_pos") ? 1 : 0;
+    iStyle.set([KINDS.indexOf(b.kind), b.scale, causal, b.tile], k * 4);
+    iColX.set(axisColor(data, b.axes[0]), k * 3);
+    iColY.set(axisColor(data, b.axes[1]), k * 3);
+    iCells.set([b.cols, b.rows], k * 2);
+    boxes[block].expandByPoint(new THREE.Vector3(g.x + offsetX, g.y - b.rows, g.z - g.thick));
+    boxes[block].expandByPoint(new THREE.Vector3(g.x + offsetX + b.cols, g.y, g.z));
+  });
+
+  const geometry = new THREE.InstancedBufferGeometry();
+  geometry.copy(new THREE.BoxGeometry(1, 1, 1) as unknown as THREE.InstancedBufferGeometry);
+  geometry.instanceCount = n;
+  const set = (name: string, arr: Float32Array, size: number) =>
+    geometry.setAttribute(name, new THREE.InstancedBufferAttribute(arr, size));
+  set("iPos", iPos, 3); set("iSize", iSize, 3); set("iAtlas", iAtlas, 4); set("iStyle", iStyle, 4);
+  set("iColX", iColX, 3); set("iColY", iColY, 3); set("iCells", iCells, 2);
+
+  const atlas = new THREE.DataTexture(data.atlas.data, data.atlas.width, data.atlas.height,
+    THREE.RedFormat, THREE.HalfFloatType);
+  atlas.minFilter = atlas.magFilter = THREE.NearestFilter;
+  atlas.generateMipmaps = false;
+  atlas.unpackAlignment = 2;
+  atlas.needsUpdate = true;
+  const vec = (hex: string) => new THREE.Vector3(...hexToRgb(hex));
+  const material = new THREE.ShaderMaterial({
+    glslVersion: THREE.GLSL3,
+    vertexShader: VERTEX,
+    fragmentShader: FRAGMENT,
+    uniforms: {
+      uAtlas: { value: atlas },
+      uNeg: { value: KINDS.map((k) => vec(FAMILIES[k].negative)) },
+      uPos: { value: KINDS.map((k) => vec(FAMILIES[k].positive)) },
+      uSide: { value: KINDS.map((k) => vec(FAMILIES[k].side)) },
+      uMasked: { value: vec(MASKED) },
+      uStructure: { value: vec(STRUCTURE) },
+      uSelected: { value: new THREE.Vector2(-1, -2) },
+    },
+  });
+  const mesh = new THREE.Mesh(geometry, material);
+  mesh.frustumCulled = false; // positions are made in the shader; the scene is one draw call anyway
+  const group = new THREE.Group();
+  group.add(mesh, residualBand(data, offsetX), links(data, boxes, firstInstance), sectionFrames(data, offsetX));
+  return {
+    group, slabs, firstInstance, boxes, material,
+    dispose() {
+      group.traverse((o) => {
+        const m = o as THREE.Mesh;
+        m.geometry?.dispose();
+        (m.material as THREE.Material | undefined)?.dispose?.();
+      });
+      atlas.dispose();
+    },
+  };
+}
+
+/** A pale band behind the centre column: the residual stream, one thing flowing down the model. */
+function residualBand(data: SceneData, offsetX: number): THREE.Mesh {
+  const res = data.info.blocks.filter((b) => b.residual);
+  const top = Math.max(...res.map((b) => b.y)) + 2, bottom = Math.min(...res.map((b) => b.y - b.rows)) - 2;
+  const width = Math.max(...res.map((b) => b.cols)) + 2;
+  const geo = new THREE.PlaneGeometry(width, top - bottom);
+  geo.translate(offsetX - 1 + width / 2, (top + bottom) / 2, -2);
+  const mat = new THREE.MeshBasicMaterial({ color: 0xd0ebff, transparent: true, opacity: 0.6, depthWrite: false });
+  return new THREE.Mesh(geo, mat);
+}
+
+/** Lines from each computed tensor to the tensors computed from it: bottom centre to top centre. */
+function links(data: SceneData, boxes: THREE.Box3[], _first: number[]): THREE.LineSegments {
+  const pts: number[] = [];
+  const colors: number[] = [];
+  const res = [0.11, 0.44, 0.75], branch = [0.55, 0.58, 0.62];
+  for (const [a, b] of data.info.links) {
+    const A = boxes[a], B = boxes[b];
+    const c = data.info.blocks[a].residual && data.info.blocks[b].residual ? res : branch;
+    pts.push((A.min.x + A.max.x) / 2, A.min.y, A.max.z, (B.min.x + B.max.x) / 2, B.max.y, B.max.z);
+    colors.push(...c, ...c);
+  }
+  const geo = new THREE.BufferGeometry();
+  geo.setAttribute("position", new THREE.Float32BufferAttribute(pts, 3));
+  geo.setAttribute("color", new THREE.Float32BufferAttribute(colors, 3));
+  return new THREE.LineSegments(geo, new THREE.LineBasicMaterial({ vertexColors: true }));
+}
+
+const SECTION_COLORS: Record<string, number> = { Embedding: 0x2f9e44, Attention: 0xe8590c, MLP: 0x7048e8, Output: 0x0c8599 };
+
+/** Thin frames around the embedding, each transformer layer, its attention and MLP, and the output. */
+function sectionFrames(data: SceneData, offsetX: number): THREE.LineSegments {
+  const pts: number[] = [];
+  const colors: number[] = [];
+  for (const s of data.info.sections) {
+    const pad = s.title.startsWith("Transformer") ? 6 : 3;
+    const x0 = s.x0 - pad + offsetX, x1 = s.x1 + pad + offsetX, y0 = s.y0 + pad, y1 = s.y1 - pad, z = 1;
+    pts.push(x0, y0, z, x1, y0, z, x1, y0, z, x1, y1, z, x1, y1, z, x0, y1, z, x0, y1, z, x0, y0, z);
+    const c = new THREE.Color(SECTION_COLORS[s.title] ?? 0x868e96);
+    for (let i = 0; i < 8; i++) colors.push(c.r, c.g, c.b);
+  }
+  const geo = new THREE.BufferGeometry();
+  geo.setAttribute("position", new THREE.Float32BufferAttribute(pts, 3));
+  geo.setAttribute("color", new THREE.Float32BufferAttribute(colors, 3));
+  return new THREE.LineSegments(geo, new THREE.LineBasicMaterial({ vertexColors: true }));
+}
+
+/** The block (and slab) a ray hits first, with the cell under the hit point; null if none. */
+export function pick(model: BuiltModel, data: SceneData, ray: THREE.Ray, offsetX = 0):
+  { block: number; slab: number; col: number; row: number; distance: number } | null {
+  let best: { block: number; slab: number; col: number; row: number; distance: number } | null = null;
+  const box = new THREE.Box3(), hit = new THREE.Vector3();
+  model.boxes.forEach((bb, i) => {
+    if (!ray.intersectBox(bb, hit)) return;
+    const b = data.info.blocks[i];
+    const n = b.merged ? 1 : b.depth;
+    for (let s = 0; s < n; s++) {
+      const g = slabGeometry(b, s);
+      box.min.set(g.x + offsetX, g.y - b.rows, g.z - g.thick);
+      box.max.set(g.x + offsetX + b.cols, g.y, g.z);
+      if (!ray.intersectBox(box, hit)) continue;
+      const d = hit.distanceTo(ray.origin);
+      if (best && d >= best.distance) continue;
+      const grid = b.slabs?.[s] ? [b.slabs[s][2], b.slabs[s][3]] : [b.cols, b.rows];
+      const u = (hit.x - box.min.x) / b.cols, v = (box.max.y - hit.y) / b.rows;
+      best = { block: i, slab: s, distance: d,
+        col: Math.min(grid[0] - 1, Math.max(0, Math.floor(u * grid[0]))),
+        row: Math.min(grid[1] - 1, Math.max(0, Math.floor(v * grid[1]))) };
+    }
+  });
+  return best;
+}

@@ -1,0 +1,97 @@
+// Text over the 3D view: block names and shapes, section titles, tokens. HTML, positioned each frame;
+// a label shows only when what it names is big enough on screen, so GPT-3 is not a wall of text.
+import * as THREE from "three";
+import type { View } from "./view";
+
+export interface Label {
+  anchor: THREE.Vector3;   // world point at the label's top-left (bottom-left with `above`)
+  worldSize: number;       // width of what it names, in world units
+  minPixels: number;       // shown when that width covers at least this many pixels
+  html: string;
+  cls: string;
+  compact?: string;        // shown instead of `html` while what it names is smaller than `fullPixels`
+  fullPixels?: number;
+  above?: boolean;         // sits above the anchor rather than below it
+  priority?: number;       // placed before lower priorities when labels collide (default 0)
+  data?: Record<string, string>;
+}
+
+export class LabelLayer {
+  private labels: Label[] = [];
+  private nodes: HTMLDivElement[] = [];
+  private tmp = new THREE.Vector3();
+  constructor(private root: HTMLElement, private view: View, private maxVisible = 250) {}
+
+  set(labels: Label[]): void {
+    this.labels = labels;
+    this.update();
+  }
+
+  update(): void {
+    const cam = this.view.camera;
+    const h = this.view.canvas.clientHeight, w = this.view.canvas.clientWidth;
+    const perUnit = h / (2 * Math.tan(THREE.MathUtils.degToRad(cam.fov) / 2));
+    const shown: { l: Label; x: number; y: number; px: number }[] = [];
+    for (const l of this.labels) {
+      const dist = this.tmp.copy(l.anchor).sub(cam.position).length();
+      const px = (l.worldSize * perUnit) / Math.max(dist, 1e-9);
+      if (px < l.minPixels) continue;
+      const p = this.view.project(l.anchor, this.tmp);
+      if (!p || p.x < -200 || p.x > w + 50 || p.y < -50 || p.y > h + 50) continue;
+      shown.push({ l, x: p.x, y: p.y, px });
+    }
+    shown.sort((a, b) => (b.l.priority ?? 0) - (a.l.priority ?? 0) || b.px - a.px);
+    // Largest first; a label that would cover one already placed falls back to its short form, else hides.
+    const placed: number[][] = [];
+    const fits = (x: number, y: number, text: string, above?: boolean) => {
+      const w = text.length * 6.6 + 6, top = above ? y - 16 : y, r = [x - 2, top, x + w, top + 15];
+      if (placed.some((p) => r[0] < p[2] && p[0] < r[2] && r[1] < p[3] && p[1] < r[3])) return false;
+      placed.push(r);
+      return true;
+    };
+    const kept: typeof shown = [];
+    for (const s of shown) {
+      if (kept.length >= this.maxVisible) break;
+      const full = s.l.compact === undefined || s.px >= (s.l.fullPixels ?? Infinity);
+      const text = (h: string) => h.replace(/<[^>]+>/g, "");
+      if (full && fits(s.x, s.y, text(s.l.html), s.l.above)) kept.push(s);
+      else if (s.l.compact !== undefined && fits(s.x, s.y, text(s.l.compact), s.l.above)) {
+        kept.push({ ...s, px: Math.min(s.px, (s.l.fullPixels ?? Infinity) - 1) });
+      }
+    }
+    shown.length = 0;
+    shown.push(...kept);
+    while (this.nodes.length < shown.length) {
+      const d = document.createElement("div");
+      this.root.appendChild(d);
+      this.nodes.push(d);
+    }
+    this.nodes.forEach((node, i) => {
+      const s = shown[i];
+      if (!s) {
+        node.style.display = "none";
+        return;
+      }
+      const html = s.l.compact !== undefined && s.px < (s.l.fullPixels ?? Infinity) ? s.l.compact : s.l.html;
+      if (node.dataset.html !== html) {
+        node.innerHTML = html;
+        node.dataset.html = html;
+      }
+      node.className = `label ${s.l.cls}${s.l.above ? " above" : ""}`;
+      node.dataset.tensor = s.l.data?.tensor ?? "";
+      node.style.display = "";
+      node.style.transform = `translate(${Math.round(s.x)}px, ${Math.round(s.y)}px)`;
+    });
+  }
+
+  debug(): { text: string; px: number; at: { x: number; y: number } | null }[] {
+    const cam = this.view.camera;
+    const perUnit = this.view.canvas.clientHeight / (2 * Math.tan(THREE.MathUtils.degToRad(cam.fov) / 2));
+    return this.labels.map((l) => ({ text: l.html.replace(/<[^>]+>/g, ""),
+      px: (l.worldSize * perUnit) / l.anchor.distanceTo(cam.position), at: this.view.project(l.anchor) }));
+  }
+
+  visibleTexts(): string[] {
+    return this.nodes.filter((n) => n.style.display !== "none").map((n) => n.textContent ?? "");
+  }
+}

@@ -1,0 +1,38 @@
+// The view's state in the URL, so that a copied link opens the same view:
+//   ?model=nano-gpt&input=CBABBC&cam=px,py,pz,tx,ty,tz&block=blocks.0.attn.hook_q&view=scale
+
+export interface ViewState {
+  model?: string;
+  input?: string;
+  camera?: [number, number, number, number, number, number]; // position, then target
+  block?: string;
+  view?: "model" | "scale";
+}
+
+export function parseState(search: string): ViewState {
+  const q = new URLSearchParams(search);
+  const s: ViewState = {};
+  const model = q.get("model");
+  if (model) s.model = model;
+  const input = q.get("input");
+  if (input !== null) s.input = input;
+  const cam = q.get("cam")?.split(",").map(Number);
+  if (cam && cam.length === 6 && cam.every(Number.isFinite)) s.camera = cam as ViewState["camera"];
+  const block = q.get("block");
+  if (block) s.block = block;
+  if (q.get("view") === "scale") s.view = "scale";
+  return s;
+}
+
+const round = (v: number) => Number(v.toPrecision(6));
+
+export function formatState(s: ViewState): string {
+  const q = new URLSearchParams();
+  if (s.view === "scale") q.set("view", "scale");
+  if (s.model) q.set("model", s.model);
+  if (s.input !== undefined) q.set("input", s.input);
+  if (s.camera) q.set("cam", s.camera.map(round).join(","));
+  if (s.block) q.set("block", s.block);
+  const text = q.toString();
+  return text ? `?${text}` : "";
+}

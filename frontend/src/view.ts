@@ -1,0 +1,151 @@
+// The 3D view: a renderer, a camera, mouse/touch/keyboard controls, and a frame drawn only when
+// something changed. The scene content is handed in by main.ts.
+import * as THREE from "three";
+import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
+
+export class View {
+  readonly renderer: THREE.WebGLRenderer;
+  readonly scene = new THREE.Scene();
+  readonly camera = new THREE.PerspectiveCamera(35, 1, 0.1, 1e6);
+  readonly controls: OrbitControls;
+  private pending = false;
+  private flight: { from: THREE.Vector3[]; to: THREE.Vector3[]; start: number; ms: number } | null = null;
+  private home: [THREE.Vector3, THREE.Vector3] = [new THREE.Vector3(0, 0, 100), new THREE.Vector3()];
+  frames = 0;
+  onRender: () => void = () => {};
+  onCameraEnd: () => void = () => {};
+
+  constructor(readonly canvas: HTMLCanvasElement) {
+    this.renderer = new THREE.WebGLRenderer({ canvas, antialias: false, powerPreference: "high-performance" });
+    this.renderer.setPixelRatio(Math.min(window.devicePixelRatio, 2));
+    this.renderer.setClearColor(0xf8f9fa);
+    this.scene.matrixWorldAutoUpdate = true;
+    const c = (this.controls = new OrbitControls(this.camera, canvas));
+    c.zoomToCursor = true; // the point under the cursor stays put while zooming
+    c.screenSpacePanning = true;
+    c.mouseButtons = { LEFT: THREE.MOUSE.PAN, MIDDLE: THREE.MOUSE.DOLLY, RIGHT: THREE.MOUSE.ROTATE };
+    c.touches = { ONE: THREE.TOUCH.PAN, TWO: THREE.TOUCH.DOLLY_ROTATE };
+    c.addEventListener("change", () => this.requestRender());
+    c.addEventListener("end", () => this.onCameraEnd());
+    new ResizeObserver(() => this.resize()).observe(canvas.parentElement!);
+    this.resize();
+  }
+
+  resize(): void {
+    const box = this.canvas.parentElement!.getBoundingClientRect();
+    this.renderer.setSize(Math.max(1, box.width), Math.max(1, box.height), false);
+    this.camera.aspect = Math.max(1, box.width) / Math.max(1, box.height);
+    this.camera.updateProjectionMatrix();
+    this.requestRender();
+  }
+
+  /** Draw one frame at the next animation frame (several requests make one frame). */
+  requestRender(): void {
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame((t) => this.render(t));
+  }
+
+  private render(now: number): void {
+    this.pending = false;
+    if (this.flight) this.stepFlight(now);
+    // Near and far planes follow the distance to the target: the scene spans 10 to 10^8 units.
+    const d = this.camera.position.distanceTo(this.controls.target);
+    this.camera.near = Math.max(d / 2000, 0.01);
+    this.camera.far = d * 400 + 1e3;
+    this.camera.updateProjectionMatrix();
+    this.renderer.render(this.scene, this.camera);
+    this.frames++;
+    this.onRender();
+  }
+
+  setHome(position: THREE.Vector3, target: THREE.Vector3): void {
+    this.home = [position.clone(), target.clone()];
+  }
+
+  goHome(animate = true): void {
+    this.flyTo(this.home[0], this.home[1], animate ? 700 : 0);
+  }
+
+  /** Move the camera smoothly (ms > 0) or at once to a position looking at a target. */
+  flyTo(position: THREE.Vector3, target: THREE.Vector3, ms = 700): void {
+    if (ms <= 0) {
+      this.camera.position.copy(position);
+      this.controls.target.copy(target);
+      this.controls.update();
+      this.flight = null;
+      this.requestRender();
+      return;
+    }
+    this.flight = { from: [this.camera.position.clone(), this.controls.target.clone()], to: [position.clone(), target.clone()],
+      start: performance.now(), ms };
+    this.requestRender();
+  }
+
+  private stepFlight(now: number): void {
+    const f = this.flight!;
+    const t = Math.min(1, (now - f.start) / f.ms);
+    const e = t < 0.5 ? 4 * t * t * t : 1 - Math.pow(-2 * t + 2, 3) / 2;
+    // Fly in log-distance so a jump from GPT-3 scale to one block neither crawls nor overshoots.
+    const d0 = f.from[0].distanceTo(f.from[1]), d1 = f.to[0].distanceTo(f.to[1]);
+    const dist = Math.exp(Math.log(d0) + (Math.log(d1) - Math.log(d0)) * e);
+    const target = f.from[1].clone().lerp(f.to[1], e);
+    const dir0 = f.from[0].clone().sub(f.from[1]).normalize(), dir1 = f.to[0].clone().sub(f.to[1]).normalize();
+    const dir = dir0.lerp(dir1, e).normalize();
+    this.controls.target.copy(target);
+    this.camera.position.copy(target).addScaledVector(dir, dist);
+    this.camera.lookAt(target);
+    if (t < 1) this.requestRender();
+    else {
+      this.flight = null;
+      this.controls.update();
+      this.onCameraEnd();
+    }
+  }
+
+  /** A camera that shows the box whole, seen from the front, a little from the right and above. */
+  framing(box: THREE.Box3, margin = 1.15): [THREE.Vector3, THREE.Vector3] {
+    const size = box.getSize(new THREE.Vector3()), center = box.getCenter(new THREE.Vector3());
+    const fov = THREE.MathUtils.degToRad(this.camera.fov);
+    const fitH = size.y / 2 / Math.tan(fov / 2), fitW = size.x / 2 / Math.tan(fov / 2) / this.camera.aspect;
+    const dist = Math.max(fitH, fitW, 5) * margin + size.z;
+    const dir = new THREE.Vector3(0.12, 0.08, 1).normalize();
+    return [center.clone().addScaledVector(dir, dist), center];
+  }
+
+  /** Pan by a fraction of the view (keyboard). */
+  pan(dx: number, dy: number): void {
+    const d = this.camera.position.distanceTo(this.controls.target);
+    const h = 2 * d * Math.tan(THREE.MathUtils.degToRad(this.camera.fov) / 2);
+    const right = new THREE.Vector3().setFromMatrixColumn(this.camera.matrix, 0);
+    const up = new THREE.Vector3().setFromMatrixColumn(this.camera.matrix, 1);
+    const move = right.multiplyScalar(dx * h).add(up.multiplyScalar(dy * h));
+    this.camera.position.add(move);
+    this.controls.target.add(move);
+    this.controls.update();
+  }
+
+  /** Zoom by a factor towards the target (keyboard). */
+  zoom(factor: number): void {
+    const offset = this.camera.position.clone().sub(this.controls.target).multiplyScalar(factor);
+    this.camera.position.copy(this.controls.target).add(offset);
+    this.controls.update();
+  }
+
+  /** The ray under a point of the canvas, in client pixels. */
+  rayAt(clientX: number, clientY: number): THREE.Ray {
+    const r = this.canvas.getBoundingClientRect();
+    const ndc = new THREE.Vector2(((clientX - r.left) / r.width) * 2 - 1, -((clientY - r.top) / r.height) * 2 + 1);
+    const ray = new THREE.Raycaster();
+    ray.setFromCamera(ndc, this.camera);
+    return ray.ray;
+  }
+
+  /** Where a world point lands on the canvas, in CSS pixels; null if behind the camera. */
+  project(p: THREE.Vector3, out = new THREE.Vector3()): { x: number; y: number } | null {
+    out.copy(p).project(this.camera);
+    if (out.z > 1 || out.z < -1) return null;
+    const w = this.canvas.clientWidth, h = this.canvas.clientHeight;
+    return { x: (out.x + 1) / 2 * w, y: (1 - out.y) / 2 * h };
+  }
+}

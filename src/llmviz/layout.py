@@ -1,0 +1,209 @@
+"""Where each tensor of the model graph sits in the 3D scene. Derived from the graph alone.
+
+Each tensor is a block of cells: a grid with one axis across (x), one down (y) and, for tensors with
+a `head` axis, one slab per head stacked in depth (z). One world unit is one cell.
+
+- Across: `pos` if the tensor has it (each column is one token), else its first axis (for a weight,
+  the axis it is multiplied along, so W_E's columns are the vocabulary and a lookup picks a column).
+- Down: the remaining axis; a vector stands as one column, a per-position number as one row.
+- Rows of the scene follow the data flow top to bottom: one row per op, with tensors computed from the
+  same input side by side (Q, K and V; the token and position embeddings). Weights sit to the right of
+  the tensor they feed, aggregates (mean, max, ...) beside the tensor they feed.
+- The residual stream (the input and every `add`) runs down a centre column; the branches (layer norm,
+  attention, MLP) sit to its right and rejoin it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .graph import AXES, Graph, TensorSpec
+
+GAP = 3.0  # cells between blocks in a row
+ROW_GAP = 10.0  # cells between rows
+MERGE_HEADS_ABOVE = 32  # with more heads, a stack is one box (bounded draw cost at GPT-3 scale)
+
+# Short names for labels, keyed by the last part of a tensor's name.
+SHORT = {
+    "tokens": "tokens", "W_E": "W_E", "W_pos": "W_pos", "hook_embed": "token emb", "hook_pos_embed": "pos emb",
+    "hook_resid_pre": "residual", "hook_resid_mid": "residual", "hook_resid_post": "residual",
+    "hook_mean": "μ", "hook_scale": "σ", "hook_normalized": "x̂", "hook_out": "LN out", "w": "γ", "b": "β",
+    "hook_q": "Q", "hook_k": "K", "hook_v": "V", "W_Q": "W_Q", "W_K": "W_K", "W_V": "W_V",
+    "b_Q": "b_Q", "b_K": "b_K", "b_V": "b_V", "hook_attn_scores": "scores", "hook_pattern_max": "max",
+    "hook_pattern_sum_exp": "Σexp", "hook_pattern": "softmax", "hook_z": "z", "W_O": "W_O", "b_O": "b_O",
+    "hook_attn_out": "attn out", "hook_pre": "MLP pre", "hook_post": "activation", "W_in": "W_in", "b_in": "b_in",
+    "W_out": "W_out", "b_out": "b_out", "hook_mlp_out": "MLP out", "W_U": "W_U", "b_U": "b_U",
+    "logits": "logits", "probs_max": "max", "probs_sum_exp": "Σexp", "probs": "probs",
+}
+
+
+def short_name(name: str) -> str:
+    return SHORT.get(name.rsplit(".", 1)[-1], name)
+
+
+@dataclass
+class Block:
+    tensor: str
+    x_axis: str | None  # the axis across; None for a single column
+    y_axis: str | None  # the axis down; None for a single row
+    z_axis: str | None  # "head" for a stack of slabs
+    cols: int
+    rows: int
+    depth: int  # slabs (heads); 1 otherwise
+    merged: bool = False  # a many-head stack drawn as one box
+    x: float = 0.0  # top-left-front corner of the first slab
+    y: float = 0.0
+    z: float = 0.0
+    z_step: float = 0.0  # distance between slabs
+    residual: bool = False
+    row: int = 0
+
+    @property
+    def width(self) -> float:
+        return float(self.cols)
+
+    @property
+    def height(self) -> float:
+        return float(self.rows)
+
+
+@dataclass
+class Layout:
+    blocks: list[Block]
+    links: list[tuple[str, str]]  # producer -> consumer, between blocks of computed tensors
+    sections: list[dict] = field(default_factory=list)  # labelled boxes: Embedding, Transformer i, Attention ...
+    bounds: tuple[float, float, float, float] = (0, 0, 0, 0)  # x0, y0 (top), x1, y1 (bottom)
+
+
+def block_axes(t: TensorSpec) -> tuple[str | None, str | None, str | None]:
+    axes = [a for a in t.axes if a != "head"]
+    z = "head" if "head" in t.axes else None
+    if len(axes) == 2:
+        x = "pos" if "pos" in axes else axes[0]
+        return x, next(a for a in axes if a != x), z
+    if len(axes) == 1:
+        return (axes[0], None, z) if axes[0] == "pos" else (None, axes[0], z)
+    return None, None, z
+
+
+def blocks_residual(t: TensorSpec) -> bool:
+    """The residual stream: the input and every add (and the identity that carries it into a layer)."""
+    return t.kind == "input" or t.op in ("add", "identity")
+
+
+def make_block(t: TensorSpec, sizes: dict[str, int]) -> Block:
+    x, y, z = block_axes(t)
+    n_head = sizes["head"] if z else 1
+    return Block(t.name, x, y, z, sizes[x] if x else 1, sizes[y] if y else 1, n_head,
+                 merged=bool(z) and n_head > MERGE_HEADS_ABOVE, residual=blocks_residual(t))
+
+
+def build_layout(graph: Graph, n_pos: int) -> Layout:
+    sizes = graph.sizes(n_pos)
+    specs = list(graph)
+    consumers: dict[str, list[str]] = {t.name: [] for t in specs}
+    for t in specs:
+        for i in t.inputs:
+            consumers[i].append(t.name)
+
+    # 1. Rows. A computed tensor continues the row of its input when it keeps the same axis down (layer
+    #    norm steps, GELU, softmax) or reads the same inputs as the row's first tensor (Q/K/V, token and
+    #    position embeddings); a residual add rejoins the row of the branch it adds, in the centre column.
+    #    Otherwise it opens a row below. Weights and aggregates join the row of the tensor they feed.
+    rows: list[list[str]] = []
+    row_of: dict[str, int] = {}
+    down = {t.name: block_axes(t)[1] for t in specs}
+    for t in specs:
+        if t.kind in ("weight", "aggregate"):
+            continue
+        acts = [i for i in t.inputs if graph[i].kind in ("activation", "input")]
+        here = rows[-1] if rows else []
+        residual = blocks_residual(t)
+        lead = graph[here[0]] if here else None
+        siblings = lead is not None and lead.kind != "input" and set(acts) == {
+            i for i in lead.inputs if graph[i].kind in ("activation", "input")}
+        chained = bool(acts) and acts[-1] in here and down[acts[-1]] == down[t.name] and t.op != "identity"
+        has_residual = any(blocks_residual(graph[n]) for n in here)
+        same_layer = lead is not None and lead.layer == t.layer  # each layer starts a row of its own
+        if here and same_layer and (siblings or chained) and not (residual and has_residual):
+            here.append(t.name)
+        else:
+            rows.append([t.name])
+        row_of[t.name] = len(rows) - 1
+
+    # Order in a row: each activation, then its aggregates, then its weights (in input order).
+    blocks: dict[str, Block] = {}
+    ordered_rows: list[list[str]] = []
+    for r, names in enumerate(rows):
+        out = []
+        for n in names:
+            out.append(n)
+            extra = [i for i in graph[n].inputs if graph[i].kind == "aggregate"]
+            extra += [i for i in graph[n].inputs if graph[i].kind == "weight"]
+            for i in extra:
+                if i not in row_of:
+                    row_of[i] = r
+                    out.append(i)
+        ordered_rows.append(out)
+    for t in specs:
+        blocks[t.name] = make_block(t, sizes)
+        blocks[t.name].row = row_of[t.name]
+
+    # 2. Place rows top to bottom: residual tensors in the centre column at x = 0, the rest from the
+    #    branch column rightwards. Stacks of heads go back in depth.
+    branch_x = n_pos + 6 * GAP
+    y = 0.0
+    z_step = 2.0
+    for names in ordered_rows:
+        x_res, x_branch, height = 0.0, branch_x, 0.0
+        for n in names:
+            b = blocks[n]
+            if b.residual:
+                b.x, x_res = x_res, x_res + b.width + GAP
+            else:
+                b.x, x_branch = x_branch, x_branch + b.width + GAP
+            b.y = y
+            b.z_step = 0.0 if b.depth == 1 else z_step
+            height = max(height, b.height)
+        y -= height + ROW_GAP
+
+    links = [(i, t.name) for t in specs if t.kind in ("activation",)
+             for i in t.inputs if graph[i].kind in ("activation", "input")]
+    layout = Layout([blocks[t.name] for t in specs], links)
+    layout.sections = _sections(graph, layout)
+    xs = [b.x for b in layout.blocks] + [b.x + b.width for b in layout.blocks]
+    layout.bounds = (min(xs), 0.0, max(xs), min(b.y - b.height for b in layout.blocks))
+    return layout
+
+
+def _sections(graph: Graph, layout: Layout) -> list[dict]:
+    """Labelled boxes around the embedding, each transformer layer, its attention and MLP, and the output."""
+    groups: dict[str, tuple[str, list[Block]]] = {}
+
+    def add(key, title, b):
+        groups.setdefault(key, (title, []))[1].append(b)
+
+    for b in layout.blocks:
+        t = graph[b.tensor]
+        if t.layer is not None:
+            add(f"blocks.{t.layer}", f"Transformer {t.layer}", b)
+            if t.group.endswith(".attn"):
+                add(t.group, "Attention", b)
+            elif t.group.endswith(".mlp"):
+                add(t.group, "MLP", b)
+        elif t.group == "embed":
+            add("embed", "Embedding", b)
+        else:
+            add("output", "Output", b)
+    out = []
+    for key, (title, bs) in groups.items():
+        out.append({
+            "key": key, "title": title,
+            "x0": min(b.x for b in bs), "x1": max(b.x + b.width for b in bs),
+            "y0": max(b.y for b in bs), "y1": min(b.y - b.height for b in bs),
+        })
+    return out
+
+
+def axis_label(axis: str | None) -> str:
+    return AXES[axis][0] if axis else "1"

@@ -1,0 +1,147 @@
+"""What the browser draws: the layout of every block plus the numbers in it, in one binary payload.
+
+The payload is a safetensors file with one float16 tensor, `atlas`: every block's cells packed side
+by side (one rectangle per head slab), and the scene description as JSON in its metadata. A block
+whose grid is larger than MAX_DISPLAY cells on a side is shown downsampled: each displayed cell is
+the value of largest magnitude in a square tile of the tensor, and the block says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from .graph import AXES, OPS
+from .layout import Block, Layout, axis_label, build_layout, short_name
+from .model import Model, Trace
+
+MAX_DISPLAY = 512  # displayed cells per side of one block, at most
+MAX_ATLAS_WIDTH = 4096  # within every WebGL2 implementation's texture size limit
+F16_MAX = 65504.0
+
+
+def slab_grid(values: np.ndarray, spec_axes: tuple[str, ...], b: Block) -> np.ndarray:
+    """The tensor as [slab, rows (y axis), cols (x axis)]."""
+    order = [a for a in (b.z_axis, b.y_axis, b.x_axis) if a]
+    v = np.transpose(values, [spec_axes.index(a) for a in order])
+    if b.z_axis is None:
+        v = v[None]
+    if b.y_axis is None:
+        v = v[:, None, :]
+    elif b.x_axis is None:
+        v = v[:, :, None]
+    return v
+
+
+def tile_max_abs(grid: np.ndarray, f: int) -> np.ndarray:
+    """[n, rows, cols] -> [n, ceil(rows/f), ceil(cols/f)]: each tile's value of largest magnitude
+    (−inf only where a whole tile is masked)."""
+    n, r, c = grid.shape
+    R, C = -(-r // f), -(-c // f)
+    padded = np.full((n, R * f, C * f), np.nan, np.float32)
+    padded[:, :r, :c] = grid
+    tiles = padded.reshape(n, R, f, C, f).transpose(0, 1, 3, 2, 4).reshape(n, R, C, f * f)
+    mag = np.where(np.isfinite(tiles), np.abs(tiles), -1.0)
+    pick = np.take_along_axis(tiles, mag.argmax(-1)[..., None], -1)[..., 0]
+    all_masked = (mag.max(-1) < 0) & np.isinf(np.nan_to_num(tiles, nan=0.0)).any(-1)
+    return np.where(all_masked, -np.inf, np.nan_to_num(pick, nan=0.0)).astype(np.float32)
+
+
+class AtlasPacker:
+    """Shelf packing of rectangles into rows of a fixed-width texture."""
+
+    def __init__(self, width: int):
+        self.width, self.x, self.y, self.shelf = width, 0, 0, 0
+
+    def place(self, w: int, h: int) -> tuple[int, int]:
+        if self.x + w > self.width:
+            self.x, self.y, self.shelf = 0, self.y + self.shelf, 0
+        pos = (self.x, self.y)
+        self.x += w
+        self.shelf = max(self.shelf, h)
+        return pos
+
+    @property
+    def height(self) -> int:
+        return self.y + self.shelf
+
+
+def build_scene(model: Model, trace: Trace | None, n_pos: int) -> tuple[dict, np.ndarray]:
+    """The scene description and the float16 atlas of every block's displayed cells."""
+    graph = model.graph
+    layout: Layout = build_layout(graph, n_pos)
+    index = {b.tensor: i for i, b in enumerate(layout.blocks)}
+    grids: list[tuple[int, np.ndarray]] = []  # (block index, [slab, rows, cols] display grid)
+    blocks = []
+    for i, b in enumerate(layout.blocks):
+        spec = graph[b.tensor]
+        rec = {
+            "tensor": b.tensor, "short": short_name(b.tensor), "title": spec.title, "kind": spec.kind,
+            "op": spec.op, "group": spec.group, "layer": spec.layer,
+            "axes": [b.x_axis, b.y_axis, b.z_axis], "cols": b.cols, "rows": b.rows, "depth": b.depth,
+            "merged": b.merged, "residual": b.residual,
+            "x": b.x, "y": b.y, "z": b.z, "z_step": b.z_step,
+            "dims": [[a, n] for a, n in zip(spec.axes, spec.shape(graph.sizes(n_pos)))],
+            "shape_text": " × ".join(axis_label(a) for a in spec.axes) + " = "
+                          + " × ".join(str(s) for s in spec.shape(graph.sizes(n_pos))),
+            "tile": 1, "scale": 0.0, "slabs": None,
+        }
+        if trace is not None:
+            grid = slab_grid(trace[b.tensor], spec.axes, b).astype(np.float32)
+            finite = np.abs(grid[np.isfinite(grid)])
+            rec["scale"] = float(finite.max()) if finite.size else 0.0
+            f = max(1, math.ceil(max(b.rows, b.cols) / MAX_DISPLAY))
+            if f > 1:
+                grid = tile_max_abs(grid, f)
+            if b.merged:
+                grid = grid[:1]  # one box for the stack: its front face shows head 0
+            rec["tile"] = f
+            grids.append((i, grid))
+        blocks.append(rec)
+
+    area = sum(g.shape[0] * g.shape[1] * g.shape[2] for _, g in grids)
+    widest = max((g.shape[2] for _, g in grids), default=1)
+    packer = AtlasPacker(min(MAX_ATLAS_WIDTH, max(widest, 64 * math.ceil(1.1 * math.sqrt(area) / 64))))
+    placed = []
+    for i, grid in sorted(grids, key=lambda g: -g[1].shape[1]):  # tallest first packs shelves well
+        n, h, w = grid.shape
+        slabs = []
+        for s in range(n):
+            x, y = packer.place(w, h)
+            slabs.append([x, y, w, h])
+            placed.append((x, y, grid[s]))
+        blocks[i]["slabs"] = slabs
+    atlas = np.zeros((max(packer.height, 1), packer.width if placed else 1), np.float16)
+    for x, y, g in placed:
+        atlas[y:y + g.shape[0], x:x + g.shape[1]] = np.clip(g, -F16_MAX, F16_MAX, where=np.isfinite(g), out=g.copy())
+
+    cfg = model.config
+    scene = {
+        "model": {"name": model.name, "n_params": cfg.n_params, "has_weights": model.has_weights,
+                  "config": cfg.to_dict(), "description": cfg.description},
+        "n_pos": n_pos,
+        "axes": {k: {"label": lab, "description": d, "color": c} for k, (lab, d, c) in AXES.items()},
+        "ops": {k: {"formula": f, "description": d} for k, (f, d) in OPS.items()},
+        "blocks": blocks,
+        "links": [[index[a], index[b]] for a, b in layout.links],
+        "sections": layout.sections,
+        "bounds": layout.bounds,
+        "max_display": MAX_DISPLAY,
+    }
+    if trace is not None:
+        scene.update(tokens=trace.tokens, token_strs=trace.token_strs,
+                     predicted=json.loads(trace.metadata()["predicted"]))
+    return scene, atlas
+
+
+def scene_bytes(model: Model, prompt=None, n_pos: int | None = None) -> bytes:
+    """The payload for POST /api/scene: a forward pass on `prompt` if the model has weights, else the
+    structure alone for `n_pos` positions."""
+    from safetensors.numpy import save
+
+    trace = model.run(prompt) if model.has_weights else None
+    n = len(trace.tokens) if trace is not None else int(n_pos or min(8, model.config.n_ctx))
+    scene, atlas = build_scene(model, trace, n)
+    return save({"atlas": atlas}, metadata={"scene": json.dumps(scene, separators=(",", ":"))})
