@@ -25,14 +25,19 @@ async function check(res: Response): Promise<Response> {
 const post = (url: string, body: unknown) =>
   fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
-export async function fetchModels(): Promise<ModelInfo[]> {
-  return (await check(await fetch("/api/models"))).json();
+export async function fetchModels(started?: Promise<Response>): Promise<ModelInfo[]> {
+  return (await check(await (started ?? fetch("/api/models")))).json();
 }
 
 export async function fetchTrace(model: string, text: string): Promise<Trace> {
   return parseTrace(await (await check(await post("/api/trace", { model, text }))).arrayBuffer());
 }
 
-export async function fetchScene(req: { model: string; text?: string; n_pos?: number }): Promise<SceneData> {
-  return parseScene(await (await check(await post("/api/scene", req))).arrayBuffer());
+export async function fetchScene(req: { model?: string; text?: string; n_pos?: number }): Promise<SceneData> {
+  return sceneFrom(post("/api/scene", req));
+}
+
+/** A scene from a request already sent (index.html starts the first one before this code loads). */
+export async function sceneFrom(response: Promise<Response>): Promise<SceneData> {
+  return parseScene(await (await check(await response)).arrayBuffer());
 }

@@ -9,7 +9,7 @@ const VERTEX = /* glsl */ `
 in vec3 iPos;    // top-left-front corner of the slab
 in vec3 iSize;   // width, height, thickness (world units = cells)
 in vec4 iAtlas;  // atlas x, y and displayed width, height (width 0: no data)
-in vec4 iStyle;  // kind, scale (largest |value|), flags (1 causal mask), tile (cells per displayed cell)
+in vec4 iStyle;  // kind, scale (largest |value|), flags (1: causal mask), unused
 in vec3 iColX;   // colour of the axis across (the ruler along the top edge)
 in vec3 iColY;   // colour of the axis down (the ruler along the left edge)
 in vec2 iCells;  // true columns and rows of the slab
@@ -61,9 +61,9 @@ void main() {
   vec2 grid = hasData ? vAtlas.zw : vCells;
   vec2 c = vUv * grid;
   vec2 cell = min(floor(c), grid - 1.0);
-  float tile = hasData ? vStyle.w : 1.0;
+  vec2 tile = hasData ? ceil(vCells / vAtlas.zw) : vec2(1.0);  // tensor cells per displayed cell
   bool causal = mod(vStyle.z, 2.0) >= 1.0;
-  bool masked = causal && cell.y * tile > cell.x * tile + tile - 1.0;  // key position after the query
+  bool masked = causal && cell.y * tile.y > cell.x * tile.x + tile.x - 1.0;  // key position after the query
   vec3 col;
   if (hasData && !masked) {
     float v = texelFetch(uAtlas, ivec2(vAtlas.xy + cell), 0).r;
@@ -140,7 +140,7 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
     const a = b.slabs?.[slab];
     iAtlas.set(a ? a : [0, 0, 0, 0], k * 4);
     const causal = b.axes.includes("pos") && b.axes.includes("key_pos") ? 1 : 0;
-    iStyle.set([KINDS.indexOf(b.kind), b.scale, causal, b.tile], k * 4);
+    iStyle.set([KINDS.indexOf(b.kind), b.scale, causal, 0], k * 4);
     iColX.set(axisColor(data, b.axes[0]), k * 3);
     iColY.set(axisColor(data, b.axes[1]), k * 3);
     iCells.set([b.cols, b.rows], k * 2);

@@ -1,6 +1,6 @@
 // The app: pick a model, type an input, and see every tensor of its forward pass as blocks in 3D.
 import * as THREE from "three";
-import { fetchModels, fetchScene, type ModelInfo } from "./api";
+import { fetchModels, fetchScene, sceneFrom, type ModelInfo } from "./api";
 import { buildModel, pick, type BuiltModel } from "./blocks";
 import { FAMILIES, KINDS, MASKED } from "./colors";
 import { LabelLayer, type Label } from "./labels";
@@ -42,12 +42,17 @@ function shapeHtml(data: SceneData, b: BlockInfo): string {
   return `${letters.join(" × ")} = ${b.dims.map(([, n]) => n).join(" × ")}`;
 }
 
+/** "max |value| per 1×99 tile": rows × columns of the tensor behind each displayed cell. */
+function tileText(b: BlockInfo): string {
+  return `max |value| per ${b.tile[1]}×${b.tile[0]} tile`;
+}
+
 function blockLabels(p: Placed): Label[] {
   const { data, offsetX } = p;
   const info = data.info;
   const out: Label[] = [];
   info.blocks.forEach((b) => {
-    const sampled = b.tile > 1 ? ` <span class="tile">max |value| per ${b.tile}×${b.tile} tile</span>` : "";
+    const sampled = b.tile[0] * b.tile[1] > 1 ? ` <span class="tile">${tileText(b)}</span>` : "";
     out.push({ anchor: new THREE.Vector3(b.x + offsetX, b.y + 0.3, b.z), worldSize: Math.max(b.cols, 1.5), minPixels: 14,
       compact: `<b>${escapeHtml(b.short)}</b>`, fullPixels: 110,
       html: `<b>${escapeHtml(b.short)}</b> ${shapeHtml(data, b)}${sampled}`, cls: `block kind-${b.kind}`, above: true,
@@ -146,7 +151,7 @@ function select(hit: { placed: Placed; block: number } | null) {
       <p>${shapeHtml(placed.data, b)} · ${b.kind}</p>
       ${op ? `<p>${escapeHtml(op.description)} <code>${escapeHtml(op.formula)}</code></p>` : ""}
       ${b.slabs ? `<p>colour scale: ±${b.scale.toPrecision(4)}</p>` : "<p>no numbers: structure only</p>"}
-      ${b.tile > 1 ? `<p>shown downsampled: each cell is the max |value| of a ${b.tile}×${b.tile} tile</p>` : ""}`;
+      ${b.tile[0] * b.tile[1] > 1 ? `<p>shown downsampled: ${tileText(b)} (${b.rows} × ${b.cols} cells)</p>` : ""}`;
   }
   app.view!.requestRender();
 }
@@ -169,7 +174,7 @@ function pickAt(clientX: number, clientY: number) {
   return best;
 }
 
-async function loadView() {
+async function loadView(early?: Promise<SceneData>) {
   const seq = ++app.loadSeq;
   const s = app.state;
   const status = $<HTMLSpanElement>("#status");
@@ -188,7 +193,7 @@ async function loadView() {
       const text = info.has_weights ? (s.input ?? info.example ?? undefined) : undefined;
       if (info.has_weights && text !== undefined) s.input = text;
       else delete s.input;
-      datas = [await fetchScene({ model: info.name, text })];
+      datas = [await (early ?? fetchScene({ model: info.name, text }))];
     }
     if (seq !== app.loadSeq) return;
     place(datas);
@@ -204,12 +209,12 @@ async function loadView() {
       v.flyTo(new THREE.Vector3(...s.camera.slice(0, 3)), new THREE.Vector3(...s.camera.slice(3)), 0);
     } else v.goHome(false);
     if (s.block) select(findBlock(s.block));
+    writeUrl();
     status.textContent = "";
-    const t0 = performance.now();
     v.onRender = () => {
       app.labels!.update();
       if (app.firstFrameMs === null) {
-        app.firstFrameMs = t0;
+        app.firstFrameMs = performance.now(); // since navigation start
         document.body.dataset.ready = "true";
       }
     };
@@ -303,8 +308,15 @@ async function start() {
   const view = (app.view = new View(canvas));
   app.labels = new LabelLayer($<HTMLDivElement>("#labels"), view);
   view.onCameraEnd = writeUrl;
+  // The first scene is requested at once, beside the model list (the server picks its first model if the
+  // link names none), so the first frame waits for one round trip, not two.
+  const s0 = app.state;
+  const { __earlyScene: started, __earlyModels: startedModels } =
+    window as { __earlyScene?: Promise<Response>; __earlyModels?: Promise<Response> };
+  const early = s0.view === "scale" ? undefined : started ? sceneFrom(started) : fetchScene({ model: s0.model, text: s0.input });
+  early?.catch(() => {});
   try {
-    app.models = await fetchModels();
+    app.models = await fetchModels(startedModels);
   } catch (e) {
     showError(`Could not reach the llmviz server: ${(e as Error).message}`);
     return;
@@ -343,7 +355,8 @@ async function start() {
     view.flyTo(...view.framing(box, 1.6));
   });
   legend(undefined);
-  await loadView();
+  const known = !s0.model || app.models.some((m) => m.name === s0.model);
+  await loadView(known ? early : undefined);
   if (app.placed[0]) legend(app.placed[0].data);
 }
 
@@ -387,7 +400,31 @@ Object.assign(window, {
       const r = app.view!.canvas.getBoundingClientRect();
       return s ? { x: s.x + r.left, y: s.y + r.top } : null;
     },
+    camera: () => [...app.view!.camera.position.toArray(), ...app.view!.controls.target.toArray()],
     labels: () => app.labels!.debug().filter((l) => l.text.includes("parameters")),
+    /** Draw now and read the canvas: the RGB at a client point, or with no point the share of pixels that differ
+     * from the background. */
+    readPixels: (clientX?: number, clientY?: number) => {
+      const v = app.view!;
+      v.renderer.render(v.scene, v.camera);
+      const gl = v.renderer.getContext();
+      const w = gl.drawingBufferWidth, h = gl.drawingBufferHeight;
+      if (clientX !== undefined && clientY !== undefined) {
+        const r = v.canvas.getBoundingClientRect();
+        const x = Math.floor((clientX - r.left) * w / r.width), y = h - 1 - Math.floor((clientY - r.top) * h / r.height);
+        const px = new Uint8Array(4);
+        gl.readPixels(x, y, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, px);
+        return [px[0], px[1], px[2]];
+      }
+      const all = new Uint8Array(w * h * 4);
+      gl.readPixels(0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, all);
+      const bg = [0xf8, 0xf9, 0xfa];
+      let differ = 0;
+      for (let i = 0; i < all.length; i += 4) {
+        if (Math.abs(all[i] - bg[0]) + Math.abs(all[i + 1] - bg[1]) + Math.abs(all[i + 2] - bg[2]) > 12) differ++;
+      }
+      return differ / (w * h);
+    },
     flyToBlock: (tensor: string) => {
       const hit = findBlock(tensor);
       if (hit) app.view!.flyTo(...app.view!.framing(hit.placed.built.boxes[hit.block], 1.6), 0);

@@ -24,7 +24,7 @@ export interface BlockInfo {
   z_step: number;
   dims: [string, number][];
   shape_text: string;
-  tile: number;
+  tile: [number, number]; // tensor cells per displayed cell, across and down
   scale: number;
   slabs: [number, number, number, number][] | null; // atlas x, y, width, height per slab
 }
@@ -64,8 +64,8 @@ export function parseScene(bytes: ArrayBuffer): SceneData {
 /** Which tensor index a displayed cell of slab `slab` stands for (the first index of its tile). */
 export function cellIndex(b: BlockInfo, slab: number, col: number, row: number): Record<string, number> {
   const idx: Record<string, number> = {};
-  if (b.axes[0]) idx[b.axes[0]] = col * b.tile;
-  if (b.axes[1]) idx[b.axes[1]] = row * b.tile;
+  if (b.axes[0]) idx[b.axes[0]] = col * b.tile[0];
+  if (b.axes[1]) idx[b.axes[1]] = row * b.tile[1];
   if (b.axes[2]) idx[b.axes[2]] = slab;
   return idx;
 }

@@ -2,8 +2,8 @@
 
 The payload is a safetensors file with one float16 tensor, `atlas`: every block's cells packed side
 by side (one rectangle per head slab), and the scene description as JSON in its metadata. A block
-whose grid is larger than MAX_DISPLAY cells on a side is shown downsampled: each displayed cell is
-the value of largest magnitude in a square tile of the tensor, and the block says so.
+whose grid is longer than MAX_DISPLAY cells along an axis is shown downsampled along that axis: each
+displayed cell is the value of largest magnitude in a tile of the tensor, and the block says so.
 """
 
 from __future__ import annotations
@@ -35,18 +35,19 @@ def slab_grid(values: np.ndarray, spec_axes: tuple[str, ...], b: Block) -> np.nd
     return v
 
 
-def tile_max_abs(grid: np.ndarray, f: int) -> np.ndarray:
-    """[n, rows, cols] -> [n, ceil(rows/f), ceil(cols/f)]: each tile's value of largest magnitude
+def tile_max_abs(grid: np.ndarray, fy: int, fx: int | None = None) -> np.ndarray:
+    """[n, rows, cols] -> [n, ceil(rows/fy), ceil(cols/fx)]: each fy × fx tile's value of largest magnitude
     (−inf only where a whole tile is masked)."""
+    fx = fy if fx is None else fx
     n, r, c = grid.shape
-    R, C = -(-r // f), -(-c // f)
-    padded = np.full((n, R * f, C * f), np.nan, np.float32)
+    R, C = -(-r // fy), -(-c // fx)
+    padded = np.full((n, R * fy, C * fx), np.nan, np.float32)
     padded[:, :r, :c] = grid
-    tiles = padded.reshape(n, R, f, C, f).transpose(0, 1, 3, 2, 4).reshape(n, R, C, f * f)
+    tiles = padded.reshape(n, R, fy, C, fx).transpose(0, 1, 3, 2, 4).reshape(n, R, C, fy * fx)
     mag = np.where(np.isfinite(tiles), np.abs(tiles), -1.0)
     pick = np.take_along_axis(tiles, mag.argmax(-1)[..., None], -1)[..., 0]
-    all_masked = (mag.max(-1) < 0) & np.isinf(np.nan_to_num(tiles, nan=0.0)).any(-1)
-    return np.where(all_masked, -np.inf, np.nan_to_num(pick, nan=0.0)).astype(np.float32)
+    all_masked = (mag.max(-1) < 0) & np.isinf(tiles).any(-1)
+    return np.where(all_masked, -np.inf, np.where(np.isnan(pick), 0.0, pick)).astype(np.float32)
 
 
 class AtlasPacker:
@@ -86,18 +87,18 @@ def build_scene(model: Model, trace: Trace | None, n_pos: int) -> tuple[dict, np
             "dims": [[a, n] for a, n in zip(spec.axes, spec.shape(graph.sizes(n_pos)))],
             "shape_text": " × ".join(axis_label(a) for a in spec.axes) + " = "
                           + " × ".join(str(s) for s in spec.shape(graph.sizes(n_pos))),
-            "tile": 1, "scale": 0.0, "slabs": None,
+            "tile": [1, 1], "scale": 0.0, "slabs": None,  # tile: tensor cells per displayed cell, across and down
         }
         if trace is not None:
             grid = slab_grid(trace[b.tensor], spec.axes, b).astype(np.float32)
             finite = np.abs(grid[np.isfinite(grid)])
             rec["scale"] = float(finite.max()) if finite.size else 0.0
-            f = max(1, math.ceil(max(b.rows, b.cols) / MAX_DISPLAY))
-            if f > 1:
-                grid = tile_max_abs(grid, f)
+            fx, fy = math.ceil(b.cols / MAX_DISPLAY), math.ceil(b.rows / MAX_DISPLAY)
+            if fx > 1 or fy > 1:
+                grid = tile_max_abs(grid, fy, fx)
             if b.merged:
                 grid = grid[:1]  # one box for the stack: its front face shows head 0
-            rec["tile"] = f
+            rec["tile"] = [fx, fy]
             grids.append((i, grid))
         blocks.append(rec)
 

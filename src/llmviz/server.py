@@ -58,7 +58,7 @@ class PromptRequest(BaseModel):
 
 
 class SceneRequest(BaseModel):
-    model: str = Field("nano-gpt", examples=["nano-gpt"])
+    model: str | None = Field(None, examples=["nano-gpt"], description="default: the server's first model")
     text: str | None = Field(None, max_length=20_000, examples=["CBABBC"])
     tokens: list[int] | None = Field(None, max_length=10_000)
     n_pos: int | None = Field(None, ge=1, le=4096, description="positions to lay out for a structure-only model")
@@ -211,7 +211,7 @@ def create_app(models: list[Model] | None = None) -> FastAPI:
     def scene(req: SceneRequest):
         """What the 3D view draws: every tensor as a block, placed, with its numbers (structure only for a model
         without weights). With no input, a model with weights runs its example input."""
-        m = get_model(req.model)
+        m = get_model(req.model or next(iter(registry)))
         prompt = req.text if req.text is not None else req.tokens
         if m.has_weights and prompt is None:
             prompt = example_input(m) or [0]

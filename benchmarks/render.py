@@ -1,0 +1,126 @@
+"""How fast and light the 3D view is, in headless Chromium on SwiftShader (this machine's CPU), for the
+nano-gpt, gpt2 and gpt3 views on a 768 × 688 canvas.
+
+    python benchmarks/render.py [--frames 40]
+
+Prints, per view: time to the first model frame (from navigation start), mean frame time while the
+camera moves (every frame drawn and finished), draw calls per frame, bytes transferred (compressed, as
+sent) and JS heap after load; then the heap after switching the nano-gpt page to gpt3.
+
+The baseline is Brendan Bycroft's llm-viz on this kind of machine, as measured for the project's issue
+(its figures are quoted, not measured in this run: its code is not on this machine): nano-gpt 909 KB
+over 30 requests, first model frame after about 1.0 s; 8 fps on nano-gpt, 2.3 on GPT-2 small and 1.0 on
+GPT-3 while the camera moves, at about 220 draw calls; JS heap 45 MB after load, 135 MB after GPT-3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+from playwright.sync_api import sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
+from llmviz.server import create_app  # noqa: E402
+
+CANVAS = (768, 688)
+BASELINE = {  # llm-viz, quoted from the issue
+    "nano-gpt": {"first_frame_ms": 1000, "fps": 8.0, "bytes": 909_000, "heap_mb": 45},
+    "gpt2": {"fps": 2.3},
+    "gpt3": {"fps": 1.0},
+    "draw_calls": 220,
+    "heap_after_gpt3_mb": 135,
+}
+
+
+def serve() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}"
+
+
+def heap_mb(cdp) -> float:
+    cdp.send("HeapProfiler.collectGarbage")
+    metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    return metrics["JSHeapUsedSize"] / 1e6
+
+
+def open_view(browser, url: str):
+    page = browser.new_page(viewport={"width": CANVAS[0], "height": CANVAS[1] + 40})
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]", state="attached", timeout=60_000)
+    # Fit the canvas to exactly 768 × 688 whatever the header's height.
+    extra = page.evaluate("innerHeight - document.querySelector('#view').clientHeight")
+    page.set_viewport_size({"width": CANVAS[0], "height": CANVAS[1] + extra})
+    page.wait_for_timeout(300)
+    size = page.evaluate("[document.querySelector('#view').clientWidth, document.querySelector('#view').clientHeight]")
+    assert tuple(size) == CANVAS, size
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
+    return page, cdp
+
+
+def measure(browser, base: str, model: str, frames: int) -> dict:
+    page, cdp = open_view(browser, f"{base}/?model={model}")
+    stats = page.evaluate("window.__llmviz.stats()")
+    transferred = page.evaluate(
+        "performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))"
+        ".reduce((n, e) => n + e.transferSize, 0)")
+    requests = page.evaluate("performance.getEntriesByType('resource').length + 1")
+    ms = page.evaluate(f"window.__llmviz.measureFrames({frames})")
+    out = {"first_frame_ms": stats["firstFrameMs"], "frame_ms": ms, "fps": 1000 / ms,
+           "draw_calls": page.evaluate("window.__llmviz.stats().drawCalls"), "instances": stats["instances"],
+           "bytes": transferred, "requests": requests, "heap_mb": heap_mb(cdp)}
+    if model == "nano-gpt":
+        page.select_option("#model", "gpt3")
+        page.wait_for_function("window.__llmviz.stats().models[0] === 'gpt3'", timeout=60_000)
+        page.wait_for_timeout(500)
+        out["heap_after_gpt3_mb"] = heap_mb(cdp)
+    page.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=40)
+    args = ap.parse_args()
+    base = serve()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        measure(browser, base, "nano-gpt", 5)  # warm the server's and the browser's caches once
+        results = {m: measure(browser, base, m, args.frames) for m in ("nano-gpt", "gpt2", "gpt3")}
+        browser.close()
+
+    print(f"canvas {CANVAS[0]} × {CANVAS[1]}, headless Chromium on SwiftShader; baseline: llm-viz (figures quoted in "
+          f"the module doc)\n")
+    print(f"{'view':10s} {'first frame':>12s} {'fps moving':>11s} {'draw calls':>11s} {'instances':>10s} "
+          f"{'transferred':>16s} {'JS heap':>9s}")
+    for m, r in results.items():
+        print(f"{m:10s} {r['first_frame_ms']:9.0f} ms {r['fps']:11.1f} {r['draw_calls']:11d} {r['instances']:10d} "
+              f"{r['bytes'] / 1000:8.0f} KB/{r['requests']:2d} {r['heap_mb']:6.1f} MB")
+    nano = results["nano-gpt"]
+    print("\nagainst llm-viz (target: bytes, first frame and heap at most 0.5x; fps at least 2x):")
+    print(f"  nano-gpt bytes        {nano['bytes'] / BASELINE['nano-gpt']['bytes']:.2f}x")
+    print(f"  nano-gpt first frame  {nano['first_frame_ms'] / BASELINE['nano-gpt']['first_frame_ms']:.2f}x")
+    for m in results:
+        print(f"  {m:8s} fps          {results[m]['fps'] / BASELINE[m]['fps']:.2f}x")
+    print(f"  draw calls            {max(r['draw_calls'] for r in results.values()) / BASELINE['draw_calls']:.3f}x")
+    print(f"  nano-gpt heap         {nano['heap_mb'] / BASELINE['nano-gpt']['heap_mb']:.2f}x")
+    print(f"  heap after gpt3       {nano['heap_after_gpt3_mb'] / BASELINE['heap_after_gpt3_mb']:.2f}x "
+          f"({nano['heap_after_gpt3_mb']:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The 3D layout and the scene payload: derived from the graph, every number the trace's, downsampled honestly."""
+
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from safetensors.numpy import load
+
+from llmviz import Graph
+from llmviz.config import PRESETS
+from llmviz.layout import MERGE_HEADS_ABOVE, build_layout
+from llmviz.loading import structure_only
+from llmviz.scene import MAX_DISPLAY, build_scene, scene_bytes, slab_grid, tile_max_abs
+from llmviz.server import create_app
+
+
+@pytest.mark.parametrize("name", ["nano-gpt", "gpt2", "gpt3"])
+def test_every_tensor_has_a_block_and_data_flows_down(name):
+    graph = Graph(PRESETS[name])
+    layout = build_layout(graph, 5)
+    blocks = {b.tensor: b for b in layout.blocks}
+    assert list(blocks) == graph.names()
+    for t in graph:
+        for i in t.inputs:
+            if graph[i].kind in ("activation", "input"):
+                assert blocks[t.name].y <= blocks[i].y, f"{t.name} sits above its input {i}"
+    for b in layout.blocks:
+        assert b.residual == (b.x == 0)  # the residual stream is the centre column, and only it
+        assert b.merged == (b.depth > MERGE_HEADS_ABOVE)
+
+
+def test_blocks_of_a_row_do_not_overlap():
+    layout = build_layout(Graph(PRESETS["gpt2"]), 7)
+    by_row = {}
+    for b in layout.blocks:
+        by_row.setdefault(b.row, []).append(b)
+    for row in by_row.values():
+        spans = sorted((b.x, b.x + b.width) for b in row)
+        for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
+            assert a1 <= b0
+
+
+def test_block_axes_follow_the_rules():
+    layout = {b.tensor: b for b in build_layout(Graph(PRESETS["nano-gpt"]), 6).blocks}
+    assert (layout["blocks.0.attn.hook_q"].x_axis, layout["blocks.0.attn.hook_q"].y_axis) == ("pos", "d_head")
+    assert layout["blocks.0.attn.hook_q"].depth == 3
+    assert (layout["embed.W_E"].x_axis, layout["embed.W_E"].y_axis) == ("vocab", "d_model")  # a lookup picks a column
+    assert (layout["blocks.0.mlp.W_in"].cols, layout["blocks.0.mlp.W_in"].rows) == (48, 192)
+    assert (layout["blocks.0.ln1.hook_mean"].cols, layout["blocks.0.ln1.hook_mean"].rows) == (6, 1)
+    assert (layout["blocks.0.ln1.w"].cols, layout["blocks.0.ln1.w"].rows) == (1, 48)
+
+
+def atlas_slab(scene, atlas, tensor, slab=0):
+    b = next(b for b in scene["blocks"] if b["tensor"] == tensor)
+    x, y, w, h = b["slabs"][slab]
+    return b, atlas[y:y + h, x:x + w].astype(np.float32)
+
+
+def test_atlas_holds_the_trace_values(nano):
+    trace = nano.run("CBABBC")
+    scene, atlas = build_scene(nano, trace, 6)
+    b, got = atlas_slab(scene, atlas, "blocks.1.attn.hook_q", slab=2)
+    np.testing.assert_allclose(got, trace["blocks.1.attn.hook_q"][:, 2, :].T, rtol=1e-3, atol=1e-4)  # rows = d_head
+    b, got = atlas_slab(scene, atlas, "blocks.0.attn.hook_attn_scores", slab=1)
+    ref = trace["blocks.0.attn.hook_attn_scores"][1].T  # [key_pos, pos]: each column one query
+    assert np.array_equal(np.isinf(got), np.isinf(ref))
+    np.testing.assert_allclose(got[np.isfinite(got)], ref[np.isfinite(ref)], rtol=1e-3, atol=1e-4)
+    assert b["scale"] == pytest.approx(float(np.abs(ref[np.isfinite(ref)]).max()) if b["depth"] == 1 else
+                                       float(np.abs(trace["blocks.0.attn.hook_attn_scores"][
+                                           np.isfinite(trace["blocks.0.attn.hook_attn_scores"])]).max()))
+    b, got = atlas_slab(scene, atlas, "embed.W_E")
+    np.testing.assert_allclose(got, nano.weights["embed.W_E"].T, rtol=1e-3, atol=1e-4)
+    assert scene["predicted"][-1] == "A" and scene["token_strs"] == list("CBABBC")
+
+
+def test_tiles_keep_the_value_of_largest_magnitude():
+    g = np.arange(1, 13, dtype=np.float32).reshape(1, 3, 4)
+    g[0, 0, 1] = -20
+    g[0, 2, 3] = -np.inf
+    out = tile_max_abs(g, 2)
+    assert out.shape == (1, 2, 2)
+    assert out[0, 0, 0] == -20 and out[0, 0, 1] == 8 and out[0, 1, 0] == 10 and out[0, 1, 1] == 11
+    assert tile_max_abs(np.full((1, 2, 2), -np.inf, np.float32), 2)[0, 0, 0] == -np.inf
+
+
+def test_large_tensors_are_downsampled_and_say_so(tmp_path):
+    pytest.importorskip("transformers")
+    from reference import hf_gpt2_folder
+
+    from llmviz import load_model
+
+    hf_gpt2_folder(tmp_path, n_layer=1, n_head=2, n_embd=16, vocab_size=1500, n_positions=8)
+    model = load_model(str(tmp_path))
+    trace = model.run([1, 2, 3])
+    scene, atlas = build_scene(model, trace, 3)
+    b, got = atlas_slab(scene, atlas, "embed.W_E")
+    f = -(-1500 // MAX_DISPLAY)
+    assert b["tile"] == [f, 1] and got.shape == (16, -(-1500 // f))  # only the long axis is tiled
+    w = model.weights["embed.W_E"].T  # [d_model, vocab]
+    np.testing.assert_allclose(got, tile_max_abs(w[None, :, :], 1, f)[0], rtol=1e-3)
+    assert b["scale"] == pytest.approx(float(np.abs(w).max()))
+    b, logits = atlas_slab(scene, atlas, "logits")
+    assert b["tile"] == [1, f] and logits.shape == (-(-1500 // f), 3)  # every position keeps its column
+
+
+def test_structure_only_scene_has_no_numbers():
+    scene, atlas = build_scene(structure_only("gpt3"), None, 8)
+    assert all(b["slabs"] is None and b["scale"] == 0 for b in scene["blocks"])
+    assert atlas.size == 1 and not scene["model"]["has_weights"]
+    assert len(scene["blocks"]) == len(Graph(PRESETS["gpt3"]).tensors)
+
+
+def test_scene_endpoint(nano):
+    client = TestClient(create_app())
+    r = client.post("/api/scene", json={"model": "nano-gpt"})
+    assert r.status_code == 200
+    meta = json.loads(load_meta(r.content)["scene"])
+    assert meta["tokens"] == [2, 1, 0, 1, 1, 2]  # the model's example input
+    assert load(r.content)["atlas"].dtype == np.float16
+    r = client.post("/api/scene", json={"model": "gpt2", "n_pos": 5})
+    assert json.loads(load_meta(r.content)["scene"])["n_pos"] == 5
+    assert client.post("/api/scene", json={"model": "nope"}).status_code == 404
+    bad = client.post("/api/scene", json={"text": "CBD"})
+    assert bad.status_code == 422 and "unknown token 'D'" in bad.json()["detail"]
+    assert client.post("/api/scene", json={"model": "gpt2", "n_pos": 0}).status_code == 422
+
+
+def load_meta(data: bytes) -> dict:
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + n])["__metadata__"]
