@@ -40,7 +40,7 @@ export interface SceneInfo {
   links: [number, number][];
   sections: Section[];
   bounds: [number, number, number, number];
-  max_display: number;
+  max_display: { weight: number; computed: number };
   tokens?: number[];
   token_strs?: string[];
   predicted?: string[];

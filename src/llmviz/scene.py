@@ -2,14 +2,17 @@
 
 The payload is a safetensors file with one float16 tensor, `atlas`: every block's cells packed side
 by side (one rectangle per head slab), and the scene description as JSON in its metadata. A block
-whose grid is longer than MAX_DISPLAY cells along an axis is shown downsampled along that axis: each
-displayed cell is the value of largest magnitude in a tile of the tensor, and the block says so.
+whose grid is longer than the display cap along an axis is shown downsampled along that axis: each
+displayed cell is the value of largest magnitude in a tile of the tensor, and the block says so. The cap
+is MAX_DISPLAY cells, lowered for large models so that weights and computed tensors each stay within their
+DISPLAY_BUDGET of displayed cells.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import weakref
 
 import numpy as np
 
@@ -18,7 +21,9 @@ from .layout import Block, Layout, axis_label, build_layout, short_name
 from .model import Model, Trace
 
 MAX_DISPLAY = 512  # displayed cells per side of one block, at most
+DISPLAY_BUDGET = {"weight": 2_000_000, "computed": 1_000_000}  # displayed cells, at most (GPT-2 small: 124 M weights)
 MAX_ATLAS_WIDTH = 4096  # within every WebGL2 implementation's texture size limit
+_weight_grids: "weakref.WeakKeyDictionary[Model, dict]" = weakref.WeakKeyDictionary()  # weights do not change
 F16_MAX = 65504.0
 
 
@@ -41,6 +46,11 @@ def tile_max_abs(grid: np.ndarray, fy: int, fx: int | None = None) -> np.ndarray
     fx = fy if fx is None else fx
     n, r, c = grid.shape
     R, C = -(-r // fy), -(-c // fx)
+    if np.isfinite(grid).all():  # the usual case, done with two reductions and no copy but the padding
+        g = grid if (r, c) == (R * fy, C * fx) else np.pad(grid, ((0, 0), (0, R * fy - r), (0, C * fx - c)))
+        tiles = g.reshape(n, R, fy, C, fx)
+        hi, lo = tiles.max(axis=(2, 4)), tiles.min(axis=(2, 4))
+        return np.where(hi >= -lo, hi, lo).astype(np.float32)
     padded = np.full((n, R * fy, C * fx), np.nan, np.float32)
     padded[:, :r, :c] = grid
     tiles = padded.reshape(n, R, fy, C, fx).transpose(0, 1, 3, 2, 4).reshape(n, R, C, fy * fx)
@@ -48,6 +58,15 @@ def tile_max_abs(grid: np.ndarray, fy: int, fx: int | None = None) -> np.ndarray
     pick = np.take_along_axis(tiles, mag.argmax(-1)[..., None], -1)[..., 0]
     all_masked = (mag.max(-1) < 0) & np.isinf(tiles).any(-1)
     return np.where(all_masked, -np.inf, np.where(np.isnan(pick), 0.0, pick)).astype(np.float32)
+
+
+def largest_magnitude(a: np.ndarray) -> float:
+    """max |value| over the finite values (masked scores are −inf), 0 if there are none."""
+    hi, lo = float(a.max(initial=-np.inf)), float(a.min(initial=np.inf))
+    if np.isfinite(hi) and np.isfinite(lo):
+        return max(hi, -lo)
+    finite = np.abs(a[np.isfinite(a)])
+    return float(finite.max()) if finite.size else 0.0
 
 
 class AtlasPacker:
@@ -69,10 +88,29 @@ class AtlasPacker:
         return self.y + self.shelf
 
 
+def display_cap(blocks: list[Block], budget: int) -> int:
+    """Cells per side a block may show so that these blocks fit in `budget` displayed cells."""
+    def cost(cap):
+        return sum(min(b.rows, cap) * min(b.cols, cap) * (1 if b.merged else b.depth) for b in blocks)
+    lo, hi = 8, MAX_DISPLAY
+    if cost(hi) <= budget:
+        return hi
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if cost(mid) <= budget else (lo, mid - 1)
+    return lo
+
+
 def build_scene(model: Model, trace: Trace | None, n_pos: int) -> tuple[dict, np.ndarray]:
     """The scene description and the float16 atlas of every block's displayed cells."""
     graph = model.graph
     layout: Layout = build_layout(graph, n_pos)
+    # Weights and computed tensors have budgets of their own: the weights' cap does not depend on the
+    # input, so their displayed grids are computed once per model and kept.
+    is_weight = {b.tensor: graph[b.tensor].kind == "weight" for b in layout.blocks}
+    caps = {kind: display_cap([b for b in layout.blocks if is_weight[b.tensor] == (kind == "weight")], budget)
+            for kind, budget in DISPLAY_BUDGET.items()}
+    cache = _weight_grids.setdefault(model, {})
     index = {b.tensor: i for i, b in enumerate(layout.blocks)}
     grids: list[tuple[int, np.ndarray]] = []  # (block index, [slab, rows, cols] display grid)
     blocks = []
@@ -90,14 +128,20 @@ def build_scene(model: Model, trace: Trace | None, n_pos: int) -> tuple[dict, np
             "tile": [1, 1], "scale": 0.0, "slabs": None,  # tile: tensor cells per displayed cell, across and down
         }
         if trace is not None:
-            grid = slab_grid(trace[b.tensor], spec.axes, b).astype(np.float32)
-            finite = np.abs(grid[np.isfinite(grid)])
-            rec["scale"] = float(finite.max()) if finite.size else 0.0
-            fx, fy = math.ceil(b.cols / MAX_DISPLAY), math.ceil(b.rows / MAX_DISPLAY)
-            if fx > 1 or fy > 1:
-                grid = tile_max_abs(grid, fy, fx)
-            if b.merged:
-                grid = grid[:1]  # one box for the stack: its front face shows head 0
+            cap = caps["weight" if is_weight[b.tensor] else "computed"]
+            fx, fy = math.ceil(b.cols / cap), math.ceil(b.rows / cap)
+            key = (b.tensor, fx, fy)
+            if spec.kind == "weight" and key in cache:
+                grid, rec["scale"] = cache[key]
+            else:
+                grid = slab_grid(trace[b.tensor], spec.axes, b).astype(np.float32)
+                if b.merged:
+                    grid = grid[:1]  # one box for the stack: its front face shows head 0
+                rec["scale"] = largest_magnitude(grid)
+                if fx > 1 or fy > 1:
+                    grid = tile_max_abs(grid, fy, fx)
+                if spec.kind == "weight":
+                    cache[key] = (grid, rec["scale"])
             rec["tile"] = [fx, fy]
             grids.append((i, grid))
         blocks.append(rec)
@@ -129,7 +173,7 @@ def build_scene(model: Model, trace: Trace | None, n_pos: int) -> tuple[dict, np
         "links": [[index[a], index[b]] for a, b in layout.links],
         "sections": layout.sections,
         "bounds": layout.bounds,
-        "max_display": MAX_DISPLAY,
+        "max_display": caps,
     }
     if trace is not None:
         scene.update(tokens=trace.tokens, token_strs=trace.token_strs,
