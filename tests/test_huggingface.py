@@ -166,8 +166,9 @@ def test_folder_without_tokenizer_takes_ids(folder):
     (folder / "tokenizer.json").unlink()
     model = load_model(str(folder))
     assert model.run([1, 2, 3])["logits"].shape == (3, model.config.vocab_size)
-    with pytest.raises(Exception, match="has no tokenizer: pass token ids"):
+    with pytest.raises(Exception, match="has no tokenizer: give token ids separated by spaces"):
         model.run("hello")
+    np.testing.assert_array_equal(model.run("1 2, 3")["logits"], model.run([1, 2, 3])["logits"])
 
 
 def test_hub_id_offline_says_where_to_put_files():

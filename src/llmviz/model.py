@@ -52,9 +52,13 @@ class Model:
 
     def encode(self, prompt: Prompt) -> list[int]:
         """Token ids for a string or a list of ids, checked against the vocabulary and the context."""
+        if isinstance(prompt, str) and self.tokenizer is None:
+            try:  # without a tokenizer, text is token ids: "464 2068 7586"
+                prompt = [int(p) for p in prompt.replace(",", " ").split()]
+            except ValueError:
+                raise LlmvizError(f"{self.name} has no tokenizer: give token ids separated by spaces, "
+                                  "such as '464 2068'") from None
         if isinstance(prompt, str):
-            if self.tokenizer is None:
-                raise LlmvizError(f"{self.name} has no tokenizer: pass token ids instead of text")
             ids = self.tokenizer.encode(prompt)
         else:
             ids = [int(i) for i in prompt]

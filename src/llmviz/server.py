@@ -128,9 +128,12 @@ class BodyLimit:
 
 
 def example_input(m: Model) -> str | None:
-    """A first input for the view: the model's own example, else a short sentence its tokenizer accepts."""
-    if not m.has_weights or m.tokenizer is None:
+    """A first input for the view: the model's own example, else a short sentence its tokenizer accepts
+    (without a tokenizer, a few token ids)."""
+    if not m.has_weights:
         return None
+    if m.tokenizer is None:
+        return " ".join(str(i) for i in range(min(4, m.config.n_ctx, m.config.vocab_size)))
     for text in (m.config.example, "The quick brown fox"):
         try:
             if text and len(m.encode(text)) <= m.config.n_ctx:
