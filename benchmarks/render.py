@@ -5,18 +5,23 @@ nano-gpt, gpt2 and gpt3 views on a 768 × 688 canvas.
 
 Prints, per view: time to the first model frame (from navigation start), mean frame time while the
 camera moves (every frame drawn and finished), draw calls per frame, bytes transferred (compressed, as
-sent) and JS heap after load; then the heap after switching the nano-gpt page to gpt3.
+sent) and JS heap after load; then the heap after switching the nano-gpt page to gpt3; and the hover
+latency on nano-gpt: from the mouse event to the frame that shows the tooltip with the source cells
+highlighted (median over cells of different ops, each hovered for the first time).
 
 The baseline is Brendan Bycroft's llm-viz on this kind of machine, as measured for the project's issue
 (its figures are quoted, not measured in this run: its code is not on this machine): nano-gpt 909 KB
 over 30 requests, first model frame after about 1.0 s; 8 fps on nano-gpt, 2.3 on GPT-2 small and 1.0 on
-GPT-3 while the camera moves, at about 220 draw calls; JS heap 45 MB after load, 135 MB after GPT-3.
+GPT-3 while the camera moves, at about 220 draw calls; JS heap 45 MB after load, 135 MB after GPT-3;
+135 ms from the mouse event to its (canvas-drawn) hover.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import socket
+import statistics
 import sys
 import threading
 import time
@@ -37,7 +42,11 @@ BASELINE = {  # llm-viz, quoted from the issue
     "gpt3": {"fps": 1.0},
     "draw_calls": 220,
     "heap_after_gpt3_mb": 135,
+    "hover_ms": 135,
 }
+HOVER_CELLS = [("blocks.0.attn.hook_q", 3, 5), ("blocks.0.attn.hook_attn_scores", 4, 2), ("blocks.1.mlp.hook_pre", 2, 50),
+               ("blocks.1.mlp.hook_post", 2, 50), ("blocks.2.hook_resid_mid", 5, 20), ("logits", 5, 0),
+               ("probs", 5, 1), ("blocks.0.ln1.hook_normalized", 1, 12)]
 
 
 def serve() -> str:
@@ -84,6 +93,19 @@ def measure(browser, base: str, model: str, frames: int) -> dict:
            "draw_calls": page.evaluate("window.__llmviz.stats().drawCalls"), "instances": stats["instances"],
            "bytes": transferred, "requests": requests, "heap_mb": heap_mb(cdp)}
     if model == "nano-gpt":
+        hover = []
+        for tensor, col, row in HOVER_CELLS:
+            page.evaluate(f"window.__llmviz.flyToBlock('{tensor}')")
+            page.wait_for_timeout(200)
+            p = page.evaluate(f"window.__llmviz.blockScreenPoint('{tensor}', 0, {col}, {row})")
+            before = page.evaluate("window.__llmviz.hoverMs()")
+            page.mouse.move(p["x"], p["y"])
+            page.wait_for_function(f"window.__llmviz.hoverMs() !== {json.dumps(before)} && "
+                                   f"document.querySelector('#tooltip').dataset.tensor === '{tensor}'")
+            page.wait_for_timeout(100)
+            hover.append(page.evaluate("window.__llmviz.hoverMs()"))
+        out["hover_ms"] = statistics.median(hover)
+        out["hover_all"] = hover
         page.select_option("#model", "gpt3")
         page.wait_for_function("window.__llmviz.stats().models[0] === 'gpt3'", timeout=60_000)
         page.wait_for_timeout(500)
@@ -120,6 +142,8 @@ def main() -> None:
     print(f"  nano-gpt heap         {nano['heap_mb'] / BASELINE['nano-gpt']['heap_mb']:.2f}x")
     print(f"  heap after gpt3       {nano['heap_after_gpt3_mb'] / BASELINE['heap_after_gpt3_mb']:.2f}x "
           f"({nano['heap_after_gpt3_mb']:.1f} MB)")
+    print(f"  hover to tooltip      {nano['hover_ms'] / BASELINE['hover_ms']:.2f}x ({nano['hover_ms']:.0f} ms median; "
+          f"{', '.join(f'{h:.0f}' for h in nano['hover_all'])} ms; target under 50 ms)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 // The server's API, typed. Every failure becomes an Error whose message is the server's `detail`.
 import { parseScene, type SceneData } from "./scenedata";
 import { parseTrace, type Trace } from "./trace";
+import type { Explanation } from "./tooltip";
 
 export interface ModelInfo {
   name: string;
@@ -40,4 +41,9 @@ export async function fetchScene(req: { model?: string; text?: string; n_pos?: n
 /** A scene from a request already sent (index.html starts the first one before this code loads). */
 export async function sceneFrom(response: Promise<Response>): Promise<SceneData> {
   return parseScene(await (await check(await response)).arrayBuffer());
+}
+
+export async function fetchExplanation(req: { model: string; tokens: number[]; tensor: string;
+  region: Record<string, [number, number]> }): Promise<Explanation> {
+  return (await check(await post("/api/explain", req))).json();
 }

@@ -1,6 +1,8 @@
 // The app: pick a model, type an input, and see every tensor of its forward pass as blocks in 3D.
 import * as THREE from "three";
-import { fetchModels, fetchScene, sceneFrom, type ModelInfo } from "./api";
+import { fetchExplanation, fetchModels, fetchScene, sceneFrom, type ModelInfo } from "./api";
+import { Highlights, cellRegion } from "./highlight";
+import { explanationHtml, structureHtml, type Explanation } from "./tooltip";
 import { buildModel, pick, type BuiltModel } from "./blocks";
 import { FAMILIES, KINDS, MASKED } from "./colors";
 import { LabelLayer, type Label } from "./labels";
@@ -23,7 +25,12 @@ const app = {
   selected: null as { placed: Placed; block: number } | null,
   firstFrameMs: null as number | null,
   loadSeq: 0,
+  highlights: new Highlights(),
+  hover: { seq: 0, key: "", pinned: null as CellRef | null, lastMs: null as number | null, pendingEvent: null as PointerEvent | null },
+  explained: new Map<string, Explanation>(),
 };
+
+interface CellRef { placed: Placed; block: number; slab: number; col: number; row: number }
 
 function showError(message: string) {
   const box = $<HTMLDivElement>("#error");
@@ -92,6 +99,7 @@ function clearScene() {
   }
   app.placed = [];
   app.selected = null;
+  unpin();
 }
 
 function place(datas: SceneData[]) {
@@ -164,14 +172,130 @@ function findBlock(tensor: string): { placed: Placed; block: number } | null {
   return null;
 }
 
-function pickAt(clientX: number, clientY: number) {
+function pickAt(clientX: number, clientY: number): (CellRef & { distance: number }) | null {
   const ray = app.view!.rayAt(clientX, clientY);
-  let best: { placed: Placed; block: number; distance: number } | null = null;
+  let best: (CellRef & { distance: number }) | null = null;
   for (const p of app.placed) {
     const hit = pick(p.built, p.data, ray, p.offsetX);
-    if (hit && (!best || hit.distance < best.distance)) best = { placed: p, block: hit.block, distance: hit.distance };
+    if (hit && (!best || hit.distance < best.distance)) best = { placed: p, ...hit };
   }
   return best;
+}
+
+// ---- Hover: the value of one cell and where it came from ----
+
+function tooltipEl(): HTMLDivElement {
+  return $<HTMLDivElement>("#tooltip");
+}
+
+function placeTooltip(clientX: number, clientY: number) {
+  const tip = tooltipEl(), stage = $<HTMLDivElement>("#stage").getBoundingClientRect();
+  const w = tip.offsetWidth, h = tip.offsetHeight;
+  let x = clientX - stage.left + 18, y = clientY - stage.top + 18;
+  if (x + w > stage.width - 4) x = Math.max(4, clientX - stage.left - w - 18);
+  if (y + h > stage.height - 4) y = Math.max(4, stage.height - h - 4);
+  tip.style.left = `${x}px`;
+  tip.style.top = `${y}px`;
+}
+
+function hideTooltip() {
+  tooltipEl().hidden = true;
+  app.highlights.clear();
+  app.hover.key = "";
+  app.view?.requestRender();
+}
+
+function unpin() {
+  app.hover.pinned = null;
+  tooltipEl().classList.remove("pinned");
+  hideTooltip();
+}
+
+/** Explain a cell: ask the server (once per cell), then show the tooltip and highlight its sources. */
+async function showCell(c: CellRef, clientX: number, clientY: number, t0: number, pinned: boolean) {
+  const b = c.placed.data.info.blocks[c.block];
+  const info = c.placed.data.info;
+  const key = `${info.model.name}|${b.tensor}|${c.slab}|${c.col}|${c.row}|${pinned}`;
+  if (key === app.hover.key) return;
+  app.hover.key = key;
+  const seq = ++app.hover.seq;
+  const tip = tooltipEl();
+  let regions: Explanation["sources"] = [];
+  if (!info.model.has_weights || !info.tokens) {
+    tip.innerHTML = structureHtml(info, b);
+    tip.dataset.tensor = b.tensor;
+    delete tip.dataset.index;
+  } else {
+    const region = cellRegion(b, c.slab, c.col, c.row);
+    const ckey = `${info.model.name}|${info.tokens.join(",")}|${b.tensor}|${JSON.stringify(region)}`;
+    let e = app.explained.get(ckey);
+    if (!e) {
+      try {
+        e = await fetchExplanation({ model: info.model.name, tokens: info.tokens, tensor: b.tensor, region });
+      } catch (err) {
+        if (seq === app.hover.seq) showError((err as Error).message);
+        return;
+      }
+      if (app.explained.size > 2000) app.explained.clear();
+      app.explained.set(ckey, e);
+    }
+    if (seq !== app.hover.seq) return; // the pointer has moved on
+    tip.innerHTML = explanationHtml(e, pinned);
+    tip.dataset.tensor = e.tensor;
+    tip.dataset.index = JSON.stringify(e.index.map((a) => a.i));
+    regions = [...e.sources, e.target];
+  }
+  tip.classList.toggle("pinned", pinned);
+  tip.hidden = false;
+  placeTooltip(clientX, clientY);
+  const find = (tensor: string) => {
+    const i = info.blocks.findIndex((x) => x.tensor === tensor);
+    return i < 0 ? null : { block: info.blocks[i], offsetX: c.placed.offsetX };
+  };
+  app.highlights.set(regions.length ? regions : [{ tensor: b.tensor, ranges: cellRegion(b, c.slab, c.col, c.row), role: "target" }], find);
+  const v = app.view!;
+  const previous = v.onRender;
+  v.onRender = () => {  // the latency ends when the frame with the highlights is drawn
+    v.onRender = previous;
+    previous();
+    if (seq === app.hover.seq) {
+      app.hover.lastMs = performance.now() - t0;
+      tip.dataset.latency = app.hover.lastMs.toFixed(1);
+    }
+  };
+  v.requestRender();
+}
+
+function onHover(e: PointerEvent) {
+  if (app.hover.pinned || e.buttons !== 0 || e.pointerType === "touch") return;
+  const first = app.hover.pendingEvent === null;
+  app.hover.pendingEvent = e;
+  if (!first) return;
+  requestAnimationFrame(() => {  // at most one pick per frame, for the latest position
+    const ev = app.hover.pendingEvent!;
+    app.hover.pendingEvent = null;
+    const hit = pickAt(ev.clientX, ev.clientY);
+    if (!hit) hideTooltip();
+    else void showCell(hit, ev.clientX, ev.clientY, ev.timeStamp, false);
+  });
+}
+
+/** Shift+arrows move the pinned cell; Shift+PageUp/PageDown change head. */
+function movePinned(key: string): boolean {
+  const c = app.hover.pinned;
+  if (!c) return false;
+  const b = c.placed.data.info.blocks[c.block];
+  const grid = b.slabs?.[c.slab] ? [b.slabs[c.slab][2], b.slabs[c.slab][3]] : [b.cols, b.rows];
+  const d: Record<string, [number, number, number]> = { ArrowLeft: [-1, 0, 0], ArrowRight: [1, 0, 0], ArrowUp: [0, -1, 0],
+    ArrowDown: [0, 1, 0], PageUp: [0, 0, -1], PageDown: [0, 0, 1] };
+  if (!d[key]) return false;
+  const slabs = b.merged ? 1 : b.depth;
+  const next = { ...c, col: Math.min(grid[0] - 1, Math.max(0, c.col + d[key][0])),
+    row: Math.min(grid[1] - 1, Math.max(0, c.row + d[key][1])), slab: Math.min(slabs - 1, Math.max(0, c.slab + d[key][2])) };
+  app.hover.pinned = next;
+  const r = tooltipEl().getBoundingClientRect();
+  void showCell(next, r.left - 18, r.top - 18, performance.now(), true);
+  return true;
 }
 
 async function loadView(early?: Promise<SceneData>) {
@@ -264,6 +388,14 @@ function legend(data: SceneData | undefined) {
 
 function onKey(ev: KeyboardEvent) {
   if ((ev.target as HTMLElement).closest("input, select, textarea")) return;
+  if (ev.shiftKey && movePinned(ev.key)) {
+    ev.preventDefault();
+    return;
+  }
+  if (ev.key === "Escape" && app.hover.pinned) {
+    unpin();
+    return;
+  }
   const v = app.view!;
   const step = 0.1;
   const keys: Record<string, () => void> = {
@@ -347,7 +479,24 @@ async function start() {
     const hit = pickAt(e.clientX, e.clientY);
     select(hit);
     writeUrl();
+    // A click (or a tap) pins the cell's tooltip; a click on nothing unpins it.
+    app.hover.key = "";
+    app.hover.pinned = hit;
+    if (hit) void showCell(hit, e.clientX, e.clientY, e.timeStamp, true);
+    else unpin();
   });
+  canvas.addEventListener("pointermove", onHover);
+  canvas.addEventListener("pointerleave", () => {
+    if (!app.hover.pinned) hideTooltip();
+  });
+  tooltipEl().addEventListener("click", (e) => {
+    const button = (e.target as HTMLElement).closest(".tt-copy") as HTMLButtonElement | null;
+    if (!button) return;
+    const code = tooltipEl().querySelector(".tt-code code")?.textContent ?? "";
+    void navigator.clipboard?.writeText(code).then(() => (button.textContent = "copied"),
+      () => (button.textContent = "select the code to copy"));
+  });
+  view.scene.add(app.highlights.mesh);
   canvas.addEventListener("dblclick", (e) => {
     const hit = pickAt(e.clientX, e.clientY);
     if (!hit) return;
@@ -401,6 +550,8 @@ Object.assign(window, {
       return s ? { x: s.x + r.left, y: s.y + r.top } : null;
     },
     camera: () => [...app.view!.camera.position.toArray(), ...app.view!.controls.target.toArray()],
+    hoverMs: () => app.hover.lastMs,
+    highlighted: () => app.highlights.count,
     labels: () => app.labels!.debug().filter((l) => l.text.includes("parameters")),
     /** Draw now and read the canvas: the RGB at a client point, or with no point the share of pixels that differ
      * from the background. */

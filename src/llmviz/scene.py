@@ -181,12 +181,11 @@ def build_scene(model: Model, trace: Trace | None, n_pos: int) -> tuple[dict, np
     return scene, atlas
 
 
-def scene_bytes(model: Model, prompt=None, n_pos: int | None = None) -> bytes:
-    """The payload for POST /api/scene: a forward pass on `prompt` if the model has weights, else the
-    structure alone for `n_pos` positions."""
+def scene_bytes(model: Model, trace: Trace | None = None, n_pos: int | None = None) -> bytes:
+    """The payload for POST /api/scene: the scene of a forward pass (`trace`), or for a model without
+    weights the structure alone for `n_pos` positions."""
     from safetensors.numpy import save
 
-    trace = model.run(prompt) if model.has_weights else None
     n = len(trace.tokens) if trace is not None else int(n_pos or min(8, model.config.n_ctx))
     scene, atlas = build_scene(model, trace, n)
     return save({"atlas": atlas}, metadata={"scene": json.dumps(scene, separators=(",", ":"))})

@@ -10,6 +10,8 @@ Open /docs for the OpenAPI page.
 
 from __future__ import annotations
 
+import math
+from collections import OrderedDict
 from importlib import resources
 from pathlib import Path
 
@@ -22,7 +24,8 @@ from pydantic import BaseModel, Field, model_validator
 
 from .errors import LlmvizError, ModelNotFound
 from .loading import load_model, structure_only
-from .model import Model
+from .model import Model, Trace
+from .provenance import explain, pick_in_region
 from .scene import scene_bytes
 
 MAX_BODY_BYTES = 64 * 1024
@@ -67,6 +70,20 @@ class SceneRequest(BaseModel):
     def not_both(self):
         if self.text is not None and self.tokens is not None:
             raise ValueError("give at most one of 'text' or 'tokens'")
+        return self
+
+
+class ExplainRequest(PromptRequest):
+    tensor: str = Field(examples=["blocks.0.attn.hook_q"])
+    index: list[int] | None = Field(None, max_length=8, description="the cell's index, one number per axis")
+    region: dict[str, list[int]] | None = Field(
+        None, description="instead of index: {axis: [first, last]}; the cell of largest magnitude in it is explained "
+                          "(a downsampled cell of the view stands for such a tile)")
+
+    @model_validator(mode="after")
+    def index_or_region(self):
+        if (self.index is None) == (self.region is None):
+            raise ValueError("give exactly one of 'index' or 'region'")
         return self
 
 
@@ -127,6 +144,17 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+def json_safe(x):
+    """JSON has no infinities: write them as the strings JavaScript's Number() reads back ("-Infinity")."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    return x
+
+
 def example_input(m: Model) -> str | None:
     """A first input for the view: the model's own example, else a short sentence its tokenizer accepts
     (without a tokenizer, a few token ids)."""
@@ -164,6 +192,19 @@ def create_app(models: list[Model] | None = None) -> FastAPI:
         if name not in registry:
             raise ModelNotFound(f"unknown model {name!r}: this server has {', '.join(registry)}")
         return registry[name]
+
+    traces: OrderedDict = OrderedDict()  # the last few forward passes: hovering asks about the same input
+
+    def run(name: str, prompt) -> Trace:
+        m = get_model(name)
+        m.require_weights()
+        key = (name, tuple(m.encode(prompt)))
+        if key not in traces:
+            traces[key] = m.run(list(key[1]))
+            if len(traces) > 8:
+                traces.popitem(last=False)
+        traces.move_to_end(key)
+        return traces[key]
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
@@ -204,7 +245,7 @@ def create_app(models: list[Model] | None = None) -> FastAPI:
                                               "(name -> dtype, shape, offsets; __metadata__ has the tokens), buffer"}})
     def trace(req: TraceRequest):
         """Run the forward pass and return every tensor it computed (and the weights, if asked)."""
-        t = get_model(req.model).run(req.prompt)
+        t = run(req.model, req.prompt)
         return Response(t.to_bytes(req.include_weights), media_type=TRACE_MEDIA_TYPE)
 
     @app.post("/api/scene", response_class=Response,
@@ -214,11 +255,23 @@ def create_app(models: list[Model] | None = None) -> FastAPI:
     def scene(req: SceneRequest):
         """What the 3D view draws: every tensor as a block, placed, with its numbers (structure only for a model
         without weights). With no input, a model with weights runs its example input."""
-        m = get_model(req.model or next(iter(registry)))
+        name = req.model or next(iter(registry))
+        m = get_model(name)
         prompt = req.text if req.text is not None else req.tokens
         if m.has_weights and prompt is None:
             prompt = example_input(m) or [0]
-        return Response(scene_bytes(m, prompt, req.n_pos), media_type=SCENE_MEDIA_TYPE)
+        trace = run(name, prompt) if m.has_weights else None
+        return Response(scene_bytes(m, trace, req.n_pos), media_type=SCENE_MEDIA_TYPE)
+
+    @app.post("/api/explain")
+    def explain_cell(req: ExplainRequest) -> dict:
+        """Where one number came from: its value, its op's formula filled in with the real numbers of the
+        forward pass (ending in the same value), and the cells it was computed from."""
+        t = run(req.model, req.prompt)
+        if req.tensor not in t.model.graph:
+            raise LlmvizError(f"unknown tensor {req.tensor!r}: not in {t.model.name}'s graph")
+        index = req.index if req.index is not None else pick_in_region(t, req.tensor, req.region)
+        return json_safe(explain(t, req.tensor, index))
 
     @app.post("/api/generate", response_model=GenerateResponse)
     def generate(req: GenerateRequest):

@@ -1,0 +1,112 @@
+// Rectangles over the cells a hovered number came from (its sources) and an outline on the number itself,
+// across blocks: one instanced mesh, drawn just in front of the blocks' faces.
+import * as THREE from "three";
+import type { BlockInfo } from "./scenedata";
+import type { Region } from "./tooltip";
+
+const ROLE_COLORS: Record<string, number> = { input: 0xf59f00, weight: 0x7048e8, bias: 0x7048e8, aggregate: 0x2b8a3e, target: 0x000000 };
+const MAX = 512;
+
+const VERTEX = /* glsl */ `
+in vec4 iRect;   // x, y (top-left), width, height in world units
+in vec2 iZ;      // z of the face, and 1 for an outline
+in vec3 iColor;
+out vec2 vUv; flat out vec3 vColor; flat out float vOutline; flat out vec2 vSize;
+void main() {
+  vec2 p = position.xy + 0.5;
+  vec3 world = vec3(iRect.x + p.x * iRect.z, iRect.y - (1.0 - p.y) * iRect.w, iZ.x + 0.05);
+  vUv = p; vColor = iColor; vOutline = iZ.y; vSize = iRect.zw;
+  gl_Position = projectionMatrix * modelViewMatrix * vec4(world, 1.0);
+}`;
+
+const FRAGMENT = /* glsl */ `
+precision highp float;
+in vec2 vUv; flat in vec3 vColor; flat in float vOutline; flat in vec2 vSize;
+out vec4 fragColor;
+void main() {
+  vec2 fw = fwidth(vUv);
+  float edge = min(min(vUv.x, 1.0 - vUv.x) / fw.x, min(vUv.y, 1.0 - vUv.y) / fw.y);
+  if (vOutline > 0.5) {
+    if (edge > 3.0) discard;
+    fragColor = vec4(edge < 1.5 ? vec3(1.0) : vColor, 1.0);
+  } else {
+    fragColor = edge < 2.0 ? vec4(vColor, 0.95) : vec4(vColor, 0.28);
+  }
+}`;
+
+export class Highlights {
+  readonly mesh: THREE.Mesh;
+  private rect = new Float32Array(MAX * 4);
+  private z = new Float32Array(MAX * 2);
+  private color = new Float32Array(MAX * 3);
+  private geometry = new THREE.InstancedBufferGeometry();
+
+  constructor() {
+    this.geometry.copy(new THREE.PlaneGeometry(1, 1) as unknown as THREE.InstancedBufferGeometry);
+    this.geometry.setAttribute("iRect", new THREE.InstancedBufferAttribute(this.rect, 4));
+    this.geometry.setAttribute("iZ", new THREE.InstancedBufferAttribute(this.z, 2));
+    this.geometry.setAttribute("iColor", new THREE.InstancedBufferAttribute(this.color, 3));
+    this.geometry.instanceCount = 0;
+    const material = new THREE.ShaderMaterial({ glslVersion: THREE.GLSL3, vertexShader: VERTEX, fragmentShader: FRAGMENT,
+      transparent: true, depthWrite: false });
+    this.mesh = new THREE.Mesh(this.geometry, material);
+    this.mesh.frustumCulled = false;
+    this.mesh.renderOrder = 10;
+  }
+
+  /** Show these regions; `find` gives the block (and its x offset) that draws a tensor. */
+  set(regions: Region[], find: (tensor: string) => { block: BlockInfo; offsetX: number } | null): void {
+    let n = 0;
+    for (const r of regions) {
+      const hit = find(r.tensor);
+      if (!hit) continue;
+      const { block: b, offsetX } = hit;
+      for (const rect of regionRects(b, r)) {
+        if (n >= MAX) break;
+        this.rect.set([rect.x + offsetX, rect.y, rect.w, rect.h], n * 4);
+        this.z.set([rect.z, r.role === "target" ? 1 : 0], n * 2);
+        this.color.set(new THREE.Color(ROLE_COLORS[r.role] ?? 0xf59f00).toArray(), n * 3);
+        n++;
+      }
+    }
+    this.geometry.instanceCount = n;
+    for (const name of ["iRect", "iZ", "iColor"]) (this.geometry.getAttribute(name) as THREE.BufferAttribute).needsUpdate = true;
+  }
+
+  clear(): void {
+    this.geometry.instanceCount = 0;
+  }
+
+  get count(): number {
+    return this.geometry.instanceCount;
+  }
+}
+
+/** The rectangle (one per slab) that a region of a tensor covers on its block, snapped to displayed cells. */
+export function regionRects(b: BlockInfo, r: Region): { x: number; y: number; w: number; h: number; z: number }[] {
+  const [ax, ay, az] = b.axes;
+  const grid = b.slabs?.[0] ? [b.slabs[0][2], b.slabs[0][3]] : [b.cols, b.rows];
+  const cellW = b.cols / grid[0], cellH = b.rows / grid[1];
+  const span = (axis: string | null, tile: number, n: number): [number, number] =>
+    axis && r.ranges[axis] ? [Math.floor(r.ranges[axis][0] / tile), Math.floor(r.ranges[axis][1] / tile)] : [0, n - 1];
+  const [c0, c1] = span(ax, b.tile[0], grid[0]);
+  const [r0, r1] = span(ay, b.tile[1], grid[1]);
+  const [s0, s1] = az && r.ranges[az] && !b.merged ? r.ranges[az] : [0, 0];
+  const out = [];
+  for (let s = s0; s <= s1; s++) {
+    out.push({ x: b.x + c0 * cellW, y: b.y - r0 * cellH, w: (c1 - c0 + 1) * cellW, h: (r1 - r0 + 1) * cellH,
+      z: b.merged ? b.z : b.z - s * b.z_step });
+  }
+  return out;
+}
+
+/** The region of the tensor that a displayed cell stands for (a whole tile when downsampled). */
+export function cellRegion(b: BlockInfo, slab: number, col: number, row: number): Record<string, [number, number]> {
+  const dims = Object.fromEntries(b.dims);
+  const out: Record<string, [number, number]> = {};
+  const [ax, ay, az] = b.axes;
+  if (ax) out[ax] = [col * b.tile[0], Math.min((col + 1) * b.tile[0], dims[ax]) - 1];
+  if (ay) out[ay] = [row * b.tile[1], Math.min((row + 1) * b.tile[1], dims[ay]) - 1];
+  if (az) out[az] = b.merged ? [0, 0] : [slab, slab];
+  return out;
+}

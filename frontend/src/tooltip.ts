@@ -1,0 +1,92 @@
+// The hover tooltip: what the server says about one cell (POST /api/explain), as HTML a learner can read
+// and select: names, the index on named axes, the value and the op's formula with the real numbers.
+import type { BlockInfo, SceneInfo } from "./scenedata";
+
+export interface Region { tensor: string; ranges: Record<string, [number, number]>; role: string }
+
+export interface Explanation {
+  tensor: string;
+  title: string;
+  kind: string;
+  op: string | null;
+  index: { axis: string; label: string; i: number; color: string }[];
+  value: number | string; // "-Infinity" for a masked score (JSON has no infinities)
+  value_text: string;
+  code: string;
+  note?: string;
+  parameter?: { name: string; title: string; numbers: number; text: string };
+  formula: null | {
+    template: string;
+    description: string;
+    text: string;
+    result: number | string;
+    masked?: boolean;
+    rows: [string, string][];
+    terms?: { count: number; shown: { at: Record<string, number>; x: number; w: number; product: number }[]; rest: number; x: string; w: string };
+    curve?: { name: string; xs: number[]; ys: number[]; x: number; y: number };
+  };
+  sources: Region[];
+  target: Region;
+}
+
+const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
+const num = (v: number) => (v === -Infinity ? "−∞" : Number(v.toPrecision(4)).toString().replace("-", "−"));
+
+function curveSvg(c: NonNullable<NonNullable<Explanation["formula"]>["curve"]>): string {
+  const W = 170, H = 70, pad = 4;
+  const x0 = Math.min(...c.xs), x1 = Math.max(...c.xs), y0 = Math.min(...c.ys, 0), y1 = Math.max(...c.ys);
+  const sx = (x: number) => pad + ((x - x0) / (x1 - x0)) * (W - 2 * pad);
+  const sy = (y: number) => H - pad - ((y - y0) / (y1 - y0 || 1)) * (H - 2 * pad);
+  const pts = c.xs.map((x, i) => `${sx(x).toFixed(1)},${sy(c.ys[i]).toFixed(1)}`).join(" ");
+  return `<svg class="tt-curve" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" aria-label="${esc(c.name)} curve">
+    <line x1="${pad}" x2="${W - pad}" y1="${sy(0)}" y2="${sy(0)}" stroke="#ced4da"/>
+    <line y1="${pad}" y2="${H - pad}" x1="${sx(0)}" x2="${sx(0)}" stroke="#ced4da"/>
+    <polyline points="${pts}" fill="none" stroke="#7048e8" stroke-width="1.5"/>
+    <circle cx="${sx(c.x)}" cy="${sy(c.y)}" r="3.5" fill="#e8590c"/></svg>`;
+}
+
+export function explanationHtml(e: Explanation, pinned: boolean): string {
+  const idx = e.index.map((a) => `<span style="color:${a.color}">${esc(a.label.toLowerCase())}</span> = ${a.i}`).join(", ");
+  const parts = [
+    `<div class="tt-name"><b>${esc(e.title)}</b><br><code>${esc(e.tensor)}</code></div>`,
+    `<div class="tt-index">${idx}</div>`,
+    `<div class="tt-value">value <b data-value="${e.value}">${esc(e.value_text)}</b></div>`,
+  ];
+  if (e.note) parts.push(`<div class="tt-note">${esc(e.note)}</div>`);
+  if (e.parameter) parts.push(`<div class="tt-note">${esc(e.parameter.text)}</div>`);
+  const f = e.formula;
+  if (f) {
+    parts.push(`<div class="tt-template">${esc(f.template)}</div>`);
+    if (f.rows.length) {
+      parts.push(`<table class="tt-rows">${f.rows.map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join("")}</table>`);
+    }
+    if (f.terms) {
+      const t = f.terms;
+      const rows = t.shown.map((s) => {
+        const at = Object.entries(s.at).map(([, i]) => i).join(",");
+        return `<tr><td>[${at}]</td><td>${num(s.x)} × ${num(s.w)}</td><td>= ${num(s.product)}</td></tr>`;
+      });
+      parts.push(`<div class="tt-terms-title">${t.count} terms; the ${t.shown.length} largest:</div>
+        <table class="tt-terms">${rows.join("")}<tr><td>rest</td><td>${t.count - t.shown.length} more</td><td>= ${num(t.rest)}</td></tr></table>`);
+    }
+    if (f.curve) parts.push(curveSvg(f.curve));
+    parts.push(`<div class="tt-formula${f.masked ? " masked" : ""}" data-result="${f.result}">${esc(f.text)}</div>`);
+  }
+  parts.push(`<div class="tt-code"><code>${esc(e.code)}</code> <button type="button" class="tt-copy">copy as code</button></div>`);
+  parts.push(`<div class="tt-hint">${pinned ? "pinned · Esc or click elsewhere to unpin · Shift+arrows move" : "click to pin"}</div>`);
+  return parts.join("");
+}
+
+/** For a model without weights: what the block is, with no numbers. */
+export function structureHtml(info: SceneInfo, b: BlockInfo): string {
+  const ax = info.axes;
+  const dims = b.dims.map(([a, n]) => `<span style="color:${ax[a].color}">${esc(ax[a].label)}</span> = ${n.toLocaleString("en")}`).join(", ");
+  const count = b.dims.reduce((n, [, s]) => n * s, 1);
+  const op = b.op ? info.ops[b.op] : null;
+  const what = b.kind === "weight" ? `${count.toLocaleString("en")} parameters`
+    : `${count.toLocaleString("en")} numbers, computed for each input`;
+  return `<div class="tt-name"><b>${esc(b.title)}</b><br><code>${esc(b.tensor)}</code></div>
+    <div class="tt-index">${dims}</div><div class="tt-note">${what}</div>
+    ${op ? `<div class="tt-note">${esc(op.description)} <code>${esc(op.formula)}</code></div>` : ""}
+    <div class="tt-note structure">structure only: no weights loaded, so no values</div>`;
+}

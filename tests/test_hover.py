@@ -1,0 +1,145 @@
+"""Hover in Debian's headless Chromium: the tooltip's value and its formula's result equal the numpy trace."""
+
+import json
+
+import numpy as np
+import pytest
+from playwright.sync_api import Page, expect
+
+from test_e2e import VIEWPORT, open_view  # noqa: F401  (browser_context_args fixture reused below)
+
+
+@pytest.fixture
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": VIEWPORT}
+
+
+# (tensor, slab, col, row) of the displayed cell, and the tensor index it stands for. Heads stack front to
+# back, so the pointer reaches head 0; the keyboard test moves to the others.
+CELLS = [
+    ("hook_embed", 0, 2, 7, (2, 7)),                                   # embedding lookup
+    ("blocks.0.hook_resid_pre", 0, 4, 30, (4, 30)),                    # token row + position row
+    ("blocks.0.ln1.hook_normalized", 0, 1, 12, (1, 12)),               # layer norm
+    ("blocks.0.ln1.hook_out", 0, 3, 40, (3, 40)),                      # layer norm gain and bias
+    ("blocks.1.attn.hook_q", 0, 3, 5, (3, 0, 5)),                      # Q (linear)
+    ("blocks.1.attn.hook_attn_scores", 0, 4, 2, (0, 4, 2)),            # attention score
+    ("blocks.1.attn.hook_attn_scores", 0, 1, 4, (0, 1, 4)),            # masked score
+    ("blocks.1.attn.hook_pattern", 0, 5, 3, (0, 5, 3)),                # softmax
+    ("blocks.2.attn.hook_z", 0, 5, 9, (5, 0, 9)),                      # weighted sum
+    ("blocks.0.mlp.hook_pre", 0, 2, 100, (2, 100)),                    # MLP pre (linear)
+    ("blocks.0.mlp.hook_post", 0, 2, 100, (2, 100)),                   # GELU
+    ("blocks.1.hook_resid_mid", 0, 5, 20, (5, 20)),                    # residual add
+    ("logits", 0, 5, 0, (5, 0)),                                       # unembedding (linear)
+    ("probs", 0, 5, 0, (5, 0)),                                        # probability
+]
+
+
+def hover(page: Page, tensor: str, slab: int, col: int, row: int):
+    page.evaluate(f"window.__llmviz.flyToBlock('{tensor}')")
+    page.wait_for_timeout(150)
+    p = page.evaluate(f"window.__llmviz.blockScreenPoint('{tensor}', {slab}, {col}, {row})")
+    page.mouse.move(p["x"], p["y"])
+    tip = page.get_by_role("tooltip")
+    expect(tip).to_be_visible()
+    expect(tip).to_have_attribute("data-tensor", tensor)
+    return tip, p
+
+
+def test_hovered_values_and_formulas_equal_numpy(page: Page, live_server, nano, screenshots):
+    trace = nano.run("CBABBC")
+    open_view(page, live_server)
+    for tensor, slab, col, row, index in CELLS:
+        tip, _ = hover(page, tensor, slab, col, row)
+        expect(tip).to_have_attribute("data-index", json.dumps(list(index)).replace(" ", ""))
+        ref = float(trace[tensor][index])
+        shown = float(tip.locator("[data-value]").get_attribute("data-value"))
+        result = tip.locator("[data-result]").get_attribute("data-result")
+        if ref == -np.inf:
+            assert shown == -np.inf and result == "-Infinity"
+            expect(tip.locator(".tt-formula")).to_have_text("future position: masked to −∞")
+            continue
+        assert shown == pytest.approx(ref, rel=1e-3, abs=1e-7), tensor
+        assert float(result) == pytest.approx(ref, rel=1e-3, abs=1e-6), tensor
+        # The value as a learner reads it: 4 significant digits.
+        expect(tip.locator(".tt-value b")).to_have_text(f"{ref:.4g}".replace("-", "−"))
+        assert page.evaluate("window.__llmviz.highlighted()") >= 2  # sources and the target outlined
+    page.screenshot(path=screenshots / "hover-probs.png")
+
+
+def test_formula_kinds_read_as_a_learner_expects(page: Page, live_server, nano, screenshots):
+    trace = nano.run("CBABBC")
+    open_view(page, live_server)
+    tip, _ = hover(page, "blocks.1.attn.hook_q", 0, 3, 5)
+    expect(tip).to_contain_text("Query vector, layer 1, head 0")
+    expect(tip.locator(".tt-index")).to_have_text("t = 3, h = 0, a = 5")
+    assert tip.locator(".tt-index span").first.evaluate("e => getComputedStyle(e).color") == "rgb(47, 158, 68)"
+    expect(tip.locator(".tt-template")).to_have_text("b + Σ x · W")
+    expect(tip).to_contain_text("48 terms; the 5 largest:")
+    tip, _ = hover(page, "blocks.1.attn.hook_attn_scores", 0, 4, 2)
+    expect(tip.locator(".tt-formula")).to_contain_text("q · k / 4 =")
+    tip, _ = hover(page, "blocks.1.attn.hook_pattern", 0, 5, 3)
+    m, s = trace["blocks.1.attn.hook_pattern_max"][0, 5], trace["blocks.1.attn.hook_pattern_sum_exp"][0, 5]
+    expect(tip.locator(".tt-formula")).to_contain_text(f"− {m:.4g}) / {s:.4g}".replace("-", "−"))
+    tip, _ = hover(page, "blocks.0.ln1.hook_out", 0, 3, 40)
+    expect(tip.locator(".tt-template")).to_have_text("x̂ · γ + β")
+    expect(tip).to_contain_text("μ")
+    tip, _ = hover(page, "blocks.0.mlp.hook_post", 0, 2, 100)
+    expect(tip.locator("svg.tt-curve circle")).to_have_count(1)  # the GELU curve with the point marked
+    page.screenshot(path=screenshots / "hover-gelu.png")
+    tip, _ = hover(page, "blocks.0.attn.W_K", 0, 10, 3)
+    expect(tip).to_contain_text("one of the 2,304 numbers of the parameter blocks.0.attn.W_K")
+
+
+def test_pin_copy_keyboard_and_escape(page: Page, live_server, nano, screenshots):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    trace = nano.run("CBABBC")
+    open_view(page, live_server)
+    tip, p = hover(page, "blocks.1.attn.hook_q", 0, 3, 5)
+    page.mouse.click(p["x"], p["y"])
+    page.keyboard.press("Shift+PageDown")  # keyboard: two heads back
+    page.keyboard.press("Shift+PageDown")
+    expect(tip).to_have_attribute("data-index", "[3,2,5]")
+    expect(tip).to_have_class("pinned")
+    page.mouse.move(5, 5)  # a pinned tooltip stays while the pointer moves on
+    expect(tip).to_be_visible()
+    tip.locator(".tt-copy").click()
+    expect(tip.locator(".tt-copy")).to_have_text("copied")
+    assert page.evaluate("navigator.clipboard.readText()") == 'trace["blocks.1.attn.hook_q"][3, 2, 5]'
+    page.keyboard.press("Shift+ArrowDown")  # keyboard: the next cell down is d_head 6
+    expect(tip).to_have_attribute("data-index", "[3,2,6]")
+    value = float(tip.locator("[data-value]").get_attribute("data-value"))
+    assert value == pytest.approx(float(trace["blocks.1.attn.hook_q"][3, 2, 6]), rel=1e-6)
+    page.keyboard.press("Shift+PageUp")  # the head in front
+    expect(tip).to_have_attribute("data-index", "[3,1,6]")
+    page.screenshot(path=screenshots / "hover-pinned.png")
+    page.keyboard.press("Escape")
+    expect(tip).to_be_hidden()
+
+
+def test_structure_only_blocks_say_what_they_are(page: Page, live_server, screenshots):
+    open_view(page, f"{live_server}/?model=gpt2")
+    tip, _ = hover(page, "blocks.0.mlp.W_in", 0, 100, 100)
+    expect(tip).to_contain_text("MLP input weight, layer 0")
+    expect(tip).to_contain_text("2,359,296 parameters")
+    expect(tip).to_contain_text("structure only: no weights loaded")
+    page.screenshot(path=screenshots / "hover-structure.png")
+
+
+@pytest.fixture
+def touch_context(browser):
+    ctx = browser.new_context(viewport=VIEWPORT, has_touch=True)
+    yield ctx
+    ctx.close()
+
+
+def test_tap_shows_and_pins(touch_context, live_server, nano):
+    page = touch_context.new_page()
+    open_view(page, live_server)
+    page.evaluate("window.__llmviz.flyToBlock('blocks.0.hook_resid_mid')")
+    page.wait_for_timeout(150)
+    p = page.evaluate("window.__llmviz.blockScreenPoint('blocks.0.hook_resid_mid', 0, 2, 10)")
+    page.touchscreen.tap(p["x"], p["y"])
+    tip = page.get_by_role("tooltip")
+    expect(tip).to_have_class("pinned")
+    value = float(tip.locator("[data-value]").get_attribute("data-value"))
+    assert value == pytest.approx(float(nano.run("CBABBC")["blocks.0.hook_resid_mid"][2, 10]), rel=1e-6)
