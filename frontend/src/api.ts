@@ -1,6 +1,5 @@
 // The server's API, typed. Every failure becomes an Error whose message is the server's `detail`.
 import { parseScene, type SceneData } from "./scenedata";
-import { parseTrace, type Trace } from "./trace";
 import type { Explanation } from "./tooltip";
 
 export interface ModelInfo {
@@ -28,10 +27,6 @@ const post = (url: string, body: unknown) =>
 
 export async function fetchModels(started?: Promise<Response>): Promise<ModelInfo[]> {
   return (await check(await (started ?? fetch("/api/models")))).json();
-}
-
-export async function fetchTrace(model: string, text: string): Promise<Trace> {
-  return parseTrace(await (await check(await post("/api/trace", { model, text }))).arrayBuffer());
 }
 
 export async function fetchScene(req: { model?: string; text?: string; n_pos?: number }): Promise<SceneData> {

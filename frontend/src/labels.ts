@@ -90,8 +90,4 @@ export class LabelLayer {
     return this.labels.map((l) => ({ text: l.html.replace(/<[^>]+>/g, ""),
       px: (l.worldSize * perUnit) / l.anchor.distanceTo(cam.position), at: this.view.project(l.anchor) }));
   }
-
-  visibleTexts(): string[] {
-    return this.nodes.filter((n) => n.style.display !== "none").map((n) => n.textContent ?? "");
-  }
 }

@@ -2,6 +2,7 @@
 import * as THREE from "three";
 import { fetchExplanation, fetchModels, fetchScene, sceneFrom, type ModelInfo } from "./api";
 import { Highlights, cellRegion } from "./highlight";
+import { escapeHtml } from "./html";
 import { explanationHtml, structureHtml, type Explanation } from "./tooltip";
 import { buildModel, pick, type BuiltModel } from "./blocks";
 import { FAMILIES, KINDS, MASKED } from "./colors";
@@ -36,10 +37,6 @@ function showError(message: string) {
   const box = $<HTMLDivElement>("#error");
   box.textContent = message;
   box.hidden = message === "";
-}
-
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
 }
 
 /** "H × T × A = 3 × 6 × 16", each axis letter in its axis colour. */

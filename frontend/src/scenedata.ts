@@ -60,12 +60,3 @@ export function parseScene(bytes: ArrayBuffer): SceneData {
     atlas: { height: atlas.shape[0], width: atlas.shape[1], data: atlas.data as Uint16Array },
   };
 }
-
-/** Which tensor index a displayed cell of slab `slab` stands for (the first index of its tile). */
-export function cellIndex(b: BlockInfo, slab: number, col: number, row: number): Record<string, number> {
-  const idx: Record<string, number> = {};
-  if (b.axes[0]) idx[b.axes[0]] = col * b.tile[0];
-  if (b.axes[1]) idx[b.axes[1]] = row * b.tile[1];
-  if (b.axes[2]) idx[b.axes[2]] = slab;
-  return idx;
-}

@@ -1,5 +1,6 @@
 // The hover tooltip: what the server says about one cell (POST /api/explain), as HTML a learner can read
 // and select: names, the index on named axes, the value and the op's formula with the real numbers.
+import { escapeHtml } from "./html";
 import type { BlockInfo, SceneInfo } from "./scenedata";
 
 export interface Region { tensor: string; ranges: Record<string, [number, number]>; role: string }
@@ -29,7 +30,7 @@ export interface Explanation {
   target: Region;
 }
 
-const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
+const esc = escapeHtml;
 const num = (v: number) => (v === -Infinity ? "−∞" : Number(v.toPrecision(4)).toString().replace("-", "−"));
 
 function curveSvg(c: NonNullable<NonNullable<Explanation["formula"]>["curve"]>): string {

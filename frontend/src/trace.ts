@@ -1,4 +1,4 @@
-// Reading what the server sends: the binary trace (safetensors layout) and the JSON model list.
+// Reading what the server sends: safetensors bytes (the scene's atlas, or a trace), and number formatting.
 
 export interface TensorView {
   dtype: "F32" | "I32" | "F16";
@@ -43,25 +43,6 @@ export function parseTrace(bytes: ArrayBuffer): Trace {
     tokens: JSON.parse(metadata.tokens ?? "[]"),
     tokenStrs: JSON.parse(metadata.token_strs ?? "[]"),
   };
-}
-
-/** The value at a multi-index of a row-major tensor. */
-export function at(t: TensorView, ...index: number[]): number {
-  if (index.length !== t.shape.length) throw new Error(`need ${t.shape.length} indices, got ${index.length}`);
-  let flat = 0;
-  index.forEach((i, d) => {
-    if (i < 0 || i >= t.shape[d]) throw new Error(`index ${i} out of range for axis ${d} of size ${t.shape[d]}`);
-    flat = flat * t.shape[d] + i;
-  });
-  return t.data[flat];
-}
-
-/** Index and value of the largest entry of row `row` of a 2-D tensor. */
-export function argmaxRow(t: TensorView, row: number): { index: number; value: number } {
-  const n = t.shape[1];
-  let best = 0;
-  for (let j = 1; j < n; j++) if (t.data[row * n + j] > t.data[row * n + best]) best = j;
-  return { index: best, value: t.data[row * n + best] };
 }
 
 /** 124439808 -> "124.4 M"; 174604259328 -> "174.6 B". */

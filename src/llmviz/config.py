@@ -5,7 +5,7 @@ Every preset's parameter count is computed from these numbers, never typed in.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,6 @@ class ModelConfig:
     scale_attn_by_inverse_layer_idx: bool = False  # also divide layer i's scores by i + 1
     description: str = ""
     example: str = ""  # an input to start with
-    extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
@@ -79,13 +78,12 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.pop("extra")
         d.update(d_head=self.d_head, d_mlp=self.d_mlp, n_params=self.n_params)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
