@@ -180,3 +180,11 @@ def test_lost_context_explains_itself(page: Page, live_server):
     open_view(page, live_server)
     page.evaluate("document.querySelector('#view').getContext('webgl2').getExtension('WEBGL_lose_context').loseContext()")
     expect(page.locator("#fatal")).to_contain_text("lost its graphics context")
+
+
+def test_resize_redraws_to_the_new_size(page: Page, live_server):
+    open_view(page, live_server)
+    page.set_viewport_size({"width": 600, "height": 500})
+    page.wait_for_function("document.querySelector('#view').width === 600")
+    frames = stats(page)["frames"]
+    assert frames > 0 and page.evaluate("window.__llmviz.readPixels()") > 0.05

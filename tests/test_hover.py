@@ -143,3 +143,17 @@ def test_tap_shows_and_pins(touch_context, live_server, nano):
     expect(tip).to_have_class("pinned")
     value = float(tip.locator("[data-value]").get_attribute("data-value"))
     assert value == pytest.approx(float(nano.run("CBABBC")["blocks.0.hook_resid_mid"][2, 10]), rel=1e-6)
+
+
+def test_keyboard_alone_reaches_a_cell(page: Page, live_server, nano):
+    open_view(page, live_server)
+    page.evaluate("window.__llmviz.flyToBlock('blocks.0.hook_resid_mid')")
+    page.wait_for_timeout(150)
+    page.locator("#view").focus()
+    page.keyboard.press("Enter")
+    tip = page.get_by_role("tooltip")
+    expect(tip).to_have_class("pinned")
+    expect(tip).to_have_attribute("data-tensor", "blocks.0.hook_resid_mid")
+    first = json.loads(tip.get_attribute("data-index"))
+    page.keyboard.press("Shift+ArrowRight")
+    expect(tip).to_have_attribute("data-index", json.dumps([first[0] + 1, first[1]]).replace(" ", ""))

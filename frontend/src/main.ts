@@ -393,6 +393,16 @@ function onKey(ev: KeyboardEvent) {
     unpin();
     return;
   }
+  if (ev.key === "Enter" && ev.target === app.view!.canvas) {  // keyboard: explain the cell in the middle
+    const r = app.view!.canvas.getBoundingClientRect();
+    const hit = pickAt(r.left + r.width / 2, r.top + r.height / 2);
+    if (hit) {
+      app.hover.key = "";
+      app.hover.pinned = hit;
+      void showCell(hit, r.left + r.width / 2, r.top + r.height / 2, ev.timeStamp, true);
+    }
+    return;
+  }
   const v = app.view!;
   const step = 0.1;
   const keys: Record<string, () => void> = {

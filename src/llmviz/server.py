@@ -3,6 +3,8 @@
     GET  /api/models               the models this server knows, with config and parameter count
     GET  /api/models/{name}/graph  the model graph (tensors, axes, ops) as JSON
     POST /api/trace                every tensor of one forward pass, as safetensors bytes
+    POST /api/scene                what the 3D view draws: the layout and every block's numbers
+    POST /api/explain              where one number came from: its op's formula with the real numbers
     POST /api/generate             sample a continuation
 
 Open /docs for the OpenAPI page.
@@ -11,6 +13,7 @@ Open /docs for the OpenAPI page.
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from importlib import resources
 from pathlib import Path
@@ -194,17 +197,22 @@ def create_app(models: list[Model] | None = None) -> FastAPI:
         return registry[name]
 
     traces: OrderedDict = OrderedDict()  # the last few forward passes: hovering asks about the same input
+    traces_lock = threading.Lock()  # sync endpoints run in a thread pool
 
     def run(name: str, prompt) -> Trace:
         m = get_model(name)
         m.require_weights()
         key = (name, tuple(m.encode(prompt)))
-        if key not in traces:
-            traces[key] = m.run(list(key[1]))
+        with traces_lock:
+            if key in traces:
+                traces.move_to_end(key)
+                return traces[key]
+        trace = m.run(list(key[1]))
+        with traces_lock:
+            traces[key] = trace
             if len(traces) > 8:
                 traces.popitem(last=False)
-        traces.move_to_end(key)
-        return traces[key]
+        return trace
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
