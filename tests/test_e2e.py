@@ -46,7 +46,8 @@ def test_nano_gpt_view_draws_every_tensor(page: Page, live_server, console_error
     assert s["instances"] == 223  # every head of every per-head tensor is its own slab
     assert s["drawCalls"] <= 5  # all blocks in one instanced draw, plus links, frames and the residual band
     assert page.evaluate("window.__llmviz.readPixels()") > 0.05  # the canvas is not blank
-    expect(page.locator(".label.model-title")).to_contain_text("nano-gpt")
+    expect(page.locator("#model")).to_have_value("nano-gpt")
+    expect(page.locator(".label.block", has_text="tokens")).to_contain_text("tokens C B A B B C")  # the input, first
     expect(page.locator(".label.section", has_text="Embedding")).to_be_visible()
     expect(page.locator(".label.section", has_text="Transformer 0")).to_be_visible()
     expect(page.locator("#legend")).to_contain_text("masked: a future position")

@@ -55,11 +55,14 @@ function blockLabels(p: Placed): Label[] {
   const { data, offsetX } = p;
   const info = data.info;
   const out: Label[] = [];
+  const tokensText = info.token_strs ? ` <span class="tokens">${escapeHtml(info.token_strs.slice(0, 24).join(" "))}` +
+    `${info.token_strs.length > 24 ? " …" : ""}</span>` : "";
   info.blocks.forEach((b) => {
     const sampled = b.tile[0] * b.tile[1] > 1 ? ` <span class="tile">${tileText(b)}</span>` : "";
+    const short = `<b>${escapeHtml(b.short)}</b>${b.kind === "input" ? tokensText : ""}`;  // the input row says what it holds
     out.push({ anchor: new THREE.Vector3(b.x + offsetX, b.y + 0.3, b.z), worldSize: Math.max(b.cols, 1.5), minPixels: 14,
-      compact: `<b>${escapeHtml(b.short)}</b>`, fullPixels: 110,
-      html: `<b>${escapeHtml(b.short)}</b> ${shapeHtml(data, b)}${sampled}`, cls: `block kind-${b.kind}`, above: true,
+      compact: short, fullPixels: 110,
+      html: `${short} ${shapeHtml(data, b)}${sampled}`, cls: `block kind-${b.kind}`, above: true, priority: b.kind === "input" ? 1 : 0,
       data: { tensor: b.tensor } });
     if (b.depth > 1 && b.tensor.endsWith("hook_q")) {  // one note per layer: heads stack front to back
       const text = b.merged ? `${b.depth} heads (front: head 0)` : `heads 0–${b.depth - 1}, front to back`;
@@ -110,6 +113,14 @@ function place(datas: SceneData[]) {
     x += bx1 - bx0 + Math.max(40, (bx1 - bx0) * 0.25);
   }
   app.labels!.set(app.placed.flatMap(blockLabels));
+}
+
+/** The first view of one model: its first section (the tokens and their embeddings) and what follows just below. */
+function homeBox(p: Placed): THREE.Box3 {
+  const s = p.data.info.sections[0];
+  if (!s) return topBox(p);
+  const h = s.y0 - s.y1;
+  return new THREE.Box3(new THREE.Vector3(s.x0 + p.offsetX - 4, s.y1 - h * 0.9, -4), new THREE.Vector3(s.x1 + p.offsetX + 4, s.y0 + 8, 1));
 }
 
 /** The part of a model to show first: its top, about as tall as it is wide. */
@@ -324,7 +335,7 @@ async function loadView(early?: Promise<SceneData>) {
     const v = app.view!;
     const home = app.placed.length > 1
       ? v.framing(app.placed.map(topBox).reduce((a, b) => a.union(b)))
-      : v.framing(topBox(app.placed[0]));
+      : v.framing(homeBox(app.placed[0]));
     v.setHome(...home);
     if (s.camera) {
       v.flyTo(new THREE.Vector3(...s.camera.slice(0, 3)), new THREE.Vector3(...s.camera.slice(3)), 0);
