@@ -62,7 +62,7 @@ function blockLabels(p: Placed): Label[] {
     const short = `<b>${escapeHtml(b.short)}</b>${b.kind === "input" ? tokensText : ""}`;  // the input row says what it holds
     out.push({ anchor: new THREE.Vector3(b.x + offsetX, b.y + 0.3, b.z), worldSize: Math.max(b.cols, 1.5), minPixels: 14,
       compact: short, fullPixels: 110,
-      html: `${short} ${shapeHtml(data, b)}${sampled}`, cls: `block kind-${b.kind}`, above: true, priority: b.kind === "input" ? 1 : 0,
+      html: `${short} ${shapeHtml(data, b)}${sampled}`, cls: `block kind-${b.kind}`, above: true, priority: b.kind === "input" ? 3 : 0,
       data: { tensor: b.tensor } });
     if (b.depth > 1 && b.tensor.endsWith("hook_q")) {  // one note per layer: heads stack front to back
       const text = b.merged ? `${b.depth} heads (front: head 0)` : `heads 0–${b.depth - 1}, front to back`;
