@@ -16,8 +16,9 @@ test: $(VENV)/.installed-test build chromium
 	cd frontend && npm test
 	$(BIN)/python -m pytest $(ARGS)
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-test build chromium
 	$(BIN)/python benchmarks/trace_speed.py
+	$(BIN)/python benchmarks/render.py
 
 build: frontend/node_modules/.package-lock.json
 	cd frontend && npm run build

@@ -60,9 +60,10 @@ function blockLabels(p: Placed): Label[] {
   info.blocks.forEach((b) => {
     const sampled = b.tile[0] * b.tile[1] > 1 ? ` <span class="tile">${tileText(b)}</span>` : "";
     const short = `<b>${escapeHtml(b.short)}</b>${b.kind === "input" ? tokensText : ""}`;  // the input row says what it holds
-    out.push({ anchor: new THREE.Vector3(b.x + offsetX, b.y + 0.3, b.z), worldSize: Math.max(b.cols, 1.5), minPixels: 14,
-      compact: short, fullPixels: 110,
-      html: `${short} ${shapeHtml(data, b)}${sampled}`, cls: `block kind-${b.kind}`, above: true, priority: b.kind === "input" ? 3 : 0,
+    const input = b.kind === "input";  // the input row's label goes under it, clear of the section title
+    out.push({ anchor: new THREE.Vector3(b.x + offsetX, input ? b.y - b.rows - 0.3 : b.y + 0.3, b.z),
+      worldSize: Math.max(b.cols, 1.5), minPixels: 14, compact: short, fullPixels: 110,
+      html: `${short} ${shapeHtml(data, b)}${sampled}`, cls: `block kind-${b.kind}`, above: !input, priority: input ? 3 : 0,
       data: { tensor: b.tensor } });
     if (b.depth > 1 && b.tensor.endsWith("hook_q")) {  // one note per layer: heads stack front to back
       const text = b.merged ? `${b.depth} heads (front: head 0)` : `heads 0–${b.depth - 1}, front to back`;
