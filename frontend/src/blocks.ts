@@ -42,6 +42,7 @@ uniform vec3 uPos[4];
 uniform vec3 uSide[4];
 uniform vec3 uMasked;
 uniform vec3 uStructure;
+uniform vec3 uBand;
 in vec2 vUv;
 in float vFront;
 flat in vec4 vAtlas;
@@ -53,6 +54,10 @@ flat in float vSelected;
 out vec4 fragColor;
 void main() {
   int kind = int(vStyle.x + 0.5);
+  if (kind == 4) {  // the residual-stream band behind the centre column
+    fragColor = vec4(uBand, 1.0);
+    return;
+  }
   if (vFront < 0.5) {  // sides and back: the family's dark tone, shaded a little by facing
     fragColor = vec4(uSide[kind] * (vFront < -0.5 ? 0.7 : 1.0), 1.0);
     return;
@@ -128,7 +133,8 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
     const n = b.merged ? 1 : b.depth;
     for (let s = 0; s < n; s++) slabs.push({ block: i, slab: s });
   });
-  const n = slabs.length;
+  const band = residualBand(data);
+  const n = slabs.length + 1; // the last instance is the residual-stream band
   const attr = (size: number) => new Float32Array(n * size);
   const iPos = attr(3), iSize = attr(3), iAtlas = attr(4), iStyle = attr(4), iColX = attr(3), iColY = attr(3), iCells = attr(2);
   const boxes = blocks.map(() => new THREE.Box3());
@@ -147,6 +153,12 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
     boxes[block].expandByPoint(new THREE.Vector3(g.x + offsetX, g.y - b.rows, g.z - g.thick));
     boxes[block].expandByPoint(new THREE.Vector3(g.x + offsetX + b.cols, g.y, g.z));
   });
+  const k = n - 1;
+  iPos.set([band.x + offsetX, band.y, band.z], k * 3);
+  iSize.set([band.w, band.h, 0.01], k * 3);
+  iStyle.set([4, 0, 0, 0], k * 4);
+  iColX.set(NO_AXIS, k * 3);
+  iColY.set(NO_AXIS, k * 3);
 
   const geometry = new THREE.InstancedBufferGeometry();
   geometry.copy(new THREE.BoxGeometry(1, 1, 1) as unknown as THREE.InstancedBufferGeometry);
@@ -174,13 +186,14 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
       uSide: { value: KINDS.map((k) => vec(FAMILIES[k].side)) },
       uMasked: { value: vec(MASKED) },
       uStructure: { value: vec(STRUCTURE) },
+      uBand: { value: vec("#e3f0fb") },
       uSelected: { value: new THREE.Vector2(-1, -2) },
     },
   });
   const mesh = new THREE.Mesh(geometry, material);
   mesh.frustumCulled = false; // positions are made in the shader; the scene is one draw call anyway
   const group = new THREE.Group();
-  group.add(mesh, residualBand(data, offsetX), links(data, boxes, firstInstance), sectionFrames(data, offsetX));
+  group.add(mesh, links(data, boxes), sectionFrames(data, offsetX));
   return {
     group, slabs, firstInstance, boxes, material,
     dispose() {
@@ -194,19 +207,16 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
   };
 }
 
-/** A pale band behind the centre column: the residual stream, one thing flowing down the model. */
-function residualBand(data: SceneData, offsetX: number): THREE.Mesh {
+/** A pale band behind the centre column: the residual stream, one thing flowing down the model. It is drawn as
+ * one more instance of the block mesh (no shader of its own to compile before the first frame). */
+function residualBand(data: SceneData): { x: number; y: number; z: number; w: number; h: number } {
   const res = data.info.blocks.filter((b) => b.residual);
   const top = Math.max(...res.map((b) => b.y)) + 2, bottom = Math.min(...res.map((b) => b.y - b.rows)) - 2;
-  const width = Math.max(...res.map((b) => b.cols)) + 2;
-  const geo = new THREE.PlaneGeometry(width, top - bottom);
-  geo.translate(offsetX - 1 + width / 2, (top + bottom) / 2, -2);
-  const mat = new THREE.MeshBasicMaterial({ color: 0xd0ebff, transparent: true, opacity: 0.6, depthWrite: false });
-  return new THREE.Mesh(geo, mat);
+  return { x: -1, y: top, z: -2, w: Math.max(...res.map((b) => b.cols)) + 2, h: top - bottom };
 }
 
 /** Lines from each computed tensor to the tensors computed from it: bottom centre to top centre. */
-function links(data: SceneData, boxes: THREE.Box3[], _first: number[]): THREE.LineSegments {
+function links(data: SceneData, boxes: THREE.Box3[]): THREE.LineSegments {
   const pts: number[] = [];
   const colors: number[] = [];
   const res = [0.11, 0.44, 0.75], branch = [0.55, 0.58, 0.62];

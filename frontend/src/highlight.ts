@@ -52,6 +52,7 @@ export class Highlights {
     this.mesh = new THREE.Mesh(this.geometry, material);
     this.mesh.frustumCulled = false;
     this.mesh.renderOrder = 10;
+    this.mesh.visible = false; // not drawn (nor its shader compiled) before the first hover
   }
 
   /** Show these regions; `find` gives the block (and its x offset) that draws a tensor. */
@@ -70,11 +71,13 @@ export class Highlights {
       }
     }
     this.geometry.instanceCount = n;
+    this.mesh.visible = n > 0;
     for (const name of ["iRect", "iZ", "iColor"]) (this.geometry.getAttribute(name) as THREE.BufferAttribute).needsUpdate = true;
   }
 
   clear(): void {
     this.geometry.instanceCount = 0;
+    this.mesh.visible = false;
   }
 
   get count(): number {

@@ -330,6 +330,7 @@ async function loadView(early?: Promise<SceneData>) {
     }
     if (seq !== app.loadSeq) return;
     place(datas);
+    app.view!.ready = true;
     updateNotice();
     flyButtons();
     syncControls();

@@ -12,6 +12,7 @@ export class View {
   private flight: { from: THREE.Vector3[]; to: THREE.Vector3[]; start: number; ms: number } | null = null;
   private home: [THREE.Vector3, THREE.Vector3] = [new THREE.Vector3(0, 0, 100), new THREE.Vector3()];
   frames = 0;
+  ready = false; // nothing is drawn before the first scene is placed (an empty frame would only cost time)
   onRender: () => void = () => {};
   onCameraEnd: () => void = () => {};
 
@@ -41,7 +42,7 @@ export class View {
 
   /** Draw one frame at the next animation frame (several requests make one frame). */
   requestRender(): void {
-    if (this.pending) return;
+    if (this.pending || !this.ready) return;
     this.pending = true;
     requestAnimationFrame((t) => this.render(t));
   }
