@@ -83,11 +83,4 @@ export class LabelLayer {
       node.style.transform = `translate(${Math.round(s.x)}px, ${Math.round(s.y)}px)`;
     });
   }
-
-  debug(): { text: string; px: number; at: { x: number; y: number } | null }[] {
-    const cam = this.view.camera;
-    const perUnit = this.view.canvas.clientHeight / (2 * Math.tan(THREE.MathUtils.degToRad(cam.fov) / 2));
-    return this.labels.map((l) => ({ text: l.html.replace(/<[^>]+>/g, ""),
-      px: (l.worldSize * perUnit) / l.anchor.distanceTo(cam.position), at: this.view.project(l.anchor) }));
-  }
 }

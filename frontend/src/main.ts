@@ -572,7 +572,6 @@ Object.assign(window, {
     camera: () => [...app.view!.camera.position.toArray(), ...app.view!.controls.target.toArray()],
     hoverMs: () => app.hover.lastMs,
     highlighted: () => app.highlights.count,
-    labels: () => app.labels!.debug().filter((l) => l.text.includes("parameters")),
     /** Draw now and read the canvas: the RGB at a client point, or with no point the share of pixels that differ
      * from the background. */
     readPixels: (clientX?: number, clientY?: number) => {
