@@ -189,3 +189,10 @@ def test_resize_redraws_to_the_new_size(page: Page, live_server):
     page.wait_for_function("document.querySelector('#view').width === 600")
     frames = stats(page)["frames"]
     assert frames > 0 and page.evaluate("window.__llmviz.readPixels()") > 0.05
+
+
+def test_deep_link_with_bad_input_shows_the_reason(page: Page, live_server):
+    page.goto(f"{live_server}/?model=nano-gpt&input=CBD")
+    alert = page.locator("#error")
+    expect(alert).to_be_visible()
+    expect(alert).to_have_text("unknown token 'D' at position 2: this model accepts only A, B, C")

@@ -30,12 +30,25 @@ export async function fetchModels(started?: Promise<Response>): Promise<ModelInf
 }
 
 export async function fetchScene(req: { model?: string; text?: string; n_pos?: number }): Promise<SceneData> {
-  return sceneFrom(post("/api/scene", req));
+  return parseScene(await (await check(await post("/api/scene", req))).arrayBuffer());
 }
 
-/** A scene from a request already sent (index.html starts the first one before this code loads). */
-export async function sceneFrom(response: Promise<Response>): Promise<SceneData> {
-  return parseScene(await (await check(await response)).arrayBuffer());
+/** A response read to the end by index.html's early request, before this code loaded. */
+export interface EarlyResponse { ok: boolean; status: number; statusText: string; body: ArrayBuffer }
+
+/** The first scene, from the request index.html sent while this code was loading. */
+export async function sceneFrom(early: Promise<EarlyResponse>): Promise<SceneData> {
+  const r = await early;
+  if (!r.ok) {
+    let detail = `${r.status} ${r.statusText}`;
+    try {
+      detail = JSON.parse(new TextDecoder().decode(r.body)).detail ?? detail;
+    } catch {
+      /* not JSON: keep the status line */
+    }
+    throw new Error(detail);
+  }
+  return parseScene(r.body);
 }
 
 export async function fetchExplanation(req: { model: string; tokens: number[]; tensor: string;

@@ -1,6 +1,6 @@
 // The app: pick a model, type an input, and see every tensor of its forward pass as blocks in 3D.
 import * as THREE from "three";
-import { fetchExplanation, fetchModels, fetchScene, sceneFrom, type ModelInfo } from "./api";
+import { fetchExplanation, fetchModels, fetchScene, sceneFrom, type EarlyResponse, type ModelInfo } from "./api";
 import { Highlights, cellRegion } from "./highlight";
 import { escapeHtml } from "./html";
 import { explanationHtml, structureHtml, type Explanation } from "./tooltip";
@@ -352,7 +352,7 @@ async function loadView(early?: Promise<SceneData>) {
         document.body.dataset.ready = "true";
       }
     };
-    v.requestRender();
+    v.renderNow(); // the first frame of a new scene does not wait for the next animation frame
   } catch (e) {
     if (seq !== app.loadSeq) return;
     status.textContent = "";
@@ -464,7 +464,7 @@ async function start() {
   // link names none), so the first frame waits for one round trip, not two.
   const s0 = app.state;
   const { __earlyScene: started, __earlyModels: startedModels } =
-    window as { __earlyScene?: Promise<Response>; __earlyModels?: Promise<Response> };
+    window as { __earlyScene?: Promise<EarlyResponse>; __earlyModels?: Promise<Response> };
   const early = s0.view === "scale" ? undefined : started ? sceneFrom(started) : fetchScene({ model: s0.model, text: s0.input });
   early?.catch(() => {});
   try {

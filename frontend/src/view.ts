@@ -47,8 +47,13 @@ export class View {
     requestAnimationFrame((t) => this.render(t));
   }
 
-  private render(now: number): void {
-    this.pending = false;
+  /** Draw a frame at once (a frame already requested is still drawn when its time comes). */
+  renderNow(): void {
+    if (this.ready) this.render(performance.now(), false);
+  }
+
+  private render(now: number, scheduled = true): void {
+    if (scheduled) this.pending = false;
     if (this.flight) this.stepFlight(now);
     // Near and far planes follow the distance to the target: the scene spans 10 to 10^8 units.
     const d = this.camera.position.distanceTo(this.controls.target);
