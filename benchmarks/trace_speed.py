@@ -62,6 +62,19 @@ def median_seconds(repeats: int, *fns) -> list[float]:
     return [statistics.median(ts) for ts in times]
 
 
+def time_pair(hf, model, n: int, repeats: int) -> tuple[float, float]:
+    """Median seconds of an llmviz trace and of the transformers forward, on the same n random tokens."""
+    ids = np.random.default_rng(n).integers(0, 50257, n)
+    x = torch.tensor(ids[None])
+
+    def baseline():
+        with torch.no_grad():
+            hf(x, output_hidden_states=True, output_attentions=True)
+
+    ours, base = median_seconds(repeats, lambda: model.run(ids.tolist()), baseline)
+    return ours, base
+
+
 def random_gpt2_folder(folder: Path, seed: int = 0) -> transformers.GPT2LMHeadModel:
     """A GPT-2-small-shaped transformers model with random weights, saved as a Hugging Face folder."""
     torch.manual_seed(seed)
@@ -93,19 +106,12 @@ def main() -> None:
         model = llmviz.load_model(str(folder))
         weights = sum(p.numel() for p in hf.parameters()) * 4
 
-        print(f"\nGPT-2 small shape, random weights: time")
+        print("\nGPT-2 small shape, random weights: time")
         print(f"{'tokens':>6s} {'llmviz trace':>13s} {'transformers':>13s} {'ratio':>6s}")
         for n in (64, 128, 256):
-            ids = np.random.default_rng(n).integers(0, 50257, n)
-            x = torch.tensor(ids[None])
-
-            def baseline():
-                with torch.no_grad():
-                    hf(x, output_hidden_states=True, output_attentions=True)
-
-            ours, base = median_seconds(args.repeats, lambda: model.run(ids.tolist()), baseline)
+            ours, base = time_pair(hf, model, n, args.repeats)
             print(f"{n:6d} {ours * 1e3:10.1f} ms {base * 1e3:10.1f} ms {ours / base:6.2f}x")
-        del hf, model
+        del hf, model  # free them before the memory measurements
 
         print(f"\nGPT-2 small shape: peak memory growth of a fresh process (weights: {weights / 2**20:.0f} MiB float32)")
         ours, base = measure("llmviz", folder, 128), measure("transformers", folder, 128)

@@ -18,7 +18,7 @@ def test_gpt3_is_175b():
 
 
 def test_nano_gpt_shape_and_count_equal_the_torch_module():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from llmviz.torch_gpt import TorchGPT
 
     cfg = PRESETS["nano-gpt"]

@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from llmviz import PRESETS, Graph
 from llmviz.graph import AXES, OPS

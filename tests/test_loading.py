@@ -1,6 +1,5 @@
 """llmviz's own weights files: round trip, and clear errors for bad files."""
 
-import json
 
 import numpy as np
 import pytest

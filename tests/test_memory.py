@@ -1,6 +1,5 @@
 """Loading a model holds one copy of its weights: peak memory growth stays under 1.5x their size."""
 
-import re
 import subprocess
 import sys
 

@@ -11,7 +11,7 @@ from llmviz import Graph
 from llmviz.config import PRESETS
 from llmviz.layout import MERGE_HEADS_ABOVE, build_layout
 from llmviz.loading import structure_only
-from llmviz.scene import MAX_DISPLAY, build_scene, scene_bytes, slab_grid, tile_max_abs
+from llmviz.scene import MAX_DISPLAY, build_scene, tile_max_abs
 from llmviz.server import create_app
 
 

@@ -38,7 +38,8 @@ def _parse_prompt(prompt: str, as_ids: bool):
     try:
         return [int(p) for p in prompt.replace(",", " ").split()]
     except ValueError:
-        raise click.BadParameter("with --ids the prompt is token ids separated by spaces or commas", param_hint="PROMPT")
+        raise click.BadParameter("with --ids the prompt is token ids separated by spaces or commas",
+                                 param_hint="PROMPT") from None
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
