@@ -109,6 +109,10 @@ def test_explain_endpoint(nano):
     assert r.status_code == 200
     bad = c.post("/api/explain", json={"text": "CBABBC", "tensor": "nope", "index": [0]})
     assert bad.status_code == 422 and "unknown tensor 'nope'" in bad.json()["detail"]
+    for region in ({"pos": [5, 2]}, {"pos": [0, 99]}, {"head": [0, 0]}):  # empty, too long, no such axis
+        bad = c.post("/api/explain", json={"text": "CBABBC", "tensor": "probs", "region": region})
+        assert bad.status_code == 422 and "does not fit probs, whose axes are pos (0 to 5), vocab (0 to 2)" \
+            in bad.json()["detail"]
     bad = c.post("/api/explain", json={"text": "CBABBC", "tensor": "probs"})
     assert bad.status_code == 422 and "exactly one of 'index' or 'region'" in bad.json()["detail"]
     assert c.post("/api/explain", json={"model": "gpt3", "tokens": [1], "tensor": "probs", "index": [0, 0]}).status_code == 409

@@ -48,6 +48,11 @@ def pick_in_region(trace: Trace, tensor: str, ranges: dict[str, list[int]]) -> t
     """The index of largest magnitude inside a region (a downsampled cell stands for a tile)."""
     t = trace.model.graph[tensor]
     a = trace[tensor]
+    for ax, r in ranges.items():
+        size = a.shape[t.axes.index(ax)] if ax in t.axes else None
+        if size is None or len(r) != 2 or not 0 <= r[0] <= r[1] < size:
+            raise LlmvizError(f"region {ax}={list(r)} does not fit {tensor}, whose axes are "
+                              + ", ".join(f"{x} (0 to {n - 1})" for x, n in zip(t.axes, a.shape)))
     sl = tuple(slice(ranges[ax][0], ranges[ax][1] + 1) if ax in ranges else slice(None) for ax in t.axes)
     sub = a[sl]
     mag = np.where(np.isfinite(sub), np.abs(sub), -1.0)
