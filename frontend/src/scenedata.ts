@@ -22,8 +22,7 @@ export interface BlockInfo {
   y: number;
   z: number;
   z_step: number;
-  dims: [string, number][];
-  shape_text: string;
+  dims: [string, number][]; // the tensor's axes, in its own order, with their sizes
   tile: [number, number]; // tensor cells per displayed cell, across and down
   scale: number;
   slabs: [number, number, number, number][] | null; // atlas x, y, width, height per slab

@@ -6,7 +6,7 @@ import type { BlockInfo } from "../src/scenedata";
 function block(over: Partial<BlockInfo>): BlockInfo {
   return { tensor: "t", short: "t", title: "t", kind: "activation", op: null, group: "", layer: null,
     axes: ["pos", "d_model", null], cols: 6, rows: 48, depth: 1, merged: false, residual: false, x: 10, y: -20, z: 0,
-    z_step: 0, dims: [["pos", 6], ["d_model", 48]], shape_text: "", tile: [1, 1], scale: 1, slabs: [[0, 0, 6, 48]], ...over };
+    z_step: 0, dims: [["pos", 6], ["d_model", 48]], tile: [1, 1], scale: 1, slabs: [[0, 0, 6, 48]], ...over };
 }
 
 test("a displayed cell is one tensor cell, or a whole tile when downsampled", () => {

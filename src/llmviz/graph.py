@@ -98,15 +98,21 @@ class Graph:
         self.tensors[name] = TensorSpec(name, tuple(axes), kind, title, group, op, tuple(inputs), attrs, layer)
         return name
 
+    def axes_json(self) -> dict:
+        """Each named axis: its letter, what it counts, its colour and its size (null for the input's length)."""
+        sizes = {**self.config.axis_sizes(), "pos": None, "key_pos": None}
+        return {k: {"label": lab, "description": d, "color": c, "size": sizes[k]} for k, (lab, d, c) in AXES.items()}
+
+    @staticmethod
+    def ops_json() -> dict:
+        return {k: {"formula": f, "description": d} for k, (f, d) in OPS.items()}
+
     def to_json(self) -> dict:
         sizes = {**self.config.axis_sizes(), "pos": None, "key_pos": None}
         return {
             "model": self.config.to_dict(),
-            "axes": {
-                k: {"label": lab, "description": d, "color": c, "size": sizes[k]}
-                for k, (lab, d, c) in AXES.items()
-            },
-            "ops": {k: {"formula": f, "description": d} for k, (f, d) in OPS.items()},
+            "axes": self.axes_json(),
+            "ops": self.ops_json(),
             "tensors": [
                 {
                     "name": t.name, "title": t.title, "kind": t.kind, "group": t.group,

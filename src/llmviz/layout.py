@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .graph import AXES, Graph, TensorSpec
+from .graph import Graph, TensorSpec
 
 GAP = 3.0  # cells between blocks in a row
 ROW_GAP = 10.0  # cells between rows
@@ -101,10 +101,6 @@ def make_block(t: TensorSpec, sizes: dict[str, int]) -> Block:
 def build_layout(graph: Graph, n_pos: int) -> Layout:
     sizes = graph.sizes(n_pos)
     specs = list(graph)
-    consumers: dict[str, list[str]] = {t.name: [] for t in specs}
-    for t in specs:
-        for i in t.inputs:
-            consumers[i].append(t.name)
 
     # 1. Rows. A computed tensor continues the row of its input when it keeps the same axis down (layer
     #    norm steps, GELU, softmax) or reads the same inputs as the row's first tensor (Q/K/V, token and
@@ -203,7 +199,3 @@ def _sections(graph: Graph, layout: Layout) -> list[dict]:
             "y0": max(b.y for b in bs), "y1": min(b.y - b.height for b in bs),
         })
     return out
-
-
-def axis_label(axis: str | None) -> str:
-    return AXES[axis][0] if axis else "1"

@@ -85,7 +85,9 @@ class Model:
         ids = self.encode(prompt)
         values: dict[str, np.ndarray] = {}
         for t in self.graph:
-            if t.kind == "weight":
+            if t.name == "unembed.W_U" and self.config.tied_unembed:
+                values[t.name] = values["embed.W_E"].T  # tied: the same numbers, widened once
+            elif t.kind == "weight":
                 values[t.name] = widen(self.weights[t.name])
             elif t.kind == "input":
                 values[t.name] = np.asarray(ids, dtype=np.int64)
@@ -177,6 +179,11 @@ class Trace(Mapping):
     def token_strs(self) -> list[str]:
         return self.model.token_strs(self.tokens)
 
+    @property
+    def predicted(self) -> list[str]:
+        """The most probable next token after each position, readable."""
+        return self.model.token_strs(self["probs"].argmax(-1).tolist())
+
     def computed(self) -> list[str]:
         """Names of the tensors the forward pass computed (not weights)."""
         return self.model.graph.names("input", "activation", "aggregate")
@@ -186,7 +193,7 @@ class Trace(Mapping):
             "model": self.model.name,
             "tokens": json.dumps(self.tokens),
             "token_strs": json.dumps(self.token_strs),
-            "predicted": json.dumps(self.model.token_strs(self["probs"].argmax(-1).tolist())),
+            "predicted": json.dumps(self.predicted),
         }
 
     def to_bytes(self, include_weights: bool = False) -> bytes:

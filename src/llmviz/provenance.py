@@ -77,7 +77,7 @@ def explain(trace: Trace, tensor: str, index) -> dict:
         "index": [{"axis": a, "label": AXES[a][0], "i": i, "color": AXES[a][2]} for a, i in at.items()],
         "value": value, "value_text": fmt(value),
         "code": f'trace["{tensor}"][{", ".join(str(i) for i in index)}]',
-        "formula": None, "sources": [], "target": {"tensor": tensor, "ranges": {a: [i, i] for a, i in at.items()}},
+        "formula": None, "sources": [], "target": _region(trace, tensor, at, "target"),
     }
     if t.kind == "weight":
         n = int(np.prod(shape))

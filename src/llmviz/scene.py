@@ -16,8 +16,7 @@ import weakref
 
 import numpy as np
 
-from .graph import AXES, OPS
-from .layout import Block, Layout, axis_label, build_layout, short_name
+from .layout import Block, Layout, build_layout, short_name
 from .model import Model, Trace
 
 MAX_DISPLAY = 512  # displayed cells per side of one block, at most
@@ -114,6 +113,7 @@ def build_scene(model: Model, trace: Trace | None, n_pos: int) -> tuple[dict, np
     index = {b.tensor: i for i, b in enumerate(layout.blocks)}
     grids: list[tuple[int, np.ndarray]] = []  # (block index, [slab, rows, cols] display grid)
     blocks = []
+    sizes = graph.sizes(n_pos)
     for i, b in enumerate(layout.blocks):
         spec = graph[b.tensor]
         rec = {
@@ -122,9 +122,7 @@ def build_scene(model: Model, trace: Trace | None, n_pos: int) -> tuple[dict, np
             "axes": [b.x_axis, b.y_axis, b.z_axis], "cols": b.cols, "rows": b.rows, "depth": b.depth,
             "merged": b.merged, "residual": b.residual,
             "x": b.x, "y": b.y, "z": b.z, "z_step": b.z_step,
-            "dims": [[a, n] for a, n in zip(spec.axes, spec.shape(graph.sizes(n_pos)))],
-            "shape_text": " × ".join(axis_label(a) for a in spec.axes) + " = "
-                          + " × ".join(str(s) for s in spec.shape(graph.sizes(n_pos))),
+            "dims": [[a, n] for a, n in zip(spec.axes, spec.shape(sizes))],
             "tile": [1, 1], "scale": 0.0, "slabs": None,  # tile: tensor cells per displayed cell, across and down
         }
         if trace is not None:
@@ -167,8 +165,8 @@ def build_scene(model: Model, trace: Trace | None, n_pos: int) -> tuple[dict, np
         "model": {"name": model.name, "n_params": cfg.n_params, "has_weights": model.has_weights,
                   "config": cfg.to_dict(), "description": cfg.description},
         "n_pos": n_pos,
-        "axes": {k: {"label": lab, "description": d, "color": c} for k, (lab, d, c) in AXES.items()},
-        "ops": {k: {"formula": f, "description": d} for k, (f, d) in OPS.items()},
+        "axes": graph.axes_json(),
+        "ops": graph.ops_json(),
         "blocks": blocks,
         "links": [[index[a], index[b]] for a, b in layout.links],
         "sections": layout.sections,
@@ -176,8 +174,7 @@ def build_scene(model: Model, trace: Trace | None, n_pos: int) -> tuple[dict, np
         "max_display": caps,
     }
     if trace is not None:
-        scene.update(tokens=trace.tokens, token_strs=trace.token_strs,
-                     predicted=json.loads(trace.metadata()["predicted"]))
+        scene.update(tokens=trace.tokens, token_strs=trace.token_strs, predicted=trace.predicted)
     return scene, atlas
 
 
