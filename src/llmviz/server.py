@@ -147,6 +147,25 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+class Recent:
+    """The last few results by key (least recently used goes first); safe for the endpoints' thread pool."""
+
+    def __init__(self, size: int = 8):
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get_or_make(self, key, make):
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        value = make()  # outside the lock: a forward pass may take a while
+        with self.lock:
+            self.items[key] = value
+            if len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
+
+
 def json_safe(x):
     """JSON has no infinities: write them as the strings JavaScript's Number() reads back ("-Infinity")."""
     if isinstance(x, float) and not math.isfinite(x):
@@ -196,24 +215,14 @@ def create_app(models: list[Model] | None = None) -> FastAPI:
             raise ModelNotFound(f"unknown model {name!r}: this server has {', '.join(registry)}")
         return registry[name]
 
-    traces: OrderedDict = OrderedDict()  # the last few forward passes: hovering asks about the same input
-    scenes: OrderedDict = OrderedDict()  # and the scene payloads built from them
-    traces_lock = threading.Lock()  # sync endpoints run in a thread pool
+    traces = Recent()  # the last few forward passes: hovering asks about the same input
+    scenes = Recent()  # and the scene payloads built from them
 
     def run(name: str, prompt) -> Trace:
         m = get_model(name)
         m.require_weights()
-        key = (name, tuple(m.encode(prompt)))
-        with traces_lock:
-            if key in traces:
-                traces.move_to_end(key)
-                return traces[key]
-        trace = m.run(list(key[1]))
-        with traces_lock:
-            traces[key] = trace
-            if len(traces) > 8:
-                traces.popitem(last=False)
-        return trace
+        ids = m.encode(prompt)
+        return traces.get_or_make((name, tuple(ids)), lambda: m.run(ids))
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)  # float16 data: level 9 costs 3x for 1%
@@ -271,14 +280,7 @@ def create_app(models: list[Model] | None = None) -> FastAPI:
             prompt = example_input(m) or [0]
         trace = run(name, prompt) if m.has_weights else None
         key = (name, tuple(trace.tokens) if trace is not None else req.n_pos)
-        with traces_lock:
-            payload = scenes.get(key)
-        if payload is None:
-            payload = scene_bytes(m, trace, req.n_pos)
-            with traces_lock:
-                scenes[key] = payload
-                if len(scenes) > 8:
-                    scenes.popitem(last=False)
+        payload = scenes.get_or_make(key, lambda: scene_bytes(m, trace, req.n_pos))
         return Response(payload, media_type=SCENE_MEDIA_TYPE)
 
     @app.post("/api/explain")
