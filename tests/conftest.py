@@ -24,6 +24,13 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
 
 
+def local_client(app, **kw):
+    """FastAPI's test client, addressed as the browser addresses the local server (the Host is checked)."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, base_url="http://127.0.0.1:8765", **kw)
+
+
 @pytest.fixture(scope="session")
 def nano():
     return llmviz.load_model("nano-gpt")

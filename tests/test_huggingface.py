@@ -193,13 +193,13 @@ def test_hub_id_found_in_the_cache(folder, tmp_path_factory, monkeypatch):
 
 
 def test_served_like_nano_gpt(folder, nano):
-    from fastapi.testclient import TestClient
+    from conftest import local_client
     from safetensors.numpy import load
 
     from llmviz.server import create_app
 
     model = load_model(str(folder))
-    client = TestClient(create_app([model, nano, load_model(str(folder))]))
+    client = local_client(create_app([model, nano, load_model(str(folder))]))
     listed = {m["name"]: m for m in client.get("/api/models").json()}
     name = folder.name
     assert list(listed)[:3] == [name, "nano-gpt", f"{name}-2"]  # several models, names kept apart

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
+from conftest import local_client
 
 from llmviz.errors import LlmvizError
 from llmviz.provenance import explain, pick_in_region
@@ -102,7 +102,7 @@ def test_bad_cells_are_refused(trace):
 
 
 def test_explain_endpoint(nano):
-    c = TestClient(create_app())
+    c = local_client(create_app())
     r = c.post("/api/explain", json={"text": "CBABBC", "tensor": "probs", "index": [5, 0]})
     assert r.status_code == 200 and r.json()["value"] == pytest.approx(float(nano.run("CBABBC")["probs"][5, 0]))
     r = c.post("/api/explain", json={"text": "CBABBC", "tensor": "logits", "region": {"pos": [0, 5], "vocab": [0, 2]}})

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
+from conftest import local_client
 from safetensors.numpy import load
 
 from llmviz import Graph
@@ -112,7 +112,7 @@ def test_structure_only_scene_has_no_numbers():
 
 
 def test_scene_endpoint(nano):
-    client = TestClient(create_app())
+    client = local_client(create_app())
     r = client.post("/api/scene", json={"model": "nano-gpt"})
     assert r.status_code == 200
     meta = json.loads(load_meta(r.content)["scene"])

@@ -5,7 +5,7 @@ import struct
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
+from conftest import local_client
 from safetensors.numpy import load
 
 from llmviz.server import MAX_BODY_BYTES, TRACE_MEDIA_TYPE, create_app
@@ -13,7 +13,7 @@ from llmviz.server import MAX_BODY_BYTES, TRACE_MEDIA_TYPE, create_app
 
 @pytest.fixture(scope="module")
 def client():
-    return TestClient(create_app())
+    return local_client(create_app())
 
 
 def test_models(client):

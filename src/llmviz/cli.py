@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import ipaddress
+import math
 import socket
 import sys
 import threading
@@ -16,6 +19,35 @@ DEFAULT_PORT = 8765
 
 def _fail(e: Exception) -> None:
     raise click.ClickException(str(e))
+
+
+class OneLineErrors(click.Group):
+    """Every error, a usage error included, is one line on stderr and a non-zero exit; Ctrl+C exits quietly."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        try:
+            rv = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.ClickException as e:
+            click.echo(f"Error: {' '.join(e.format_message().split())}", err=True)
+            sys.exit(e.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+class Finite(click.FloatRange):
+    """A float range that refuses nan and inf."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return v
+
+
+SEED = click.IntRange(0, 2**63 - 1)
 
 
 def model_options(f):
@@ -42,7 +74,7 @@ def _parse_prompt(prompt: str, as_ids: bool):
                                  param_hint="PROMPT") from None
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="llmviz")
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -55,31 +87,77 @@ def main(ctx: click.Context) -> None:
 @click.option("--model", "models", multiple=True, default=["nano-gpt"], show_default=True,
               help="Model to serve: nano-gpt, a Hugging Face folder or hub id (gpt2, distilgpt2 ...), a nanoGPT/minGPT "
                    "checkpoint or an llmviz .safetensors file. Repeat for several.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Anything but loopback exposes the server to the network.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
+              help="0 picks a free port.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests whose Host header is NAME (repeatable; '*' for any). Loopback names and "
+                   "--host are always allowed.")
+@click.option("--cache-mb", default=256, show_default=True, type=click.IntRange(0),
+              help="Memory for forward passes and scenes kept for the next request, in MiB.")
+@click.option("--request-mb", default=1024, show_default=True, type=click.IntRange(16),
+              help="Memory one request may use; a larger one gets 413 saying how to get the data otherwise.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Forward passes computed at once.")
+@click.option("--queue", default=16, show_default=True, type=click.IntRange(0, 10_000),
+              help="Requests waiting for a worker; past that, 503 with Retry-After.")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser tab.")
 @model_options
-def serve(models, host, port, no_browser, dtype, n_head) -> None:
+def serve(models, host, port, allow_hosts, cache_mb, request_mb, workers, queue, no_browser, dtype, n_head) -> None:
     """Start the local server and open the app in the browser."""
     import uvicorn
 
-    from .server import create_app
+    from .server import Limits, create_app
 
+    sock = _listen(host, port)
     try:
-        app = create_app([_load(m, dtype, n_head) for m in models])
+        loaded = [_load(m, dtype, n_head) for m in models]
     except LlmvizError as e:
+        sock.close()
         _fail(e)
-    with socket.socket() as s:  # a clear message instead of uvicorn's trace when the port is taken
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, port))
-        except OSError as e:
-            _fail(f"cannot listen on {host}:{port} ({e.strerror}): pass another --port")
-    url = f"http://{host}:{port}/"
+    limits = Limits(cache_mb=cache_mb, request_mb=request_mb, workers=workers, queue=queue)
+    app = create_app(loaded, limits, hosts=[host, *allow_hosts])
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{sock.getsockname()[1]}/"
+    if not _is_loopback(host):
+        click.echo(f"Warning: listening on {host} exposes llmviz to the network: anyone who reaches this machine can "
+                   "run the model. Requests must name an allowed host (--allow-host NAME).", err=True)
     click.echo(f"llmviz is serving {', '.join(models)} at {url}  (Ctrl+C to stop)")
     if not no_browser:
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn stops gracefully, then raises the signal again
+        pass
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (IPv4 or IPv6), or a one-line error saying why not."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                                          flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        _fail(f"cannot listen on {host}: {e.strerror}; pass an address of this machine with --host")
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        hint = "pass another --port" if e.errno == errno.EADDRINUSE else "pass an address of this machine with --host"
+        _fail(f"cannot listen on {host}:{port} ({e.strerror}): {hint}")
+    sock.set_inheritable(True)
+    return sock
 
 
 @main.command("models")
@@ -102,10 +180,11 @@ def list_models() -> None:
 @click.option("--ids", is_flag=True, help="PROMPT is token ids, not text.")
 @click.option("--max-new-tokens", "-n", type=click.IntRange(0, 1024), default=None,
               help="Default: fill the context, at most 32.")
-@click.option("--temperature", "-t", type=click.FloatRange(0), default=0.0, show_default=True, help="0 is greedy.")
+@click.option("--temperature", "-t", type=Finite(0), default=0.0, show_default=True,
+              help="0 is greedy; close to 0 tends to greedy.")
 @click.option("--top-k", type=click.IntRange(1), default=None)
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None)
-@click.option("--seed", type=int, default=None)
+@click.option("--top-p", type=Finite(0, 1, min_open=True), default=None)
+@click.option("--seed", type=SEED, default=None, help="The same seed and settings give the same tokens.")
 @model_options
 def generate(prompt, model, ids, max_new_tokens, temperature, top_k, top_p, seed, dtype, n_head) -> None:
     """Print the model's continuation of PROMPT."""
@@ -138,7 +217,7 @@ def trace(prompt, model, ids, out, no_weights, dtype, n_head) -> None:
 @main.command()
 @click.argument("name", type=click.Choice(["nano-gpt"]))
 @click.option("--steps", default=3000, show_default=True, type=click.IntRange(1))
-@click.option("--seed", default=3407, show_default=True)
+@click.option("--seed", default=3407, show_default=True, type=SEED)
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to write the weights (default: replace the bundled ones).")
 def train(name, steps, seed, out) -> None:

@@ -26,3 +26,19 @@ class NoWeights(LlmvizError):
 
 class BadModelFile(LlmvizError):
     """A weights file that is corrupt, truncated or does not fit the model."""
+
+
+class OverBudget(LlmvizError):
+    """A request whose answer or working memory would be larger than the server allows one request."""
+
+    status = 413
+
+
+class Busy(LlmvizError):
+    """Every worker is busy and the queue is full: try again shortly."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int = 2):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}

@@ -67,6 +67,18 @@ class TensorSpec:
     def shape(self, sizes: dict[str, int]) -> tuple[int, ...]:
         return tuple(sizes[a] for a in self.axes)
 
+    def nbytes(self, sizes: dict[str, int]) -> int:
+        """Its size as computed: float32 (the input tokens, int64)."""
+        n = 1
+        for a in self.axes:
+            n *= sizes[a]
+        return n * (8 if self.kind == "input" else 4)
+
+    @property
+    def residual(self) -> bool:
+        """The residual stream: the input and every add (and the identity that carries it into a layer)."""
+        return self.kind == "input" or self.op in ("add", "identity")
+
 
 class Graph:
     """The ordered list of tensors of one model's forward pass."""
@@ -90,6 +102,42 @@ class Graph:
 
     def sizes(self, n_pos: int) -> dict[str, int]:
         return {**self.config.axis_sizes(), "pos": n_pos, "key_pos": n_pos}
+
+    @property
+    def output(self) -> str:
+        """The last tensor: the next-token probabilities."""
+        return next(reversed(self.tensors))
+
+    def checkpoints(self) -> list[str]:
+        """The computed residual-stream tensors. Kept, they are enough to recompute any other tensor of a
+        forward pass from its own layer alone (see model.Trace)."""
+        return [t.name for t in self if t.residual and t.kind != "input"]
+
+    def last_readers(self) -> dict[str, int]:
+        """For each tensor read by an op, the position (in graph order) of the last op that reads it."""
+        if not hasattr(self, "_last_readers"):
+            order = {n: i for i, n in enumerate(self.tensors)}
+            self._last_readers = {i: order[t.name] for t in self for i in t.inputs}
+        return self._last_readers
+
+    def peak_bytes(self, n_pos: int, keep=None) -> int:
+        """The most memory a forward pass over n_pos tokens holds at once, in bytes, when it keeps the tensors
+        in `keep` (None: all) and drops every other one after its last reader. Weights are not counted (the
+        model holds them); each op is counted twice over while it runs, for its output and a temporary."""
+        sizes, last = self.sizes(n_pos), self.last_readers()
+        live = peak = 0
+        held: dict[str, int] = {}
+        for i, t in enumerate(self):
+            if t.kind == "weight":
+                continue
+            size = t.nbytes(sizes)
+            peak = max(peak, live + 2 * size)
+            held[t.name] = size
+            live += size
+            for name in [*t.inputs, t.name]:
+                if name in held and keep is not None and name not in keep and last.get(name, -1) <= i:
+                    live -= held.pop(name)
+        return peak
 
     def add(self, name, axes, kind, title, group, op=None, inputs=(), layer=None, **attrs) -> str:
         assert name not in self.tensors, name

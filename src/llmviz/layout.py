@@ -86,16 +86,11 @@ def block_axes(t: TensorSpec) -> tuple[str | None, str | None, str | None]:
     return None, None, z
 
 
-def blocks_residual(t: TensorSpec) -> bool:
-    """The residual stream: the input and every add (and the identity that carries it into a layer)."""
-    return t.kind == "input" or t.op in ("add", "identity")
-
-
 def make_block(t: TensorSpec, sizes: dict[str, int]) -> Block:
     x, y, z = block_axes(t)
     n_head = sizes["head"] if z else 1
     return Block(t.name, x, y, z, sizes[x] if x else 1, sizes[y] if y else 1, n_head,
-                 merged=bool(z) and n_head > MERGE_HEADS_ABOVE, residual=blocks_residual(t))
+                 merged=bool(z) and n_head > MERGE_HEADS_ABOVE, residual=t.residual)
 
 
 def build_layout(graph: Graph, n_pos: int) -> Layout:
@@ -114,12 +109,12 @@ def build_layout(graph: Graph, n_pos: int) -> Layout:
             continue
         acts = [i for i in t.inputs if graph[i].kind in ("activation", "input")]
         here = rows[-1] if rows else []
-        residual = blocks_residual(t)
+        residual = t.residual
         lead = graph[here[0]] if here else None
         siblings = lead is not None and lead.kind != "input" and set(acts) == {
             i for i in lead.inputs if graph[i].kind in ("activation", "input")}
         chained = bool(acts) and acts[-1] in here and down[acts[-1]] == down[t.name] and t.op != "identity"
-        has_residual = any(blocks_residual(graph[n]) for n in here)
+        has_residual = any(graph[n].residual for n in here)
         same_layer = lead is not None and lead.layer == t.layer  # each layer starts a row of its own
         if here and same_layer and (siblings or chained) and not (residual and has_residual):
             here.append(t.name)

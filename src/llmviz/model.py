@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Sequence, Union
 
@@ -20,8 +21,13 @@ from .config import ModelConfig
 from .errors import InputTooLong, LlmvizError, NoWeights
 from .graph import Graph
 from .safetensors_file import bf16_to_f32
+from .safetensors_file import to_bytes as safetensors_bytes
 
 Prompt = Union[str, Sequence[int]]
+
+
+class Stopped(Exception):
+    """A forward pass or a generation was asked to stop (its client went away, or the server is stopping)."""
 
 
 class Model:
@@ -79,45 +85,116 @@ class Model:
         """Tokens back to plain text; ids separated by spaces without a tokenizer."""
         return self.tokenizer.decode(ids) if self.tokenizer else " ".join(str(i) for i in ids)
 
-    def run(self, prompt: Prompt) -> "Trace":
-        """The forward pass: compute every tensor of the graph, in order, and keep them all."""
+    def run(self, prompt: Prompt, keep: Collection[str] | None = None,
+            visit: Callable[[str, np.ndarray], None] | None = None, stop: Callable[[], bool] | None = None) -> "Trace":
+        """The forward pass: compute every tensor of the graph, in order.
+
+        keep: the tensors to hold on to (default: all). Any other tensor is dropped once its last reader has
+        run, and the trace recomputes it from the nearest kept residual tensors when asked for it (pass
+        `graph.checkpoints()` to keep just those: memory for a long input stays small).
+        visit: called with each tensor as soon as it is computed (to reduce or copy it while it exists).
+        stop: checked between ops; when it returns true the pass ends with `Stopped`.
+        """
         self.require_weights()
         ids = self.encode(prompt)
+        predicted: list[int] = []
+
+        def seen(name, a):
+            if name == self.graph.output:
+                predicted[:] = a.argmax(-1).tolist()
+            if visit is not None:
+                visit(name, a)
+
+        keep = None if keep is None else set(keep)
+        values = self._compute(ids, {}, self.graph.names(), keep, seen, stop)
+        return Trace(self, ids, values, predicted)
+
+    def _compute(self, ids: list[int], known: Mapping[str, np.ndarray], names: list[str], keep: set | None,
+                 visit=None, stop=None) -> dict[str, np.ndarray]:
+        """Compute `names` (in graph order) from `known` tensors, the weights and the tokens."""
+        graph, last = self.graph, self.graph.last_readers()
         values: dict[str, np.ndarray] = {}
-        for t in self.graph:
-            if t.name == "unembed.W_U" and self.config.tied_unembed:
-                values[t.name] = values["embed.W_E"].T  # tied: the same numbers, widened once
-            elif t.kind == "weight":
-                values[t.name] = widen(self.weights[t.name])
-            elif t.kind == "input":
-                values[t.name] = np.asarray(ids, dtype=np.int64)
-            else:
-                values[t.name] = ops.OPS[t.op](*(values[i] for i in t.inputs), **t.attrs)
-        return Trace(self, ids, values)
+        order = {n: i for i, n in enumerate(graph.tensors)}
+
+        def get(name):
+            if name in values:
+                return values[name]
+            if name in known:
+                return known[name]
+            return self._leaf(name, ids)
+
+        for name in names:
+            if stop is not None and stop():
+                raise Stopped("stopped before the forward pass finished")
+            t = graph[name]
+            if t.kind in ("weight", "input"):
+                if keep is None or name in keep:
+                    values[name] = self._leaf(name, ids, values)
+                continue
+            values[name] = ops.OPS[t.op](*(get(i) for i in t.inputs), **t.attrs)
+            if visit is not None:
+                visit(name, values[name])
+            if keep is not None:
+                i = order[name]
+                for n in (*t.inputs, name):
+                    if n in values and n not in keep and last.get(n, -1) <= i:
+                        del values[n]
+        return values
+
+    def _leaf(self, name: str, ids: list[int], values: Mapping[str, np.ndarray] = {}) -> np.ndarray:
+        """A weight as float32, or the input tokens."""
+        if self.graph[name].kind == "input":
+            return np.asarray(ids, dtype=np.int64)
+        if name == "unembed.W_U" and self.config.tied_unembed and "embed.W_E" in values:
+            return values["embed.W_E"].T  # tied: the same numbers, widened once
+        return widen(self.weights[name])
 
     def generate(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float = 0.0,
-                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> "Generation":
-        """Sample tokens one at a time; temperature 0 is greedy (always the most probable token).
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                 stop: Callable[[], bool] | None = None) -> "Generation":
+        """Sample tokens one at a time; temperature 0 is greedy (always the most probable token), and a
+        temperature close to 0 tends to it. The same seed and settings give the same tokens.
 
         With no max_new_tokens, generate until the context is full (at most 32 tokens).
         A context that overflows keeps its last n_ctx tokens, as minGPT does.
+        stop: checked between ops; when it returns true generation ends with `Stopped`.
         """
         self.require_weights()
         ids = self.encode(prompt)
         if max_new_tokens is None:
             max_new_tokens = max(1, min(self.config.n_ctx + 1 - len(ids), 32))
-        if max_new_tokens < 0 or temperature < 0 or (top_k is not None and top_k < 1) \
-                or (top_p is not None and not 0 < top_p <= 1):
-            raise LlmvizError("need max_new_tokens >= 0, temperature >= 0, top_k >= 1 and 0 < top_p <= 1")
+        check_sampling(max_new_tokens, temperature, top_k, top_p, seed)
         rng = np.random.default_rng(seed)
         new: list[int] = []
         probs_of_choice: list[float] = []
         for _ in range(max_new_tokens):
-            probs = self.run((ids + new)[-self.config.n_ctx:])["probs"][-1]
+            probs = self.next_probs((ids + new)[-self.config.n_ctx:], stop)
             nxt = _sample(probs, temperature, top_k, top_p, rng)
             new.append(nxt)
             probs_of_choice.append(float(probs[nxt]))
         return Generation(ids, new, self.token_strs(new), self.decode(new), probs_of_choice)
+
+    def next_probs(self, ids: list[int], stop: Callable[[], bool] | None = None) -> np.ndarray:
+        """The next-token probabilities after `ids`, from a forward pass that keeps no tensor."""
+        out: list[np.ndarray] = []
+        self.run(ids, keep=(), visit=lambda name, a: name == self.graph.output and out.append(a[-1].copy()), stop=stop)
+        if not np.isfinite(out[0]).all():
+            raise LlmvizError(f"{self.name} computed probabilities that are not finite numbers (NaN or inf): "
+                              "its weights or activations overflow")
+        return out[0]
+
+
+def check_sampling(max_new_tokens: int, temperature: float, top_k, top_p, seed) -> None:
+    """Refuse sampling settings that have no meaning, naming the setting and its allowed range."""
+    for ok, what in [
+        (max_new_tokens >= 0, f"max_new_tokens must be 0 or more (got {max_new_tokens})"),
+        (np.isfinite(temperature) and temperature >= 0, f"temperature must be a number >= 0 (got {temperature})"),
+        (top_k is None or top_k >= 1, f"top_k must be 1 or more (got {top_k})"),
+        (top_p is None or (np.isfinite(top_p) and 0 < top_p <= 1), f"top_p must be in (0, 1] (got {top_p})"),
+        (seed is None or 0 <= seed < 2**63, f"seed must be from 0 to 2**63 - 1 (got {seed})"),
+    ]:
+        if not ok:
+            raise LlmvizError(what)
 
 
 def widen(w: np.ndarray) -> np.ndarray:
@@ -130,8 +207,9 @@ def widen(w: np.ndarray) -> np.ndarray:
 def _sample(probs: np.ndarray, temperature: float, top_k, top_p, rng) -> int:
     if temperature == 0:
         return int(np.argmax(probs))
-    logp = np.log(np.maximum(probs.astype(np.float64), 1e-30)) / temperature
-    p = np.exp(logp - logp.max())
+    logp = np.log(np.maximum(probs.astype(np.float64), 1e-300))
+    with np.errstate(over="ignore"):  # shifted first: a tiny temperature leaves only the top token (−x/T = −∞)
+        p = np.exp((logp - logp.max()) / temperature)
     order = np.argsort(-p)
     keep = np.zeros_like(p, dtype=bool)
     keep[order[: top_k or len(p)]] = True
@@ -155,25 +233,52 @@ class Generation:
 class Trace(Mapping):
     """Every tensor of one forward pass by its graph name: the input, weights, activations, aggregates.
 
-    float32 (tokens int64), no batch axis; axes as in `model.graph[name].axes`.
+    float32 (tokens int64), no batch axis; axes as in `model.graph[name].axes`. A trace run with `keep`
+    holds only those tensors; any other one is recomputed when asked for, from the kept tensors it depends
+    on (with the residual stream kept, that is its own layer), and the last such group is remembered.
     """
 
-    def __init__(self, model: Model, tokens: list[int], values: dict[str, np.ndarray]):
+    def __init__(self, model: Model, tokens: list[int], values: dict[str, np.ndarray], predicted: list[int]):
         self.model = model
         self.tokens = tokens
         self.values = values
+        self.predicted_ids = predicted
+        self._recent: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
 
     def __getitem__(self, name: str) -> np.ndarray:
-        try:
+        if name in self.values:
             return self.values[name]
-        except KeyError:
-            raise KeyError(f"{name!r} is not a tensor of {self.model.name}'s graph") from None
+        if name not in self.model.graph:
+            raise KeyError(f"{name!r} is not a tensor of {self.model.name}'s graph")
+        with self._lock:
+            if name not in self._recent:
+                self._recent = self._recompute(name)
+            return self._recent[name]
+
+    def _recompute(self, name: str) -> dict[str, np.ndarray]:
+        graph, needed, todo = self.model.graph, set(), [name]
+        while todo:
+            n = todo.pop()
+            if n in needed or n in self.values:
+                continue
+            needed.add(n)
+            if graph[n].kind not in ("weight", "input"):
+                todo.extend(graph[n].inputs)
+        names = [n for n in graph.tensors if n in needed]
+        return self.model._compute(self.tokens, self.values, names, keep=None)
 
     def __iter__(self):
-        return iter(self.values)
+        return iter(self.model.graph.tensors)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.model.graph.tensors)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory this trace holds beyond the model's weights."""
+        own = {id(w) for w in self.model.weights.values()} if self.model.weights else set()
+        return sum(v.nbytes for v in self.values.values() if id(v) not in own and id(v.base) not in own)
 
     @property
     def token_strs(self) -> list[str]:
@@ -182,7 +287,7 @@ class Trace(Mapping):
     @property
     def predicted(self) -> list[str]:
         """The most probable next token after each position, readable."""
-        return self.model.token_strs(self["probs"].argmax(-1).tolist())
+        return self.model.token_strs(self.predicted_ids)
 
     def computed(self) -> list[str]:
         """Names of the tensors the forward pass computed (not weights)."""
@@ -196,14 +301,12 @@ class Trace(Mapping):
             "predicted": json.dumps(self.predicted),
         }
 
-    def to_bytes(self, include_weights: bool = False) -> bytes:
+    def to_bytes(self, include_weights: bool = False, names: Sequence[str] | None = None) -> memoryview:
         """The trace in safetensors format: a JSON header of names, dtypes, shapes and offsets, then one
-        little-endian buffer. Tokens are stored as int32, everything else as float32."""
-        from safetensors.numpy import save
-
-        names = self.model.graph.names() if include_weights else self.computed()
-        tensors = {n: _plain(self[n]) for n in names}
-        return save(tensors, metadata=self.metadata())
+        little-endian buffer. Tokens are stored as int32, everything else as float32. names: just these."""
+        if names is None:
+            names = self.model.graph.names() if include_weights else self.computed()
+        return safetensors_bytes({n: _plain(self[n]) for n in names}, self.metadata())
 
     def save(self, path, include_weights: bool = True) -> None:
         with open(path, "wb") as f:
@@ -212,4 +315,4 @@ class Trace(Mapping):
 
 def _plain(a: np.ndarray) -> np.ndarray:
     dtype = np.int32 if a.dtype.kind in "iu" else np.float32
-    return np.ascontiguousarray(a, dtype=dtype)
+    return a if a.dtype == dtype else a.astype(dtype)  # the writer reads strided views in place

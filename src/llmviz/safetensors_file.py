@@ -35,6 +35,29 @@ def f32_to_bf16(x: np.ndarray) -> np.ndarray:
     return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
 
 
+WRITE_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32", np.dtype(np.float16): "F16"}
+
+
+def to_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> memoryview:
+    """The tensors in safetensors format, written straight into one buffer of the final size (little-endian;
+    float32, float16 or int32)."""
+    header: dict = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for name, a in tensors.items():
+        header[name] = {"dtype": WRITE_DTYPES[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)  # the data starts 8-byte aligned
+    out = bytearray(8 + len(head) + offset)
+    out[:8] = len(head).to_bytes(8, "little")
+    out[8:8 + len(head)] = head
+    base = 8 + len(head)
+    for (name, a), entry in zip(tensors.items(), (header[n] for n in tensors)):
+        start = base + entry["data_offsets"][0]
+        np.frombuffer(out, a.dtype.newbyteorder("<"), a.size, start).reshape(a.shape)[...] = a
+    return memoryview(out)
+
+
 class SafetensorsFile:
     def __init__(self, path):
         self.path = Path(path)

@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 
 from .layout import Block, Layout, build_layout, short_name
 from .model import Model, Trace
+from .safetensors_file import to_bytes as safetensors_bytes
 
 MAX_DISPLAY = 512  # displayed cells per side of one block, at most
 DISPLAY_BUDGET = {"weight": 2_000_000, "computed": 1_000_000}  # displayed cells, at most (GPT-2 small: 124 M weights)
 MAX_ATLAS_WIDTH = 4096  # within every WebGL2 implementation's texture size limit
 _weight_grids: "weakref.WeakKeyDictionary[Model, dict]" = weakref.WeakKeyDictionary()  # weights do not change
+_weight_lock = threading.Lock()  # concurrent first scenes of a model make its weight grids once
 F16_MAX = 65504.0
 
 
@@ -100,89 +104,122 @@ def display_cap(blocks: list[Block], budget: int) -> int:
     return lo
 
 
-def build_scene(model: Model, trace: Trace | None, n_pos: int) -> tuple[dict, np.ndarray]:
-    """The scene description and the float16 atlas of every block's displayed cells."""
-    graph = model.graph
-    layout: Layout = build_layout(graph, n_pos)
-    # Weights and computed tensors have budgets of their own: the weights' cap does not depend on the
-    # input, so their displayed grids are computed once per model and kept.
-    is_weight = {b.tensor: graph[b.tensor].kind == "weight" for b in layout.blocks}
-    caps = {kind: display_cap([b for b in layout.blocks if is_weight[b.tensor] == (kind == "weight")], budget)
-            for kind, budget in DISPLAY_BUDGET.items()}
-    cache = _weight_grids.setdefault(model, {})
-    index = {b.tensor: i for i, b in enumerate(layout.blocks)}
-    grids: list[tuple[int, np.ndarray]] = []  # (block index, [slab, rows, cols] display grid)
-    blocks = []
-    sizes = graph.sizes(n_pos)
-    for i, b in enumerate(layout.blocks):
-        spec = graph[b.tensor]
-        rec = {
-            "tensor": b.tensor, "short": short_name(b.tensor), "title": spec.title, "kind": spec.kind,
-            "op": spec.op, "group": spec.group, "layer": spec.layer,
-            "axes": [b.x_axis, b.y_axis, b.z_axis], "cols": b.cols, "rows": b.rows, "depth": b.depth,
-            "merged": b.merged, "residual": b.residual,
-            "x": b.x, "y": b.y, "z": b.z, "z_step": b.z_step,
-            "dims": [[a, n] for a, n in zip(spec.axes, spec.shape(sizes))],
-            "tile": [1, 1], "scale": 0.0, "slabs": None,  # tile: tensor cells per displayed cell, across and down
+class SceneBuilder:
+    """The scene of one forward pass, built block by block: `add` reduces a tensor to its displayed grid
+    (called while the pass runs, so no tensor has to outlive it), `finish` packs the atlas."""
+
+    def __init__(self, model: Model, n_pos: int):
+        self.model, self.n_pos = model, n_pos
+        graph = model.graph
+        self.layout: Layout = build_layout(graph, n_pos)
+        self.index = {b.tensor: i for i, b in enumerate(self.layout.blocks)}
+        # Weights and computed tensors have budgets of their own: the weights' cap does not depend on the
+        # input, so their displayed grids are computed once per model and kept.
+        self.is_weight = {b.tensor: graph[b.tensor].kind == "weight" for b in self.layout.blocks}
+        self.caps = {kind: display_cap([b for b in self.layout.blocks if self.is_weight[b.tensor] == (kind == "weight")],
+                                       budget) for kind, budget in DISPLAY_BUDGET.items()}
+        self.grids: dict[str, tuple[np.ndarray, float, list[int]]] = {}  # tensor -> (grid, scale, tile)
+
+    def add(self, name: str, values: np.ndarray) -> None:
+        b = self.layout.blocks[self.index[name]]
+        cap = self.caps["weight" if self.is_weight[name] else "computed"]
+        fx, fy = math.ceil(b.cols / cap), math.ceil(b.rows / cap)
+        grid = slab_grid(values, self.model.graph[name].axes, b).astype(np.float32, copy=False)
+        if b.merged:
+            grid = grid[:1]  # one box for the stack: its front face shows head 0
+        scale = largest_magnitude(grid)
+        if fx > 1 or fy > 1:
+            grid = tile_max_abs(grid, fy, fx)
+        self.grids[name] = (grid, scale, [fx, fy])
+
+    def add_weights(self, weight: Callable[[str], np.ndarray]) -> None:
+        """The weights' grids, from the model's cache (made once, under a lock, from `weight(name)`)."""
+        with _weight_lock:
+            cache = _weight_grids.setdefault(self.model, {})
+            for b in self.layout.blocks:
+                if self.is_weight[b.tensor] and b.tensor not in self.grids:
+                    if b.tensor not in cache:
+                        self.add(b.tensor, weight(b.tensor))
+                        cache[b.tensor] = self.grids[b.tensor]
+                    self.grids[b.tensor] = cache[b.tensor]
+
+    def finish(self, trace: Trace | None) -> tuple[dict, np.ndarray]:
+        """The scene description and the float16 atlas. With a trace, every block not added yet is taken
+        from it (recomputed, for a trace that did not keep it)."""
+        model, graph, layout = self.model, self.model.graph, self.layout
+        if trace is not None:
+            self.add_weights(trace.__getitem__)
+            for b in layout.blocks:
+                if b.tensor not in self.grids:
+                    self.add(b.tensor, trace[b.tensor])
+        blocks = []
+        sizes = graph.sizes(self.n_pos)
+        for b in layout.blocks:
+            spec = graph[b.tensor]
+            grid, scale, tile = self.grids.get(b.tensor, (None, 0.0, [1, 1]))
+            blocks.append({
+                "tensor": b.tensor, "short": short_name(b.tensor), "title": spec.title, "kind": spec.kind,
+                "op": spec.op, "group": spec.group, "layer": spec.layer,
+                "axes": [b.x_axis, b.y_axis, b.z_axis], "cols": b.cols, "rows": b.rows, "depth": b.depth,
+                "merged": b.merged, "residual": b.residual,
+                "x": b.x, "y": b.y, "z": b.z, "z_step": b.z_step,
+                "dims": [[a, n] for a, n in zip(spec.axes, spec.shape(sizes))],
+                "tile": tile, "scale": scale, "slabs": None,  # tile: tensor cells per displayed cell, across and down
+            })
+        grids = [(self.index[n], g) for n, (g, _, _) in self.grids.items()]
+        area = sum(g.shape[0] * g.shape[1] * g.shape[2] for _, g in grids)
+        widest = max((g.shape[2] for _, g in grids), default=1)
+        packer = AtlasPacker(min(MAX_ATLAS_WIDTH, max(widest, 64 * math.ceil(1.1 * math.sqrt(area) / 64))))
+        placed = []
+        for i, grid in sorted(grids, key=lambda g: (-g[1].shape[1], g[0])):  # tallest first packs shelves well
+            n, h, w = grid.shape
+            slabs = []
+            for s in range(n):
+                x, y = packer.place(w, h)
+                slabs.append([x, y, w, h])
+                placed.append((x, y, grid[s]))
+            blocks[i]["slabs"] = slabs
+        atlas = np.zeros((max(packer.height, 1), packer.width if placed else 1), np.float16)
+        for x, y, g in placed:
+            atlas[y:y + g.shape[0], x:x + g.shape[1]] = np.clip(g, -F16_MAX, F16_MAX, where=np.isfinite(g), out=g.copy())
+
+        cfg = model.config
+        scene = {
+            "model": {"name": model.name, "n_params": cfg.n_params, "has_weights": model.has_weights,
+                      "config": cfg.to_dict(), "description": cfg.description},
+            "n_pos": self.n_pos,
+            "axes": graph.axes_json(),
+            "ops": graph.ops_json(),
+            "blocks": blocks,
+            "links": [[self.index[a], self.index[b]] for a, b in layout.links],
+            "sections": layout.sections,
+            "bounds": layout.bounds,
+            "max_display": self.caps,
         }
         if trace is not None:
-            cap = caps["weight" if is_weight[b.tensor] else "computed"]
-            fx, fy = math.ceil(b.cols / cap), math.ceil(b.rows / cap)
-            key = (b.tensor, fx, fy)
-            if spec.kind == "weight" and key in cache:
-                grid, rec["scale"] = cache[key]
-            else:
-                grid = slab_grid(trace[b.tensor], spec.axes, b).astype(np.float32)
-                if b.merged:
-                    grid = grid[:1]  # one box for the stack: its front face shows head 0
-                rec["scale"] = largest_magnitude(grid)
-                if fx > 1 or fy > 1:
-                    grid = tile_max_abs(grid, fy, fx)
-                if spec.kind == "weight":
-                    cache[key] = (grid, rec["scale"])
-            rec["tile"] = [fx, fy]
-            grids.append((i, grid))
-        blocks.append(rec)
+            scene.update(tokens=trace.tokens, token_strs=trace.token_strs, predicted=trace.predicted)
+        return scene, atlas
 
-    area = sum(g.shape[0] * g.shape[1] * g.shape[2] for _, g in grids)
-    widest = max((g.shape[2] for _, g in grids), default=1)
-    packer = AtlasPacker(min(MAX_ATLAS_WIDTH, max(widest, 64 * math.ceil(1.1 * math.sqrt(area) / 64))))
-    placed = []
-    for i, grid in sorted(grids, key=lambda g: -g[1].shape[1]):  # tallest first packs shelves well
-        n, h, w = grid.shape
-        slabs = []
-        for s in range(n):
-            x, y = packer.place(w, h)
-            slabs.append([x, y, w, h])
-            placed.append((x, y, grid[s]))
-        blocks[i]["slabs"] = slabs
-    atlas = np.zeros((max(packer.height, 1), packer.width if placed else 1), np.float16)
-    for x, y, g in placed:
-        atlas[y:y + g.shape[0], x:x + g.shape[1]] = np.clip(g, -F16_MAX, F16_MAX, where=np.isfinite(g), out=g.copy())
 
-    cfg = model.config
-    scene = {
-        "model": {"name": model.name, "n_params": cfg.n_params, "has_weights": model.has_weights,
-                  "config": cfg.to_dict(), "description": cfg.description},
-        "n_pos": n_pos,
-        "axes": graph.axes_json(),
-        "ops": graph.ops_json(),
-        "blocks": blocks,
-        "links": [[index[a], index[b]] for a, b in layout.links],
-        "sections": layout.sections,
-        "bounds": layout.bounds,
-        "max_display": caps,
-    }
-    if trace is not None:
-        scene.update(tokens=trace.tokens, token_strs=trace.token_strs, predicted=trace.predicted)
-    return scene, atlas
+def build_scene(model: Model, trace: Trace | None, n_pos: int) -> tuple[dict, np.ndarray]:
+    """The scene description and the float16 atlas of every block's displayed cells."""
+    return SceneBuilder(model, n_pos).finish(trace)
+
+
+def run_scene(model: Model, ids: list[int], stop=None) -> tuple[Trace, bytes]:
+    """Run the forward pass and build its scene on the way, keeping only the residual stream: the trace
+    (which recomputes any other tensor when asked) and the payload."""
+    builder = SceneBuilder(model, len(ids))
+    trace = model.run(ids, keep=model.graph.checkpoints(), visit=builder.add, stop=stop)
+    return trace, _payload(*builder.finish(trace))
 
 
 def scene_bytes(model: Model, trace: Trace | None = None, n_pos: int | None = None) -> bytes:
     """The payload for POST /api/scene: the scene of a forward pass (`trace`), or for a model without
     weights the structure alone for `n_pos` positions."""
-    from safetensors.numpy import save
-
     n = len(trace.tokens) if trace is not None else int(n_pos or min(8, model.config.n_ctx))
-    scene, atlas = build_scene(model, trace, n)
-    return save({"atlas": atlas}, metadata={"scene": json.dumps(scene, separators=(",", ":"))})
+    return _payload(*build_scene(model, trace, n))
+
+
+def _payload(scene: dict, atlas: np.ndarray) -> bytes:
+    return bytes(safetensors_bytes({"atlas": atlas}, {"scene": json.dumps(scene, separators=(",", ":"))}))

@@ -2,19 +2,26 @@
 
     GET  /api/models               the models this server knows, with config and parameter count
     GET  /api/models/{name}/graph  the model graph (tensors, axes, ops) as JSON
-    POST /api/trace                every tensor of one forward pass, as safetensors bytes
+    POST /api/trace                tensors of one forward pass, as safetensors bytes
     POST /api/scene                what the 3D view draws: the layout and every block's numbers
     POST /api/explain              where one number came from: its op's formula with the real numbers
     POST /api/generate             sample a continuation
 
-Open /docs for the OpenAPI page.
+The OpenAPI schema is at /openapi.json. Limits (see `Limits`): a Host header check, request bodies of at
+most 64 KiB read within a timeout, a byte-bounded cache, a memory budget per request, and a small pool of
+workers for the forward passes with a bounded queue.
 """
 
 from __future__ import annotations
 
+import asyncio
+import fnmatch
+import logging
 import math
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -23,18 +30,36 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .errors import LlmvizError, ModelNotFound
+from .errors import Busy, LlmvizError, ModelNotFound, OverBudget
 from .loading import load_model, structure_only
-from .model import Model, Trace
+from .model import Model, Stopped, Trace
 from .provenance import explain, pick_in_region
-from .scene import scene_bytes
+from .scene import run_scene, scene_bytes
 
 MAX_BODY_BYTES = 64 * 1024
 TRACE_MEDIA_TYPE = "application/vnd.llmviz.trace+safetensors"
 SCENE_MEDIA_TYPE = "application/vnd.llmviz.scene+safetensors"
 STRUCTURE_ONLY = ["gpt2", "gpt2-xl", "gpt3"]  # always listed, for the scale view
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+MB = 2**20
+log = logging.getLogger("llmviz")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server allows; `llmviz serve` has an option for each."""
+
+    cache_mb: int = 256  # forward passes and scenes kept for the next request, in MiB
+    request_mb: int = 1024  # memory one request may use for its answer and its working set, in MiB
+    workers: int = 2  # forward passes computed at once
+    queue: int = 16  # requests waiting for a worker; past that, 503 with Retry-After
+    body_timeout: float = 10.0  # seconds to receive a request body
+
+
+class Request_(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 class ModelInfo(BaseModel):
@@ -47,7 +72,7 @@ class ModelInfo(BaseModel):
     source: str
 
 
-class PromptRequest(BaseModel):
+class PromptRequest(Request_):
     model: str = Field("nano-gpt", examples=["nano-gpt"])
     text: str | None = Field(None, max_length=20_000, examples=["CBABBC"])
     tokens: list[int] | None = Field(None, max_length=10_000, description="token ids instead of text")
@@ -63,7 +88,7 @@ class PromptRequest(BaseModel):
         return self.text if self.text is not None else self.tokens
 
 
-class SceneRequest(BaseModel):
+class SceneRequest(Request_):
     model: str | None = Field(None, examples=["nano-gpt"], description="default: the server's first model")
     text: str | None = Field(None, max_length=20_000, examples=["CBABBC"])
     tokens: list[int] | None = Field(None, max_length=10_000)
@@ -92,14 +117,17 @@ class ExplainRequest(PromptRequest):
 
 class TraceRequest(PromptRequest):
     include_weights: bool = Field(False, description="also send every weight tensor")
+    tensors: list[str] | None = Field(None, max_length=10_000, examples=[["blocks.0.attn.*", "probs"]],
+                                      description="only these tensors: names, or patterns with * and ?")
 
 
 class GenerateRequest(PromptRequest):
     max_new_tokens: int | None = Field(None, ge=0, le=256)
-    temperature: float = Field(0.0, ge=0.0, le=10.0, description="0 is greedy")
+    temperature: float = Field(0.0, ge=0.0, le=10.0, allow_inf_nan=False,
+                               description="0 is greedy; close to 0 tends to greedy")
     top_k: int | None = Field(None, ge=1)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    seed: int | None = None
+    top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="the same seed and settings give the same tokens")
 
 
 class GenerateResponse(BaseModel):
@@ -111,30 +139,34 @@ class GenerateResponse(BaseModel):
 
 
 class BodyLimit:
-    """Refuse request bodies over `limit` bytes with 413, whether or not they declare a Content-Length."""
+    """Read each request body whole before the app sees it: at most `limit` bytes (413), declared or
+    chunked, within `timeout` seconds (408, and the connection is closed)."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, timeout: float):
+        self.app, self.limit, self.timeout = app, limit, timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None:
-            if not length.isdigit() or int(length) > self.limit:
-                return await self.refuse(scope, receive, send)
-            return await self.app(scope, receive, send)
-        # No declared length (chunked): read up to the limit, then replay what was read.
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await refuse(scope, receive, send, 413, f"request body too large: at most {self.limit} bytes")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         chunks, size, more = [], 0, True
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                return await refuse(scope, receive, send, 408, f"the request body did not arrive within "
+                                    f"{self.timeout:g} s", close=True)
             if message["type"] != "http.request":
-                break
+                return  # the client went away
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             more = message.get("more_body", False)
             if size > self.limit:
-                return await self.refuse(scope, receive, send)
+                return await refuse(scope, receive, send, 413, f"request body too large: at most {self.limit} bytes")
         pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
         async def replay():  # the buffered body once, then the real channel (for http.disconnect)
@@ -142,28 +174,130 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def refuse(self, scope, receive, send):
-        response = JSONResponse({"detail": f"request body too large: at most {self.limit} bytes"}, 413)
-        await response(scope, receive, send)
+
+class HostCheck:
+    """Answer only requests whose Host header names this server: loopback names, the address it binds,
+    and names allowed explicitly. A web page that rebinds its own name to 127.0.0.1 gets 400."""
+
+    def __init__(self, app, hosts):
+        self.app, self.hosts = app, {h.lower().strip("[]") for h in hosts}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and "*" not in self.hosts:
+            host = host_name(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
+            if host not in self.hosts:
+                return await refuse(scope, receive, send, 400, f"unexpected Host header {host or '(none)'!r}: this "
+                                    "server answers only to its own names; start it with --allow-host NAME "
+                                    "to allow another", close=True)
+        await self.app(scope, receive, send)
+
+
+def host_name(header: str) -> str:
+    """`[::1]:8765` -> `::1`, `localhost:8765` -> `localhost`."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class JsonErrors:
+    """An unexpected error is a JSON 500 that names no internals; the connection stays usable and the
+    server log gets the traceback."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracked(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            log.exception("unexpected error answering %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await refuse(scope, receive, send, 500, "internal error: the server log has the details")
+
+
+async def refuse(scope, receive, send, status: int, detail: str, close: bool = False) -> None:
+    headers = {"connection": "close"} if close else None
+    await JSONResponse({"detail": detail}, status, headers=headers)(scope, receive, send)
 
 
 class Recent:
-    """The last few results by key (least recently used goes first); safe for the endpoints' thread pool."""
+    """Recent results by key, within `capacity` bytes (least recently used goes first; a result larger than
+    the whole capacity is not kept). Safe for the worker threads."""
 
-    def __init__(self, size: int = 8):
-        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+    def __init__(self, capacity: int):
+        self.capacity, self.used = capacity, 0
+        self.items: OrderedDict = OrderedDict()
+        self.lock = threading.Lock()
 
-    def get_or_make(self, key, make):
+    def get(self, key):
         with self.lock:
             if key in self.items:
                 self.items.move_to_end(key)
-                return self.items[key]
-        value = make()  # outside the lock: a forward pass may take a while
+                return self.items[key][0]
+        return None
+
+    def put(self, key, value, size: int) -> None:
         with self.lock:
-            self.items[key] = value
-            if len(self.items) > self.size:
-                self.items.popitem(last=False)
-        return value
+            if key in self.items:
+                self.used -= self.items.pop(key)[1]
+            if size > self.capacity:
+                return
+            self.items[key] = (value, size)
+            self.used += size
+            while self.used > self.capacity:
+                self.used -= self.items.popitem(last=False)[1][1]
+
+
+class Workers:
+    """The forward passes run in a pool of `size` threads, with at most `queue` more requests waiting;
+    past that a request gets 503 with Retry-After. A request whose client goes away, or a server that is
+    stopping, stops its computation at the next op."""
+
+    def __init__(self, size: int, queue: int):
+        self.pool = ThreadPoolExecutor(size, thread_name_prefix="llmviz-worker")
+        self.limit, self.pending = size + queue, 0
+        self.closing = threading.Event()
+
+    async def run(self, request: Request, fn):
+        """fn(stop) in a worker thread; stop() turns true when the result is no longer wanted."""
+        if self.pending >= self.limit:
+            raise Busy(f"the server is busy ({self.pending} requests computing or waiting): try again shortly")
+        self.pending += 1
+        cancel = threading.Event()
+        job = asyncio.wrap_future(self.pool.submit(fn, lambda: cancel.is_set() or self.closing.is_set()))
+        gone = asyncio.ensure_future(client_gone(request))
+        try:
+            await asyncio.wait({job, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not job.done():
+                cancel.set()
+                return Response(status_code=499)  # nobody is listening
+            return job.result()
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+        finally:
+            gone.cancel()
+            self.pending -= 1
+
+    def close(self) -> None:
+        self.closing.set()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def client_gone(request: Request) -> None:
+    """Returns when the client disconnects (the body has been read: the channel says nothing else)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def json_safe(x):
@@ -197,8 +331,9 @@ def static_dir() -> Path:
     return Path(str(resources.files("llmviz") / "static"))
 
 
-def create_app(models: list[Model] | None = None) -> FastAPI:
-    """An app serving these models (default: nano-gpt), plus structure-only GPT-2 and GPT-3 for scale."""
+def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hosts=()) -> FastAPI:
+    """An app serving these models (default: nano-gpt), plus structure-only GPT-2 and GPT-3 for scale.
+    hosts: names the Host header may give besides the loopback ones ("*": any)."""
     registry: dict[str, Model] = {}
     for m in models or [load_model("nano-gpt")]:
         name, n = m.name, 2
@@ -208,28 +343,52 @@ def create_app(models: list[Model] | None = None) -> FastAPI:
     for name in STRUCTURE_ONLY:
         registry.setdefault(name, structure_only(name))
 
-    app = FastAPI(title="llmviz", version="0.1.0", summary="Every number of a GPT's forward pass.")
+    workers = Workers(limits.workers, limits.queue)
+    cache = Recent(limits.cache_mb * MB)  # forward passes (their residual stream) and scene payloads
+    budget = limits.request_mb * MB
+
+    async def lifespan(app):
+        yield
+        workers.close()  # a server that stops ends the computations still running
+
+    app = FastAPI(title="llmviz", version="0.1.0", summary="Every number of a GPT's forward pass.",
+                  docs_url=None, redoc_url=None, lifespan=lifespan)  # /docs would load Swagger UI from a CDN
 
     def get_model(name: str) -> Model:
         if name not in registry:
             raise ModelNotFound(f"unknown model {name!r}: this server has {', '.join(registry)}")
         return registry[name]
 
-    traces = Recent()  # the last few forward passes: hovering asks about the same input
-    scenes = Recent()  # and the scene payloads built from them
+    def within_budget(need: int, what: str, advice: str) -> None:
+        if need > budget:
+            raise OverBudget(f"{what} needs about {need / MB:,.0f} MiB of memory, over this server's budget of "
+                             f"{budget / MB:,.0f} MiB per request (llmviz serve --request-mb): {advice}")
 
-    def run(name: str, prompt) -> Trace:
-        m = get_model(name)
-        m.require_weights()
-        ids = m.encode(prompt)
-        return traces.get_or_make((name, tuple(ids)), lambda: m.run(ids))
+    def pass_budget(m: Model, ids: list[int]) -> None:
+        within_budget(m.graph.peak_bytes(len(ids), m.graph.checkpoints()), f"a forward pass of {len(ids)} tokens",
+                      "give fewer tokens")
 
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
-    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)  # float16 data: level 9 costs 3x for 1%
+    def forward(m: Model, ids: list[int], stop) -> Trace:
+        """The forward pass of ids, kept as its residual stream (any other tensor is recomputed from its
+        layer when asked for), with its scene built on the way; both cached."""
+        key = (m, tuple(ids))
+        trace = cache.get(("trace",) + key)
+        if trace is None:
+            pass_budget(m, ids)
+            trace, payload = run_scene(m, ids, stop)
+            cache.put(("trace",) + key, trace, trace.nbytes)
+            cache.put(("scene",) + key, payload, len(payload))
+        return trace
+
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5,  # float16 data: level 9 costs 3x for 1%
+                       exclude_content_types=(TRACE_MEDIA_TYPE,))  # float32 noise: gzip saves little, copies all
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=limits.body_timeout)
+    app.add_middleware(JsonErrors)
+    app.add_middleware(HostCheck, hosts=[*LOOPBACK, *hosts])
 
     @app.exception_handler(LlmvizError)
     async def user_error(request: Request, exc: LlmvizError):
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -238,6 +397,10 @@ def create_app(models: list[Model] | None = None) -> FastAPI:
             where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
             parts.append(f"{where}: {e['msg']}" if where else e["msg"])
         return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
+
+    @app.exception_handler(Stopped)
+    async def stopped(request: Request, exc: Stopped):
+        return JSONResponse({"detail": "the server is stopping"}, status_code=503)
 
     @app.get("/api/models", response_model=list[ModelInfo])
     def list_models():
@@ -260,46 +423,92 @@ def create_app(models: list[Model] | None = None) -> FastAPI:
     @app.post("/api/trace", response_class=Response,
               responses={200: {"content": {TRACE_MEDIA_TYPE: {}},
                                "description": "safetensors bytes: 8-byte little-endian header length, JSON header "
-                                              "(name -> dtype, shape, offsets; __metadata__ has the tokens), buffer"}})
-    def trace(req: TraceRequest):
-        """Run the forward pass and return every tensor it computed (and the weights, if asked)."""
-        t = run(req.model, req.prompt)
-        return Response(t.to_bytes(req.include_weights), media_type=TRACE_MEDIA_TYPE)
+                                              "(name -> dtype, shape, offsets; __metadata__ has the tokens), buffer"},
+                         413: {"description": "the trace is larger than the server's budget for one request"}})
+    async def trace(req: TraceRequest, request: Request):
+        """Run the forward pass and return the tensors it computed (and the weights, if asked)."""
+        m = get_model(req.model)
+        m.require_weights()
+        ids = m.encode(req.prompt)
+        g, sizes = m.graph, m.graph.sizes(len(ids))
+        names = g.names() if req.include_weights else g.names("input", "activation", "aggregate")
+        if req.tensors is not None:
+            for pattern in req.tensors:
+                if not any(fnmatch.fnmatchcase(n, pattern) for n in g.names()):
+                    raise LlmvizError(f"tensors: {pattern!r} names no tensor of {m.name}'s graph")
+            names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in req.tensors)]
+        size = sum(g[n].nbytes(sizes) for n in names)
+        within_budget(g.peak_bytes(len(ids), names) + size,
+                      f"this trace is {size / MB:,.0f} MiB ({len(names)} tensors, {len(ids)} tokens) and",
+                      "ask for fewer tensors ('tensors': [\"blocks.0.*\"]) or fewer tokens, or save it from the "
+                      "command line: llmviz trace --out FILE")
+
+        def compute(stop):
+            computed = [n for n in names if g[n].kind != "weight"]
+            return Response(m.run(ids, keep=computed, stop=stop).to_bytes(names=names), media_type=TRACE_MEDIA_TYPE)
+
+        return await workers.run(request, compute)
 
     @app.post("/api/scene", response_class=Response,
               responses={200: {"content": {SCENE_MEDIA_TYPE: {}},
                                "description": "safetensors bytes: a float16 `atlas` of every block's displayed cells; "
                                               "__metadata__.scene is the JSON scene (blocks, positions, axes, links)"}})
-    def scene(req: SceneRequest):
+    async def scene(req: SceneRequest, request: Request):
         """What the 3D view draws: every tensor as a block, placed, with its numbers (structure only for a model
         without weights). With no input, a model with weights runs its example input."""
-        name = req.model or next(iter(registry))
-        m = get_model(name)
+        m = get_model(req.model or next(iter(registry)))
+        if not m.has_weights:
+            key = ("structure", m, req.n_pos)
+            payload = cache.get(key)
+            if payload is None:
+                payload = scene_bytes(m, None, req.n_pos)
+                cache.put(key, payload, len(payload))
+            return Response(payload, media_type=SCENE_MEDIA_TYPE)
         prompt = req.text if req.text is not None else req.tokens
-        if m.has_weights and prompt is None:
-            prompt = example_input(m) or [0]
-        trace = run(name, prompt) if m.has_weights else None
-        key = (name, tuple(trace.tokens) if trace is not None else req.n_pos)
-        payload = scenes.get_or_make(key, lambda: scene_bytes(m, trace, req.n_pos))
-        return Response(payload, media_type=SCENE_MEDIA_TYPE)
+        ids = m.encode(prompt if prompt is not None else (example_input(m) or [0]))
+
+        def compute(stop):
+            payload = cache.get(("scene", m, tuple(ids)))
+            if payload is None:
+                trace = forward(m, ids, stop)
+                payload = cache.get(("scene", m, tuple(ids))) or scene_bytes(m, trace)
+            return Response(payload, media_type=SCENE_MEDIA_TYPE)
+
+        return await workers.run(request, compute)
 
     @app.post("/api/explain")
-    def explain_cell(req: ExplainRequest) -> dict:
+    async def explain_cell(req: ExplainRequest, request: Request):
         """Where one number came from: its value, its op's formula filled in with the real numbers of the
         forward pass (ending in the same value), and the cells it was computed from."""
-        t = run(req.model, req.prompt)
-        if req.tensor not in t.model.graph:
-            raise LlmvizError(f"unknown tensor {req.tensor!r}: not in {t.model.name}'s graph")
-        index = req.index if req.index is not None else pick_in_region(t, req.tensor, req.region)
-        return json_safe(explain(t, req.tensor, index))
+        m = get_model(req.model)
+        m.require_weights()
+        ids = m.encode(req.prompt)
+        if req.tensor not in m.graph:
+            raise LlmvizError(f"unknown tensor {req.tensor!r}: not in {m.name}'s graph")
+        pass_budget(m, ids)
+
+        def compute(stop):
+            t = forward(m, ids, stop)
+            index = req.index if req.index is not None else pick_in_region(t, req.tensor, req.region)
+            return JSONResponse(json_safe(explain(t, req.tensor, index)))
+
+        return await workers.run(request, compute)
 
     @app.post("/api/generate", response_model=GenerateResponse)
-    def generate(req: GenerateRequest):
-        """Sample a continuation token by token (temperature 0 is greedy)."""
-        g = get_model(req.model).generate(req.prompt, req.max_new_tokens, req.temperature, req.top_k,
-                                          req.top_p, req.seed)
-        return GenerateResponse(prompt_tokens=g.prompt, tokens=g.tokens, token_strs=g.token_strs,
-                                text=g.text, probs=g.probs)
+    async def generate(req: GenerateRequest, request: Request):
+        """Sample a continuation token by token (temperature 0 is greedy). Stops when the client goes away."""
+        m = get_model(req.model)
+        m.require_weights()
+        ids = m.encode(req.prompt)
+        longest = min(m.config.n_ctx, len(ids) + (req.max_new_tokens if req.max_new_tokens is not None else 32))
+        within_budget(m.graph.peak_bytes(longest, ()), f"generating up to {longest} tokens", "give fewer tokens")
+
+        def compute(stop):
+            g = m.generate(ids, req.max_new_tokens, req.temperature, req.top_k, req.top_p, req.seed, stop=stop)
+            return GenerateResponse(prompt_tokens=g.prompt, tokens=g.tokens, token_strs=g.token_strs,
+                                    text=g.text, probs=g.probs)
+
+        return await workers.run(request, compute)
 
     static = static_dir()
     if (static / "index.html").is_file():
@@ -308,6 +517,7 @@ def create_app(models: list[Model] | None = None) -> FastAPI:
         @app.get("/", response_class=HTMLResponse, include_in_schema=False)
         def not_built():
             return ("<h1>llmviz</h1><p>The front-end is not built. From the repository run "
-                    "<code>make build</code>, then reload. The API is at <a href='/docs'>/docs</a>.</p>")
+                    "<code>make build</code>, then reload. The API is described at "
+                    "<a href='/openapi.json'>/openapi.json</a>.</p>")
 
     return app
