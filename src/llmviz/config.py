@@ -5,6 +5,7 @@ Every preset's parameter count is computed from these numbers, never typed in.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 
@@ -30,6 +31,26 @@ class ModelConfig:
     example: str = ""  # an input to start with
 
     def __post_init__(self) -> None:
+        """Refuse a config that describes no model, naming the setting and what it must be."""
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise ValueError(what)
+
+        def whole(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        for key in ("n_layer", "n_head", "n_embd", "vocab_size", "n_ctx"):
+            v = getattr(self, key)
+            need(whole(v) and v >= 1, f"{key} must be a whole number >= 1 (got {v!r})")
+        need(self.n_inner is None or (whole(self.n_inner) and self.n_inner >= 1),
+             f"n_inner must be null or a whole number >= 1 (got {self.n_inner!r})")
+        eps = self.layer_norm_eps
+        need(isinstance(eps, (int, float)) and not isinstance(eps, bool) and math.isfinite(eps) and eps > 0,
+             f"layer_norm_epsilon must be a number > 0 (got {eps!r})")
+        for key in ("tied_unembed", "unembed_bias", "bias", "scale_attn_weights", "scale_attn_by_inverse_layer_idx"):
+            need(isinstance(getattr(self, key), bool), f"{key} must be true or false (got {getattr(self, key)!r})")
+        for key in ("name", "activation", "description", "example"):
+            need(isinstance(getattr(self, key), str), f"{key} must be a string (got {getattr(self, key)!r})")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.activation not in ACTIVATIONS:
@@ -83,6 +104,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"a config is a JSON object, not a {type(d).__name__}")
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 

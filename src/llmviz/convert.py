@@ -7,6 +7,8 @@ differ in layout: Hugging Face's Conv1D stores matrices [in, out], torch's nn.Li
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -24,6 +26,41 @@ def canonical(name: str) -> str:
         if name.startswith(prefix):
             name = name[len(prefix):]
     return name
+
+
+BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+F16_MAX = 65504.0
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 60
+
+
+def check_shape(config: ModelConfig, layers_in_file: int, dtype: str, source) -> None:
+    """Before anything is built: the config's layers are the file's, and its weights fit in memory."""
+    need = config.n_params * BYTES[dtype]
+    if need > memory_bytes():
+        raise BadModelFile(f"{source}: this config (n_layer {config.n_layer:,}, n_embd {config.n_embd:,}, vocab "
+                           f"{config.vocab_size:,}) would need {need / 1e9:,.1f} GB of {dtype} weights; this machine "
+                           f"has {memory_bytes() / 1e9:,.1f} GB of memory")
+    if layers_in_file != config.n_layer:
+        raise BadModelFile(f"{source}: the config says n_layer {config.n_layer:,} but the weights hold "
+                           f"{layers_in_file:,} layers")
+
+
+def check_weight(a: np.ndarray, dtype: str, source, name: str) -> None:
+    """Refuse a weight with NaN or inf, or one that float16 storage would overflow."""
+    bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+    if bad:
+        raise BadModelFile(f"{source}: tensor {name!r} holds {bad:,} values that are not finite numbers (NaN or inf); "
+                           "llmviz computes nothing from such weights")
+    if dtype == "float16" and a.size and float(np.abs(a).max()) > F16_MAX:
+        raise BadModelFile(f"{source}: tensor {name!r} has values beyond float16's range (±65504): load it as "
+                           "float32 or bfloat16")
 
 
 def to_storage(a: np.ndarray, dtype: str) -> np.ndarray:
@@ -47,6 +84,7 @@ def weights_from_gpt2_state(state: Mapping[str, np.ndarray], config: ModelConfig
     holds two copies of the model. layout: "conv1d" (matrices stored [in, out]) or "linear" ([out, in]).
     """
     names = set(state.keys())
+    check_shape(config, len({m.group(1) for k in names if (m := re.match(r"h\.(\d+)\.", k))}), dtype, source)
     C, H, A, M, V, N = config.n_embd, config.n_head, config.d_head, config.d_mlp, config.vocab_size, config.n_ctx
     matrices = {"attn.c_attn.weight": (C, 3 * C), "attn.c_proj.weight": (C, C),
                 "mlp.c_fc.weight": (C, M), "mlp.c_proj.weight": (M, C)}
@@ -72,6 +110,7 @@ def weights_from_gpt2_state(state: Mapping[str, np.ndarray], config: ModelConfig
         if tuple(a.shape) != expected[name]:
             raise BadModelFile(f"{source}: tensor {name!r} has shape {list(a.shape)}, expected {list(expected[name])}")
         a = np.asarray(a, dtype=np.float32)
+        check_weight(a, dtype, source, name)
         return a.T if (layout == "linear" and name.split(".", 2)[-1] in matrices) else a
 
     def keep(a):

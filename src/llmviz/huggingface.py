@@ -19,7 +19,9 @@ SUPPORTED = "GPT-2-architecture models (Hugging Face model_type 'gpt2', e.g. gpt
 HUB_FILES = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors", "tokenizer.json"]
 
 
-def config_from_hf(cfg: dict, name: str, source) -> ModelConfig:
+def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig:
+    if not isinstance(cfg, dict):
+        raise BadModelFile(f"{source}: config.json must be a JSON object, not a {type(cfg).__name__}")
     model_type = cfg.get("model_type")
     if model_type != "gpt2":
         raise BadModelFile(f"{source}: unsupported architecture {model_type or cfg.get('architectures')!r}: "
@@ -31,7 +33,7 @@ def config_from_hf(cfg: dict, name: str, source) -> ModelConfig:
             activation=cfg.get("activation_function", "gelu_new"), tied_unembed=cfg.get("tie_word_embeddings", True),
             n_inner=cfg.get("n_inner"), scale_attn_weights=cfg.get("scale_attn_weights", True),
             scale_attn_by_inverse_layer_idx=cfg.get("scale_attn_by_inverse_layer_idx", False),
-            description=f"Hugging Face GPT-2 model from {source}",
+            description=f"Hugging Face GPT-2 model {shown or name}",
         )
     except KeyError as e:
         raise BadModelFile(f"{source}: config.json lacks {e.args[0]!r}") from None
@@ -56,23 +58,25 @@ class LazyState(Mapping):
         return len(self.where)
 
 
-def load_folder(folder, dtype: str = "float32", name: str | None = None) -> Model:
+def load_folder(folder, dtype: str = "float32", name: str | None = None, shown: str | None = None) -> Model:
+    """name: the model's name (default: the folder's); shown: how its source is shown (what the user typed,
+    never an absolute path)."""
     folder = Path(folder)
+    shown = shown or name or folder.name
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise BadModelFile(f"{folder}: no config.json: a Hugging Face model folder holds config.json, "
                            "model.safetensors and, optionally, tokenizer.json")
     try:
         raw = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadModelFile(f"{config_path}: not valid JSON ({e})") from None
-    config = config_from_hf(raw, name or folder.name, folder)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise BadModelFile(f"{config_path}: not valid JSON ({type(e).__name__}: {e})") from None
+    config = config_from_hf(raw, name or folder.name, folder, shown)
     index = folder / "model.safetensors.index.json"
     if (folder / "model.safetensors").is_file():
         files = [SafetensorsFile(folder / "model.safetensors")]
     elif index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        files = [SafetensorsFile(folder / s) for s in shards]
+        files = [SafetensorsFile(p) for p in shard_paths(index)]
     elif (folder / "pytorch_model.bin").is_file():
         raise BadModelFile(f"{folder}: only pytorch_model.bin is there; llmviz reads model.safetensors "
                            "(transformers' save_pretrained writes it)")
@@ -84,7 +88,30 @@ def load_folder(folder, dtype: str = "float32", name: str | None = None) -> Mode
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
         raise BadModelFile(f"{tok_path}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                            f"{config.vocab_size}")
-    return Model(config, weights, tokenizer, source=str(folder))
+    return Model(config, weights, tokenizer, source=shown)
+
+
+def shard_paths(index: Path) -> list[Path]:
+    """The shards a `model.safetensors.index.json` names, each checked to be a file inside its folder."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        shards = sorted(set(weight_map.values()))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise BadModelFile(f"{index}: not valid JSON ({type(e).__name__})") from None
+    except (KeyError, TypeError, AttributeError):
+        raise BadModelFile(f"{index}: no weight_map object (tensor name -> shard file)") from None
+    if not shards or not all(isinstance(s, str) and s for s in shards):
+        raise BadModelFile(f"{index}: the weight_map must name shard files")
+    folder = index.parent.resolve()
+    paths = []
+    for shard in shards:
+        path = (folder / shard).resolve()
+        if Path(shard).is_absolute() or not path.is_relative_to(folder):
+            raise BadModelFile(f"{index}: shard {shard!r} is outside the model folder; llmviz reads only files in it")
+        if not path.is_file():
+            raise BadModelFile(f"{index}: shard {shard!r} is missing")
+        paths.append(path)
+    return paths
 
 
 def load_hub(repo_id: str, dtype: str = "float32") -> Model:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import PRESETS, ModelConfig
-from .convert import STORAGE_DTYPES, to_storage
+from .convert import STORAGE_DTYPES, check_shape, check_weight, to_storage
 from .errors import BadModelFile, LlmvizError, ModelNotFound
 from .graph import Graph
 from .model import Model
@@ -51,18 +51,37 @@ def load_model(source: str, dtype: str = "float32", n_head: int | None = None) -
     if dtype not in STORAGE_DTYPES:
         raise LlmvizError(f"unknown dtype {dtype!r}: use one of {', '.join(STORAGE_DTYPES)}")
     source = str(source)
+    try:
+        return _load(source, dtype, n_head)
+    except LlmvizError:
+        raise
+    except MemoryError:
+        raise BadModelFile(f"{source}: there is not enough memory to load it") from None
+    except Exception as e:  # a file none of the checks foresaw: still one line that names it
+        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        raise BadModelFile(f"{source}: cannot be read as a model ({type(e).__name__}{': ' + reason if reason else ''})") from None
+
+
+def shown_source(source: str) -> str:
+    """How a model's source is shown to the page: what the user typed, or the file's name if that was an
+    absolute path (the page never learns where files are)."""
+    return Path(source).name if Path(source).expanduser().is_absolute() else source
+
+
+def _load(source: str, dtype: str, n_head: int | None) -> Model:
     if source in BUNDLED:
-        return load_weights_file(bundled_path(source), dtype)
+        return load_weights_file(bundled_path(source), dtype, shown="bundled with llmviz")
     path = Path(source).expanduser()
+    shown = shown_source(source)
     if path.is_dir():
         from .huggingface import load_folder
-        return load_folder(path, dtype)
+        return load_folder(path, dtype, shown=shown)
     if path.is_file():
         if path.suffix == ".safetensors":
-            return load_weights_file(path, dtype)
+            return load_weights_file(path, dtype, shown=shown)
         if path.suffix in CHECKPOINT_SUFFIXES:
             from .checkpoints import load_checkpoint
-            return load_checkpoint(path, dtype, n_head)
+            return load_checkpoint(path, dtype, n_head, shown=shown)
         raise BadModelFile(f"{path}: not a model file llmviz reads (a folder with config.json, a .safetensors "
                            f"file written by llmviz, or a PyTorch checkpoint {'/'.join(CHECKPOINT_SUFFIXES)})")
     if source in NOT_ON_HUB:
@@ -91,7 +110,7 @@ def save_weights(model: Model, path) -> None:
     save_file(tensors, str(path), metadata=meta)
 
 
-def load_weights_file(path, dtype: str = "float32") -> Model:
+def load_weights_file(path, dtype: str = "float32", shown: str | None = None) -> Model:
     path = Path(path)
     f = SafetensorsFile(path)
     if f.metadata.get("format") != FORMAT:
@@ -100,9 +119,10 @@ def load_weights_file(path, dtype: str = "float32") -> Model:
     try:
         config = ModelConfig.from_dict(json.loads(f.metadata["config"]))
         tok = json.loads(f.metadata["tokenizer"]) if "tokenizer" in f.metadata else None
+        tokenizer = CharTokenizer(tok["chars"]) if isinstance(tok, dict) and tok.get("type") == "chars" else None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise BadModelFile(f"{path}: corrupt llmviz metadata ({e})") from None
-    tokenizer = CharTokenizer(tok["chars"]) if tok and tok.get("type") == "chars" else None
+    check_shape(config, len({k.split(".")[1] for k in f.tensors if k.startswith("blocks.")}), dtype, path)
     graph = Graph(config)
     sizes = graph.sizes(0)
     weights = {}
@@ -115,5 +135,7 @@ def load_weights_file(path, dtype: str = "float32") -> Model:
         want = graph[name].shape(sizes)
         if f.shape(name) != want:
             raise BadModelFile(f"{path}: tensor {name!r} has shape {list(f.shape(name))}, expected {list(want)}")
-        weights[name] = to_storage(f.read(name), dtype)
-    return Model(config, weights, tokenizer, source=str(path))
+        a = f.read(name)
+        check_weight(a, dtype, path, name)
+        weights[name] = to_storage(a, dtype)
+    return Model(config, weights, tokenizer, source=shown or path.name)

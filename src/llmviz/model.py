@@ -243,7 +243,8 @@ class Trace(Mapping):
         self.tokens = tokens
         self.values = values
         self.predicted_ids = predicted
-        self._recent: dict[str, np.ndarray] = {}
+        self._recent: dict[str, np.ndarray] = {}  # recomputed tensors of one layer
+        self._recent_layer: int | None = None
         self._lock = threading.Lock()
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -253,20 +254,26 @@ class Trace(Mapping):
             raise KeyError(f"{name!r} is not a tensor of {self.model.name}'s graph")
         with self._lock:
             if name not in self._recent:
-                self._recent = self._recompute(name)
+                # What was recomputed for the same layer stays: reading a layer's tensors one by one costs
+                # one pass over that layer. Another layer starts afresh, so at most one layer is held.
+                layer = self.model.graph[name].layer
+                if self._recent_layer != layer:
+                    self._recent, self._recent_layer = {}, layer
+                self._recent.update(self._recompute(name))
             return self._recent[name]
 
     def _recompute(self, name: str) -> dict[str, np.ndarray]:
         graph, needed, todo = self.model.graph, set(), [name]
+        known = {**self._recent, **self.values}
         while todo:
             n = todo.pop()
-            if n in needed or n in self.values:
+            if n in needed or n in known:
                 continue
             needed.add(n)
             if graph[n].kind not in ("weight", "input"):
                 todo.extend(graph[n].inputs)
         names = [n for n in graph.tensors if n in needed]
-        return self.model._compute(self.tokens, self.values, names, keep=None)
+        return self.model._compute(self.tokens, known, names, keep=None)
 
     def __iter__(self):
         return iter(self.model.graph.tensors)

@@ -58,6 +58,24 @@ def to_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = N
     return memoryview(out)
 
 
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _entry(info):
+    """(dtype, shape, offsets) of a well-formed header entry, else None."""
+    if not isinstance(info, dict):
+        return None
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        return None
+    if not isinstance(shape, list) or len(shape) > 8 or not all(_whole(d) for d in shape):
+        return None
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_whole(o) for o in offsets) or offsets[0] > offsets[1]:
+        return None
+    return dtype, shape, offsets
+
+
 class SafetensorsFile:
     def __init__(self, path):
         self.path = Path(path)
@@ -72,26 +90,39 @@ class SafetensorsFile:
                     raise BadModelFile(f"{self.path}: not a safetensors file, or truncated (header of {n} bytes "
                                        f"in a file of {size})")
                 header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise BadModelFile(f"{self.path}: corrupt safetensors header ({e})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+            raise BadModelFile(f"{self.path}: corrupt safetensors header ({reason})") from None
         except OSError as e:
             raise BadModelFile(f"{self.path}: cannot read it ({e.strerror})") from None
         if not isinstance(header, dict):
-            raise BadModelFile(f"{self.path}: corrupt safetensors header")
-        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+            raise BadModelFile(f"{self.path}: corrupt safetensors header (not a JSON object)")
+        meta = header.pop("__metadata__", None) or {}
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+            raise BadModelFile(f"{self.path}: corrupt safetensors header (__metadata__ must map names to strings)")
+        self.metadata: dict[str, str] = meta
         self.base = 8 + n
         self.tensors: dict[str, dict] = header
+        ranges = []
         for name, info in header.items():
-            try:
-                dtype, shape, (start, end) = info["dtype"], info["shape"], info["data_offsets"]
-                itemsize = DTYPES[dtype][1]
-            except (KeyError, TypeError, ValueError):
-                raise BadModelFile(f"{self.path}: tensor {name!r} has an unsupported dtype or a corrupt entry") from None
-            if end - start != int(np.prod(shape, dtype=np.int64)) * itemsize or start < 0:
+            entry = _entry(info)
+            if entry is None:
+                raise BadModelFile(f"{self.path}: tensor {name!r} has an unsupported dtype or a corrupt entry "
+                                   "(dtype, shape of whole numbers, two whole-number data_offsets)")
+            dtype, shape, (start, end) = entry
+            count = 1
+            for d in shape:
+                count *= d
+            if end - start != count * DTYPES[dtype][1]:
                 raise BadModelFile(f"{self.path}: tensor {name!r}: its byte range does not match its shape {shape}")
             if self.base + end > size:
                 raise BadModelFile(f"{self.path}: the file is truncated: tensor {name!r} ends at byte "
                                    f"{self.base + end:,} but the file has {size:,} bytes")
+            ranges.append((start, end, name))
+        ranges.sort()
+        for (_, end, a), (start, _, b) in zip(ranges, ranges[1:]):
+            if start < end:
+                raise BadModelFile(f"{self.path}: tensors {a!r} and {b!r} overlap in the file")
 
     def keys(self) -> list[str]:
         return list(self.tensors)

@@ -13,6 +13,8 @@ class CharTokenizer:
     """One character per token, e.g. nano-gpt's A, B, C -> 0, 1, 2."""
 
     def __init__(self, chars: Sequence[str]):
+        if not isinstance(chars, (str, list, tuple)) or not all(isinstance(c, str) and c for c in chars):
+            raise LlmvizError("a character vocabulary is a string or a list of non-empty strings")
         self.chars = list(chars)
         self.ids = {c: i for i, c in enumerate(self.chars)}
 
