@@ -120,15 +120,28 @@ class Graph:
             self._last_readers = {i: order[t.name] for t in self for i in t.inputs}
         return self._last_readers
 
-    def peak_bytes(self, n_pos: int, keep=None) -> int:
+    def ancestors(self, names, known=()) -> list[str]:
+        """The tensors that computing `names` takes (themselves included), in graph order, stopping at `known`."""
+        needed, todo = set(), list(names)
+        while todo:
+            n = todo.pop()
+            if n in needed or n in known:
+                continue
+            needed.add(n)
+            todo.extend(self[n].inputs)
+        return [n for n in self.tensors if n in needed]
+
+    def peak_bytes(self, n_pos: int, keep=None, only=None) -> int:
         """The most memory a forward pass over n_pos tokens holds at once, in bytes, when it keeps the tensors
-        in `keep` (None: all) and drops every other one after its last reader. Weights are not counted (the
-        model holds them); each op is counted twice over while it runs, for its output and a temporary."""
+        in `keep` (None: all) and drops every other one after its last reader; `only`: it computes just what
+        these tensors need. Weights are not counted (the model holds them); each op is counted twice over
+        while it runs, for its output and a temporary."""
         sizes, last = self.sizes(n_pos), self.last_readers()
+        computed = None if only is None else set(self.ancestors(only))
         live = peak = 0
         held: dict[str, int] = {}
         for i, t in enumerate(self):
-            if t.kind == "weight":
+            if t.kind == "weight" or (computed is not None and t.name not in computed):
                 continue
             size = t.nbytes(sizes)
             peak = max(peak, live + 2 * size)

@@ -86,7 +86,8 @@ class Model:
         return self.tokenizer.decode(ids) if self.tokenizer else " ".join(str(i) for i in ids)
 
     def run(self, prompt: Prompt, keep: Collection[str] | None = None,
-            visit: Callable[[str, np.ndarray], None] | None = None, stop: Callable[[], bool] | None = None) -> "Trace":
+            visit: Callable[[str, np.ndarray], None] | None = None, stop: Callable[[], bool] | None = None,
+            only: Collection[str] | None = None) -> "Trace":
         """The forward pass: compute every tensor of the graph, in order.
 
         keep: the tensors to hold on to (default: all). Any other tensor is dropped once its last reader has
@@ -94,6 +95,7 @@ class Model:
         `graph.checkpoints()` to keep just those: memory for a long input stays small).
         visit: called with each tensor as soon as it is computed (to reduce or copy it while it exists).
         stop: checked between ops; when it returns true the pass ends with `Stopped`.
+        only: compute just the tensors these need (the trace predicts nothing unless that includes the output).
         """
         self.require_weights()
         ids = self.encode(prompt)
@@ -106,7 +108,8 @@ class Model:
                 visit(name, a)
 
         keep = None if keep is None else set(keep)
-        values = self._compute(ids, {}, self.graph.names(), keep, seen, stop)
+        names = self.graph.names() if only is None else self.graph.ancestors(only)
+        values = self._compute(ids, {}, names, keep, seen, stop)
         return Trace(self, ids, values, predicted)
 
     def _compute(self, ids: list[int], known: Mapping[str, np.ndarray], names: list[str], keep: set | None,
@@ -263,17 +266,8 @@ class Trace(Mapping):
             return self._recent[name]
 
     def _recompute(self, name: str) -> dict[str, np.ndarray]:
-        graph, needed, todo = self.model.graph, set(), [name]
         known = {**self._recent, **self.values}
-        while todo:
-            n = todo.pop()
-            if n in needed or n in known:
-                continue
-            needed.add(n)
-            if graph[n].kind not in ("weight", "input"):
-                todo.extend(graph[n].inputs)
-        names = [n for n in graph.tensors if n in needed]
-        return self.model._compute(self.tokens, known, names, keep=None)
+        return self.model._compute(self.tokens, known, self.model.graph.ancestors([name], known), keep=None)
 
     def __iter__(self):
         return iter(self.model.graph.tensors)
@@ -301,12 +295,11 @@ class Trace(Mapping):
         return self.model.graph.names("input", "activation", "aggregate")
 
     def metadata(self) -> dict[str, str]:
-        return {
-            "model": self.model.name,
-            "tokens": json.dumps(self.tokens),
-            "token_strs": json.dumps(self.token_strs),
-            "predicted": json.dumps(self.predicted),
-        }
+        """The tokens, and the predicted next tokens when this pass computed them."""
+        meta = {"model": self.model.name, "tokens": json.dumps(self.tokens), "token_strs": json.dumps(self.token_strs)}
+        if self.predicted_ids:
+            meta["predicted"] = json.dumps(self.predicted)
+        return meta
 
     def to_bytes(self, include_weights: bool = False, names: Sequence[str] | None = None) -> memoryview:
         """The trace in safetensors format: a JSON header of names, dtypes, shapes and offsets, then one

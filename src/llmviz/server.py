@@ -354,6 +354,8 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
     app = FastAPI(title="llmviz", version="0.1.0", summary="Every number of a GPT's forward pass.",
                   docs_url=None, redoc_url=None, lifespan=lifespan)  # /docs would load Swagger UI from a CDN
 
+    app.state.cache, app.state.workers = cache, workers  # for inspection (tests, benchmarks)
+
     def get_model(name: str) -> Model:
         if name not in registry:
             raise ModelNotFound(f"unknown model {name!r}: this server has {', '.join(registry)}")
@@ -437,15 +439,16 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
                 if not any(fnmatch.fnmatchcase(n, pattern) for n in g.names()):
                     raise LlmvizError(f"tensors: {pattern!r} names no tensor of {m.name}'s graph")
             names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in req.tensors)]
+        computed = [n for n in names if g[n].kind != "weight"]
         size = sum(g[n].nbytes(sizes) for n in names)
-        within_budget(g.peak_bytes(len(ids), names) + size,
+        within_budget(g.peak_bytes(len(ids), names, only=computed) + size,
                       f"this trace is {size / MB:,.0f} MiB ({len(names)} tensors, {len(ids)} tokens) and",
                       "ask for fewer tensors ('tensors': [\"blocks.0.*\"]) or fewer tokens, or save it from the "
                       "command line: llmviz trace --out FILE")
 
         def compute(stop):
-            computed = [n for n in names if g[n].kind != "weight"]
-            return Response(m.run(ids, keep=computed, stop=stop).to_bytes(names=names), media_type=TRACE_MEDIA_TYPE)
+            t = m.run(ids, keep=computed, stop=stop, only=computed)
+            return Response(t.to_bytes(names=names), media_type=TRACE_MEDIA_TYPE)
 
         return await workers.run(request, compute)
 

@@ -1,0 +1,253 @@
+"""Bad model files, built here: each is refused with one line that names the file and the problem."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+import llmviz
+from llmviz.errors import LlmvizError
+from llmviz.loading import save_weights
+
+C, H, V, N, L = 8, 2, 10, 16, 2
+
+
+def gpt2_state(n_layer=L):
+    """A random GPT-2 state dict in Hugging Face's layout (Conv1D matrices [in, out])."""
+    rng = np.random.default_rng(0)
+    r = lambda *s: rng.normal(0, 0.1, s).astype(np.float32)  # noqa: E731
+    state = {"wte.weight": r(V, C), "wpe.weight": r(N, C), "ln_f.weight": r(C), "ln_f.bias": r(C)}
+    for i in range(n_layer):
+        h = f"h.{i}."
+        state.update({h + "ln_1.weight": r(C), h + "ln_1.bias": r(C), h + "ln_2.weight": r(C), h + "ln_2.bias": r(C),
+                      h + "attn.c_attn.weight": r(C, 3 * C), h + "attn.c_attn.bias": r(3 * C),
+                      h + "attn.c_proj.weight": r(C, C), h + "attn.c_proj.bias": r(C),
+                      h + "mlp.c_fc.weight": r(C, 4 * C), h + "mlp.c_fc.bias": r(4 * C),
+                      h + "mlp.c_proj.weight": r(4 * C, C), h + "mlp.c_proj.bias": r(C)})
+    return state
+
+
+CONFIG = {"model_type": "gpt2", "n_layer": L, "n_head": H, "n_embd": C, "vocab_size": V, "n_positions": N}
+
+
+def folder(tmp_path, config=None, state=None, name="m"):
+    d = tmp_path / name
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(CONFIG if config is None else config))
+    save_file(gpt2_state() if state is None else state, str(d / "model.safetensors"))
+    return d
+
+
+def raw_safetensors(path, header, data=b""):
+    head = json.dumps(header).encode() if not isinstance(header, bytes) else header
+    path.write_bytes(len(head).to_bytes(8, "little") + head + data)
+    return path
+
+
+def with_config(**change):
+    return lambda tmp: folder(tmp, {**CONFIG, **change})
+
+
+def with_header(header, data=b"\0" * 64):
+    def make(tmp):
+        d = folder(tmp)
+        raw_safetensors(d / "model.safetensors", header, data)
+        return d
+    return make
+
+
+def with_index(index, shards=()):
+    def make(tmp):
+        d = folder(tmp)
+        (d / "model.safetensors").rename(d / "model-00001-of-00001.safetensors")
+        (d / "model.safetensors.index.json").write_text(index if isinstance(index, str) else json.dumps(index))
+        return d
+    return make
+
+
+def llmviz_file(config=None, tokenizer=None, break_weight=None):
+    def make(tmp):
+        m = llmviz.load_model("nano-gpt")
+        path = tmp / "m.safetensors"
+        save_weights(m, path)
+        from safetensors.numpy import load_file
+        from safetensors import safe_open
+        with safe_open(str(path), "np") as f:
+            meta = dict(f.metadata())
+        tensors = load_file(str(path))
+        if config is not None:
+            meta["config"] = config
+        if tokenizer is not None:
+            meta["tokenizer"] = tokenizer
+        if break_weight is not None:
+            tensors[break_weight] = tensors[break_weight].copy()
+            tensors[break_weight][0] = np.inf
+        save_file(tensors, str(path), metadata=meta)
+        return path
+    return make
+
+
+def with_weights(change):
+    def make(tmp):
+        state = gpt2_state()
+        change(state)
+        return folder(tmp, state=state)
+    return make
+
+
+def nan_weight(state):
+    state["h.1.attn.c_attn.weight"][3, 4] = np.nan
+
+
+def deep_json(depth):
+    return b"[" * depth + b"]" * depth
+
+
+CASES = {
+    # config.json values
+    "n_head 0": (with_config(n_head=0), "n_head must be a whole number >= 1 (got 0)"),
+    "n_head negative": (with_config(n_head=-2), "n_head must be a whole number >= 1 (got -2)"),
+    "n_layer null": (with_config(n_layer=None), "n_layer must be a whole number >= 1 (got None)"),
+    "n_layer float": (with_config(n_layer=2.5), "n_layer must be a whole number >= 1 (got 2.5)"),
+    "n_embd string": (with_config(n_embd="8"), "n_embd must be a whole number >= 1 (got '8')"),
+    "epsilon 0": (with_config(layer_norm_epsilon=0), "layer_norm_epsilon must be a number > 0 (got 0)"),
+    "epsilon negative": (with_config(layer_norm_epsilon=-1e-5), "layer_norm_epsilon must be a number > 0"),
+    "epsilon string": (with_config(layer_norm_epsilon="small"), "layer_norm_epsilon must be a number > 0"),
+    "config a list": (lambda tmp: folder(tmp, [CONFIG]), "config.json must be a JSON object, not a list"),
+    "n_layer 10**7": (with_config(n_layer=10**7), "would need"),
+    "n_layer disagrees": (with_config(n_layer=3), "the config says n_layer 3 but the weights hold 2 layers"),
+    # safetensors headers
+    "string offsets": (with_header({"wte.weight": {"dtype": "F32", "shape": [2], "data_offsets": ["0", "8"]}}),
+                       "tensor 'wte.weight' has an unsupported dtype or a corrupt entry"),
+    "float offsets": (with_header({"wte.weight": {"dtype": "F32", "shape": [2], "data_offsets": [0.0, 8.0]}}),
+                      "corrupt entry"),
+    "absurd shape": (with_header({"wte.weight": {"dtype": "F32", "shape": [10**15, 10**6], "data_offsets": [0, 8]}}),
+                     "its byte range does not match its shape"),
+    "non-integer shape": (with_header({"wte.weight": {"dtype": "F32", "shape": [0.5, 4], "data_offsets": [0, 8]}}),
+                          "corrupt entry"),
+    "nested 100k deep": (with_header(deep_json(100_000)), "corrupt safetensors header (nested too deeply)"),
+    "overlapping": (with_header({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+                                 "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}}),
+                    "tensors 'a' and 'b' overlap in the file"),
+    "metadata a list": (with_header({"__metadata__": ["x"]}), "__metadata__ must map names to strings"),
+    # sharded index
+    "index not JSON": (with_index("{not json"), "model.safetensors.index.json: not valid JSON"),
+    "index without weight_map": (with_index({"metadata": {}}), "no weight_map object"),
+    "weight_map a list": (with_index({"weight_map": ["model-00001-of-00001.safetensors"]}), "no weight_map object"),
+    "shard outside": (with_index({"weight_map": {"wte.weight": "../../etc/hostname"}}),
+                      "shard '../../etc/hostname' is outside the model folder"),
+    "shard absolute": (with_index({"weight_map": {"wte.weight": "/etc/hostname"}}),
+                       "shard '/etc/hostname' is outside the model folder"),
+    "shard missing": (with_index({"weight_map": {"wte.weight": "model-2.safetensors"}}),
+                      "shard 'model-2.safetensors' is missing"),
+    # llmviz files
+    "llmviz config a list": (llmviz_file(config="[1, 2]"), "corrupt llmviz metadata"),
+    "llmviz n_head string": (llmviz_file(config=json.dumps({**llmviz.PRESETS["nano-gpt"].to_dict(), "n_head": "3"})),
+                             "n_head must be a whole number >= 1 (got '3')"),
+    "llmviz tokenizer chars": (llmviz_file(tokenizer=json.dumps({"type": "chars", "chars": 5})),
+                               "corrupt llmviz metadata"),
+    # weights that are not numbers
+    "NaN weight": (with_weights(nan_weight), "tensor 'h.1.attn.c_attn.weight' holds 1 values that are not finite"),
+    "inf weight in llmviz file": (llmviz_file(break_weight="blocks.0.mlp.W_in"),
+                                  "tensor 'blocks.0.mlp.W_in' holds 192 values that are not finite"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_file_is_refused_with_one_line(tmp_path, case):
+    make, message = CASES[case]
+    path = make(tmp_path)
+    with pytest.raises(LlmvizError) as e:
+        llmviz.load_model(str(path))
+    text = str(e.value)
+    assert message in text and "\n" not in text
+    assert path.name in text  # the file named
+
+
+def test_n_layer_10_million_is_refused_up_front_with_its_size(tmp_path):
+    import time
+
+    d = folder(tmp_path, {**CONFIG, "n_layer": 10**7})
+    start = time.perf_counter()
+    with pytest.raises(LlmvizError, match=r"would need [\d,.]+ GB of float32 weights; this machine has"):
+        llmviz.load_model(str(d))
+    assert time.perf_counter() - start < 5  # refused before anything the size of the config is built
+
+
+def test_float16_overflow_is_refused(tmp_path):
+    state = gpt2_state()
+    state["wte.weight"][0, 0] = 1e6
+    with pytest.raises(LlmvizError, match="beyond float16's range"):
+        llmviz.load_model(str(folder(tmp_path, state=state)), dtype="float16")
+
+
+# PyTorch checkpoints (torch is in the test extras)
+
+def checkpoint(tmp_path, obj, meta=None):
+    torch = pytest.importorskip("torch")
+    d = tmp_path / "run"
+    d.mkdir()
+    torch.save(obj, d / "ckpt.pt")
+    if meta is not None:
+        with open(d / "meta.pkl", "wb") as f:
+            pickle.dump(meta, f)
+    return d / "ckpt.pt"
+
+
+def nanogpt_obj(**args):
+    torch = pytest.importorskip("torch")
+    state = {"transformer." + k: torch.from_numpy(v) for k, v in gpt2_state().items()
+             if not k.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight"))}
+    for k, v in gpt2_state().items():
+        if k.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):
+            state["transformer." + k] = torch.from_numpy(np.ascontiguousarray(v.T))
+    model_args = {"n_layer": L, "n_head": H, "n_embd": C, "vocab_size": V, "block_size": N, "bias": True, **args}
+    return {"model": state, "model_args": model_args}
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo never-run",))
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda tmp: checkpoint(tmp, {**nanogpt_obj(), "model_args": [L, H, C]}), "model_args and model must be dicts"),
+    (lambda tmp: checkpoint(tmp, nanogpt_obj(n_head=0)), "n_head must be a whole number >= 1 (got 0)"),
+    (lambda tmp: checkpoint(tmp, nanogpt_obj(), meta={"itos": {i: i for i in range(V)}}),
+     "meta.pkl: not a plain nanoGPT vocabulary"),
+    (lambda tmp: checkpoint(tmp, {"transformer.wte.weight": __import__("torch").zeros(V),
+                                  "transformer.wpe.weight": __import__("torch").zeros(N, C)}),
+     "wte.weight and wpe.weight must be matrices, found shapes [10] and [16, 8]"),
+    (lambda tmp: checkpoint(tmp, {"model": Evil(), "model_args": {}}),
+     "holds a forbidden Python object (posix.system)"),
+])
+def test_bad_checkpoint_is_refused_with_one_line(tmp_path, make, message):
+    path = make(tmp_path)
+    with pytest.raises(LlmvizError) as e:
+        llmviz.load_model(str(path))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_raw_pickle_with_an_object_is_named(tmp_path):
+    pytest.importorskip("torch")
+    path = tmp_path / "ckpt.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"model": Evil()}, f, protocol=4)
+    with pytest.raises(LlmvizError, match=r"holds a forbidden Python object \(posix.system\)"):
+        llmviz.load_model(str(path))
+
+
+@pytest.mark.parametrize("case", ["n_head 0", "nested 100k deep", "shard outside", "NaN weight", "n_layer 10**7"])
+def test_cli_prints_one_line_for_a_bad_file(tmp_path, case):
+    make, message = CASES[case]
+    path = make(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "llmviz.cli", "generate", "--model", str(path), "--ids", "1 2"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.startswith("Error: ") and message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
