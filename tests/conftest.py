@@ -31,6 +31,22 @@ def local_client(app, **kw):
     return TestClient(app, base_url="http://127.0.0.1:8765", **kw)
 
 
+def random_model(name="wide", n_layer=2, n_head=4, n_embd=64, vocab_size=5000, n_ctx=512, scale=0.1, seed=0):
+    """A random GPT of any shape, no torch needed."""
+    import numpy as np
+
+    from llmviz.config import ModelConfig
+    from llmviz.graph import Graph
+    from llmviz.model import Model
+
+    cfg = ModelConfig(name, n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab_size, n_ctx=n_ctx,
+                      tied_unembed=False)
+    graph, rng = Graph(cfg), np.random.default_rng(seed)
+    sizes = graph.sizes(0)
+    weights = {n: rng.normal(0, scale, graph[n].shape(sizes)).astype(np.float32) for n in graph.names("weight")}
+    return Model(cfg, weights, None, source=name)
+
+
 @pytest.fixture(scope="session")
 def nano():
     return llmviz.load_model("nano-gpt")

@@ -92,3 +92,132 @@ def test_serve_prints_its_url_and_answers():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["generate", "--seed", "-1", "AB"], "Invalid value for '--seed': -1 is not in the range 0<=x<=9223372036854775807"),
+    (["generate", "-t", "nan", "AB"], "nan is not a finite number"),
+    (["generate", "-t", "inf", "AB"], "inf is not a finite number"),
+    (["generate", "--top-p", "0", "AB"], "--top-p"),
+    (["generate"], "Missing argument 'PROMPT'"),
+    (["nonsense"], "No such command 'nonsense'"),
+])
+def test_bad_options_are_one_line(args, message):
+    r = llmviz(*args)
+    assert r.returncode == 2 and r.stderr.startswith("Error: ") and message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_a_tiny_temperature_is_greedy():
+    r = llmviz("generate", "-t", "1e-320", "--seed", "3", "CBABBC")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "ABBBCC\n", "")
+
+
+def serve(*args):
+    """`llmviz serve` as a process; returns it and the URL it printed."""
+    proc = subprocess.Popen([sys.executable, "-m", "llmviz.cli", "serve", "--no-browser", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    return proc, line.split(" at ")[1].split()[0] if " at " in line else line
+
+
+def get_json(url):
+    import json
+    import time
+    import urllib.request
+
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return json.load(r)
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"no answer from {url}")
+
+
+def stop(proc, sig=None):
+    import signal
+
+    proc.send_signal(sig or signal.SIGINT)
+    try:
+        proc.wait(10)
+    finally:
+        proc.kill()
+    return proc.stdout.read(), proc.stderr.read()
+
+
+def test_port_0_prints_the_port_actually_bound():
+    proc, url = serve("--port", "0")
+    try:
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        assert port != 0 and get_json(url + "api/models")[0]["name"] == "nano-gpt"
+    finally:
+        stop(proc)
+
+
+def test_ipv6_loopback():
+    import socket
+
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    proc, url = serve("--host", "::1", "--port", "0")
+    try:
+        assert url.startswith("http://[::1]:")
+        assert get_json(url + "api/models")[0]["name"] == "nano-gpt"
+    finally:
+        stop(proc)
+
+
+def test_a_non_loopback_address_warns_that_it_is_exposed():
+    proc, url = serve("--host", "0.0.0.0", "--port", "0")
+    try:
+        port = url.rstrip("/").rsplit(":", 1)[1]
+        assert get_json(f"http://127.0.0.1:{port}/api/models")[0]["name"] == "nano-gpt"
+    finally:
+        _, err = stop(proc)
+    assert "Warning: listening on 0.0.0.0 exposes llmviz to the network" in err
+
+
+def test_ctrl_c_exits_promptly_and_quietly_even_with_an_unfinished_request():
+    import socket
+    import time
+
+    proc, url = serve("--port", "0")
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    get_json(url + "api/models")
+    hanging = socket.create_connection(("127.0.0.1", port))  # a body that never arrives
+    hanging.sendall(b"POST /api/trace HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 50\r\n\r\n{")
+    time.sleep(0.2)
+    start = time.perf_counter()
+    out, err = stop(proc)
+    hanging.close()
+    assert time.perf_counter() - start < 6
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+
+
+def test_ctrl_c_ends_a_long_generation_promptly(tmp_path):
+    import socket
+    import time
+
+    from conftest import random_model
+    from llmviz.loading import save_weights
+
+    path = tmp_path / "slowish.safetensors"
+    save_weights(random_model("slowish", n_layer=4, n_embd=256, vocab_size=8000, n_ctx=1024), path)
+    proc, url = serve("--model", str(path), "--port", "0")
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    get_json(url + "api/models")
+    body = ('{"model": "slowish", "tokens": %s, "max_new_tokens": 200}' % list(range(900))).encode()
+    client = socket.create_connection(("127.0.0.1", port))
+    client.sendall(b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    time.sleep(1.5)  # well into the 200 forward passes over 900+ tokens
+    start = time.perf_counter()
+    out, err = stop(proc)
+    assert proc.returncode == 0 and time.perf_counter() - start < 5
+    assert "Traceback" not in err and "ERROR" not in err
+    client.settimeout(2)
+    assert client.recv(4096).startswith(b"HTTP/1.1 503")  # the request was answered: the server is stopping
+    client.close()

@@ -106,9 +106,7 @@ def main(ctx: click.Context) -> None:
 @model_options
 def serve(models, host, port, allow_hosts, cache_mb, request_mb, workers, queue, no_browser, dtype, n_head) -> None:
     """Start the local server and open the app in the browser."""
-    import uvicorn
-
-    from .server import Limits, create_app
+    from .server import Limits, create_app, run
 
     sock = _listen(host, port)
     try:
@@ -126,11 +124,7 @@ def serve(models, host, port, allow_hosts, cache_mb, request_mb, workers, queue,
     click.echo(f"llmviz is serving {', '.join(models)} at {url}  (Ctrl+C to stop)")
     if not no_browser:
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn stops gracefully, then raises the signal again
-        pass
+    run(app, sock)
 
 
 def _is_loopback(host: str) -> bool:

@@ -142,8 +142,8 @@ class BodyLimit:
     """Read each request body whole before the app sees it: at most `limit` bytes (413), declared or
     chunked, within `timeout` seconds (408, and the connection is closed)."""
 
-    def __init__(self, app, limit: int, timeout: float):
-        self.app, self.limit, self.timeout = app, limit, timeout
+    def __init__(self, app, limit: int, timeout: float, stopping: asyncio.Event):
+        self.app, self.limit, self.timeout, self.stopping = app, limit, timeout, stopping
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -154,19 +154,29 @@ class BodyLimit:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         chunks, size, more = [], 0, True
+        stopping = asyncio.ensure_future(self.stopping.wait())
         while more:
-            try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
-            except asyncio.TimeoutError:
+            part = asyncio.ensure_future(receive())
+            await asyncio.wait({part, stopping}, timeout=max(0.0, deadline - loop.time()),
+                               return_when=asyncio.FIRST_COMPLETED)
+            if not part.done():
+                part.cancel()
+                stopping.cancel()
+                if self.stopping.is_set():
+                    return await refuse(scope, receive, send, 503, "the server is stopping", close=True)
                 return await refuse(scope, receive, send, 408, f"the request body did not arrive within "
                                     f"{self.timeout:g} s", close=True)
+            message = part.result()
             if message["type"] != "http.request":
+                stopping.cancel()
                 return  # the client went away
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             more = message.get("more_body", False)
             if size > self.limit:
+                stopping.cancel()
                 return await refuse(scope, receive, send, 413, f"request body too large: at most {self.limit} bytes")
+        stopping.cancel()
         pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
         async def replay():  # the buffered body once, then the real channel (for http.disconnect)
@@ -281,6 +291,8 @@ class Workers:
             if not job.done():
                 cancel.set()
                 return Response(status_code=499)  # nobody is listening
+            if job.cancelled():  # still queued when the server began to stop
+                raise Stopped("the server is stopping")
             return job.result()
         except asyncio.CancelledError:
             cancel.set()
@@ -344,6 +356,7 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         registry.setdefault(name, structure_only(name))
 
     workers = Workers(limits.workers, limits.queue)
+    stopping = asyncio.Event()  # set when the server begins to stop (see run)
     cache = Recent(limits.cache_mb * MB)  # forward passes (their residual stream) and scene payloads
     budget = limits.request_mb * MB
 
@@ -354,7 +367,7 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
     app = FastAPI(title="llmviz", version="0.1.0", summary="Every number of a GPT's forward pass.",
                   docs_url=None, redoc_url=None, lifespan=lifespan)  # /docs would load Swagger UI from a CDN
 
-    app.state.cache, app.state.workers = cache, workers  # for inspection (tests, benchmarks)
+    app.state.cache, app.state.workers, app.state.stopping = cache, workers, stopping
 
     def get_model(name: str) -> Model:
         if name not in registry:
@@ -384,7 +397,7 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
 
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5,  # float16 data: level 9 costs 3x for 1%
                        exclude_content_types=(TRACE_MEDIA_TYPE,))  # float32 noise: gzip saves little, copies all
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=limits.body_timeout)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=limits.body_timeout, stopping=stopping)
     app.add_middleware(JsonErrors)
     app.add_middleware(HostCheck, hosts=[*LOOPBACK, *hosts])
 
@@ -524,3 +537,20 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
                     "<a href='/openapi.json'>/openapi.json</a>.</p>")
 
     return app
+
+
+def run(app: FastAPI, sock) -> None:
+    """Serve `app` on a listening socket until Ctrl+C. Stopping answers what is in flight at once (a body still
+    arriving or a computation running gets 503), so the process exits promptly and quietly."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None):
+            app.state.stopping.set()
+            app.state.workers.close()
+            await super().shutdown(sockets)
+
+    try:
+        Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn has stopped; it raises the signal again for the caller
+        pass
