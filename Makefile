@@ -19,6 +19,7 @@ test: $(VENV)/.installed-test build chromium
 bench: $(VENV)/.installed-test build chromium
 	$(BIN)/python benchmarks/trace_speed.py
 	$(BIN)/python benchmarks/render.py
+	$(BIN)/python benchmarks/server_memory.py
 
 build: frontend/node_modules/.package-lock.json
 	cd frontend && npm run build

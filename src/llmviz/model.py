@@ -22,6 +22,7 @@ from .errors import InputTooLong, LlmvizError, NoWeights
 from .graph import Graph
 from .safetensors_file import bf16_to_f32
 from .safetensors_file import to_bytes as safetensors_bytes
+from .safetensors_file import write as safetensors_write
 
 Prompt = Union[str, Sequence[int]]
 
@@ -277,9 +278,15 @@ class Trace(Mapping):
 
     @property
     def nbytes(self) -> int:
-        """Memory this trace holds beyond the model's weights."""
+        """Memory this trace holds beyond the model's weights (recomputed tensors included)."""
         own = {id(w) for w in self.model.weights.values()} if self.model.weights else set()
-        return sum(v.nbytes for v in self.values.values() if id(v) not in own and id(v.base) not in own)
+        held = {id(v): v for v in [*self.values.values(), *self._recent.values()]}
+        return sum(v.nbytes for v in held.values() if id(v) not in own and id(v.base) not in own)
+
+    def forget(self) -> None:
+        """Let go of the recomputed tensors (they are recomputed again when asked for)."""
+        with self._lock:
+            self._recent, self._recent_layer = {}, None
 
     @property
     def token_strs(self) -> list[str]:
@@ -304,13 +311,16 @@ class Trace(Mapping):
     def to_bytes(self, include_weights: bool = False, names: Sequence[str] | None = None) -> memoryview:
         """The trace in safetensors format: a JSON header of names, dtypes, shapes and offsets, then one
         little-endian buffer. Tokens are stored as int32, everything else as float32. names: just these."""
-        if names is None:
-            names = self.model.graph.names() if include_weights else self.computed()
-        return safetensors_bytes({n: _plain(self[n]) for n in names}, self.metadata())
+        return safetensors_bytes(self._tensors(include_weights, names), self.metadata())
 
     def save(self, path, include_weights: bool = True) -> None:
-        with open(path, "wb") as f:
-            f.write(self.to_bytes(include_weights))
+        """The same bytes as to_bytes, written to a file one tensor at a time."""
+        safetensors_write(path, self._tensors(include_weights), self.metadata())
+
+    def _tensors(self, include_weights: bool, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        if names is None:
+            names = self.model.graph.names() if include_weights else self.computed()
+        return {n: _plain(self[n]) for n in names}
 
 
 def _plain(a: np.ndarray) -> np.ndarray:

@@ -38,24 +38,37 @@ def f32_to_bf16(x: np.ndarray) -> np.ndarray:
 WRITE_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32", np.dtype(np.float16): "F16"}
 
 
-def to_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> memoryview:
-    """The tensors in safetensors format, written straight into one buffer of the final size (little-endian;
-    float32, float16 or int32)."""
+def _header(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None) -> bytes:
+    """The 8-byte length and the JSON header (padded so that the data starts 8-byte aligned)."""
     header: dict = {"__metadata__": metadata} if metadata else {}
     offset = 0
     for name, a in tensors.items():
         header[name] = {"dtype": WRITE_DTYPES[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
         offset += a.nbytes
     head = json.dumps(header, separators=(",", ":")).encode()
-    head += b" " * (-len(head) % 8)  # the data starts 8-byte aligned
-    out = bytearray(8 + len(head) + offset)
-    out[:8] = len(head).to_bytes(8, "little")
-    out[8:8 + len(head)] = head
-    base = 8 + len(head)
-    for (name, a), entry in zip(tensors.items(), (header[n] for n in tensors)):
-        start = base + entry["data_offsets"][0]
+    head += b" " * (-len(head) % 8)
+    return len(head).to_bytes(8, "little") + head
+
+
+def to_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> memoryview:
+    """The tensors in safetensors format, written straight into one buffer of the final size (little-endian;
+    float32, float16 or int32)."""
+    head = _header(tensors, metadata)
+    out = bytearray(len(head) + sum(a.nbytes for a in tensors.values()))
+    out[:len(head)] = head
+    start = len(head)
+    for a in tensors.values():
         np.frombuffer(out, a.dtype.newbyteorder("<"), a.size, start).reshape(a.shape)[...] = a
+        start += a.nbytes
     return memoryview(out)
+
+
+def write(path, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
+    """The same file as to_bytes, written one tensor at a time (no copy of the whole)."""
+    with open(path, "wb") as f:
+        f.write(_header(tensors, metadata))
+        for a in tensors.values():
+            f.write(np.ascontiguousarray(a, a.dtype.newbyteorder("<")).data)
 
 
 def _whole(v) -> bool:

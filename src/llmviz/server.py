@@ -58,7 +58,9 @@ class Limits:
     body_timeout: float = 10.0  # seconds to receive a request body
 
 
-class Request_(BaseModel):
+class StrictBody(BaseModel):
+    """A request body: JSON types as declared (no "1" for 1, no 1.0 for 1, no "yes" for true), no unknown fields."""
+
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
@@ -72,7 +74,7 @@ class ModelInfo(BaseModel):
     source: str
 
 
-class PromptRequest(Request_):
+class PromptRequest(StrictBody):
     model: str = Field("nano-gpt", examples=["nano-gpt"])
     text: str | None = Field(None, max_length=20_000, examples=["CBABBC"])
     tokens: list[int] | None = Field(None, max_length=10_000, description="token ids instead of text")
@@ -88,7 +90,7 @@ class PromptRequest(Request_):
         return self.text if self.text is not None else self.tokens
 
 
-class SceneRequest(Request_):
+class SceneRequest(StrictBody):
     model: str | None = Field(None, examples=["nano-gpt"], description="default: the server's first model")
     text: str | None = Field(None, max_length=20_000, examples=["CBABBC"])
     tokens: list[int] | None = Field(None, max_length=10_000)
@@ -487,7 +489,10 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
             payload = cache.get(("scene", m, tuple(ids)))
             if payload is None:
                 trace = forward(m, ids, stop)
-                payload = cache.get(("scene", m, tuple(ids))) or scene_bytes(m, trace)
+                payload = cache.get(("scene", m, tuple(ids)))
+                if payload is None:  # the pass was cached but not its scene: rebuilt layer by layer
+                    payload = scene_bytes(m, trace)
+                    trace.forget()
             return Response(payload, media_type=SCENE_MEDIA_TYPE)
 
         return await workers.run(request, compute)
@@ -506,7 +511,12 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         def compute(stop):
             t = forward(m, ids, stop)
             index = req.index if req.index is not None else pick_in_region(t, req.tensor, req.region)
-            return JSONResponse(json_safe(explain(t, req.tensor, index)))
+            answer = JSONResponse(json_safe(explain(t, req.tensor, index)))
+            # The layer recomputed for this answer stays for the next hover, and counts in the cache's bytes.
+            if t.nbytes > cache.capacity // 2:
+                t.forget()
+            cache.put(("trace", m, tuple(ids)), t, t.nbytes)
+            return answer
 
         return await workers.run(request, compute)
 
