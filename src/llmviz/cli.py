@@ -150,7 +150,6 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.close()
         hint = "pass another --port" if e.errno == errno.EADDRINUSE else "pass an address of this machine with --host"
         _fail(f"cannot listen on {host}:{port} ({e.strerror}): {hint}")
-    sock.set_inheritable(True)
     return sock
 
 

@@ -113,10 +113,16 @@ class Graph:
         forward pass from its own layer alone (see model.Trace)."""
         return [t.name for t in self if t.residual and t.kind != "input"]
 
+    def position(self) -> dict[str, int]:
+        """Each tensor's place in graph order."""
+        if not hasattr(self, "_position"):
+            self._position = {n: i for i, n in enumerate(self.tensors)}
+        return self._position
+
     def last_readers(self) -> dict[str, int]:
         """For each tensor read by an op, the position (in graph order) of the last op that reads it."""
         if not hasattr(self, "_last_readers"):
-            order = {n: i for i, n in enumerate(self.tensors)}
+            order = self.position()
             self._last_readers = {i: order[t.name] for t in self for i in t.inputs}
         return self._last_readers
 

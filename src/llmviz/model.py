@@ -116,9 +116,8 @@ class Model:
     def _compute(self, ids: list[int], known: Mapping[str, np.ndarray], names: list[str], keep: set | None,
                  visit=None, stop=None) -> dict[str, np.ndarray]:
         """Compute `names` (in graph order) from `known` tensors, the weights and the tokens."""
-        graph, last = self.graph, self.graph.last_readers()
+        graph, last, order = self.graph, self.graph.last_readers(), self.graph.position()
         values: dict[str, np.ndarray] = {}
-        order = {n: i for i, n in enumerate(graph.tensors)}
 
         def get(name):
             if name in values:
@@ -145,11 +144,11 @@ class Model:
                         del values[n]
         return values
 
-    def _leaf(self, name: str, ids: list[int], values: Mapping[str, np.ndarray] = {}) -> np.ndarray:
+    def _leaf(self, name: str, ids: list[int], values: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """A weight as float32, or the input tokens."""
         if self.graph[name].kind == "input":
             return np.asarray(ids, dtype=np.int64)
-        if name == "unembed.W_U" and self.config.tied_unembed and "embed.W_E" in values:
+        if name == "unembed.W_U" and self.config.tied_unembed and values and "embed.W_E" in values:
             return values["embed.W_E"].T  # tied: the same numbers, widened once
         return widen(self.weights[name])
 
@@ -181,7 +180,12 @@ class Model:
     def next_probs(self, ids: list[int], stop: Callable[[], bool] | None = None) -> np.ndarray:
         """The next-token probabilities after `ids`, from a forward pass that keeps no tensor."""
         out: list[np.ndarray] = []
-        self.run(ids, keep=(), visit=lambda name, a: name == self.graph.output and out.append(a[-1].copy()), stop=stop)
+
+        def last_row(name, a):
+            if name == self.graph.output:
+                out.append(a[-1].copy())
+
+        self.run(ids, keep=(), visit=last_row, stop=stop)
         if not np.isfinite(out[0]).all():
             raise LlmvizError(f"{self.name} computed probabilities that are not finite numbers (NaN or inf): "
                               "its weights or activations overflow")
@@ -269,6 +273,9 @@ class Trace(Mapping):
     def _recompute(self, name: str) -> dict[str, np.ndarray]:
         known = {**self._recent, **self.values}
         return self.model._compute(self.tokens, known, self.model.graph.ancestors([name], known), keep=None)
+
+    def __contains__(self, name) -> bool:  # without computing anything
+        return name in self.model.graph
 
     def __iter__(self):
         return iter(self.model.graph.tensors)
