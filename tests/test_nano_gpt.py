@@ -72,3 +72,9 @@ def test_trace_is_float32_without_batch_axis(nano):
     assert t["blocks.0.attn.hook_pattern"].shape == (3, 6, 6)
     assert t["hook_embed"].dtype == np.float32
     np.testing.assert_array_equal(t["hook_embed"], nano.weights["embed.W_E"][[2, 1, 0, 1, 1, 2]])
+
+
+def test_bundled_weights_carry_the_preset_config(nano):
+    from llmviz.config import PRESETS
+
+    assert nano.config == PRESETS["nano-gpt"]  # the task, its length and its answer length included

@@ -63,7 +63,8 @@ def test_atlas_holds_the_trace_values(nano):
     b, got = atlas_slab(scene, atlas, "blocks.1.attn.hook_q", slab=2)
     np.testing.assert_allclose(got, trace["blocks.1.attn.hook_q"][:, 2, :].T, rtol=1e-3, atol=1e-4)  # rows = d_head
     b, got = atlas_slab(scene, atlas, "blocks.0.attn.hook_attn_scores", slab=1)
-    ref = trace["blocks.0.attn.hook_attn_scores"][1].T  # [key_pos, pos]: each column one query
+    ref = trace["blocks.0.attn.hook_attn_scores"][1]  # [pos, key_pos]: each row one query, as people draw it
+    assert np.array_equal(np.isinf(got), np.triu(np.ones((6, 6), bool), 1))  # the mask in the upper right
     assert np.array_equal(np.isinf(got), np.isinf(ref))
     np.testing.assert_allclose(got[np.isfinite(got)], ref[np.isfinite(ref)], rtol=1e-3, atol=1e-4)
     assert b["scale"] == pytest.approx(float(np.abs(ref[np.isfinite(ref)]).max()) if b["depth"] == 1 else
@@ -72,6 +73,31 @@ def test_atlas_holds_the_trace_values(nano):
     b, got = atlas_slab(scene, atlas, "embed.W_E")
     np.testing.assert_allclose(got, nano.weights["embed.W_E"].T, rtol=1e-3, atol=1e-4)
     assert scene["predicted"][-1] == "A" and scene["token_strs"] == list("CBABBC")
+    assert b["axes"] == ["vocab", "d_model", None]
+    pattern = next(b for b in scene["blocks"] if b["tensor"] == "blocks.0.attn.hook_pattern")
+    assert pattern["axes"] == ["key_pos", "pos", "head"] and pattern["causal"]
+    sums = atlas_slab(scene, atlas, "blocks.2.attn.hook_pattern", slab=0)[1].sum(axis=1)  # each row sums to 1
+    np.testing.assert_allclose(sums, 1.0, atol=3e-3)
+
+
+def test_scene_says_what_the_model_answers(nano):
+    scene, _ = build_scene(nano, nano.run("CBABBC"), 6)
+    p = scene["prediction"]
+    assert p["position"] == 5 and p["top"][0]["token"] == "A" and p["top"][0]["prob"] > 0.999
+    assert [t["token"] for t in p["top"]] == ["A", "B", "C"]
+    assert p["answer"]["text"] == "ABBBCC" == nano.generate("CBABBC").text
+    assert scene["axis_names"] == {"pos": list("CBABBC"), "key_pos": list("CBABBC"), "vocab": ["A", "B", "C"]}
+    assert scene["model"]["config"]["task"] == "six letters from A, B, C; the model sorts them"
+    assert scene["ops"]["add"]["symbol"] == "+" and scene["axes"]["key_pos"]["color"] != scene["axes"]["pos"]["color"]
+
+
+def test_heads_side_by_side_or_stacked(nano):
+    side, _ = build_scene(nano, nano.run("CBA"), 3)
+    stack, _ = build_scene(nano, nano.run("CBA"), 3, heads="stack")
+    q_side = next(b for b in side["blocks"] if b["tensor"] == "blocks.0.attn.hook_q")
+    q_stack = next(b for b in stack["blocks"] if b["tensor"] == "blocks.0.attn.hook_q")
+    assert q_side["x_step"] == q_side["cols"] + 1 and q_side["z_step"] == 0  # every head in view
+    assert q_stack["x_step"] == 0 and q_stack["z_step"] == 2  # (test_blocks_of_a_row_do_not_overlap: side by side)
 
 
 def test_tiles_keep_the_value_of_largest_magnitude():

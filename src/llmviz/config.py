@@ -29,6 +29,9 @@ class ModelConfig:
     scale_attn_by_inverse_layer_idx: bool = False  # also divide layer i's scores by i + 1
     description: str = ""
     example: str = ""  # an input to start with
+    task: str = ""  # what the model was trained to do, in a few words, for the page's hint
+    task_tokens: int | None = None  # the input length it was trained on
+    answer_tokens: int | None = None  # how many greedy next tokens make its answer (nano-gpt: the sorted six)
 
     def __post_init__(self) -> None:
         """Refuse a config that describes no model, naming the setting and what it must be."""
@@ -42,14 +45,15 @@ class ModelConfig:
         for key in ("n_layer", "n_head", "n_embd", "vocab_size", "n_ctx"):
             v = getattr(self, key)
             need(whole(v) and v >= 1, f"{key} must be a whole number >= 1 (got {v!r})")
-        need(self.n_inner is None or (whole(self.n_inner) and self.n_inner >= 1),
-             f"n_inner must be null or a whole number >= 1 (got {self.n_inner!r})")
+        for key in ("n_inner", "task_tokens", "answer_tokens"):
+            v = getattr(self, key)
+            need(v is None or (whole(v) and v >= 1), f"{key} must be null or a whole number >= 1 (got {v!r})")
         eps = self.layer_norm_eps
         need(isinstance(eps, (int, float)) and not isinstance(eps, bool) and math.isfinite(eps) and eps > 0,
              f"layer_norm_epsilon must be a number > 0 (got {eps!r})")
         for key in ("tied_unembed", "unembed_bias", "bias", "scale_attn_weights", "scale_attn_by_inverse_layer_idx"):
             need(isinstance(getattr(self, key), bool), f"{key} must be true or false (got {getattr(self, key)!r})")
-        for key in ("name", "activation", "description", "example"):
+        for key in ("name", "activation", "description", "example", "task"):
             need(isinstance(getattr(self, key), str), f"{key} must be a string (got {getattr(self, key)!r})")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
@@ -123,7 +127,8 @@ PRESETS: dict[str, ModelConfig] = {
     for c in [
         ModelConfig(
             "nano-gpt", n_layer=3, n_head=3, n_embd=48, vocab_size=3, n_ctx=11,
-            tied_unembed=False, example="CBABBC",
+            tied_unembed=False, example="CBABBC", task="six letters from A, B, C; the model sorts them",
+            task_tokens=6, answer_tokens=6,
             description="minGPT's gpt-nano trained to sort six tokens from {A, B, C}",
         ),
         ModelConfig("gpt2", 12, 12, 768, **_GPT2, description="GPT-2 small (OpenAI, 2019)"),

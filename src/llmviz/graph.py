@@ -16,7 +16,7 @@ from .config import ACTIVATIONS, ModelConfig
 # name -> (short label, what it counts, colour). One colour per axis, used everywhere.
 AXES: dict[str, tuple[str, str, str]] = {
     "pos": ("T", "token position", "#2f9e44"),
-    "key_pos": ("T'", "key position (the position attended to)", "#66a80f"),
+    "key_pos": ("T'", "key position (the position attended to)", "#a0522d"),
     "d_model": ("C", "residual-stream channel", "#1971c2"),
     "head": ("H", "attention head", "#e8590c"),
     "d_head": ("A", "channel within one head", "#c2255c"),
@@ -47,6 +47,11 @@ OPS: dict[str, tuple[str, str]] = {
     "relu": ("max(0, x)", "Keep positive values, zero the rest."),
     "silu": ("x / (1 + exp(−x))", "SiLU (swish) activation."),
 }
+# Axes whose indices have names: a position is a token of the input, a vocabulary entry a token string.
+NAMED_BY = {"pos": "input", "key_pos": "input", "vocab": "vocabulary"}
+# Ops drawn as a symbol where their inputs meet (the residual adds).
+SYMBOLS = {"add": "+"}
+
 ACTIVATION_NAMES = {"gelu": "GELU", "gelu_erf": "GELU", "relu": "ReLU", "silu": "SiLU"}
 
 KINDS = ("input", "weight", "activation", "aggregate")
@@ -168,11 +173,12 @@ class Graph:
     def axes_json(self) -> dict:
         """Each named axis: its letter, what it counts, its colour and its size (null for the input's length)."""
         sizes = {**self.config.axis_sizes(), "pos": None, "key_pos": None}
-        return {k: {"label": lab, "description": d, "color": c, "size": sizes[k]} for k, (lab, d, c) in AXES.items()}
+        return {k: {"label": lab, "description": d, "color": c, "size": sizes[k], "named_by": NAMED_BY.get(k)}
+                for k, (lab, d, c) in AXES.items()}
 
     @staticmethod
     def ops_json() -> dict:
-        return {k: {"formula": f, "description": d} for k, (f, d) in OPS.items()}
+        return {k: {"formula": f, "description": d, "symbol": SYMBOLS.get(k)} for k, (f, d) in OPS.items()}
 
     def to_json(self) -> dict:
         sizes = {**self.config.axis_sizes(), "pos": None, "key_pos": None}

@@ -1,10 +1,12 @@
 """Where each tensor of the model graph sits in the 3D scene. Derived from the graph alone.
 
 Each tensor is a block of cells: a grid with one axis across (x), one down (y) and, for tensors with
-a `head` axis, one slab per head stacked in depth (z). One world unit is one cell.
+a `head` axis, one slab per head, side by side (or stacked in depth, z). One world unit is one cell.
 
 - Across: `pos` if the tensor has it (each column is one token), else its first axis (for a weight,
   the axis it is multiplied along, so W_E's columns are the vocabulary and a lookup picks a column).
+  Attention scores and patterns are drawn as people draw them: one row per query (`pos`), one column
+  per key (`key_pos`), so each row sums to 1 and the masked future keys fill the upper right.
 - Down: the remaining axis; a vector stands as one column, a per-position number as one row.
 - Rows of the scene follow the data flow top to bottom: one row per op, with tensors computed from the
   same input side by side (Q, K and V; the token and position embeddings). Weights sit to the right of
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from .graph import Graph, TensorSpec
 
 GAP = 3.0  # cells between blocks in a row
+HEAD_GAP = 1.0  # cells between heads laid side by side
 ROW_GAP = 10.0  # cells between rows
 MERGE_HEADS_ABOVE = 32  # with more heads, a stack is one box (bounded draw cost at GPT-3 scale)
 
@@ -54,13 +57,14 @@ class Block:
     x: float = 0.0  # top-left-front corner of the first slab
     y: float = 0.0
     z: float = 0.0
-    z_step: float = 0.0  # distance between slabs
+    z_step: float = 0.0  # distance between slabs stacked in depth
+    x_step: float = 0.0  # distance between slabs side by side
     residual: bool = False
     row: int = 0
 
     @property
     def width(self) -> float:
-        return float(self.cols)
+        return float(self.cols) + (self.depth - 1) * self.x_step
 
     @property
     def height(self) -> float:
@@ -79,7 +83,7 @@ def block_axes(t: TensorSpec) -> tuple[str | None, str | None, str | None]:
     axes = [a for a in t.axes if a != "head"]
     z = "head" if "head" in t.axes else None
     if len(axes) == 2:
-        x = "pos" if "pos" in axes else axes[0]
+        x = "key_pos" if "key_pos" in axes else "pos" if "pos" in axes else axes[0]
         return x, next(a for a in axes if a != x), z
     if len(axes) == 1:
         return (axes[0], None, z) if axes[0] == "pos" else (None, axes[0], z)
@@ -93,7 +97,9 @@ def make_block(t: TensorSpec, sizes: dict[str, int]) -> Block:
                  merged=bool(z) and n_head > MERGE_HEADS_ABOVE, residual=t.residual)
 
 
-def build_layout(graph: Graph, n_pos: int) -> Layout:
+def build_layout(graph: Graph, n_pos: int, heads: str = "side") -> Layout:
+    """heads: "side" lays the heads of a tensor side by side, "stack" one behind the other (a stack of more
+    than MERGE_HEADS_ABOVE heads is always one box)."""
     sizes = graph.sizes(n_pos)
     specs = list(graph)
 
@@ -137,14 +143,15 @@ def build_layout(graph: Graph, n_pos: int) -> Layout:
                     out.append(i)
         ordered_rows.append(out)
     for t in specs:
-        blocks[t.name] = make_block(t, sizes)
-        blocks[t.name].row = row_of[t.name]
+        b = blocks[t.name] = make_block(t, sizes)
+        b.row = row_of[t.name]
+        if b.depth > 1:  # a merged stack is one box, as deep as its heads stacked
+            b.x_step, b.z_step = (b.cols + HEAD_GAP, 0.0) if heads == "side" and not b.merged else (0.0, 2.0)
 
     # 2. Place rows top to bottom: residual tensors in the centre column at x = 0, the rest from the
     #    branch column rightwards. Stacks of heads go back in depth.
     branch_x = n_pos + 6 * GAP
     y = 0.0
-    z_step = 2.0
     for names in ordered_rows:
         x_res, x_branch, height = 0.0, branch_x, 0.0
         for n in names:
@@ -154,7 +161,6 @@ def build_layout(graph: Graph, n_pos: int) -> Layout:
             else:
                 b.x, x_branch = x_branch, x_branch + b.width + GAP
             b.y = y
-            b.z_step = 0.0 if b.depth == 1 else z_step
             height = max(height, b.height)
         y -= height + ROW_GAP
 

@@ -19,7 +19,7 @@ import numpy as np
 from . import ops
 from .config import ModelConfig
 from .errors import InputTooLong, LlmvizError, NoWeights
-from .graph import Graph
+from .graph import NAMED_BY, Graph
 from .safetensors_file import bf16_to_f32
 from .safetensors_file import to_bytes as safetensors_bytes
 from .safetensors_file import write as safetensors_write
@@ -101,17 +101,19 @@ class Model:
         self.require_weights()
         ids = self.encode(prompt)
         predicted: list[int] = []
+        last: list[np.ndarray] = []
 
         def seen(name, a):
             if name == self.graph.output:
                 predicted[:] = a.argmax(-1).tolist()
+                last.append(a[-1].copy())
             if visit is not None:
                 visit(name, a)
 
         keep = None if keep is None else set(keep)
         names = self.graph.names() if only is None else self.graph.ancestors(only)
         values = self._compute(ids, {}, names, keep, seen, stop)
-        return Trace(self, ids, values, predicted)
+        return Trace(self, ids, values, predicted, last[0] if last else None)
 
     def _compute(self, ids: list[int], known: Mapping[str, np.ndarray], names: list[str], keep: set | None,
                  visit=None, stop=None) -> dict[str, np.ndarray]:
@@ -246,11 +248,13 @@ class Trace(Mapping):
     on (with the residual stream kept, that is its own layer), and the last such group is remembered.
     """
 
-    def __init__(self, model: Model, tokens: list[int], values: dict[str, np.ndarray], predicted: list[int]):
+    def __init__(self, model: Model, tokens: list[int], values: dict[str, np.ndarray], predicted: list[int],
+                 next_probs: np.ndarray | None = None):
         self.model = model
         self.tokens = tokens
         self.values = values
         self.predicted_ids = predicted
+        self.next_probs = next_probs  # the last position's probabilities: the prediction of the next token
         self._recent: dict[str, np.ndarray] = {}  # recomputed tensors of one layer
         self._recent_layer: int | None = None
         self._lock = threading.Lock()
@@ -303,6 +307,14 @@ class Trace(Mapping):
     def predicted(self) -> list[str]:
         """The most probable next token after each position, readable."""
         return self.model.token_strs(self.predicted_ids)
+
+    def index_name(self, axis: str, i: int) -> str | None:
+        """What an index of an axis stands for: the input's token at a position, the token string of a
+        vocabulary entry (see graph.NAMED_BY); None for other axes."""
+        by = NAMED_BY.get(axis)
+        if by == "input":
+            return self.token_strs[i]
+        return self.model.token_strs([i])[0] if by == "vocabulary" else None
 
     def computed(self) -> list[str]:
         """Names of the tensors the forward pass computed (not weights)."""

@@ -74,7 +74,8 @@ def explain(trace: Trace, tensor: str, index) -> dict:
     title = t.title + (f", head {at['head']}" if "head" in at else "")
     out = {
         "tensor": tensor, "title": title, "kind": t.kind, "op": t.op,
-        "index": [{"axis": a, "label": AXES[a][0], "i": i, "color": AXES[a][2]} for a, i in at.items()],
+        "index": [{"axis": a, "label": AXES[a][0], "i": i, "color": AXES[a][2], "name": trace.index_name(a, i)}
+                  for a, i in at.items()],
         "value": value, "value_text": fmt(value),
         "code": f'trace["{tensor}"][{", ".join(str(i) for i in index)}]',
         "formula": None, "sources": [], "target": _region(trace, tensor, at, "target"),

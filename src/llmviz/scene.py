@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .graph import NAMED_BY
 from .layout import Block, Layout, build_layout, short_name
 from .model import Model, Trace
 from .safetensors_file import to_bytes as safetensors_bytes
@@ -108,10 +109,10 @@ class SceneBuilder:
     """The scene of one forward pass, built block by block: `add` reduces a tensor to its displayed grid
     (called while the pass runs, so no tensor has to outlive it), `finish` packs the atlas."""
 
-    def __init__(self, model: Model, n_pos: int):
+    def __init__(self, model: Model, n_pos: int, heads: str = "side"):
         self.model, self.n_pos = model, n_pos
         graph = model.graph
-        self.layout: Layout = build_layout(graph, n_pos)
+        self.layout: Layout = build_layout(graph, n_pos, heads)
         self.index = {b.tensor: i for i, b in enumerate(self.layout.blocks)}
         # Weights and computed tensors have budgets of their own: the weights' cap does not depend on the
         # input, so their displayed grids are computed once per model and kept.
@@ -162,7 +163,8 @@ class SceneBuilder:
                 "op": spec.op, "group": spec.group, "layer": spec.layer,
                 "axes": [b.x_axis, b.y_axis, b.z_axis], "cols": b.cols, "rows": b.rows, "depth": b.depth,
                 "merged": b.merged, "residual": b.residual,
-                "x": b.x, "y": b.y, "z": b.z, "z_step": b.z_step,
+                "x": b.x, "y": b.y, "z": b.z, "z_step": b.z_step, "x_step": b.x_step,
+                "causal": "pos" in spec.axes and "key_pos" in spec.axes,  # a key after its query is masked
                 "dims": [[a, n] for a, n in zip(spec.axes, spec.shape(sizes))],
                 "tile": tile, "scale": scale, "slabs": None,  # tile: tensor cells per displayed cell, across and down
             })
@@ -197,28 +199,54 @@ class SceneBuilder:
             "max_display": self.caps,
         }
         if trace is not None:
-            scene.update(tokens=trace.tokens, token_strs=trace.token_strs, predicted=trace.predicted)
+            scene.update(tokens=trace.tokens, token_strs=trace.token_strs, predicted=trace.predicted,
+                         axis_names=axis_names(trace, sizes), prediction=prediction(trace))
         return scene, atlas
 
 
-def build_scene(model: Model, trace: Trace | None, n_pos: int) -> tuple[dict, np.ndarray]:
+MAX_NAMED = 256  # an axis longer than this (GPT-2's vocabulary) has no names in the scene
+
+
+def axis_names(trace: Trace, sizes: dict[str, int]) -> dict[str, list[str]]:
+    """What the indices of the named axes stand for: the input's tokens along positions, the token strings
+    along a small vocabulary (labels for rows and columns)."""
+    return {a: [trace.index_name(a, i) for i in range(sizes[a])]
+            for a in sizes if NAMED_BY.get(a) and sizes[a] <= MAX_NAMED}
+
+
+def prediction(trace: Trace, top: int = 5) -> dict | None:
+    """What the model says: the next token after the input with its probability and the runners-up, and for
+    a model that answers in several tokens (nano-gpt's sorted six) its greedy answer."""
+    if trace.next_probs is None:
+        return None
+    p, m = trace.next_probs, trace.model
+    order = np.argsort(-p, kind="stable")[:top].tolist()
+    out = {"position": len(trace.tokens) - 1,
+           "top": [{"id": i, "token": m.token_strs([i])[0], "prob": float(p[i])} for i in order], "answer": None}
+    if m.config.answer_tokens:
+        g = m.generate(trace.tokens, m.config.answer_tokens)
+        out["answer"] = {"ids": g.tokens, "tokens": g.token_strs, "text": g.text, "probs": g.probs}
+    return out
+
+
+def build_scene(model: Model, trace: Trace | None, n_pos: int, heads: str = "side") -> tuple[dict, np.ndarray]:
     """The scene description and the float16 atlas of every block's displayed cells."""
-    return SceneBuilder(model, n_pos).finish(trace)
+    return SceneBuilder(model, n_pos, heads).finish(trace)
 
 
-def run_scene(model: Model, ids: list[int], stop=None) -> tuple[Trace, bytes]:
+def run_scene(model: Model, ids: list[int], stop=None, heads: str = "side") -> tuple[Trace, bytes]:
     """Run the forward pass and build its scene on the way, keeping only the residual stream: the trace
     (which recomputes any other tensor when asked) and the payload."""
-    builder = SceneBuilder(model, len(ids))
+    builder = SceneBuilder(model, len(ids), heads)
     trace = model.run(ids, keep=model.graph.checkpoints(), visit=builder.add, stop=stop)
     return trace, _payload(*builder.finish(trace))
 
 
-def scene_bytes(model: Model, trace: Trace | None = None, n_pos: int | None = None) -> bytes:
+def scene_bytes(model: Model, trace: Trace | None = None, n_pos: int | None = None, heads: str = "side") -> bytes:
     """The payload for POST /api/scene: the scene of a forward pass (`trace`), or for a model without
     weights the structure alone for `n_pos` positions."""
     n = len(trace.tokens) if trace is not None else int(n_pos or min(8, model.config.n_ctx))
-    return _payload(*build_scene(model, trace, n))
+    return _payload(*build_scene(model, trace, n, heads))
 
 
 def _payload(scene: dict, atlas: np.ndarray) -> bytes:

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -95,6 +96,7 @@ class SceneRequest(StrictBody):
     text: str | None = Field(None, max_length=20_000, examples=["CBABBC"])
     tokens: list[int] | None = Field(None, max_length=10_000)
     n_pos: int | None = Field(None, ge=1, le=4096, description="positions to lay out for a structure-only model")
+    heads: Literal["side", "stack"] = Field("side", description="a tensor's heads side by side, or stacked in depth")
 
     @model_validator(mode="after")
     def not_both(self):
@@ -385,16 +387,15 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         within_budget(m.graph.peak_bytes(len(ids), m.graph.checkpoints()), f"a forward pass of {len(ids)} tokens",
                       "give fewer tokens")
 
-    def forward(m: Model, ids: list[int], stop) -> Trace:
+    def forward(m: Model, ids: list[int], stop, heads: str = "side") -> Trace:
         """The forward pass of ids, kept as its residual stream (any other tensor is recomputed from its
         layer when asked for), with its scene built on the way; both cached."""
-        key = (m, tuple(ids))
-        trace = cache.get(("trace",) + key)
+        trace = cache.get(("trace", m, tuple(ids)))
         if trace is None:
             pass_budget(m, ids)
-            trace, payload = run_scene(m, ids, stop)
-            cache.put(("trace",) + key, trace, trace.nbytes)
-            cache.put(("scene",) + key, payload, len(payload))
+            trace, payload = run_scene(m, ids, stop, heads)
+            cache.put(("trace", m, tuple(ids)), trace, trace.nbytes)
+            cache.put(("scene", m, tuple(ids), heads), payload, len(payload))
         return trace
 
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5,  # float16 data: level 9 costs 3x for 1%
@@ -476,23 +477,25 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         without weights). With no input, a model with weights runs its example input."""
         m = get_model(req.model or next(iter(registry)))
         if not m.has_weights:
-            key = ("structure", m, req.n_pos)
+            key = ("structure", m, req.n_pos, req.heads)
             payload = cache.get(key)
             if payload is None:
-                payload = scene_bytes(m, None, req.n_pos)
+                payload = scene_bytes(m, None, req.n_pos, req.heads)
                 cache.put(key, payload, len(payload))
             return Response(payload, media_type=SCENE_MEDIA_TYPE)
         prompt = req.text if req.text is not None else req.tokens
         ids = m.encode(prompt if prompt is not None else (example_input(m) or [0]))
 
         def compute(stop):
-            payload = cache.get(("scene", m, tuple(ids)))
+            key = ("scene", m, tuple(ids), req.heads)
+            payload = cache.get(key)
             if payload is None:
-                trace = forward(m, ids, stop)
-                payload = cache.get(("scene", m, tuple(ids)))
-                if payload is None:  # the pass was cached but not its scene: rebuilt layer by layer
-                    payload = scene_bytes(m, trace)
+                trace = forward(m, ids, stop, req.heads)
+                payload = cache.get(key)
+                if payload is None:  # the pass was cached but not this scene: rebuilt layer by layer
+                    payload = scene_bytes(m, trace, heads=req.heads)
                     trace.forget()
+                    cache.put(key, payload, len(payload))
             return Response(payload, media_type=SCENE_MEDIA_TYPE)
 
         return await workers.run(request, compute)
