@@ -23,7 +23,11 @@ def console_errors(page: Page):
     return errors
 
 
-def open_view(page: Page, url: str):
+def open_view(page: Page, url: str, first_visit: bool = False):
+    """Open the app and wait for its first frame; as a returning visitor (the intro card dismissed) unless
+    first_visit."""
+    if not first_visit:
+        page.add_init_script("localStorage.setItem('llmviz.intro.dismissed', '1')")
     page.goto(url)
     expect(page.locator("body[data-ready=true]")).to_be_attached(timeout=30_000)
     page.wait_for_function("window.__llmviz.stats().frames > 0")
@@ -77,11 +81,22 @@ def test_masked_attention_cells_are_drawn_masked(page: Page, live_server, screen
         p = page.evaluate(f"window.__llmviz.blockScreenPoint('blocks.0.attn.hook_pattern', 0, {col}, {row})")
         return page.evaluate(f"window.__llmviz.readPixels({p['x']}, {p['y']})")
 
-    masked = [pixel(0, 5), pixel(2, 4)]  # key position after the query position
-    for rgb in masked:
-        assert max(abs(c - g) for c, g in zip(rgb, (0xce, 0xd4, 0xda))) < 30, rgb  # grey, hatched
+    # Queries are rows and keys columns, as people draw attention: a key after its query is above the
+    # diagonal, so the mask fills the upper right.
+    for col in range(6):
+        for row in range(6):
+            rgb = pixel(col, row)
+            grey = max(abs(c - g) for c, g in zip(rgb, (0xce, 0xd4, 0xda))) < 30 and max(rgb) - min(rgb) < 20
+            assert grey == (col > row), (col, row, rgb)  # masked: grey, hatched; exactly above the diagonal
     first = pixel(0, 0)  # query 0 attends only to key 0: probability 1, the full activation blue
     assert first[2] > first[0] + 60, first
+    # Both axes are labelled with the tokens: keys under the columns, queries left of the rows.
+    keys = page.locator(".label.axis-name[data-tensor='blocks.0.attn.hook_pattern'][data-axis='key_pos']")
+    queries = page.locator(".label.axis-name[data-tensor='blocks.0.attn.hook_pattern'][data-axis='pos']")
+    def in_order(loc, key):
+        return [t for _, t in sorted((l.bounding_box()[key], l.text_content()) for l in loc.all())]
+
+    assert in_order(keys, "x")[:6] == list("CBABBC") and in_order(queries, "y") == list("CBABBC")
     page.screenshot(path=screenshots / "scene-masked-pattern.png")
 
 
@@ -146,13 +161,25 @@ def test_scale_view_puts_four_models_side_by_side(page: Page, live_server, scree
     s = stats(page)
     assert s["models"] == ["nano-gpt", "gpt2", "gpt2-xl", "gpt3"]
     titles = page.locator(".label.model-title")
-    expect(titles.filter(has_text="gpt3")).to_contain_text("174.6 B parameters")
-    expect(titles.filter(has_text="nano-gpt")).to_contain_text("85.7 k parameters")
+    for name, count in [("nano-gpt", "85.7 k"), ("gpt2", "124.4 M"), ("gpt2-xl", "1.6 B"), ("gpt3", "174.6 B")]:
+        expect(titles.filter(has_text=f"{name}{count}")).to_contain_text(f"{count} parameters")  # every title shows
+    boxes = [t.bounding_box() for t in titles.all()]
+    for a in boxes:  # and none covers another
+        for b in boxes:
+            if a is not b:
+                assert a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"] or \
+                    a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"], (a, b)
+    expect(page.locator("#model")).to_have_value("__scale")  # the selector says where we are
+    bars = page.locator("#scalebars .bar-row")
+    expect(bars).to_have_count(4)
+    widths = [b.locator(".bar-fill").bounding_box()["width"] for b in bars.all()]
+    assert widths == sorted(widths) and widths[0] > 5  # comparable: nano-gpt's bar is short but there
+    expect(page.locator("#inset-label")).to_contain_text("nano-gpt, enlarged: 85.7 k parameters")
+    page.screenshot(path=screenshots / "scene-scale.png")
     before = page.screenshot()
-    page.click("#flyto button:has-text('nano-gpt')")
+    bars.filter(has_text="nano-gpt").click()
     page.wait_for_timeout(1600)  # the flight takes 1.2 s
     assert page.screenshot() != before
-    page.screenshot(path=screenshots / "scene-scale.png")
 
 
 def test_keyboard_moves_and_home_resets(page: Page, live_server):
@@ -191,8 +218,14 @@ def test_resize_redraws_to_the_new_size(page: Page, live_server):
     assert frames > 0 and page.evaluate("window.__llmviz.readPixels()") > 0.05
 
 
-def test_deep_link_with_bad_input_shows_the_reason(page: Page, live_server):
-    page.goto(f"{live_server}/?model=nano-gpt&input=CBD")
+def test_deep_link_with_bad_input_shows_the_reason(page: Page, live_server, screenshots):
+    open_view(page, f"{live_server}/?model=nano-gpt&input=CBD")
     alert = page.locator("#error")
     expect(alert).to_be_visible()
-    expect(alert).to_have_text("unknown token 'D' at position 2: this model accepts only A, B, C")
+    expect(alert).to_contain_text("unknown token 'D' at position 2: this model accepts only A, B, C")
+    expect(alert).to_contain_text("showing the example CBABBC instead")
+    expect(page.locator("#prompt")).to_be_visible()  # the input field stays, to correct the input
+    expect(page.locator("#prompt")).to_have_value("CBD")
+    assert stats(page)["blocks"] > 0 and page.evaluate("window.__llmviz.readPixels()") > 0.05  # the default scene
+    expect(page.locator("#readout")).to_contain_text("ABBBCC")
+    page.screenshot(path=screenshots / "scene-bad-link.png")

@@ -14,17 +14,17 @@ def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": VIEWPORT}
 
 
-# (tensor, slab, col, row) of the displayed cell, and the tensor index it stands for. Heads stack front to
-# back, so the pointer reaches head 0; the keyboard test moves to the others.
+# (tensor, slab, col, row) of the displayed cell, and the tensor index it stands for. Attention is drawn with
+# one row per query and one column per key.
 CELLS = [
     ("hook_embed", 0, 2, 7, (2, 7)),                                   # embedding lookup
     ("blocks.0.hook_resid_pre", 0, 4, 30, (4, 30)),                    # token row + position row
     ("blocks.0.ln1.hook_normalized", 0, 1, 12, (1, 12)),               # layer norm
     ("blocks.0.ln1.hook_out", 0, 3, 40, (3, 40)),                      # layer norm gain and bias
     ("blocks.1.attn.hook_q", 0, 3, 5, (3, 0, 5)),                      # Q (linear)
-    ("blocks.1.attn.hook_attn_scores", 0, 4, 2, (0, 4, 2)),            # attention score
-    ("blocks.1.attn.hook_attn_scores", 0, 1, 4, (0, 1, 4)),            # masked score
-    ("blocks.1.attn.hook_pattern", 0, 5, 3, (0, 5, 3)),                # softmax
+    ("blocks.1.attn.hook_attn_scores", 0, 2, 4, (0, 4, 2)),            # attention score (row: query 4, column: key 2)
+    ("blocks.1.attn.hook_attn_scores", 0, 4, 1, (0, 1, 4)),            # masked score: key 4 after query 1
+    ("blocks.1.attn.hook_pattern", 0, 3, 5, (0, 5, 3)),                # softmax
     ("blocks.2.attn.hook_z", 0, 5, 9, (5, 0, 9)),                      # weighted sum
     ("blocks.0.mlp.hook_pre", 0, 2, 100, (2, 100)),                    # MLP pre (linear)
     ("blocks.0.mlp.hook_post", 0, 2, 100, (2, 100)),                   # GELU
@@ -75,9 +75,9 @@ def test_formula_kinds_read_as_a_learner_expects(page: Page, live_server, nano, 
     assert tip.locator(".tt-index span").first.evaluate("e => getComputedStyle(e).color") == "rgb(47, 158, 68)"
     expect(tip.locator(".tt-template")).to_have_text("b + Σ x · W")
     expect(tip).to_contain_text("48 terms; the 5 largest:")
-    tip, _ = hover(page, "blocks.1.attn.hook_attn_scores", 0, 4, 2)
+    tip, _ = hover(page, "blocks.1.attn.hook_attn_scores", 0, 2, 4)  # query 4 (row), key 2 (column)
     expect(tip.locator(".tt-formula")).to_contain_text("q · k / 4 =")
-    tip, _ = hover(page, "blocks.1.attn.hook_pattern", 0, 5, 3)
+    tip, _ = hover(page, "blocks.1.attn.hook_pattern", 0, 3, 5)
     m, s = trace["blocks.1.attn.hook_pattern_max"][0, 5], trace["blocks.1.attn.hook_pattern_sum_exp"][0, 5]
     expect(tip.locator(".tt-formula")).to_contain_text(f"− {m:.4g}) / {s:.4g}".replace("-", "−"))
     tip, _ = hover(page, "blocks.0.ln1.hook_out", 0, 3, 40)

@@ -1,5 +1,5 @@
 // The server's API, typed. Every failure becomes an Error whose message is the server's `detail`.
-import { parseScene, type SceneData } from "./scenedata";
+import { parseScene, type ModelConfig, type SceneData } from "./scenedata";
 import type { Explanation } from "./tooltip";
 
 export interface ModelInfo {
@@ -8,7 +8,7 @@ export interface ModelInfo {
   example: string | null;
   n_params: number;
   has_weights: boolean;
-  config: { n_layer: number; n_head: number; n_embd: number; vocab_size: number; n_ctx: number };
+  config: ModelConfig;
 }
 
 async function check(res: Response): Promise<Response> {
@@ -29,7 +29,7 @@ export async function fetchModels(started?: Promise<Response>): Promise<ModelInf
   return (await check(await (started ?? fetch("/api/models")))).json();
 }
 
-export async function fetchScene(req: { model?: string; text?: string; n_pos?: number }): Promise<SceneData> {
+export async function fetchScene(req: { model?: string; text?: string; n_pos?: number; heads?: string }): Promise<SceneData> {
   return parseScene(await (await check(await post("/api/scene", req))).arrayBuffer());
 }
 

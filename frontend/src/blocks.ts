@@ -13,6 +13,7 @@ in vec4 iStyle;  // kind, scale (largest |value|), flags (1: causal mask), unuse
 in vec3 iColX;   // colour of the axis across (the ruler along the top edge)
 in vec3 iColY;   // colour of the axis down (the ruler along the left edge)
 in vec2 iCells;  // true columns and rows of the slab
+in float iFocus; // 1: drawn at full strength while others are dimmed (a hovered cell's sources)
 out vec2 vUv;
 out float vFront;
 flat out vec4 vAtlas;
@@ -21,7 +22,9 @@ flat out vec3 vColX;
 flat out vec3 vColY;
 flat out vec2 vCells;
 flat out float vSelected;
+flat out float vDim;
 uniform vec2 uSelected; // first and last instance of the selected block
+uniform float uDim;     // 1 while a hovered cell's sources are shown: the other blocks fade
 void main() {
   vec3 p = position + 0.5;
   vec3 world = vec3(iPos.x + p.x * iSize.x, iPos.y - (1.0 - p.y) * iSize.y, iPos.z - (1.0 - p.z) * iSize.z);
@@ -30,6 +33,7 @@ void main() {
   vAtlas = iAtlas; vStyle = iStyle; vColX = iColX; vColY = iColY; vCells = iCells;
   float id = float(gl_InstanceID);
   vSelected = (id >= uSelected.x && id <= uSelected.y) ? 1.0 : 0.0;
+  vDim = uDim * (1.0 - iFocus);
   gl_Position = projectionMatrix * modelViewMatrix * vec4(world, 1.0);
 }`;
 
@@ -51,6 +55,7 @@ flat in vec3 vColX;
 flat in vec3 vColY;
 flat in vec2 vCells;
 flat in float vSelected;
+flat in float vDim;
 out vec4 fragColor;
 void main() {
   int kind = int(vStyle.x + 0.5);
@@ -58,17 +63,18 @@ void main() {
     fragColor = vec4(uBand, 1.0);
     return;
   }
-  if (vFront < 0.5) {  // sides and back: the family's dark tone, shaded a little by facing
-    fragColor = vec4(uSide[kind] * (vFront < -0.5 ? 0.7 : 1.0), 1.0);
+  if (abs(vFront) < 0.5) {  // the thin sides: the family's dark tone
+    fragColor = vec4(mix(uSide[kind], vec3(0.97), 0.75 * vDim), 1.0);
     return;
   }
+  // Front and back show the cells (from behind, mirrored as through glass), so no angle hides them.
   bool hasData = vAtlas.z > 0.0;
   vec2 grid = hasData ? vAtlas.zw : vCells;
   vec2 c = vUv * grid;
   vec2 cell = min(floor(c), grid - 1.0);
   vec2 tile = hasData ? ceil(vCells / vAtlas.zw) : vec2(1.0);  // tensor cells per displayed cell
   bool causal = mod(vStyle.z, 2.0) >= 1.0;
-  bool masked = causal && cell.y * tile.y > cell.x * tile.x + tile.x - 1.0;  // key position after the query
+  bool masked = causal && cell.x * tile.x > cell.y * tile.y + tile.y - 1.0;  // a key (column) after its query (row)
   vec3 col;
   if (hasData && !masked) {
     float v = texelFetch(uAtlas, ivec2(vAtlas.xy + cell), 0).r;
@@ -97,7 +103,8 @@ void main() {
   float border = min(min(vUv.x, 1.0 - vUv.x) / fu.x, min(vUv.y, 1.0 - vUv.y) / fu.y);
   if (vSelected > 0.5 && border < 4.0) col = vec3(1.0, 0.75, 0.0);
   else if (border < 1.0) col *= 0.55;
-  fragColor = vec4(col, 1.0);
+  if (vFront < -0.5) col *= 0.85;
+  fragColor = vec4(mix(col, vec3(0.97), 0.75 * vDim), 1.0);
 }`;
 
 export interface SlabRef { block: number; slab: number }
@@ -108,6 +115,8 @@ export interface BuiltModel {
   firstInstance: number[];  // block -> its first instance
   boxes: THREE.Box3[];      // block -> its bounding box (all slabs)
   material: THREE.ShaderMaterial;
+  /** Dim every block but these (null: none dimmed). */
+  focus(blocks: Set<number> | null): void;
   dispose(): void;
 }
 
@@ -117,11 +126,12 @@ function axisColor(data: SceneData, axis: string | null): number[] {
   return axis ? hexToRgb(data.info.axes[axis].color) : NO_AXIS;
 }
 
-/** Slab `s` of a block: its top-left-front corner and thickness. */
-function slabGeometry(b: BlockInfo, s: number): { x: number; y: number; z: number; thick: number } {
+/** Slab `s` of a block (one head): its top-left-front corner and thickness. Heads sit side by side
+ * (x_step) or one behind the other (z_step). */
+export function slabGeometry(b: BlockInfo, s: number): { x: number; y: number; z: number; thick: number } {
   if (b.merged) return { x: b.x, y: b.y, z: b.z, thick: b.depth * b.z_step };
-  const thick = b.depth > 1 ? Math.min(1, b.z_step * 0.5) : 1;
-  return { x: b.x, y: b.y, z: b.z - s * b.z_step, thick };
+  const thick = b.z_step > 0 ? Math.min(1, b.z_step * 0.5) : 1;
+  return { x: b.x + s * b.x_step, y: b.y, z: b.z - s * b.z_step, thick };
 }
 
 export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
@@ -137,6 +147,7 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
   const n = slabs.length + 1; // the last instance is the residual-stream band
   const attr = (size: number) => new Float32Array(n * size);
   const iPos = attr(3), iSize = attr(3), iAtlas = attr(4), iStyle = attr(4), iColX = attr(3), iColY = attr(3), iCells = attr(2);
+  const iFocus = attr(1);
   const boxes = blocks.map(() => new THREE.Box3());
   slabs.forEach(({ block, slab }, k) => {
     const b = blocks[block];
@@ -145,14 +156,14 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
     iSize.set([b.cols, b.rows, g.thick], k * 3);
     const a = b.slabs?.[slab];
     iAtlas.set(a ? a : [0, 0, 0, 0], k * 4);
-    const causal = b.axes.includes("pos") && b.axes.includes("key_pos") ? 1 : 0;
-    iStyle.set([KINDS.indexOf(b.kind), b.scale, causal, 0], k * 4);
+    iStyle.set([KINDS.indexOf(b.kind), b.scale, b.causal ? 1 : 0, 0], k * 4);
     iColX.set(axisColor(data, b.axes[0]), k * 3);
     iColY.set(axisColor(data, b.axes[1]), k * 3);
     iCells.set([b.cols, b.rows], k * 2);
     boxes[block].expandByPoint(new THREE.Vector3(g.x + offsetX, g.y - b.rows, g.z - g.thick));
     boxes[block].expandByPoint(new THREE.Vector3(g.x + offsetX + b.cols, g.y, g.z));
   });
+  iFocus[n - 1] = 1; // the residual band never fades
   const k = n - 1;
   iPos.set([band.x + offsetX, band.y, band.z], k * 3);
   iSize.set([band.w, band.h, 0.01], k * 3);
@@ -166,7 +177,7 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
   const set = (name: string, arr: Float32Array, size: number) =>
     geometry.setAttribute(name, new THREE.InstancedBufferAttribute(arr, size));
   set("iPos", iPos, 3); set("iSize", iSize, 3); set("iAtlas", iAtlas, 4); set("iStyle", iStyle, 4);
-  set("iColX", iColX, 3); set("iColY", iColY, 3); set("iCells", iCells, 2);
+  set("iColX", iColX, 3); set("iColY", iColY, 3); set("iCells", iCells, 2); set("iFocus", iFocus, 1);
 
   const atlas = new THREE.DataTexture(data.atlas.data, data.atlas.width, data.atlas.height,
     THREE.RedFormat, THREE.HalfFloatType);
@@ -188,6 +199,7 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
       uStructure: { value: vec(STRUCTURE) },
       uBand: { value: vec("#e3f0fb") },
       uSelected: { value: new THREE.Vector2(-1, -2) },
+      uDim: { value: 0 },
     },
   });
   const mesh = new THREE.Mesh(geometry, material);
@@ -196,6 +208,11 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
   group.add(mesh, links(data, boxes), sectionFrames(data, offsetX));
   return {
     group, slabs, firstInstance, boxes, material,
+    focus(keep) {
+      material.uniforms.uDim.value = keep ? 1 : 0;
+      if (keep) slabs.forEach(({ block }, k) => (iFocus[k] = keep.has(block) ? 1 : 0));
+      (geometry.getAttribute("iFocus") as THREE.BufferAttribute).needsUpdate = true;
+    },
     dispose() {
       group.traverse((o) => {
         const m = o as THREE.Mesh;

@@ -1,10 +1,14 @@
 // Rectangles over the cells a hovered number came from (its sources) and an outline on the number itself,
 // across blocks: one instanced mesh, drawn just in front of the blocks' faces.
 import * as THREE from "three";
+import { slabGeometry } from "./blocks";
 import type { BlockInfo } from "./scenedata";
 import type { Region } from "./tooltip";
 
-const ROLE_COLORS: Record<string, number> = { input: 0xf59f00, weight: 0x7048e8, bias: 0x7048e8, aggregate: 0x2b8a3e, target: 0x000000 };
+// Outside every data palette (no data colour is a bright lime, nor black), so sources stand out at any zoom.
+export const SOURCE_COLOR = 0x66ff00;
+const ROLE_COLORS: Record<string, number> = { input: SOURCE_COLOR, weight: SOURCE_COLOR, bias: SOURCE_COLOR,
+  aggregate: SOURCE_COLOR, target: 0x000000 };
 const MAX = 512;
 
 const VERTEX = /* glsl */ `
@@ -30,7 +34,7 @@ void main() {
     if (edge > 3.0) discard;
     fragColor = vec4(edge < 1.5 ? vec3(1.0) : vColor, 1.0);
   } else {
-    fragColor = edge < 2.0 ? vec4(vColor, 0.95) : vec4(vColor, 0.28);
+    fragColor = edge < 1.2 ? vec4(0.1, 0.1, 0.1, 1.0) : edge < 3.5 ? vec4(vColor, 1.0) : vec4(vColor, 0.6);
   }
 }`;
 
@@ -97,8 +101,8 @@ export function regionRects(b: BlockInfo, r: Region): { x: number; y: number; w:
   const [s0, s1] = az && r.ranges[az] && !b.merged ? r.ranges[az] : [0, 0];
   const out = [];
   for (let s = s0; s <= s1; s++) {
-    out.push({ x: b.x + c0 * cellW, y: b.y - r0 * cellH, w: (c1 - c0 + 1) * cellW, h: (r1 - r0 + 1) * cellH,
-      z: b.merged ? b.z : b.z - s * b.z_step });
+    const g = slabGeometry(b, s);
+    out.push({ x: g.x + c0 * cellW, y: b.y - r0 * cellH, w: (c1 - c0 + 1) * cellW, h: (r1 - r0 + 1) * cellH, z: g.z });
   }
   return out;
 }

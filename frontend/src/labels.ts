@@ -12,9 +12,15 @@ export interface Label {
   compact?: string;        // shown instead of `html` while what it names is smaller than `fullPixels`
   fullPixels?: number;
   above?: boolean;         // sits above the anchor rather than below it
+  align?: "left" | "center" | "right";  // which side of the text the anchor is on (default left)
   priority?: number;       // placed before lower priorities when labels collide (default 0)
+  charWidth?: number;      // pixels per character, for collisions (default: 12 px text)
+  offsetY?: number;        // pixels up (negative) or down from the anchor, whatever the zoom
+  height?: number;         // pixels tall, for collisions (default: one line)
   data?: Record<string, string>;
 }
+
+const SHIFT = { left: "0", center: "-50%", right: "-100%" };
 
 export class LabelLayer {
   private labels: Label[] = [];
@@ -38,13 +44,15 @@ export class LabelLayer {
       if (px < l.minPixels) continue;
       const p = this.view.project(l.anchor, this.tmp);
       if (!p || p.x < -200 || p.x > w + 50 || p.y < -50 || p.y > h + 50) continue;
-      shown.push({ l, x: p.x, y: p.y, px });
+      shown.push({ l, x: p.x, y: p.y + (l.offsetY ?? 0), px });
     }
     shown.sort((a, b) => (b.l.priority ?? 0) - (a.l.priority ?? 0) || b.px - a.px);
     // Largest first; a label that would cover one already placed falls back to its short form, else hides.
     const placed: number[][] = [];
-    const fits = (x: number, y: number, text: string, above?: boolean) => {
-      const w = text.length * 6.6 + 6, top = above ? y - 16 : y, r = [x - 2, top, x + w, top + 15];
+    const fits = (l: Label, x: number, y: number, text: string) => {
+      const w = text.length * (l.charWidth ?? 6.6) + 6, h = l.height ?? 15, top = l.above ? y - h - 1 : y;
+      const left = l.align === "right" ? x - w : l.align === "center" ? x - w / 2 : x - 2;
+      const r = [left, top, left + w + 2, top + h];
       if (placed.some((p) => r[0] < p[2] && p[0] < r[2] && r[1] < p[3] && p[1] < r[3])) return false;
       placed.push(r);
       return true;
@@ -54,8 +62,8 @@ export class LabelLayer {
       if (kept.length >= this.maxVisible) break;
       const full = s.l.compact === undefined || s.px >= (s.l.fullPixels ?? Infinity);
       const text = (h: string) => h.replace(/<[^>]+>/g, "");
-      if (full && fits(s.x, s.y, text(s.l.html), s.l.above)) kept.push(s);
-      else if (s.l.compact !== undefined && fits(s.x, s.y, text(s.l.compact), s.l.above)) {
+      if (full && fits(s.l, s.x, s.y, text(s.l.html))) kept.push(s);
+      else if (s.l.compact !== undefined && fits(s.l, s.x, s.y, text(s.l.compact))) {
         kept.push({ ...s, px: Math.min(s.px, (s.l.fullPixels ?? Infinity) - 1) });
       }
     }
@@ -79,8 +87,10 @@ export class LabelLayer {
       }
       node.className = `label ${s.l.cls}${s.l.above ? " above" : ""}`;
       node.dataset.tensor = s.l.data?.tensor ?? "";
+      node.dataset.axis = s.l.data?.axis ?? "";
+      node.dataset.position = s.l.data?.position ?? "";
       node.style.display = "";
-      node.style.transform = `translate(${Math.round(s.x)}px, ${Math.round(s.y)}px)`;
+      node.style.transform = `translate(${Math.round(s.x)}px, ${Math.round(s.y)}px) translateX(${SHIFT[s.l.align ?? "left"]})`;
     });
   }
 }

@@ -4,10 +4,14 @@ import { fetchExplanation, fetchModels, fetchScene, sceneFrom, type EarlyRespons
 import { Highlights, cellRegion } from "./highlight";
 import { escapeHtml } from "./html";
 import { explanationHtml, structureHtml, type Explanation } from "./tooltip";
-import { buildModel, pick, type BuiltModel } from "./blocks";
-import { FAMILIES, KINDS, MASKED } from "./colors";
-import { LabelLayer, type Label } from "./labels";
-import { type BlockInfo, type SceneData } from "./scenedata";
+import { buildModel, pick, slabGeometry, type BuiltModel } from "./blocks";
+import { dismissIntro, introDismissed, introHtml } from "./intro";
+import { LabelLayer } from "./labels";
+import { legendHtml } from "./legend";
+import { overviewHtml } from "./overview";
+import { readoutHtml, taskHint } from "./readout";
+import { sceneLabels, shapeHtml, tileText } from "./scenelabels";
+import { type SceneData } from "./scenedata";
 import { formatCount } from "./trace";
 import { formatState, parseState, type ViewState } from "./urlstate";
 import { View } from "./view";
@@ -39,60 +43,6 @@ function showError(message: string) {
   box.hidden = message === "";
 }
 
-/** "H × T × A = 3 × 6 × 16", each axis letter in its axis colour. */
-function shapeHtml(data: SceneData, b: BlockInfo): string {
-  const ax = data.info.axes;
-  const letters = b.dims.map(([a]) => `<span style="color:${ax[a].color}">${escapeHtml(ax[a].label)}</span>`);
-  return `${letters.join(" × ")} = ${b.dims.map(([, n]) => n).join(" × ")}`;
-}
-
-/** "max |value| per 1×99 tile": rows × columns of the tensor behind each displayed cell. */
-function tileText(b: BlockInfo): string {
-  return `max |value| per ${b.tile[1]}×${b.tile[0]} tile`;
-}
-
-function blockLabels(p: Placed): Label[] {
-  const { data, offsetX } = p;
-  const info = data.info;
-  const out: Label[] = [];
-  const tokensText = info.token_strs ? ` <span class="tokens">${escapeHtml(info.token_strs.slice(0, 24).join(" "))}` +
-    `${info.token_strs.length > 24 ? " …" : ""}</span>` : "";
-  info.blocks.forEach((b) => {
-    const sampled = b.tile[0] * b.tile[1] > 1 ? ` <span class="tile">${tileText(b)}</span>` : "";
-    const short = `<b>${escapeHtml(b.short)}</b>${b.kind === "input" ? tokensText : ""}`;  // the input row says what it holds
-    const input = b.kind === "input";  // the input row's label goes under it, clear of the section title
-    out.push({ anchor: new THREE.Vector3(b.x + offsetX, input ? b.y - b.rows - 0.3 : b.y + 0.3, b.z),
-      worldSize: Math.max(b.cols, 1.5), minPixels: 14, compact: short, fullPixels: 110,
-      html: `${short} ${shapeHtml(data, b)}${sampled}`, cls: `block kind-${b.kind}`, above: !input, priority: input ? 3 : 0,
-      data: { tensor: b.tensor } });
-    if (b.depth > 1 && b.tensor.endsWith("hook_q")) {  // one note per layer: heads stack front to back
-      const text = b.merged ? `${b.depth} heads (front: head 0)` : `heads 0–${b.depth - 1}, front to back`;
-      out.push({ anchor: new THREE.Vector3(b.x + offsetX - 0.6, b.y - b.rows / 2, b.z), worldSize: b.rows,
-        minPixels: 30, html: text, cls: "head" });
-    }
-  });
-  for (const s of info.sections) {
-    out.push({ anchor: new THREE.Vector3(s.x0 + offsetX - 3, s.y0 + 3, 1), worldSize: s.x1 - s.x0, minPixels: 60,
-      html: escapeHtml(s.title), cls: `section section-${s.title.split(" ")[0].toLowerCase()}`, above: true, priority: 1 });
-  }
-  const tok = info.blocks.find((b) => b.kind === "input");
-  if (tok && info.token_strs) {
-    info.token_strs.forEach((t, i) => out.push({ anchor: new THREE.Vector3(tok.x + offsetX + i + 0.5, tok.y + 1.6, 0),
-      worldSize: 1, minPixels: 16, html: `${escapeHtml(t)}<small>${info.tokens![i]}</small>`, cls: "token", above: true }));
-  }
-  const probs = info.blocks.find((b) => b.tensor === "probs");
-  if (probs && info.predicted) {
-    info.predicted.forEach((t, i) => out.push({ anchor: new THREE.Vector3(probs.x + offsetX + i + 0.5, probs.y - probs.rows - 1, 0),
-      worldSize: 1, minPixels: 16, html: `→ ${escapeHtml(t)}`, cls: "token predicted" }));
-  }
-  const [x0, , x1] = info.bounds;
-  const m = info.model;
-  out.push({ anchor: new THREE.Vector3(x0 + offsetX, 12 + (x1 - x0) * 0.12, 0), worldSize: x1 - x0, minPixels: 0,
-    html: `${escapeHtml(m.name)}<br><small>${formatCount(m.n_params)} parameters${m.has_weights ? "" : " · structure only"}</small>`,
-    cls: "model-title", above: true, priority: 2 });
-  return out;
-}
-
 function clearScene() {
   for (const p of app.placed) {
     app.view!.scene.remove(p.built.group);
@@ -105,31 +55,71 @@ function clearScene() {
 
 function place(datas: SceneData[]) {
   clearScene();
+  // Side by side, each model a tenth of the tallest one's height from the next, so that at full height they
+  // stand apart and their titles (in staggered rows) do not cover one another.
+  const tallest = Math.max(...datas.map((d) => d.info.bounds[1] - d.info.bounds[3]));
   let x = 0;
   for (const data of datas) {
     const [bx0, , bx1] = data.info.bounds;
     const p = { data, built: buildModel(data, x - bx0), offsetX: x - bx0 };
     app.view!.scene.add(p.built.group);
     app.placed.push(p);
-    x += bx1 - bx0 + Math.max(40, (bx1 - bx0) * 0.25);
+    x += bx1 - bx0 + Math.max(40, (bx1 - bx0) * 0.25, datas.length > 1 ? tallest * 0.1 : 0);
   }
-  app.labels!.set(app.placed.flatMap(blockLabels));
+  app.labels!.set(app.placed.flatMap((p, i) => sceneLabels(p.data, p.offsetX, app.placed.length > 1 ? i : 0)));
 }
 
-/** The first view of one model: its first section (the tokens and their embeddings) and what follows just below. */
+/** The first view of one model: its first section (the input and its embeddings; a weight matrix far wider
+ * than the token path, GPT-2's 50,257-wide W_E, is left out) and the top of what follows, with room above for
+ * the model's title. */
 function homeBox(p: Placed): THREE.Box3 {
-  const s = p.data.info.sections[0];
-  if (!s) return topBox(p);
-  const h = s.y0 - s.y1;
-  return new THREE.Box3(new THREE.Vector3(s.x0 + p.offsetX - 4, s.y1 - h * 0.9, -4), new THREE.Vector3(s.x1 + p.offsetX + 4, s.y0 + 8, 1));
+  const info = p.data.info;
+  const first = info.sections.find((s) => !s.parent);
+  if (!first) return wholeBox(p);
+  if (!info.model.has_weights) return stackBox(p, first);
+  const inside = info.blocks.map((b, i) => ({ b, i })).filter(({ b }) => b.y <= first.y0 && b.y >= first.y1);
+  const path = Math.max(...inside.filter(({ b }) => b.kind !== "weight").map(({ b }) => b.cols + (b.depth - 1) * b.x_step), 1);
+  const box = new THREE.Box3();
+  for (const { b, i } of inside) if (b.kind !== "weight" || b.cols <= 4 * path) box.union(p.built.boxes[i]);
+  const h = first.y0 - first.y1;
+  box.min.y = first.y1 - 0.6 * h;  // the start of the first layer, below
+  box.max.y = first.y0 + 0.25 * h;  // the section's and the model's titles, above
+  return box;
 }
 
-/** The part of a model to show first: its top, about as tall as it is wide. */
-function topBox(p: Placed): THREE.Box3 {
+/** A model without numbers: its stack of layers and the token path into it (without the vocabulary-wide
+ * embedding and unembedding matrices), with its title. */
+function stackBox(p: Placed, first: { y0: number }): THREE.Box3 {
+  const sections = p.data.info.sections;
+  const layers = sections.filter((s) => sections.some((k) => k.parent === s.key));  // a layer holds its attention and MLP
+  const x0 = Math.min(...layers.map((s) => s.x0)), x1 = Math.max(...layers.map((s) => s.x1));
+  // The stack from the top, at most four screen-widths tall: GPT-2's twelve layers whole, GPT-3's first ones.
+  const y1 = Math.max(Math.min(...layers.map((s) => s.y1)), first.y0 - 4 * (x1 - x0) / app.view!.camera.aspect);
+  const h = first.y0 - y1;
+  return new THREE.Box3(new THREE.Vector3(x0 + p.offsetX - 6, y1, -4), new THREE.Vector3(x1 + p.offsetX + 6, first.y0 + 0.05 * h, 1));
+}
+
+/** All of one model, its title included. */
+function wholeBox(p: Placed): THREE.Box3 {
   const [x0, y0, x1, y1] = p.data.info.bounds;
-  const h = Math.min(y0 - y1, (x1 - x0) * 0.75);
-  return new THREE.Box3(new THREE.Vector3(x0 + p.offsetX, y0 - h, -4),
-    new THREE.Vector3(x1 + p.offsetX, y0 + 14 + (x1 - x0) * 0.14, 1));
+  const h = y0 - y1;
+  return new THREE.Box3(new THREE.Vector3(x0 + p.offsetX - 6, y1 - 6, -4), new THREE.Vector3(x1 + p.offsetX + 6, y0 + 0.04 * h + 12, 1));
+}
+
+/** A box with room above it for the models' titles (drawn 30 px above their anchors, in staggered rows). */
+function withTitles(box: THREE.Box3): THREE.Box3 {
+  box.max.y += (app.placed.length > 1 ? 0.25 : 0.08) * (box.max.y - box.min.y);
+  return box;
+}
+
+/** Everything on screen: every placed model whole. */
+function allBox(): THREE.Box3 {
+  return app.placed.map(wholeBox).reduce((a, b) => a.union(b));
+}
+
+function sectionBox(p: Placed, key: string): THREE.Box3 | null {
+  const s = p.data.info.sections.find((x) => x.key === key);
+  return s ? new THREE.Box3(new THREE.Vector3(s.x0 + p.offsetX - 6, s.y1 - 6, -4), new THREE.Vector3(s.x1 + p.offsetX + 6, s.y0 + 8, 1)) : null;
 }
 
 function updateNotice() {
@@ -147,7 +137,26 @@ function writeUrl() {
   const s = app.state;
   s.camera = [...v.camera.position.toArray(), ...v.controls.target.toArray()] as ViewState["camera"];
   s.block = app.selected ? app.selected.placed.data.info.blocks[app.selected.block].tensor : undefined;
+  const c = app.hover.pinned;
+  s.cell = c ? { tensor: c.placed.data.info.blocks[c.block].tensor, slab: c.slab, col: c.col, row: c.row } : undefined;
   history.replaceState(null, "", formatState(s) || location.pathname);
+}
+
+/** A narrow screen (a phone): one panel at a time. */
+function narrow(): boolean {
+  return window.innerWidth <= 640;
+}
+
+/** On a narrow screen, opening one panel closes the others. */
+function onlyPanel(keep: string) {
+  if (!narrow()) return;
+  for (const id of ["#selection", "#map", "#tooltip", "#intro"]) if (id !== keep) $<HTMLElement>(id).hidden = true;
+  const legend = document.querySelector<HTMLDetailsElement>("#legend-box");
+  if (legend && keep !== "#legend") legend.open = false;
+  if (keep !== "#tooltip" && app.hover.pinned) {
+    app.hover.pinned = null;
+    hideTooltip();
+  }
 }
 
 function select(hit: { placed: Placed; block: number } | null) {
@@ -163,6 +172,10 @@ function select(hit: { placed: Placed; block: number } | null) {
     const n = b.merged ? 1 : b.depth;
     placed.built.material.uniforms.uSelected.value.set(first, first + n - 1);
     const op = b.op ? placed.data.info.ops[b.op] : null;
+    if (narrow()) {  // a phone shows the tapped cell's tooltip, which names the block too: one panel at a time
+      app.view!.requestRender();
+      return;
+    }
     panel.hidden = false;
     panel.innerHTML = `<h3>${escapeHtml(b.title)}</h3><code>${escapeHtml(b.tensor)}</code>
       <p>${shapeHtml(placed.data, b)} · ${b.kind}</p>
@@ -210,6 +223,7 @@ function placeTooltip(clientX: number, clientY: number) {
 function hideTooltip() {
   tooltipEl().hidden = true;
   app.highlights.clear();
+  for (const p of app.placed) p.built.focus(null);
   app.hover.key = "";
   app.view?.requestRender();
 }
@@ -218,6 +232,42 @@ function unpin() {
   app.hover.pinned = null;
   tooltipEl().classList.remove("pinned");
   hideTooltip();
+}
+
+/** The camera moved: the cell under the pointer is another one, so an unpinned tooltip goes; a pinned one
+ * follows its cell. */
+function onCameraMove() {
+  const c = app.hover.pinned;
+  if (!c) {
+    if (!tooltipEl().hidden) hideTooltip();
+    return;
+  }
+  const p = cellScreenPoint(c);
+  if (p) placeTooltip(p.x, p.y);
+}
+
+/** Where a displayed cell is on screen, in client pixels (null: behind the camera). */
+function cellScreenPoint(c: CellRef): { x: number; y: number } | null {
+  const b = c.placed.data.info.blocks[c.block];
+  const grid = b.slabs?.[c.slab] ? [b.slabs[c.slab][2], b.slabs[c.slab][3]] : [b.cols, b.rows];
+  const g = slabGeometry(b, c.slab);
+  const s = app.view!.project(new THREE.Vector3(g.x + c.placed.offsetX + (c.col + 0.5) * b.cols / grid[0],
+    b.y - (c.row + 0.5) * b.rows / grid[1], g.z));
+  const r = app.view!.canvas.getBoundingClientRect();
+  return s ? { x: s.x + r.left, y: s.y + r.top } : null;
+}
+
+/** A link's pinned cell: pinned again, its tooltip shown beside it. */
+function pinCellFromState(cell: NonNullable<ViewState["cell"]>) {
+  const hit = findBlock(cell.tensor);
+  if (!hit) return;
+  const b = hit.placed.data.info.blocks[hit.block];
+  const grid = b.slabs?.[cell.slab] ? [b.slabs[cell.slab][2], b.slabs[cell.slab][3]] : [b.cols, b.rows];
+  if (cell.slab >= (b.merged ? 1 : b.depth) || cell.col >= grid[0] || cell.row >= grid[1]) return;
+  const c = { ...hit, slab: cell.slab, col: cell.col, row: cell.row };
+  app.hover.pinned = c;
+  const p = cellScreenPoint(c) ?? { x: 40, y: 80 };
+  void showCell(c, p.x, p.y, performance.now(), true);
 }
 
 /** Explain a cell: ask the server (once per cell), then show the tooltip and highlight its sources. */
@@ -255,13 +305,18 @@ async function showCell(c: CellRef, clientX: number, clientY: number, t0: number
     regions = [...e.sources, e.target];
   }
   tip.classList.toggle("pinned", pinned);
+  if (pinned) onlyPanel("#tooltip");
   tip.hidden = false;
   placeTooltip(clientX, clientY);
   const find = (tensor: string) => {
     const i = info.blocks.findIndex((x) => x.tensor === tensor);
     return i < 0 ? null : { block: info.blocks[i], offsetX: c.placed.offsetX };
   };
-  app.highlights.set(regions.length ? regions : [{ tensor: b.tensor, ranges: cellRegion(b, c.slab, c.col, c.row), role: "target" }], find);
+  const shown = regions.length ? regions : [{ tensor: b.tensor, ranges: cellRegion(b, c.slab, c.col, c.row), role: "target" }];
+  app.highlights.set(shown, find);
+  // The blocks the number came from stay; the rest fade, so the sources stand out at any zoom.
+  const sources = new Set(shown.map((r) => info.blocks.findIndex((x) => x.tensor === r.tensor)));
+  for (const p of app.placed) p.built.focus(p === c.placed ? sources : new Set());
   const v = app.view!;
   const previous = v.onRender;
   v.onRender = () => {  // the latency ends when the frame with the highlights is drawn
@@ -307,43 +362,63 @@ function movePinned(key: string): boolean {
   return true;
 }
 
+/** Load and show the view the state names. A link with an unknown model or an input the model refuses says
+ * so, keeps the input field to correct it, and shows the model's own example instead of nothing. A failure
+ * after the first view keeps the view as it was. */
 async function loadView(early?: Promise<SceneData>) {
   const seq = ++app.loadSeq;
   const s = app.state;
   const status = $<HTMLSpanElement>("#status");
   status.textContent = "computing…";
   showError("");
+  const problems: string[] = [];
+  const heads = s.heads ?? "side";
   try {
     let datas: SceneData[];
     if (s.view === "scale") {
-      const nano = await fetchScene({ model: "nano-gpt" });
+      const nano = await fetchScene({ model: "nano-gpt", heads });
       const rest = await Promise.all(SCALE_MODELS.slice(1).filter((m) => app.models.some((x) => x.name === m))
-        .map((m) => fetchScene({ model: m, n_pos: nano.info.n_pos })));
+        .map((m) => fetchScene({ model: m, n_pos: nano.info.n_pos, heads })));
       datas = [nano, ...rest];
     } else {
-      const info = app.models.find((m) => m.name === s.model) ?? app.models[0];
+      let info = app.models.find((m) => m.name === s.model);
+      if (!info) {
+        if (s.model) problems.push(`unknown model '${s.model}': this server has ${app.models.map((m) => m.name).join(", ")}; showing ${app.models[0].name}`);
+        info = app.models[0];
+        early = undefined;
+        delete s.input;
+      }
       s.model = info.name;
       const text = info.has_weights ? (s.input ?? info.example ?? undefined) : undefined;
       if (info.has_weights && text !== undefined) s.input = text;
       else delete s.input;
-      datas = [await (early ?? fetchScene({ model: info.name, text }))];
+      syncControls();  // the input field is there to correct, whatever happens next
+      try {
+        datas = [await (early ?? fetchScene({ model: info.name, text, heads }))];
+      } catch (e) {
+        if (app.placed.length || !info.has_weights || text === info.example) throw e;
+        // A first view whose input is refused: say why, and show the model's example meanwhile.
+        problems.push(`${(e as Error).message} (showing the example ${info.example} instead)`);
+        datas = [await fetchScene({ model: info.name, text: info.example ?? undefined, heads })];
+      }
     }
     if (seq !== app.loadSeq) return;
     place(datas);
     app.view!.ready = true;
     updateNotice();
-    flyButtons();
+    scaleBars();
     syncControls();
+    updatePanels();
     const v = app.view!;
-    const home = app.placed.length > 1
-      ? v.framing(app.placed.map(topBox).reduce((a, b) => a.union(b)))
-      : v.framing(homeBox(app.placed[0]));
+    const home = v.framing(app.placed.length > 1 ? withTitles(allBox()) : homeBox(app.placed[0]), 1.05);
     v.setHome(...home);
+    const target = s.block ? findBlock(s.block) : null;
     if (s.camera) {
       v.flyTo(new THREE.Vector3(...s.camera.slice(0, 3)), new THREE.Vector3(...s.camera.slice(3)), 0);
+    } else if (target) {
+      v.flyTo(...v.framing(target.placed.built.boxes[target.block], 1.6), 0);  // a link to a block shows it
     } else v.goHome(false);
-    if (s.block) select(findBlock(s.block));
-    writeUrl();
+    if (target) select(target);
     status.textContent = "";
     v.onRender = () => {
       app.labels!.update();
@@ -353,47 +428,70 @@ async function loadView(early?: Promise<SceneData>) {
       }
     };
     v.renderNow(); // the first frame of a new scene does not wait for the next animation frame
+    if (s.cell) pinCellFromState(s.cell);
+    writeUrl();
+    showError(problems.join(" · "));
   } catch (e) {
     if (seq !== app.loadSeq) return;
     status.textContent = "";
-    showError((e as Error).message);
+    showError([...problems, (e as Error).message].join(" · "));
   }
 }
 
-/** In the scale view, one button per model that flies the camera to it. */
-function flyButtons() {
-  const box = $<HTMLDivElement>("#flyto");
-  box.hidden = app.placed.length < 2;
-  box.replaceChildren(...(app.placed.length < 2 ? [] : app.placed.map((p) => {
-    const b = document.createElement("button");
-    b.type = "button";
-    b.textContent = `${p.data.info.model.name} · ${formatCount(p.data.info.model.n_params)}`;
-    b.addEventListener("click", () => app.view!.flyTo(...app.view!.framing(topBox(p)), 1200));
-    return b;
-  })));
+/** The readout, the map, the legend and (on a first visit) the intro card, for what is on screen now. */
+function updatePanels() {
+  const one = app.placed.length === 1 ? app.placed[0].data.info : undefined;
+  const readout = $<HTMLDivElement>("#readout");
+  readout.innerHTML = one ? readoutHtml(one) : "";
+  readout.hidden = readout.innerHTML === "";
+  $<HTMLDivElement>("#map-body").innerHTML = one ? overviewHtml(one.sections) : "";
+  $<HTMLButtonElement>("#map-toggle").hidden = !one;
+  if (!one) $<HTMLDivElement>("#map").hidden = true;
+  $<HTMLDivElement>("#legend").innerHTML = legendHtml(app.placed[0]?.data.info);
+  if (narrow()) ($<HTMLDetailsElement>("#legend-box")).open = false;
+  const intro = $<HTMLDivElement>("#intro");
+  intro.hidden = !one || introDismissed();
+  if (!intro.hidden && one) intro.innerHTML = introHtml(one, matchMedia("(pointer: coarse)").matches);
+}
+
+/** In the scale view: each model's parameter count as a bar on a log scale (a click flies to the model), and
+ * nano-gpt, too small to see beside GPT-3, enlarged in its own inset. */
+function scaleBars() {
+  const box = $<HTMLDivElement>("#scalebars");
+  const scale = app.placed.length > 1;
+  box.hidden = !scale;
+  $<HTMLDivElement>("#inset-label").hidden = !scale;
+  app.view!.inset = scale ? { box: wholeBox(app.placed[0]), width: 220, height: 170, only: app.placed[0].built.group } : null;
+  if (!scale) return;
+  const counts = app.placed.map((p) => p.data.info.model.n_params);
+  const lo = Math.floor(Math.log10(Math.min(...counts))), hi = Math.ceil(Math.log10(Math.max(...counts)));
+  const rows = app.placed.map((p, i) => {
+    const m = p.data.info.model, w = ((Math.log10(m.n_params) - lo + 0.3) / (hi - lo + 0.3)) * 100;
+    return `<button type="button" class="bar-row" data-model="${i}"><span class="bar-name">${escapeHtml(m.name)}</span>
+      <span class="bar-track"><span class="bar-fill" style="width:${w.toFixed(1)}%"></span></span>
+      <span class="bar-count">${formatCount(m.n_params)}</span></button>`;
+  });
+  box.innerHTML = `<div class="bars-title">parameters (log scale: each step is ×10)</div>${rows.join("")}`;
+  const big = app.placed[app.placed.length - 1].data.info.model, nano = app.placed[0].data.info.model;
+  $<HTMLDivElement>("#inset-label").textContent = `${nano.name}, enlarged: ${formatCount(nano.n_params)} parameters, ` +
+    `1/${formatCount(Math.round(big.n_params / nano.n_params))} of ${big.name}`;
 }
 
 function syncControls() {
   const s = app.state;
   const info = app.models.find((m) => m.name === s.model);
-  $<HTMLSelectElement>("#model").value = s.view === "scale" ? "" : s.model ?? "";
+  const select_ = $<HTMLSelectElement>("#model");
+  select_.value = s.view === "scale" ? "__scale" : s.model ?? "";  // the scale view has its own entry
   const input = $<HTMLInputElement>("#prompt");
   const canType = s.view !== "scale" && !!info?.has_weights;
   $<HTMLFormElement>("#run").hidden = !canType;
   if (canType && s.input !== undefined) input.value = s.input;
+  const hint = info && canType ? taskHint(info.name, info.config) : "";
+  input.placeholder = hint || "type an input";
+  input.title = hint;
+  $<HTMLSpanElement>("#task").textContent = hint;
   $<HTMLButtonElement>("#scale").setAttribute("aria-pressed", String(s.view === "scale"));
-}
-
-function legend(data: SceneData | undefined) {
-  const kinds = KINDS.filter((k) => k !== "input").map((k) => {
-    const f = FAMILIES[k];
-    return `<div class="legend-row"><span class="bar" style="background:linear-gradient(90deg, ${f.negative}, #fff, ${f.positive})"></span>${f.label}</div>`;
-  });
-  kinds.push(`<div class="legend-row"><span class="bar masked" style="background:${MASKED}"></span>masked: a future position</div>`);
-  kinds.push(`<div class="legend-note">each block: −scale · 0 · +scale (click a block for its scale)</div>`);
-  const axes = data ? Object.entries(data.info.axes).map(([name, a]) =>
-    `<span class="axis" title="${escapeHtml(a.description)}"><span style="color:${a.color}">■ ${escapeHtml(a.label)}</span> ${name}</span>`) : [];
-  $<HTMLDivElement>("#legend").innerHTML = kinds.join("") + `<div class="axes">${axes.join("")}</div>`;
+  $<HTMLButtonElement>("#heads").setAttribute("aria-pressed", String(s.heads === "stack"));
 }
 
 function onKey(ev: KeyboardEvent) {
@@ -460,6 +558,7 @@ async function start() {
   const view = (app.view = new View(canvas));
   app.labels = new LabelLayer($<HTMLDivElement>("#labels"), view);
   view.onCameraEnd = writeUrl;
+  view.onCameraMove = onCameraMove;
   // The first scene is requested at once, beside the model list (the server picks its first model if the
   // link names none), so the first frame waits for one round trip, not two.
   const s0 = app.state;
@@ -476,21 +575,60 @@ async function start() {
   const select_ = $<HTMLSelectElement>("#model");
   select_.replaceChildren(...app.models.map((m) => Object.assign(document.createElement("option"), {
     value: m.name, textContent: `${m.name} · ${formatCount(m.n_params)}${m.has_weights ? "" : " · structure only"}`,
-  })));
+  })), Object.assign(document.createElement("option"), { value: "__scale", textContent: "scale view" }));
   select_.addEventListener("change", () => {
-    app.state = { model: select_.value };
+    app.state = select_.value === "__scale" ? { view: "scale" } : { model: select_.value, heads: app.state.heads };
     void loadView();
   });
   $<HTMLFormElement>("#run").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    app.state = { model: app.state.model, input: $<HTMLInputElement>("#prompt").value };
+    app.state = { model: app.state.model, input: $<HTMLInputElement>("#prompt").value, heads: app.state.heads };
     void loadView();
   });
   $<HTMLButtonElement>("#scale").addEventListener("click", () => {
     app.state = app.state.view === "scale" ? { model: "nano-gpt" } : { view: "scale" };
     void loadView();
   });
+  $<HTMLButtonElement>("#heads").addEventListener("click", () => {
+    const { model, input, view: v } = app.state;
+    app.state = { model, input, view: v, heads: app.state.heads === "stack" ? undefined : "stack" };
+    void loadView();
+  });
   $<HTMLButtonElement>("#home").addEventListener("click", () => view.goHome());
+  $<HTMLButtonElement>("#fit").addEventListener("click", () => app.placed.length && view.flyTo(...view.framing(withTitles(allBox()), 1.05)));
+  $<HTMLButtonElement>("#menu").addEventListener("click", () => document.body.classList.toggle("menu-open"));
+  $<HTMLButtonElement>("#map-toggle").addEventListener("click", () => {
+    const map = $<HTMLDivElement>("#map");
+    map.hidden = !map.hidden;
+    if (!map.hidden) onlyPanel("#map");
+  });
+  $<HTMLDivElement>("#map").addEventListener("click", (e) => {
+    const key = (e.target as HTMLElement).closest<HTMLElement>("[data-section]")?.dataset.section;
+    const p = app.placed[0];
+    if (!key || !p) return;
+    const box = key === "*" ? withTitles(allBox()) : sectionBox(p, key);
+    if (box) view.flyTo(...view.framing(box, 1.1));
+    if (narrow()) $<HTMLDivElement>("#map").hidden = true;
+  });
+  $<HTMLDivElement>("#intro").addEventListener("click", (e) => {
+    const action = (e.target as HTMLElement).closest<HTMLElement>("[data-intro]")?.dataset.intro;
+    if (!action) return;
+    dismissIntro();
+    $<HTMLDivElement>("#intro").hidden = true;
+    if (action === "all" && app.placed.length) view.flyTo(...view.framing(withTitles(allBox()), 1.05));
+  });
+  $<HTMLDivElement>("#scalebars").addEventListener("click", (e) => {
+    const i = (e.target as HTMLElement).closest<HTMLElement>("[data-model]")?.dataset.model;
+    if (i !== undefined) view.flyTo(...view.framing(wholeBox(app.placed[Number(i)])), 1200);
+  });
+  $<HTMLDivElement>("#legend").addEventListener("toggle", (e) => {
+    if ((e.target as HTMLDetailsElement).open) onlyPanel("#legend");
+  }, true);
+  const touch = matchMedia("(pointer: coarse)").matches;
+  $<HTMLDivElement>("#help").textContent = touch
+    ? "tap a cell: its value and formula · drag: pan · pinch: zoom · two fingers: rotate · Map: go anywhere"
+    : "hover a cell: its value and formula · click or Enter: pin · drag: pan · right-drag: rotate · wheel: zoom · " +
+      "double-click: fly to a block · arrows/WASD, +/−, Home";
   window.addEventListener("keydown", onKey);
   let down = { x: 0, y: 0 };
   canvas.addEventListener("pointerdown", (e) => (down = { x: e.clientX, y: e.clientY }));
@@ -519,14 +657,14 @@ async function start() {
   view.scene.add(app.highlights.mesh);
   canvas.addEventListener("dblclick", (e) => {
     const hit = pickAt(e.clientX, e.clientY);
+    unpin();  // the double-click's clicks pinned a tooltip: a fly-to is not a pin
     if (!hit) return;
     const box = hit.placed.built.boxes[hit.block];
     view.flyTo(...view.framing(box, 1.6));
   });
-  legend(undefined);
+  $<HTMLDivElement>("#legend").innerHTML = legendHtml(undefined);
   const known = !s0.model || app.models.some((m) => m.name === s0.model);
   await loadView(known ? early : undefined);
-  if (app.placed[0]) legend(app.placed[0].data);
 }
 
 // For tests and benchmarks: what is drawn, and how fast.
@@ -560,14 +698,15 @@ Object.assign(window, {
     }),
     blockScreenPoint: (tensor: string, slab = 0, col = 0, row = 0) => {
       const hit = findBlock(tensor);
-      if (!hit) return null;
-      const b = hit.placed.data.info.blocks[hit.block];
-      const grid = b.slabs?.[slab] ? [b.slabs[slab][2], b.slabs[slab][3]] : [b.cols, b.rows];
-      const p = new THREE.Vector3(b.x + hit.placed.offsetX + (col + 0.5) * b.cols / grid[0],
-        b.y - (row + 0.5) * b.rows / grid[1], b.merged ? b.z : b.z - slab * b.z_step);
-      const s = app.view!.project(p);
-      const r = app.view!.canvas.getBoundingClientRect();
-      return s ? { x: s.x + r.left, y: s.y + r.top } : null;
+      return hit ? cellScreenPoint({ ...hit, slab, col, row }) : null;
+    },
+    /** The screen rectangle of all placed models' bounds (client pixels). */
+    modelScreenBox: () => {
+      const box = allBox(), r = app.view!.canvas.getBoundingClientRect();
+      const pts = [box.min.x, box.max.x].flatMap((x) => [box.min.y, box.max.y].map((y) => app.view!.project(new THREE.Vector3(x, y, 0))));
+      if (pts.some((p) => !p)) return null;
+      const xs = pts.map((p) => p!.x + r.left), ys = pts.map((p) => p!.y + r.top);
+      return { left: Math.min(...xs), right: Math.max(...xs), top: Math.min(...ys), bottom: Math.max(...ys) };
     },
     camera: () => [...app.view!.camera.position.toArray(), ...app.view!.controls.target.toArray()],
     hoverMs: () => app.hover.lastMs,

@@ -2,7 +2,7 @@
 import { parseTrace } from "./trace";
 import type { Kind } from "./colors";
 
-export interface AxisInfo { label: string; description: string; color: string }
+export interface AxisInfo { label: string; description: string; color: string; named_by?: string | null }
 
 export interface BlockInfo {
   tensor: string;
@@ -21,20 +21,36 @@ export interface BlockInfo {
   x: number;
   y: number;
   z: number;
-  z_step: number;
+  z_step: number; // distance between heads stacked in depth
+  x_step: number; // distance between heads side by side
+  causal: boolean; // a key after its query is masked: columns (keys) right of the diagonal
   dims: [string, number][]; // the tensor's axes, in its own order, with their sizes
   tile: [number, number]; // tensor cells per displayed cell, across and down
   scale: number;
   slabs: [number, number, number, number][] | null; // atlas x, y, width, height per slab
 }
 
-export interface Section { key: string; title: string; x0: number; x1: number; y0: number; y1: number }
+export interface Section { key: string; title: string; parent: string | null; x0: number; x1: number; y0: number; y1: number }
+
+export interface Candidate { id: number; token: string; prob: number }
+
+export interface Prediction {
+  position: number;
+  top: Candidate[];
+  answer: { ids: number[]; tokens: string[]; text: string; probs: number[] } | null;
+}
+
+export interface ModelConfig {
+  n_layer: number; n_head: number; n_embd: number; vocab_size: number; n_ctx: number;
+  task?: string; task_tokens?: number | null; answer_tokens?: number | null;
+  [key: string]: unknown;
+}
 
 export interface SceneInfo {
-  model: { name: string; n_params: number; has_weights: boolean; description: string; config: Record<string, unknown> };
+  model: { name: string; n_params: number; has_weights: boolean; description: string; config: ModelConfig };
   n_pos: number;
   axes: Record<string, AxisInfo>;
-  ops: Record<string, { formula: string; description: string }>;
+  ops: Record<string, { formula: string; description: string; symbol?: string | null }>;
   blocks: BlockInfo[];
   links: [number, number][];
   sections: Section[];
@@ -43,6 +59,8 @@ export interface SceneInfo {
   tokens?: number[];
   token_strs?: string[];
   predicted?: string[];
+  axis_names?: Record<string, string[]>; // what each index of a named axis stands for (tokens)
+  prediction?: Prediction | null;
 }
 
 export interface SceneData {

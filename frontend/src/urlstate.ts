@@ -1,11 +1,16 @@
 // The view's state in the URL, so that a copied link opens the same view:
-//   ?model=nano-gpt&input=CBABBC&cam=px,py,pz,tx,ty,tz&block=blocks.0.attn.hook_q&view=scale
+//   ?model=nano-gpt&input=CBABBC&cam=px,py,pz,tx,ty,tz&block=blocks.0.attn.hook_q&cell=blocks.0.attn.hook_q:1,3,7
+//   &heads=stack&view=scale
+
+export interface CellState { tensor: string; slab: number; col: number; row: number }
 
 export interface ViewState {
   model?: string;
   input?: string;
   camera?: [number, number, number, number, number, number]; // position, then target
   block?: string;
+  cell?: CellState; // the pinned cell: a displayed cell of a block (slab = head)
+  heads?: "stack"; // heads stacked in depth (default: side by side)
   view?: "model" | "scale";
 }
 
@@ -20,6 +25,9 @@ export function parseState(search: string): ViewState {
   if (cam && cam.length === 6 && cam.every(Number.isFinite)) s.camera = cam as ViewState["camera"];
   const block = q.get("block");
   if (block) s.block = block;
+  const cell = q.get("cell")?.match(/^(.+):(\d+),(\d+),(\d+)$/);
+  if (cell) s.cell = { tensor: cell[1], slab: Number(cell[2]), col: Number(cell[3]), row: Number(cell[4]) };
+  if (q.get("heads") === "stack") s.heads = "stack";
   if (q.get("view") === "scale") s.view = "scale";
   return s;
 }
@@ -31,8 +39,10 @@ export function formatState(s: ViewState): string {
   if (s.view === "scale") q.set("view", "scale");
   if (s.model) q.set("model", s.model);
   if (s.input !== undefined) q.set("input", s.input);
+  if (s.heads) q.set("heads", s.heads);
   if (s.camera) q.set("cam", s.camera.map(round).join(","));
   if (s.block) q.set("block", s.block);
+  if (s.cell) q.set("cell", `${s.cell.tensor}:${s.cell.slab},${s.cell.col},${s.cell.row}`);
   const text = q.toString();
   return text ? `?${text}` : "";
 }

@@ -15,6 +15,10 @@ export class View {
   ready = false; // nothing is drawn before the first scene is placed (an empty frame would only cost time)
   onRender: () => void = () => {};
   onCameraEnd: () => void = () => {};
+  onCameraMove: () => void = () => {}; // each time the camera changes: what was under the pointer no longer is
+  /** A second, smaller view in the bottom-right corner that frames this box (the scale view's nano-gpt inset). */
+  inset: { box: THREE.Box3; width: number; height: number; only: THREE.Object3D } | null = null;
+  private insetCamera = new THREE.PerspectiveCamera(35, 1, 0.1, 1e6);
 
   constructor(readonly canvas: HTMLCanvasElement) {
     this.renderer = new THREE.WebGLRenderer({ canvas, antialias: false, powerPreference: "high-performance" });
@@ -26,7 +30,15 @@ export class View {
     c.screenSpacePanning = true;
     c.mouseButtons = { LEFT: THREE.MOUSE.PAN, MIDDLE: THREE.MOUSE.DOLLY, RIGHT: THREE.MOUSE.ROTATE };
     c.touches = { ONE: THREE.TOUCH.PAN, TWO: THREE.TOUCH.DOLLY_ROTATE };
-    c.addEventListener("change", () => this.requestRender());
+    // Rotation stays within angles where the blocks' faces, and so their cells, face the camera.
+    c.minAzimuthAngle = -1.1;
+    c.maxAzimuthAngle = 1.1;
+    c.minPolarAngle = 0.45;
+    c.maxPolarAngle = Math.PI - 0.45;
+    c.addEventListener("change", () => {
+      this.onCameraMove();
+      this.requestRender();
+    });
     c.addEventListener("end", () => this.onCameraEnd());
     new ResizeObserver(() => this.resize()).observe(canvas.parentElement!);
     this.resize();
@@ -61,8 +73,35 @@ export class View {
     this.camera.far = d * 400 + 1e3;
     this.camera.updateProjectionMatrix();
     this.renderer.render(this.scene, this.camera);
+    if (this.inset) this.renderInset(this.inset);
     this.frames++;
     this.onRender();
+  }
+
+  private renderInset(inset: NonNullable<View["inset"]>): void {
+    const r = this.renderer, size = r.getSize(new THREE.Vector2());
+    const cam = this.insetCamera;
+    cam.aspect = inset.width / inset.height;
+    const [pos, target] = this.framing(inset.box, 1.1, cam);
+    cam.position.copy(pos);
+    cam.lookAt(target);
+    cam.near = pos.distanceTo(target) / 2000;
+    cam.far = pos.distanceTo(target) * 400;
+    cam.updateProjectionMatrix();
+    const x = size.x - inset.width - 10, y = 10;  // from the bottom-left, in CSS pixels
+    r.setScissorTest(true);
+    r.setScissor(x, y, inset.width, inset.height);
+    r.setViewport(x, y, inset.width, inset.height);
+    const clear = r.getClearColor(new THREE.Color());
+    r.setClearColor(0xffffff);
+    r.clear();
+    const shown = this.scene.children.map((c) => c.visible);
+    this.scene.children.forEach((c) => (c.visible = c === inset.only));  // the inset shows its subject alone
+    r.render(this.scene, cam);
+    this.scene.children.forEach((c, i) => (c.visible = shown[i]));
+    r.setClearColor(clear);
+    r.setScissorTest(false);
+    r.setViewport(0, 0, size.x, size.y);
   }
 
   setHome(position: THREE.Vector3, target: THREE.Vector3): void {
@@ -75,6 +114,7 @@ export class View {
 
   /** Move the camera smoothly (ms > 0) or at once to a position looking at a target. */
   flyTo(position: THREE.Vector3, target: THREE.Vector3, ms = 700): void {
+    this.onCameraMove();
     if (ms <= 0) {
       this.camera.position.copy(position);
       this.controls.target.copy(target);
@@ -110,10 +150,10 @@ export class View {
   }
 
   /** A camera that shows the box whole, seen from the front, a little from the right and above. */
-  framing(box: THREE.Box3, margin = 1.15): [THREE.Vector3, THREE.Vector3] {
+  framing(box: THREE.Box3, margin = 1.15, camera = this.camera): [THREE.Vector3, THREE.Vector3] {
     const size = box.getSize(new THREE.Vector3()), center = box.getCenter(new THREE.Vector3());
-    const fov = THREE.MathUtils.degToRad(this.camera.fov);
-    const fitH = size.y / 2 / Math.tan(fov / 2), fitW = size.x / 2 / Math.tan(fov / 2) / this.camera.aspect;
+    const fov = THREE.MathUtils.degToRad(camera.fov);
+    const fitH = size.y / 2 / Math.tan(fov / 2), fitW = size.x / 2 / Math.tan(fov / 2) / camera.aspect;
     const dist = Math.max(fitH, fitW, 5) * margin + size.z;
     const dir = new THREE.Vector3(0.12, 0.08, 1).normalize();
     return [center.clone().addScaledVector(dir, dist), center];
@@ -129,6 +169,7 @@ export class View {
     this.camera.position.add(move);
     this.controls.target.add(move);
     this.controls.update();
+    this.onCameraMove();
   }
 
   /** Zoom by a factor towards the target (keyboard). */
@@ -136,6 +177,7 @@ export class View {
     const offset = this.camera.position.clone().sub(this.controls.target).multiplyScalar(factor);
     this.camera.position.copy(this.controls.target).add(offset);
     this.controls.update();
+    this.onCameraMove();
   }
 
   /** The ray under a point of the canvas, in client pixels. */

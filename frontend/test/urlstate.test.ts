@@ -5,13 +5,13 @@ import { valueColor } from "../src/colors";
 
 test("view state survives a round trip through the URL", () => {
   const s = { model: "gpt2", input: "A B&C", camera: [1.5, -2, 300, 0, -10.25, 0] as [number, number, number, number, number, number],
-    block: "blocks.0.attn.hook_q" };
+    block: "blocks.0.attn.hook_q", cell: { tensor: "blocks.0.attn.hook_q", slab: 2, col: 3, row: 7 }, heads: "stack" as const };
   assert.deepEqual(parseState(formatState(s)), s);
   assert.deepEqual(parseState(formatState({ view: "scale" })), { view: "scale" });
 });
 
 test("bad URL values are ignored, not fatal", () => {
-  assert.deepEqual(parseState("?cam=1,2,x&view=nope"), {});
+  assert.deepEqual(parseState("?cam=1,2,x&view=nope&cell=probs:1,x,2&heads=sideways"), {});
   assert.deepEqual(parseState("?cam=1,2,3"), {});
   assert.deepEqual(parseState(""), {});
 });

@@ -23,6 +23,7 @@ from .graph import Graph, TensorSpec
 
 GAP = 3.0  # cells between blocks in a row
 HEAD_GAP = 1.0  # cells between heads laid side by side
+WIDE_WEIGHT = 4  # a weight this many times wider than its row's activations sits at the row's end
 ROW_GAP = 10.0  # cells between rows
 MERGE_HEADS_ABOVE = 32  # with more heads, a stack is one box (bounded draw cost at GPT-3 scale)
 
@@ -128,7 +129,9 @@ def build_layout(graph: Graph, n_pos: int, heads: str = "side") -> Layout:
             rows.append([t.name])
         row_of[t.name] = len(rows) - 1
 
-    # Order in a row: each activation, then its aggregates, then its weights (in input order).
+    # Order in a row: each activation, then its aggregates, then its weights (in input order); a weight far
+    # wider than the row's activations (GPT-2's 50,257-wide W_E) goes after them all, so that the token
+    # path stays together.
     blocks: dict[str, Block] = {}
     ordered_rows: list[list[str]] = []
     for r, names in enumerate(rows):
@@ -147,6 +150,10 @@ def build_layout(graph: Graph, n_pos: int, heads: str = "side") -> Layout:
         b.row = row_of[t.name]
         if b.depth > 1:  # a merged stack is one box, as deep as its heads stacked
             b.x_step, b.z_step = (b.cols + HEAD_GAP, 0.0) if heads == "side" and not b.merged else (0.0, 2.0)
+    for out in ordered_rows:
+        path = max((blocks[n].width for n in out if graph[n].kind != "weight"), default=0.0)
+        wide = [n for n in out if graph[n].kind == "weight" and blocks[n].width > WIDE_WEIGHT * path]
+        out[:] = [n for n in out if n not in wide] + wide
 
     # 2. Place rows top to bottom: residual tensors in the centre column at x = 0, the rest from the
     #    branch column rightwards. Stacks of heads go back in depth.
@@ -175,27 +182,27 @@ def build_layout(graph: Graph, n_pos: int, heads: str = "side") -> Layout:
 
 def _sections(graph: Graph, layout: Layout) -> list[dict]:
     """Labelled boxes around the embedding, each transformer layer, its attention and MLP, and the output."""
-    groups: dict[str, tuple[str, list[Block]]] = {}
+    groups: dict[str, tuple[str, str | None, list[Block]]] = {}
 
-    def add(key, title, b):
-        groups.setdefault(key, (title, []))[1].append(b)
+    def add(key, title, b, parent=None):
+        groups.setdefault(key, (title, parent, []))[2].append(b)
 
     for b in layout.blocks:
         t = graph[b.tensor]
         if t.layer is not None:
             add(f"blocks.{t.layer}", f"Transformer {t.layer}", b)
             if t.group.endswith(".attn"):
-                add(t.group, "Attention", b)
+                add(t.group, "Attention", b, f"blocks.{t.layer}")
             elif t.group.endswith(".mlp"):
-                add(t.group, "MLP", b)
+                add(t.group, "MLP", b, f"blocks.{t.layer}")
         elif t.group == "embed":
             add("embed", "Embedding", b)
         else:
             add("output", "Output", b)
     out = []
-    for key, (title, bs) in groups.items():
+    for key, (title, parent, bs) in groups.items():
         out.append({
-            "key": key, "title": title,
+            "key": key, "title": title, "parent": parent,
             "x0": min(b.x for b in bs), "x1": max(b.x + b.width for b in bs),
             "y0": max(b.y for b in bs), "y1": min(b.y - b.height for b in bs),
         })

@@ -1,0 +1,21 @@
+// The legend: what the colours mean (only the families the scene shows) and the colour of each axis.
+import { FAMILIES, KINDS, MASKED } from "./colors";
+import { escapeHtml } from "./html";
+import type { SceneInfo } from "./scenedata";
+
+export function legendHtml(info: SceneInfo | undefined): string {
+  const rows: string[] = [];
+  if (!info || info.model.has_weights) {
+    for (const k of KINDS.filter((k) => k !== "input")) {
+      const f = FAMILIES[k];
+      rows.push(`<div class="legend-row"><span class="bar" style="background:linear-gradient(90deg, ${f.negative}, #fff, ${f.positive})"></span>${f.label}</div>`);
+    }
+    rows.push(`<div class="legend-note">each block: −scale · 0 · +scale (click a block for its scale)</div>`);
+  } else {
+    rows.push(`<div class="legend-note">structure only: blocks show shapes, no numbers</div>`);
+  }
+  rows.push(`<div class="legend-row"><span class="bar masked" style="background:${MASKED}"></span>masked: a future position</div>`);
+  const axes = info ? Object.entries(info.axes).map(([name, a]) =>
+    `<span class="axis" title="${escapeHtml(a.description)}"><span style="color:${a.color}">■ ${escapeHtml(a.label)}</span> ${name}</span>`) : [];
+  return `<details id="legend-box" open><summary>Legend</summary>${rows.join("")}<div class="axes">${axes.join("")}</div></details>`;
+}

@@ -1,0 +1,48 @@
+// What the model says, always in view: the next token after the input and its probability, the runners-up,
+// and for a model that answers in several tokens (nano-gpt sorts six letters) its greedy answer. Plus the
+// task the model was trained on, as a hint beside the input, and a note when the input is not that shape.
+import { escapeHtml } from "./html";
+import type { ModelConfig, SceneInfo } from "./scenedata";
+
+const esc = escapeHtml;
+
+/** 0.99995 -> "99.99 %", 4.5e-5 -> "0.0045 %": enough digits to tell the runners-up apart. */
+export function percent(p: number): string {
+  const v = p * 100;
+  if (v >= 99.99 && v < 100) return `${(Math.floor(v * 100) / 100).toFixed(2)} %`;
+  if (v >= 10) return `${v.toFixed(2)} %`;
+  return `${v.toPrecision(2)} %`;
+}
+
+/** The readout's HTML for a scene with numbers; "" for a structure-only scene. */
+export function readoutHtml(info: SceneInfo): string {
+  const p = info.prediction;
+  if (!p || !info.token_strs) return "";
+  const [best, ...rest] = p.top;
+  const input = info.token_strs.join("");
+  const parts = [`<div class="ro-next"><span class="ro-label">next token after <code>${esc(input)}</code></span>
+    <span class="ro-token" data-token="${esc(best.token)}">${esc(best.token)}</span>
+    <span class="ro-prob">${percent(best.prob)}</span></div>`];
+  if (rest.length) {
+    parts.push(`<div class="ro-rest">then ${rest.slice(0, 3).map((c) => `<code>${esc(c.token)}</code> ${percent(c.prob)}`).join(" · ")}</div>`);
+  }
+  if (p.answer) {
+    parts.push(`<div class="ro-answer"><span class="ro-label">answer, ${p.answer.ids.length} tokens fed back one by one</span>
+      <span class="ro-token" data-answer="${esc(p.answer.text)}">${esc(p.answer.tokens.join(""))}</span></div>`);
+  }
+  const note = lengthNote(info.model.name, info.model.config, info.token_strs.length);
+  if (note) parts.push(`<div class="ro-note">${esc(note)}</div>`);
+  return parts.join("");
+}
+
+/** The hint for the input field: what the model was trained to do, if the model says. */
+export function taskHint(name: string, config: ModelConfig): string {
+  return config.task ? `${name}: ${config.task}` : "";
+}
+
+/** A visible warning when the input is not the length the model was trained on. */
+export function lengthNote(name: string, config: ModelConfig, tokens: number): string {
+  const n = config.task_tokens;
+  if (!n || tokens === n) return "";
+  return `${name} was trained on inputs of ${n} tokens; this one has ${tokens}, so its answer may not make sense.`;
+}

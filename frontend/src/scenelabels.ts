@@ -1,0 +1,137 @@
+// The text over one model's scene: block names and shapes, section titles, the tokens along named axes,
+// the prediction under the output, the + where branches rejoin the residual stream. Everything comes from
+// the scene the server sent; what is more important wins when labels collide.
+import * as THREE from "three";
+import { slabGeometry } from "./blocks";
+import { escapeHtml } from "./html";
+import type { Label } from "./labels";
+import type { BlockInfo, SceneData } from "./scenedata";
+import { formatCount } from "./trace";
+
+// Who wins a collision: the input row, then section titles and the model's title, then the structure
+// (the +, the residual stream, the weights a learner looks for), then everything else.
+const PRIORITY = { input: 6, title: 5, section: 4, symbol: 4, residual: 3, prediction: 3, weight: 1, block: 0, detail: -1 };
+
+/** "H × T × A = 3 × 6 × 16", each axis letter in its axis colour. */
+export function shapeHtml(data: SceneData, b: BlockInfo): string {
+  const ax = data.info.axes;
+  const letters = b.dims.map(([a]) => `<span style="color:${ax[a].color}">${escapeHtml(ax[a].label)}</span>`);
+  return `${letters.join(" × ")} = ${b.dims.map(([, n]) => n).join(" × ")}`;
+}
+
+/** "max |value| per 1×99 tile": rows × columns of the tensor behind each displayed cell. */
+export function tileText(b: BlockInfo): string {
+  return `max |value| per ${b.tile[1]}×${b.tile[0]} tile`;
+}
+
+const v3 = (x: number, y: number, z: number) => new THREE.Vector3(x, y, z);
+
+/** titleRow: which row of titles this model's goes in (the scale view staggers four titles so all show). */
+export function sceneLabels(data: SceneData, offsetX: number, titleRow = 0): Label[] {
+  const info = data.info;
+  const out: Label[] = [];
+  const names = info.axis_names ?? {};
+  const tokensText = info.token_strs ? ` <span class="tokens">${escapeHtml(info.token_strs.slice(0, 24).join(" "))}` +
+    `${info.token_strs.length > 24 ? " …" : ""}</span>` : "";
+  let residualLabelled = false;
+  info.blocks.forEach((b) => {
+    const x = b.x + offsetX;
+    const width = b.cols + (b.depth - 1) * b.x_step;
+    const sampled = b.tile[0] * b.tile[1] > 1 ? ` <span class="tile">${tileText(b)}</span>` : "";
+    const input = b.kind === "input";  // the input row's label goes under it, clear of the section title
+    const short = `<b>${escapeHtml(b.short)}</b>${input ? tokensText : ""}`;
+    const priority = input ? PRIORITY.input : b.kind === "weight" ? PRIORITY.weight : PRIORITY.block;
+    out.push({ anchor: v3(x, input ? b.y - b.rows - 0.3 : b.y + 0.3, b.z), worldSize: Math.max(width, b.rows, 1.5),
+      minPixels: input ? 0 : 14, compact: short, fullPixels: 110, html: `${short} ${shapeHtml(data, b)}${sampled}`,
+      cls: `block kind-${b.kind}`, above: !input, priority, data: { tensor: b.tensor } });
+    if (b.residual && !input && !residualLabelled) {  // once: the centre column is one stream
+      residualLabelled = true;
+      out.push({ anchor: v3(x - 1.2, b.y - b.rows / 2, b.z), worldSize: b.rows, minPixels: 30, align: "right",
+        html: "residual stream ↓", cls: "residual-name", priority: PRIORITY.residual });
+    }
+    const symbol = b.op ? info.ops[b.op]?.symbol : null;
+    if (symbol) {  // where two paths meet: drawn between the block and what flows into it
+      out.push({ anchor: v3(x + b.cols / 2, b.y + 2.2, b.z + 0.5), worldSize: 4, minPixels: 6, align: "center",
+        html: escapeHtml(symbol), cls: "symbol", priority: PRIORITY.symbol, data: { tensor: b.tensor } });
+    }
+    if (b.depth > 1 && !b.merged && b.x_step > 0) {  // heads side by side: each one named under its slab
+      for (let s = 0; s < b.depth; s++) {
+        const g = slabGeometry(b, s);
+        out.push({ anchor: v3(g.x + offsetX, b.y - b.rows - (names[b.axes[0] ?? ""] ? 1.5 : 0.3), g.z), worldSize: b.cols,
+          minPixels: 40, html: `head ${s}`, cls: "head", priority: PRIORITY.detail });
+      }
+    } else if (b.depth > 1 && b.tensor.endsWith("hook_q")) {  // one note per layer: heads stack front to back
+      const text = b.merged ? `${b.depth} heads (front: head 0)` : `heads 0–${b.depth - 1}, front to back`;
+      out.push({ anchor: v3(x - 0.6, b.y - b.rows / 2, b.z), worldSize: b.rows, minPixels: 30, align: "right",
+        html: text, cls: "head", priority: PRIORITY.detail });
+    }
+    axisNames(b, names, offsetX, out);
+  });
+  for (const s of info.sections) {
+    out.push({ anchor: v3(s.x0 + offsetX - 3, s.y0 + 3, 1), worldSize: s.x1 - s.x0, minPixels: 60,
+      html: escapeHtml(s.title), cls: `section section-${s.title.split(" ")[0].toLowerCase()}`, above: true,
+      priority: PRIORITY.section, charWidth: 9 });
+  }
+  const tok = info.blocks.find((b) => b.kind === "input");
+  if (tok && info.token_strs) {
+    info.token_strs.forEach((t, i) => out.push({ anchor: v3(tok.x + offsetX + i + 0.5, tok.y + 1.6, 0),
+      worldSize: 1, minPixels: 12, html: `${escapeHtml(t)}<small>${info.tokens![i]}</small>`, cls: "token", above: true,
+      align: "center", priority: PRIORITY.input, charWidth: 9.5 }));
+  }
+  predictionLabels(data, offsetX, out);
+  const [x0, , x1] = info.bounds;
+  const m = info.model;
+  out.push({ anchor: titleAnchor(data, offsetX), worldSize: x1 - x0, minPixels: 0, offsetY: -30 - 48 * titleRow, height: 44,
+    html: `${escapeHtml(m.name)}<br><small>${formatCount(m.n_params)} parameters${m.has_weights ? "" : " · structure only"}</small>`,
+    cls: "model-title", above: true, priority: PRIORITY.title, charWidth: 11 });
+  return out;
+}
+
+/** Where the model's title sits: at its top-left corner, drawn 30 px above the first section's title. */
+export function titleAnchor(data: SceneData, offsetX: number): THREE.Vector3 {
+  const top = data.info.sections.find((s) => !s.parent);
+  return v3(data.info.bounds[0] + offsetX, (top ? top.y0 : 0) + 3, 0);
+}
+
+/** The names of a block's indices along a named axis (the tokens across an attention pattern, the vocabulary
+ * down the logits), when each displayed cell is one index. Columns are named under the block, rows left of it. */
+function axisNames(b: BlockInfo, names: Record<string, string[]>, offsetX: number, out: Label[]) {
+  const [across, down] = b.axes;
+  const heads = b.merged ? 1 : b.depth;
+  for (let s = 0; s < heads; s++) {
+    const g = slabGeometry(b, s);
+    if (s > 0 && b.x_step === 0) break;  // stacked: the front slab's names serve them all
+    const colNames = across ? names[across] : undefined;
+    if (colNames && b.tile[0] === 1 && colNames.length === b.cols && b.kind !== "input") {
+      colNames.forEach((n, i) => out.push({ anchor: v3(g.x + offsetX + i + 0.5, b.y - b.rows - 0.2, g.z), worldSize: 1,
+        minPixels: 13, html: escapeHtml(n), cls: "axis-name", align: "center", priority: PRIORITY.detail,
+        data: { tensor: b.tensor, axis: across! } }));
+    }
+    const rowNames = down ? names[down] : undefined;
+    if (rowNames && b.tile[1] === 1 && rowNames.length === b.rows && s === 0) {
+      rowNames.forEach((n, i) => out.push({ anchor: v3(g.x + offsetX - 0.3, b.y - i - 0.5, g.z), worldSize: 1,
+        minPixels: 13, html: escapeHtml(n), cls: "axis-name row", align: "right", priority: PRIORITY.detail,
+        data: { tensor: b.tensor, axis: down! } }));
+    }
+  }
+}
+
+/** Under the output's columns, what each position predicts. Only the last position predicts the next token;
+ * the earlier ones predict tokens the input already gives, so they are grey. */
+function predictionLabels(data: SceneData, offsetX: number, out: Label[]) {
+  const info = data.info;
+  const out_ = info.blocks[info.blocks.length - 1];  // the graph's last tensor: the next-token probabilities
+  if (!out_ || !info.predicted || out_.axes[0] !== "pos") return;
+  const last = info.predicted.length - 1;
+  const y = out_.y - out_.rows - (info.axis_names?.pos ? 1.6 : 0.8);
+  info.predicted.forEach((t, i) => {
+    const next = i === last;
+    out.push({ anchor: v3(out_.x + offsetX + i + 0.5, y, 0), worldSize: 1, minPixels: 12, align: "center",
+      html: next ? `→ ${escapeHtml(t)}<small>next</small>` : `${escapeHtml(t)}`,
+      cls: `token predicted${next ? " next" : " given"}`, priority: next ? PRIORITY.prediction : PRIORITY.detail,
+      charWidth: 9.5, data: { tensor: out_.tensor, position: String(i) } });
+  });
+  out.push({ anchor: v3(out_.x + offsetX + out_.cols + 1, y, 0), worldSize: out_.cols, minPixels: 40,
+    html: "only the last position predicts the next token; the grey ones predict tokens the input already gives",
+    cls: "prediction-note", priority: PRIORITY.detail });
+}
