@@ -116,3 +116,9 @@ def test_explain_endpoint(nano):
     bad = c.post("/api/explain", json={"text": "CBABBC", "tensor": "probs"})
     assert bad.status_code == 422 and "exactly one of 'index' or 'region'" in bad.json()["detail"]
     assert c.post("/api/explain", json={"model": "gpt3", "tokens": [1], "tensor": "probs", "index": [0, 0]}).status_code == 409
+
+
+def test_a_vocabulary_index_reads_as_its_token(trace):
+    e = explain(trace, "probs", (5, 0))
+    assert [(a["label"], a["shown"]) for a in e["index"]] == [("T", "5"), ("V", "A")]
+    assert e["index"][0]["name"] == "C"  # position 5 holds the token C

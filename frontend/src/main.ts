@@ -230,6 +230,7 @@ function hideTooltip() {
 
 function unpin() {
   app.hover.pinned = null;
+  app.hover.seq++;  // an explanation still on its way is for a cell no longer wanted
   tooltipEl().classList.remove("pinned");
   hideTooltip();
 }
@@ -338,6 +339,7 @@ function onHover(e: PointerEvent) {
   requestAnimationFrame(() => {  // at most one pick per frame, for the latest position
     const ev = app.hover.pendingEvent!;
     app.hover.pendingEvent = null;
+    if (app.hover.pinned) return;  // pinned meanwhile (a click, a link): the pinned cell stays
     const hit = pickAt(ev.clientX, ev.clientY);
     if (!hit) hideTooltip();
     else void showCell(hit, ev.clientX, ev.clientY, ev.timeStamp, false);
@@ -381,9 +383,9 @@ async function loadView(early?: Promise<SceneData>) {
         .map((m) => fetchScene({ model: m, n_pos: nano.info.n_pos, heads })));
       datas = [nano, ...rest];
     } else {
-      let info = app.models.find((m) => m.name === s.model);
-      if (!info) {
-        if (s.model) problems.push(`unknown model '${s.model}': this server has ${app.models.map((m) => m.name).join(", ")}; showing ${app.models[0].name}`);
+      let info = app.models.find((m) => m.name === (s.model ?? app.models[0].name));
+      if (!info) {  // a link to a model this server does not have
+        problems.push(`unknown model '${s.model}': this server has ${app.models.map((m) => m.name).join(", ")}; showing ${app.models[0].name}`);
         info = app.models[0];
         early = undefined;
         delete s.input;
@@ -636,12 +638,12 @@ async function start() {
     if (Math.hypot(e.clientX - down.x, e.clientY - down.y) > 4) return; // a drag, not a click
     const hit = pickAt(e.clientX, e.clientY);
     select(hit);
-    writeUrl();
     // A click (or a tap) pins the cell's tooltip; a click on nothing unpins it.
     app.hover.key = "";
     app.hover.pinned = hit;
     if (hit) void showCell(hit, e.clientX, e.clientY, e.timeStamp, true);
     else unpin();
+    writeUrl();
   });
   canvas.addEventListener("pointermove", onHover);
   canvas.addEventListener("pointerleave", () => {
@@ -658,6 +660,7 @@ async function start() {
   canvas.addEventListener("dblclick", (e) => {
     const hit = pickAt(e.clientX, e.clientY);
     unpin();  // the double-click's clicks pinned a tooltip: a fly-to is not a pin
+    writeUrl();
     if (!hit) return;
     const box = hit.placed.built.boxes[hit.block];
     view.flyTo(...view.framing(box, 1.6));
@@ -712,8 +715,8 @@ Object.assign(window, {
     hoverMs: () => app.hover.lastMs,
     highlighted: () => app.highlights.count,
     /** Draw now and read the canvas: the RGB at a client point, or with no point the share of pixels that differ
-     * from the background. */
-    readPixels: (clientX?: number, clientY?: number) => {
+     * from the background (within a client rectangle, if given). */
+    readPixels: (clientX?: number, clientY?: number, rect?: { left: number; top: number; right: number; bottom: number }) => {
       const v = app.view!;
       v.renderer.render(v.scene, v.camera);
       const gl = v.renderer.getContext();
@@ -728,11 +731,18 @@ Object.assign(window, {
       const all = new Uint8Array(w * h * 4);
       gl.readPixels(0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, all);
       const bg = [0xf8, 0xf9, 0xfa];
-      let differ = 0;
-      for (let i = 0; i < all.length; i += 4) {
-        if (Math.abs(all[i] - bg[0]) + Math.abs(all[i + 1] - bg[1]) + Math.abs(all[i + 2] - bg[2]) > 12) differ++;
+      const r = v.canvas.getBoundingClientRect(), sx = w / r.width, sy = h / r.height;
+      const [x0, x1] = rect ? [(rect.left - r.left) * sx, (rect.right - r.left) * sx] : [0, w];
+      const [y0, y1] = rect ? [h - (rect.bottom - r.top) * sy, h - (rect.top - r.top) * sy] : [0, h];
+      let differ = 0, n = 0;
+      for (let y = Math.max(0, Math.floor(y0)); y < Math.min(h, y1); y++) {
+        for (let x = Math.max(0, Math.floor(x0)); x < Math.min(w, x1); x++) {
+          const i = (y * w + x) * 4;
+          n++;
+          if (Math.abs(all[i] - bg[0]) + Math.abs(all[i + 1] - bg[1]) + Math.abs(all[i + 2] - bg[2]) > 12) differ++;
+        }
       }
-      return differ / (w * h);
+      return differ / Math.max(n, 1);
     },
     flyToBlock: (tensor: string) => {
       const hit = findBlock(tensor);

@@ -10,7 +10,7 @@ export interface Explanation {
   title: string;
   kind: string;
   op: string | null;
-  index: { axis: string; label: string; i: number; color: string }[];
+  index: { axis: string; label: string; i: number; color: string; name?: string | null; shown?: string }[];
   value: number | string; // "-Infinity" for a masked score (JSON has no infinities)
   value_text: string;
   code: string;
@@ -47,7 +47,7 @@ function curveSvg(c: NonNullable<NonNullable<Explanation["formula"]>["curve"]>):
 }
 
 export function explanationHtml(e: Explanation, pinned: boolean): string {
-  const idx = e.index.map((a) => `<span style="color:${a.color}">${esc(a.label.toLowerCase())}</span> = ${a.i}`).join(", ");
+  const idx = e.index.map((a) => `<span style="color:${a.color}">${esc(a.label.toLowerCase())}</span> = ${esc(a.shown ?? String(a.i))}`).join(", ");
   const parts = [
     `<div class="tt-name"><b>${esc(e.title)}</b><br><code>${esc(e.tensor)}</code></div>`,
     `<div class="tt-index">${idx}</div>`,

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from .errors import LlmvizError
-from .graph import AXES, OPS
+from .graph import AXES, NAMED_BY, OPS
 from .model import Trace
 
 TOP_TERMS = 5  # terms of a sum shown one by one; the rest are added up
@@ -60,6 +60,14 @@ def pick_in_region(trace: Trace, tensor: str, ranges: dict[str, list[int]]) -> t
     return tuple(int(s.start or 0) + int(i) for s, i in zip(sl, local))
 
 
+def _index_entry(trace: Trace, axis: str, i: int) -> dict:
+    """One axis of a cell's index, with how a person reads it: a vocabulary entry as its token (`v = A`), any
+    other axis as its number (`name` still gives a position's token)."""
+    name = trace.index_name(axis, i)
+    shown = name if NAMED_BY.get(axis) == "vocabulary" else str(i)
+    return {"axis": axis, "label": AXES[axis][0], "i": i, "color": AXES[axis][2], "name": name, "shown": shown}
+
+
 def explain(trace: Trace, tensor: str, index) -> dict:
     graph = trace.model.graph
     if tensor not in graph:
@@ -74,8 +82,7 @@ def explain(trace: Trace, tensor: str, index) -> dict:
     title = t.title + (f", head {at['head']}" if "head" in at else "")
     out = {
         "tensor": tensor, "title": title, "kind": t.kind, "op": t.op,
-        "index": [{"axis": a, "label": AXES[a][0], "i": i, "color": AXES[a][2], "name": trace.index_name(a, i)}
-                  for a, i in at.items()],
+        "index": [_index_entry(trace, a, i) for a, i in at.items()],
         "value": value, "value_text": fmt(value),
         "code": f'trace["{tensor}"][{", ".join(str(i) for i in index)}]',
         "formula": None, "sources": [], "target": _region(trace, tensor, at, "target"),
