@@ -171,9 +171,16 @@ def test_the_structure_is_labelled_at_home(page: Page, live_server):
     for text in ("W_E", "W_pos", "γ", "residual stream"):
         expect(page.locator("#labels .label", has_text=text).first).to_be_visible()
     expect(page.locator(".label.symbol", has_text="+").first).to_be_visible()  # where the two embeddings add
+    assert_no_label_covers_another(page)
+    page.click("#fit")  # the same at the scale of the whole model, where "W_out" used to land on "Transformer 1"
+    page.wait_for_timeout(900)
+    assert_no_label_covers_another(page)
+
+
+def assert_no_label_covers_another(page: Page):
     labels = page.locator("#labels .label:visible").all()
-    boxes = [(l.text_content(), l.bounding_box()) for l in labels if "section" not in (l.get_attribute("class") or "")]
-    for i, (ta, a) in enumerate(boxes):  # no two labels cover each other
+    boxes = [(l.text_content(), l.bounding_box()) for l in labels]
+    for i, (ta, a) in enumerate(boxes):
         for tb, b in boxes[i + 1:]:
             overlap_x = min(a["x"] + a["width"], b["x"] + b["width"]) - max(a["x"], b["x"])
             overlap_y = min(a["y"] + a["height"], b["y"] + b["height"]) - max(a["y"], b["y"])

@@ -106,9 +106,11 @@ function wholeBox(p: Placed): THREE.Box3 {
   return new THREE.Box3(new THREE.Vector3(x0 + p.offsetX - 6, y1 - 6, -4), new THREE.Vector3(x1 + p.offsetX + 6, y0 + 0.04 * h + 12, 1));
 }
 
-/** A box with room above it for the models' titles (drawn 30 px above their anchors, in staggered rows). */
+/** A box with room above it for the models' titles: 30 px above their anchors, in staggered rows of 48 px,
+ * 44 px tall, plus a margin, as a share of the view's height. */
 function withTitles(box: THREE.Box3): THREE.Box3 {
-  box.max.y += (app.placed.length > 1 ? 0.25 : 0.08) * (box.max.y - box.min.y);
+  const px = 30 + 48 * (app.placed.length - 1) + 60, f = Math.min(0.5, px / app.view!.canvas.clientHeight);
+  box.max.y += (f / (1 - f)) * (box.max.y - box.min.y);
   return box;
 }
 

@@ -27,8 +27,8 @@ AXES: dict[str, tuple[str, str, str]] = {
 
 # op -> (formula, one sentence). The forward pass implements exactly these in ops.py.
 OPS: dict[str, tuple[str, str]] = {
-    "embed": ("W_E[token]", "Look up the row of the token-embedding matrix for each token."),
-    "pos_embed": ("W_pos[t]", "Look up the row of the position-embedding matrix for each position."),
+    "embed": ("W_E[token]", "Look up each token's vector in the token-embedding matrix (in the view, its column)."),
+    "pos_embed": ("W_pos[t]", "Look up each position's vector in the position-embedding matrix (in the view, its column)."),
     "add": ("a + b", "Add two tensors element by element (the residual connection)."),
     "identity": ("x", "The same tensor, passed on: the previous layer's output is this layer's input."),
     "ln_mean": ("μ = Σ x / C", "Mean of each position's vector."),
@@ -38,9 +38,11 @@ OPS: dict[str, tuple[str, str]] = {
     "linear": ("b + Σ x · W", "Matrix multiply by a weight, then add a bias."),
     "attn_scores": ("q · k / √A, −∞ for future keys",
                     "Dot product of each query with each earlier key, scaled; future keys are masked."),
-    "softmax_max": ("m = max x", "Largest value of the row, subtracted for numerical safety."),
-    "softmax_sum_exp": ("s = Σ exp(x − m)", "Sum of the exponentials of the row."),
-    "softmax": ("exp(x − m) / s", "Turn a row of scores into probabilities that sum to 1."),
+    "softmax_max": ("m = max x", "Largest of the values being normalised (one query's scores, or one position's "
+                                 "logits), subtracted for numerical safety."),
+    "softmax_sum_exp": ("s = Σ exp(x − m)", "Sum of the exponentials of those values."),
+    "softmax": ("exp(x − m) / s", "Turn one query's scores (a row of the pattern), or one position's logits (a "
+                                  "column of the probabilities), into probabilities that sum to 1."),
     "weighted_sum": ("Σ p · v", "Mix the value vectors, weighted by the attention pattern."),
     "gelu": ("0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))", "GPT-2's smooth ReLU-like activation."),
     "gelu_erf": ("0.5 x (1 + erf(x / √2))", "The exact GELU activation."),
@@ -209,9 +211,9 @@ def _linear(g: Graph, name, x, w, b, title, group, layer=None) -> str:
 
 def _softmax(g: Graph, name, x, title, group, layer=None) -> str:
     axes = g[x].axes
-    m = g.add(f"{name}_max", axes[:-1], "aggregate", f"Row max of {title.lower()}", group,
+    m = g.add(f"{name}_max", axes[:-1], "aggregate", f"Max over the last axis of {title.lower()}", group,
               "softmax_max", (x,), layer)
-    s = g.add(f"{name}_sum_exp", axes[:-1], "aggregate", f"Row sum of exp for {title.lower()}", group,
+    s = g.add(f"{name}_sum_exp", axes[:-1], "aggregate", f"Sum of exp over the last axis for {title.lower()}", group,
               "softmax_sum_exp", (x, m), layer)
     return g.add(name, axes, "activation", title, group, "softmax", (x, m, s), layer)
 

@@ -286,7 +286,7 @@ def _embed(trace, t, at, value):
     tok = trace.tokens[at["pos"]]
     result = float(trace[W_name][tok, at["d_model"]])
     return {"text": f"W_E[{tok}, {at['d_model']}] = {fmt(result)}: token {trace.token_strs[at['pos']]!r} (id {tok}) picks "
-                    f"row {tok} of W_E", "result": result, "rows": [["token id", str(tok)]],
+                    f"W_E[{tok}], the vector of id {tok}", "result": result, "rows": [["token id", str(tok)]],
             "sources": [_region(trace, tok_name, {"pos": at["pos"]}, "input"),
                         _region(trace, W_name, {"vocab": tok, "d_model": at["d_model"]}, "weight")]}
 
@@ -294,7 +294,8 @@ def _embed(trace, t, at, value):
 def _pos_embed(trace, t, at, value):
     W_name, tok_name = t.inputs
     result = float(trace[W_name][at["pos"], at["d_model"]])
-    return {"text": f"W_pos[{at['pos']}, {at['d_model']}] = {fmt(result)}: position {at['pos']} picks row {at['pos']} of W_pos",
+    return {"text": f"W_pos[{at['pos']}, {at['d_model']}] = {fmt(result)}: position {at['pos']} picks W_pos[{at['pos']}], "
+                    f"the vector of position {at['pos']}",
             "result": result, "rows": [],
             "sources": [_region(trace, W_name, {"n_ctx": at["pos"], "d_model": at["d_model"]}, "weight")]}
 
