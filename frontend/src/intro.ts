@@ -28,7 +28,7 @@ export function introHtml(info: SceneInfo, touch: boolean): string {
   return `<h2>This is ${escapeHtml(m.name)}: every number of a GPT, computed as you watch</h2>
     <p>${what} Its input ${input} enters at the <b>top</b> as tokens, flows down through
     ${c.n_layer} transformer layer${c.n_layer === 1 ? "" : "s"}, and its prediction comes out at the <b>bottom</b>;
-    the box at the top right says what it answers.</p>
+    the <b>next token</b> box says what it answers.</p>
     <p>${touch ? "Tap" : "Hover"} any cell to see its value and how it was computed. The <b>Map</b> takes you to any part
     of the model; <b>Whole model</b> shows all of it.</p>
     <div class="intro-actions"><button type="button" data-intro="all">Show the whole model</button>

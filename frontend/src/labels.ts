@@ -52,7 +52,7 @@ export class LabelLayer {
     const fits = (l: Label, x: number, y: number, text: string) => {
       const w = text.length * (l.charWidth ?? 6.6) + 6, h = l.height ?? 15, top = l.above ? y - h - 1 : y;
       const left = l.align === "right" ? x - w : l.align === "center" ? x - w / 2 : x - 2;
-      const r = [left, top, left + w + 2, top + h];
+      const r = [left - 2, top, left + w + 4, top + h];  // a little air between neighbours
       if (placed.some((p) => r[0] < p[2] && p[0] < r[2] && r[1] < p[3] && p[1] < r[3])) return false;
       placed.push(r);
       return true;

@@ -84,6 +84,7 @@ function homeBox(p: Placed): THREE.Box3 {
   const h = first.y0 - first.y1;
   box.min.y = first.y1 - 0.6 * h;  // the start of the first layer, below
   box.max.y = first.y0 + 0.25 * h;  // the section's and the model's titles, above
+  box.min.x -= 0.08 * (box.max.x - box.min.x);  // and the section's title, which starts left of its frame
   return box;
 }
 
@@ -95,8 +96,7 @@ function stackBox(p: Placed, first: { y0: number }): THREE.Box3 {
   const x0 = Math.min(...layers.map((s) => s.x0)), x1 = Math.max(...layers.map((s) => s.x1));
   // The stack from the top, at most four screen-widths tall: GPT-2's twelve layers whole, GPT-3's first ones.
   const y1 = Math.max(Math.min(...layers.map((s) => s.y1)), first.y0 - 4 * (x1 - x0) / app.view!.camera.aspect);
-  const h = first.y0 - y1;
-  return new THREE.Box3(new THREE.Vector3(x0 + p.offsetX - 6, y1, -4), new THREE.Vector3(x1 + p.offsetX + 6, first.y0 + 0.05 * h, 1));
+  return withTitles(new THREE.Box3(new THREE.Vector3(x0 + p.offsetX - 6, y1, -4), new THREE.Vector3(x1 + p.offsetX + 6, first.y0, 1)));
 }
 
 /** All of one model, its title included. */
@@ -222,17 +222,19 @@ function placeTooltip(clientX: number, clientY: number) {
   tip.style.top = `${y}px`;
 }
 
+/** Hide the tooltip and its highlights; an explanation still on its way is for a cell no longer wanted. */
 function hideTooltip() {
+  app.hover.seq++;
+  app.hover.key = "";
+  if (tooltipEl().hidden && !app.highlights.count) return;  // nothing shown: nothing to undo (camera moves)
   tooltipEl().hidden = true;
   app.highlights.clear();
   for (const p of app.placed) p.built.focus(null);
-  app.hover.key = "";
   app.view?.requestRender();
 }
 
 function unpin() {
   app.hover.pinned = null;
-  app.hover.seq++;  // an explanation still on its way is for a cell no longer wanted
   tooltipEl().classList.remove("pinned");
   hideTooltip();
 }
@@ -242,7 +244,7 @@ function unpin() {
 function onCameraMove() {
   const c = app.hover.pinned;
   if (!c) {
-    if (!tooltipEl().hidden) hideTooltip();
+    hideTooltip();
     return;
   }
   const p = cellScreenPoint(c);
@@ -339,9 +341,9 @@ function onHover(e: PointerEvent) {
   app.hover.pendingEvent = e;
   if (!first) return;
   requestAnimationFrame(() => {  // at most one pick per frame, for the latest position
-    const ev = app.hover.pendingEvent!;
+    const ev = app.hover.pendingEvent;
     app.hover.pendingEvent = null;
-    if (app.hover.pinned) return;  // pinned meanwhile (a click, a link): the pinned cell stays
+    if (!ev || app.hover.pinned) return;  // the pointer left, or a cell was pinned meanwhile
     const hit = pickAt(ev.clientX, ev.clientY);
     if (!hit) hideTooltip();
     else void showCell(hit, ev.clientX, ev.clientY, ev.timeStamp, false);
@@ -649,6 +651,7 @@ async function start() {
   });
   canvas.addEventListener("pointermove", onHover);
   canvas.addEventListener("pointerleave", () => {
+    app.hover.pendingEvent = null;  // a pick already scheduled is for a pointer no longer here
     if (!app.hover.pinned) hideTooltip();
   });
   tooltipEl().addEventListener("click", (e) => {
