@@ -126,6 +126,11 @@ function axisColor(data: SceneData, axis: string | null): number[] {
   return axis ? hexToRgb(data.info.axes[axis].color) : NO_AXIS;
 }
 
+/** A block's width with all its heads side by side (its one slab's width otherwise). */
+export function blockWidth(b: BlockInfo): number {
+  return b.cols + (b.depth - 1) * b.x_step;
+}
+
 /** Slab `s` of a block (one head): its top-left-front corner and thickness. Heads sit side by side
  * (x_step) or one behind the other (z_step). */
 export function slabGeometry(b: BlockInfo, s: number): { x: number; y: number; z: number; thick: number } {

@@ -4,7 +4,8 @@ import { fetchExplanation, fetchModels, fetchScene, sceneFrom, type EarlyRespons
 import { Highlights, cellRegion } from "./highlight";
 import { escapeHtml } from "./html";
 import { explanationHtml, structureHtml, type Explanation } from "./tooltip";
-import { buildModel, pick, slabGeometry, type BuiltModel } from "./blocks";
+import { buildModel, pick, slabGeometry } from "./blocks";
+import { allBox, homeBox, sectionBox, wholeBox, withTitles, type Placed, type Screen } from "./framing";
 import { dismissIntro, introDismissed, introHtml } from "./intro";
 import { LabelLayer } from "./labels";
 import { legendHtml } from "./legend";
@@ -19,7 +20,6 @@ import { View } from "./view";
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
 const SCALE_MODELS = ["nano-gpt", "gpt2", "gpt2-xl", "gpt3"];
 
-interface Placed { data: SceneData; built: BuiltModel; offsetX: number }
 
 const app = {
   view: null as View | null,
@@ -69,59 +69,14 @@ function place(datas: SceneData[]) {
   app.labels!.set(app.placed.flatMap((p, i) => sceneLabels(p.data, p.offsetX, app.placed.length > 1 ? i : 0)));
 }
 
-/** The first view of one model: its first section (the input and its embeddings; a weight matrix far wider
- * than the token path, GPT-2's 50,257-wide W_E, is left out) and the top of what follows, with room above for
- * the model's title. */
-function homeBox(p: Placed): THREE.Box3 {
-  const info = p.data.info;
-  const first = info.sections.find((s) => !s.parent);
-  if (!first) return wholeBox(p);
-  if (!info.model.has_weights) return stackBox(p, first);
-  const inside = info.blocks.map((b, i) => ({ b, i })).filter(({ b }) => b.y <= first.y0 && b.y >= first.y1);
-  const path = Math.max(...inside.filter(({ b }) => b.kind !== "weight").map(({ b }) => b.cols + (b.depth - 1) * b.x_step), 1);
-  const box = new THREE.Box3();
-  for (const { b, i } of inside) if (b.kind !== "weight" || b.cols <= 4 * path) box.union(p.built.boxes[i]);
-  const h = first.y0 - first.y1;
-  box.min.y = first.y1 - 0.6 * h;  // the start of the first layer, below
-  box.max.y = first.y0 + 0.25 * h;  // the section's and the model's titles, above
-  box.min.x -= 0.08 * (box.max.x - box.min.x);  // and the section's title, which starts left of its frame
-  return box;
+
+function screen(): Screen {
+  return { aspect: app.view!.camera.aspect, height: app.view!.canvas.clientHeight, models: app.placed.length };
 }
 
-/** A model without numbers: its stack of layers and the token path into it (without the vocabulary-wide
- * embedding and unembedding matrices), with its title. */
-function stackBox(p: Placed, first: { y0: number }): THREE.Box3 {
-  const sections = p.data.info.sections;
-  const layers = sections.filter((s) => sections.some((k) => k.parent === s.key));  // a layer holds its attention and MLP
-  const x0 = Math.min(...layers.map((s) => s.x0)), x1 = Math.max(...layers.map((s) => s.x1));
-  // The stack from the top, at most four screen-widths tall: GPT-2's twelve layers whole, GPT-3's first ones.
-  const y1 = Math.max(Math.min(...layers.map((s) => s.y1)), first.y0 - 4 * (x1 - x0) / app.view!.camera.aspect);
-  return withTitles(new THREE.Box3(new THREE.Vector3(x0 + p.offsetX - 6, y1, -4), new THREE.Vector3(x1 + p.offsetX + 6, first.y0, 1)));
-}
-
-/** All of one model, its title included. */
-function wholeBox(p: Placed): THREE.Box3 {
-  const [x0, y0, x1, y1] = p.data.info.bounds;
-  const h = y0 - y1;
-  return new THREE.Box3(new THREE.Vector3(x0 + p.offsetX - 6, y1 - 6, -4), new THREE.Vector3(x1 + p.offsetX + 6, y0 + 0.04 * h + 12, 1));
-}
-
-/** A box with room above it for the models' titles: 30 px above their anchors, in staggered rows of 48 px,
- * 44 px tall, plus a margin, as a share of the view's height. */
-function withTitles(box: THREE.Box3): THREE.Box3 {
-  const px = 30 + 48 * (app.placed.length - 1) + 60, f = Math.min(0.5, px / app.view!.canvas.clientHeight);
-  box.max.y += (f / (1 - f)) * (box.max.y - box.min.y);
-  return box;
-}
-
-/** Everything on screen: every placed model whole. */
-function allBox(): THREE.Box3 {
-  return app.placed.map(wholeBox).reduce((a, b) => a.union(b));
-}
-
-function sectionBox(p: Placed, key: string): THREE.Box3 | null {
-  const s = p.data.info.sections.find((x) => x.key === key);
-  return s ? new THREE.Box3(new THREE.Vector3(s.x0 + p.offsetX - 6, s.y1 - 6, -4), new THREE.Vector3(s.x1 + p.offsetX + 6, s.y0 + 8, 1)) : null;
+/** Every placed model whole, with room for the titles. */
+function everything(): THREE.Box3 {
+  return withTitles(allBox(app.placed), screen());
 }
 
 function updateNotice() {
@@ -155,10 +110,7 @@ function onlyPanel(keep: string) {
   for (const id of ["#selection", "#map", "#tooltip", "#intro"]) if (id !== keep) $<HTMLElement>(id).hidden = true;
   const legend = document.querySelector<HTMLDetailsElement>("#legend-box");
   if (legend && keep !== "#legend") legend.open = false;
-  if (keep !== "#tooltip" && app.hover.pinned) {
-    app.hover.pinned = null;
-    hideTooltip();
-  }
+  if (keep !== "#tooltip" && app.hover.pinned) unpin();
 }
 
 function select(hit: { placed: Placed; block: number } | null) {
@@ -416,7 +368,7 @@ async function loadView(early?: Promise<SceneData>) {
     syncControls();
     updatePanels();
     const v = app.view!;
-    const home = v.framing(app.placed.length > 1 ? withTitles(allBox()) : homeBox(app.placed[0]), 1.05);
+    const home = v.framing(app.placed.length > 1 ? everything() : homeBox(app.placed[0], screen()), 1.05);
     v.setHome(...home);
     const target = s.block ? findBlock(s.block) : null;
     if (s.camera) {
@@ -601,7 +553,7 @@ async function start() {
     void loadView();
   });
   $<HTMLButtonElement>("#home").addEventListener("click", () => view.goHome());
-  $<HTMLButtonElement>("#fit").addEventListener("click", () => app.placed.length && view.flyTo(...view.framing(withTitles(allBox()), 1.05)));
+  $<HTMLButtonElement>("#fit").addEventListener("click", () => app.placed.length && view.flyTo(...view.framing(everything(), 1.05)));
   $<HTMLButtonElement>("#menu").addEventListener("click", () => document.body.classList.toggle("menu-open"));
   $<HTMLButtonElement>("#map-toggle").addEventListener("click", () => {
     const map = $<HTMLDivElement>("#map");
@@ -612,7 +564,7 @@ async function start() {
     const key = (e.target as HTMLElement).closest<HTMLElement>("[data-section]")?.dataset.section;
     const p = app.placed[0];
     if (!key || !p) return;
-    const box = key === "*" ? withTitles(allBox()) : sectionBox(p, key);
+    const box = key === "*" ? everything() : sectionBox(p, key);
     if (box) view.flyTo(...view.framing(box, 1.1));
     if (narrow()) $<HTMLDivElement>("#map").hidden = true;
   });
@@ -621,7 +573,7 @@ async function start() {
     if (!action) return;
     dismissIntro();
     $<HTMLDivElement>("#intro").hidden = true;
-    if (action === "all" && app.placed.length) view.flyTo(...view.framing(withTitles(allBox()), 1.05));
+    if (action === "all" && app.placed.length) view.flyTo(...view.framing(everything(), 1.05));
   });
   $<HTMLDivElement>("#scalebars").addEventListener("click", (e) => {
     const i = (e.target as HTMLElement).closest<HTMLElement>("[data-model]")?.dataset.model;
@@ -710,7 +662,7 @@ Object.assign(window, {
     },
     /** The screen rectangle of all placed models' bounds (client pixels). */
     modelScreenBox: () => {
-      const box = allBox(), r = app.view!.canvas.getBoundingClientRect();
+      const box = allBox(app.placed), r = app.view!.canvas.getBoundingClientRect();
       const pts = [box.min.x, box.max.x].flatMap((x) => [box.min.y, box.max.y].map((y) => app.view!.project(new THREE.Vector3(x, y, 0))));
       if (pts.some((p) => !p)) return null;
       const xs = pts.map((p) => p!.x + r.left), ys = pts.map((p) => p!.y + r.top);

@@ -2,7 +2,7 @@
 // the prediction under the output, the + where branches rejoin the residual stream. Everything comes from
 // the scene the server sent; what is more important wins when labels collide.
 import * as THREE from "three";
-import { slabGeometry } from "./blocks";
+import { blockWidth, slabGeometry } from "./blocks";
 import { escapeHtml } from "./html";
 import type { Label } from "./labels";
 import type { BlockInfo, SceneData } from "./scenedata";
@@ -26,6 +26,9 @@ export function tileText(b: BlockInfo): string {
 
 const v3 = (x: number, y: number, z: number) => new THREE.Vector3(x, y, z);
 
+/** A model's title: drawn `offset` px above its anchor, `height` px tall; staggered rows are `row` px apart. */
+export const TITLE = { offset: 30, row: 48, height: 44 };
+
 /** titleRow: which row of titles this model's goes in (the scale view staggers four titles so all show). */
 export function sceneLabels(data: SceneData, offsetX: number, titleRow = 0): Label[] {
   const info = data.info;
@@ -36,7 +39,7 @@ export function sceneLabels(data: SceneData, offsetX: number, titleRow = 0): Lab
   let residualLabelled = false;
   info.blocks.forEach((b) => {
     const x = b.x + offsetX;
-    const width = b.cols + (b.depth - 1) * b.x_step;
+    const width = blockWidth(b);
     const sampled = b.tile[0] * b.tile[1] > 1 ? ` <span class="tile">${tileText(b)}</span>` : "";
     const input = b.kind === "input";  // the input row's label goes under it, clear of the section title
     const short = `<b>${escapeHtml(b.short)}</b>${input ? tokensText : ""}`;
@@ -81,13 +84,13 @@ export function sceneLabels(data: SceneData, offsetX: number, titleRow = 0): Lab
   predictionLabels(data, offsetX, out);
   const [x0, , x1] = info.bounds;
   const m = info.model;
-  out.push({ anchor: titleAnchor(data, offsetX), worldSize: x1 - x0, minPixels: 0, offsetY: -30 - 48 * titleRow, height: 44,
+  out.push({ anchor: titleAnchor(data, offsetX), worldSize: x1 - x0, minPixels: 0, offsetY: -TITLE.offset - TITLE.row * titleRow, height: TITLE.height,
     html: `${escapeHtml(m.name)}<br><small>${formatCount(m.n_params)} parameters${m.has_weights ? "" : " · structure only"}</small>`,
     cls: "model-title", above: true, priority: PRIORITY.title, charWidth: 11 });
   return out;
 }
 
-/** Where the model's title sits: at its top-left corner, drawn 30 px above the first section's title. */
+/** Where the model's title sits: at its top-left corner, drawn TITLE.offset px above the first section's title. */
 export function titleAnchor(data: SceneData, offsetX: number): THREE.Vector3 {
   const top = data.info.sections.find((s) => !s.parent);
   return v3(data.info.bounds[0] + offsetX, (top ? top.y0 : 0) + 3, 0);

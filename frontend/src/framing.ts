@@ -1,0 +1,67 @@
+// What the camera frames: a model's first view, all of it, one section, several models side by side. Pure
+// functions of the placed scenes and the screen's shape; the view flies to what they return.
+import * as THREE from "three";
+import { blockWidth, type BuiltModel } from "./blocks";
+import type { SceneData } from "./scenedata";
+import { TITLE } from "./scenelabels";
+
+export interface Placed { data: SceneData; built: BuiltModel; offsetX: number }
+
+/** The screen the box is for: its aspect (width / height), its height in pixels, and how many models are shown. */
+export interface Screen { aspect: number; height: number; models: number }
+
+/** The first view of one model: its first section (the input and its embeddings; a weight matrix far wider
+ * than the token path, GPT-2's 50,257-wide W_E, is left out) and the top of what follows, with room above for
+ * the model's title. */
+export function homeBox(p: Placed, screen: Screen): THREE.Box3 {
+  const info = p.data.info;
+  const first = info.sections.find((s) => !s.parent);
+  if (!first) return wholeBox(p);
+  if (!info.model.has_weights) return stackBox(p, first, screen);
+  const inside = info.blocks.map((b, i) => ({ b, i })).filter(({ b }) => b.y <= first.y0 && b.y >= first.y1);
+  const path = Math.max(...inside.filter(({ b }) => b.kind !== "weight").map(({ b }) => blockWidth(b)), 1);
+  const box = new THREE.Box3();
+  for (const { b, i } of inside) if (b.kind !== "weight" || b.cols <= 4 * path) box.union(p.built.boxes[i]);
+  const h = first.y0 - first.y1;
+  box.min.y = first.y1 - 0.6 * h;  // the start of the first layer, below
+  box.max.y = first.y0 + 0.25 * h;  // the section's and the model's titles, above
+  box.min.x -= 0.08 * (box.max.x - box.min.x);  // and the section's title, which starts left of its frame
+  return box;
+}
+
+/** A model without numbers: its stack of layers and the token path into it (without the vocabulary-wide
+ * embedding and unembedding matrices), with its title. */
+function stackBox(p: Placed, first: { y0: number }, screen: Screen): THREE.Box3 {
+  const sections = p.data.info.sections;
+  const layers = sections.filter((s) => sections.some((k) => k.parent === s.key));  // a layer holds its attention and MLP
+  const x0 = Math.min(...layers.map((s) => s.x0)), x1 = Math.max(...layers.map((s) => s.x1));
+  // The stack from the top, at most four screen-widths tall: GPT-2's twelve layers whole, GPT-3's first ones.
+  const y1 = Math.max(Math.min(...layers.map((s) => s.y1)), first.y0 - 4 * (x1 - x0) / screen.aspect);
+  return withTitles(new THREE.Box3(new THREE.Vector3(x0 + p.offsetX - 6, y1, -4), new THREE.Vector3(x1 + p.offsetX + 6, first.y0, 1)), screen);
+}
+
+/** All of one model, its title included. */
+export function wholeBox(p: Placed): THREE.Box3 {
+  const [x0, y0, x1, y1] = p.data.info.bounds;
+  const h = y0 - y1;
+  return new THREE.Box3(new THREE.Vector3(x0 + p.offsetX - 6, y1 - 6, -4), new THREE.Vector3(x1 + p.offsetX + 6, y0 + 0.04 * h + 12, 1));
+}
+
+/** A box with room above it for the models' titles (see TITLE: in staggered rows when there are several), plus a
+ * margin, as a share of the view's height. */
+export function withTitles(box: THREE.Box3, screen: Screen): THREE.Box3 {
+  const px = TITLE.offset + TITLE.row * (screen.models - 1) + TITLE.height + 16;
+  const f = Math.min(0.5, px / Math.max(screen.height, 1));
+  box.max.y += (f / (1 - f)) * (box.max.y - box.min.y);
+  return box;
+}
+
+/** Every placed model whole. */
+export function allBox(placed: Placed[]): THREE.Box3 {
+  return placed.map(wholeBox).reduce((a, b) => a.union(b));
+}
+
+export function sectionBox(p: Placed, key: string): THREE.Box3 | null {
+  const s = p.data.info.sections.find((x) => x.key === key);
+  return s ? new THREE.Box3(new THREE.Vector3(s.x0 + p.offsetX - 6, s.y1 - 6, -4), new THREE.Vector3(s.x1 + p.offsetX + 6, s.y0 + 8, 1)) : null;
+}
