@@ -205,14 +205,14 @@ class Slow(Model):
         self.stopped = threading.Event()
         self.started = threading.Event()
 
-    def next_probs(self, ids, stop=None):
+    def step(self, cache, new, keep=None, visit=None, stop=None):
         self.started.set()
         for _ in range(100):
             if stop is not None and stop():
                 self.stopped.set()
                 raise Stopped("stopped")
             time.sleep(0.05)
-        return super().next_probs(ids, stop)
+        return super().step(cache, new, keep, visit, stop)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from .config import ACTIVATIONS, ModelConfig
 AXES: dict[str, tuple[str, str, str]] = {
     "pos": ("T", "token position", "#2f9e44"),
     "key_pos": ("T'", "key position (the position attended to)", "#a0522d"),
+    "past_pos": ("P", "cached position (computed at an earlier step)", "#d9a066"),
     "d_model": ("C", "residual-stream channel", "#1971c2"),
     "head": ("H", "attention head", "#e8590c"),
     "d_head": ("A", "channel within one head", "#c2255c"),
@@ -38,6 +39,7 @@ OPS: dict[str, tuple[str, str]] = {
     "linear": ("b + Σ x · W", "Matrix multiply by a weight, then add a bias."),
     "attn_scores": ("q · k / √A, −∞ for future keys",
                     "Dot product of each query with each earlier key, scaled; future keys are masked."),
+    "concat": ("[past; new]", "The keys (or values) so far: the cache from earlier steps, then this step's."),
     "softmax_max": ("m = max x", "Largest of the values being normalised (one query's scores, or one position's "
                                  "logits), subtracted for numerical safety."),
     "softmax_sum_exp": ("s = Σ exp(x − m)", "Sum of the exponentials of those values."),
@@ -50,7 +52,7 @@ OPS: dict[str, tuple[str, str]] = {
     "silu": ("x / (1 + exp(−x))", "SiLU (swish) activation."),
 }
 # Axes whose indices have names: a position is a token of the input, a vocabulary entry a token string.
-NAMED_BY = {"pos": "input", "key_pos": "input", "vocab": "vocabulary"}
+NAMED_BY = {"pos": "input", "key_pos": "input", "past_pos": "input", "vocab": "vocabulary"}
 # Ops drawn as a symbol where their inputs meet (the residual adds).
 SYMBOLS = {"add": "+"}
 
@@ -83,15 +85,19 @@ class TensorSpec:
 
     @property
     def residual(self) -> bool:
-        """The residual stream: the input and every add (and the identity that carries it into a layer)."""
-        return self.kind == "input" or self.op in ("add", "identity")
+        """The residual stream: the input tokens and every add (and the identity that carries it into a layer)."""
+        return (self.kind == "input" and self.axes == ("pos",)) or self.op in ("add", "identity")
 
 
 class Graph:
     """The ordered list of tensors of one model's forward pass."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, past: int = 0):
+        """past: the positions already computed and cached (generation with a KV cache). With past > 0 the graph
+        is one step's: its `pos` are the new positions only, each layer reads its cached keys and values
+        (`attn.past_k`, `attn.past_v`, inputs) and attends over `key_pos` = the cache and the new positions."""
         self.config = config
+        self.past = past
         self.tensors: dict[str, TensorSpec] = {}
         _build(self, config)
 
@@ -108,7 +114,8 @@ class Graph:
         return [t.name for t in self if not kinds or t.kind in kinds]
 
     def sizes(self, n_pos: int) -> dict[str, int]:
-        return {**self.config.axis_sizes(), "pos": n_pos, "key_pos": n_pos}
+        """Every axis's size for n_pos new positions (after `past` cached ones)."""
+        return {**self.config.axis_sizes(), "pos": n_pos, "key_pos": self.past + n_pos, "past_pos": self.past}
 
     @property
     def output(self) -> str:
@@ -174,7 +181,7 @@ class Graph:
 
     def axes_json(self) -> dict:
         """Each named axis: its letter, what it counts, its colour and its size (null for the input's length)."""
-        sizes = {**self.config.axis_sizes(), "pos": None, "key_pos": None}
+        sizes = {**self.config.axis_sizes(), "pos": None, "key_pos": None, "past_pos": self.past or None}
         return {k: {"label": lab, "description": d, "color": c, "size": sizes[k], "named_by": NAMED_BY.get(k)}
                 for k, (lab, d, c) in AXES.items()}
 
@@ -183,7 +190,7 @@ class Graph:
         return {k: {"formula": f, "description": d, "symbol": SYMBOLS.get(k)} for k, (f, d) in OPS.items()}
 
     def to_json(self) -> dict:
-        sizes = {**self.config.axis_sizes(), "pos": None, "key_pos": None}
+        sizes = {**self.config.axis_sizes(), "pos": None, "key_pos": None, "past_pos": self.past or None}
         return {
             "model": self.config.to_dict(),
             "axes": self.axes_json(),
@@ -246,6 +253,11 @@ def _block(g: Graph, i: int, resid_pre: str) -> str:
         W = g.add(f"{at}.W_{c}", ["head", "d_model", "d_head"], "weight", f"{plain} weight, layer {i}", at, layer=i)
         b = _bias(g, f"{at}.b_{c}", ["head", "d_head"], f"{plain} bias, layer {i}", at, i)
         qkv[c] = _linear(g, f"{at}.hook_{c.lower()}", x, W, b, f"{plain} vector, layer {i}", at, i)
+        if g.past and c != "Q":  # a step with a KV cache: the earlier positions' keys and values, then these
+            past = g.add(f"{at}.past_{c.lower()}", ["past_pos", "head", "d_head"], "input",
+                         f"Cached {plain.lower()}s of earlier positions, layer {i}", at, layer=i)
+            qkv[c] = g.add(f"{at}.cache_{c.lower()}", ["key_pos", "head", "d_head"], "activation",
+                           f"{plain}s so far (cache and this step), layer {i}", at, "concat", (past, qkv[c]), i)
     scores = g.add(f"{at}.hook_attn_scores", ["head", "pos", "key_pos"], "activation",
                    f"Attention scores, layer {i}", at, "attn_scores", (qkv["Q"], qkv["K"]), i,
                    scale=g.config.attn_scale(i))
@@ -277,7 +289,7 @@ def _build(g: Graph, cfg: ModelConfig) -> None:
     W_pos = g.add("pos_embed.W_pos", ["n_ctx", "d_model"], "weight", "Position embedding matrix", "embed")
     e = g.add("hook_embed", ["pos", "d_model"], "activation", "Token embedding", "embed", "embed", (W_E, tokens))
     p = g.add("hook_pos_embed", ["pos", "d_model"], "activation", "Position embedding", "embed",
-              "pos_embed", (W_pos, tokens))
+              "pos_embed", (W_pos, tokens), offset=g.past)
     resid = None
     for i in range(cfg.n_layer):
         resid_pre = g.add(f"blocks.{i}.hook_resid_pre", ["pos", "d_model"], "activation",

@@ -20,6 +20,7 @@ from . import ops
 from .config import ModelConfig
 from .errors import InputTooLong, LlmvizError, NoWeights
 from .graph import NAMED_BY, Graph
+from .sampling import Draw, Sampling, sample
 from .safetensors_file import bf16_to_f32
 from .safetensors_file import to_bytes as safetensors_bytes
 from .safetensors_file import write as safetensors_write
@@ -100,25 +101,49 @@ class Model:
         """
         self.require_weights()
         ids = self.encode(prompt)
-        predicted: list[int] = []
-        last: list[np.ndarray] = []
-
-        def seen(name, a):
-            if name == self.graph.output:
-                predicted[:] = a.argmax(-1).tolist()
-                last.append(a[-1].copy())
-            if visit is not None:
-                visit(name, a)
-
+        out = Output(self.graph, visit)
         keep = None if keep is None else set(keep)
         names = self.graph.names() if only is None else self.graph.ancestors(only)
-        values = self._compute(ids, {}, names, keep, seen, stop)
-        return Trace(self, ids, values, predicted, last[0] if last else None)
+        values = self._compute(self.graph, ids, {}, names, keep, out.visit, stop)
+        return Trace(self, ids, values, out.predicted, out.next_probs, next_logits=out.next_logits)
 
-    def _compute(self, ids: list[int], known: Mapping[str, np.ndarray], names: list[str], keep: set | None,
-                 visit=None, stop=None) -> dict[str, np.ndarray]:
+    def step(self, cache: "KVCache", new: Prompt, keep: Collection[str] | None = None,
+             visit: Callable[[str, np.ndarray], None] | None = None, stop: Callable[[], bool] | None = None) -> "Trace":
+        """One step of generation with a KV cache: compute only the new positions, reading every earlier
+        position's keys and values from `cache` (empty: the prompt's whole pass), then add theirs to it.
+
+        The trace is the step's: its graph is `Graph(config, past=len(cache))`, its `pos` are the new
+        positions, and each layer's `attn.cache_k` / `attn.cache_v` hold the keys and values so far.
+        keep, visit, stop: as for `run` (the cache's tensors are always kept).
+        """
+        self.require_weights()
+        ids = [int(i) for i in (new if not isinstance(new, str) else self.encode(new))]
+        if not ids:
+            raise LlmvizError("a step needs at least one new token")
+        if len(cache) + len(ids) > self.config.n_ctx:
+            raise InputTooLong(f"the context is full: {self.name} holds {self.config.n_ctx} tokens, and this step would "
+                               f"make {len(cache) + len(ids)}")
+        self.encode(cache.tokens + ids)  # checks every id against the vocabulary
+        graph = Graph(self.config, past=len(cache)) if len(cache) else self.graph
+        kv = [f"blocks.{i}.attn.{n}" for i in range(self.config.n_layer)
+              for n in (("cache_k", "cache_v") if len(cache) else ("hook_k", "hook_v"))]
+        known = {f"blocks.{i}.attn.past_{c}": cache.kv[c][i] for i in range(self.config.n_layer) for c in "kv"} \
+            if len(cache) else {}
+        out = Output(graph, visit)
+        held = None if keep is None else set(keep) | set(kv)
+        values = self._compute(graph, ids, known, graph.names(), held, out.visit, stop)
+        trace = Trace(self, ids, {**known, **values} if keep is None else values, out.predicted, out.next_probs,
+                      graph=graph, past_tokens=list(cache.tokens), next_logits=out.next_logits)
+        for i in range(self.config.n_layer):
+            for c, name in zip("kv", kv[2 * i: 2 * i + 2]):
+                cache.kv[c][i] = values[name]
+        cache.tokens += ids
+        return trace
+
+    def _compute(self, graph: Graph, ids: list[int], known: Mapping[str, np.ndarray], names: list[str],
+                 keep: set | None, visit=None, stop=None) -> dict[str, np.ndarray]:
         """Compute `names` (in graph order) from `known` tensors, the weights and the tokens."""
-        graph, last, order = self.graph, self.graph.last_readers(), self.graph.position()
+        last, order = graph.last_readers(), graph.position()
         values: dict[str, np.ndarray] = {}
 
         def get(name):
@@ -126,15 +151,15 @@ class Model:
                 return values[name]
             if name in known:
                 return known[name]
-            return self._leaf(name, ids)
+            return self._leaf(graph, name, ids)
 
         for name in names:
             if stop is not None and stop():
                 raise Stopped("stopped before the forward pass finished")
             t = graph[name]
             if t.kind in ("weight", "input"):
-                if keep is None or name in keep:
-                    values[name] = self._leaf(name, ids, values)
+                if (keep is None or name in keep) and name not in known:
+                    values[name] = self._leaf(graph, name, ids, values)
                 continue
             values[name] = ops.OPS[t.op](*(get(i) for i in t.inputs), **t.attrs)
             if visit is not None:
@@ -146,9 +171,9 @@ class Model:
                         del values[n]
         return values
 
-    def _leaf(self, name: str, ids: list[int], values: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    def _leaf(self, graph: Graph, name: str, ids: list[int], values: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """A weight as float32, or the input tokens."""
-        if self.graph[name].kind == "input":
+        if graph[name].kind == "input":
             return np.asarray(ids, dtype=np.int64)
         if name == "unembed.W_U" and self.config.tied_unembed and values and "embed.W_E" in values:
             return values["embed.W_E"].T  # tied: the same numbers, widened once
@@ -156,55 +181,82 @@ class Model:
 
     def generate(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float = 0.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-                 stop: Callable[[], bool] | None = None) -> "Generation":
-        """Sample tokens one at a time; temperature 0 is greedy (always the most probable token), and a
-        temperature close to 0 tends to it. The same seed and settings give the same tokens.
+                 stop: Callable[[], bool] | None = None, min_p: float | None = None,
+                 on_token: Callable[["Draw"], None] | None = None) -> "Generation":
+        """Sample tokens one at a time with a KV cache (each step computes only the new position) and the
+        sampling chain of `sampling.sample`; temperature 0 is greedy. The same seed and settings give the
+        same tokens.
 
-        With no max_new_tokens, generate until the context is full (at most 32 tokens).
-        A context that overflows keeps its last n_ctx tokens, as minGPT does.
+        With no max_new_tokens, generate until the context is full (at most 32 tokens). A context that
+        overflows keeps its last n_ctx tokens, as minGPT does (that window is computed afresh).
         stop: checked between ops; when it returns true generation ends with `Stopped`.
+        on_token: called with each draw as soon as it is made.
         """
         self.require_weights()
         ids = self.encode(prompt)
         if max_new_tokens is None:
             max_new_tokens = max(1, min(self.config.n_ctx + 1 - len(ids), 32))
-        check_sampling(max_new_tokens, temperature, top_k, top_p, seed)
+        if max_new_tokens < 0:
+            raise LlmvizError(f"max_new_tokens must be 0 or more (got {max_new_tokens})")
+        if seed is not None and not 0 <= seed < 2**63:
+            raise LlmvizError(f"seed must be from 0 to 2**63 - 1 (got {seed})")
+        settings = Sampling(temperature, top_k, top_p, min_p)
         rng = np.random.default_rng(seed)
-        new: list[int] = []
-        probs_of_choice: list[float] = []
+        cache, pending, draws = KVCache(self), ids, []
         for _ in range(max_new_tokens):
-            probs = self.next_probs((ids + new)[-self.config.n_ctx:], stop)
-            nxt = _sample(probs, temperature, top_k, top_p, rng)
-            new.append(nxt)
-            probs_of_choice.append(float(probs[nxt]))
-        return Generation(ids, new, self.token_strs(new), self.decode(new), probs_of_choice)
-
-    def next_probs(self, ids: list[int], stop: Callable[[], bool] | None = None) -> np.ndarray:
-        """The next-token probabilities after `ids`, from a forward pass that keeps no tensor."""
-        out: list[np.ndarray] = []
-
-        def last_row(name, a):
-            if name == self.graph.output:
-                out.append(a[-1].copy())
-
-        self.run(ids, keep=(), visit=last_row, stop=stop)
-        if not np.isfinite(out[0]).all():
-            raise LlmvizError(f"{self.name} computed probabilities that are not finite numbers (NaN or inf): "
-                              "its weights or activations overflow")
-        return out[0]
+            if len(cache) + len(pending) > self.config.n_ctx:  # full: start again from the last n_ctx tokens
+                cache, pending = KVCache(self), (cache.tokens + pending)[-self.config.n_ctx:]
+            logits = self.step(cache, pending, keep=(), stop=stop).next_logits
+            draw = sample(logits, settings, rng)
+            draws.append(draw)
+            pending = [draw.token]
+            if on_token is not None:
+                on_token(draw)
+        new = [d.token for d in draws]
+        return Generation(ids, new, self.token_strs(new), self.decode(new), [d.prob for d in draws], draws)
 
 
-def check_sampling(max_new_tokens: int, temperature: float, top_k, top_p, seed) -> None:
-    """Refuse sampling settings that have no meaning, naming the setting and its allowed range."""
-    for ok, what in [
-        (max_new_tokens >= 0, f"max_new_tokens must be 0 or more (got {max_new_tokens})"),
-        (np.isfinite(temperature) and temperature >= 0, f"temperature must be a number >= 0 (got {temperature})"),
-        (top_k is None or top_k >= 1, f"top_k must be 1 or more (got {top_k})"),
-        (top_p is None or (np.isfinite(top_p) and 0 < top_p <= 1), f"top_p must be in (0, 1] (got {top_p})"),
-        (seed is None or 0 <= seed < 2**63, f"seed must be from 0 to 2**63 - 1 (got {seed})"),
-    ]:
-        if not ok:
-            raise LlmvizError(what)
+class Output:
+    """Watches a pass for what it predicts: the most probable token after each position, and the last
+    position's logits and probabilities (the next token's distribution), whether or not they are kept."""
+
+    def __init__(self, graph: Graph, visit=None):
+        self.graph, self.then = graph, visit
+        self.logits_name = graph[graph.output].inputs[0]  # the output is the softmax of the logits
+        self.predicted: list[int] = []
+        self.next_probs: np.ndarray | None = None
+        self.next_logits: np.ndarray | None = None
+
+    def visit(self, name: str, a: np.ndarray) -> None:
+        if name == self.graph.output:
+            self.predicted = a.argmax(-1).tolist()
+            self.next_probs = a[-1].copy()
+        elif name == self.logits_name:
+            self.next_logits = a[-1].copy()
+        if self.then is not None:
+            self.then(name, a)
+
+
+class KVCache:
+    """What generation keeps between steps: the tokens so far and, for each layer, their keys and values
+    ([position, head, d_head]). Memory: 2 · n_layer · n_head · d_head · positions · 4 bytes."""
+
+    def __init__(self, model: "Model"):
+        self.tokens: list[int] = []
+        self.kv = {"k": [None] * model.config.n_layer, "v": [None] * model.config.n_layer}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for c in "kv" for a in self.kv[c] if a is not None)
+
+    def copy(self) -> "KVCache":
+        """A cache to go on from without changing this one (steps replace, never change, the arrays)."""
+        other = KVCache.__new__(KVCache)
+        other.tokens, other.kv = list(self.tokens), {c: list(a) for c, a in self.kv.items()}
+        return other
 
 
 def widen(w: np.ndarray) -> np.ndarray:
@@ -214,23 +266,6 @@ def widen(w: np.ndarray) -> np.ndarray:
     return bf16_to_f32(w) if w.dtype == np.uint16 else w.astype(np.float32)
 
 
-def _sample(probs: np.ndarray, temperature: float, top_k, top_p, rng) -> int:
-    if temperature == 0:
-        return int(np.argmax(probs))
-    logp = np.log(np.maximum(probs.astype(np.float64), 1e-300))
-    with np.errstate(over="ignore"):  # shifted first: a tiny temperature leaves only the top token (−x/T = −∞)
-        p = np.exp((logp - logp.max()) / temperature)
-    order = np.argsort(-p)
-    keep = np.zeros_like(p, dtype=bool)
-    keep[order[: top_k or len(p)]] = True
-    if top_p is not None:
-        sorted_p = p[order] / p.sum()
-        cutoff = int(np.searchsorted(np.cumsum(sorted_p), top_p)) + 1  # smallest set with mass >= top_p
-        keep[order[cutoff:]] = False
-    p = np.where(keep, p, 0.0)
-    return int(rng.choice(len(p), p=p / p.sum()))
-
-
 @dataclass
 class Generation:
     prompt: list[int]
@@ -238,6 +273,7 @@ class Generation:
     token_strs: list[str]  # each new token, readable
     text: str  # the new tokens decoded to plain text
     probs: list[float] = field(default_factory=list)  # probability of each chosen token when it was chosen
+    draws: list = field(default_factory=list)  # each choice with its sampling stages (sampling.Draw)
 
 
 class Trace(Mapping):
@@ -249,12 +285,16 @@ class Trace(Mapping):
     """
 
     def __init__(self, model: Model, tokens: list[int], values: dict[str, np.ndarray], predicted: list[int],
-                 next_probs: np.ndarray | None = None):
+                 next_probs: np.ndarray | None = None, graph: Graph | None = None, past_tokens: list[int] = (),
+                 next_logits: np.ndarray | None = None):
         self.model = model
-        self.tokens = tokens
+        self.graph = graph or model.graph  # a step with a KV cache has a graph of its own (see Model.step)
+        self.tokens = tokens  # the positions computed: all of them, or a step's new ones
+        self.past_tokens = list(past_tokens)  # the tokens before them, whose keys and values came from a cache
         self.values = values
         self.predicted_ids = predicted
         self.next_probs = next_probs  # the last position's probabilities: the prediction of the next token
+        self.next_logits = next_logits  # and its logits
         self._recent: dict[str, np.ndarray] = {}  # recomputed tensors of one layer
         self._recent_layer: int | None = None
         self._lock = threading.Lock()
@@ -262,13 +302,13 @@ class Trace(Mapping):
     def __getitem__(self, name: str) -> np.ndarray:
         if name in self.values:
             return self.values[name]
-        if name not in self.model.graph:
+        if name not in self.graph:
             raise KeyError(f"{name!r} is not a tensor of {self.model.name}'s graph")
         with self._lock:
             if name not in self._recent:
                 # What was recomputed for the same layer stays: reading a layer's tensors one by one costs
                 # one pass over that layer. Another layer starts afresh, so at most one layer is held.
-                layer = self.model.graph[name].layer
+                layer = self.graph[name].layer
                 if self._recent_layer != layer:
                     self._recent, self._recent_layer = {}, layer
                 self._recent.update(self._recompute(name))
@@ -276,16 +316,16 @@ class Trace(Mapping):
 
     def _recompute(self, name: str) -> dict[str, np.ndarray]:
         known = {**self._recent, **self.values}
-        return self.model._compute(self.tokens, known, self.model.graph.ancestors([name], known), keep=None)
+        return self.model._compute(self.graph, self.tokens, known, self.graph.ancestors([name], known), keep=None)
 
     def __contains__(self, name) -> bool:  # without computing anything
-        return name in self.model.graph
+        return name in self.graph
 
     def __iter__(self):
-        return iter(self.model.graph.tensors)
+        return iter(self.graph.tensors)
 
     def __len__(self) -> int:
-        return len(self.model.graph.tensors)
+        return len(self.graph.tensors)
 
     @property
     def nbytes(self) -> int:
@@ -312,13 +352,13 @@ class Trace(Mapping):
         """What an index of an axis stands for: the input's token at a position, the token string of a
         vocabulary entry (see graph.NAMED_BY); None for other axes."""
         by = NAMED_BY.get(axis)
-        if by == "input":
-            return self.token_strs[i]
+        if by == "input":  # `pos` counts the positions computed; key and cached positions count from the start
+            return self.model.token_strs([(self.past_tokens + self.tokens)[i + (len(self.past_tokens) if axis == "pos" else 0)]])[0]
         return self.model.token_strs([i])[0] if by == "vocabulary" else None
 
     def computed(self) -> list[str]:
         """Names of the tensors the forward pass computed (not weights)."""
-        return self.model.graph.names("input", "activation", "aggregate")
+        return self.graph.names("input", "activation", "aggregate")
 
     def metadata(self) -> dict[str, str]:
         """The tokens, and the predicted next tokens when this pass computed them."""
@@ -338,7 +378,7 @@ class Trace(Mapping):
 
     def _tensors(self, include_weights: bool, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         if names is None:
-            names = self.model.graph.names() if include_weights else self.computed()
+            names = self.graph.names() if include_weights else self.computed()
         return {n: _plain(self[n]) for n in names}
 
 

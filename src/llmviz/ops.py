@@ -15,8 +15,14 @@ def embed(W_E, tokens):
     return W_E[tokens]
 
 
-def pos_embed(W_pos, tokens):
-    return W_pos[: len(tokens)]
+def pos_embed(W_pos, tokens, offset=0):
+    """The rows of the positions these tokens sit at: after `offset` cached positions."""
+    return W_pos[offset: offset + len(tokens)]
+
+
+def concat(past, new):
+    """The cache so far, then this step's rows: [past_pos + pos, ...]."""
+    return np.concatenate([past, new], axis=0)
 
 
 def add(a, b):
@@ -61,13 +67,15 @@ def linear(x, W, b=None, *, contract, x_dims, w_dims):
 
 
 def attn_scores(q, k, scale):
-    """[pos, head, d_head] x [key_pos, head, d_head] -> [head, pos, key_pos], future keys = -inf."""
+    """[pos, head, d_head] x [key_pos, head, d_head] -> [head, pos, key_pos], future keys = -inf. With a KV
+    cache there are more keys than queries: the queries are the last positions, so query i sits at key
+    position i + (keys - queries)."""
     qh = np.ascontiguousarray(q.transpose(1, 0, 2))  # contiguous per head: matmul then uses BLAS
     kh = np.ascontiguousarray(k.transpose(1, 2, 0))
     s = np.matmul(qh, kh)
     s /= np.float32(scale)
-    n = s.shape[-1]
-    s += np.triu(np.full((n, n), -np.inf, np.float32), 1)  # -inf above the diagonal, 0 elsewhere
+    tq, tk = s.shape[-2:]
+    s += np.triu(np.full((tq, tk), -np.inf, np.float32), 1 + tk - tq)  # -inf after each query's own position
     return s
 
 
@@ -151,6 +159,6 @@ def silu(x):
 
 OPS = {
     f.__name__: f
-    for f in (embed, pos_embed, add, identity, ln_mean, ln_scale, ln_normalize, ln_affine, linear,
+    for f in (embed, pos_embed, concat, add, identity, ln_mean, ln_scale, ln_normalize, ln_affine, linear,
               attn_scores, softmax_max, softmax_sum_exp, softmax, weighted_sum, gelu, gelu_erf, relu, silu)
 }

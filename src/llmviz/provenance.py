@@ -31,7 +31,7 @@ def fmt(v: float) -> str:
 
 def _full(trace: Trace, name: str) -> dict[str, list[int]]:
     """The whole extent of a tensor, as ranges per axis."""
-    t = trace.model.graph[name]
+    t = trace.graph[name]
     return {a: [0, n - 1] for a, n in zip(t.axes, trace[name].shape)}
 
 
@@ -46,7 +46,7 @@ def _region(trace: Trace, name: str, fixed: dict[str, int], role: str) -> dict:
 
 def pick_in_region(trace: Trace, tensor: str, ranges: dict[str, list[int]]) -> tuple[int, ...]:
     """The index of largest magnitude inside a region (a downsampled cell stands for a tile)."""
-    t = trace.model.graph[tensor]
+    t = trace.graph[tensor]
     a = trace[tensor]
     for ax, r in ranges.items():
         size = a.shape[t.axes.index(ax)] if ax in t.axes else None
@@ -69,7 +69,7 @@ def _index_entry(trace: Trace, axis: str, i: int) -> dict:
 
 
 def explain(trace: Trace, tensor: str, index) -> dict:
-    graph = trace.model.graph
+    graph = trace.graph
     if tensor not in graph:
         raise LlmvizError(f"unknown tensor {tensor!r}: not in {trace.model.name}'s graph")
     t = graph[tensor]
@@ -93,9 +93,13 @@ def explain(trace: Trace, tensor: str, index) -> dict:
                             "text": f"one of the {n:,} numbers of the parameter {tensor} ({t.title}); "
                                     f"learned in training, the same for every input"}
         return out
+    if t.kind == "input" and "pos" not in at:  # a KV cache: keys or values computed at an earlier step
+        out["note"] = (f"cached at an earlier step: position {at['past_pos']} "
+                       f"({trace.index_name('past_pos', at['past_pos'])!r}); this step reads it, nothing recomputes it")
+        return out
     if t.kind == "input":
         tok = trace.tokens[at["pos"]]
-        out["note"] = f"token {trace.token_strs[at['pos']]!r} (id {tok}) at position {at['pos']}"
+        out["note"] = f"token {trace.token_strs[at['pos']]!r} (id {tok}) at position {at['pos'] + trace.graph.past}"
         return out
     out["formula"] = OP_EXPLAINERS[t.op](trace, t, at, value)
     out["formula"]["template"] = OPS[t.op][0]
@@ -108,7 +112,7 @@ def explain(trace: Trace, tensor: str, index) -> dict:
 # from the numbers shown), rows (named numbers), optional terms / curve / masked, and sources.
 
 def _linear(trace, t, at, value):
-    graph = trace.model.graph
+    graph = trace.graph
     x_name, w_name = t.inputs[0], t.inputs[1]
     b_name = t.inputs[2] if len(t.inputs) > 2 else None
     xs, ws = graph[x_name], graph[w_name]
@@ -144,8 +148,9 @@ def _linear(trace, t, at, value):
 def _attn_scores(trace, t, at, value):
     q_name, k_name = t.inputs
     h, i, j = at["head"], at["pos"], at["key_pos"]
-    sources = [_region(trace, q_name, {"pos": i, "head": h}, "input"), _region(trace, k_name, {"pos": j, "head": h}, "input")]
-    if j > i:
+    k_pos = trace.graph[k_name].axes[0]  # `pos`, or with a KV cache `key_pos` (the cache and the new keys)
+    sources = [_region(trace, q_name, {"pos": i, "head": h}, "input"), _region(trace, k_name, {k_pos: j, "head": h}, "input")]
+    if j > i + trace.graph.past:  # query i sits at key position i + past: a later key is its future
         return {"text": "future position: masked to −∞", "result": -math.inf, "masked": True,
                 "rows": [["query position", str(i)], ["key position", str(j)]], "sources": sources}
     q = trace[q_name][i, h].astype(np.float64)
@@ -164,7 +169,7 @@ def _attn_scores(trace, t, at, value):
 
 def _row_of(trace, t, at):
     x_name = t.inputs[0]
-    row_at = {a: at[a] for a in trace.model.graph[x_name].axes[:-1]}
+    row_at = {a: at[a] for a in trace.graph[x_name].axes[:-1]}
     return x_name, row_at, trace[x_name][tuple(row_at.values())].astype(np.float64)
 
 
@@ -173,7 +178,7 @@ def _softmax_max(trace, t, at, value):
     finite = row[np.isfinite(row)]
     j = int(np.argmax(np.where(np.isfinite(row), row, -np.inf)))
     result = float(finite.max())
-    return {"text": f"max of {finite.size} values = {fmt(result)} (at {AXES[trace.model.graph[x_name].axes[-1]][0]} = {j})",
+    return {"text": f"max of {finite.size} values = {fmt(result)} (at {AXES[trace.graph[x_name].axes[-1]][0]} = {j})",
             "result": result, "rows": [], "sources": [_region(trace, x_name, row_at, "input")]}
 
 
@@ -188,7 +193,7 @@ def _softmax_sum_exp(trace, t, at, value):
 
 
 def _softmax(trace, t, at, value):
-    graph = trace.model.graph
+    graph = trace.graph
     x_name, m_name, s_name = t.inputs
     row_at = {a: at[a] for a in graph[x_name].axes[:-1]}
     x = float(trace[x_name][tuple(at[a] for a in graph[x_name].axes)])
@@ -253,7 +258,7 @@ def _ln_normalize(trace, t, at, value):
 def _ln_affine(trace, t, at, value):
     n_name, w_name = t.inputs[:2]
     b_name = t.inputs[2] if len(t.inputs) > 2 else None
-    graph = trace.model.graph
+    graph = trace.graph
     n = float(trace[n_name][at["pos"], at["d_model"]])
     g = float(trace[w_name][at["d_model"]])
     b = float(trace[b_name][at["d_model"]]) if b_name else 0.0
@@ -271,7 +276,7 @@ def _ln_affine(trace, t, at, value):
 def _activation(name, fn):
     def explain_act(trace, t, at, value):
         x_name = t.inputs[0]
-        x = float(trace[x_name][tuple(at[a] for a in trace.model.graph[x_name].axes)])
+        x = float(trace[x_name][tuple(at[a] for a in trace.graph[x_name].axes)])
         result = float(fn(np.array([x], np.float64))[0])
         lo, hi = min(-4.0, x - 0.5), max(4.0, x + 0.5)
         xs = np.linspace(lo, hi, CURVE_POINTS)
@@ -293,16 +298,29 @@ def _embed(trace, t, at, value):
 
 def _pos_embed(trace, t, at, value):
     W_name, tok_name = t.inputs
-    result = float(trace[W_name][at["pos"], at["d_model"]])
-    return {"text": f"W_pos[{at['pos']}, {at['d_model']}] = {fmt(result)}: position {at['pos']} picks W_pos[{at['pos']}], "
-                    f"the vector of position {at['pos']}",
+    n = at["pos"] + t.attrs.get("offset", 0)  # after the cached positions, with a KV cache
+    result = float(trace[W_name][n, at["d_model"]])
+    return {"text": f"W_pos[{n}, {at['d_model']}] = {fmt(result)}: position {n} picks W_pos[{n}], the vector of position {n}",
             "result": result, "rows": [],
-            "sources": [_region(trace, W_name, {"n_ctx": at["pos"], "d_model": at["d_model"]}, "weight")]}
+            "sources": [_region(trace, W_name, {"n_ctx": n, "d_model": at["d_model"]}, "weight")]}
+
+
+def _concat(trace, t, at, value):
+    past_name, new_name = t.inputs
+    j, past = at["key_pos"], trace.graph.past
+    rest = {a: at[a] for a in at if a != "key_pos"}
+    if j < past:
+        result = float(trace[past_name][(j, *rest.values())])
+        return {"text": f"from the cache: computed at an earlier step, position {j} = {fmt(result)}", "result": result,
+                "rows": [], "sources": [_region(trace, past_name, {"past_pos": j, **rest}, "input")]}
+    result = float(trace[new_name][(j - past, *rest.values())])
+    return {"text": f"new at this step: position {j} = {fmt(result)}", "result": result, "rows": [],
+            "sources": [_region(trace, new_name, {"pos": j - past, **rest}, "input")]}
 
 
 def _add(trace, t, at, value):
     a_name, b_name = t.inputs
-    graph = trace.model.graph
+    graph = trace.graph
     a = float(trace[a_name][tuple(at[x] for x in graph[a_name].axes)])
     b = float(trace[b_name][tuple(at[x] for x in graph[b_name].axes)])
     result = a + b
@@ -313,7 +331,7 @@ def _add(trace, t, at, value):
 
 def _identity(trace, t, at, value):
     x_name = t.inputs[0]
-    result = float(trace[x_name][tuple(at[a] for a in trace.model.graph[x_name].axes)])
+    result = float(trace[x_name][tuple(at[a] for a in trace.graph[x_name].axes)])
     return {"text": f"the same number as {x_name}: {fmt(result)}", "result": result, "rows": [],
             "sources": [_region(trace, x_name, dict(at), "input")]}
 
@@ -330,6 +348,7 @@ OP_EXPLAINERS = {
     "linear": _linear, "attn_scores": _attn_scores, "softmax_max": _softmax_max, "softmax_sum_exp": _softmax_sum_exp,
     "softmax": _softmax, "weighted_sum": _weighted_sum, "ln_mean": _ln_mean, "ln_scale": _ln_scale,
     "ln_normalize": _ln_normalize, "ln_affine": _ln_affine, "embed": _embed, "pos_embed": _pos_embed, "add": _add,
+    "concat": _concat,
     "identity": _identity, "gelu": _activation("GELU", _gelu_tanh), "gelu_erf": _activation("GELU", _gelu_erf),
     "relu": _activation("ReLU", lambda x: np.maximum(x, 0.0)),
     "silu": _activation("SiLU", lambda x: x / (1 + np.exp(-x))),

@@ -211,7 +211,7 @@ def axis_names(trace: Trace, sizes: dict[str, int]) -> dict[str, list[str]]:
     """What the indices of the named axes stand for: the input's tokens along positions, the token strings
     along a small vocabulary (labels for rows and columns)."""
     return {a: [trace.index_name(a, i) for i in range(sizes[a])]
-            for a in sizes if NAMED_BY.get(a) and sizes[a] <= MAX_NAMED}
+            for a in sizes if NAMED_BY.get(a) and 0 < sizes[a] <= MAX_NAMED}
 
 
 def prediction(trace: Trace, top: int = 5) -> dict | None:

@@ -1,0 +1,139 @@
+"""Generation with a KV cache: every tensor of each cached step equals the full recomputation, greedy tokens
+equal transformers' generate, and the cache is data a trace shows."""
+
+import re
+
+import numpy as np
+import pytest
+
+import llmviz
+from llmviz.model import KVCache
+
+
+def window(step_trace, name: str, full_trace, past: int) -> tuple[np.ndarray, np.ndarray]:
+    """A step's tensor beside the same cells of the full pass: the new positions, the keys so far. The cache's
+    tensors (`attn.past_k`, `attn.cache_k`) are slices of the full pass's `attn.hook_k`."""
+    full_name = name.replace(".cache_", ".hook_").replace(".past_", ".hook_")
+    n = len(step_trace.tokens)
+    spans = {"pos": slice(past, past + n), "key_pos": slice(0, past + n), "past_pos": slice(0, past)}
+    index = tuple(spans.get(a, slice(None)) for a in step_trace.graph[name].axes)
+    return step_trace[name], full_trace[full_name][index]
+
+
+def assert_steps_match(model, prompt: list[int], new: list[int], atol: float):
+    cache = KVCache(model)
+    model.step(cache, prompt)
+    for token in new:
+        past = len(cache)
+        step = model.step(cache, [token])
+        full = model.run(cache.tokens)
+        assert step.graph.past == past and step.tokens == [token]
+        names = [n for n in step.graph.names() if step.graph[n].kind != "weight"]
+        assert any(n.endswith("cache_k") for n in names) and any(n.endswith("past_v") for n in names)
+        for name in names:
+            got, ref = window(step, name, full, past)
+            assert got.shape == ref.shape, (name, got.shape, ref.shape)
+            if got.dtype.kind in "iu":
+                assert np.array_equal(got, ref), name
+            else:
+                np.testing.assert_allclose(got, ref, atol=atol, rtol=0, err_msg=f"{name} at step {past}")
+
+
+def test_cached_steps_equal_the_full_pass_on_nano_gpt(nano):
+    assert_steps_match(nano, [2, 1, 0, 1, 1, 2], [0, 1, 1, 1, 2], atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [dict(n_layer=2, n_head=4, n_embd=32, vocab_size=97, n_ctx=40),
+                                   dict(n_layer=3, n_head=2, n_embd=24, vocab_size=50, n_ctx=30)])
+def test_cached_steps_equal_the_full_pass_on_gpt2_shapes(shape):
+    from conftest import random_model
+
+    model = random_model("shape", scale=0.3, **shape)
+    rng = np.random.default_rng(1)
+    assert_steps_match(model, rng.integers(0, shape["vocab_size"], 9).tolist(),
+                       rng.integers(0, shape["vocab_size"], 6).tolist(), atol=1e-4)
+
+
+def test_a_step_with_several_new_tokens(nano):
+    cache = KVCache(nano)
+    nano.step(cache, [2, 1, 0])
+    step = nano.step(cache, [1, 1, 2])  # three new positions at once: the mask keeps each to its own past
+    full = nano.run([2, 1, 0, 1, 1, 2])
+    got, ref = window(step, "blocks.2.attn.hook_pattern", full, 3)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    assert np.isinf(step["blocks.0.attn.hook_attn_scores"][:, 0, 4:]).all()  # query 3 cannot see keys 4 and 5
+
+
+def test_the_cache_is_data_in_the_trace(nano):
+    cache = KVCache(nano)
+    first = nano.step(cache, [2, 1, 0, 1, 1, 2])
+    np.testing.assert_array_equal(cache.kv["k"][1], first["blocks.1.attn.hook_k"])
+    step = nano.step(cache, [0])
+    np.testing.assert_array_equal(step["blocks.1.attn.past_k"], first["blocks.1.attn.hook_k"])
+    np.testing.assert_array_equal(step["blocks.1.attn.cache_k"][:6], first["blocks.1.attn.hook_k"])
+    assert step["blocks.1.attn.cache_v"].shape == (7, 3, 16) and cache.nbytes == 2 * 3 * 3 * 16 * 7 * 4
+    assert step.predicted[-1] == "B"  # after CBABBC A: the sorted answer goes on with B
+
+
+def test_a_full_context_is_refused(nano):
+    cache = KVCache(nano)
+    nano.step(cache, [0] * 11)
+    with pytest.raises(llmviz.LlmvizError, match="the context is full: nano-gpt holds 11 tokens"):
+        nano.step(cache, [1])
+
+
+# The sampling chain
+
+from llmviz.sampling import Sampling, sample  # noqa: E402
+
+
+def test_the_chain_shows_each_stage_and_places_u_on_the_cumulative():
+    logits = np.log(np.array([0.5, 0.2, 0.15, 0.1, 0.05]))
+    d = sample(logits, Sampling(temperature=1.0, top_k=4, top_p=0.8, min_p=0.25), np.random.default_rng(0))
+    names = [s["name"] for s in d.stages]
+    assert names == ["probabilities", "÷ temperature 1", "top-k 4", "top-p 0.8", "min-p 0.25", "renormalised"]
+    kept = {s["name"]: s["kept"] for s in d.stages}
+    assert kept["top-k 4"] == 4 and kept["top-p 0.8"] == 3 and kept["min-p 0.25"] == 3  # 0.5+0.2+0.15 >= 0.8
+    final = dict(d.stages[-1]["top"])
+    np.testing.assert_allclose(sorted(final.values(), reverse=True), [0.5 / 0.85, 0.2 / 0.85, 0.15 / 0.85])
+    cumulative = np.cumsum([0.5 / 0.85, 0.2 / 0.85, 0.15 / 0.85])
+    assert d.token == [0, 1, 2][int(np.searchsorted(cumulative, d.u, side="right"))]
+    assert d.prob == pytest.approx(0.5 if d.token == 0 else 0.2 if d.token == 1 else 0.15)
+
+
+def test_greedy_and_tiny_temperatures_take_the_top_token():
+    logits = np.array([0.1, 3.0, 2.9])
+    assert sample(logits, Sampling(), np.random.default_rng(0)).token == 1
+    assert sample(logits, Sampling(), np.random.default_rng(0)).u is None
+    assert all(sample(logits, Sampling(temperature=1e-300), np.random.default_rng(s)).token == 1 for s in range(20))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("temperature", -1, "temperature must be a number >= 0"), ("temperature", float("nan"), "temperature must be"),
+    ("top_k", 0, "top_k must be 1 or more"), ("top_p", 0, "top_p must be in (0, 1]"), ("top_p", 1.5, "top_p"),
+    ("min_p", 0, "min_p must be in (0, 1]")])
+def test_settings_out_of_range_are_refused(field, value, message):
+    with pytest.raises(llmviz.LlmvizError, match=re.escape(message)):
+        Sampling(**{field: value})
+
+
+def test_the_same_seed_gives_the_same_tokens(nano):
+    a = nano.generate("CAB", 8, temperature=1.5, top_k=2, min_p=0.01, seed=7)
+    assert a.tokens == nano.generate("CAB", 8, temperature=1.5, top_k=2, min_p=0.01, seed=7).tokens
+    assert len({tuple(nano.generate("CAB", 8, temperature=3.0, seed=s).tokens) for s in range(6)}) > 1
+    assert all(d.u is not None and 0 <= d.u < 1 for d in a.draws)
+
+
+@pytest.mark.parametrize("shape", [dict(n_layer=2, n_head=2, n_embd=32, vocab_size=120, n_positions=48),
+                                   dict(n_layer=3, n_head=4, n_embd=24, vocab_size=80, n_positions=40, n_inner=50)])
+def test_greedy_tokens_equal_transformers_generate(tmp_path, shape):
+    torch = pytest.importorskip("torch")
+    from reference import hf_gpt2_folder
+
+    hf = hf_gpt2_folder(tmp_path, seed=5, **shape)
+    model = llmviz.load_model(str(tmp_path))
+    prompt = np.random.default_rng(2).integers(0, shape["vocab_size"], 7).tolist()
+    with torch.no_grad():
+        out = hf.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False, pad_token_id=0,
+                          attention_mask=torch.ones(1, len(prompt), dtype=torch.long))
+    assert model.generate(prompt, 20).tokens == out[0, len(prompt):].tolist()
