@@ -76,7 +76,9 @@ def sample(logits: np.ndarray, s: Sampling, rng: np.random.Generator) -> Draw:
     stages = [_stage("probabilities", raw)]
     if s.greedy:
         token = int(np.argmax(z))
-        return Draw(token, float(raw[token]), 1.0, None, stages + [_stage("greedy", np.eye(len(z))[token])])
+        chosen = np.zeros_like(raw)
+        chosen[token] = 1.0
+        return Draw(token, float(raw[token]), 1.0, None, stages + [_stage("greedy", chosen)])
     with np.errstate(over="ignore", under="ignore"):  # a tiny temperature leaves only the top token
         p = softmax((z - z.max()) / s.temperature)
     stages.append(_stage(f"÷ temperature {s.temperature:g}", p))
