@@ -86,6 +86,8 @@ TENSORS = ["blocks.0.attn.hook_q", "probs", "blocks.2.attn.hook_pattern", "token
 
 def plausible(body):
     """The served model and exactly one of text or tokens (from its alphabet): bodies that reach the forward pass."""
+    if set(body) <= {"count"}:  # a session's step
+        return body
     body = {**body, "model": "nano-gpt"}
     if isinstance(body.get("text"), str):
         body["text"] = "".join("ABC"[ord(c) % 3] for c in body["text"])[:11] or "A"
@@ -107,29 +109,40 @@ def assert_answered(r):
         assert isinstance(detail, str) and detail
 
 
+POSTS = ["/api/trace", "/api/scene", "/api/explain", "/api/generate", "/api/sessions", "/api/sessions/{sid}/step"]
+
+
 def test_every_post_endpoint_is_covered(openapi):
-    assert {p for p, _ in post_endpoints(openapi)} == {"/api/trace", "/api/scene", "/api/explain", "/api/generate"}
+    assert {p for p, _ in post_endpoints(openapi)} == set(POSTS)
 
 
-@pytest.mark.parametrize("path", ["/api/trace", "/api/scene", "/api/explain", "/api/generate"])
-def test_bodies_that_fit_the_schema(client, openapi, path):
+@pytest.fixture(scope="module")
+def session(client):
+    return client.post("/api/sessions", json={"text": "CBA", "temperature": 1.0, "seed": 1}).json()["session"]
+
+
+@pytest.mark.parametrize("path", POSTS)
+def test_bodies_that_fit_the_schema(client, openapi, session, path):
     schema = dict(post_endpoints(openapi))[path]
     bodies = from_schema(schema) | from_schema(schema).map(plausible)
+    url = path.replace("{sid}", session)  # a real session: its steps run until its context is full
 
     @SETTINGS
     @given(bodies)
     def check(body):
-        assert_answered(client.post(path, json=body))
+        assert_answered(client.post(url, json=body))
 
     check()
 
 
-@pytest.mark.parametrize("path", ["/api/trace", "/api/scene", "/api/explain", "/api/generate"])
-def test_bodies_that_do_not(client, path):
+@pytest.mark.parametrize("path", POSTS)
+def test_bodies_that_do_not(client, session, path):
+    url = path.replace("{sid}", session)
+
     @SETTINGS
     @given(json_values())
     def check(body):
-        r = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+        r = client.post(url, content=json.dumps(body), headers={"content-type": "application/json"})
         assert_answered(r)
 
     check()

@@ -137,3 +137,88 @@ def test_greedy_tokens_equal_transformers_generate(tmp_path, shape):
         out = hf.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False, pad_token_id=0,
                           attention_mask=torch.ones(1, len(prompt), dtype=torch.long))
     assert model.generate(prompt, 20).tokens == out[0, len(prompt):].tolist()
+
+
+# The API: generate with every stage, and sessions for Step, Undo and Reset
+
+@pytest.fixture(scope="module")
+def client(nano):
+    from conftest import local_client
+    from llmviz.server import create_app
+
+    return local_client(create_app([nano]))
+
+
+def test_stepping_a_session_writes_the_sorted_answer(client):
+    s = client.post("/api/sessions", json={"text": "CBABBC"}).json()
+    assert s["tokens"] == [2, 1, 0, 1, 1, 2] and s["steps"] == [] and not s["done"]
+    tokens = []
+    for _ in range(6):
+        r = client.post(f"/api/sessions/{s['session']}/step", json={}).json()
+        (step,) = r["steps"]
+        tokens.append(step["token"])
+        assert step["u"] is None and [st["name"] for st in step["stages"]] == ["probabilities", "greedy"]
+    assert "".join(tokens) == "ABBBCC" == r["text"] and r["done"]  # 6 + 6 = 12 tokens: the 11-token context is used up
+    assert r["cache_bytes"] == 2 * 3 * 3 * 16 * 11 * 4
+    full = client.post(f"/api/sessions/{s['session']}/step", json={})
+    assert full.status_code == 409 and "the context is full: nano-gpt holds 11 tokens" in full.json()["detail"]
+
+
+def test_many_steps_stop_at_a_full_context_with_a_message(client):
+    sid = client.post("/api/sessions", json={"text": "CBABBC"}).json()["session"]
+    r = client.post(f"/api/sessions/{sid}/step", json={"count": 50}).json()
+    assert len(r["steps"]) == 6 and r["done"] and "context is full" in r["message"]
+
+
+def test_the_same_seed_gives_the_same_tokens_from_python_and_the_api(client, nano):
+    settings = {"temperature": 2.0, "top_k": 2, "top_p": 0.95, "min_p": 0.05, "seed": 42}
+    want = nano.generate("CAB", 8, **settings)
+    via_generate = client.post("/api/generate", json={"text": "CAB", "max_new_tokens": 8, **settings}).json()
+    sid = client.post("/api/sessions", json={"text": "CAB", **settings}).json()["session"]
+    via_session = client.post(f"/api/sessions/{sid}/step", json={"count": 8}).json()
+    assert via_generate["tokens"] == want.tokens == [s["id"] for s in via_session["steps"]]
+    step = via_generate["steps"][0]
+    assert [st["name"] for st in step["stages"]] == ["probabilities", "÷ temperature 2", "top-k 2", "top-p 0.95",
+                                                     "min-p 0.05", "renormalised"]
+    assert step["u"] == pytest.approx(want.draws[0].u) and step["prob"] == pytest.approx(want.probs[0])
+    assert step["stages"][-1]["top"][0]["token"] in "ABC"
+
+
+def test_undo_takes_back_a_step_and_its_draw(client):
+    sid = client.post("/api/sessions", json={"text": "CAB", "temperature": 3.0, "seed": 9}).json()["session"]
+    first = client.post(f"/api/sessions/{sid}/step", json={"count": 3}).json()
+    undone = client.post(f"/api/sessions/{sid}/undo").json()
+    assert undone["tokens"] == first["tokens"][:-1]
+    again = client.post(f"/api/sessions/{sid}/step", json={}).json()
+    assert again["tokens"] == first["tokens"]  # the same draw again: the generator went back too
+    assert again["steps"][0]["u"] == first["steps"][-1]["u"]
+    for _ in range(3):
+        client.post(f"/api/sessions/{sid}/undo")
+    nothing = client.post(f"/api/sessions/{sid}/undo")
+    assert nothing.status_code == 422 and "nothing to undo" in nothing.json()["detail"]
+    history = client.get(f"/api/sessions/{sid}").json()
+    assert history["tokens"] == [2, 0, 1] and history["steps"] == []
+    assert client.delete(f"/api/sessions/{sid}").status_code == 204
+    assert client.post(f"/api/sessions/{sid}/step", json={}).status_code == 410
+
+
+def test_unknown_and_evicted_sessions(nano):
+    from llmviz.sessions import Session, Sessions
+
+    store = Sessions(size=1)
+    a = store.add(Session(nano, [0], Sampling(), None))
+    store.add(Session(nano, [1], Sampling(), None))  # the first is evicted
+    with pytest.raises(llmviz.LlmvizError, match="has expired") as gone:
+        store.get(a)
+    assert gone.value.status == 410
+    with pytest.raises(llmviz.LlmvizError, match="no generation session") as missing:
+        store.get("nope")
+    assert missing.value.status == 404
+
+
+@pytest.mark.parametrize("body,field", [({"min_p": 0}, "min_p"), ({"top_p": 1.5}, "top_p"),
+                                        ({"temperature": -1}, "temperature"), ({"top_k": 0}, "top_k")])
+def test_bad_settings_name_the_field(client, body, field):
+    for url in ("/api/sessions", "/api/generate"):
+        r = client.post(url, json={"text": "AB", **body})
+        assert r.status_code == 422 and r.json()["detail"].startswith(field)

@@ -10,8 +10,12 @@ class LlmvizError(ValueError):
     status = 422
 
 
-class ModelNotFound(LlmvizError):
+class NotFound(LlmvizError):
     status = 404
+
+
+class ModelNotFound(NotFound):
+    pass
 
 
 class InputTooLong(LlmvizError):

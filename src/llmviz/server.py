@@ -5,7 +5,8 @@
     POST /api/trace                tensors of one forward pass, as safetensors bytes
     POST /api/scene                what the 3D view draws: the layout and every block's numbers
     POST /api/explain              where one number came from: its op's formula with the real numbers
-    POST /api/generate             sample a continuation
+    POST /api/generate             sample a continuation, with every stage of the sampling chain
+    POST /api/sessions             generate step by step on a KV cache: .../step, .../undo, GET, DELETE
 
 The OpenAPI schema is at /openapi.json. Limits (see `Limits`): a Host header check, request bodies of at
 most 64 KiB read within a timeout, a byte-bounded cache, a memory budget per request, and a small pool of
@@ -37,6 +38,8 @@ from .errors import Busy, LlmvizError, ModelNotFound, OverBudget
 from .loading import load_model, structure_only
 from .model import Model, Stopped, Trace
 from .provenance import explain, pick_in_region
+from .sampling import Draw, Sampling
+from .sessions import ContextFull, Session, Sessions
 from .scene import run_scene, scene_bytes
 
 MAX_BODY_BYTES = 64 * 1024
@@ -57,6 +60,7 @@ class Limits:
     workers: int = 2  # forward passes computed at once
     queue: int = 16  # requests waiting for a worker; past that, 503 with Retry-After
     body_timeout: float = 10.0  # seconds to receive a request body
+    sessions: int = 8  # generation sessions kept (least recently used evicted; each expires after 15 min unused)
 
 
 class StrictBody(BaseModel):
@@ -125,13 +129,44 @@ class TraceRequest(PromptRequest):
                                       description="only these tensors: names, or patterns with * and ?")
 
 
-class GenerateRequest(PromptRequest):
-    max_new_tokens: int | None = Field(None, ge=0, le=256)
+class SamplingFields(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=10.0, allow_inf_nan=False,
                                description="0 is greedy; close to 0 tends to greedy")
-    top_k: int | None = Field(None, ge=1)
-    top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
+    top_k: int | None = Field(None, ge=1, description="keep the k most probable tokens")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False,
+                                description="keep the fewest tokens whose probabilities add up to top_p")
+    min_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False,
+                                description="keep tokens at least min_p times as probable as the most probable")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="the same seed and settings give the same tokens")
+
+    def sampling(self) -> Sampling:
+        return Sampling(self.temperature, self.top_k, self.top_p, self.min_p)
+
+
+class GenerateRequest(PromptRequest, SamplingFields):
+    max_new_tokens: int | None = Field(None, ge=0, le=256)
+
+
+class Candidate(BaseModel):
+    id: int
+    token: str
+    prob: float
+
+
+class Stage(BaseModel):
+    name: str = Field(description="probabilities, ÷ temperature T, top-k k, top-p p, min-p p, renormalised (or greedy)")
+    kept: int = Field(description="how many tokens this stage keeps")
+    top: list[Candidate] = Field(description="its most probable tokens")
+
+
+class Step(BaseModel):
+    id: int
+    token: str
+    prob: float = Field(description="the model's probability of the token")
+    chosen_prob: float = Field(description="its probability after the sampling chain, which the draw used")
+    u: float | None = Field(description="the uniform draw placed on the cumulative distribution; null when greedy")
+    stages: list[Stage]
+    position: int = Field(description="where the token goes in the sequence")
 
 
 class GenerateResponse(BaseModel):
@@ -140,6 +175,29 @@ class GenerateResponse(BaseModel):
     token_strs: list[str]
     text: str
     probs: list[float] = Field(description="probability of each chosen token when it was chosen")
+    steps: list[Step] = Field(description="each choice, with every stage of the sampling chain")
+
+
+class SessionRequest(PromptRequest, SamplingFields):
+    pass
+
+
+class StepRequest(StrictBody):
+    count: int = Field(1, ge=1, le=256, description="tokens to generate; fewer when the context fills")
+
+
+class SessionState(BaseModel):
+    session: str
+    model: str
+    prompt_tokens: list[int]
+    tokens: list[int] = Field(description="the prompt and every token generated so far")
+    token_strs: list[str]
+    text: str = Field(description="the generated tokens, decoded")
+    steps: list[Step] = Field(description="this request's steps (after a step), or every step so far")
+    n_ctx: int
+    done: bool = Field(description="the context is full: no further step")
+    message: str | None = None
+    cache_bytes: int = Field(description="memory of the KV cache: 2 · n_layer · n_head · d_head · positions · 4 bytes")
 
 
 class BodyLimit:
@@ -316,6 +374,16 @@ async def client_gone(request: Request) -> None:
         pass
 
 
+def step_json(m: Model, d: Draw, position: int) -> Step:
+    """One draw as the page shows it: the token, its probabilities, u, and each stage's top candidates."""
+    names = lambda ids: m.token_strs(ids)  # noqa: E731
+    stages = [Stage(name=st["name"], kept=st["kept"],
+                    top=[Candidate(id=i, token=t, prob=p) for (i, p), t in zip(st["top"], names([i for i, _ in st["top"]]))])
+              for st in d.stages]
+    return Step(id=d.token, token=names([d.token])[0], prob=d.prob, chosen_prob=d.chosen_prob, u=d.u, stages=stages,
+                position=position)
+
+
 def json_safe(x):
     """JSON has no infinities: write them as the strings JavaScript's Number() reads back ("-Infinity")."""
     if isinstance(x, float) and not math.isfinite(x):
@@ -360,6 +428,7 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         registry.setdefault(name, structure_only(name))
 
     workers = Workers(limits.workers, limits.queue)
+    sessions = Sessions(limits.sessions)
     stopping = asyncio.Event()  # set when the server begins to stop (see run)
     cache = Recent(limits.cache_mb * MB)  # forward passes (their residual stream) and scene payloads
     budget = limits.request_mb * MB
@@ -533,11 +602,72 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         within_budget(m.graph.peak_bytes(longest, ()), f"generating up to {longest} tokens", "give fewer tokens")
 
         def compute(stop):
-            g = m.generate(ids, req.max_new_tokens, req.temperature, req.top_k, req.top_p, req.seed, stop=stop)
+            g = m.generate(ids, req.max_new_tokens, req.temperature, req.top_k, req.top_p, req.seed, stop=stop,
+                           min_p=req.min_p)
+            steps = [step_json(m, d, len(ids) + i) for i, d in enumerate(g.draws)]
             return GenerateResponse(prompt_tokens=g.prompt, tokens=g.tokens, token_strs=g.token_strs,
-                                    text=g.text, probs=g.probs)
+                                    text=g.text, probs=g.probs, steps=steps)
 
         return await workers.run(request, compute)
+
+    def session_state(sid: str, s: Session, steps: list[Step], message: str | None = None) -> SessionState:
+        m = s.model
+        new = [d.token for d in s.draws]
+        return SessionState(session=sid, model=m.name, prompt_tokens=s.prompt, tokens=s.tokens,
+                            token_strs=m.token_strs(s.tokens), text=m.decode(new) if new else "", steps=steps,
+                            n_ctx=m.config.n_ctx, done=len(s.tokens) > m.config.n_ctx, message=message,
+                            cache_bytes=s.cache_bytes)
+
+    @app.post("/api/sessions", response_model=SessionState, status_code=201)
+    def start_session(req: SessionRequest):
+        """Start generating step by step from a prompt, with sampling settings and a seed (nothing is computed
+        until the first step)."""
+        m = get_model(req.model)
+        m.require_weights()
+        ids = m.encode(req.prompt)
+        sid = sessions.add(Session(m, ids, req.sampling(), req.seed))
+        return session_state(sid, sessions.get(sid), [])
+
+    @app.post("/api/sessions/{sid}/step", response_model=SessionState)
+    async def session_step(sid: str, req: StepRequest, request: Request):
+        """Generate `count` more tokens on the session's KV cache (each step computes only the new position).
+        A full context ends the steps with a message (and `done`)."""
+        s = sessions.get(sid)
+        within_budget(s.model.graph.peak_bytes(len(s.tokens), ()), f"a step at {len(s.tokens)} tokens", "start shorter")
+
+        def compute(stop):
+            with s.lock:
+                steps, message = [], None
+                for _ in range(req.count):
+                    try:
+                        steps.append(step_json(s.model, s.step(stop), len(s.tokens)))
+                    except ContextFull as e:
+                        if not steps:
+                            raise
+                        message = str(e)
+                        break
+                return session_state(sid, s, steps, message)
+
+        return await workers.run(request, compute)
+
+    @app.post("/api/sessions/{sid}/undo", response_model=SessionState)
+    def session_undo(sid: str):
+        """Take back the last generated token (its cache and its draw too: stepping again draws it again)."""
+        s = sessions.get(sid)
+        with s.lock:
+            s.undo()
+            return session_state(sid, s, [])
+
+    @app.get("/api/sessions/{sid}", response_model=SessionState)
+    def session_get(sid: str):
+        """The session so far, with every step's sampling stages."""
+        s = sessions.get(sid)
+        return session_state(sid, s, [step_json(s.model, d, len(s.prompt) + i + 1) for i, d in enumerate(s.draws)])
+
+    @app.delete("/api/sessions/{sid}", status_code=204)
+    def session_end(sid: str):
+        """Forget a session (Reset)."""
+        sessions.remove(sid)
 
     static = static_dir()
     if (static / "index.html").is_file():
