@@ -222,3 +222,24 @@ def test_bad_settings_name_the_field(client, body, field):
     for url in ("/api/sessions", "/api/generate"):
         r = client.post(url, json={"text": "AB", **body})
         assert r.status_code == 422 and r.json()["detail"].startswith(field)
+
+
+def test_probabilities_keep_the_digits_that_tell_them_apart():
+    from llmviz.sampling import percent
+
+    assert (percent(0.99995303), percent(0.5), percent(4.5e-5), percent(1.0)) == ("99.99 %", "50.00 %", "0.0045 %", "100.00 %")
+
+
+def test_the_cli_prints_each_choice_with_its_alternatives():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "llmviz.cli", "generate", "CBABBC", "--show-probs"],
+                       capture_output=True, text=True, timeout=60)
+    lines = r.stdout.strip().splitlines()
+    assert r.returncode == 0 and len(lines) == 7 and lines[-1] == "ABBBCC"
+    assert lines[0].split() == ["'A'", "99.99", "%", "then", "'B'", "0.0045", "%,", "'C'", "0.00017", "%"]
+    seeded = ["generate", "CAB", "-n", "8", "-t", "2", "--top-k", "2", "--min-p", "0.1", "--seed", "3"]
+    out = subprocess.run([sys.executable, "-m", "llmviz.cli", *seeded], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == llmviz.load_model("nano-gpt").generate("CAB", 8, temperature=2, top_k=2, min_p=0.1,
+                                                                         seed=3).text

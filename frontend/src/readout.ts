@@ -6,14 +6,6 @@ import type { ModelConfig, SceneInfo } from "./scenedata";
 
 const esc = escapeHtml;
 
-/** 0.99995 -> "99.99 %", 4.5e-5 -> "0.0045 %": enough digits to tell the runners-up apart. */
-export function percent(p: number): string {
-  const v = p * 100;
-  if (v >= 99.99 && v < 100) return `${(Math.floor(v * 100) / 100).toFixed(2)} %`;
-  if (v >= 10) return `${v.toFixed(2)} %`;
-  return `${v.toPrecision(2)} %`;
-}
-
 /** The readout's HTML for a scene with numbers; "" for a structure-only scene. */
 export function readoutHtml(info: SceneInfo): string {
   const p = info.prediction;
@@ -22,9 +14,9 @@ export function readoutHtml(info: SceneInfo): string {
   const input = info.token_strs.join("");
   const parts = [`<div class="ro-next"><span class="ro-label">next token after <code>${esc(input)}</code></span>
     <span class="ro-token" data-token="${esc(best.token)}">${esc(best.token)}</span>
-    <span class="ro-prob">${percent(best.prob)}</span></div>`];
+    <span class="ro-prob">${esc(best.percent)}</span></div>`];
   if (rest.length) {
-    parts.push(`<div class="ro-rest">then ${rest.slice(0, 3).map((c) => `<code>${esc(c.token)}</code> ${percent(c.prob)}`).join(" · ")}</div>`);
+    parts.push(`<div class="ro-rest">then ${rest.slice(0, 3).map((c) => `<code>${esc(c.token)}</code> ${esc(c.percent)}`).join(" · ")}</div>`);
   }
   if (p.answer) {
     parts.push(`<div class="ro-answer"><span class="ro-label">answer, ${p.answer.ids.length} tokens fed back one by one</span>

@@ -32,7 +32,7 @@ export interface BlockInfo {
 
 export interface Section { key: string; title: string; parent: string | null; x0: number; x1: number; y0: number; y1: number }
 
-export interface Candidate { id: number; token: string; prob: number }
+export interface Candidate { id: number; token: string; prob: number; percent: string }
 
 export interface Prediction {
   position: number;

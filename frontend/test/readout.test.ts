@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { lengthNote, percent, readoutHtml, taskHint } from "../src/readout";
+import { lengthNote, readoutHtml, taskHint } from "../src/readout";
 import { overviewHtml } from "../src/overview";
 import type { SceneInfo } from "../src/scenedata";
 
@@ -11,7 +11,8 @@ function info(tokens: string[]): SceneInfo {
   return { model: { name: "nano-gpt", n_params: 85728, has_weights: true, description: "", config }, n_pos: tokens.length,
     axes: {}, ops: {}, blocks: [], links: [], sections: [], bounds: [0, 0, 1, 1], max_display: { weight: 1, computed: 1 },
     tokens: tokens.map((t) => "ABC".indexOf(t)), token_strs: tokens,
-    prediction: { position: tokens.length - 1, top: [{ id: 0, token: "A", prob: 0.99995303 }, { id: 1, token: "B", prob: 4.5e-5 }],
+    prediction: { position: tokens.length - 1, top: [{ id: 0, token: "A", prob: 0.99995303, percent: "99.99 %" },
+      { id: 1, token: "B", prob: 4.5e-5, percent: "0.0045 %" }],
       answer: { ids: [0, 1, 1, 1, 2, 2], tokens: ["A", "B", "B", "B", "C", "C"], text: "ABBBCC", probs: [] } } };
 }
 
@@ -22,12 +23,6 @@ test("the readout says the next token, its probability and the answer", () => {
   assert.match(html, /data-answer="ABBBCC">ABBBCC</);
   assert.doesNotMatch(html, /trained on/);
   assert.equal(readoutHtml({ ...info([]), prediction: null }), "");
-});
-
-test("probabilities keep the digits that tell them apart", () => {
-  assert.equal(percent(0.99995303), "99.99 %");
-  assert.equal(percent(0.5), "50.00 %");
-  assert.equal(percent(4.5e-5), "0.0045 %");
 });
 
 test("the task is a hint, and another input length gets a note", () => {

@@ -175,17 +175,39 @@ def list_models() -> None:
               help="Default: fill the context, at most 32.")
 @click.option("--temperature", "-t", type=Finite(0), default=0.0, show_default=True,
               help="0 is greedy; close to 0 tends to greedy.")
-@click.option("--top-k", type=click.IntRange(1), default=None)
-@click.option("--top-p", type=Finite(0, 1, min_open=True), default=None)
+@click.option("--top-k", type=click.IntRange(1), default=None, help="Keep the k most probable tokens.")
+@click.option("--top-p", type=Finite(0, 1, min_open=True), default=None,
+              help="Keep the fewest tokens whose probabilities add up to P.")
+@click.option("--min-p", type=Finite(0, 1, min_open=True), default=None,
+              help="Keep tokens at least MIN_P times as probable as the most probable one.")
 @click.option("--seed", type=SEED, default=None, help="The same seed and settings give the same tokens.")
+@click.option("--show-probs", is_flag=True, help="One line per token: its probability and the top alternatives.")
 @model_options
-def generate(prompt, model, ids, max_new_tokens, temperature, top_k, top_p, seed, dtype, n_head) -> None:
-    """Print the model's continuation of PROMPT."""
+def generate(prompt, model, ids, max_new_tokens, temperature, top_k, top_p, min_p, seed, show_probs, dtype, n_head) -> None:
+    """Print the model's continuation of PROMPT as it is produced, token by token (with a KV cache)."""
+    from .sampling import percent
+
+    made: list[int] = []
     try:
-        g = _load(model, dtype, n_head).generate(_parse_prompt(prompt, ids), max_new_tokens, temperature, top_k, top_p, seed)
+        m = _load(model, dtype, n_head)
+
+        def show(draw) -> None:  # each token as soon as it is drawn
+            before = m.decode(made) if made else ""
+            made.append(draw.token)
+            if not show_probs:
+                click.echo(m.decode(made)[len(before):], nl=False)
+                return
+            others = [(i, p) for i, p in draw.stages[0]["top"] if i != draw.token][:3]
+            click.echo(f"{m.token_strs([draw.token])[0]!r:>8}  {percent(draw.prob):>9}   then "
+                       + ", ".join(f"{m.token_strs([i])[0]!r} {percent(p)}" for i, p in others))
+
+        g = m.generate(_parse_prompt(prompt, ids), max_new_tokens, temperature, top_k, top_p, seed, min_p=min_p,
+                       on_token=show)
     except LlmvizError as e:
+        if made and not show_probs:
+            click.echo("")  # end the line of tokens before the error
         _fail(e)
-    click.echo(g.text)
+    click.echo(g.text if show_probs else "")
 
 
 @main.command()

@@ -57,6 +57,14 @@ class Draw:
     stages: list[dict] = field(default_factory=list)  # [{"name", "kept", "top": [(id, prob)]}]
 
 
+def percent(p: float) -> str:
+    """0.99995 -> "99.99 %", 4.5e-5 -> "0.0045 %": enough digits to tell the runners-up apart."""
+    v = p * 100
+    if 99.99 <= v < 100:
+        return f"{int(v * 100) / 100:.2f} %"
+    return f"{v:.2f} %" if v >= 10 else f"{v:.2g} %"
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z[np.isfinite(z)].max())
     return e / e.sum()

@@ -21,6 +21,7 @@ import numpy as np
 from .graph import NAMED_BY
 from .layout import Block, Layout, build_layout, short_name
 from .model import Model, Trace
+from .sampling import percent
 from .safetensors_file import to_bytes as safetensors_bytes
 
 MAX_DISPLAY = 512  # displayed cells per side of one block, at most
@@ -221,8 +222,9 @@ def prediction(trace: Trace, top: int = 5) -> dict | None:
         return None
     p, m = trace.next_probs, trace.model
     order = np.argsort(-p, kind="stable")[:top].tolist()
-    out = {"position": len(trace.tokens) - 1,
-           "top": [{"id": i, "token": m.token_strs([i])[0], "prob": float(p[i])} for i in order], "answer": None}
+    out = {"position": len(trace.tokens) - 1, "answer": None,
+           "top": [{"id": i, "token": m.token_strs([i])[0], "prob": float(p[i]), "percent": percent(float(p[i]))}
+                   for i in order]}
     if m.config.answer_tokens:
         g = m.generate(trace.tokens, m.config.answer_tokens)
         out["answer"] = {"ids": g.tokens, "tokens": g.token_strs, "text": g.text, "probs": g.probs}
