@@ -159,7 +159,10 @@ def test_stepping_a_session_writes_the_sorted_answer(client):
         tokens.append(step["token"])
         assert step["u"] is None and [st["name"] for st in step["stages"]] == ["probabilities", "greedy"]
     assert "".join(tokens) == "ABBBCC" == r["text"] and r["done"]  # 6 + 6 = 12 tokens: the 11-token context is used up
-    assert r["cache_bytes"] == 2 * 3 * 3 * 16 * 11 * 4
+    assert r["cache"]["bytes"] == 2 * 3 * 3 * 16 * 11 * 4 and r["cache"]["formula"] == "2 · 3 · 3 · 16 · 11 · 4 bytes"
+    gpt2, gpt3 = r["cache"]["at_scale"]
+    assert gpt2["bytes"] == 2 * 12 * 768 * 1024 * 4 and gpt3["bytes"] == 2 * 96 * 12288 * 2048 * 4
+    assert r["cache"]["full_multiply_adds"] > 5 * r["cache"]["step_multiply_adds"]
     full = client.post(f"/api/sessions/{s['session']}/step", json={})
     assert full.status_code == 409 and "the context is full: nano-gpt holds 11 tokens" in full.json()["detail"]
 
@@ -243,3 +246,32 @@ def test_the_cli_prints_each_choice_with_its_alternatives():
     out = subprocess.run([sys.executable, "-m", "llmviz.cli", *seeded], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == llmviz.load_model("nano-gpt").generate("CAB", 8, temperature=2, top_k=2, min_p=0.1,
                                                                          seed=3).text
+
+
+def test_the_kv_cache_view_of_a_step(client, nano):
+    import json as json_
+
+    from safetensors import safe_open
+
+    r = client.post("/api/scene", json={"tokens": [2, 1, 0, 1, 1, 2, 0], "past": 6})
+    assert r.status_code == 200
+    with open("/tmp/llmviz-step-scene.safetensors", "wb") as f:
+        f.write(r.content)
+    with safe_open("/tmp/llmviz-step-scene.safetensors", "np") as f:
+        scene = json_.loads(f.metadata()["scene"])
+    blocks = {b["tensor"]: b for b in scene["blocks"]}
+    assert scene["past"] == 6 and scene["n_pos"] == 1 and scene["context"] == [2, 1, 0, 1, 1, 2, 0]
+    assert blocks["blocks.0.attn.past_k"]["dims"] == [["past_pos", 6], ["head", 3], ["d_head", 16]]
+    assert blocks["blocks.0.attn.cache_k"]["dims"][0] == ["key_pos", 7]  # 6 from the cache, 1 new
+    assert blocks["blocks.0.attn.hook_attn_scores"]["rows"] == 1 and blocks["blocks.0.attn.hook_attn_scores"]["cols"] == 7
+    assert scene["axis_names"]["key_pos"] == list("CBABBCA") and scene["token_strs"] == ["A"]
+    e = client.post("/api/explain", json={"tokens": [2, 1, 0, 1, 1, 2, 0], "past": 6, "tensor": "blocks.1.attn.cache_k",
+                                          "index": [3, 0, 5]}).json()
+    assert e["formula"]["text"].startswith("from the cache") and e["value"] == pytest.approx(
+        float(nano.run([2, 1, 0, 1, 1, 2, 0])["blocks.1.attn.hook_k"][3, 0, 5]), abs=1e-5)
+    new = client.post("/api/explain", json={"tokens": [2, 1, 0, 1, 1, 2, 0], "past": 6,
+                                            "tensor": "blocks.1.attn.hook_attn_scores", "index": [0, 0, 4]}).json()
+    assert new["value"] == pytest.approx(float(nano.run([2, 1, 0, 1, 1, 2, 0])["blocks.1.attn.hook_attn_scores"][0, 6, 4]),
+                                         abs=1e-5)
+    bad = client.post("/api/scene", json={"tokens": [2, 1], "past": 2})
+    assert bad.status_code == 422 and "past must be from 1 to 1" in bad.json()["detail"]

@@ -140,6 +140,20 @@ class Graph:
             self._last_readers = {i: order[t.name] for t in self for i in t.inputs}
         return self._last_readers
 
+    def multiply_adds(self, n_pos: int) -> int:
+        """Multiply-adds of a pass over n_pos new positions (after `past` cached ones): the matrix products
+        and attention's two products; the rest is small beside them."""
+        sizes, total = self.sizes(n_pos), 0
+        for t in self:
+            if t.op == "linear":
+                contracted = 1
+                for a in t.attrs["contract"]:
+                    contracted *= sizes[a]
+                total += t.nbytes(sizes) // 4 * contracted
+            elif t.op in ("attn_scores", "weighted_sum"):
+                total += sizes["head"] * n_pos * sizes["key_pos"] * sizes["d_head"]
+        return total
+
     def ancestors(self, names, known=()) -> list[str]:
         """The tensors that computing `names` takes (themselves included), in graph order, stopping at `known`."""
         needed, todo = set(), list(names)

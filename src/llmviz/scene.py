@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .graph import NAMED_BY
+from .graph import NAMED_BY, Graph
 from .layout import Block, Layout, build_layout, short_name
 from .model import Model, Trace
 from .sampling import percent
@@ -110,9 +110,9 @@ class SceneBuilder:
     """The scene of one forward pass, built block by block: `add` reduces a tensor to its displayed grid
     (called while the pass runs, so no tensor has to outlive it), `finish` packs the atlas."""
 
-    def __init__(self, model: Model, n_pos: int, heads: str = "side"):
+    def __init__(self, model: Model, n_pos: int, heads: str = "side", graph=None):
         self.model, self.n_pos = model, n_pos
-        graph = model.graph
+        self.graph = graph = graph or model.graph  # a generation step's graph, with a KV cache
         self.layout: Layout = build_layout(graph, n_pos, heads)
         self.index = {b.tensor: i for i, b in enumerate(self.layout.blocks)}
         # Weights and computed tensors have budgets of their own: the weights' cap does not depend on the
@@ -126,7 +126,7 @@ class SceneBuilder:
         b = self.layout.blocks[self.index[name]]
         cap = self.caps["weight" if self.is_weight[name] else "computed"]
         fx, fy = math.ceil(b.cols / cap), math.ceil(b.rows / cap)
-        grid = slab_grid(values, self.model.graph[name].axes, b).astype(np.float32, copy=False)
+        grid = slab_grid(values, self.graph[name].axes, b).astype(np.float32, copy=False)
         if b.merged:
             grid = grid[:1]  # one box for the stack: its front face shows head 0
         scale = largest_magnitude(grid)
@@ -148,7 +148,7 @@ class SceneBuilder:
     def finish(self, trace: Trace | None) -> tuple[dict, np.ndarray]:
         """The scene description and the float16 atlas. With a trace, every block not added yet is taken
         from it (recomputed, for a trace that did not keep it)."""
-        model, graph, layout = self.model, self.model.graph, self.layout
+        model, graph, layout = self.model, self.graph, self.layout
         if trace is not None:
             self.add_weights(trace.__getitem__)
             for b in layout.blocks:
@@ -191,6 +191,7 @@ class SceneBuilder:
             "model": {"name": model.name, "n_params": cfg.n_params, "has_weights": model.has_weights,
                       "config": cfg.to_dict(), "description": cfg.description},
             "n_pos": self.n_pos,
+            "past": graph.past,  # positions whose keys and values came from the KV cache
             "axes": graph.axes_json(),
             "ops": graph.ops_json(),
             "blocks": blocks,
@@ -201,7 +202,8 @@ class SceneBuilder:
         }
         if trace is not None:
             scene.update(tokens=trace.tokens, token_strs=trace.token_strs, predicted=trace.predicted,
-                         axis_names=axis_names(trace, sizes), prediction=prediction(trace))
+                         axis_names=axis_names(trace, sizes), prediction=prediction(trace),
+                         context=trace.past_tokens + trace.tokens)  # with a KV cache: the cached tokens first
         return scene, atlas
 
 
@@ -229,6 +231,19 @@ def prediction(trace: Trace, top: int = 5) -> dict | None:
         g = m.generate(trace.tokens, m.config.answer_tokens)
         out["answer"] = {"ids": g.tokens, "tokens": g.token_strs, "text": g.text, "probs": g.probs}
     return out
+
+
+def step_scene(model: Model, ids: list[int], past: int, heads: str = "side", stop=None) -> bytes:
+    """The scene of one generation step: the last len(ids) - past positions computed on a KV cache of the first
+    `past` (cached keys and values are blocks of their own; attention has one row per new query)."""
+    from .model import KVCache
+
+    cache = KVCache(model)
+    if past:
+        model.step(cache, ids[:past], keep=(), stop=stop)
+    builder = SceneBuilder(model, len(ids) - past, heads, Graph(model.config, past=past) if past else None)
+    trace = model.step(cache, ids[past:], visit=builder.add, stop=stop)
+    return _payload(*builder.finish(trace))
 
 
 def build_scene(model: Model, trace: Trace | None, n_pos: int, heads: str = "side") -> tuple[dict, np.ndarray]:

@@ -40,7 +40,10 @@ from .model import Model, Stopped, Trace
 from .provenance import explain, pick_in_region
 from .sampling import Draw, Sampling
 from .sessions import ContextFull, Session, Sessions
-from .scene import run_scene, scene_bytes
+from .config import PRESETS
+from .graph import Graph
+from .model import KVCache
+from .scene import run_scene, scene_bytes, step_scene
 
 MAX_BODY_BYTES = 64 * 1024
 TRACE_MEDIA_TYPE = "application/vnd.llmviz.trace+safetensors"
@@ -101,6 +104,8 @@ class SceneRequest(StrictBody):
     tokens: list[int] | None = Field(None, max_length=10_000)
     n_pos: int | None = Field(None, ge=1, le=4096, description="positions to lay out for a structure-only model")
     heads: Literal["side", "stack"] = Field("side", description="a tensor's heads side by side, or stacked in depth")
+    past: int | None = Field(None, ge=1, le=100_000, description="a generation step: the last tokens computed on a "
+                                                                 "KV cache of the first `past` (the KV-cache view)")
 
     @model_validator(mode="after")
     def not_both(self):
@@ -111,6 +116,7 @@ class SceneRequest(StrictBody):
 
 class ExplainRequest(PromptRequest):
     tensor: str = Field(examples=["blocks.0.attn.hook_q"])
+    past: int | None = Field(None, ge=1, le=100_000, description="a cell of a generation step's scene (see /api/scene)")
     index: list[int] | None = Field(None, max_length=8, description="the cell's index, one number per axis")
     region: dict[str, list[int]] | None = Field(
         None, description="instead of index: {axis: [first, last]}; the cell of largest magnitude in it is explained "
@@ -197,7 +203,9 @@ class SessionState(BaseModel):
     n_ctx: int
     done: bool = Field(description="the context is full: no further step")
     message: str | None = None
-    cache_bytes: int = Field(description="memory of the KV cache: 2 · n_layer · n_head · d_head · positions · 4 bytes")
+    cache: dict = Field(description="the KV cache in numbers: its bytes now (2 · n_layer · n_head · d_head · positions · "
+                                    "4 bytes), at GPT-2's and GPT-3's full context, and the multiply-adds of the next "
+                                    "step with the cache and without it")
 
 
 class BodyLimit:
@@ -384,6 +392,20 @@ def step_json(m: Model, d: Draw, position: int) -> Step:
                 position=position)
 
 
+def cache_facts(m: Model, n: int) -> dict:
+    """What a KV cache of n positions holds and saves, with this model's numbers and at GPT-2's and GPT-3's scale."""
+    def size(c, t):
+        return 2 * c.n_layer * c.n_head * c.d_head * t * 4
+
+    n = min(n, m.config.n_ctx)
+    step = Graph(m.config, past=n - 1).multiply_adds(1) if n > 1 else m.graph.multiply_adds(1)
+    return {"positions": n, "bytes": size(m.config, n), "formula": f"2 · {m.config.n_layer} · {m.config.n_head} · "
+            f"{m.config.d_head} · {n} · 4 bytes",
+            "at_scale": [{"model": k, "positions": PRESETS[k].n_ctx, "bytes": size(PRESETS[k], PRESETS[k].n_ctx)}
+                         for k in ("gpt2", "gpt3")],
+            "step_multiply_adds": step, "full_multiply_adds": m.graph.multiply_adds(n)}
+
+
 def json_safe(x):
     """JSON has no infinities: write them as the strings JavaScript's Number() reads back ("-Infinity")."""
     if isinstance(x, float) and not math.isfinite(x):
@@ -554,6 +576,9 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
             return Response(payload, media_type=SCENE_MEDIA_TYPE)
         prompt = req.text if req.text is not None else req.tokens
         ids = m.encode(prompt if prompt is not None else (example_input(m) or [0]))
+        if req.past is not None:
+            return await step_response(request, m, ids, req.past, lambda stop: Response(
+                step_scene(m, ids, req.past, req.heads, stop), media_type=SCENE_MEDIA_TYPE))
 
         def compute(stop):
             key = ("scene", m, tuple(ids), req.heads)
@@ -569,6 +594,13 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
 
         return await workers.run(request, compute)
 
+    async def step_response(request: Request, m: Model, ids: list[int], past: int, make):
+        """A generation step's answer (scene or explanation): `past` must leave at least one new token."""
+        if not 0 < past < len(ids):
+            raise LlmvizError(f"past must be from 1 to {len(ids) - 1}: the tokens before the step's new ones")
+        pass_budget(m, ids)
+        return await workers.run(request, make)
+
     @app.post("/api/explain")
     async def explain_cell(req: ExplainRequest, request: Request):
         """Where one number came from: its value, its op's formula filled in with the real numbers of the
@@ -576,9 +608,19 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         m = get_model(req.model)
         m.require_weights()
         ids = m.encode(req.prompt)
-        if req.tensor not in m.graph:
+        graph = Graph(m.config, past=req.past) if req.past else m.graph  # a step's graph has the cache's tensors
+        if req.tensor not in graph:
             raise LlmvizError(f"unknown tensor {req.tensor!r}: not in {m.name}'s graph")
         pass_budget(m, ids)
+        if req.past is not None:
+            def explain_step(stop):
+                cache = KVCache(m)
+                m.step(cache, ids[:req.past], keep=(), stop=stop)
+                t = m.step(cache, ids[req.past:], stop=stop)
+                index = req.index if req.index is not None else pick_in_region(t, req.tensor, req.region)
+                return JSONResponse(json_safe(explain(t, req.tensor, index)))
+
+            return await step_response(request, m, ids, req.past, explain_step)
 
         def compute(stop):
             t = forward(m, ids, stop)
@@ -616,7 +658,7 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         return SessionState(session=sid, model=m.name, prompt_tokens=s.prompt, tokens=s.tokens,
                             token_strs=m.token_strs(s.tokens), text=m.decode(new) if new else "", steps=steps,
                             n_ctx=m.config.n_ctx, done=len(s.tokens) > m.config.n_ctx, message=message,
-                            cache_bytes=s.cache_bytes)
+                            cache=cache_facts(m, len(s.tokens)))
 
     @app.post("/api/sessions", response_model=SessionState, status_code=201)
     def start_session(req: SessionRequest):
