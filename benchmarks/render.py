@@ -8,7 +8,8 @@ time while the
 camera moves (every frame drawn and finished), draw calls per frame, bytes transferred (compressed, as
 sent) and JS heap after load; then the heap after switching the nano-gpt page to gpt3; and the hover
 latency on nano-gpt: from the mouse event to the frame that shows the tooltip with the source cells
-highlighted (median over cells of different ops, each hovered for the first time).
+highlighted (median over cells of different ops, each hovered for the first time); and the time from a
+click on Step to the frame that shows the new token (median of 5 steps).
 
 The baseline is Brendan Bycroft's llm-viz on this kind of machine, as measured for the project's issue
 (its figures are quoted, not measured in this run: its code is not on this machine): nano-gpt 909 KB
@@ -125,6 +126,16 @@ def measure(browser, base: str, model: str, frames: int) -> dict:
             hover.append(page.evaluate("window.__llmviz.hoverMs()"))
         out["hover_ms"] = statistics.median(hover)
         out["hover_all"] = hover
+        page.evaluate("window.__llmviz.flyToBlock('tokens')")
+        page.click("#gen-toggle")
+        steps = []
+        for _ in range(5):  # from the Step click to the frame that shows the new token (the view one position longer)
+            before = page.evaluate("window.__llmviz.stepMs()")
+            page.click("[data-gen=step]")
+            page.wait_for_function(f"window.__llmviz.stepMs() !== {json.dumps(before)}")
+            steps.append(page.evaluate("window.__llmviz.stepMs()"))
+        out["step_ms"] = statistics.median(steps)
+        out["step_all"] = steps
         page.select_option("#model", "gpt3")
         page.wait_for_function("window.__llmviz.stats().models[0] === 'gpt3'", timeout=60_000)
         page.wait_for_timeout(500)
@@ -163,6 +174,8 @@ def main() -> None:
           f"({nano['heap_after_gpt3_mb']:.1f} MB)")
     print(f"  hover to tooltip      {nano['hover_ms'] / BASELINE['hover_ms']:.2f}x ({nano['hover_ms']:.0f} ms median; "
           f"{', '.join(f'{h:.0f}' for h in nano['hover_all'])} ms; target under 50 ms)")
+    print(f"  Step to its frame     {nano['step_ms']:.0f} ms median ({', '.join(f'{h:.0f}' for h in nano['step_all'])} ms; "
+          f"target at most 150 ms; llm-viz has no Step to compare with)")
 
 
 if __name__ == "__main__":

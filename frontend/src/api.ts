@@ -29,7 +29,7 @@ export async function fetchModels(started?: Promise<Response>): Promise<ModelInf
   return (await check(await (started ?? fetch("/api/models")))).json();
 }
 
-export async function fetchScene(req: { model?: string; text?: string; n_pos?: number; heads?: string }): Promise<SceneData> {
+export async function fetchScene(req: { model?: string; text?: string; n_pos?: number; heads?: string; past?: number }): Promise<SceneData> {
   return parseScene(await (await check(await post("/api/scene", req))).arrayBuffer());
 }
 
@@ -52,6 +52,6 @@ export async function sceneFrom(early: Promise<EarlyResponse>): Promise<SceneDat
 }
 
 export async function fetchExplanation(req: { model: string; tokens: number[]; tensor: string;
-  region: Record<string, [number, number]> }): Promise<Explanation> {
+  region: Record<string, [number, number]>; past?: number }): Promise<Explanation> {
   return (await check(await post("/api/explain", req))).json();
 }

@@ -6,6 +6,7 @@ import { escapeHtml } from "./html";
 import { explanationHtml, structureHtml, type Explanation } from "./tooltip";
 import { buildModel, pick, slabGeometry } from "./blocks";
 import { allBox, homeBox, sectionBox, wholeBox, withTitles, type Placed, type Screen } from "./framing";
+import { Generator } from "./generate";
 import { dismissIntro, introDismissed, introHtml } from "./intro";
 import { LabelLayer } from "./labels";
 import { legendHtml } from "./legend";
@@ -33,6 +34,7 @@ const app = {
   highlights: new Highlights(),
   hover: { seq: 0, key: "", pinned: null as CellRef | null, lastMs: null as number | null, pendingEvent: null as PointerEvent | null },
   explained: new Map<string, Explanation>(),
+  gen: null as Generator | null,
 };
 
 interface CellRef { placed: Placed; block: number; slab: number; col: number; row: number }
@@ -107,7 +109,7 @@ function narrow(): boolean {
 /** On a narrow screen, opening one panel closes the others. */
 function onlyPanel(keep: string) {
   if (!narrow()) return;
-  for (const id of ["#selection", "#map", "#tooltip", "#intro"]) if (id !== keep) $<HTMLElement>(id).hidden = true;
+  for (const id of ["#selection", "#map", "#tooltip", "#intro", "#gen"]) if (id !== keep) $<HTMLElement>(id).hidden = true;
   const legend = document.querySelector<HTMLDetailsElement>("#legend-box");
   if (legend && keep !== "#legend") legend.open = false;
   if (keep !== "#tooltip" && app.hover.pinned) unpin();
@@ -243,11 +245,12 @@ async function showCell(c: CellRef, clientX: number, clientY: number, t0: number
     delete tip.dataset.index;
   } else {
     const region = cellRegion(b, c.slab, c.col, c.row);
-    const ckey = `${info.model.name}|${info.tokens.join(",")}|${b.tensor}|${JSON.stringify(region)}`;
+    const tokens = info.past ? info.context! : info.tokens;  // a generation step: its whole context, and where it starts
+    const ckey = `${info.model.name}|${tokens.join(",")}|${info.past ?? 0}|${b.tensor}|${JSON.stringify(region)}`;
     let e = app.explained.get(ckey);
     if (!e) {
       try {
-        e = await fetchExplanation({ model: info.model.name, tokens: info.tokens, tensor: b.tensor, region });
+        e = await fetchExplanation({ model: info.model.name, tokens, tensor: b.tensor, region, past: info.past || undefined });
       } catch (err) {
         if (seq === app.hover.seq) showError((err as Error).message);
         return;
@@ -352,7 +355,7 @@ async function loadView(early?: Promise<SceneData>) {
       else delete s.input;
       syncControls();  // the input field is there to correct, whatever happens next
       try {
-        datas = [await (early ?? fetchScene({ model: info.name, text, heads }))];
+        datas = [await (early ?? fetchScene({ model: info.name, text, heads, past: s.past }))];
       } catch (e) {
         if (app.placed.length || !info.has_weights || text === info.example) throw e;
         // A first view whose input is refused: say why, and show the model's example meanwhile.
@@ -536,12 +539,32 @@ async function start() {
   })), Object.assign(document.createElement("option"), { value: "__scale", textContent: "scale view" }));
   select_.addEventListener("change", () => {
     app.state = select_.value === "__scale" ? { view: "scale" } : { model: select_.value, heads: app.state.heads };
+    app.gen!.forget();
     void loadView();
   });
   $<HTMLFormElement>("#run").addEventListener("submit", (ev) => {
     ev.preventDefault();
     app.state = { model: app.state.model, input: $<HTMLInputElement>("#prompt").value, heads: app.state.heads };
+    app.gen!.forget();
     void loadView();
+  });
+  app.gen = new Generator($<HTMLDivElement>("#gen"), {
+    model: () => app.state.model ?? app.models[0].name,
+    input: () => $<HTMLInputElement>("#prompt").value,
+    load: async (text, past) => {
+      const seq = app.loadSeq + 1;
+      app.state = { model: app.state.model, input: text, heads: app.state.heads, past };
+      await loadView();
+      return seq === app.loadSeq && !$<HTMLDivElement>("#error").textContent;
+    },
+    error: showError,
+    tokenRect: () => document.querySelector(".label.block.kind-input")?.getBoundingClientRect() ?? null,
+  });
+  app.gen.render();
+  $<HTMLButtonElement>("#gen-toggle").addEventListener("click", () => {
+    const gen = $<HTMLDivElement>("#gen");
+    gen.hidden = !gen.hidden;
+    if (!gen.hidden) onlyPanel("#gen");
   });
   $<HTMLButtonElement>("#scale").addEventListener("click", () => {
     app.state = app.state.view === "scale" ? { model: "nano-gpt" } : { view: "scale" };
@@ -670,6 +693,7 @@ Object.assign(window, {
     },
     camera: () => [...app.view!.camera.position.toArray(), ...app.view!.controls.target.toArray()],
     hoverMs: () => app.hover.lastMs,
+    stepMs: () => app.gen?.lastStepMs ?? null,
     highlighted: () => app.highlights.count,
     /** Draw now and read the canvas: the RGB at a client point, or with no point the share of pixels that differ
      * from the background (within a client rectangle, if given). */

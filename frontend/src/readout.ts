@@ -11,7 +11,7 @@ export function readoutHtml(info: SceneInfo): string {
   const p = info.prediction;
   if (!p || !info.token_strs) return "";
   const [best, ...rest] = p.top;
-  const input = info.token_strs.join("");
+  const input = (info.past ? info.axis_names?.key_pos ?? info.token_strs : info.token_strs).join("");  // a step: its context
   const parts = [`<div class="ro-next"><span class="ro-label">next token after <code>${esc(input)}</code></span>
     <span class="ro-token" data-token="${esc(best.token)}">${esc(best.token)}</span>
     <span class="ro-prob">${esc(best.percent)}</span></div>`];
@@ -22,7 +22,7 @@ export function readoutHtml(info: SceneInfo): string {
     parts.push(`<div class="ro-answer"><span class="ro-label">answer, ${p.answer.ids.length} tokens fed back one by one</span>
       <span class="ro-token" data-answer="${esc(p.answer.text)}">${esc(p.answer.tokens.join(""))}</span></div>`);
   }
-  const note = lengthNote(info.model.name, info.model.config, info.token_strs.length);
+  const note = lengthNote(info.model.name, info.model.config, (info.context ?? info.token_strs).length);
   if (note) parts.push(`<div class="ro-note">${esc(note)}</div>`);
   return parts.join("");
 }

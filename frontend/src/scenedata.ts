@@ -61,6 +61,8 @@ export interface SceneInfo {
   predicted?: string[];
   axis_names?: Record<string, string[]>; // what each index of a named axis stands for (tokens)
   prediction?: Prediction | null;
+  past?: number;  // a generation step's scene: positions whose keys and values came from the KV cache
+  context?: number[];  // its tokens, the cached ones first
 }
 
 export interface SceneData {

@@ -69,6 +69,11 @@ export function sceneLabels(data: SceneData, offsetX: number, titleRow = 0): Lab
         html: text, cls: "head", priority: PRIORITY.detail });
     }
     axisNames(b, names, offsetX, out);
+    if (info.past && b.axes[0] === "key_pos") {  // a generation step: these columns came from the KV cache
+      out.push({ anchor: v3(x, b.y - b.rows - 2.6, b.z), worldSize: b.cols, minPixels: 40, cls: "cache-note",
+        html: `columns 0–${info.past - 1}: from the cache · ${info.past}${b.cols - info.past > 1 ? `–${b.cols - 1}` : ""}: new`,
+        priority: PRIORITY.detail, data: { tensor: b.tensor } });
+    }
   });
   for (const s of info.sections) {
     out.push({ anchor: v3(s.x0 + offsetX - 3, s.y0 + 3, 1), worldSize: s.x1 - s.x0, minPixels: 60,

@@ -1,6 +1,6 @@
 // The view's state in the URL, so that a copied link opens the same view:
 //   ?model=nano-gpt&input=CBABBC&cam=px,py,pz,tx,ty,tz&block=blocks.0.attn.hook_q&cell=blocks.0.attn.hook_q:1,3,7
-//   &heads=stack&view=scale
+//   &heads=stack&past=6&view=scale
 
 export interface CellState { tensor: string; slab: number; col: number; row: number }
 
@@ -11,6 +11,7 @@ export interface ViewState {
   block?: string;
   cell?: CellState; // the pinned cell: a displayed cell of a block (slab = head)
   heads?: "stack"; // heads stacked in depth (default: side by side)
+  past?: number; // the KV-cache view: the input's last tokens computed on a cache of the first `past`
   view?: "model" | "scale";
 }
 
@@ -28,6 +29,8 @@ export function parseState(search: string): ViewState {
   const cell = q.get("cell")?.match(/^(.+):(\d+),(\d+),(\d+)$/);
   if (cell) s.cell = { tensor: cell[1], slab: Number(cell[2]), col: Number(cell[3]), row: Number(cell[4]) };
   if (q.get("heads") === "stack") s.heads = "stack";
+  const past = Number(q.get("past"));
+  if (Number.isInteger(past) && past > 0) s.past = past;
   if (q.get("view") === "scale") s.view = "scale";
   return s;
 }
@@ -40,6 +43,7 @@ export function formatState(s: ViewState): string {
   if (s.model) q.set("model", s.model);
   if (s.input !== undefined) q.set("input", s.input);
   if (s.heads) q.set("heads", s.heads);
+  if (s.past) q.set("past", String(s.past));
   if (s.camera) q.set("cam", s.camera.map(round).join(","));
   if (s.block) q.set("block", s.block);
   if (s.cell) q.set("cell", `${s.cell.tensor}:${s.cell.slab},${s.cell.col},${s.cell.row}`);

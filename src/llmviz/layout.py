@@ -38,6 +38,7 @@ SHORT = {
     "hook_attn_out": "attn out", "hook_pre": "MLP pre", "hook_post": "activation", "W_in": "W_in", "b_in": "b_in",
     "W_out": "W_out", "b_out": "b_out", "hook_mlp_out": "MLP out", "W_U": "W_U", "b_U": "b_U",
     "logits": "logits", "probs_max": "max", "probs_sum_exp": "Σexp", "probs": "probs",
+    "past_k": "K cache", "past_v": "V cache", "cache_k": "K so far", "cache_v": "V so far",
 }
 
 

@@ -228,7 +228,7 @@ def prediction(trace: Trace, top: int = 5) -> dict | None:
            "top": [{"id": i, "token": m.token_strs([i])[0], "prob": float(p[i]), "percent": percent(float(p[i]))}
                    for i in order]}
     if m.config.answer_tokens:
-        g = m.generate(trace.tokens, m.config.answer_tokens)
+        g = m.generate(trace.past_tokens + trace.tokens, m.config.answer_tokens)  # a step's: its whole context
         out["answer"] = {"ids": g.tokens, "tokens": g.token_strs, "text": g.text, "probs": g.probs}
     return out
 

@@ -38,7 +38,7 @@ from .errors import Busy, LlmvizError, ModelNotFound, OverBudget
 from .loading import load_model, structure_only
 from .model import Model, Stopped, Trace
 from .provenance import explain, pick_in_region
-from .sampling import Draw, Sampling
+from .sampling import Draw, Sampling, percent
 from .sessions import ContextFull, Session, Sessions
 from .config import PRESETS
 from .graph import Graph
@@ -157,6 +157,7 @@ class Candidate(BaseModel):
     id: int
     token: str
     prob: float
+    percent: str = Field(description="the probability as the page shows it")
 
 
 class Stage(BaseModel):
@@ -199,6 +200,8 @@ class SessionState(BaseModel):
     tokens: list[int] = Field(description="the prompt and every token generated so far")
     token_strs: list[str]
     text: str = Field(description="the generated tokens, decoded")
+    view_text: str = Field(description="the input a view of the sequence shows: the tokens so far, at most a context "
+                                       "(the pass that predicted the last token)")
     steps: list[Step] = Field(description="this request's steps (after a step), or every step so far")
     n_ctx: int
     done: bool = Field(description="the context is full: no further step")
@@ -386,7 +389,8 @@ def step_json(m: Model, d: Draw, position: int) -> Step:
     """One draw as the page shows it: the token, its probabilities, u, and each stage's top candidates."""
     names = lambda ids: m.token_strs(ids)  # noqa: E731
     stages = [Stage(name=st["name"], kept=st["kept"],
-                    top=[Candidate(id=i, token=t, prob=p) for (i, p), t in zip(st["top"], names([i for i, _ in st["top"]]))])
+                    top=[Candidate(id=i, token=t, prob=p, percent=percent(p))
+                         for (i, p), t in zip(st["top"], names([i for i, _ in st["top"]]))])
               for st in d.stages]
     return Step(id=d.token, token=names([d.token])[0], prob=d.prob, chosen_prob=d.chosen_prob, u=d.u, stages=stages,
                 position=position)
@@ -656,7 +660,8 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         m = s.model
         new = [d.token for d in s.draws]
         return SessionState(session=sid, model=m.name, prompt_tokens=s.prompt, tokens=s.tokens,
-                            token_strs=m.token_strs(s.tokens), text=m.decode(new) if new else "", steps=steps,
+                            token_strs=m.token_strs(s.tokens), text=m.decode(new) if new else "",
+                            view_text=m.decode(s.tokens[:m.config.n_ctx]), steps=steps,
                             n_ctx=m.config.n_ctx, done=len(s.tokens) > m.config.n_ctx, message=message,
                             cache=cache_facts(m, len(s.tokens)))
 
