@@ -1,7 +1,7 @@
 """How long and how much memory a full llmviz trace takes, against transformers' eager GPT-2 forward
 on the same weights, in the same run.
 
-    python benchmarks/trace_speed.py [--repeats 9]
+    python benchmarks/trace_speed.py [--repeats 9] [--lengths 64 128 256 512 1024]
 
 Baseline: `GPT2LMHeadModel(...)(ids, output_hidden_states=True, output_attentions=True)` under
 torch.no_grad(), eager attention, float32, CPU, same weights. Ratios are llmviz / baseline (lower is
@@ -92,6 +92,8 @@ def measure(which: str, folder: Path, n: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256, 512, 1024],
+                    help="prompt lengths to time (the target: at most 1.5x at every length up to 1024)")
     args = ap.parse_args()
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), transformers {transformers.__version__}, "
           f"numpy {np.__version__}; median of {args.repeats}, the two taking turns")
@@ -108,7 +110,7 @@ def main() -> None:
 
         print("\nGPT-2 small shape, random weights: time")
         print(f"{'tokens':>6s} {'llmviz trace':>13s} {'transformers':>13s} {'ratio':>6s}")
-        for n in (64, 128, 256):
+        for n in args.lengths:
             ours, base = time_pair(hf, model, n, args.repeats)
             print(f"{n:6d} {ours * 1e3:10.1f} ms {base * 1e3:10.1f} ms {ours / base:6.2f}x")
         del hf, model  # free them before the memory measurements
