@@ -99,6 +99,8 @@ class Graph:
         self.config = config
         self.past = past
         self.tensors: dict[str, TensorSpec] = {}
+        self.kv_in: list[tuple[str, str]] = []  # per layer: the cached keys and values a step reads (past > 0)
+        self.kv_out: list[tuple[str, str]] = []  # per layer: the keys and values so far, which become the cache
         _build(self, config)
 
     def __getitem__(self, name: str) -> TensorSpec:
@@ -272,6 +274,10 @@ def _block(g: Graph, i: int, resid_pre: str) -> str:
                          f"Cached {plain.lower()}s of earlier positions, layer {i}", at, layer=i)
             qkv[c] = g.add(f"{at}.cache_{c.lower()}", ["key_pos", "head", "d_head"], "activation",
                            f"{plain}s so far (cache and this step), layer {i}", at, "concat", (past, qkv[c]), i)
+            qkv["past_" + c] = past
+    if g.past:
+        g.kv_in.append((qkv["past_K"], qkv["past_V"]))
+    g.kv_out.append((qkv["K"], qkv["V"]))
     scores = g.add(f"{at}.hook_attn_scores", ["head", "pos", "key_pos"], "activation",
                    f"Attention scores, layer {i}", at, "attn_scores", (qkv["Q"], qkv["K"]), i,
                    scale=g.config.attn_scale(i))

@@ -132,17 +132,14 @@ class Model:
                                f"make {len(cache) + len(ids)}")
         self.encode(cache.tokens + ids)  # checks every id against the vocabulary
         graph = Graph(self.config, past=len(cache)) if len(cache) else self.graph
-        kv = [f"blocks.{i}.attn.{n}" for i in range(self.config.n_layer)
-              for n in (("cache_k", "cache_v") if len(cache) else ("hook_k", "hook_v"))]
-        known = {f"blocks.{i}.attn.past_{c}": cache.kv[c][i] for i in range(self.config.n_layer) for c in "kv"} \
-            if len(cache) else {}
+        known = {name: cache.kv[c][i] for i, pair in enumerate(graph.kv_in) for c, name in zip("kv", pair)}
         out = Output(graph, visit)
-        held = None if keep is None else set(keep) | set(kv)
+        held = None if keep is None else set(keep).union(*graph.kv_out)
         values = self._compute(graph, ids, known, graph.names(), held, out.visit, stop)
         trace = Trace(self, ids, {**known, **values} if keep is None else values, out.predicted, out.next_probs,
                       graph=graph, past_tokens=list(cache.tokens), next_logits=out.next_logits)
-        for i in range(self.config.n_layer):
-            for c, name in zip("kv", kv[2 * i: 2 * i + 2]):
+        for i, pair in enumerate(graph.kv_out):  # the keys and values so far become the cache
+            for c, name in zip("kv", pair):
                 cache.kv[c][i] = values[name]
         cache.tokens += ids
         return trace
