@@ -251,6 +251,7 @@ def test_structure_only_legend_shows_what_applies(page: Page, live_server):
     expect(page.locator("#legend")).to_contain_text("structure only")
     expect(page.locator("#legend")).not_to_contain_text("activations")
     expect(page.locator("#readout")).to_be_hidden()
+    expect(page.locator("#gen-toggle")).to_be_hidden()  # nothing to generate without weights
 
 
 @pytest.mark.parametrize("browser_context_args", [{"viewport": {"width": 390, "height": 844}, "has_touch": True,

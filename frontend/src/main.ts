@@ -408,6 +408,9 @@ function updatePanels() {
   $<HTMLDivElement>("#map-body").innerHTML = one ? overviewHtml(one.sections) : "";
   $<HTMLButtonElement>("#map-toggle").hidden = !one;
   if (!one) $<HTMLDivElement>("#map").hidden = true;
+  const canGenerate = !!one?.model.has_weights;  // a structure-only model has no numbers to draw tokens from
+  $<HTMLButtonElement>("#gen-toggle").hidden = !canGenerate;
+  if (!canGenerate) $<HTMLDivElement>("#gen").hidden = true;
   $<HTMLDivElement>("#legend").innerHTML = legendHtml(app.placed[0]?.data.info);
   if (narrow()) ($<HTMLDetailsElement>("#legend-box")).open = false;
   const intro = $<HTMLDivElement>("#intro");
