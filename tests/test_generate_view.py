@@ -41,7 +41,7 @@ def test_six_steps_write_the_sorted_answer_token_by_token(page: Page, live_serve
     expect(page.locator("#gen-cache")).to_contain_text("2 · 3 · 3 · 16 · 11 · 4 bytes = 12,672 bytes")
     page.screenshot(path=screenshots / "generate-steps.png")
     page.locator("#gen-tokens [data-step='1']").click()  # an earlier token: the distribution it was drawn from
-    expect(page.locator("#gen-chain .ch-head")).to_contain_text("position 8")
+    expect(page.locator("#gen-chain .ch-head")).to_contain_text("position 7")  # counted from 0, as t is
     expect(page.locator("#gen-chain .ch-token")).to_have_text("B")
     assert console_errors == []
 

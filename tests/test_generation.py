@@ -180,6 +180,9 @@ def test_the_same_seed_gives_the_same_tokens_from_python_and_the_api(client, nan
     sid = client.post("/api/sessions", json={"text": "CAB", **settings}).json()["session"]
     via_session = client.post(f"/api/sessions/{sid}/step", json={"count": 8}).json()
     assert via_generate["tokens"] == want.tokens == [s["id"] for s in via_session["steps"]]
+    listed = client.get(f"/api/sessions/{sid}").json()["steps"]
+    positions = [[s["position"] for s in steps] for steps in (via_generate["steps"], via_session["steps"], listed)]
+    assert positions == [list(range(3, 11))] * 3  # each token's place in the sequence, the same from every endpoint
     step = via_generate["steps"][0]
     assert [st["name"] for st in step["stages"]] == ["probabilities", "÷ temperature 2", "top-k 2", "top-p 0.95",
                                                      "min-p 0.05", "renormalised"]

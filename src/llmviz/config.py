@@ -90,6 +90,10 @@ class ModelConfig:
         unembed += V if self.unembed_bias else 0
         return V * C + N * C + self.n_layer * per_layer + ln + unembed
 
+    def kv_cache_bytes(self, positions: int) -> int:
+        """Memory of a KV cache over `positions`: 2 · n_layer · n_head · d_head · positions · 4 bytes (float32)."""
+        return 2 * self.n_layer * self.n_head * self.d_head * positions * 4
+
     def axis_sizes(self) -> dict[str, int]:
         """The size of every named axis except `pos`, which depends on the input."""
         return {

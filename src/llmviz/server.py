@@ -34,15 +34,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .config import PRESETS
 from .errors import Busy, LlmvizError, ModelNotFound, OverBudget
+from .graph import Graph
 from .loading import load_model, structure_only
-from .model import Model, Stopped, Trace
+from .model import KVCache, Model, Stopped, Trace
 from .provenance import explain, pick_in_region
 from .sampling import Draw, Sampling, percent
 from .sessions import ContextFull, Session, Sessions
-from .config import PRESETS
-from .graph import Graph
-from .model import KVCache
 from .scene import run_scene, scene_bytes, step_scene
 
 MAX_BODY_BYTES = 64 * 1024
@@ -387,25 +386,21 @@ async def client_gone(request: Request) -> None:
 
 def step_json(m: Model, d: Draw, position: int) -> Step:
     """One draw as the page shows it: the token, its probabilities, u, and each stage's top candidates."""
-    names = lambda ids: m.token_strs(ids)  # noqa: E731
     stages = [Stage(name=st["name"], kept=st["kept"],
                     top=[Candidate(id=i, token=t, prob=p, percent=percent(p))
-                         for (i, p), t in zip(st["top"], names([i for i, _ in st["top"]]))])
+                         for (i, p), t in zip(st["top"], m.token_strs([i for i, _ in st["top"]]))])
               for st in d.stages]
-    return Step(id=d.token, token=names([d.token])[0], prob=d.prob, chosen_prob=d.chosen_prob, u=d.u, stages=stages,
-                position=position)
+    return Step(id=d.token, token=m.token_strs([d.token])[0], prob=d.prob, chosen_prob=d.chosen_prob, u=d.u,
+                stages=stages, position=position)
 
 
 def cache_facts(m: Model, n: int) -> dict:
     """What a KV cache of n positions holds and saves, with this model's numbers and at GPT-2's and GPT-3's scale."""
-    def size(c, t):
-        return 2 * c.n_layer * c.n_head * c.d_head * t * 4
-
     n = min(n, m.config.n_ctx)
     step = Graph(m.config, past=n - 1).multiply_adds(1) if n > 1 else m.graph.multiply_adds(1)
-    return {"positions": n, "bytes": size(m.config, n), "formula": f"2 · {m.config.n_layer} · {m.config.n_head} · "
-            f"{m.config.d_head} · {n} · 4 bytes",
-            "at_scale": [{"model": k, "positions": PRESETS[k].n_ctx, "bytes": size(PRESETS[k], PRESETS[k].n_ctx)}
+    return {"positions": n, "bytes": m.config.kv_cache_bytes(n), "formula": f"2 · {m.config.n_layer} · "
+            f"{m.config.n_head} · {m.config.d_head} · {n} · 4 bytes",
+            "at_scale": [{"model": k, "positions": PRESETS[k].n_ctx, "bytes": PRESETS[k].kv_cache_bytes(PRESETS[k].n_ctx)}
                          for k in ("gpt2", "gpt3")],
             "step_multiply_adds": step, "full_multiply_adds": m.graph.multiply_adds(n)}
 
@@ -486,8 +481,7 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         """The forward pass of ids, kept as its residual stream (any other tensor is recomputed from its
         layer when asked for), with its scene built on the way; both cached."""
         trace = cache.get(("trace", m, tuple(ids)))
-        if trace is None:
-            pass_budget(m, ids)
+        if trace is None:  # (its callers checked the budget before queueing)
             trace, payload = run_scene(m, ids, stop, heads)
             cache.put(("trace", m, tuple(ids)), trace, trace.nbytes)
             cache.put(("scene", m, tuple(ids), heads), payload, len(payload))
@@ -583,6 +577,7 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         if req.past is not None:
             return await step_response(request, m, ids, req.past, lambda stop: Response(
                 step_scene(m, ids, req.past, req.heads, stop), media_type=SCENE_MEDIA_TYPE))
+        pass_budget(m, ids)
 
         def compute(stop):
             key = ("scene", m, tuple(ids), req.heads)
@@ -615,7 +610,6 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         graph = Graph(m.config, past=req.past) if req.past else m.graph  # a step's graph has the cache's tensors
         if req.tensor not in graph:
             raise LlmvizError(f"unknown tensor {req.tensor!r}: not in {m.name}'s graph")
-        pass_budget(m, ids)
         if req.past is not None:
             def explain_step(stop):
                 cache = KVCache(m)
@@ -625,6 +619,7 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
                 return JSONResponse(json_safe(explain(t, req.tensor, index)))
 
             return await step_response(request, m, ids, req.past, explain_step)
+        pass_budget(m, ids)
 
         def compute(stop):
             t = forward(m, ids, stop)
@@ -662,7 +657,7 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         return SessionState(session=sid, model=m.name, prompt_tokens=s.prompt, tokens=s.tokens,
                             token_strs=m.token_strs(s.tokens), text=m.decode(new) if new else "",
                             view_text=m.decode(s.tokens[:m.config.n_ctx]), steps=steps,
-                            n_ctx=m.config.n_ctx, done=len(s.tokens) > m.config.n_ctx, message=message,
+                            n_ctx=m.config.n_ctx, done=s.done, message=message,
                             cache=cache_facts(m, len(s.tokens)))
 
     @app.post("/api/sessions", response_model=SessionState, status_code=201)
@@ -687,12 +682,13 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
                 steps, message = [], None
                 for _ in range(req.count):
                     try:
-                        steps.append(step_json(s.model, s.step(stop), len(s.tokens)))
+                        draw = s.step(stop)
                     except ContextFull as e:
                         if not steps:
                             raise
                         message = str(e)
                         break
+                    steps.append(step_json(s.model, draw, s.position(len(s.draws) - 1)))
                 return session_state(sid, s, steps, message)
 
         return await workers.run(request, compute)
@@ -709,7 +705,7 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
     def session_get(sid: str):
         """The session so far, with every step's sampling stages."""
         s = sessions.get(sid)
-        return session_state(sid, s, [step_json(s.model, d, len(s.prompt) + i + 1) for i, d in enumerate(s.draws)])
+        return session_state(sid, s, [step_json(s.model, d, s.position(i)) for i, d in enumerate(s.draws)])
 
     @app.delete("/api/sessions/{sid}", status_code=204)
     def session_end(sid: str):

@@ -40,11 +40,20 @@ class Session:
     def tokens(self) -> list[int]:
         return self.prompt + [d.token for d in self.draws]
 
+    @property
+    def done(self) -> bool:
+        """The context is full: the tokens so far (the last one not yet computed) exceed it."""
+        return len(self.cache) + len(self.pending) > self.model.config.n_ctx
+
+    def position(self, i: int) -> int:
+        """Where the i-th generated token sits in the sequence (counting from 0, as the `pos` axis does)."""
+        return len(self.prompt) + i
+
     def step(self, stop=None) -> Draw:
         """Draw the next token: the new positions' pass on the cache, then the sampling chain."""
-        n_ctx = self.model.config.n_ctx
-        if len(self.cache) + len(self.pending) > n_ctx:
-            raise ContextFull(f"the context is full: {self.model.name} holds {n_ctx} tokens, and all of them are used")
+        if self.done:
+            raise ContextFull(f"the context is full: {self.model.name} holds {self.model.config.n_ctx} tokens, "
+                              "and all of them are used")
         before = (self.cache.copy(), self.rng.bit_generator.state, list(self.pending))
         logits = self.model.step(self.cache, self.pending, keep=(), stop=stop).next_logits
         draw = sample(logits, self.sampling, self.rng)
