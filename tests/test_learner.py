@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from test_e2e import VIEWPORT, open_view, stats  # noqa: F401
+from test_e2e import open_view, stats
 
 DESKTOP = {"width": 1280, "height": 800}
 

@@ -17,7 +17,7 @@ export interface GeneratorHost {
   model(): string;
   input(): string;  // the text in the input field: the prompt of a new session
   /** Show this input (the prompt and the tokens so far); past: the KV-cache view of its last step. */
-  load(text: string, past?: number): Promise<boolean>;
+  load(text: string, past?: number): Promise<void>;
   error(message: string): void;
   tokenRect(): DOMRect | null;  // where the input row's tokens are drawn, to fly the new token to
 }

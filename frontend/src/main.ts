@@ -554,11 +554,9 @@ async function start() {
   app.gen = new Generator($<HTMLDivElement>("#gen"), {
     model: () => app.state.model ?? app.models[0].name,
     input: () => $<HTMLInputElement>("#prompt").value,
-    load: async (text, past) => {
-      const seq = app.loadSeq + 1;
+    load: (text, past) => {
       app.state = { model: app.state.model, input: text, heads: app.state.heads, past };
-      await loadView();
-      return seq === app.loadSeq && !$<HTMLDivElement>("#error").textContent;
+      return loadView();
     },
     error: showError,
     tokenRect: () => document.querySelector(".label.block.kind-input")?.getBoundingClientRect() ?? null,
