@@ -32,7 +32,9 @@ def test_nano_gpt_every_tensor_equals_torch(nano):
         assert set(trace.model.graph.names("activation")) <= set(compared)
 
 
-@pytest.mark.parametrize("shape", [(2, 4, 64, 50, 16), (1, 2, 40, 7, 5), (4, 6, 96, 101, 33)])
+# The last shape is large enough (4 x 520 x 520 scores, 520 x 4001 logits) for the scores, the softmaxes and
+# the logits' exp to be computed on several threads, in row blocks.
+@pytest.mark.parametrize("shape", [(2, 4, 64, 50, 16), (1, 2, 40, 7, 5), (4, 6, 96, 101, 33), (1, 4, 32, 4001, 520)])
 def test_random_models_every_tensor_equals_torch(shape):
     n_layer, n_head, n_embd, vocab, n_ctx = shape
     cfg = ModelConfig("t", n_layer, n_head, n_embd, vocab, n_ctx, tied_unembed=False)
@@ -40,6 +42,20 @@ def test_random_models_every_tensor_equals_torch(shape):
     model = numpy_model_of(net)
     tokens = list(np.random.default_rng(0).integers(0, vocab, n_ctx))
     assert_trace_matches(model.run(tokens), torch_record(net, tokens))
+
+
+def test_threaded_ops_equal_one_thread_and_the_formula(monkeypatch):
+    from llmviz import ops
+
+    x = np.random.default_rng(1).standard_normal((700, 3000)).astype(np.float32)  # over ops._PARALLEL_FROM
+    m = ops.softmax_max(x)
+    threaded = ops.gelu(x), ops.softmax(x, m, ops.softmax_sum_exp(x, m))
+    monkeypatch.setattr(ops, "_PARALLEL_FROM", x.size + 1)
+    for a, b in zip(threaded, (ops.gelu(x), ops.softmax(x, m, ops.softmax_sum_exp(x, m)))):
+        np.testing.assert_array_equal(a, b)  # the same numbers, bit for bit
+    c = np.float32(np.sqrt(2 / np.pi))
+    want = np.float32(0.5) * x * (np.float32(1) + np.tanh(c * (x + np.float32(0.044715) * x ** 3)))
+    np.testing.assert_allclose(threaded[0], want, rtol=1e-6, atol=1e-6)
 
 
 def test_aggregates_explain_their_tensors(nano):

@@ -6,6 +6,9 @@ and returns one float32 array whose axes are the ones the graph declares.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 GELU_C = np.float32(np.sqrt(2.0 / np.pi))
@@ -73,9 +76,16 @@ def attn_scores(q, k, scale):
     qh = np.ascontiguousarray(q.transpose(1, 0, 2))  # contiguous per head: matmul then uses BLAS
     kh = np.ascontiguousarray(k.transpose(1, 2, 0))
     s = np.matmul(qh, kh)
-    s /= np.float32(scale)
     tq, tk = s.shape[-2:]
-    s += np.triu(np.full((tq, tk), -np.inf, np.float32), 1 + tk - tq)  # -inf after each query's own position
+    keys = np.arange(tk)
+
+    def scale_and_mask(rows):
+        block = s[:, rows]
+        block /= np.float32(scale)
+        future = keys > np.arange(rows.start, rows.stop)[:, None] + (tk - tq)  # after each query's own position
+        np.copyto(block, -np.inf, where=future)
+
+    _by_rows(scale_and_mask, tq, s.size)
     return s
 
 
@@ -83,33 +93,54 @@ def softmax_max(x):
     return x.max(-1)
 
 
-def _row_blocks(x, m):
-    """Rows of x (last axis) with their row max, in blocks of about 256 KB: the exp of a
-    vocabulary-sized softmax is made block by block, never as one full-size temporary."""
-    n = x.shape[-1]
-    rows, mrows = x.reshape(-1, n), m.reshape(-1)
-    step = max(1, (1 << 16) // n)
-    for i in range(0, len(rows), step):
-        yield slice(i, i + step), rows[i:i + step], mrows[i:i + step, None]
+# Element-wise work on a large array runs in row blocks on every core, as BLAS does for the matmuls (numpy
+# releases the GIL inside its loops). The result is the same numbers whichever thread computes a block.
+_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="llmviz-ops")
+_PARALLEL_FROM = 1 << 20  # elements: below this, one thread is quicker than handing work out
+
+
+def _by_rows(work, n_rows: int, size: int) -> None:
+    """Call work(slice) over row blocks that cover range(n_rows): in parallel for a large array. Each block
+    is about 256 KB, so temporaries stay small."""
+    step = max(1, (1 << 16) * n_rows // max(size, 1))
+    blocks = [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
+    if size < _PARALLEL_FROM or _POOL._max_workers == 1:
+        for b in blocks:
+            work(b)
+        return
+    chunk = -(-len(blocks) // _POOL._max_workers)
+    for f in [_POOL.submit(lambda bs: [work(b) for b in bs], blocks[i:i + chunk])
+              for i in range(0, len(blocks), chunk)]:
+        f.result()
 
 
 def softmax_sum_exp(x, m):
-    out = np.empty(m.size, np.float32)
-    for rows, xb, mb in _row_blocks(x, m):
-        e = np.subtract(xb, mb)
+    """Row by row, in blocks: the exp of a vocabulary-sized softmax is never one full-size temporary."""
+    n = x.shape[-1]
+    rows, mrows, out = x.reshape(-1, n), m.reshape(-1, 1), np.empty(m.size, np.float32)
+
+    def work(b):
+        e = np.subtract(rows[b], mrows[b])
         np.exp(e, out=e)
-        e.sum(-1, out=out[rows])
+        e.sum(-1, out=out[b])
+
+    _by_rows(work, len(rows), x.size)
     return out.reshape(m.shape)
 
 
 def softmax(x, m, s):
+    n = x.shape[-1]
     out = np.empty(x.shape, np.float32)
-    flat, inv = out.reshape(-1, x.shape[-1]), (np.float32(1) / s).reshape(-1, 1)
-    for rows, xb, mb in _row_blocks(x, m):
-        e = flat[rows]
-        np.subtract(xb, mb, out=e)
+    rows, mrows, flat = x.reshape(-1, n), m.reshape(-1, 1), out.reshape(-1, n)
+    inv = (np.float32(1) / s).reshape(-1, 1)
+
+    def work(b):
+        e = flat[b]
+        np.subtract(rows[b], mrows[b], out=e)
         np.exp(e, out=e)
-        e *= inv[rows]
+        e *= inv[b]
+
+    _by_rows(work, len(rows), x.size)
     return out
 
 
@@ -120,17 +151,25 @@ def weighted_sum(pattern, v):
 
 
 def gelu(x):
-    """GPT-2's GELU, tanh form: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))), computed in place."""
-    y = x * x
-    y *= np.float32(0.044715)
-    y += np.float32(1.0)
-    y *= x
-    y *= GELU_C
-    np.tanh(y, out=y)
-    y += np.float32(1.0)
-    y *= x
-    y *= np.float32(0.5)
-    return y
+    """GPT-2's GELU, tanh form: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))), in place, row block by row block."""
+    n = x.shape[-1]
+    rows, out = x.reshape(-1, n), np.empty(x.shape, np.float32)
+    flat = out.reshape(-1, n)
+
+    def work(b):
+        xb, y = rows[b], flat[b]
+        np.multiply(xb, xb, out=y)
+        y *= np.float32(0.044715)
+        y += np.float32(1.0)
+        y *= xb
+        y *= GELU_C
+        np.tanh(y, out=y)
+        y += np.float32(1.0)
+        y *= xb
+        y *= np.float32(0.5)
+
+    _by_rows(work, len(rows), x.size)
+    return out
 
 
 def gelu_erf(x):
