@@ -33,7 +33,7 @@ import uvicorn
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from conftest import CHROMIUM, CHROMIUM_ARGS, TEST_HOOKS  # noqa: E402
 
 from llmviz.server import create_app  # noqa: E402
 
@@ -74,6 +74,7 @@ RETURNING = "localStorage.setItem('llmviz.intro.dismissed', '1')"  # a returning
 def open_view(browser, url: str):
     page = browser.new_page(viewport={"width": CANVAS[0], "height": CANVAS[1] + 40})
     page.add_init_script(RETURNING)
+    page.add_init_script(path=TEST_HOOKS)
     page.goto(url)
     page.wait_for_selector("body[data-ready=true]", state="attached", timeout=60_000)
     # Fit the canvas to exactly 768 × 688 whatever the header's height.
@@ -93,6 +94,7 @@ def first_frame_ms(browser, url: str, loads: int = 5) -> float:
     for _ in range(loads):
         page = browser.new_page(viewport={"width": CANVAS[0], "height": CANVAS[1] + 40})
         page.add_init_script(RETURNING)
+        page.add_init_script(path=TEST_HOOKS)
         page.goto(url)
         page.wait_for_selector("body[data-ready=true]", state="attached", timeout=60_000)
         times.append(page.evaluate("window.__llmviz.stats().firstFrameMs"))

@@ -1,4 +1,5 @@
-// Bundles the front-end into the Python package (src/llmviz/static), or the unit tests into .test-build/.
+// Bundles the front-end into the Python package (src/llmviz/static) and the test hooks into dist-test/, or
+// the unit tests into .test-build/.
 import { build } from "esbuild";
 import { cpSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 
@@ -20,5 +21,10 @@ if (tests) {
     outfile: `${out}/app.js`, sourcemap: false, logLevel: "warning",
   });
   cpSync("public", out, { recursive: true });
-  console.log(`built the front-end into ${out}`);
+  // The test hooks: their own bundle, outside the package; the end-to-end tests load it before the page.
+  await build({
+    entryPoints: ["src/testhooks.ts"], bundle: true, format: "iife", target: "es2022",
+    outfile: "dist-test/testhooks.js", logLevel: "warning",
+  });
+  console.log(`built the front-end into ${out} (test hooks: frontend/dist-test)`);
 }

@@ -22,6 +22,9 @@ CHROMIUM_ARGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
 ]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
+# window.__llmviz (what is drawn, how fast, the canvas's pixels): a bundle of its own, built beside the app by
+# `npm run build` and never shipped; every page of the tests loads it first.
+TEST_HOOKS = Path(__file__).resolve().parent.parent / "frontend" / "dist-test" / "testhooks.js"
 
 
 def local_client(app, **kw):
@@ -45,6 +48,13 @@ def random_model(name="wide", n_layer=2, n_head=4, n_embd=64, vocab_size=5000, n
     sizes = graph.sizes(0)
     weights = {n: rng.normal(0, scale, graph[n].shape(sizes)).astype(np.float32) for n in graph.names("weight")}
     return Model(cfg, weights, None, source=name)
+
+
+@pytest.fixture
+def context(context):
+    """pytest-playwright's browser context, with the test hooks loaded into each of its pages."""
+    context.add_init_script(path=TEST_HOOKS)
+    return context
 
 
 @pytest.fixture(scope="session")

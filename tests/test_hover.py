@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Page, expect
 
+from conftest import TEST_HOOKS
 from test_e2e import VIEWPORT, open_view  # noqa: F401  (browser_context_args fixture reused below)
 
 
@@ -128,6 +129,7 @@ def test_structure_only_blocks_say_what_they_are(page: Page, live_server, screen
 @pytest.fixture
 def touch_context(browser):
     ctx = browser.new_context(viewport=VIEWPORT, has_touch=True)
+    ctx.add_init_script(path=TEST_HOOKS)
     yield ctx
     ctx.close()
 

@@ -1,0 +1,158 @@
+// Hover and pin: one cell's value and where it came from, in the tooltip, with its sources highlighted.
+import { fetchExplanation } from "./api";
+import { cellRegion } from "./highlight";
+import { findBlock, cellScreenPoint, pickAt } from "./scene";
+import { onlyPanel } from "./panels";
+import { app, showError, $, type CellRef } from "./state";
+import { explanationHtml, structureHtml, type Explanation } from "./tooltip";
+import { type ViewState } from "./urlstate";
+
+export function tooltipEl(): HTMLDivElement {
+  return $<HTMLDivElement>("#tooltip");
+}
+
+export function placeTooltip(clientX: number, clientY: number) {
+  const tip = tooltipEl(), stage = $<HTMLDivElement>("#stage").getBoundingClientRect();
+  const w = tip.offsetWidth, h = tip.offsetHeight;
+  let x = clientX - stage.left + 18, y = clientY - stage.top + 18;
+  if (x + w > stage.width - 4) x = Math.max(4, clientX - stage.left - w - 18);
+  if (y + h > stage.height - 4) y = Math.max(4, stage.height - h - 4);
+  tip.style.left = `${x}px`;
+  tip.style.top = `${y}px`;
+}
+
+/** Hide the tooltip and its highlights; an explanation still on its way is for a cell no longer wanted. */
+export function hideTooltip() {
+  app.hover.seq++;
+  app.hover.key = "";
+  if (tooltipEl().hidden && !app.highlights.count) return;  // nothing shown: nothing to undo (camera moves)
+  tooltipEl().hidden = true;
+  app.highlights.clear();
+  for (const p of app.placed) p.built.focus(null);
+  app.view?.requestRender();
+}
+
+export function unpin() {
+  app.hover.pinned = null;
+  tooltipEl().classList.remove("pinned");
+  hideTooltip();
+}
+
+/** The camera moved: the cell under the pointer is another one, so an unpinned tooltip goes; a pinned one
+ * follows its cell. */
+export function onCameraMove() {
+  const c = app.hover.pinned;
+  if (!c) {
+    hideTooltip();
+    return;
+  }
+  const p = cellScreenPoint(c);
+  if (p) placeTooltip(p.x, p.y);
+}
+
+/** A link's pinned cell: pinned again, its tooltip shown beside it. */
+export function pinCellFromState(cell: NonNullable<ViewState["cell"]>) {
+  const hit = findBlock(cell.tensor);
+  if (!hit) return;
+  const b = hit.placed.data.info.blocks[hit.block];
+  const grid = b.slabs?.[cell.slab] ? [b.slabs[cell.slab][2], b.slabs[cell.slab][3]] : [b.cols, b.rows];
+  if (cell.slab >= (b.merged ? 1 : b.depth) || cell.col >= grid[0] || cell.row >= grid[1]) return;
+  const c = { ...hit, slab: cell.slab, col: cell.col, row: cell.row };
+  app.hover.pinned = c;
+  const p = cellScreenPoint(c) ?? { x: 40, y: 80 };
+  void showCell(c, p.x, p.y, performance.now(), true);
+}
+
+/** Explain a cell: ask the server (once per cell), then show the tooltip and highlight its sources. */
+export async function showCell(c: CellRef, clientX: number, clientY: number, t0: number, pinned: boolean) {
+  const b = c.placed.data.info.blocks[c.block];
+  const info = c.placed.data.info;
+  const key = `${info.model.name}|${b.tensor}|${c.slab}|${c.col}|${c.row}|${pinned}`;
+  if (key === app.hover.key) return;
+  app.hover.key = key;
+  const seq = ++app.hover.seq;
+  const tip = tooltipEl();
+  let regions: Explanation["sources"] = [];
+  if (!info.model.has_weights || !info.tokens) {
+    tip.innerHTML = structureHtml(info, b);
+    tip.dataset.tensor = b.tensor;
+    delete tip.dataset.index;
+  } else {
+    const region = cellRegion(b, c.slab, c.col, c.row);
+    const tokens = info.past ? info.context! : info.tokens;  // a generation step: its whole context, and where it starts
+    const ckey = `${info.model.name}|${tokens.join(",")}|${info.past ?? 0}|${b.tensor}|${JSON.stringify(region)}`;
+    let e = app.explained.get(ckey);
+    if (!e) {
+      try {
+        e = await fetchExplanation({ model: info.model.name, tokens, tensor: b.tensor, region, past: info.past || undefined });
+      } catch (err) {
+        if (seq === app.hover.seq) showError((err as Error).message);
+        return;
+      }
+      if (app.explained.size > 2000) app.explained.clear();
+      app.explained.set(ckey, e);
+    }
+    if (seq !== app.hover.seq) return; // the pointer has moved on
+    tip.innerHTML = explanationHtml(e, pinned);
+    tip.dataset.tensor = e.tensor;
+    tip.dataset.index = JSON.stringify(e.index.map((a) => a.i));
+    regions = [...e.sources, e.target];
+  }
+  tip.classList.toggle("pinned", pinned);
+  if (pinned) onlyPanel("#tooltip");
+  tip.hidden = false;
+  placeTooltip(clientX, clientY);
+  const find = (tensor: string) => {
+    const i = info.blocks.findIndex((x) => x.tensor === tensor);
+    return i < 0 ? null : { block: info.blocks[i], offsetX: c.placed.offsetX };
+  };
+  const shown = regions.length ? regions : [{ tensor: b.tensor, ranges: cellRegion(b, c.slab, c.col, c.row), role: "target" }];
+  app.highlights.set(shown, find);
+  // The blocks the number came from stay; the rest fade, so the sources stand out at any zoom.
+  const sources = new Set(shown.map((r) => info.blocks.findIndex((x) => x.tensor === r.tensor)));
+  for (const p of app.placed) p.built.focus(p === c.placed ? sources : new Set());
+  const v = app.view!;
+  const previous = v.onRender;
+  v.onRender = () => {  // the latency ends when the frame with the highlights is drawn
+    v.onRender = previous;
+    previous();
+    if (seq === app.hover.seq) {
+      app.hover.lastMs = performance.now() - t0;
+      tip.dataset.latency = app.hover.lastMs.toFixed(1);
+    }
+  };
+  v.requestRender();
+}
+
+export function onHover(e: PointerEvent) {
+  if (app.hover.pinned || e.buttons !== 0 || e.pointerType === "touch") return;
+  const first = app.hover.pendingEvent === null;
+  app.hover.pendingEvent = e;
+  if (!first) return;
+  requestAnimationFrame(() => {  // at most one pick per frame, for the latest position
+    const ev = app.hover.pendingEvent;
+    app.hover.pendingEvent = null;
+    if (!ev || app.hover.pinned) return;  // the pointer left, or a cell was pinned meanwhile
+    const hit = pickAt(ev.clientX, ev.clientY);
+    if (!hit) hideTooltip();
+    else void showCell(hit, ev.clientX, ev.clientY, ev.timeStamp, false);
+  });
+}
+
+/** Shift+arrows move the pinned cell; Shift+PageUp/PageDown change head. */
+export function movePinned(key: string): boolean {
+  const c = app.hover.pinned;
+  if (!c) return false;
+  const b = c.placed.data.info.blocks[c.block];
+  const grid = b.slabs?.[c.slab] ? [b.slabs[c.slab][2], b.slabs[c.slab][3]] : [b.cols, b.rows];
+  const d: Record<string, [number, number, number]> = { ArrowLeft: [-1, 0, 0], ArrowRight: [1, 0, 0], ArrowUp: [0, -1, 0],
+    ArrowDown: [0, 1, 0], PageUp: [0, 0, -1], PageDown: [0, 0, 1] };
+  if (!d[key]) return false;
+  const slabs = b.merged ? 1 : b.depth;
+  const next = { ...c, col: Math.min(grid[0] - 1, Math.max(0, c.col + d[key][0])),
+    row: Math.min(grid[1] - 1, Math.max(0, c.row + d[key][1])), slab: Math.min(slabs - 1, Math.max(0, c.slab + d[key][2])) };
+  app.hover.pinned = next;
+  const r = tooltipEl().getBoundingClientRect();
+  void showCell(next, r.left - 18, r.top - 18, performance.now(), true);
+  return true;
+}

@@ -1,0 +1,41 @@
+// The keyboard: move and zoom the view, explain the cell in the middle, move a pinned cell.
+import { movePinned, showCell, unpin } from "./hover";
+import { select } from "./panels";
+import { pickAt } from "./scene";
+import { app, writeUrl } from "./state";
+
+export function onKey(ev: KeyboardEvent) {
+  if ((ev.target as HTMLElement).closest("input, select, textarea")) return;
+  if (ev.shiftKey && movePinned(ev.key)) {
+    ev.preventDefault();
+    return;
+  }
+  if (ev.key === "Escape" && app.hover.pinned) {
+    unpin();
+    return;
+  }
+  if (ev.key === "Enter" && ev.target === app.view!.canvas) {  // keyboard: explain the cell in the middle
+    const r = app.view!.canvas.getBoundingClientRect();
+    const hit = pickAt(r.left + r.width / 2, r.top + r.height / 2);
+    if (hit) {
+      app.hover.key = "";
+      app.hover.pinned = hit;
+      void showCell(hit, r.left + r.width / 2, r.top + r.height / 2, ev.timeStamp, true);
+    }
+    return;
+  }
+  const v = app.view!;
+  const step = 0.1;
+  const keys: Record<string, () => void> = {
+    ArrowLeft: () => v.pan(-step, 0), a: () => v.pan(-step, 0), ArrowRight: () => v.pan(step, 0), d: () => v.pan(step, 0),
+    ArrowUp: () => v.pan(0, step), w: () => v.pan(0, step), ArrowDown: () => v.pan(0, -step), s: () => v.pan(0, -step),
+    "+": () => v.zoom(0.8), "=": () => v.zoom(0.8), "-": () => v.zoom(1.25), _: () => v.zoom(1.25),
+    Home: () => v.goHome(), Escape: () => select(null),
+  };
+  const fn = keys[ev.key];
+  if (fn) {
+    ev.preventDefault();
+    fn();
+    writeUrl();
+  }
+}

@@ -1,0 +1,116 @@
+// Panels: the selection, the notice, the readout, map, legend and intro, the scale bars and the toolbar.
+import { escapeHtml } from "./html";
+import { unpin } from "./hover";
+import { introDismissed, introHtml } from "./intro";
+import { legendHtml } from "./legend";
+import { overviewHtml } from "./overview";
+import { readoutHtml, taskHint } from "./readout";
+import { shapeHtml, tileText } from "./scenelabels";
+import { wholeBox, type Placed } from "./framing";
+import { app, narrow, $ } from "./state";
+import { formatCount } from "./trace";
+
+export function updateNotice() {
+  const notice = $<HTMLDivElement>("#notice");
+  const bare = app.placed.filter((p) => !p.data.info.model.has_weights).map((p) => p.data.info.model.name);
+  notice.hidden = bare.length === 0;
+  notice.textContent = bare.length
+    ? `${bare.join(", ")}: structure only: no weights loaded, so no numbers are shown (${app.state.view === "scale" ? "" : "layout for "}` +
+      `${app.placed[0].data.info.n_pos} positions)`
+    : "";
+}
+
+/** On a narrow screen, opening one panel closes the others. */
+export function onlyPanel(keep: string) {
+  if (!narrow()) return;
+  for (const id of ["#selection", "#map", "#tooltip", "#intro", "#gen"]) if (id !== keep) $<HTMLElement>(id).hidden = true;
+  const legend = document.querySelector<HTMLDetailsElement>("#legend-box");
+  if (legend && keep !== "#legend") legend.open = false;
+  if (keep !== "#tooltip" && app.hover.pinned) unpin();
+}
+
+export function select(hit: { placed: Placed; block: number } | null) {
+  for (const p of app.placed) p.built.material.uniforms.uSelected.value.set(-1, -2);
+  app.selected = hit;
+  const panel = $<HTMLDivElement>("#selection");
+  if (!hit) {
+    panel.hidden = true;
+  } else {
+    const { placed, block } = hit;
+    const b = placed.data.info.blocks[block];
+    const first = placed.built.firstInstance[block];
+    const n = b.merged ? 1 : b.depth;
+    placed.built.material.uniforms.uSelected.value.set(first, first + n - 1);
+    const op = b.op ? placed.data.info.ops[b.op] : null;
+    if (narrow()) {  // a phone shows the tapped cell's tooltip, which names the block too: one panel at a time
+      app.view!.requestRender();
+      return;
+    }
+    panel.hidden = false;
+    panel.innerHTML = `<h3>${escapeHtml(b.title)}</h3><code>${escapeHtml(b.tensor)}</code>
+      <p>${shapeHtml(placed.data, b)} · ${b.kind}</p>
+      ${op ? `<p>${escapeHtml(op.description)} <code>${escapeHtml(op.formula)}</code></p>` : ""}
+      ${b.slabs ? `<p>colour scale: ±${b.scale.toPrecision(4)}</p>` : "<p>no numbers: structure only</p>"}
+      ${b.tile[0] * b.tile[1] > 1 ? `<p>shown downsampled: ${tileText(b)} (${b.rows} × ${b.cols} cells)</p>` : ""}`;
+  }
+  app.view!.requestRender();
+}
+
+/** The readout, the map, the legend and (on a first visit) the intro card, for what is on screen now. */
+export function updatePanels() {
+  const one = app.placed.length === 1 ? app.placed[0].data.info : undefined;
+  const readout = $<HTMLDivElement>("#readout");
+  readout.innerHTML = one ? readoutHtml(one) : "";
+  readout.hidden = readout.innerHTML === "";
+  $<HTMLDivElement>("#map-body").innerHTML = one ? overviewHtml(one.sections) : "";
+  $<HTMLButtonElement>("#map-toggle").hidden = !one;
+  if (!one) $<HTMLDivElement>("#map").hidden = true;
+  const canGenerate = !!one?.model.has_weights;  // a structure-only model has no numbers to draw tokens from
+  $<HTMLButtonElement>("#gen-toggle").hidden = !canGenerate;
+  if (!canGenerate) $<HTMLDivElement>("#gen").hidden = true;
+  $<HTMLDivElement>("#legend").innerHTML = legendHtml(app.placed[0]?.data.info);
+  if (narrow()) ($<HTMLDetailsElement>("#legend-box")).open = false;
+  const intro = $<HTMLDivElement>("#intro");
+  intro.hidden = !one || introDismissed();
+  if (!intro.hidden && one) intro.innerHTML = introHtml(one, matchMedia("(pointer: coarse)").matches);
+}
+
+/** In the scale view: each model's parameter count as a bar on a log scale (a click flies to the model), and
+ * nano-gpt, too small to see beside GPT-3, enlarged in its own inset. */
+export function scaleBars() {
+  const box = $<HTMLDivElement>("#scalebars");
+  const scale = app.placed.length > 1;
+  box.hidden = !scale;
+  $<HTMLDivElement>("#inset-label").hidden = !scale;
+  app.view!.inset = scale ? { box: wholeBox(app.placed[0]), width: 220, height: 170, only: app.placed[0].built.group } : null;
+  if (!scale) return;
+  const counts = app.placed.map((p) => p.data.info.model.n_params);
+  const lo = Math.floor(Math.log10(Math.min(...counts))), hi = Math.ceil(Math.log10(Math.max(...counts)));
+  const rows = app.placed.map((p, i) => {
+    const m = p.data.info.model, w = ((Math.log10(m.n_params) - lo + 0.3) / (hi - lo + 0.3)) * 100;
+    return `<button type="button" class="bar-row" data-model="${i}"><span class="bar-name">${escapeHtml(m.name)}</span>
+      <span class="bar-track"><span class="bar-fill" style="width:${w.toFixed(1)}%"></span></span>
+      <span class="bar-count">${formatCount(m.n_params)}</span></button>`;
+  });
+  box.innerHTML = `<div class="bars-title">parameters (log scale: each step is ×10)</div>${rows.join("")}`;
+  const big = app.placed[app.placed.length - 1].data.info.model, nano = app.placed[0].data.info.model;
+  $<HTMLDivElement>("#inset-label").textContent = `${nano.name}, enlarged: ${formatCount(nano.n_params)} parameters, ` +
+    `1/${formatCount(Math.round(big.n_params / nano.n_params))} of ${big.name}`;
+}
+
+export function syncControls() {
+  const s = app.state;
+  const info = app.models.find((m) => m.name === s.model);
+  const select_ = $<HTMLSelectElement>("#model");
+  select_.value = s.view === "scale" ? "__scale" : s.model ?? "";  // the scale view has its own entry
+  const input = $<HTMLInputElement>("#prompt");
+  const canType = s.view !== "scale" && !!info?.has_weights;
+  $<HTMLFormElement>("#run").hidden = !canType;
+  if (canType && s.input !== undefined) input.value = s.input;
+  const hint = info && canType ? taskHint(info.name, info.config) : "";
+  input.placeholder = hint || "type an input";
+  input.title = hint;
+  $<HTMLSpanElement>("#task").textContent = hint;
+  $<HTMLButtonElement>("#scale").setAttribute("aria-pressed", String(s.view === "scale"));
+  $<HTMLButtonElement>("#heads").setAttribute("aria-pressed", String(s.heads === "stack"));
+}

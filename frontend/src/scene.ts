@@ -1,0 +1,78 @@
+// The scene's public API: place models, find and frame their blocks, pick the cell under a point.
+import * as THREE from "three";
+import { buildModel, pick, slabGeometry } from "./blocks";
+import { allBox, withTitles, type Placed, type Screen } from "./framing";
+import { unpin } from "./hover";
+import { sceneLabels } from "./scenelabels";
+import { type SceneData } from "./scenedata";
+import { app, type CellRef } from "./state";
+
+export function clearScene() {
+  for (const p of app.placed) {
+    app.view!.scene.remove(p.built.group);
+    p.built.dispose();
+  }
+  app.placed = [];
+  app.selected = null;
+  unpin();
+}
+
+export function place(datas: SceneData[]) {
+  clearScene();
+  // Side by side, each model a tenth of the tallest one's height from the next, so that at full height they
+  // stand apart and their titles (in staggered rows) do not cover one another.
+  const tallest = Math.max(...datas.map((d) => d.info.bounds[1] - d.info.bounds[3]));
+  let x = 0;
+  for (const data of datas) {
+    const [bx0, , bx1] = data.info.bounds;
+    const p = { data, built: buildModel(data, x - bx0), offsetX: x - bx0 };
+    app.view!.scene.add(p.built.group);
+    app.placed.push(p);
+    x += bx1 - bx0 + Math.max(40, (bx1 - bx0) * 0.25, datas.length > 1 ? tallest * 0.1 : 0);
+  }
+  app.labels!.set(app.placed.flatMap((p, i) => sceneLabels(p.data, p.offsetX, app.placed.length > 1 ? i : 0)));
+}
+
+
+export function screen(): Screen {
+  return { aspect: app.view!.camera.aspect, height: app.view!.canvas.clientHeight, models: app.placed.length };
+}
+
+/** The bounds of every placed model. */
+export function modelsBox(): THREE.Box3 {
+  return allBox(app.placed);
+}
+
+/** Every placed model whole, with room for the titles. */
+export function everything(): THREE.Box3 {
+  return withTitles(allBox(app.placed), screen());
+}
+
+export function findBlock(tensor: string): { placed: Placed; block: number } | null {
+  for (const p of app.placed) {
+    const i = p.data.info.blocks.findIndex((b) => b.tensor === tensor);
+    if (i >= 0) return { placed: p, block: i };
+  }
+  return null;
+}
+
+export function pickAt(clientX: number, clientY: number): (CellRef & { distance: number }) | null {
+  const ray = app.view!.rayAt(clientX, clientY);
+  let best: (CellRef & { distance: number }) | null = null;
+  for (const p of app.placed) {
+    const hit = pick(p.built, p.data, ray, p.offsetX);
+    if (hit && (!best || hit.distance < best.distance)) best = { placed: p, ...hit };
+  }
+  return best;
+}
+
+/** Where a displayed cell is on screen, in client pixels (null: behind the camera). */
+export function cellScreenPoint(c: CellRef): { x: number; y: number } | null {
+  const b = c.placed.data.info.blocks[c.block];
+  const grid = b.slabs?.[c.slab] ? [b.slabs[c.slab][2], b.slabs[c.slab][3]] : [b.cols, b.rows];
+  const g = slabGeometry(b, c.slab);
+  const s = app.view!.project(new THREE.Vector3(g.x + c.placed.offsetX + (c.col + 0.5) * b.cols / grid[0],
+    b.y - (c.row + 0.5) * b.rows / grid[1], g.z));
+  const r = app.view!.canvas.getBoundingClientRect();
+  return s ? { x: s.x + r.left, y: s.y + r.top } : null;
+}

@@ -1,0 +1,50 @@
+// App state: what is loaded and shown, what is selected and pinned, and the page's small shared helpers.
+import { Highlights } from "./highlight";
+import { type ModelInfo } from "./api";
+import { type Placed } from "./framing";
+import { type Generator } from "./generate";
+import { type LabelLayer } from "./labels";
+import { type Explanation } from "./tooltip";
+import { formatState, parseState, type ViewState } from "./urlstate";
+import { type View } from "./view";
+
+export const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
+
+export const app = {
+  view: null as View | null,
+  labels: null as LabelLayer | null,
+  models: [] as ModelInfo[],
+  placed: [] as Placed[],
+  state: parseState(location.search) as ViewState,
+  selected: null as { placed: Placed; block: number } | null,
+  firstFrameMs: null as number | null,
+  loadSeq: 0,
+  highlights: new Highlights(),
+  hover: { seq: 0, key: "", pinned: null as CellRef | null, lastMs: null as number | null, pendingEvent: null as PointerEvent | null },
+  explained: new Map<string, Explanation>(),
+  gen: null as Generator | null,
+};
+
+export interface CellRef { placed: Placed; block: number; slab: number; col: number; row: number }
+
+export function showError(message: string) {
+  const box = $<HTMLDivElement>("#error");
+  box.textContent = message;
+  box.hidden = message === "";
+}
+
+/** A narrow screen (a phone): one panel at a time. */
+export function narrow(): boolean {
+  return window.innerWidth <= 640;
+}
+
+/** The URL follows the view: model, input, camera, selected block and pinned cell. */
+export function writeUrl() {
+  const v = app.view!;
+  const s = app.state;
+  s.camera = [...v.camera.position.toArray(), ...v.controls.target.toArray()] as ViewState["camera"];
+  s.block = app.selected ? app.selected.placed.data.info.blocks[app.selected.block].tensor : undefined;
+  const c = app.hover.pinned;
+  s.cell = c ? { tensor: c.placed.data.info.blocks[c.block].tensor, slab: c.slab, col: c.col, row: c.row } : undefined;
+  history.replaceState(null, "", formatState(s) || location.pathname);
+}
