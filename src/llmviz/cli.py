@@ -1,4 +1,4 @@
-"""The `llmviz` command: serve the app, list models, generate, save a trace, train nano-gpt."""
+"""The `llmviz` command: serve the app, list models, generate, save a trace, train nano-gpt, check the walkthrough."""
 
 from __future__ import annotations
 
@@ -242,6 +242,39 @@ def train(name, steps, seed, out) -> None:
     except ImportError:
         _fail("training needs PyTorch: pip install 'llmviz[train]'")
     train_nano_gpt(out, steps=steps, seed=seed, log=click.echo)
+
+
+@main.group()
+def walkthrough() -> None:
+    """The guided walkthrough's chapters (Markdown files)."""
+
+
+@walkthrough.command("check")
+@click.argument("folder", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("--model", "models", multiple=True, help="Also check against this model, on its example input.")
+def check_walkthrough(folder, models) -> None:
+    """Check every tensor name, cell index and template of the chapters (default: the bundled ones) against
+    each bundled model; print each problem as file:line: message, and exit 1 if there is any."""
+    from pathlib import Path
+
+    from .config import PRESETS
+    from .loading import load_model, structure_only
+    from .walkthrough import CHAPTERS, check, chapters
+
+    folder = Path(folder) if folder else CHAPTERS
+    try:
+        targets = [load_model("nano-gpt")] + [structure_only(n) for n in PRESETS if n != "nano-gpt"]
+        targets += [load_model(m) for m in models]
+    except LlmvizError as e:
+        _fail(e)
+    problems = check(targets, folder)
+    for p in problems:
+        click.echo(p)
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem{'s' * (len(problems) != 1)} in {folder}")
+    parsed = chapters(folder)
+    click.echo(f"{len(parsed)} chapters, {sum(len(c.steps) for c in parsed)} steps: every tensor, cell and template "
+               f"fits {', '.join(m.name for m in targets)}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
     POST /api/explain              where one number came from: its op's formula with the real numbers
     POST /api/generate             sample a continuation, with every stage of the sampling chain
     POST /api/sessions             generate step by step on a KV cache: .../step, .../undo, GET, DELETE
+    GET  /api/walkthrough          the guided walkthrough, compiled for a model and an input
 
 The OpenAPI schema is at /openapi.json. Limits (see `Limits`): a Host header check, request bodies of at
 most 64 KiB read within a timeout, a byte-bounded cache, a memory budget per request, and a small pool of
@@ -40,6 +41,7 @@ from .graph import Graph
 from .loading import load_model, structure_only
 from .model import KVCache, Model, Stopped, Trace
 from .provenance import explain, pick_in_region
+from .walkthrough import compile_chapters
 from .sampling import Draw, Sampling, percent
 from .sessions import ContextFull, Session, Sessions
 from .scene import run_scene, scene_bytes, step_scene
@@ -517,6 +519,18 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
                       has_weights=m.has_weights, config=m.config.to_dict(), source=m.source)
             for name, m in registry.items()
         ]
+
+    @app.get("/api/walkthrough")
+    async def walkthrough_for(request: Request, model: str = "nano-gpt", input: str | None = None):
+        """The guided walkthrough's chapters and steps for this model and input (default: its example): the
+        text with this forward pass's numbers filled in, each step's actions and the tensors they name. A
+        model without weights gets the steps that need no numbers, and a note saying so."""
+        m = get_model(model)
+        if not m.has_weights:
+            return JSONResponse(json_safe(compile_chapters(m)))
+        ids = m.encode(input if input is not None else example_input(m))
+        pass_budget(m, ids)
+        return await workers.run(request, lambda stop: JSONResponse(json_safe(compile_chapters(m, forward(m, ids, stop)))))
 
     @app.get("/api/models/{name}/graph")
     def model_graph(name: str) -> dict:

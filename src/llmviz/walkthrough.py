@@ -1,0 +1,419 @@
+"""The guided walkthrough: chapters written in Markdown (src/llmviz/chapters/*.md), compiled for one model
+and one input into steps whose text carries that forward pass's own numbers.
+
+A chapter file:
+
+    # Embedding
+    stage: Embedding
+
+    ## Token row plus position row
+    Each token picks one row of {{tensor embed.W_E}}: the first token {{token 0}} is id {{id 0}}.
+
+    @frame hook_embed hook_pos_embed
+    @highlight embed.W_E[{{id 0}}]
+
+`# ` starts the chapter (its title); `stage:` names its place on the walkthrough's map; each `## ` starts a
+step. In a step, a line starting with `@` is an action; every other line is Markdown text (paragraphs,
+`- ` lists, **bold**, *italics*, `code`).
+
+Templates, `{{...}}`, in text and in actions:
+    n_embd n_head d_head n_layer d_mlp vocab_size n_ctx   the model's sizes
+    n_pos last last_layer                                  the input's length, its last position, last layer
+    model params                                           the model's name and parameter count
+    params gpt2                                            another model's parameter count (a preset)
+    input  token I  id I                                   the input; position I's token and its id
+    value CELL                                             one number of the forward pass
+    argmax CELL  argmax_token CELL                         where a row is largest (its index; its token)
+    prediction  prediction_percent                         the predicted next token and its probability
+    tensor NAME  tensor NAME|words                         a term for a tensor (linked to its block)
+    axis NAME                                              a term for an axis, in the axis's colour
+
+A CELL is `name[i, j, ...]`, one index per axis in the graph's order: a number, `last` (the axis's last
+index), a negative number (from the end), or `:` (the whole axis); missing trailing indices mean `:`.
+
+Actions (each takes about a second; a step runs its actions in order after a short pause):
+    @frame NAME ...          the camera frames these blocks (computed from the layout)
+    @highlight CELL ...      light these cells, dim every other block
+    @reveal NAME rows|cols   the tensor's cells appear in order
+    @dot CELL                a row and a column meet and become this cell, the running sum shown
+    @softmax CELL            the softmax of one row: max, exp, sum, divide (CELL: a row of a softmax's output)
+    @mask NAME               the causal mask appears on the attention scores
+    @add NAME                a residual add: the two inputs and the sum
+    @travel                  the predicted token travels from the output back to the input
+    @tooltip CELL            the tooltip of this cell opens
+    @code OP                 the project's own numpy code for this op
+    @guess CELL              try it: the learner guesses where this row is largest, then sees it
+
+Steps whose text or actions need numbers (token, value, prediction, dot, softmax, ...) are left out for a
+model without weights, and the answer says so.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import inspect
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import ops
+from .config import PRESETS, ModelConfig
+from .errors import LlmvizError
+from .graph import AXES, Graph
+from .provenance import explain, fmt
+
+CHAPTERS = Path(__file__).parent / "chapters"
+NUMBER_TEMPLATES = {"input", "token", "id", "value", "argmax", "argmax_token", "prediction", "prediction_percent"}
+NUMBER_ACTIONS = {"dot", "softmax", "tooltip", "travel", "guess"}
+ACTIONS = {"frame", "highlight", "reveal", "dot", "softmax", "mask", "add", "travel", "tooltip", "code", "guess"}
+SOFTMAX_SHOWN = 12  # a softmax action shows a row of up to this many entries (a longer row: its largest)
+TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
+CELL = re.compile(r"^([\w.]+)(?:\[(.*)\])?$")
+ARG = re.compile(r"[^\s\[]+(?:\[[^\]]*\])?")
+
+
+class WalkthroughError(LlmvizError):
+    """A chapter that does not fit a model: the file and line, and what is wrong."""
+
+
+@dataclass
+class Step:
+    title: str
+    line: int
+    text: list[tuple[int, str]] = field(default_factory=list)  # (line, Markdown)
+    actions: list[tuple[int, str]] = field(default_factory=list)  # (line, "@name args")
+
+
+@dataclass
+class Chapter:
+    file: Path
+    title: str
+    stage: str
+    steps: list[Step]
+
+
+def parse(path: Path) -> Chapter:
+    """One chapter file, read into its steps; a file that is not a chapter raises with file:line."""
+    title, stage, steps = None, "", []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.startswith("# "):
+            title = line[2:].strip()
+        elif line.startswith("## "):
+            steps.append(Step(line[3:].strip(), n))
+        elif not steps and line.startswith("stage:"):
+            stage = line.split(":", 1)[1].strip()
+        elif line.startswith("@"):
+            if not steps:
+                raise WalkthroughError(f"{path.name}:{n}: an action before the first step (## title)")
+            steps[-1].actions.append((n, line[1:].strip()))
+        elif steps:
+            steps[-1].text.append((n, line))
+        elif line.strip():
+            raise WalkthroughError(f"{path.name}:{n}: text before the first step (## title)")
+    if title is None:
+        raise WalkthroughError(f"{path.name}:1: a chapter starts with its title: '# Title'")
+    if not steps:
+        raise WalkthroughError(f"{path.name}:1: no steps: each step starts with '## Step title'")
+    return Chapter(path, title, stage or title, steps)
+
+
+def chapters(folder: Path = CHAPTERS) -> list[Chapter]:
+    """Every chapter of a folder, in file-name order (01-overview.md, 02-tokens.md, ...)."""
+    return [parse(p) for p in sorted(folder.glob("*.md"))]
+
+
+class Context:
+    """What a chapter's templates and actions read: the model, its graph, and (with weights) the trace."""
+
+    def __init__(self, model, trace=None):
+        self.model, self.trace = model, trace
+        self.config: ModelConfig = model.config
+        self.graph: Graph = trace.graph if trace is not None else model.graph
+        self.n_pos = len(trace.tokens) if trace is not None else min(8, self.config.n_ctx)  # structure: 8 positions
+        self.sizes = self.graph.sizes(self.n_pos)
+
+    def needs_numbers(self) -> None:
+        if self.trace is None:
+            raise _NeedsNumbers()
+
+    def cell(self, ref: str) -> tuple[str, tuple]:
+        """'name[i, j]' -> (name, index with slices); checked against the graph."""
+        m = CELL.match(ref.replace(" ", ""))
+        if not m or m.group(1) not in self.graph:
+            name = m.group(1) if m else ref
+            close = difflib.get_close_matches(name, self.graph.names(), n=1)
+            raise ValueError(f"unknown tensor {name!r}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+        name, t = m.group(1), self.graph[m.group(1)]
+        shape = t.shape(self.sizes)
+        parts = [p for p in (m.group(2) or "").split(",") if p != ""] if m.group(2) is not None else []
+        if len(parts) > len(shape):
+            raise ValueError(f"{name} has {len(shape)} axes ({', '.join(t.axes)}), not {len(parts)}")
+        index = []
+        for p, n, axis in zip(parts, shape, t.axes):
+            if p == ":":
+                index.append(slice(None))
+                continue
+            i = n - 1 if p == "last" else int(p) if re.fullmatch(r"-?\d+", p) else None
+            if i is None:
+                raise ValueError(f"index {p!r} of {name}: give a number, last, or :")
+            i = i + n if i < 0 else i
+            if not 0 <= i < n:
+                raise ValueError(f"index {p} is outside {name}'s axis {axis} (0 to {n - 1})")
+            index.append(i)
+        return name, tuple(index) + (slice(None),) * (len(shape) - len(index))
+
+    def region(self, ref: str, role: str = "target") -> dict:
+        name, index = self.cell(ref)
+        t = self.graph[name]
+        ranges = {a: [0, n - 1] if isinstance(i, slice) else [i, i]
+                  for a, i, n in zip(t.axes, index, t.shape(self.sizes))}
+        return {"tensor": name, "ranges": ranges, "role": role}
+
+    def values(self, ref: str) -> tuple[str, tuple, np.ndarray]:
+        name, index = self.cell(ref)  # checked even without numbers
+        self.needs_numbers()
+        return name, index, np.asarray(self.trace[name][index])
+
+
+class _NeedsNumbers(Exception):
+    """A template or action that reads the forward pass's numbers, on a model without weights."""
+
+
+def _term(cls: str, data: str, words: str, color: str | None = None) -> str:
+    style = f' style="--term:{color}"' if color else ""
+    return f'<span class="term {cls}" {data}{style}>{html.escape(words)}</span>'
+
+
+def template(ctx: Context, expr: str) -> str:
+    """One {{...}}: its text (HTML for terms)."""
+    word, _, arg = expr.partition(" ")
+    c, arg = ctx.config, arg.strip()
+    sizes = {"n_embd": c.n_embd, "n_head": c.n_head, "d_head": c.n_embd // c.n_head, "n_layer": c.n_layer,
+             "d_mlp": c.n_inner or 4 * c.n_embd, "vocab_size": c.vocab_size, "n_ctx": c.n_ctx, "n_pos": ctx.n_pos,
+             "last": ctx.n_pos - 1, "last_layer": c.n_layer - 1}
+    if word in sizes and not arg:
+        return str(sizes[word])
+    if word == "model":
+        return html.escape(c.name)
+    if word == "params":
+        other = PRESETS.get(arg) if arg else c
+        if other is None:
+            raise ValueError(f"params of an unknown model {arg!r}: one of {', '.join(PRESETS)}")
+        return f"{other.n_params:,}"
+    if word == "tensor":
+        name, _, words = arg.partition("|")
+        name = name.strip()
+        ctx.cell(name)
+        t = ctx.graph[name]
+        return _term("tensor", f'data-tensor="{html.escape(name)}" data-kind="{t.kind}"', words.strip() or t.title)
+    if word == "axis":
+        if arg not in AXES:
+            raise ValueError(f"unknown axis {arg!r}: one of {', '.join(AXES)}")
+        return _term("axis", f'data-axis="{arg}"', AXES[arg][0] + f" ({arg})", AXES[arg][2])
+    if word not in NUMBER_TEMPLATES:
+        raise ValueError(f"unknown template {{{{{expr}}}}}")
+    if word == "value":
+        _, _, v = ctx.values(arg)
+        if v.ndim:
+            raise ValueError(f"value {arg}: give one index per axis (one number)")
+        return fmt(float(v))
+    if word in ("argmax", "argmax_token"):
+        name, _, v = ctx.values(arg)
+        if v.ndim != 1:
+            raise ValueError(f"{word} {arg}: give every index but the last (one row)")
+        j = int(np.argmax(v))
+        if word == "argmax":
+            return str(j)
+        token = ctx.trace.index_name(ctx.graph[name].axes[-1], j)
+        if token is None:
+            raise ValueError(f"argmax_token {arg}: its last axis is not positions or the vocabulary")
+        return html.escape(token)
+    ctx.needs_numbers()
+    tr = ctx.trace
+    if word == "input":
+        return html.escape(ctx.model.decode(tr.tokens))
+    if word in ("token", "id"):
+        i = int(arg) if arg not in ("last", "") else ctx.n_pos - 1
+        if not -ctx.n_pos <= i < ctx.n_pos:
+            raise ValueError(f"token {i}: the input has positions 0 to {ctx.n_pos - 1}")
+        return html.escape(tr.token_strs[i]) if word == "token" else str(tr.tokens[i])
+    token, p = tr.predicted_ids[-1], float(tr.next_probs[tr.predicted_ids[-1]])
+    return html.escape(ctx.model.token_strs([token])[0]) if word == "prediction" else f"{100 * p:.1f}%"
+
+
+def fill(ctx: Context, text: str) -> str:
+    """Every template of a directive's arguments, as plain text."""
+    return TEMPLATE.sub(lambda m: html.unescape(re.sub("<[^>]+>", "", template(ctx, m.group(1)))), text)
+
+
+def markdown(ctx: Context, lines: list[str]) -> str:
+    """A step's text as HTML: paragraphs, lists, **bold**, *italics*, `code`, and its templates filled in."""
+    out, para, items = [], [], []
+
+    def inline(s: str) -> str:
+        held: list[str] = []
+        s = TEMPLATE.sub(lambda m: held.append(template(ctx, m.group(1))) or f"\x00{len(held) - 1}\x00", s)
+        s = html.escape(s, quote=False)
+        s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+        s = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", s)
+        s = re.sub(r"\*([^*]+)\*", r"<em>\1</em>", s)
+        return re.sub("\x00(\\d+)\x00", lambda m: held[int(m.group(1))], s)
+
+    def flush():
+        if para:
+            out.append(f"<p>{inline(' '.join(para))}</p>")
+            para.clear()
+        if items:
+            out.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    for line in lines:
+        s = line.strip()
+        if not s:
+            flush()
+        elif s.startswith("- "):
+            if para:
+                flush()
+            items.append(s[2:])
+        elif items and line.startswith("  "):
+            items[-1] += " " + s
+        else:
+            if items:
+                flush()
+            para.append(s)
+    flush()
+    return "\n".join(out)
+
+
+def action(ctx: Context, line: str) -> dict:
+    """One @action, as the view plays it."""
+    word, _, rest = line.partition(" ")
+    if word not in ACTIONS:
+        raise ValueError(f"unknown action @{word}: one of {', '.join('@' + a for a in sorted(ACTIONS))}")
+    if word in NUMBER_ACTIONS:
+        ctx.needs_numbers()
+    args = ARG.findall(fill(ctx, rest))  # split on spaces outside [...]
+    if word == "frame":
+        if not args:
+            raise ValueError("@frame needs at least one tensor")
+        return {"type": "frame", "tensors": [ctx.cell(a)[0] for a in args]}
+    if word == "highlight":
+        return {"type": "highlight", "regions": [ctx.region(a) for a in args]}
+    if word == "reveal":
+        if len(args) != 2 or args[1] not in ("rows", "cols"):
+            raise ValueError("@reveal NAME rows|cols")
+        return {"type": "reveal", "tensor": ctx.cell(args[0])[0], "along": args[1]}
+    if word == "mask":
+        name = ctx.cell(args[0])[0] if len(args) == 1 else ""
+        if ctx.graph[name].op != "attn_scores" if name else True:
+            raise ValueError("@mask takes one tensor: attention scores")
+        return {"type": "mask", "tensor": name}
+    if word == "add":
+        name = ctx.cell(args[0])[0] if len(args) == 1 else ""
+        if not name or ctx.graph[name].op != "add":
+            raise ValueError("@add takes one tensor made by an add (a residual stream)")
+        return {"type": "add", "tensor": name, "inputs": list(ctx.graph[name].inputs)}
+    if word == "code":
+        op = args[0] if len(args) == 1 else ""
+        if op not in ops.OPS:
+            raise ValueError(f"@code takes one op: one of {', '.join(ops.OPS)}")
+        return {"type": "code", "op": op, "source": inspect.getsource(ops.OPS[op])}
+    if word == "travel":
+        return {"type": "travel", "token": ctx.model.token_strs([ctx.trace.predicted_ids[-1]])[0]}
+    if len(args) != 1:
+        raise ValueError(f"@{word} takes one cell")
+    name, index, v = ctx.values(args[0])
+    t = ctx.graph[name]
+    if word in ("dot", "tooltip"):
+        if v.ndim:
+            raise ValueError(f"@{word} {args[0]}: give one index per axis (one cell)")
+        return {"type": word, "cell": ctx.region(args[0]), "explain": explain(ctx.trace, name, index)}
+    if v.ndim != 1:
+        raise ValueError(f"@{word} {args[0]}: give every index but the last (one row)")
+    row = ctx.region(args[0])
+    if word == "guess":
+        return {"type": "guess", "row": row, "answer": int(np.argmax(v)), "axis": t.axes[-1]}
+    if t.op != "softmax":
+        raise ValueError(f"@softmax takes a row of a softmax's output (such as hook_pattern), not {name}")
+    x = np.asarray(ctx.trace[t.inputs[0]][index], dtype=np.float64)
+    m = float(np.max(x))
+    shown = np.arange(len(v)) if len(v) <= SOFTMAX_SHOWN else np.sort(np.argsort(-v)[:SOFTMAX_SHOWN])
+    axis = t.axes[-1]
+    entries = [{"i": int(j), "name": ctx.trace.index_name(axis, int(j)) or str(j), "x": float(x[j]),
+                "exp": float(np.exp(x[j] - m)), "p": float(v[j])} for j in shown]
+    return {"type": "softmax", "row": row, "of": t.inputs[0], "n": len(v), "max": m,
+            "sum": float(np.sum(np.exp(x - m))), "entries": entries}
+
+
+class _LineError(Exception):
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line = line
+
+
+def compile_step(ctx: Context, step: Step) -> dict:
+    """One step, compiled: its title, its text as HTML, its actions and the tensors they name. A problem
+    raises _LineError with the line it is on; a step that needs numbers a model lacks raises _NeedsNumbers."""
+    def at(line, fn, *args):
+        try:
+            return fn(*args)
+        except (ValueError, LlmvizError) as e:
+            raise _LineError(line, str(e)) from None
+
+    title = at(step.line, fill, ctx, step.title)
+    for n, text in step.text:  # each template on its own line first, so that a problem names its line
+        for m in TEMPLATE.finditer(text):
+            at(n, template, ctx, m.group(1))
+    body = markdown(ctx, [t for _, t in step.text])
+    acts = [at(n, action, ctx, a) for n, a in step.actions]
+    tensors = ({r["tensor"] for a in acts for r in a.get("regions", [])} | {x for a in acts for x in a.get("tensors", [])}
+               | {a[k]["tensor"] for a in acts for k in ("cell", "row") if k in a}
+               | {a["tensor"] for a in acts if "tensor" in a} | set(re.findall(r'data-tensor="([^"]+)"', body)))
+    return {"title": title, "html": body, "actions": acts, "tensors": sorted(tensors)}
+
+
+def compile_chapters(model, trace=None, folder: Path = CHAPTERS) -> dict:
+    """The walkthrough for this model and trace (None: a model without weights, its steps that need no
+    numbers). Raises WalkthroughError naming the file and line of the first problem."""
+    ctx = Context(model, trace)
+    out, dropped = [], 0
+    for number, ch in enumerate(chapters(folder), 1):
+        steps = []
+        for s in ch.steps:
+            try:
+                steps.append(compile_step(ctx, s))
+            except _NeedsNumbers:
+                dropped += 1
+            except _LineError as e:
+                raise WalkthroughError(f"{ch.file.name}:{e.line}: {e}") from None
+        if steps:
+            out.append({"number": number, "title": ch.title, "stage": ch.stage, "file": ch.file.name, "steps": steps})
+    note = ("" if trace is not None else
+            f"{model.name} is structure only: the {dropped} steps that need its numbers are left out")
+    return {"model": model.name, "tokens": list(trace.tokens) if trace is not None else None,
+            "input": model.decode(trace.tokens) if trace is not None else None, "note": note, "chapters": out}
+
+
+def check(models, folder: Path = CHAPTERS) -> list[str]:
+    """Every problem of every chapter against each model (with weights: on its example input), as
+    'file:line: message (model)' lines; empty when all is well."""
+    try:
+        parsed = chapters(folder)
+    except WalkthroughError as e:
+        return [str(e)]
+    problems: dict[str, list[str]] = {}  # "file:line: message" -> the models it fails for
+    for model in models:
+        trace = model.run(model.config.example) if model.has_weights and model.config.example else None
+        ctx = Context(model, trace)
+        for ch in parsed:
+            for s in ch.steps:
+                try:
+                    compile_step(ctx, s)
+                except _NeedsNumbers:
+                    pass
+                except _LineError as e:
+                    problems.setdefault(f"{ch.file}:{e.line}: {e}", []).append(model.name)
+    return [f"{p} ({', '.join(names)})" for p, names in problems.items()]
