@@ -1,6 +1,7 @@
 // The server's API, typed. Every failure becomes an Error whose message is the server's `detail`.
 import { parseScene, type ModelConfig, type SceneData } from "./scenedata";
 import type { Explanation } from "./tooltip";
+import type { Walk } from "./walkstate";
 
 export interface ModelInfo {
   name: string;
@@ -54,4 +55,9 @@ export async function sceneFrom(early: Promise<EarlyResponse>): Promise<SceneDat
 export async function fetchExplanation(req: { model: string; tokens: number[]; tensor: string;
   region: Record<string, [number, number]>; past?: number }): Promise<Explanation> {
   return (await check(await post("/api/explain", req))).json();
+}
+
+export async function fetchWalkthrough(model: string, input?: string): Promise<Walk> {
+  const q = new URLSearchParams({ model, ...(input !== undefined ? { input } : {}) });
+  return (await check(await fetch(`/api/walkthrough?${q}`))).json();
 }

@@ -23,7 +23,9 @@ flat out vec3 vColY;
 flat out vec2 vCells;
 flat out float vSelected;
 flat out float vDim;
+flat out vec2 vReveal;  // fraction of the cells shown (2: all), and 0 to show rows in order, 1 columns, 2 the mask
 uniform vec2 uSelected; // first and last instance of the selected block
+uniform vec4 uReveal;   // first and last instance of a block being revealed, the fraction shown, rows (0), columns (1) or mask (2)
 uniform float uDim;     // 1 while a hovered cell's sources are shown: the other blocks fade
 void main() {
   vec3 p = position + 0.5;
@@ -34,6 +36,7 @@ void main() {
   float id = float(gl_InstanceID);
   vSelected = (id >= uSelected.x && id <= uSelected.y) ? 1.0 : 0.0;
   vDim = uDim * (1.0 - iFocus);
+  vReveal = (id >= uReveal.x && id <= uReveal.y) ? uReveal.zw : vec2(2.0, 0.0);
   gl_Position = projectionMatrix * modelViewMatrix * vec4(world, 1.0);
 }`;
 
@@ -56,6 +59,7 @@ flat in vec3 vColY;
 flat in vec2 vCells;
 flat in float vSelected;
 flat in float vDim;
+flat in vec2 vReveal;
 out vec4 fragColor;
 void main() {
   int kind = int(vStyle.x + 0.5);
@@ -90,6 +94,12 @@ void main() {
   if (masked) {  // masked: grey with diagonal hatching
     col = uMasked * (mod(gl_FragCoord.x + gl_FragCoord.y, 8.0) < 4.0 ? 0.9 : 1.0);
   }
+  if (vReveal.x < 1.5 && vReveal.y > 1.5) {  // the causal mask appearing row by row
+    if (masked && (cell.y + 0.5) / grid.y > vReveal.x) col = vec3(1.0);
+  } else if (vReveal.x < 1.5) {  // being revealed in order: cells not yet reached are blank
+    float at = vReveal.y < 0.5 ? (cell.y + 0.5) / grid.y : (cell.x + 0.5) / grid.x;
+    if (at > vReveal.x) col = vec3(0.96);
+  }
   // Grid lines between cells, faded out when cells get smaller than a few pixels.
   vec2 fw = fwidth(c);
   vec2 edge = min(fract(c), 1.0 - fract(c)) / max(fw, vec2(1e-6));
@@ -117,6 +127,9 @@ export interface BuiltModel {
   material: THREE.ShaderMaterial;
   /** Dim every block but these (null: none dimmed). */
   focus(blocks: Set<number> | null): void;
+  /** Show only the first `fraction` of a block's cells, row by row or column by column, or of its causal mask
+   * (null: all shown). */
+  reveal(block: number | null, along?: "rows" | "cols" | "mask", fraction?: number): void;
   dispose(): void;
 }
 
@@ -205,6 +218,7 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
       uBand: { value: vec("#e3f0fb") },
       uSelected: { value: new THREE.Vector2(-1, -2) },
       uDim: { value: 0 },
+      uReveal: { value: new THREE.Vector4(-1, -2, 2, 0) },
     },
   });
   const mesh = new THREE.Mesh(geometry, material);
@@ -217,6 +231,14 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
       material.uniforms.uDim.value = keep ? 1 : 0;
       if (keep) slabs.forEach(({ block }, k) => (iFocus[k] = keep.has(block) ? 1 : 0));
       (geometry.getAttribute("iFocus") as THREE.BufferAttribute).needsUpdate = true;
+    },
+    reveal(block, along = "rows", fraction = 1) {
+      const r = material.uniforms.uReveal.value as THREE.Vector4;
+      if (block === null) r.set(-1, -2, 2, 0);
+      else {
+        const b = blocks[block];
+        r.set(firstInstance[block], firstInstance[block] + (b.merged ? 1 : b.depth) - 1, fraction, ["rows", "cols", "mask"].indexOf(along));
+      }
     },
     dispose() {
       group.traverse((o) => {

@@ -25,11 +25,14 @@ export function placeTooltip(clientX: number, clientY: number) {
 export function hideTooltip() {
   app.hover.seq++;
   app.hover.key = "";
-  if (tooltipEl().hidden && !app.highlights.count) return;  // nothing shown: nothing to undo (camera moves)
+  if (tooltipEl().hidden && !app.hover.lit) return;  // nothing shown: nothing to undo (camera moves)
   tooltipEl().hidden = true;
+  if (!app.hover.lit) return;  // the highlights are someone else's (the walkthrough's)
+  app.hover.lit = false;
   app.highlights.clear();
   for (const p of app.placed) p.built.focus(null);
   app.view?.requestRender();
+  document.dispatchEvent(new CustomEvent("llmviz:hover", { detail: null }));  // the walkthrough redraws its own
 }
 
 export function unpin() {
@@ -61,6 +64,19 @@ export function pinCellFromState(cell: NonNullable<ViewState["cell"]>) {
   app.hover.pinned = c;
   const p = cellScreenPoint(c) ?? { x: 40, y: 80 };
   void showCell(c, p.x, p.y, performance.now(), true);
+}
+
+/** Show an explanation the caller already has (the walkthrough's), pinned beside a client point. */
+export function showExplanation(e: Explanation, clientX: number, clientY: number) {
+  app.hover.seq++;
+  app.hover.key = "";
+  const tip = tooltipEl();
+  tip.innerHTML = explanationHtml(e, true);
+  tip.dataset.tensor = e.tensor;
+  tip.dataset.index = JSON.stringify(e.index.map((a) => a.i));
+  tip.classList.add("pinned");
+  tip.hidden = false;
+  placeTooltip(clientX, clientY);
 }
 
 /** Explain a cell: ask the server (once per cell), then show the tooltip and highlight its sources. */
@@ -100,6 +116,7 @@ export async function showCell(c: CellRef, clientX: number, clientY: number, t0:
   }
   tip.classList.toggle("pinned", pinned);
   if (pinned) onlyPanel("#tooltip");
+  document.dispatchEvent(new CustomEvent("llmviz:hover", { detail: b.tensor }));
   tip.hidden = false;
   placeTooltip(clientX, clientY);
   const find = (tensor: string) => {
@@ -108,6 +125,7 @@ export async function showCell(c: CellRef, clientX: number, clientY: number, t0:
   };
   const shown = regions.length ? regions : [{ tensor: b.tensor, ranges: cellRegion(b, c.slab, c.col, c.row), role: "target" }];
   app.highlights.set(shown, find);
+  app.hover.lit = true;
   // The blocks the number came from stay; the rest fade, so the sources stand out at any zoom.
   const sources = new Set(shown.map((r) => info.blocks.findIndex((x) => x.tensor === r.tensor)));
   for (const p of app.placed) p.built.focus(p === c.placed ? sources : new Set());

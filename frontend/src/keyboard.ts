@@ -6,6 +6,15 @@ import { app, writeUrl } from "./state";
 
 export function onKey(ev: KeyboardEvent) {
   if ((ev.target as HTMLElement).closest("input, select, textarea")) return;
+  const walk = app.walk;
+  const onButton = !!(ev.target as HTMLElement).closest("button");  // Space on a button presses the button
+  if (walk?.active && !ev.shiftKey && ((ev.key === " " && !onButton) || ev.key === "ArrowRight" || ev.key === "ArrowLeft")) {
+    ev.preventDefault();  // in the walkthrough: Space plays or pauses, the arrows step
+    if (ev.key === " ") walk.toggle();
+    else if (ev.key === "ArrowRight") walk.next();
+    else walk.prev();
+    return;
+  }
   if (ev.shiftKey && movePinned(ev.key)) {
     ev.preventDefault();
     return;

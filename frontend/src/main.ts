@@ -14,7 +14,9 @@ import { everything, findBlock, pickAt, place, screen } from "./scene";
 import { type SceneData } from "./scenedata";
 import { app, narrow, showError, writeUrl, $ } from "./state";
 import { formatCount } from "./trace";
+import { parseState } from "./urlstate";
 import { View } from "./view";
+import { Walkthrough } from "./walkthrough";
 
 const SCALE_MODELS = ["nano-gpt", "gpt2", "gpt2-xl", "gpt3"];
 
@@ -146,11 +148,34 @@ async function start() {
     app.gen!.forget();
     void loadView();
   });
-  $<HTMLFormElement>("#run").addEventListener("submit", (ev) => {
+  $<HTMLFormElement>("#run").addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    app.state = { model: app.state.model, input: $<HTMLInputElement>("#prompt").value, heads: app.state.heads };
+    const step = app.walk!.at ?? undefined;
+    app.state = { model: app.state.model, input: $<HTMLInputElement>("#prompt").value, heads: app.state.heads, step };
     app.gen!.forget();
-    void loadView();
+    await loadView();
+    if (step) await app.walk!.open(step);  // the walkthrough's numbers follow the new input
+  });
+  app.walk = new Walkthrough($<HTMLElement>("#walk"), {
+    model: () => app.state.model ?? app.models[0].name,
+    input: () => app.state.input,
+    load: (text) => {
+      app.state = { model: app.state.model, input: text, heads: app.state.heads, step: app.state.step };
+      return loadView();
+    },
+    moved: (at, push) => {
+      app.state.step = at ?? undefined;
+      writeUrl(push);
+    },
+  });
+  $<HTMLButtonElement>("#walk-toggle").addEventListener("click", () => {
+    if (app.walk!.active) app.walk!.close();
+    else void app.walk!.open();
+  });
+  window.addEventListener("popstate", () => {  // the back button: the walkthrough's previous step, or closed
+    const step = parseState(location.search).step;
+    if (step) void app.walk!.open(step);
+    else if (app.walk!.active) app.walk!.close();
   });
   app.gen = new Generator($<HTMLDivElement>("#gen"), {
     model: () => app.state.model ?? app.models[0].name,
@@ -249,7 +274,9 @@ async function start() {
   });
   $<HTMLDivElement>("#legend").innerHTML = legendHtml(undefined);
   const known = !s0.model || app.models.some((m) => m.name === s0.model);
+  const step = s0.step;
   await loadView(known ? early : undefined);
+  if (step && app.placed.length) await app.walk.open(step);  // a link into the walkthrough
 }
 
 // The app hands itself to whatever listens (the test hooks, a page that embeds the view).

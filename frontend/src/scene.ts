@@ -1,10 +1,12 @@
 // The scene's public API: place models, find and frame their blocks, pick the cell under a point.
 import * as THREE from "three";
 import { buildModel, pick, slabGeometry } from "./blocks";
+import { regionRects } from "./highlight";
 import { allBox, withTitles, type Placed, type Screen } from "./framing";
 import { unpin } from "./hover";
 import { sceneLabels } from "./scenelabels";
-import { type SceneData } from "./scenedata";
+import { type BlockInfo, type SceneData } from "./scenedata";
+import { type Region } from "./tooltip";
 import { app, type CellRef } from "./state";
 
 export function clearScene() {
@@ -75,4 +77,60 @@ export function cellScreenPoint(c: CellRef): { x: number; y: number } | null {
     b.y - (c.row + 0.5) * b.rows / grid[1], g.z));
   const r = app.view!.canvas.getBoundingClientRect();
   return s ? { x: s.x + r.left, y: s.y + r.top } : null;
+}
+
+// ---- What the walkthrough (and any caller) drives: frame, highlight, reveal, where a cell is ----
+
+/** The camera pose that frames these tensors' blocks (null: none of them is drawn). */
+export function framingOf(tensors: string[], margin = 1.3): [THREE.Vector3, THREE.Vector3] | null {
+  const box = new THREE.Box3();
+  for (const t of tensors) {
+    const hit = findBlock(t);
+    if (hit) box.union(hit.placed.built.boxes[hit.block]);
+  }
+  return box.isEmpty() ? null : app.view!.framing(box, margin);
+}
+
+/** Put the camera here at once. */
+export function setCamera(position: THREE.Vector3, target: THREE.Vector3) {
+  app.view!.flyTo(position, target, 0);
+}
+
+function drawnBlock(tensor: string): { block: BlockInfo; offsetX: number } | null {
+  const hit = findBlock(tensor);
+  return hit ? { block: hit.placed.data.info.blocks[hit.block], offsetX: hit.placed.offsetX } : null;
+}
+
+/** Light these regions (a target is outlined) and fade every block they are not on; null or [] clears. */
+export function highlight(regions: Region[] | null) {
+  if (!regions?.length) {
+    app.highlights.clear();
+    for (const p of app.placed) p.built.focus(null);
+  } else {
+    app.highlights.set(regions, drawnBlock);
+    for (const p of app.placed) {
+      const keep = new Set(regions.map((r) => p.data.info.blocks.findIndex((b) => b.tensor === r.tensor)).filter((i) => i >= 0));
+      p.built.focus(keep);
+    }
+  }
+  app.view!.requestRender();
+}
+
+/** Show a block's cells up to `fraction`, in rows or columns, or its mask up to that row (tensor null: every
+ * block whole). */
+export function reveal(tensor: string | null, along: "rows" | "cols" | "mask" = "rows", fraction = 1) {
+  for (const p of app.placed) p.built.reveal(null);
+  const hit = tensor ? findBlock(tensor) : null;
+  if (hit) hit.placed.built.reveal(hit.block, along, fraction);
+  app.view!.requestRender();
+}
+
+/** The middle of a region on screen, in client pixels (null: not drawn, or behind the camera). */
+export function regionScreenPoint(r: Region): { x: number; y: number } | null {
+  const hit = drawnBlock(r.tensor);
+  const rect = hit ? regionRects(hit.block, r)[0] : undefined;
+  if (!hit || !rect) return null;
+  const s = app.view!.project(new THREE.Vector3(rect.x + hit.offsetX + rect.w / 2, rect.y - rect.h / 2, rect.z));
+  const c = app.view!.canvas.getBoundingClientRect();
+  return s ? { x: s.x + c.left, y: s.y + c.top } : null;
 }

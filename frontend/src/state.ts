@@ -7,6 +7,7 @@ import { type LabelLayer } from "./labels";
 import { type Explanation } from "./tooltip";
 import { formatState, parseState, type ViewState } from "./urlstate";
 import { type View } from "./view";
+import { type Walkthrough } from "./walkthrough";
 
 export const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
 
@@ -20,9 +21,11 @@ export const app = {
   firstFrameMs: null as number | null,
   loadSeq: 0,
   highlights: new Highlights(),
-  hover: { seq: 0, key: "", pinned: null as CellRef | null, lastMs: null as number | null, pendingEvent: null as PointerEvent | null },
+  hover: { seq: 0, key: "", pinned: null as CellRef | null, lastMs: null as number | null, pendingEvent: null as PointerEvent | null,
+    lit: false /* the highlights are a hovered cell's */ },
   explained: new Map<string, Explanation>(),
   gen: null as Generator | null,
+  walk: null as Walkthrough | null,
 };
 
 export interface CellRef { placed: Placed; block: number; slab: number; col: number; row: number }
@@ -39,12 +42,15 @@ export function narrow(): boolean {
 }
 
 /** The URL follows the view: model, input, camera, selected block and pinned cell. */
-export function writeUrl() {
+export function writeUrl(push = false) {
   const v = app.view!;
   const s = app.state;
-  s.camera = [...v.camera.position.toArray(), ...v.controls.target.toArray()] as ViewState["camera"];
+  // In the walkthrough the step decides the camera: a link names the step, not a camera.
+  s.camera = s.step ? undefined : [...v.camera.position.toArray(), ...v.controls.target.toArray()] as ViewState["camera"];
   s.block = app.selected ? app.selected.placed.data.info.blocks[app.selected.block].tensor : undefined;
   const c = app.hover.pinned;
   s.cell = c ? { tensor: c.placed.data.info.blocks[c.block].tensor, slab: c.slab, col: c.col, row: c.row } : undefined;
-  history.replaceState(null, "", formatState(s) || location.pathname);
+  const url = formatState(s) || location.pathname;
+  if (push && url !== location.search) history.pushState(null, "", url);
+  else history.replaceState(null, "", url);
 }

@@ -31,7 +31,7 @@ export interface Explanation {
 }
 
 const esc = escapeHtml;
-const num = (v: number) => (v === -Infinity ? "−∞" : Number(v.toPrecision(4)).toString().replace("-", "−"));
+export const num = (v: number) => (v === -Infinity ? "−∞" : Number(v.toPrecision(4)).toString().replace("-", "−"));
 
 function curveSvg(c: NonNullable<NonNullable<Explanation["formula"]>["curve"]>): string {
   const W = 170, H = 70, pad = 4;

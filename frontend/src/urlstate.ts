@@ -1,6 +1,6 @@
 // The view's state in the URL, so that a copied link opens the same view:
 //   ?model=nano-gpt&input=CBABBC&cam=px,py,pz,tx,ty,tz&block=blocks.0.attn.hook_q&cell=blocks.0.attn.hook_q:1,3,7
-//   &heads=stack&past=6&view=scale
+//   &heads=stack&past=6&view=scale&step=5.2 (the walkthrough at chapter 5, step 2)
 
 export interface CellState { tensor: string; slab: number; col: number; row: number }
 
@@ -13,6 +13,7 @@ export interface ViewState {
   heads?: "stack"; // heads stacked in depth (default: side by side)
   past?: number; // the KV-cache view: the input's last tokens computed on a cache of the first `past`
   view?: "model" | "scale";
+  step?: [number, number]; // the walkthrough's chapter and step, from 1
 }
 
 export function parseState(search: string): ViewState {
@@ -32,6 +33,8 @@ export function parseState(search: string): ViewState {
   const past = Number(q.get("past"));
   if (Number.isInteger(past) && past > 0) s.past = past;
   if (q.get("view") === "scale") s.view = "scale";
+  const step = q.get("step")?.match(/^(\d{1,3})\.(\d{1,3})$/);
+  if (step && Number(step[1]) > 0 && Number(step[2]) > 0) s.step = [Number(step[1]), Number(step[2])];
   return s;
 }
 
@@ -47,6 +50,7 @@ export function formatState(s: ViewState): string {
   if (s.camera) q.set("cam", s.camera.map(round).join(","));
   if (s.block) q.set("block", s.block);
   if (s.cell) q.set("cell", `${s.cell.tensor}:${s.cell.slab},${s.cell.col},${s.cell.row}`);
+  if (s.step) q.set("step", s.step.join("."));
   const text = q.toString();
   return text ? `?${text}` : "";
 }

@@ -8,11 +8,15 @@ test("view state survives a round trip through the URL", () => {
     block: "blocks.0.attn.hook_q", cell: { tensor: "blocks.0.attn.hook_q", slab: 2, col: 3, row: 7 }, heads: "stack" as const };
   assert.deepEqual(parseState(formatState(s)), s);
   assert.deepEqual(parseState(formatState({ view: "scale" })), { view: "scale" });
+  assert.deepEqual(parseState(formatState({ model: "nano-gpt", step: [5, 2] })), { model: "nano-gpt", step: [5, 2] });
+  assert.equal(formatState({ step: [12, 1] }), "?step=12.1");
 });
 
 test("bad URL values are ignored, not fatal", () => {
   assert.deepEqual(parseState("?cam=1,2,x&view=nope&cell=probs:1,x,2&heads=sideways"), {});
   assert.deepEqual(parseState("?cam=1,2,3"), {});
+  assert.deepEqual(parseState("?step=0.1"), {});
+  assert.deepEqual(parseState("?step=3"), {});
   assert.deepEqual(parseState(""), {});
 });
 

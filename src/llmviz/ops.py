@@ -6,6 +6,7 @@ and returns one float32 array whose axes are the ones the graph declares.
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -114,6 +115,20 @@ def _by_rows(work, n_rows: int, size: int) -> None:
         f.result()
 
 
+def rowwise(op):
+    """An element-wise op computed row block by row block (a row: the last axis), on every core for a large
+    array. op(out, x, *per_row) writes the rows of x it is given into out; per_row inputs hold one number per
+    row (a row's max, its sum)."""
+    @functools.wraps(op)
+    def run(x, *per_row):
+        n = x.shape[-1]
+        out = np.empty(x.shape, np.float32)
+        rows, flat, cols = x.reshape(-1, n), out.reshape(-1, n), [r.reshape(-1, 1) for r in per_row]
+        _by_rows(lambda b: op(flat[b], rows[b], *(c[b] for c in cols)), len(rows), x.size)
+        return out
+    return run
+
+
 def softmax_sum_exp(x, m):
     """Row by row, in blocks: the exp of a vocabulary-sized softmax is never one full-size temporary."""
     n = x.shape[-1]
@@ -128,20 +143,12 @@ def softmax_sum_exp(x, m):
     return out.reshape(m.shape)
 
 
-def softmax(x, m, s):
-    n = x.shape[-1]
-    out = np.empty(x.shape, np.float32)
-    rows, mrows, flat = x.reshape(-1, n), m.reshape(-1, 1), out.reshape(-1, n)
-    inv = (np.float32(1) / s).reshape(-1, 1)
-
-    def work(b):
-        e = flat[b]
-        np.subtract(rows[b], mrows[b], out=e)
-        np.exp(e, out=e)
-        e *= inv[b]
-
-    _by_rows(work, len(rows), x.size)
-    return out
+@rowwise
+def softmax(out, x, m, s):
+    """exp(x − m) / s along each row: m is the row's max, s the sum of its exponentials."""
+    np.subtract(x, m, out=out)
+    np.exp(out, out=out)
+    out /= s
 
 
 def weighted_sum(pattern, v):
@@ -150,26 +157,18 @@ def weighted_sum(pattern, v):
     return np.ascontiguousarray(z.transpose(1, 0, 2))
 
 
-def gelu(x):
-    """GPT-2's GELU, tanh form: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))), in place, row block by row block."""
-    n = x.shape[-1]
-    rows, out = x.reshape(-1, n), np.empty(x.shape, np.float32)
-    flat = out.reshape(-1, n)
-
-    def work(b):
-        xb, y = rows[b], flat[b]
-        np.multiply(xb, xb, out=y)
-        y *= np.float32(0.044715)
-        y += np.float32(1.0)
-        y *= xb
-        y *= GELU_C
-        np.tanh(y, out=y)
-        y += np.float32(1.0)
-        y *= xb
-        y *= np.float32(0.5)
-
-    _by_rows(work, len(rows), x.size)
-    return out
+@rowwise
+def gelu(out, x):
+    """GPT-2's GELU, tanh form: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))."""
+    np.multiply(x, x, out=out)
+    out *= np.float32(0.044715)
+    out += np.float32(1.0)
+    out *= x
+    out *= GELU_C
+    np.tanh(out, out=out)
+    out += np.float32(1.0)
+    out *= x
+    out *= np.float32(0.5)
 
 
 def gelu_erf(x):

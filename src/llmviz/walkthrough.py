@@ -32,7 +32,8 @@ A CELL is `name[i, j, ...]`, one index per axis in the graph's order: a number, 
 index), a negative number (from the end), or `:` (the whole axis); missing trailing indices mean `:`.
 
 Actions (each takes about a second; a step runs its actions in order after a short pause):
-    @frame NAME ...          the camera frames these blocks (computed from the layout)
+    @frame NAME ...          the camera frames these blocks (computed from the layout); a step without one
+                             frames every tensor its actions name
     @highlight CELL ...      light these cells, dim every other block
     @reveal NAME rows|cols   the tensor's cells appear in order
     @dot CELL                a row and a column meet and become this cell, the running sum shown
@@ -69,7 +70,7 @@ CHAPTERS = Path(__file__).parent / "chapters"
 NUMBER_TEMPLATES = {"input", "token", "id", "value", "argmax", "argmax_token", "prediction", "prediction_percent"}
 NUMBER_ACTIONS = {"dot", "softmax", "tooltip", "travel", "guess"}
 ACTIONS = {"frame", "highlight", "reveal", "dot", "softmax", "mask", "add", "travel", "tooltip", "code", "guess"}
-SOFTMAX_SHOWN = 12  # a softmax action shows a row of up to this many entries (a longer row: its largest)
+SHOWN = 12  # a softmax or a guess shows a row of up to this many entries (a longer row: its largest)
 TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 CELL = re.compile(r"^([\w.]+)(?:\[(.*)\])?$")
 ARG = re.compile(r"[^\s\[]+(?:\[[^\]]*\])?")
@@ -321,8 +322,10 @@ def action(ctx: Context, line: str) -> dict:
         if op not in ops.OPS:
             raise ValueError(f"@code takes one op: one of {', '.join(ops.OPS)}")
         return {"type": "code", "op": op, "source": inspect.getsource(ops.OPS[op])}
-    if word == "travel":
-        return {"type": "travel", "token": ctx.model.token_strs([ctx.trace.predicted_ids[-1]])[0]}
+    if word == "travel":  # from the last position's probabilities to the end of the input
+        out, into = ctx.graph.names()[-1], ctx.graph.names("input")[0]
+        return {"type": "travel", "token": ctx.model.token_strs([ctx.trace.predicted_ids[-1]])[0],
+                "from": ctx.region(f"{out}[last]"), "to": ctx.region(f"{into}[last]")}
     if len(args) != 1:
         raise ValueError(f"@{word} takes one cell")
     name, index, v = ctx.values(args[0])
@@ -334,14 +337,15 @@ def action(ctx: Context, line: str) -> dict:
     if v.ndim != 1:
         raise ValueError(f"@{word} {args[0]}: give every index but the last (one row)")
     row = ctx.region(args[0])
+    axis = t.axes[-1]
+    shown = np.arange(len(v)) if len(v) <= SHOWN else np.sort(np.argsort(-v)[:SHOWN])
     if word == "guess":
-        return {"type": "guess", "row": row, "answer": int(np.argmax(v)), "axis": t.axes[-1]}
+        return {"type": "guess", "row": row, "answer": int(np.argmax(v)), "axis": axis,
+                "choices": [{"i": int(j), "name": ctx.trace.index_name(axis, int(j)) or str(j)} for j in shown]}
     if t.op != "softmax":
         raise ValueError(f"@softmax takes a row of a softmax's output (such as hook_pattern), not {name}")
     x = np.asarray(ctx.trace[t.inputs[0]][index], dtype=np.float64)
     m = float(np.max(x))
-    shown = np.arange(len(v)) if len(v) <= SOFTMAX_SHOWN else np.sort(np.argsort(-v)[:SOFTMAX_SHOWN])
-    axis = t.axes[-1]
     entries = [{"i": int(j), "name": ctx.trace.index_name(axis, int(j)) or str(j), "x": float(x[j]),
                 "exp": float(np.exp(x[j] - m)), "p": float(v[j])} for j in shown]
     return {"type": "softmax", "row": row, "of": t.inputs[0], "n": len(v), "max": m,
@@ -369,9 +373,13 @@ def compile_step(ctx: Context, step: Step) -> dict:
             at(n, template, ctx, m.group(1))
     body = markdown(ctx, [t for _, t in step.text])
     acts = [at(n, action, ctx, a) for n, a in step.actions]
-    tensors = ({r["tensor"] for a in acts for r in a.get("regions", [])} | {x for a in acts for x in a.get("tensors", [])}
-               | {a[k]["tensor"] for a in acts for k in ("cell", "row") if k in a}
-               | {a["tensor"] for a in acts if "tensor" in a} | set(re.findall(r'data-tensor="([^"]+)"', body)))
+    shown = ({r["tensor"] for a in acts for r in a.get("regions", [])} | {x for a in acts for x in a.get("tensors", [])}
+             | {a[k]["tensor"] for a in acts for k in ("cell", "row", "from", "to") if k in a}
+             | {r["tensor"] for a in acts if "explain" in a for r in a["explain"]["sources"]}
+             | {a["tensor"] for a in acts if "tensor" in a} | {x for a in acts for x in a.get("inputs", [])})
+    if shown and not any(a["type"] == "frame" for a in acts):  # the camera shows what the step is about
+        acts.insert(0, {"type": "frame", "tensors": sorted(shown)})
+    tensors = shown | set(re.findall(r'data-tensor="([^"]+)"', body))
     return {"title": title, "html": body, "actions": acts, "tensors": sorted(tensors)}
 
 

@@ -1,0 +1,146 @@
+// The walkthrough's timeline: what the view shows at (step, time within the step), as a pure function. The
+// player (walkthrough.ts) applies it to the scene; nothing here touches the page, so scrubbing back, stepping
+// forward or arriving by a link all give the same picture.
+import type { Explanation, Region } from "./tooltip";
+
+export interface SoftmaxEntry { i: number; name: string; x: number; exp: number; p: number }
+
+export type WalkAction =
+  | { type: "frame"; tensors: string[] }
+  | { type: "highlight"; regions: Region[] }
+  | { type: "reveal"; tensor: string; along: "rows" | "cols" }
+  | { type: "dot"; cell: Region; explain: Explanation }
+  | { type: "tooltip"; cell: Region; explain: Explanation }
+  | { type: "softmax"; row: Region; of: string; n: number; max: number; sum: number; entries: SoftmaxEntry[] }
+  | { type: "mask"; tensor: string }
+  | { type: "add"; tensor: string; inputs: string[] }
+  | { type: "travel"; token: string; from: Region; to: Region }
+  | { type: "code"; op: string; source: string }
+  | { type: "guess"; row: Region; answer: number; axis: string; choices: { i: number; name: string }[] };
+
+export interface WalkStep { title: string; html: string; actions: WalkAction[]; tensors: string[] }
+export interface WalkChapter { number: number; title: string; stage: string; file: string; steps: WalkStep[] }
+export interface Walk { model: string; input: string | null; tokens: number[] | null; note: string; chapters: WalkChapter[] }
+
+/** One step of the walkthrough in reading order, with where it sits. */
+export interface Place { chapter: number; step: number; c: WalkChapter; s: WalkStep }
+
+export const PAUSE = 0.6; // seconds of reading before the first action
+export const SLOT = 1.0;  // seconds each action takes
+
+export function places(w: Walk): Place[] {
+  return w.chapters.flatMap((c) => c.steps.map((s, i) => ({ chapter: c.number, step: i + 1, c, s })));
+}
+
+/** Where chapter.step is in reading order: an exact match, else the chapter's first step, else the first. */
+export function indexOf(all: Place[], chapter: number, step: number): number {
+  const exact = all.findIndex((p) => p.chapter === chapter && p.step === step);
+  if (exact >= 0) return exact;
+  const first = all.findIndex((p) => p.chapter >= chapter);
+  return Math.max(0, first);
+}
+
+export function duration(s: WalkStep): number {
+  return PAUSE + Math.max(1, s.actions.length) * SLOT;
+}
+
+const clamp01 = (x: number) => Math.min(1, Math.max(0, x));
+
+/** Smooth in and out: quick in the middle, gentle at both ends. */
+export function ease(x: number): number {
+  const t = clamp01(x);
+  return t < 0.5 ? 2 * t * t : 1 - (-2 * t + 2) ** 2 / 2;
+}
+
+/** How far action k of a step is at time t: 0 before it starts, 1 once done. */
+export function progress(t: number, k: number): number {
+  return clamp01((t - PAUSE - k * SLOT) / SLOT);
+}
+
+/** The tensors framed at the end of step `index`: its own @frame, else the last one before it (null: none yet). */
+export function framedAt(all: Place[], index: number): string[] | null {
+  for (let i = index; i >= 0; i--) {
+    const f = [...all[i].s.actions].reverse().find((a) => a.type === "frame");
+    if (f && f.type === "frame") return f.tensors;
+  }
+  return null;
+}
+
+export interface Card { kind: "dot" | "softmax" | "code" | "mask" | "add" | "guess"; action: WalkAction; p: number }
+
+export interface Visual {
+  camera: { from: string[] | null; to: string[] | null; p: number };
+  regions: Region[];
+  reveal: { tensor: string; along: "rows" | "cols" | "mask"; fraction: number } | null;
+  cards: Card[];
+  tooltip: { cell: Region; explain: Explanation } | null;
+  travel: { token: string; from: Region; to: Region; p: number } | null;
+}
+
+const lit = (r: Region): Region => ({ ...r, role: "input" });
+const whole = (tensor: string, role: string): Region => ({ tensor, ranges: {}, role });
+
+/** Everything the view shows at time t of step `index`. With reduced motion, each action is already done. */
+export function visualAt(all: Place[], index: number, t: number, reduced = false): Visual {
+  const step = all[index].s;
+  const v: Visual = { camera: { from: index > 0 ? framedAt(all, index - 1) : null, to: framedAt(all, index), p: 1 },
+    regions: [], reveal: null, cards: [], tooltip: null, travel: null };
+  step.actions.forEach((a, k) => {
+    const p = reduced ? 1 : progress(t, k);
+    if (a.type === "frame") {
+      v.camera.p = ease(p);
+      return;
+    }
+    if (p <= 0) return;
+    switch (a.type) {
+      case "highlight":
+        v.regions.push(...a.regions.map(lit));
+        break;
+      case "reveal":
+        v.reveal = { tensor: a.tensor, along: a.along, fraction: p };
+        break;
+      case "mask":
+        v.reveal = { tensor: a.tensor, along: "mask", fraction: p };
+        v.cards.push({ kind: "mask", action: a, p });
+        break;
+      case "add":
+        v.regions.push(...a.inputs.map((x) => whole(x, "input")));
+        if (p >= 0.5) v.regions.push(whole(a.tensor, "target"));
+        v.cards.push({ kind: "add", action: a, p });
+        break;
+      case "dot":
+        v.regions.push(...a.explain.sources, a.explain.target);
+        v.cards.push({ kind: "dot", action: a, p });
+        break;
+      case "softmax":
+        v.regions.push(lit(a.row));
+        v.cards.push({ kind: "softmax", action: a, p });
+        break;
+      case "tooltip":
+        if (p >= 0.5) v.tooltip = { cell: a.cell, explain: a.explain };
+        break;
+      case "travel":
+        v.travel = { token: a.token, from: a.from, to: a.to, p: ease(p) };
+        break;
+      case "code":
+        v.cards.push({ kind: "code", action: a, p });
+        break;
+      case "guess":
+        v.regions.push(lit(a.row));
+        v.cards.push({ kind: "guess", action: a, p });
+        break;
+    }
+  });
+  if (!step.actions.some((a) => a.type === "frame")) v.camera.from = v.camera.to;  // no flight: the camera stays
+  return v;
+}
+
+/** How many of a dot product's terms are shown at progress p, largest first (then the rest, then the result). */
+export function termsShown(n: number, p: number): number {
+  return Math.min(n, Math.floor(p * (n + 1)));
+}
+
+/** The softmax's phase at progress p: the scores and their max, then exp(x − max), then the sum, then ÷ sum. */
+export function softmaxPhase(p: number): 0 | 1 | 2 | 3 {
+  return p < 0.25 ? 0 : p < 0.5 ? 1 : p < 0.75 ? 2 : 3;
+}

@@ -1,0 +1,374 @@
+// The walkthrough player: the chapters the server compiled for this model and input, played step by step on
+// the scene's public API. What is shown at each moment comes from walkstate.ts (a pure function of step and
+// time); this module turns it into camera, highlights, cards and controls.
+import { fetchWalkthrough } from "./api";
+import { escapeHtml as esc } from "./html";
+import { hideTooltip, showExplanation } from "./hover";
+import { framingOf, highlight, regionScreenPoint, reveal, setCamera } from "./scene";
+import { num, type Region } from "./tooltip";
+import {
+  duration, indexOf, places, softmaxPhase, termsShown, visualAt, type Card, type Place, type Visual, type Walk,
+} from "./walkstate";
+
+export interface WalkHost {
+  model(): string;
+  input(): string | undefined;
+  /** Show this input in the view (the walkthrough's numbers are for it). */
+  load(input: string): Promise<void>;
+  /** The walkthrough moved to chapter.step (null: closed); push: a new history entry. */
+  moved(at: [number, number] | null, push: boolean): void;
+}
+
+export class Walkthrough {
+  private walk: Walk | null = null;
+  private all: Place[] = [];
+  private index = 0;
+  private t = 0;
+  private playing = false;   // moving through the step's timeline
+  private autoplay = false;  // and on to the next step
+  private hold = 0;          // seconds left to read at the end of a step before autoplay moves on
+  private speed = 1;
+  private last = 0;
+  private guessed = new Map<string, number>();
+  private applying = false;
+  private reducedPref = matchMedia("(prefers-reduced-motion: reduce)");
+  private $ = <T extends HTMLElement>(sel: string) => this.panel.querySelector(sel) as T;
+
+  constructor(private panel: HTMLElement, private host: WalkHost) {
+    panel.addEventListener("click", (e) => this.onClick(e));
+    this.$<HTMLInputElement>("#walk-time").addEventListener("input", (e) => {
+      this.pause();
+      this.t = (Number((e.target as HTMLInputElement).value) / 1000) * duration(this.all[this.index].s);
+      this.apply();
+    });
+    this.$<HTMLSelectElement>("#walk-speed").addEventListener("change", (e) => (this.speed = Number((e.target as HTMLSelectElement).value)));
+    this.$<HTMLInputElement>("#walk-reduced").checked = this.reducedPref.matches;
+    this.$<HTMLInputElement>("#walk-reduced").addEventListener("change", () => this.go(this.index, false));
+    this.$<HTMLFormElement>("#walk-try").addEventListener("submit", (e) => {
+      e.preventDefault();
+      void this.tryInput(this.$<HTMLInputElement>("#walk-input").value);
+    });
+    // Two-way links: a term lights its block; a hovered block lights its terms.
+    panel.addEventListener("pointerover", (e) => {
+      const term = (e.target as HTMLElement).closest<HTMLElement>(".term[data-tensor]");
+      if (term && this.active) highlight([{ tensor: term.dataset.tensor!, ranges: {}, role: "input" }]);
+    });
+    panel.addEventListener("pointerout", (e) => {
+      if ((e.target as HTMLElement).closest(".term[data-tensor]") && this.active) this.apply();
+    });
+    document.addEventListener("llmviz:hover", (e) => {
+      const tensor = (e as CustomEvent<string | null>).detail;
+      for (const t of panel.querySelectorAll<HTMLElement>(".term[data-tensor]")) t.classList.toggle("lit", t.dataset.tensor === tensor);
+      if (tensor === null && this.active && !this.applying) this.apply();  // a hover's highlights went: ours come back
+    });
+  }
+
+  get active(): boolean {
+    return !this.panel.hidden && this.walk !== null;
+  }
+
+  get reduced(): boolean {
+    return this.$<HTMLInputElement>("#walk-reduced").checked;
+  }
+
+  /** Where the walkthrough is, for the URL: chapter and step from 1. */
+  get at(): [number, number] | null {
+    const p = this.all[this.index];
+    return this.active && p ? [p.chapter, p.step] : null;
+  }
+
+  /** Open at chapter.step (default: the start), fetching the chapters for the view's model and input. The
+   * picture is the step's last frame, exactly as when its animation has played. */
+  async open(at: [number, number] = [1, 1], animate = false): Promise<void> {
+    this.panel.hidden = false;
+    document.body.classList.add("walking");
+    const model = this.host.model(), input = this.host.input();
+    if (!this.walk || this.walk.model !== model || (this.walk.input ?? undefined) !== input) {
+      this.$<HTMLDivElement>("#walk-text").textContent = "loading the walkthrough…";
+      try {
+        this.walk = await fetchWalkthrough(model, input);
+      } catch (e) {
+        this.message((e as Error).message);
+        return;
+      }
+      this.all = places(this.walk);
+      this.map();
+    }
+    this.$<HTMLInputElement>("#walk-input").value = this.walk.input ?? "";
+    this.$<HTMLFormElement>("#walk-try").hidden = this.walk.input === null;
+    this.$<HTMLDivElement>("#walk-note").textContent = this.walk.note;
+    this.$<HTMLDivElement>("#walk-note").hidden = !this.walk.note;
+    this.go(indexOf(this.all, ...at), animate, false);
+  }
+
+  close(): void {
+    this.pause();
+    this.autoplay = false;
+    this.panel.hidden = true;
+    document.body.classList.remove("walking");
+    highlight(null);
+    reveal(null);
+    hideTooltip();
+    this.travelChip(null);
+    this.host.moved(null, true);
+  }
+
+  /** Go to step `index`: animate it from its start, or show its end at once. */
+  go(index: number, animate = true, push = true): void {
+    if (!this.all.length) return;
+    this.index = Math.max(0, Math.min(this.all.length - 1, index));
+    const p = this.all[this.index];
+    this.t = animate && !this.reduced ? 0 : duration(p.s);
+    this.hold = 0;
+    this.renderText();
+    this.apply();
+    this.host.moved([p.chapter, p.step], push);
+    if (animate && !this.reduced) this.play(this.autoplay);
+    else this.playing = false;
+    this.controls();
+  }
+
+  next(): void {
+    if (this.index < this.all.length - 1) this.go(this.index + 1);
+  }
+
+  prev(): void {
+    if (this.index > 0) this.go(this.index - 1);
+  }
+
+  /** Space: play through the steps, or pause. */
+  toggle(): void {
+    if (this.playing) this.pause();
+    else {
+      if (this.t >= duration(this.all[this.index].s)) {
+        if (this.index < this.all.length - 1) {
+          this.autoplay = true;
+          this.go(this.index + 1);
+          return;
+        }
+        this.t = 0;
+      }
+      this.play(true);
+    }
+  }
+
+  private play(auto: boolean): void {
+    this.autoplay = auto;
+    if (this.playing) return;
+    this.playing = true;
+    this.last = performance.now();
+    requestAnimationFrame((now) => this.tick(now));
+    this.controls();
+  }
+
+  private pause(): void {
+    this.playing = false;
+    this.autoplay = false;
+    this.controls();
+  }
+
+  private tick(now: number): void {
+    if (!this.playing || !this.active) return;
+    const dt = Math.min(0.1, (now - this.last) / 1000) * this.speed;
+    this.last = now;
+    const end = duration(this.all[this.index].s);
+    if (this.t < end) {
+      this.t = Math.min(end, this.t + dt);
+      this.apply();
+    } else if (this.autoplay && this.index < this.all.length - 1) {
+      this.hold += dt;  // time to read the text before the next step
+      if (this.hold >= this.readingTime()) {
+        this.go(this.index + 1);
+        return;
+      }
+    } else {
+      this.playing = false;
+      this.controls();
+      return;
+    }
+    requestAnimationFrame((n) => this.tick(n));
+  }
+
+  private readingTime(): number {
+    const words = (this.$<HTMLDivElement>("#walk-text").textContent ?? "").split(/\s+/).length;
+    return Math.max(2, words / 4);  // about 240 words a minute
+  }
+
+  /** Draw the state at the current step and time. */
+  apply(): void {
+    if (!this.active) return;
+    this.applying = true;
+    try {
+      const v = visualAt(this.all, this.index, this.t, this.reduced);
+      this.camera(v);
+      const guess = this.guessed.get(this.key());
+      const regions = [...v.regions];
+      const g = v.cards.find((c) => c.kind === "guess");
+      if (g && guess !== undefined && g.action.type === "guess") regions.push(this.cellOf(g.action.row, g.action.axis, g.action.answer));
+      highlight(regions);
+      reveal(v.reveal?.tensor ?? null, v.reveal?.along, v.reveal?.fraction);
+      this.cards(v.cards);
+      if (v.tooltip) {
+        const pt = regionScreenPoint(v.tooltip.cell);
+        if (pt) showExplanation(v.tooltip.explain, pt.x, pt.y);
+      } else hideTooltip();
+      this.travelChip(v.travel);
+      const time = this.$<HTMLInputElement>("#walk-time");
+      time.value = String(Math.round((this.t / duration(this.all[this.index].s)) * 1000));
+    } finally {
+      this.applying = false;
+    }
+  }
+
+  private camera(v: Visual): void {
+    const to = v.camera.to && framingOf(v.camera.to);
+    if (!to) return;
+    const from = (v.camera.from && framingOf(v.camera.from)) || to;
+    const p = v.camera.p;
+    setCamera(from[0].clone().lerp(to[0], p), from[1].clone().lerp(to[1], p));
+  }
+
+  private cellOf(row: Region, axis: string, i: number): Region {
+    return { tensor: row.tensor, ranges: { ...row.ranges, [axis]: [i, i] }, role: "target" };
+  }
+
+  private key(): string {
+    const p = this.all[this.index];
+    return `${p.chapter}.${p.step}`;
+  }
+
+  private renderText(): void {
+    const p = this.all[this.index];
+    this.$<HTMLElement>("#walk-where").textContent = `Chapter ${p.chapter} of ${this.walk!.chapters.length} · step ${p.step} of ${p.c.steps.length}`;
+    this.$<HTMLElement>("#walk-chapter").textContent = p.c.title;
+    this.$<HTMLElement>("#walk-title").textContent = p.s.title;
+    this.$<HTMLDivElement>("#walk-text").innerHTML = p.s.html;  // the server's HTML: its text is escaped there
+    for (const b of this.panel.querySelectorAll<HTMLElement>("#walk-map [data-chapter]")) {
+      b.classList.toggle("here", Number(b.dataset.chapter) === p.chapter);
+      b.setAttribute("aria-current", String(Number(b.dataset.chapter) === p.chapter));
+    }
+  }
+
+  /** The table of contents: the architecture's stages in order, each with its chapters. */
+  private map(): void {
+    const stages: { name: string; chapters: { number: number; title: string }[] }[] = [];
+    for (const c of this.walk!.chapters) {
+      let s = stages.find((x) => x.name === c.stage);
+      if (!s) stages.push((s = { name: c.stage, chapters: [] }));
+      s.chapters.push({ number: c.number, title: c.title });
+    }
+    this.$<HTMLElement>("#walk-map").innerHTML = stages.map((s) => `<div class="walk-stage"><span>${esc(s.name)}</span>${
+      s.chapters.map((c) => `<button type="button" data-chapter="${c.number}" title="${esc(c.title)}">${c.number}</button>`).join("")}</div>`)
+      .join('<span class="walk-arrow" aria-hidden="true">→</span>');
+  }
+
+  private cards(cards: Card[]): void {
+    const html = cards.map((c) => this.card(c)).join("");
+    const box = this.$<HTMLDivElement>("#walk-card");
+    if (box.innerHTML !== html) box.innerHTML = html;
+  }
+
+  private card(c: Card): string {
+    const a = c.action;
+    if (a.type === "dot") {
+      const f = a.explain.formula!;
+      const terms = f.terms?.shown ?? [];
+      const k = termsShown(terms.length, c.p);
+      let run = 0;
+      const rows = terms.slice(0, k).map((x) => {
+        run += x.product;
+        return `<tr><td>${num(x.x)} × ${num(x.w)}</td><td>${num(x.product)}</td><td>${num(run)}</td></tr>`;
+      });
+      const rest = f.terms && k === terms.length && c.p >= 1
+        ? `<tr><td>the other ${f.terms.count - terms.length} terms</td><td>${num(f.terms.rest)}</td><td>${num(run + f.terms.rest)}</td></tr>` : "";
+      return `<div class="walk-card"><b>${esc(a.explain.title)}</b>: the largest terms first
+        <table><tr><th>term</th><th>product</th><th>running sum</th></tr>${rows.join("")}${rest}</table>
+        ${c.p >= 1 ? `<div class="walk-result">${esc(f.text)}</div>` : ""}</div>`;
+    }
+    if (a.type === "softmax") {
+      const phase = softmaxPhase(c.p);
+      const rows = a.entries.map((e) => `<tr><td>${esc(e.name)}</td><td>${num(e.x)}</td>
+        <td>${phase >= 1 ? num(e.exp) : ""}</td><td>${phase >= 3 ? num(e.p) : ""}</td></tr>`);
+      const steps = [`max = ${num(a.max)}`, "exp(x − max)", `sum = ${num(a.sum)}`, "÷ sum"];
+      return `<div class="walk-card"><b>softmax of one row</b>${a.n > a.entries.length ? ` (the ${a.entries.length} largest of ${a.n})` : ""}
+        <div class="walk-phases">${steps.map((s, i) => `<span class="${i <= phase ? "on" : ""}">${s}</span>`).join(" → ")}</div>
+        <table><tr><th></th><th>x</th><th>exp(x − max)</th><th>p</th></tr>${rows.join("")}</table></div>`;
+    }
+    if (a.type === "code") return `<div class="walk-card"><b>the code</b> (llmviz/ops.py)<pre><code>${esc(a.source)}</code></pre></div>`;
+    if (a.type === "mask") return `<div class="walk-card">future keys: −∞, hatched grey; their attention will be 0</div>`;
+    if (a.type === "add") return `<div class="walk-card">${a.inputs.map((x) => `<code>${esc(x)}</code>`).join(" + ")}${
+      c.p >= 0.5 ? ` = <code>${esc(a.tensor)}</code>` : ""}</div>`;
+    if (a.type === "guess") {
+      const g = this.guessed.get(this.key());
+      const choices = a.choices.map((x) => `<button type="button" data-guess="${x.i}" class="${
+        g === undefined ? "" : x.i === a.answer ? "right" : x.i === g ? "wrong" : ""}">${esc(x.name)}</button>`).join("");
+      const answer = a.choices.find((x) => x.i === a.answer)?.name ?? String(a.answer);
+      const said = g === undefined ? "your guess?" : g === a.answer ? `yes: ${esc(answer)}` : `no: it is ${esc(answer)} (outlined)`;
+      return `<div class="walk-card walk-guess"><b>try it</b> ${said}<div>${choices}</div></div>`;
+    }
+    return "";
+  }
+
+  private travelChip(t: Visual["travel"]): void {
+    let chip = document.querySelector<HTMLDivElement>("#walk-travel");
+    const from = t && regionScreenPoint(t.from), to = t && regionScreenPoint(t.to);
+    if (!t || !from || !to || t.p >= 1) {
+      chip?.remove();
+      return;
+    }
+    if (!chip) {
+      chip = Object.assign(document.createElement("div"), { id: "walk-travel", className: "travel" });
+      document.body.append(chip);
+    }
+    chip.textContent = t.token;
+    chip.style.left = `${from.x + (to.x - from.x) * t.p}px`;
+    chip.style.top = `${from.y + (to.y - from.y) * t.p}px`;
+  }
+
+  private controls(): void {
+    const play = this.$<HTMLButtonElement>("[data-walk=play]");
+    play.textContent = this.playing ? "Pause" : "Play";
+    play.setAttribute("aria-pressed", String(this.playing));
+    this.$<HTMLButtonElement>("[data-walk=prev]").disabled = this.index === 0;
+    this.$<HTMLButtonElement>("[data-walk=next]").disabled = this.index >= this.all.length - 1;
+  }
+
+  private message(text: string): void {
+    const m = this.$<HTMLDivElement>("#walk-message");
+    m.textContent = text;
+    m.hidden = !text;
+  }
+
+  private async tryInput(text: string): Promise<void> {
+    const at = this.at ?? [1, 1];
+    try {
+      const w = await fetchWalkthrough(this.host.model(), text);  // a refused input changes nothing
+      await this.host.load(text);
+      this.walk = w;
+      this.all = places(w);
+      this.map();
+      this.guessed.clear();
+      this.message("");
+      this.go(indexOf(this.all, ...at), false, false);
+    } catch (e) {
+      this.message((e as Error).message);
+    }
+  }
+
+  private onClick(e: Event): void {
+    const el = e.target as HTMLElement;
+    const action = el.closest<HTMLElement>("[data-walk]")?.dataset.walk;
+    if (action === "prev") this.prev();
+    else if (action === "next") this.next();
+    else if (action === "play") this.toggle();
+    else if (action === "close") this.close();
+    else if (action === "collapse") this.panel.classList.toggle("collapsed");
+    const chapter = el.closest<HTMLElement>("[data-chapter]")?.dataset.chapter;
+    if (chapter) this.go(indexOf(this.all, Number(chapter), 1));
+    const guess = el.closest<HTMLElement>("[data-guess]")?.dataset.guess;
+    if (guess !== undefined) {
+      this.guessed.set(this.key(), Number(guess));
+      this.apply();
+    }
+  }
+}
