@@ -79,6 +79,27 @@ function hooks(app: typeof App, scene: typeof SceneApi) {
       }
       return differ / Math.max(n, 1);
     },
+    /** Draw now and read the canvas as a coarse grid of mean RGB (cols × rows cells), to compare two pictures. */
+    snapshot: (cols = 32, rows = 20) => {
+      const v = app.view!;
+      v.renderer.render(v.scene, v.camera);
+      const gl = v.renderer.getContext();
+      const w = gl.drawingBufferWidth, h = gl.drawingBufferHeight;
+      const all = new Uint8Array(w * h * 4);
+      gl.readPixels(0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, all);
+      const sum = new Float64Array(cols * rows * 3), n = new Float64Array(cols * rows);
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          const c = Math.floor((x * cols) / w) + cols * Math.floor((y * rows) / h), i = (y * w + x) * 4;
+          sum[c * 3] += all[i]; sum[c * 3 + 1] += all[i + 1]; sum[c * 3 + 2] += all[i + 2]; n[c]++;
+        }
+      }
+      return Array.from(sum, (v, i) => v / n[Math.floor(i / 3)]);
+    },
+    /** The walkthrough: where it is, and its step's actions' first region on screen (client pixels). */
+    walk: () => ({ at: app.walk?.at ?? null, active: app.walk?.active ?? false }),
+    regionPoint: (region: { tensor: string; ranges: Record<string, [number, number]>; role: string }) =>
+      scene.regionScreenPoint(region),
     flyToBlock: (tensor: string) => {
       const hit = findBlock(tensor);
       if (hit) app.view!.flyTo(...app.view!.framing(hit.placed.built.boxes[hit.block], 1.6), 0);

@@ -1,0 +1,184 @@
+"""The guided walkthrough in Debian's headless Chromium: every step of every chapter, deep links, the keyboard,
+the back button, trying your own input, a narrow screen and a model without weights."""
+
+import json
+import urllib.parse
+import urllib.request
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from test_e2e import console_errors, open_view  # noqa: F401
+
+PAUSE, SLOT = 0.6, 1.0  # walkstate.ts: seconds before the first action, and for each action
+
+DESKTOP = {"width": 1280, "height": 800}
+
+
+@pytest.fixture
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": DESKTOP}
+
+
+def walkthrough(live_server, **params) -> dict:
+    q = urllib.parse.urlencode(params)
+    with urllib.request.urlopen(f"{live_server}/api/walkthrough?{q}") as r:
+        return json.load(r)
+
+
+def scrub(page: Page, fraction: float):
+    """Move the step's timeline (which pauses the player) and wait for the frame."""
+    page.evaluate(f"""(() => {{ const r = document.querySelector('#walk-time');
+        r.value = String(Math.round({fraction} * 1000)); r.dispatchEvent(new Event('input')); }})()""")
+
+
+def region_of(action: dict) -> dict | None:
+    """The cells an action lights (the first, if several): where the canvas must change."""
+    if action["type"] == "highlight":
+        return action["regions"][0]
+    for key in ("cell", "row"):
+        if key in action:
+            return action[key]
+    if action["type"] in ("add", "mask", "reveal"):
+        return {"tensor": action["tensor"], "ranges": {}, "role": "target"}
+    return None
+
+
+def differ(a: list[float], b: list[float]) -> float:
+    return max(abs(x - y) for x, y in zip(a, b))
+
+
+def test_every_step_of_every_chapter(page: Page, live_server, console_errors, screenshots):
+    w = walkthrough(live_server)
+    steps = [(c, i, s) for c in w["chapters"] for i, s in enumerate(c["steps"], 1)]
+    assert len(w["chapters"]) >= 12
+    open_view(page, f"{live_server}/?step=1.1")
+    expect(page.locator("#walk")).to_be_visible()
+    framed = None
+    for n, (c, i, s) in enumerate(steps):
+        if n:
+            page.keyboard.press("ArrowRight")
+        expect(page.locator("#walk-where")).to_have_text(
+            f"Chapter {c['number']} of {len(w['chapters'])} · step {i} of {len(c['steps'])}")
+        expect(page.locator("#walk-title")).to_have_text(s["title"])
+        assert page.evaluate("location.search").endswith(f"step={c['number']}.{i}")
+        frame = next((a["tensors"] for a in s["actions"] if a["type"] == "frame"), framed)
+        drawn = [k for k, a in enumerate(s["actions"]) if a["type"] not in ("code", "travel", "tooltip", "frame")]
+        # The canvas changes while the step plays: halfway through its first drawn action (a reveal ends as it
+        # began, all cells shown), or by its end when only the camera moves.
+        total = PAUSE + max(1, len(s["actions"])) * SLOT
+        when = (PAUSE + (drawn[0] + 0.5) * SLOT) / total if drawn else 1
+        scrub(page, 0)
+        before = page.evaluate("window.__llmviz.snapshot()")
+        scrub(page, when)
+        after = page.evaluate("window.__llmviz.snapshot()")
+        if drawn or (n and frame != framed):
+            assert differ(before, after) > 20, (c["number"], i)
+        if drawn:  # and its cells are on screen
+            region = region_of(s["actions"][drawn[0]])
+            if region:
+                p = page.evaluate("r => window.__llmviz.regionPoint(r)", region)
+                assert p is not None and 0 <= p["x"] <= 900 and 40 <= p["y"] <= 800, (c["number"], i, region["tensor"], p)
+        scrub(page, 1)
+        framed = frame
+        if i == 1:
+            page.screenshot(path=screenshots / f"walkthrough-{c['number']:02d}.png")
+    assert console_errors == []
+
+
+def test_templated_numbers_are_shown(page: Page, live_server, nano):
+    trace = nano.run("CBABBC")
+    open_view(page, f"{live_server}/?step=3.3")
+    from llmviz.provenance import fmt
+
+    want = " + ".join(fmt(float(trace[n][0, 0])) for n in ("hook_embed", "hook_pos_embed"))
+    expect(page.locator("#walk-text")).to_contain_text(f"{want} = {fmt(float(trace['blocks.0.hook_resid_pre'][0, 0]))}")
+
+
+@pytest.mark.parametrize("step", ["5.4", "8.2", "10.2"])
+def test_deep_link_and_stepping_give_the_same_picture(page: Page, live_server, step):
+    chapter, n = (int(x) for x in step.split("."))
+    open_view(page, f"{live_server}/?step={chapter}.{n - 1}")
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#walk-title")).not_to_have_text("")
+    assert page.evaluate("window.__llmviz.walk().at") == [chapter, n]
+    page.wait_for_function("document.querySelector('[data-walk=play]').textContent === 'Play'", timeout=15_000)
+    stepped = page.evaluate("window.__llmviz.snapshot()")
+    text = page.locator("#walk-body, #walk-text").first.inner_text()
+    open_view(page, f"{live_server}/?step={step}")
+    page.wait_for_timeout(300)
+    linked = page.evaluate("window.__llmviz.snapshot()")
+    assert differ(stepped, linked) < 6
+    assert page.locator("#walk-text").inner_text() == text
+
+
+def test_keyboard_timeline_and_back_button(page: Page, live_server):
+    open_view(page, f"{live_server}/?step=2.1")
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#walk-where")).to_contain_text("step 2 of")
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator("#walk-where")).to_contain_text("Chapter 2 of 12 · step 1 of")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#walk-where")).to_contain_text("step 3 of")
+    page.go_back()
+    expect(page.locator("#walk-where")).to_contain_text("step 2 of")
+    assert page.evaluate("location.search").endswith("step=2.2")
+    page.keyboard.press(" ")  # Space plays: the timeline moves
+    expect(page.locator("[data-walk=play]")).to_have_text("Pause")
+    page.keyboard.press(" ")
+    expect(page.locator("[data-walk=play]")).to_have_text("Play")
+    page.click("#walk-map [data-chapter='10']")  # the map jumps anywhere
+    expect(page.locator("#walk-chapter")).to_have_text("Output")
+    page.click("[data-walk=close]")
+    expect(page.locator("#walk")).to_be_hidden()
+    assert "step=" not in page.evaluate("location.search")
+
+
+def test_guess_then_see(page: Page, live_server, nano):
+    open_view(page, f"{live_server}/?step=5.5")
+    answer = int(nano.run("CBABBC")["blocks.0.attn.hook_pattern"][0, 5].argmax())
+    wrong = (answer + 1) % 6
+    page.click(f"[data-guess='{wrong}']")
+    expect(page.locator(".walk-guess")).to_contain_text("no: it is A")
+    expect(page.locator(f"[data-guess='{answer}']")).to_have_class("right")
+
+
+def test_your_own_input_changes_the_numbers_and_a_bad_one_keeps_them(page: Page, live_server, nano):
+    open_view(page, f"{live_server}/?step=1.2")
+    expect(page.locator("#walk-text")).to_contain_text("For the input CBABBC")
+    page.fill("#walk-input", "CCAB")
+    page.click("#walk-try button")
+    t = nano.run("CCAB")
+    expect(page.locator("#walk-text")).to_contain_text(f"For the input CCAB it predicts {t.predicted[-1]}")
+    expect(page.locator("#prompt")).to_have_value("CCAB")
+    assert page.evaluate("window.__llmviz.walk().at") == [1, 2]
+    page.fill("#walk-input", "XYZ")
+    page.click("#walk-try button")
+    expect(page.locator("#walk-message")).to_contain_text("unknown token 'X'")
+    expect(page.locator("#walk-text")).to_contain_text("For the input CCAB")
+
+
+def test_no_motion_shows_each_step_at_its_end(page: Page, live_server):
+    page.emulate_media(reduced_motion="reduce")
+    open_view(page, f"{live_server}/?step=4.1")
+    expect(page.locator("#walk-reduced")).to_be_checked()
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("[data-walk=play]")).to_have_text("Play")  # nothing to play: already at the end
+    assert page.evaluate("document.querySelector('#walk-time').value") == "1000"
+
+
+def test_narrow_screen_bottom_sheet(page: Page, live_server, screenshots):
+    page.set_viewport_size({"width": 390, "height": 800})
+    open_view(page, f"{live_server}/?step=5.2")
+    walk, stage = page.locator("#walk").bounding_box(), page.locator("#stage").bounding_box()
+    assert walk["y"] >= stage["y"] + stage["height"] - 1 and walk["width"] > 380
+    page.screenshot(path=screenshots / "walkthrough-narrow.png")
+    page.click("[data-walk=collapse]")
+    expect(page.locator("#walk-text")).to_be_hidden()
+
+
+def test_structure_only_model_says_so(page: Page, live_server):
+    open_view(page, f"{live_server}/?model=gpt2&step=1.1")
+    expect(page.locator("#walk-note")).to_contain_text("gpt2 is structure only")
+    expect(page.locator("#walk-try")).to_be_hidden()
