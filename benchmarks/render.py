@@ -11,6 +11,10 @@ latency on nano-gpt: from the mouse event to the frame that shows the tooltip wi
 highlighted (median over cells of different ops, each hovered for the first time); and the time from a
 click on Step to the frame that shows the new token (median of 5 steps).
 
+The walkthrough, at 1280 × 800 on nano-gpt: frames per second while each step animates (every step of
+every chapter, entered with the arrow key), and the time from navigation start to the first frame of a deep
+link to a step (?step=C.S), against the plain view's first frame in the same run.
+
 The baseline is Brendan Bycroft's llm-viz on this kind of machine, as measured for the project's issue
 (its figures are quoted, not measured in this run: its code is not on this machine): nano-gpt 909 KB
 over 30 requests, first model frame after about 1.0 s; 8 fps on nano-gpt, 2.3 on GPT-2 small and 1.0 on
@@ -146,6 +150,34 @@ def measure(browser, base: str, model: str, frames: int) -> dict:
     return out
 
 
+def walkthrough(browser, base: str) -> dict:
+    """fps while every step animates, and deep links' first frames against the plain view's."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.add_init_script(RETURNING)
+    page.add_init_script(path=TEST_HOOKS)
+    page.goto(f"{base}/?step=1.1")
+    page.wait_for_selector("#walk[data-shown-ms]", state="attached", timeout=60_000)
+    fps = []
+    while not page.locator("[data-walk=next]").is_disabled():
+        f0, t0 = page.evaluate("[window.__llmviz.stats().frames, performance.now()]")
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("document.querySelector('[data-walk=play]').textContent === 'Play'", timeout=30_000)
+        f1, t1 = page.evaluate("[window.__llmviz.stats().frames, performance.now()]")
+        fps.append((f1 - f0) / ((t1 - t0) / 1000))
+    page.close()
+    steps = ["1.1", "3.3", "5.2", "5.4", "8.2", "10.2", "12.1"]
+    linked = []
+    for step in steps:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.add_init_script(RETURNING)
+        page.goto(f"{base}/?step={step}")
+        page.wait_for_selector("#walk[data-shown-ms]", state="attached", timeout=60_000)
+        linked.append(float(page.get_attribute("#walk", "data-shown-ms")))
+        page.close()
+    plain = first_frame_ms(browser, f"{base}/", 5)
+    return {"fps": fps, "linked": dict(zip(steps, linked)), "plain_ms": plain}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=40)
@@ -155,6 +187,7 @@ def main() -> None:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         first_frame_ms(browser, f"{base}/", 2)  # warm the server and the browser once
         results = {m: measure(browser, base, m, args.frames) for m in ("nano-gpt", "gpt2", "gpt3")}
+        walk = walkthrough(browser, base)
         browser.close()
 
     print(f"canvas {CANVAS[0]} × {CANVAS[1]}, headless Chromium on SwiftShader; baseline: llm-viz (figures quoted in "
@@ -179,6 +212,15 @@ def main() -> None:
     print(f"  Step to its frame     {nano['step_ms']:.0f} ms median ({', '.join(f'{h:.0f}' for h in nano['step_all'])} ms; "
           f"target at most 150 ms; llm-viz has no Step to compare with)")
 
+    fps, linked = walk["fps"], walk["linked"]
+    print(f"\nwalkthrough, nano-gpt, 1280 × 800: {len(fps)} steps animated, fps min {min(fps):.0f}, median "
+          f"{statistics.median(fps):.0f} (target at least 30; llm-viz's walkthrough runs at its 8 fps: "
+          f"{min(fps) / BASELINE['nano-gpt']['fps']:.1f}x at the slowest step)")
+    print(f"  deep link to a step, first frame: {', '.join(f'{k} {v:.0f} ms' for k, v in linked.items())} (target at "
+          f"most 1000 ms); the plain view {walk['plain_ms']:.0f} ms: {max(linked.values()) / walk['plain_ms']:.2f}x at the "
+          f"slowest")
+
 
 if __name__ == "__main__":
     main()
+

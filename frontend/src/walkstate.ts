@@ -112,8 +112,8 @@ export function visualAt(all: Place[], index: number, t: number, reduced = false
         v.regions.push(...a.explain.sources, a.explain.target);
         v.cards.push({ kind: "dot", action: a, p });
         break;
-      case "softmax":
-        v.regions.push(lit(a.row));
+      case "softmax":  // the row of scores it reads lit, the row it makes outlined
+        v.regions.push({ ...a.row, tensor: a.of, role: "input" }, { ...a.row, role: "target" });
         v.cards.push({ kind: "softmax", action: a, p });
         break;
       case "tooltip":

@@ -99,6 +99,7 @@ export class Walkthrough {
     this.$<HTMLDivElement>("#walk-note").textContent = this.walk.note;
     this.$<HTMLDivElement>("#walk-note").hidden = !this.walk.note;
     this.go(indexOf(this.all, ...at), animate, false);
+    requestAnimationFrame(() => (this.panel.dataset.shownMs = performance.now().toFixed(0)));  // since navigation start
   }
 
   close(): void {

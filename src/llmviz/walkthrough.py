@@ -374,7 +374,7 @@ def compile_step(ctx: Context, step: Step) -> dict:
     body = markdown(ctx, [t for _, t in step.text])
     acts = [at(n, action, ctx, a) for n, a in step.actions]
     shown = ({r["tensor"] for a in acts for r in a.get("regions", [])} | {x for a in acts for x in a.get("tensors", [])}
-             | {a[k]["tensor"] for a in acts for k in ("cell", "row", "from", "to") if k in a}
+             | {a[k]["tensor"] for a in acts for k in ("cell", "row", "from", "to") if k in a} | {a["of"] for a in acts if "of" in a}
              | {r["tensor"] for a in acts if "explain" in a for r in a["explain"]["sources"]}
              | {a["tensor"] for a in acts if "tensor" in a} | {x for a in acts for x in a.get("inputs", [])})
     if shown and not any(a["type"] == "frame" for a in acts):  # the camera shows what the step is about
