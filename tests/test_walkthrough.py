@@ -66,8 +66,10 @@ def test_actions_carry_the_trace(nano):
     np.testing.assert_allclose([e["p"] for e in sm["entries"]], trace["blocks.0.attn.hook_pattern"][0, 5], rtol=1e-6)
     np.testing.assert_allclose(sm["max"], trace["blocks.0.attn.hook_pattern_max"][0, 5], rtol=1e-6)
     np.testing.assert_allclose(sm["sum"], trace["blocks.0.attn.hook_pattern_sum_exp"][0, 5], rtol=1e-5)
-    guess = acts["guess"]
-    assert guess["answer"] == int(np.argmax(trace["blocks.0.attn.hook_pattern"][0, 5]))
+    guesses = {a["row"]["tensor"]: a for c in w["chapters"] for s in c["steps"] for a in s["actions"] if a["type"] == "guess"}
+    assert guesses["blocks.0.attn.hook_pattern"]["answer"] == int(np.argmax(trace["blocks.0.attn.hook_pattern"][0, 5]))
+    assert guesses["probs"]["answer"] == trace.predicted_ids[-1]
+    assert [c["name"] for c in guesses["probs"]["choices"]] == ["A", "B", "C"]
     dot = acts["dot"]
     assert dot["explain"]["value"] == pytest.approx(float(trace[dot["cell"]["tensor"]][
         tuple(r[0] for r in dot["cell"]["ranges"].values())]))

@@ -2,6 +2,7 @@
 the back button, trying your own input, a narrow screen and a model without weights."""
 
 import json
+import re
 import urllib.parse
 import urllib.request
 
@@ -182,3 +183,17 @@ def test_structure_only_model_says_so(page: Page, live_server):
     open_view(page, f"{live_server}/?model=gpt2&step=1.1")
     expect(page.locator("#walk-note")).to_contain_text("gpt2 is structure only")
     expect(page.locator("#walk-try")).to_be_hidden()
+
+
+def test_terms_and_blocks_light_each_other(page: Page, live_server):
+    open_view(page, f"{live_server}/?step=3.2")  # the position embedding, named by a term in the text
+    term = page.locator("#walk-text .term[data-tensor='pos_embed.W_pos']")
+    assert page.evaluate("window.__llmviz.highlighted()") == 2  # the step's own: a row of W_pos, one of its output
+    p = page.evaluate("window.__llmviz.blockScreenPoint('pos_embed.W_pos', 0, 1, 1)")
+    page.mouse.move(p["x"], p["y"])  # pointing at the block lights its term
+    expect(term).to_have_class(re.compile(r"\blit\b"))
+    page.mouse.move(p["x"], 5)  # off the canvas: the term goes back, and so do the step's highlights
+    expect(term).not_to_have_class(re.compile(r"\blit\b"))
+    page.wait_for_function("window.__llmviz.highlighted() === 2")
+    term.hover()  # pointing at the term lights its block: the whole of W_pos, one rectangle
+    page.wait_for_function("window.__llmviz.highlighted() === 1")

@@ -3,10 +3,10 @@ import * as THREE from "three";
 import { buildModel, pick, slabGeometry } from "./blocks";
 import { regionRects } from "./highlight";
 import { allBox, withTitles, type Placed, type Screen } from "./framing";
-import { unpin } from "./hover";
+import { hideTooltip, showExplanation, unpin } from "./hover";
 import { sceneLabels } from "./scenelabels";
 import { type BlockInfo, type SceneData } from "./scenedata";
-import { type Region } from "./tooltip";
+import { type Explanation, type Region } from "./tooltip";
 import { app, type CellRef } from "./state";
 
 export function clearScene() {
@@ -133,4 +133,15 @@ export function regionScreenPoint(r: Region): { x: number; y: number } | null {
   const s = app.view!.project(new THREE.Vector3(rect.x + hit.offsetX + rect.w / 2, rect.y - rect.h / 2, rect.z));
   const c = app.view!.canvas.getBoundingClientRect();
   return s ? { x: s.x + c.left, y: s.y + c.top } : null;
+}
+
+/** Open the tooltip of an explained cell beside it (false: the cell is not on screen). */
+export function openTooltip(e: Explanation, cell: Region): boolean {
+  const p = regionScreenPoint(cell);
+  if (p) showExplanation(e, p.x, p.y);
+  return p !== null;
+}
+
+export function closeTooltip() {
+  hideTooltip();
 }

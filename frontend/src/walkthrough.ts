@@ -1,10 +1,9 @@
 // The walkthrough player: the chapters the server compiled for this model and input, played step by step on
-// the scene's public API. What is shown at each moment comes from walkstate.ts (a pure function of step and
+// the scene's public API (scene.ts) only. What is shown at each moment comes from walkstate.ts (a pure function of step and
 // time); this module turns it into camera, highlights, cards and controls.
 import { fetchWalkthrough } from "./api";
 import { escapeHtml as esc } from "./html";
-import { hideTooltip, showExplanation } from "./hover";
-import { framingOf, highlight, regionScreenPoint, reveal, setCamera } from "./scene";
+import { closeTooltip, framingOf, highlight, openTooltip, regionScreenPoint, reveal, setCamera } from "./scene";
 import { num, type Region } from "./tooltip";
 import {
   duration, indexOf, places, softmaxPhase, termsShown, visualAt, type Card, type Place, type Visual, type Walk,
@@ -109,7 +108,7 @@ export class Walkthrough {
     document.body.classList.remove("walking");
     highlight(null);
     reveal(null);
-    hideTooltip();
+    closeTooltip();
     this.travelChip(null);
     this.host.moved(null, true);
   }
@@ -209,10 +208,7 @@ export class Walkthrough {
       highlight(regions);
       reveal(v.reveal?.tensor ?? null, v.reveal?.along, v.reveal?.fraction);
       this.cards(v.cards);
-      if (v.tooltip) {
-        const pt = regionScreenPoint(v.tooltip.cell);
-        if (pt) showExplanation(v.tooltip.explain, pt.x, pt.y);
-      } else hideTooltip();
+      if (!v.tooltip || !openTooltip(v.tooltip.explain, v.tooltip.cell)) closeTooltip();
       this.travelChip(v.travel);
       const time = this.$<HTMLInputElement>("#walk-time");
       time.value = String(Math.round((this.t / duration(this.all[this.index].s)) * 1000));
