@@ -197,3 +197,13 @@ def test_terms_and_blocks_light_each_other(page: Page, live_server):
     page.wait_for_function("window.__llmviz.highlighted() === 2")
     term.hover()  # pointing at the term lights its block: the whole of W_pos, one rectangle
     page.wait_for_function("window.__llmviz.highlighted() === 1")
+
+
+def test_first_visit_offers_the_walkthrough_and_a_model_change_keeps_the_step(page: Page, live_server):
+    open_view(page, live_server, first_visit=True)
+    page.click("[data-intro=walk]")
+    expect(page.locator("#walk-where")).to_have_text("Chapter 1 of 12 · step 1 of 3")
+    page.keyboard.press("ArrowRight")
+    page.select_option("#model", "gpt2")  # structure only: the same place, told without numbers
+    expect(page.locator("#walk-note")).to_contain_text("gpt2 is structure only")
+    expect(page.locator("#walk-chapter")).to_have_text("Overview")

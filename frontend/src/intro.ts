@@ -30,7 +30,8 @@ export function introHtml(info: SceneInfo, touch: boolean): string {
     ${c.n_layer} transformer layer${c.n_layer === 1 ? "" : "s"}, and its prediction comes out at the <b>bottom</b>;
     the <b>next token</b> box says what it answers.</p>
     <p>${touch ? "Tap" : "Hover"} any cell to see its value and how it was computed. The <b>Map</b> takes you to any part
-    of the model; <b>Whole model</b> shows all of it.</p>
-    <div class="intro-actions"><button type="button" data-intro="all">Show the whole model</button>
+    of the model; <b>Whole model</b> shows all of it; the <b>Walkthrough</b> tells it step by step.</p>
+    <div class="intro-actions"><button type="button" data-intro="walk">Take the guided walkthrough</button>
+    <button type="button" data-intro="all">Show the whole model</button>
     <button type="button" data-intro="close">Got it</button></div>`;
 }

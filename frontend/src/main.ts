@@ -143,11 +143,15 @@ async function start() {
   select_.replaceChildren(...app.models.map((m) => Object.assign(document.createElement("option"), {
     value: m.name, textContent: `${m.name} · ${formatCount(m.n_params)}${m.has_weights ? "" : " · structure only"}`,
   })), Object.assign(document.createElement("option"), { value: "__scale", textContent: "scale view" }));
-  select_.addEventListener("change", () => {
+  select_.addEventListener("change", async () => {
+    const at = app.walk!.at;
     app.state = select_.value === "__scale" ? { view: "scale" } : { model: select_.value, heads: app.state.heads };
     app.gen!.forget();
-    void loadView();
+    if (at && app.state.view === "scale") app.walk!.close();  // the scale view has no forward pass to walk through
+    await loadView();
+    if (at && app.state.view !== "scale") await app.walk!.open(at);  // the same step, told for the new model
   });
+
   $<HTMLFormElement>("#run").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const step = app.walk!.at ?? undefined;
@@ -224,6 +228,7 @@ async function start() {
     dismissIntro();
     $<HTMLDivElement>("#intro").hidden = true;
     if (action === "all" && app.placed.length) view.flyTo(...view.framing(everything(), 1.05));
+    if (action === "walk") void app.walk!.open([1, 1], true);
   });
   $<HTMLDivElement>("#scalebars").addEventListener("click", (e) => {
     const i = (e.target as HTMLElement).closest<HTMLElement>("[data-model]")?.dataset.model;

@@ -2,6 +2,7 @@
 // the scene's public API (scene.ts) only. What is shown at each moment comes from walkstate.ts (a pure function of step and
 // time); this module turns it into camera, highlights, cards and controls.
 import { fetchWalkthrough } from "./api";
+import { FAMILIES, type Kind } from "./colors";
 import { escapeHtml as esc } from "./html";
 import { closeTooltip, framingOf, highlight, openTooltip, regionScreenPoint, reveal, setCamera } from "./scene";
 import { num, type Region } from "./tooltip";
@@ -239,7 +240,11 @@ export class Walkthrough {
     this.$<HTMLElement>("#walk-where").textContent = `Chapter ${p.chapter} of ${this.walk!.chapters.length} · step ${p.step} of ${p.c.steps.length}`;
     this.$<HTMLElement>("#walk-chapter").textContent = p.c.title;
     this.$<HTMLElement>("#walk-title").textContent = p.s.title;
-    this.$<HTMLDivElement>("#walk-text").innerHTML = p.s.html;  // the server's HTML: its text is escaped there
+    const text = this.$<HTMLDivElement>("#walk-text");
+    text.innerHTML = p.s.html;  // the server's HTML: its text is escaped there
+    for (const t of text.querySelectorAll<HTMLElement>(".term[data-kind]")) {  // a tensor in its kind's colour
+      t.style.setProperty("--term", FAMILIES[t.dataset.kind as Kind]?.positive ?? "inherit");
+    }
     for (const b of this.panel.querySelectorAll<HTMLElement>("#walk-map [data-chapter]")) {
       b.classList.toggle("here", Number(b.dataset.chapter) === p.chapter);
       b.setAttribute("aria-current", String(Number(b.dataset.chapter) === p.chapter));
