@@ -124,6 +124,10 @@ class Graph:
         """The last tensor: the next-token probabilities."""
         return next(reversed(self.tensors))
 
+    def patterns(self) -> list[str]:
+        """Each layer's attention pattern ([head, pos, key_pos], the softmax of the scores), in layer order."""
+        return [t.name for t in self if t.op == "softmax" and t.axes == ("head", "pos", "key_pos")]
+
     def checkpoints(self) -> list[str]:
         """The computed residual-stream tensors. Kept, they are enough to recompute any other tensor of a
         forward pass from its own layer alone (see model.Trace)."""

@@ -8,6 +8,9 @@
     POST /api/generate             sample a continuation, with every stage of the sampling chain
     POST /api/sessions             generate step by step on a KV cache: .../step, .../undo, GET, DELETE
     GET  /api/walkthrough          the guided walkthrough, compiled for a model and an input
+    POST /api/attention            every head's attention pattern, float16 safetensors
+    POST /api/lens                 the logit lens: the top tokens after each layer, at each position
+    POST /api/branches             a tree of the most probable continuations
 
 The OpenAPI schema is at /openapi.json. Limits (see `Limits`): a Host header check, request bodies of at
 most 64 KiB read within a timeout, a byte-bounded cache, a memory budget per request, and a small pool of
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import json
 import logging
 import math
 import threading
@@ -28,6 +32,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
@@ -35,16 +40,19 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .branches import MAX_DEPTH, MAX_K, MAX_NODES, branches
 from .config import PRESETS
 from .errors import Busy, LlmvizError, ModelNotFound, OverBudget
 from .graph import Graph
 from .loading import load_model, structure_only
+from .lens import logit_lens
 from .model import KVCache, Model, Stopped, Trace
 from .provenance import explain, pick_in_region
-from .walkthrough import compile_chapters
+from .safetensors_file import to_bytes as safetensors_bytes
 from .sampling import Draw, Sampling, percent
-from .sessions import ContextFull, Session, Sessions
 from .scene import run_scene, scene_bytes, step_scene
+from .sessions import ContextFull, Session, Sessions
+from .walkthrough import compile_chapters
 
 MAX_BODY_BYTES = 64 * 1024
 TRACE_MEDIA_TYPE = "application/vnd.llmviz.trace+safetensors"
@@ -128,6 +136,32 @@ class ExplainRequest(PromptRequest):
         if (self.index is None) == (self.region is None):
             raise ValueError("give exactly one of 'index' or 'region'")
         return self
+
+
+def allowed_range(field: str) -> str:
+    """' (allowed: from 1 to 20)' for a numeric request field with both bounds (the same in every request that
+    has it); '' otherwise."""
+    ranges = set()
+    todo = [StrictBody]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        info = cls.model_fields.get(field)
+        if info is not None:
+            bound = {k: getattr(m, k) for m in info.metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)}
+            ranges.add((bound.get("ge", bound.get("gt")), bound.get("le", bound.get("lt"))))
+    (lo, hi), = ranges if len(ranges) == 1 else [(None, None)]
+    return f" (allowed: from {lo} to {hi})" if lo is not None and hi is not None else ""
+
+
+class LensRequest(PromptRequest):
+    k: int = Field(5, ge=1, le=20, description="how many tokens to keep at each layer and position")
+
+
+class BranchesRequest(PromptRequest):
+    k: int = Field(3, ge=1, le=MAX_K, description="children per node: the k most probable next tokens")
+    depth: int = Field(1, ge=1, le=MAX_DEPTH, description="levels below the input")
+    max_nodes: int = Field(200, ge=1, le=MAX_NODES, description="at most this many nodes")
 
 
 class TraceRequest(PromptRequest):
@@ -504,7 +538,8 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         parts = []
         for e in exc.errors():
             where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
-            parts.append(f"{where}: {e['msg']}" if where else e["msg"])
+            allowed = allowed_range(where) if e.get("type", "").startswith(("greater", "less")) else ""
+            parts.append((f"{where}: {e['msg']}" if where else e["msg"]) + allowed)
         return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
 
     @app.exception_handler(Stopped)
@@ -568,6 +603,61 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         def compute(stop):
             t = m.run(ids, keep=computed, stop=stop, only=computed)
             return Response(t.to_bytes(names=names), media_type=TRACE_MEDIA_TYPE)
+
+        return await workers.run(request, compute)
+
+    @app.post("/api/attention", response_class=Response,
+              responses={200: {"content": {TRACE_MEDIA_TYPE: {}},
+                               "description": "safetensors bytes: each layer's hook_pattern [head, pos, key_pos] as "
+                                              "float16; __metadata__ has the tokens and `layers`, the tensor names"}})
+    async def attention(req: PromptRequest, request: Request):
+        """Every head's attention pattern of every layer, for the attention-map panel (float16: half the bytes of
+        /api/trace, and the panel draws colours)."""
+        m = get_model(req.model)
+        m.require_weights()
+        ids = m.encode(req.prompt)
+        names = m.graph.patterns()
+        within_budget(m.graph.peak_bytes(len(ids), names, only=names), f"the attention of {len(ids)} tokens",
+                      "give fewer tokens")
+
+        def compute(stop):
+            key = ("attention", m, tuple(ids))
+            payload = cache.get(key)
+            if payload is None:
+                t = m.run(ids, keep=names, stop=stop, only=names)
+                meta = {**t.metadata(), "layers": json.dumps(names)}
+                payload = bytes(safetensors_bytes({n: t[n].astype(np.float16) for n in names}, meta))
+                cache.put(key, payload, len(payload))
+            return Response(payload, media_type=TRACE_MEDIA_TYPE)
+
+        return await workers.run(request, compute)
+
+    @app.post("/api/lens")
+    async def lens(req: LensRequest, request: Request):
+        """The logit lens: each layer boundary's residual decoded by the final layer norm (its statistics
+        recomputed), the unembedding and a softmax; the top k tokens at each position."""
+        m = get_model(req.model)
+        m.require_weights()
+        ids = m.encode(req.prompt)
+        pass_budget(m, ids)
+        return await workers.run(request, lambda stop: JSONResponse(json_safe(logit_lens(forward(m, ids, stop), req.k))))
+
+    @app.post("/api/branches")
+    async def tree(req: BranchesRequest, request: Request):
+        """The k most probable next tokens after the input, and after each of those, `depth` levels down; each
+        node's `prob` is the model's probability of its token after its parent's path."""
+        m = get_model(req.model)
+        m.require_weights()
+        ids = m.encode(req.prompt)
+        pass_budget(m, ids)
+
+        def compute(stop):
+            key = ("branches", m, tuple(ids), req.k, req.depth, req.max_nodes)
+            answer = cache.get(key)
+            if answer is None:
+                answer = json.dumps(json_safe(branches(m, ids, req.k, req.depth, req.max_nodes, stop))).encode()
+                cache.put(key, answer, len(answer))
+            return Response(answer, media_type="application/json")
 
         return await workers.run(request, compute)
 

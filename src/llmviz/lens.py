@@ -1,0 +1,53 @@
+"""The logit lens: what the model would predict from the residual stream after each layer.
+
+    top = logit_lens(model.run("CBABBC"), k=3)
+    top["layers"]                  # blocks.0.hook_resid_pre ... blocks.2.hook_resid_pre, blocks.2.hook_resid_post
+    top["top"][layer][position]    # [{"id", "token", "prob"}, ...] best first
+
+Each boundary's residual is decoded as TransformerLens's `accumulated_resid(apply_ln=True)` followed by the
+unembedding does: the final layer norm with its statistics recomputed for that residual, the unembedding,
+then a softmax. The model's own graph computes it (the same ops as the forward pass's last layers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .graph import Graph
+
+
+def boundaries(graph: Graph) -> list[str]:
+    """Each layer's `hook_resid_pre`, then the last layer's `hook_resid_post` (what the final layer norm reads)."""
+    return [f"blocks.{i}.hook_resid_pre" for i in range(graph.config.n_layer)] + [_last(graph)]
+
+
+def decoder(graph: Graph) -> list[str]:
+    """The tensors computed after the last layer: the final layer norm, the unembedding, the softmax."""
+    after = graph.position()[_last(graph)]
+    return [n for n in graph.ancestors([graph.output])
+            if graph[n].kind not in ("weight", "input") and graph.position()[n] > after]
+
+
+def _last(graph: Graph) -> str:
+    return f"blocks.{graph.config.n_layer - 1}.hook_resid_post"
+
+
+def logit_lens(trace, k: int = 5) -> dict:
+    """The top k next tokens, with their probabilities, at every layer boundary and position of a trace."""
+    model, graph = trace.model, trace.graph
+    head, layers = decoder(graph), boundaries(graph)
+    final = layers[-1]
+    top = []
+    for name in layers:
+        probs = model._compute(graph, trace.tokens, {final: trace[name]}, head, keep={graph.output})[graph.output]
+        best = np.argsort(-probs, axis=-1, kind="stable")[:, :k] if probs.shape[-1] <= 4 * k else _top(probs, k)
+        top.append([[{"id": int(i), "token": model.token_strs([int(i)])[0], "prob": float(p[i])} for i in row]
+                    for row, p in zip(best, probs)])
+    return {"layers": layers, "tokens": list(trace.tokens), "token_strs": trace.token_strs, "top": top}
+
+
+def _top(probs: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k largest, best first (a partial sort: the vocabulary may be 50,257 long)."""
+    part = np.argpartition(-probs, k - 1, axis=-1)[:, :k]
+    order = np.argsort(-np.take_along_axis(probs, part, -1), axis=-1, kind="stable")
+    return np.take_along_axis(part, order, -1)
