@@ -1,5 +1,6 @@
 // The server's API, typed. Every failure becomes an Error whose message is the server's `detail`.
 import { parseScene, type ModelConfig, type SceneData } from "./scenedata";
+import { parseTrace, type Trace } from "./trace";
 import type { Explanation } from "./tooltip";
 import type { Walk } from "./walkstate";
 
@@ -60,4 +61,23 @@ export async function fetchExplanation(req: { model: string; tokens: number[]; t
 export async function fetchWalkthrough(model: string, input?: string): Promise<Walk> {
   const q = new URLSearchParams({ model, ...(input !== undefined ? { input } : {}) });
   return (await check(await fetch(`/api/walkthrough?${q}`))).json();
+}
+
+export interface LensTop { id: number; token: string; prob: number }
+export interface Lens { layers: string[]; labels: string[]; tokens: number[]; token_strs: string[]; top: LensTop[][][] }
+
+export async function fetchLens(model: string, text: string, k = 5): Promise<Lens> {
+  return (await check(await post("/api/lens", { model, text, k }))).json();
+}
+
+export interface Branch { id: number; token: string; prob: number; text: string; children: Branch[] }
+export interface BranchRoot { tokens: number[]; token_strs: string[]; text: string; children: Branch[] }
+
+export async function fetchBranches(model: string, tokens: number[], k: number, depth: number): Promise<BranchRoot> {
+  return (await check(await post("/api/branches", { model, tokens, k, depth }))).json();
+}
+
+/** Every head's attention pattern (float16 bits) and the tensors' names, in layer order. */
+export async function fetchAttention(model: string, text: string): Promise<Trace> {
+  return parseTrace(await (await check(await post("/api/attention", { model, text }))).arrayBuffer());
 }

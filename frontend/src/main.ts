@@ -16,6 +16,7 @@ import { app, narrow, showError, writeUrl, $ } from "./state";
 import { formatCount } from "./trace";
 import { parseState } from "./urlstate";
 import { View } from "./view";
+import { Insights } from "./insights";
 import { Walkthrough } from "./walkthrough";
 
 const SCALE_MODELS = ["nano-gpt", "gpt2", "gpt2-xl", "gpt3"];
@@ -159,6 +160,32 @@ async function start() {
     app.gen!.forget();
     await loadView();
     if (step) await app.walk!.open(step);  // the walkthrough's numbers follow the new input
+    app.insights!.refresh();
+  });
+  app.insights = new Insights($<HTMLElement>("#insights"), {
+    model: () => app.state.model ?? app.models[0].name,
+    text: () => app.state.input ?? "",
+    flyTo: (tensor, head) => scene.flyToRegion({ tensor, ranges: { head: [head, head] }, role: "target" }),
+    tokens: () => app.placed[0]?.data.info.tokens ?? null,
+    load: (text) => {
+      const { model, heads, insights, branch } = app.state;
+      app.state = { model, input: text, heads, insights, branch };
+      return loadView();
+    },
+    focused: (ids) => {
+      app.state.branch = ids.length ? ids : undefined;
+      writeUrl();
+    },
+    reducedMotion: () => matchMedia("(prefers-reduced-motion: reduce)").matches,
+    shown: (tab) => {
+      app.state.insights = tab ?? undefined;
+      if (tab !== "branches") app.state.branch = undefined;
+      writeUrl();
+    },
+  });
+  $<HTMLButtonElement>("#ins-toggle").addEventListener("click", () => {
+    if (app.insights!.active) app.insights!.close();
+    else void app.insights!.open();
   });
   app.walk = new Walkthrough($<HTMLElement>("#walk"), {
     model: () => app.state.model ?? app.models[0].name,
@@ -279,9 +306,10 @@ async function start() {
   });
   $<HTMLDivElement>("#legend").innerHTML = legendHtml(undefined);
   const known = !s0.model || app.models.some((m) => m.name === s0.model);
-  const step = s0.step;
+  const { step, insights, branch } = s0;
   await loadView(known ? early : undefined);
   if (step && app.placed.length) await app.walk.open(step);  // a link into the walkthrough
+  if (insights && app.placed.length) await app.insights.open(insights, branch ?? []);
 }
 
 // The app hands itself to whatever listens (the test hooks, a page that embeds the view).

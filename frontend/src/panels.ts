@@ -67,6 +67,8 @@ export function updatePanels() {
   if (!one) $<HTMLDivElement>("#map").hidden = true;
   const canGenerate = !!one?.model.has_weights;  // a structure-only model has no numbers to draw tokens from
   $<HTMLButtonElement>("#gen-toggle").hidden = !canGenerate;
+  $<HTMLButtonElement>("#ins-toggle").hidden = !canGenerate;  // the panel's views all need the numbers
+  if (!canGenerate && app.insights?.active) app.insights.close();
   if (!canGenerate) $<HTMLDivElement>("#gen").hidden = true;
   $<HTMLDivElement>("#legend").innerHTML = legendHtml(app.placed[0]?.data.info);
   if (narrow()) ($<HTMLDetailsElement>("#legend-box")).open = false;

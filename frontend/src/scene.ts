@@ -145,3 +145,15 @@ export function openTooltip(e: Explanation, cell: Region): boolean {
 export function closeTooltip() {
   hideTooltip();
 }
+
+/** Fly the camera to a region of a tensor (a head of a block, say), and select the block. */
+export function flyToRegion(r: Region, margin = 1.4) {
+  const hit = findBlock(r.tensor);
+  if (!hit) return;
+  const box = new THREE.Box3();
+  for (const rect of regionRects(hit.placed.data.info.blocks[hit.block], r)) {
+    box.expandByPoint(new THREE.Vector3(rect.x + hit.placed.offsetX, rect.y, rect.z));
+    box.expandByPoint(new THREE.Vector3(rect.x + hit.placed.offsetX + rect.w, rect.y - rect.h, rect.z - 1));
+  }
+  app.view!.flyTo(...app.view!.framing(box, margin));
+}

@@ -8,6 +8,7 @@ import { type Explanation } from "./tooltip";
 import { formatState, parseState, type ViewState } from "./urlstate";
 import { type View } from "./view";
 import { type Walkthrough } from "./walkthrough";
+import { type Insights } from "./insights";
 
 export const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
 
@@ -26,6 +27,7 @@ export const app = {
   explained: new Map<string, Explanation>(),
   gen: null as Generator | null,
   walk: null as Walkthrough | null,
+  insights: null as Insights | null,
 };
 
 export interface CellRef { placed: Placed; block: number; slab: number; col: number; row: number }

@@ -1,6 +1,7 @@
 // The view's state in the URL, so that a copied link opens the same view:
 //   ?model=nano-gpt&input=CBABBC&cam=px,py,pz,tx,ty,tz&block=blocks.0.attn.hook_q&cell=blocks.0.attn.hook_q:1,3,7
 //   &heads=stack&past=6&view=scale&step=5.2 (the walkthrough at chapter 5, step 2)
+//   &insights=branches&branch=0.1 (the "across the model" panel's tab, and the branch tree's focus)
 
 export interface CellState { tensor: string; slab: number; col: number; row: number }
 
@@ -14,6 +15,8 @@ export interface ViewState {
   past?: number; // the KV-cache view: the input's last tokens computed on a cache of the first `past`
   view?: "model" | "scale";
   step?: [number, number]; // the walkthrough's chapter and step, from 1
+  insights?: "attention" | "lens" | "branches"; // the open tab of the "across the model" panel
+  branch?: number[]; // the branch tree's focus: token ids after the input
 }
 
 export function parseState(search: string): ViewState {
@@ -35,6 +38,10 @@ export function parseState(search: string): ViewState {
   if (q.get("view") === "scale") s.view = "scale";
   const step = q.get("step")?.match(/^(\d{1,3})\.(\d{1,3})$/);
   if (step && Number(step[1]) > 0 && Number(step[2]) > 0) s.step = [Number(step[1]), Number(step[2])];
+  const ins = q.get("insights");
+  if (ins === "attention" || ins === "lens" || ins === "branches") s.insights = ins;
+  const branch = q.get("branch");
+  if (branch && /^\d+(\.\d+)*$/.test(branch)) s.branch = branch.split(".").map(Number);
   return s;
 }
 
@@ -51,6 +58,8 @@ export function formatState(s: ViewState): string {
   if (s.block) q.set("block", s.block);
   if (s.cell) q.set("cell", `${s.cell.tensor}:${s.cell.slab},${s.cell.col},${s.cell.row}`);
   if (s.step) q.set("step", s.step.join("."));
+  if (s.insights) q.set("insights", s.insights);
+  if (s.branch?.length) q.set("branch", s.branch.join("."));
   const text = q.toString();
   return text ? `?${text}` : "";
 }

@@ -10,6 +10,7 @@ test("view state survives a round trip through the URL", () => {
   assert.deepEqual(parseState(formatState({ view: "scale" })), { view: "scale" });
   assert.deepEqual(parseState(formatState({ model: "nano-gpt", step: [5, 2] })), { model: "nano-gpt", step: [5, 2] });
   assert.equal(formatState({ step: [12, 1] }), "?step=12.1");
+  assert.deepEqual(parseState(formatState({ insights: "branches", branch: [0, 12, 3] })), { insights: "branches", branch: [0, 12, 3] });
 });
 
 test("bad URL values are ignored, not fatal", () => {
@@ -17,6 +18,7 @@ test("bad URL values are ignored, not fatal", () => {
   assert.deepEqual(parseState("?cam=1,2,3"), {});
   assert.deepEqual(parseState("?step=0.1"), {});
   assert.deepEqual(parseState("?step=3"), {});
+  assert.deepEqual(parseState("?insights=nope&branch=1.x"), {});
   assert.deepEqual(parseState(""), {});
 });
 

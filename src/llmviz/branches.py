@@ -2,7 +2,9 @@
 on, each with the model's probability of that token after its parent's path.
 
     tree = branches(model, "CBABBC", k=2, depth=2)
-    tree["children"][0]    # {"id": 0, "token": "A", "prob": 0.99995, "children": [...]}
+    tree["children"][0]    # {"id": 0, "token": "A", "prob": 0.99995, "text": "CBABBCA", "children": [...]}
+
+`text` is the node's whole path as plain text (the input, then the tokens down to it).
 
 Each level is one step on a KV cache: a child computes only its one new position.
 """
@@ -27,7 +29,7 @@ def branches(model: Model, prompt: Prompt, k: int = 3, depth: int = 1, max_nodes
             raise LlmvizError(f"{name} must be from 1 to {hi}, not {v}")
     ids = model.encode(prompt)
     cache = KVCache(model)
-    root = {"tokens": ids, "token_strs": model.token_strs(ids), "children": []}
+    root = {"tokens": ids, "token_strs": model.token_strs(ids), "text": model.decode(ids), "children": []}
     level = [(root, cache, ids, model.step(cache, ids, keep=(), stop=stop).next_probs)]
     count = 0
     for d in range(depth):
@@ -36,7 +38,8 @@ def branches(model: Model, prompt: Prompt, k: int = 3, depth: int = 1, max_nodes
             for i in _top(probs, k):
                 if count >= max_nodes:
                     return root
-                child = {"id": int(i), "token": model.token_strs([int(i)])[0], "prob": float(probs[i]), "children": []}
+                child = {"id": int(i), "token": model.token_strs([int(i)])[0], "prob": float(probs[i]),
+                         "text": model.decode(path + [int(i)]), "children": []}
                 node["children"].append(child)
                 count += 1
                 if d + 1 < depth and len(path) + 1 <= model.config.n_ctx:

@@ -2,6 +2,7 @@
 
     top = logit_lens(model.run("CBABBC"), k=3)
     top["layers"]                  # blocks.0.hook_resid_pre ... blocks.2.hook_resid_pre, blocks.2.hook_resid_post
+    top["labels"]                  # embeddings, after block 0, ..., after block 2
     top["top"][layer][position]    # [{"id", "token", "prob"}, ...] best first
 
 Each boundary's residual is decoded as TransformerLens's `accumulated_resid(apply_ln=True)` followed by the
@@ -43,7 +44,8 @@ def logit_lens(trace, k: int = 5) -> dict:
         best = np.argsort(-probs, axis=-1, kind="stable")[:, :k] if probs.shape[-1] <= 4 * k else _top(probs, k)
         top.append([[{"id": int(i), "token": model.token_strs([int(i)])[0], "prob": float(p[i])} for i in row]
                     for row, p in zip(best, probs)])
-    return {"layers": layers, "tokens": list(trace.tokens), "token_strs": trace.token_strs, "top": top}
+    labels = ["embeddings"] + [f"after block {i}" for i in range(len(layers) - 1)]
+    return {"layers": layers, "labels": labels, "tokens": list(trace.tokens), "token_strs": trace.token_strs, "top": top}
 
 
 def _top(probs: np.ndarray, k: int) -> np.ndarray:

@@ -1,0 +1,70 @@
+// The "Across the model" panel: three views of the whole forward pass, one tab each: every head's attention,
+// the logit lens and the branch tree. Each tab loads its data when first shown, and again when the input changes.
+import { AttentionMap, type AttentionHost } from "./attnmap";
+import { BranchTree, type BranchHost } from "./branchtree";
+import { LensGrid, type LensHost } from "./lensgrid";
+
+export type Tab = "attention" | "lens" | "branches";
+export interface InsightsHost extends AttentionHost, LensHost, BranchHost {
+  /** The open tab changed (null: the panel closed), for the URL. */
+  shown(tab: Tab | null): void;
+}
+
+export class Insights {
+  readonly attention: AttentionMap;
+  readonly lens: LensGrid;
+  readonly branches: BranchTree;
+  private loadedFor: Record<Tab, string> = { attention: "", lens: "", branches: "" };
+  tab: Tab = "attention";
+
+  constructor(private panel: HTMLElement, private host: InsightsHost) {
+    this.attention = new AttentionMap(panel.querySelector("#ins-attention")!, host);
+    this.lens = new LensGrid(panel.querySelector("#ins-lens")!, host);
+    this.branches = new BranchTree(panel.querySelector("#ins-branches")!, host);
+    panel.addEventListener("click", (e) => {
+      const t = (e.target as HTMLElement).closest<HTMLElement>("[data-tab]")?.dataset.tab as Tab | undefined;
+      if (t) void this.open(t);
+      if ((e.target as HTMLElement).closest("[data-ins=close]")) this.close();
+    });
+  }
+
+  get active(): boolean {
+    return !this.panel.hidden;
+  }
+
+  /** Show a tab, loading its data for the view's model and input if it has not yet (branch focus: token ids). */
+  async open(tab: Tab = this.tab, focus: number[] = []): Promise<void> {
+    this.tab = tab;
+    this.panel.hidden = false;
+    for (const b of this.panel.querySelectorAll<HTMLElement>("[data-tab]")) b.setAttribute("aria-selected", String(b.dataset.tab === tab));
+    for (const t of ["attention", "lens", "branches"] as Tab[]) this.panel.querySelector<HTMLElement>(`#ins-${t}`)!.hidden = t !== tab;
+    this.host.shown(tab);
+    const key = `${this.host.model()}|${this.host.text()}`;
+    if (this.loadedFor[tab] === key && !focus.length) return;
+    this.say("computing…");
+    try {
+      if (tab === "attention") await this.attention.load();
+      else if (tab === "lens") await this.lens.load();
+      else await this.branches.load(focus);
+      this.loadedFor[tab] = key;
+      this.say("");
+    } catch (e) {
+      this.say((e as Error).message);
+    }
+  }
+
+  close(): void {
+    this.panel.hidden = true;
+    this.host.shown(null);
+  }
+
+  /** The view's input changed: the open tab follows it (the branch tree keeps its own root while it walks). */
+  refresh(): void {
+    if (this.active && this.tab !== "branches") void this.open(this.tab);
+  }
+
+  private say(text: string): void {
+    const m = this.panel.querySelector<HTMLElement>("#ins-status")!;
+    m.textContent = text;
+  }
+}
