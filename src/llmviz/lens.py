@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .graph import Graph
+from .ops import by_rows
 
 
 def boundaries(graph: Graph) -> list[str]:
@@ -37,19 +38,29 @@ def logit_lens(trace, k: int = 5) -> dict:
     """The top k next tokens, with their probabilities, at every layer boundary and position of a trace."""
     model, graph = trace.model, trace.graph
     head, layers = decoder(graph), boundaries(graph)
-    final = layers[-1]
+    final, probs = layers[-1], graph[graph.output]
+    logits_name, max_name, sum_name = probs.inputs  # softmax(x, max, Σexp): only the k kept are worked out
+    upto = head[:head.index(graph.output)]
     top = []
     for name in layers:
-        probs = model._compute(graph, trace.tokens, {final: trace[name]}, head, keep={graph.output})[graph.output]
-        best = np.argsort(-probs, axis=-1, kind="stable")[:, :k] if probs.shape[-1] <= 4 * k else _top(probs, k)
-        top.append([[{"id": int(i), "token": model.token_strs([int(i)])[0], "prob": float(p[i])} for i in row]
-                    for row, p in zip(best, probs)])
+        v = model._compute(graph, trace.tokens, {final: trace[name]}, upto, keep={logits_name, max_name, sum_name})
+        logits, m, s = v[logits_name], v[max_name], v[sum_name]
+        best = _top(logits, k)
+        p = np.exp(np.take_along_axis(logits, best, -1) - m[:, None]) / s[:, None]  # the softmax's own formula
+        top.append([[{"id": int(i), "token": model.token_strs([int(i)])[0], "prob": float(q)} for i, q in zip(row, pr)]
+                    for row, pr in zip(best, p)])
     labels = ["embeddings"] + [f"after block {i}" for i in range(len(layers) - 1)]
     return {"layers": layers, "labels": labels, "tokens": list(trace.tokens), "token_strs": trace.token_strs, "top": top}
 
 
-def _top(probs: np.ndarray, k: int) -> np.ndarray:
-    """Each row's k largest, best first (a partial sort: the vocabulary may be 50,257 long)."""
-    part = np.argpartition(-probs, k - 1, axis=-1)[:, :k]
-    order = np.argsort(-np.take_along_axis(probs, part, -1), axis=-1, kind="stable")
+def _top(x: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k largest, best first: a partial sort (the vocabulary may be 50,257 long), on every core."""
+    k = min(k, x.shape[-1])
+    part = np.empty((x.shape[0], k), np.int64)
+
+    def work(rows):
+        part[rows] = np.argpartition(x[rows], x.shape[-1] - k, axis=-1)[:, -k:]
+
+    by_rows(work, x.shape[0], x.size)
+    order = np.argsort(-np.take_along_axis(x, part, -1), axis=-1, kind="stable")
     return np.take_along_axis(part, order, -1)

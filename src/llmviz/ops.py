@@ -86,7 +86,7 @@ def attn_scores(q, k, scale):
         future = keys > np.arange(rows.start, rows.stop)[:, None] + (tk - tq)  # after each query's own position
         np.copyto(block, -np.inf, where=future)
 
-    _by_rows(scale_and_mask, tq, s.size)
+    by_rows(scale_and_mask, tq, s.size)
     return s
 
 
@@ -100,7 +100,7 @@ _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="
 _PARALLEL_FROM = 1 << 20  # elements: below this, one thread is quicker than handing work out
 
 
-def _by_rows(work, n_rows: int, size: int) -> None:
+def by_rows(work, n_rows: int, size: int) -> None:
     """Call work(slice) over row blocks that cover range(n_rows): in parallel for a large array. Each block
     is about 256 KB, so temporaries stay small."""
     step = max(1, (1 << 16) * n_rows // max(size, 1))
@@ -124,7 +124,7 @@ def rowwise(op):
         n = x.shape[-1]
         out = np.empty(x.shape, np.float32)
         rows, flat, cols = x.reshape(-1, n), out.reshape(-1, n), [r.reshape(-1, 1) for r in per_row]
-        _by_rows(lambda b: op(flat[b], rows[b], *(c[b] for c in cols)), len(rows), x.size)
+        by_rows(lambda b: op(flat[b], rows[b], *(c[b] for c in cols)), len(rows), x.size)
         return out
     return run
 
@@ -139,7 +139,7 @@ def softmax_sum_exp(x, m):
         np.exp(e, out=e)
         e.sum(-1, out=out[b])
 
-    _by_rows(work, len(rows), x.size)
+    by_rows(work, len(rows), x.size)
     return out.reshape(m.shape)
 
 
