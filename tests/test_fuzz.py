@@ -109,7 +109,8 @@ def assert_answered(r):
         assert isinstance(detail, str) and detail
 
 
-POSTS = ["/api/trace", "/api/scene", "/api/explain", "/api/generate", "/api/sessions", "/api/sessions/{sid}/step"]
+POSTS = ["/api/trace", "/api/scene", "/api/explain", "/api/generate", "/api/sessions", "/api/sessions/{sid}/step",
+         "/api/attention", "/api/lens", "/api/branches"]
 
 
 def test_every_post_endpoint_is_covered(openapi):
@@ -160,3 +161,9 @@ def test_graph_of_any_name(client, name):
     from urllib.parse import quote
 
     assert_answered(client.get(f"/api/models/{quote(name, safe='')}/graph"))
+
+
+@SETTINGS
+@given(st.text(max_size=30), st.sampled_from(["nano-gpt", "gpt2", "gpt3", "nope"]))
+def test_walkthrough_of_any_input(client, text, model):
+    assert_answered(client.get("/api/walkthrough", params={"model": model, "input": text}))
