@@ -45,13 +45,13 @@ def test_random_models_every_tensor_equals_torch(shape):
 
 
 def test_threaded_ops_equal_one_thread_and_the_formula(monkeypatch):
-    from llmviz import ops
+    from llmviz.ops import OPS, rows
 
-    x = np.random.default_rng(1).standard_normal((700, 3000)).astype(np.float32)  # over ops._PARALLEL_FROM
-    m = ops.softmax_max(x)
-    threaded = ops.gelu(x), ops.softmax(x, m, ops.softmax_sum_exp(x, m))
-    monkeypatch.setattr(ops, "_PARALLEL_FROM", x.size + 1)
-    for a, b in zip(threaded, (ops.gelu(x), ops.softmax(x, m, ops.softmax_sum_exp(x, m)))):
+    x = np.random.default_rng(1).standard_normal((700, 3000)).astype(np.float32)  # over rows._PARALLEL_FROM
+    m = OPS["softmax_max"](x)
+    threaded = OPS["gelu"](x), OPS["softmax"](x, m, OPS["softmax_sum_exp"](x, m))
+    monkeypatch.setattr(rows, "_PARALLEL_FROM", x.size + 1)
+    for a, b in zip(threaded, (OPS["gelu"](x), OPS["softmax"](x, m, OPS["softmax_sum_exp"](x, m)))):
         np.testing.assert_array_equal(a, b)  # the same numbers, bit for bit
     c = np.float32(np.sqrt(2 / np.pi))
     want = np.float32(0.5) * x * (np.float32(1) + np.tanh(c * (x + np.float32(0.044715) * x ** 3)))

@@ -15,7 +15,7 @@ export type WalkAction =
   | { type: "mask"; tensor: string }
   | { type: "add"; tensor: string; inputs: string[] }
   | { type: "travel"; token: string; from: Region; to: Region }
-  | { type: "code"; op: string; source: string }
+  | { type: "code"; op: string; source: string; file: string }
   | { type: "guess"; row: Region; answer: number; axis: string; choices: { i: number; name: string }[] };
 
 export interface WalkStep { title: string; html: string; actions: WalkAction[]; tensors: string[] }

@@ -296,7 +296,7 @@ export class Walkthrough {
         <div class="walk-phases">${steps.map((s, i) => `<span class="${i <= phase ? "on" : ""}">${s}</span>`).join(" → ")}</div>
         <table><tr><th></th><th>x</th><th>exp(x − max)</th><th>p</th></tr>${rows.join("")}</table></div>`;
     }
-    if (a.type === "code") return `<div class="walk-card"><b>the code</b> (llmviz/ops.py)<pre><code>${esc(a.source)}</code></pre></div>`;
+    if (a.type === "code") return `<div class="walk-card"><b>the code</b> (llmviz/${esc(a.file)})<pre><code>${esc(a.source)}</code></pre></div>`;
     if (a.type === "mask") return `<div class="walk-card">future keys: −∞, hatched grey; their attention will be 0</div>`;
     if (a.type === "add") return `<div class="walk-card">${a.inputs.map((x) => `<code>${esc(x)}</code>`).join(" + ")}${
       c.p >= 0.5 ? ` = <code>${esc(a.tensor)}</code>` : ""}</div>`;

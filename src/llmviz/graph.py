@@ -11,52 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .axes import AXES, NAMED_BY
 from .config import ACTIVATIONS, ModelConfig
-
-# name -> (short label, what it counts, colour). One colour per axis, used everywhere.
-AXES: dict[str, tuple[str, str, str]] = {
-    "pos": ("T", "token position", "#2f9e44"),
-    "key_pos": ("T'", "key position (the position attended to)", "#a0522d"),
-    "past_pos": ("P", "cached position (computed at an earlier step)", "#d9a066"),
-    "d_model": ("C", "residual-stream channel", "#1971c2"),
-    "head": ("H", "attention head", "#e8590c"),
-    "d_head": ("A", "channel within one head", "#c2255c"),
-    "d_mlp": ("4C", "MLP hidden unit", "#7048e8"),
-    "vocab": ("V", "vocabulary entry", "#0c8599"),
-    "n_ctx": ("N", "position in the context window", "#5c940d"),
-}
-
-# op -> (formula, one sentence). The forward pass implements exactly these in ops.py.
-OPS: dict[str, tuple[str, str]] = {
-    "embed": ("W_E[token]", "Look up each token's vector in the token-embedding matrix (in the view, its column)."),
-    "pos_embed": ("W_pos[t]", "Look up each position's vector in the position-embedding matrix (in the view, its column)."),
-    "add": ("a + b", "Add two tensors element by element (the residual connection)."),
-    "identity": ("x", "The same tensor, passed on: the previous layer's output is this layer's input."),
-    "ln_mean": ("μ = Σ x / C", "Mean of each position's vector."),
-    "ln_scale": ("σ = √(Σ (x − μ)² / C + ε)", "Standard deviation of each position's vector."),
-    "ln_normalize": ("(x − μ) / σ", "Centre and scale each vector to mean 0, variance 1."),
-    "ln_affine": ("x̂ · γ + β", "Apply the layer norm's learned gain and bias."),
-    "linear": ("b + Σ x · W", "Matrix multiply by a weight, then add a bias."),
-    "attn_scores": ("q · k / √A, −∞ for future keys",
-                    "Dot product of each query with each earlier key, scaled; future keys are masked."),
-    "concat": ("[past; new]", "The keys (or values) so far: the cache from earlier steps, then this step's."),
-    "softmax_max": ("m = max x", "Largest of the values being normalised (one query's scores, or one position's "
-                                 "logits), subtracted for numerical safety."),
-    "softmax_sum_exp": ("s = Σ exp(x − m)", "Sum of the exponentials of those values."),
-    "softmax": ("exp(x − m) / s", "Turn one query's scores (a row of the pattern), or one position's logits (a "
-                                  "column of the probabilities), into probabilities that sum to 1."),
-    "weighted_sum": ("Σ p · v", "Mix the value vectors, weighted by the attention pattern."),
-    "gelu": ("0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))", "GPT-2's smooth ReLU-like activation."),
-    "gelu_erf": ("0.5 x (1 + erf(x / √2))", "The exact GELU activation."),
-    "relu": ("max(0, x)", "Keep positive values, zero the rest."),
-    "silu": ("x / (1 + exp(−x))", "SiLU (swish) activation."),
-}
-# Axes whose indices have names: a position is a token of the input, a vocabulary entry a token string.
-NAMED_BY = {"pos": "input", "key_pos": "input", "past_pos": "input", "vocab": "vocabulary"}
-# Ops drawn as a symbol where their inputs meet (the residual adds).
-SYMBOLS = {"add": "+"}
-
-ACTIVATION_NAMES = {"gelu": "GELU", "gelu_erf": "GELU", "relu": "ReLU", "silu": "SiLU"}
+from .ops import OPS
 
 KINDS = ("input", "weight", "activation", "aggregate")
 
@@ -207,7 +164,7 @@ class Graph:
 
     @staticmethod
     def ops_json() -> dict:
-        return {k: {"formula": f, "description": d, "symbol": SYMBOLS.get(k)} for k, (f, d) in OPS.items()}
+        return {k: {"formula": op.formula, "description": op.description, "symbol": op.symbol} for k, op in OPS.items()}
 
     def to_json(self) -> dict:
         sizes = {**self.config.axis_sizes(), "pos": None, "key_pos": None, "past_pos": self.past or None}
@@ -299,7 +256,7 @@ def _block(g: Graph, i: int, resid_pre: str) -> str:
     pre = _linear(g, f"{ml}.hook_pre", x, W_in, b_in, f"MLP pre-activation, layer {i}", ml, i)
     act = ACTIVATIONS[g.config.activation]
     post = g.add(f"{ml}.hook_post", ["pos", "d_mlp"], "activation",
-                 f"MLP activation ({ACTIVATION_NAMES[act]}), layer {i}", ml, act, (pre,), i)
+                 f"MLP activation ({OPS[act].label}), layer {i}", ml, act, (pre,), i)
     W_out = g.add(f"{ml}.W_out", ["d_mlp", "d_model"], "weight", f"MLP output weight, layer {i}", ml, layer=i)
     b_out = _bias(g, f"{ml}.b_out", ["d_model"], f"MLP output bias, layer {i}", ml, i)
     mlp_out = _linear(g, f"{L}.hook_mlp_out", post, W_out, b_out, f"MLP output, layer {i}", ml, i)

@@ -16,10 +16,10 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from . import ops
 from .config import ModelConfig
 from .errors import InputTooLong, LlmvizError, NoWeights
 from .graph import NAMED_BY, Graph
+from .ops import OPS
 from .sampling import Draw, Sampling, sample
 from .safetensors_file import bf16_to_f32
 from .safetensors_file import to_bytes as safetensors_bytes
@@ -165,7 +165,7 @@ class Model:
                 if (keep is None or name in keep) and name not in known:
                     values[name] = self._leaf(graph, name, ids, values)
                 continue
-            values[name] = ops.OPS[t.op](*(get(i) for i in t.inputs), **t.attrs)
+            values[name] = OPS[t.op](*(get(i) for i in t.inputs), **t.attrs)
             if visit is not None:
                 visit(name, values[name])
             if keep is not None:

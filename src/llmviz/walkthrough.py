@@ -60,10 +60,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ops
 from .config import PRESETS, ModelConfig
 from .errors import LlmvizError
 from .graph import AXES, Graph
+from .ops import OPS
 from .provenance import explain, fmt
 
 CHAPTERS = Path(__file__).parent / "chapters"
@@ -319,9 +319,10 @@ def action(ctx: Context, line: str) -> dict:
         return {"type": "add", "tensor": name, "inputs": list(ctx.graph[name].inputs)}
     if word == "code":
         op = args[0] if len(args) == 1 else ""
-        if op not in ops.OPS:
-            raise ValueError(f"@code takes one op: one of {', '.join(ops.OPS)}")
-        return {"type": "code", "op": op, "source": inspect.getsource(ops.OPS[op])}
+        if op not in OPS:
+            raise ValueError(f"@code takes one op: one of {', '.join(OPS)}")
+        return {"type": "code", "op": op, "source": inspect.getsource(OPS[op].forward),
+                "file": inspect.getsourcefile(OPS[op].forward).split("llmviz/", 1)[-1]}
     if word == "travel":  # from the last position's probabilities to the end of the input
         out, into = ctx.graph.names()[-1], ctx.graph.names("input")[0]
         return {"type": "travel", "token": ctx.model.token_strs([ctx.trace.predicted_ids[-1]])[0],

@@ -1,0 +1,97 @@
+"""The MLP's activations, each with its curve for the hover."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .base import CURVE_POINTS, Op, fmt, region
+from .rows import rowwise
+
+GELU_C = np.float32(np.sqrt(2.0 / np.pi))
+
+
+def curve_explainer(name, fn):
+    def explain_act(trace, t, at, value):
+        x_name = t.inputs[0]
+        x = float(trace[x_name][tuple(at[a] for a in trace.graph[x_name].axes)])
+        result = float(fn(np.array([x], np.float64))[0])
+        lo, hi = min(-4.0, x - 0.5), max(4.0, x + 0.5)
+        xs = np.linspace(lo, hi, CURVE_POINTS)
+        return {"text": f"{name}({fmt(x)}) = {fmt(result)}", "result": result, "rows": [["x", fmt(x)]],
+                "curve": {"name": name, "xs": xs.tolist(), "ys": fn(xs).tolist(), "x": x, "y": result},
+                "sources": [region(trace, x_name, dict(at), "input")]}
+    return explain_act
+
+
+@rowwise
+
+
+def gelu(out, x):
+    """GPT-2's GELU, tanh form: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))."""
+    np.multiply(x, x, out=out)
+    out *= np.float32(0.044715)
+    out += np.float32(1.0)
+    out *= x
+    out *= GELU_C
+    np.tanh(out, out=out)
+    out += np.float32(1.0)
+    out *= x
+    out *= np.float32(0.5)
+
+
+def _gelu_tanh64(x):
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+GELU = Op(
+    'gelu', '0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))',
+    "GPT-2's smooth ReLU-like activation.",
+    gelu, curve_explainer("GELU", _gelu_tanh64), label='GELU')
+
+
+def gelu_erf(x):
+    """Exact GELU, 0.5 x (1 + erf(x / √2)), in float64 then rounded to float32."""
+    x64 = x.astype(np.float64)
+    return (0.5 * x64 * (1.0 + _erf(x64 / np.sqrt(2.0)))).astype(np.float32)
+
+
+def _erf(x):
+    # erf = 1 - erfc, with Numerical Recipes' Chebyshev fit of erfc (relative error < 1.2e-7).
+    z = np.abs(x)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
+    erfc = t * np.exp(poly)
+    return np.where(x >= 0, 1.0 - erfc, erfc - 1.0)
+
+
+def _gelu_erf64(x):
+    return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+GELU_ERF = Op(
+    'gelu_erf', '0.5 x (1 + erf(x / √2))',
+    'The exact GELU activation.',
+    gelu_erf, curve_explainer("GELU", _gelu_erf64), label='GELU')
+
+
+def relu(x):
+    return np.maximum(x, np.float32(0))
+
+
+RELU = Op(
+    'relu', 'max(0, x)',
+    'Keep positive values, zero the rest.',
+    relu, curve_explainer("ReLU", lambda x: np.maximum(x, 0.0)), label='ReLU')
+
+
+def silu(x):
+    return x / (np.float32(1) + np.exp(-x))
+
+
+SILU = Op(
+    'silu', 'x / (1 + exp(−x))',
+    'SiLU (swish) activation.',
+    silu, curve_explainer("SiLU", lambda x: x / (1 + np.exp(-x))), label='SiLU')

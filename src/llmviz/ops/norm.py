@@ -1,0 +1,98 @@
+"""Layer norm, in four steps that each show: the mean, the standard deviation, the normalised vector, and
+the learned gain and bias."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .base import Op, fmt, region
+
+
+def ln_mean(x):
+    """Accumulated in float64, then rounded: a mean near zero is a sum that cancels, and float32
+    accumulation would leave it off in the fourth digit from the value its formula shows."""
+    return x.mean(-1, dtype=np.float64).astype(np.float32)
+
+
+def explain_ln_mean(trace, t, at, value):
+    x_name = t.inputs[0]
+    row = trace[x_name][at["pos"]].astype(np.float64)
+    result = float(row.mean())
+    return {"text": f"Σ x / {row.size} = {fmt(float(row.sum()))} / {row.size} = {fmt(result)}", "result": result,
+            "rows": [], "sources": [region(trace, x_name, {"pos": at["pos"]}, "input")]}
+
+
+LN_MEAN = Op('ln_mean', 'μ = Σ x / C', "Mean of each position's vector.", ln_mean, explain_ln_mean)
+
+
+def ln_scale(x, mean, eps):
+    centred = x - mean[..., None]
+    return np.sqrt((centred * centred).mean(-1, dtype=np.float64) + eps).astype(np.float32)
+
+
+def explain_ln_scale(trace, t, at, value):
+    x_name, m_name = t.inputs
+    row = trace[x_name][at["pos"]].astype(np.float64)
+    mu, eps = float(trace[m_name][at["pos"]]), float(t.attrs["eps"])
+    var = float(((row - mu) ** 2).mean())
+    result = math.sqrt(var + eps)
+    return {"text": f"√({fmt(var)} + {eps:g}) = {fmt(result)}", "result": result,
+            "rows": [["μ", fmt(mu)], ["variance Σ(x − μ)²/C", fmt(var)], ["ε", f"{eps:g}"]],
+            "sources": [region(trace, x_name, {"pos": at["pos"]}, "input"), region(trace, m_name, {"pos": at["pos"]}, "aggregate")]}
+
+
+LN_SCALE = Op(
+    'ln_scale', 'σ = √(Σ (x − μ)² / C + ε)',
+    "Standard deviation of each position's vector.",
+    ln_scale, explain_ln_scale)
+
+
+def ln_normalize(x, mean, scale):
+    return (x - mean[..., None]) / scale[..., None]
+
+
+def explain_ln_normalize(trace, t, at, value):
+    x_name, m_name, s_name = t.inputs
+    x = float(trace[x_name][at["pos"], at["d_model"]])
+    mu, sigma = float(trace[m_name][at["pos"]]), float(trace[s_name][at["pos"]])
+    result = (x - mu) / sigma
+    return {"text": f"({fmt(x)} − {fmt(mu)}) / {fmt(sigma)} = {fmt(result)}", "result": result,
+            "rows": [["x", fmt(x)], ["μ", fmt(mu)], ["σ", fmt(sigma)]],
+            "sources": [region(trace, x_name, dict(at), "input"), region(trace, m_name, {"pos": at["pos"]}, "aggregate"),
+                        region(trace, s_name, {"pos": at["pos"]}, "aggregate")]}
+
+
+LN_NORMALIZE = Op(
+    'ln_normalize', '(x − μ) / σ',
+    'Centre and scale each vector to mean 0, variance 1.',
+    ln_normalize, explain_ln_normalize)
+
+
+def ln_affine(normalized, w, b=None):
+    out = normalized * w
+    if b is not None:
+        out += b
+    return out
+
+
+def explain_ln_affine(trace, t, at, value):
+    n_name, w_name = t.inputs[:2]
+    b_name = t.inputs[2] if len(t.inputs) > 2 else None
+    graph = trace.graph
+    n = float(trace[n_name][at["pos"], at["d_model"]])
+    g = float(trace[w_name][at["d_model"]])
+    b = float(trace[b_name][at["d_model"]]) if b_name else 0.0
+    result = n * g + b
+    mu_name, sigma_name = graph[n_name].inputs[1:3]
+    mu, sigma = float(trace[mu_name][at["pos"]]), float(trace[sigma_name][at["pos"]])
+    sources = [region(trace, n_name, dict(at), "input"), region(trace, w_name, {"d_model": at["d_model"]}, "weight")]
+    if b_name:
+        sources.append(region(trace, b_name, {"d_model": at["d_model"]}, "bias"))
+    return {"text": f"(x − μ) / σ · γ + β = {fmt(n)} × {fmt(g)} + {fmt(b)} = {fmt(result)}", "result": result,
+            "rows": [["x̂ = (x − μ) / σ", fmt(n)], ["μ", fmt(mu)], ["σ", fmt(sigma)], ["γ", fmt(g)], ["β", fmt(b)]],
+            "sources": sources}
+
+
+LN_AFFINE = Op('ln_affine', 'x̂ · γ + β', "Apply the layer norm's learned gain and bias.", ln_affine, explain_ln_affine)
