@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from llmviz.config import ModelConfig
-from llmviz.convert import canonical_state, weights_from_gpt2_state
+from llmviz.arch.gpt2 import canonical_state, weights_from_state
 from llmviz.model import Model
 from llmviz.tokenizer import CharTokenizer
 from llmviz.torch_gpt import TorchGPT
@@ -24,7 +24,7 @@ def random_torch_gpt(cfg: ModelConfig, seed: int = 0) -> TorchGPT:
 
 def numpy_model_of(net: TorchGPT) -> Model:
     state = {k: v.detach().numpy() for k, v in net.state_dict().items()}
-    return Model(net.cfg, weights_from_gpt2_state(canonical_state(state), net.cfg, layout="linear"), None, "test")
+    return Model(net.cfg, weights_from_state(canonical_state(state), net.cfg, layout="linear"), None, "test")
 
 
 def torch_record(net: TorchGPT, tokens: list[int]) -> dict[str, np.ndarray]:

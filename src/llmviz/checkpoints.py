@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ModelConfig
-from .convert import canonical_state, weights_from_gpt2_state
+from .arch.gpt2 import canonical_state, weights_from_state
 from .errors import BadModelFile, LlmvizError
 from .model import Model
 from .tokenizer import CharTokenizer, HFTokenizer
@@ -54,7 +54,7 @@ def load_checkpoint(path, dtype: str = "float32", n_head: int | None = None, sho
     else:
         raise BadModelFile(f"{path}: expected a nanoGPT checkpoint (with 'model' and 'model_args') or a minGPT "
                            "state dict (tensor names like transformer.h.0.attn.c_attn.weight)")
-    weights = weights_from_gpt2_state(state, config, layout="linear", source=str(path), dtype=dtype)
+    weights = weights_from_state(state, config, layout="linear", source=str(path), dtype=dtype)
     return Model(config, weights, _tokenizer_beside(path, config), source=shown)
 
 

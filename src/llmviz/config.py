@@ -21,6 +21,7 @@ class ModelConfig:
     n_ctx: int
     layer_norm_eps: float = 1e-5
     activation: str = "gelu_new"  # GPT-2's tanh approximation of GELU; see ACTIVATIONS
+    arch: str = "gpt2"  # the architecture module (llmviz.arch) that builds its graph
     tied_unembed: bool = True  # W_U is W_E transposed (GPT-2); minGPT keeps its own lm_head
     unembed_bias: bool = False
     bias: bool = True  # False: no biases in linear layers and layer norms (nanoGPT's bias=False)

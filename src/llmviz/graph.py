@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .axes import AXES, NAMED_BY
-from .config import ACTIVATIONS, ModelConfig
+from .config import ModelConfig
 from .ops import OPS
 
 KINDS = ("input", "weight", "activation", "aggregate")
@@ -183,103 +183,80 @@ class Graph:
         }
 
 
-def _linear(g: Graph, name, x, w, b, title, group, layer=None) -> str:
-    """Declare `b + x · W`, contracting every axis that x and W share; the output axes follow."""
-    xa, wa = g[x].axes, g[w].axes
-    shared = [a for a in xa if a in wa]
-    axes = [a for a in xa if a not in shared] + [a for a in wa if a not in shared]
-    inputs = (x, w) if b is None else (x, w, b)
-    return g.add(name, axes, "activation", title, group, "linear", inputs, layer, contract=shared,
-                 x_dims=[xa.index(a) for a in shared], w_dims=[wa.index(a) for a in shared])
+class Scope:
+    """Declares tensors into a graph from inside a part of the model: the part's name prefixes each tensor
+    (`blocks.0.attn` + `hook_q`), is its group, and gives its layer. A name that holds a dot is already whole.
 
+        blk = Scope(g, "blocks.0", layer=0)
+        attn = blk.sub("attn")
+        q = attn.linear("hook_q", x, attn.weight("W_Q", [...], "Query weight, layer 0"), None, "Query vector, layer 0")
+    """
 
-def _softmax(g: Graph, name, x, title, group, layer=None) -> str:
-    axes = g[x].axes
-    m = g.add(f"{name}_max", axes[:-1], "aggregate", f"Max over the last axis of {title.lower()}", group,
-              "softmax_max", (x,), layer)
-    s = g.add(f"{name}_sum_exp", axes[:-1], "aggregate", f"Sum of exp over the last axis for {title.lower()}", group,
-              "softmax_sum_exp", (x, m), layer)
-    return g.add(name, axes, "activation", title, group, "softmax", (x, m, s), layer)
+    def __init__(self, g: Graph, prefix: str = "", layer: int | None = None, group: str | None = None):
+        self.g, self.prefix, self.layer = g, prefix, layer
+        self.group = prefix if group is None else group
 
+    @property
+    def config(self) -> ModelConfig:
+        return self.g.config
 
-def _bias(g: Graph, name, axes, title, group, layer=None) -> str | None:
-    """A bias weight, or None for a model without biases (nanoGPT's bias=False)."""
-    return g.add(name, axes, "weight", title, group, layer=layer) if g.config.bias else None
+    def sub(self, name: str, layer: int | None = None) -> "Scope":
+        return Scope(self.g, self.name(name), self.layer if layer is None else layer)
 
+    def name(self, local: str) -> str:
+        return local if "." in local or not self.prefix else f"{self.prefix}.{local}"
 
-def _layer_norm(g: Graph, prefix, x, title, layer=None) -> str:
-    eps = g.config.layer_norm_eps
-    w = g.add(f"{prefix}.w", ["d_model"], "weight", f"{title} gain γ", prefix, layer=layer)
-    b = _bias(g, f"{prefix}.b", ["d_model"], f"{title} bias β", prefix, layer)
-    mean = g.add(f"{prefix}.hook_mean", ["pos"], "aggregate", f"{title} mean μ", prefix,
-                 "ln_mean", (x,), layer)
-    scale = g.add(f"{prefix}.hook_scale", ["pos"], "aggregate", f"{title} std σ", prefix,
-                  "ln_scale", (x, mean), layer, eps=eps)
-    norm = g.add(f"{prefix}.hook_normalized", ["pos", "d_model"], "activation",
-                 f"{title} normalized", prefix, "ln_normalize", (x, mean, scale), layer)
-    return g.add(f"{prefix}.hook_out", ["pos", "d_model"], "activation", f"{title} output", prefix,
-                 "ln_affine", (norm, w) if b is None else (norm, w, b), layer)
+    def tensor(self, name, axes, kind, title, op=None, inputs=(), **attrs) -> str:
+        return self.g.add(self.name(name), axes, kind, title, self.group, op, inputs, self.layer, **attrs)
 
+    def input(self, name, axes, title) -> str:
+        return self.tensor(name, axes, "input", title)
 
-def _block(g: Graph, i: int, resid_pre: str) -> str:
-    L = f"blocks.{i}"
-    at, ml = f"{L}.attn", f"{L}.mlp"
-    x = _layer_norm(g, f"{L}.ln1", resid_pre, f"LayerNorm 1, layer {i}", i)
-    qkv = {}
-    for c, plain in (("Q", "Query"), ("K", "Key"), ("V", "Value")):
-        W = g.add(f"{at}.W_{c}", ["head", "d_model", "d_head"], "weight", f"{plain} weight, layer {i}", at, layer=i)
-        b = _bias(g, f"{at}.b_{c}", ["head", "d_head"], f"{plain} bias, layer {i}", at, i)
-        qkv[c] = _linear(g, f"{at}.hook_{c.lower()}", x, W, b, f"{plain} vector, layer {i}", at, i)
-        if g.past and c != "Q":  # a step with a KV cache: the earlier positions' keys and values, then these
-            past = g.add(f"{at}.past_{c.lower()}", ["past_pos", "head", "d_head"], "input",
-                         f"Cached {plain.lower()}s of earlier positions, layer {i}", at, layer=i)
-            qkv[c] = g.add(f"{at}.cache_{c.lower()}", ["key_pos", "head", "d_head"], "activation",
-                           f"{plain}s so far (cache and this step), layer {i}", at, "concat", (past, qkv[c]), i)
-            qkv["past_" + c] = past
-    if g.past:
-        g.kv_in.append((qkv["past_K"], qkv["past_V"]))
-    g.kv_out.append((qkv["K"], qkv["V"]))
-    scores = g.add(f"{at}.hook_attn_scores", ["head", "pos", "key_pos"], "activation",
-                   f"Attention scores, layer {i}", at, "attn_scores", (qkv["Q"], qkv["K"]), i,
-                   scale=g.config.attn_scale(i))
-    pattern = _softmax(g, f"{at}.hook_pattern", scores, f"Attention pattern, layer {i}", at, i)
-    z = g.add(f"{at}.hook_z", ["pos", "head", "d_head"], "activation", f"Attention output per head, layer {i}",
-              at, "weighted_sum", (pattern, qkv["V"]), i)
-    W_O = g.add(f"{at}.W_O", ["head", "d_head", "d_model"], "weight", f"Output projection weight, layer {i}", at, layer=i)
-    b_O = _bias(g, f"{at}.b_O", ["d_model"], f"Output projection bias, layer {i}", at, i)
-    attn_out = _linear(g, f"{L}.hook_attn_out", z, W_O, b_O, f"Attention output, layer {i}", at, i)
-    mid = g.add(f"{L}.hook_resid_mid", ["pos", "d_model"], "activation", f"Residual stream after attention, layer {i}",
-                L, "add", (resid_pre, attn_out), i)
-    x = _layer_norm(g, f"{L}.ln2", mid, f"LayerNorm 2, layer {i}", i)
-    W_in = g.add(f"{ml}.W_in", ["d_model", "d_mlp"], "weight", f"MLP input weight, layer {i}", ml, layer=i)
-    b_in = _bias(g, f"{ml}.b_in", ["d_mlp"], f"MLP input bias, layer {i}", ml, i)
-    pre = _linear(g, f"{ml}.hook_pre", x, W_in, b_in, f"MLP pre-activation, layer {i}", ml, i)
-    act = ACTIVATIONS[g.config.activation]
-    post = g.add(f"{ml}.hook_post", ["pos", "d_mlp"], "activation",
-                 f"MLP activation ({OPS[act].label}), layer {i}", ml, act, (pre,), i)
-    W_out = g.add(f"{ml}.W_out", ["d_mlp", "d_model"], "weight", f"MLP output weight, layer {i}", ml, layer=i)
-    b_out = _bias(g, f"{ml}.b_out", ["d_model"], f"MLP output bias, layer {i}", ml, i)
-    mlp_out = _linear(g, f"{L}.hook_mlp_out", post, W_out, b_out, f"MLP output, layer {i}", ml, i)
-    return g.add(f"{L}.hook_resid_post", ["pos", "d_model"], "activation",
-                 f"Residual stream after layer {i}", L, "add", (mid, mlp_out), i)
+    def weight(self, name, axes, title, **attrs) -> str:
+        """A learned weight. tied_to: another weight whose numbers these are (with its axes reordered)."""
+        return self.tensor(name, axes, "weight", title, **attrs)
+
+    def bias(self, name, axes, title) -> str | None:
+        """A bias weight, or None for a model without biases (nanoGPT's bias=False)."""
+        return self.weight(name, axes, title) if self.config.bias else None
+
+    def op(self, name, axes, op, inputs, title, **attrs) -> str:
+        return self.tensor(name, axes, "activation", title, op, inputs, **attrs)
+
+    def aggregate(self, name, axes, op, inputs, title, **attrs) -> str:
+        return self.tensor(name, axes, "aggregate", title, op, inputs, **attrs)
+
+    def add(self, name, a, b, title) -> str:
+        return self.op(name, self.g[a].axes, "add", (a, b), title)
+
+    def linear(self, name, x, w, b, title) -> str:
+        """Declare `b + x · W`, contracting every axis that x and W share; the output axes follow."""
+        xa, wa = self.g[x].axes, self.g[w].axes
+        shared = [a for a in xa if a in wa]
+        axes = [a for a in xa if a not in shared] + [a for a in wa if a not in shared]
+        return self.op(name, axes, "linear", (x, w) if b is None else (x, w, b), title, contract=shared,
+                       x_dims=[xa.index(a) for a in shared], w_dims=[wa.index(a) for a in shared])
+
+    def softmax(self, name, x, title) -> str:
+        """The softmax of x's last axis, as its three visible steps: the max, the sum of exponentials, the result."""
+        axes, full = self.g[x].axes, self.name(name)
+        m = self.aggregate(f"{full}_max", axes[:-1], "softmax_max", (x,), f"Max over the last axis of {title.lower()}")
+        s = self.aggregate(f"{full}_sum_exp", axes[:-1], "softmax_sum_exp", (x, m),
+                           f"Sum of exp over the last axis for {title.lower()}")
+        return self.op(name, axes, "softmax", (x, m, s), title)
+
+    def layer_norm(self, name, x, title) -> str:
+        """LayerNorm in its four visible steps: μ, σ, (x − μ) / σ, then the gain γ and bias β."""
+        ln = self.sub(name)
+        w = ln.weight("w", ["d_model"], f"{title} gain γ")
+        b = ln.bias("b", ["d_model"], f"{title} bias β")
+        mean = ln.aggregate("hook_mean", ["pos"], "ln_mean", (x,), f"{title} mean μ")
+        scale = ln.aggregate("hook_scale", ["pos"], "ln_scale", (x, mean), f"{title} std σ", eps=self.config.layer_norm_eps)
+        norm = ln.op("hook_normalized", ["pos", "d_model"], "ln_normalize", (x, mean, scale), f"{title} normalized")
+        return ln.op("hook_out", ["pos", "d_model"], "ln_affine", (norm, w) if b is None else (norm, w, b), f"{title} output")
 
 
 def _build(g: Graph, cfg: ModelConfig) -> None:
-    tokens = g.add("tokens", ["pos"], "input", "Input tokens", "embed")
-    W_E = g.add("embed.W_E", ["vocab", "d_model"], "weight", "Token embedding matrix", "embed")
-    W_pos = g.add("pos_embed.W_pos", ["n_ctx", "d_model"], "weight", "Position embedding matrix", "embed")
-    e = g.add("hook_embed", ["pos", "d_model"], "activation", "Token embedding", "embed", "embed", (W_E, tokens))
-    p = g.add("hook_pos_embed", ["pos", "d_model"], "activation", "Position embedding", "embed",
-              "pos_embed", (W_pos, tokens), offset=g.past)
-    resid = None
-    for i in range(cfg.n_layer):
-        resid_pre = g.add(f"blocks.{i}.hook_resid_pre", ["pos", "d_model"], "activation",
-                          f"Residual stream into layer {i}", f"blocks.{i}", "add" if i == 0 else "identity",
-                          (e, p) if i == 0 else (resid,), i)
-        resid = _block(g, i, resid_pre)
-    x = _layer_norm(g, "ln_final", resid, "Final LayerNorm")
-    W_U = g.add("unembed.W_U", ["d_model", "vocab"], "weight",
-                "Unembedding matrix" + (" (W_E transposed)" if cfg.tied_unembed else ""), "unembed")
-    b_U = g.add("unembed.b_U", ["vocab"], "weight", "Unembedding bias", "unembed") if cfg.unembed_bias else None
-    logits = _linear(g, "logits", x, W_U, b_U, "Logits", "unembed")
-    _softmax(g, "probs", logits, "Next-token probabilities", "unembed")
+    from .arch import architecture  # the architectures build with this module's Scope
+
+    architecture(cfg.arch).build(g)

@@ -1,4 +1,4 @@
-"""Hugging Face GPT-2-family models: a local folder (config.json + model.safetensors [+ tokenizer.json]),
+"""Hugging Face models: a local folder (config.json + model.safetensors [+ tokenizer.json]),
 or a hub id downloaded into the usual Hugging Face cache when the user names it."""
 
 from __future__ import annotations
@@ -9,42 +9,28 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .config import ModelConfig
-from .convert import canonical, weights_from_gpt2_state
+from .arch import architecture
 from .errors import BadModelFile, LlmvizError, ModelNotFound
 from .model import Model
 from .safetensors_file import SafetensorsFile
 from .tokenizer import HFTokenizer
 
-SUPPORTED = "GPT-2-architecture models (Hugging Face model_type 'gpt2', e.g. gpt2, distilgpt2) and nanoGPT/minGPT checkpoints"
 HUB_FILES = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors", "tokenizer.json"]
 
 
 def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig:
+    """The config of a Hugging Face config.json, read by its architecture's module."""
     if not isinstance(cfg, dict):
         raise BadModelFile(f"{source}: config.json must be a JSON object, not a {type(cfg).__name__}")
     model_type = cfg.get("model_type")
-    if model_type != "gpt2":
-        raise BadModelFile(f"{source}: unsupported architecture {model_type or cfg.get('architectures')!r}: "
-                           f"llmviz supports {SUPPORTED}")
-    try:
-        return ModelConfig(
-            name, n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"], vocab_size=cfg["vocab_size"],
-            n_ctx=cfg.get("n_positions", cfg.get("n_ctx", 1024)), layer_norm_eps=cfg.get("layer_norm_epsilon", 1e-5),
-            activation=cfg.get("activation_function", "gelu_new"), tied_unembed=cfg.get("tie_word_embeddings", True),
-            n_inner=cfg.get("n_inner"), scale_attn_weights=cfg.get("scale_attn_weights", True),
-            scale_attn_by_inverse_layer_idx=cfg.get("scale_attn_by_inverse_layer_idx", False),
-            description=f"Hugging Face GPT-2 model {shown or name}",
-        )
-    except KeyError as e:
-        raise BadModelFile(f"{source}: config.json lacks {e.args[0]!r}") from None
-    except ValueError as e:
-        raise BadModelFile(f"{source}: {e}") from None
+    arch = architecture(model_type if isinstance(model_type, str) else str(model_type or cfg.get("architectures")), source)
+    return arch.config_from_hf(cfg, name, source, shown)
 
 
 class LazyState(Mapping):
     """Canonical tensor name -> array, read from one or more safetensors files only when asked for."""
 
-    def __init__(self, files: list[SafetensorsFile]):
+    def __init__(self, files: list[SafetensorsFile], canonical):
         self.where = {canonical(k): (f, k) for f in files for k in f.keys()}
 
     def __getitem__(self, name):
@@ -82,7 +68,9 @@ def load_folder(folder, dtype: str = "float32", name: str | None = None, shown: 
                            "(transformers' save_pretrained writes it)")
     else:
         raise BadModelFile(f"{folder}: no model.safetensors")
-    weights = weights_from_gpt2_state(LazyState(files), config, layout="conv1d", source=str(files[0].path), dtype=dtype)
+    arch = architecture(config.arch)
+    weights = arch.weights_from_state(LazyState(files, arch.canonical), config, layout="conv1d", source=str(files[0].path),
+                                      dtype=dtype)
     tok_path = folder / "tokenizer.json"
     tokenizer = HFTokenizer(tok_path) if tok_path.is_file() else None
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:

@@ -94,7 +94,7 @@ def _load(source: str, dtype: str, n_head: int | None) -> Model:
 
 
 def save_weights(model: Model, path) -> None:
-    """Write the model's weights (a tied W_U is not stored twice) with its config and tokenizer."""
+    """Write the model's weights (a tied weight is not stored twice) with its config and tokenizer."""
     from safetensors.numpy import save_file
 
     from .model import widen
@@ -102,7 +102,7 @@ def save_weights(model: Model, path) -> None:
     tensors = {
         n: np.ascontiguousarray(widen(model.weights[n]))
         for n in model.graph.names("weight")
-        if not (n == "unembed.W_U" and model.config.tied_unembed)
+        if "tied_to" not in model.graph[n].attrs
     }
     meta = {"format": FORMAT, "config": json.dumps(model.config.to_dict())}
     if isinstance(model.tokenizer, CharTokenizer):
@@ -127,8 +127,7 @@ def load_weights_file(path, dtype: str = "float32", shown: str | None = None) ->
     sizes = graph.sizes(0)
     weights = {}
     for name in graph.names("weight"):
-        if name == "unembed.W_U" and config.tied_unembed:
-            weights[name] = weights["embed.W_E"].T
+        if "tied_to" in graph[name].attrs:  # the model ties it to the weight it names
             continue
         if name not in f.tensors:
             raise BadModelFile(f"{path}: tensor {name!r} is missing")

@@ -50,6 +50,10 @@ class Model:
         self.config = config
         self.graph = Graph(config)
         self.weights = weights
+        if weights is not None:  # a tied weight is the weight it names, its axes reordered: never a copy
+            for name in self.graph.names("weight"):
+                if "tied_to" in self.graph[name].attrs:
+                    weights[name] = tie(self.graph, name, weights[self.graph[name].attrs["tied_to"]])
         self.tokenizer = tokenizer
         self.source = source
 
@@ -179,8 +183,9 @@ class Model:
         """A weight as float32, or the input tokens."""
         if graph[name].kind == "input":
             return np.asarray(ids, dtype=np.int64)
-        if name == "unembed.W_U" and self.config.tied_unembed and values and "embed.W_E" in values:
-            return values["embed.W_E"].T  # tied: the same numbers, widened once
+        tied = graph[name].attrs.get("tied_to")
+        if tied and values and tied in values:
+            return tie(graph, name, values[tied])  # the same numbers, widened once
         return widen(self.weights[name])
 
     def generate(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float = 0.0,
@@ -261,6 +266,12 @@ class KVCache:
         other = KVCache.__new__(KVCache)
         other.tokens, other.kv = list(self.tokens), {c: list(a) for c, a in self.kv.items()}
         return other
+
+
+def tie(graph: Graph, name: str, source: np.ndarray) -> np.ndarray:
+    """A tied weight's numbers: those of the weight it names (`source`), its axes in this weight's order."""
+    src = graph[graph[name].attrs["tied_to"]].axes
+    return source.transpose([src.index(a) for a in graph[name].axes])
 
 
 def widen(w: np.ndarray) -> np.ndarray:

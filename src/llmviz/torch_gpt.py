@@ -2,7 +2,7 @@
 reference for the numpy forward pass. Needs the `train` (or `test`) extra.
 
 Its parameter names are minGPT's/nanoGPT's (`transformer.h.0.attn.c_attn.weight`, nn.Linear [out, in]),
-so `loading.weights_from_gpt2_state(..., layout="linear")` converts it to the graph's weights.
+so `arch.gpt2.weights_from_state(..., layout="linear")` converts it to the graph's weights.
 Pass `record={}` to `forward` to receive its intermediates under the graph's names.
 """
 

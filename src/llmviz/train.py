@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .config import PRESETS
-from .convert import canonical_state, weights_from_gpt2_state
+from .arch.gpt2 import canonical_state, weights_from_state
 from .loading import bundled_path, save_weights
 from .model import Model
 from .tokenizer import CharTokenizer
@@ -61,7 +61,7 @@ def train_nano_gpt(out: Path | None = None, steps: int = 3000, seed: int = 3407,
         if step % 500 == 0 or step == steps - 1:
             log(f"step {step:5d}  loss {loss.item():.5f}")
     state = {k: v.detach().numpy() for k, v in net.state_dict().items()}
-    model = Model(cfg, weights_from_gpt2_state(canonical_state(state), cfg, layout="linear"), CharTokenizer(CHARS), "trained")
+    model = Model(cfg, weights_from_state(canonical_state(state), cfg, layout="linear"), CharTokenizer(CHARS), "trained")
     acc = sort_accuracy(model)
     stats = {"steps": steps, "seed": seed, "final_loss": float(np.mean(losses[-100:])), "accuracy": acc,
              "seconds": round(time.time() - t0, 1), "torch": torch.__version__}
