@@ -7,6 +7,7 @@ AXES: dict[str, tuple[str, str, str]] = {
     "past_pos": ("P", "cached position (computed at an earlier step)", "#d9a066"),
     "d_model": ("C", "residual-stream channel", "#1971c2"),
     "head": ("H", "attention head", "#e8590c"),
+    "kv_head": ("G", "key-value head (shared by a group of query heads)", "#f08c00"),
     "d_head": ("A", "channel within one head", "#c2255c"),
     "d_mlp": ("4C", "MLP hidden unit", "#7048e8"),
     "vocab": ("V", "vocabulary entry", "#0c8599"),

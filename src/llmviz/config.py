@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The shape of a GPT-2-style decoder-only transformer."""
+    """The shape of a decoder-only transformer: GPT-2's, or (arch "llama") a Llama-family one."""
 
     name: str
     n_layer: int
@@ -33,6 +33,19 @@ class ModelConfig:
     task: str = ""  # what the model was trained to do, in a few words, for the page's hint
     task_tokens: int | None = None  # the input length it was trained on
     answer_tokens: int | None = None  # how many greedy next tokens make its answer (nano-gpt: the sorted six)
+    # The Llama family (arch "llama"); GPT-2 leaves these at their defaults.
+    norm: str = "layer"  # "layer": LayerNorm; "rms": RMSNorm
+    mlp: str = "plain"  # "plain": act(x · W_in) · W_out; "gated": (act(x · W_gate) × x · W_in) · W_out
+    n_kv_head: int | None = None  # key-value heads (grouped-query attention); None: one per query head
+    head_dim: int | None = None  # channels per head; None: n_embd / n_head
+    qkv_bias: bool = False  # biases on the query, key and value projections only (Qwen2)
+    rope_theta: float | None = None  # rotary position embeddings with this base; None: learned positions
+    rope_type: str = "default"  # "default", or "llama3" (Llama 3's frequency scaling)
+    rope_factor: float = 1.0
+    rope_low_freq_factor: float = 1.0
+    rope_high_freq_factor: float = 1.0
+    rope_original_max: int = 0
+    embed_scale: bool = False  # the token embedding is multiplied by √n_embd (Gemma)
 
     def __post_init__(self) -> None:
         """Refuse a config that describes no model, naming the setting and what it must be."""
@@ -54,9 +67,15 @@ class ModelConfig:
              f"layer_norm_epsilon must be a number > 0 (got {eps!r})")
         for key in ("tied_unembed", "unembed_bias", "bias", "scale_attn_weights", "scale_attn_by_inverse_layer_idx"):
             need(isinstance(getattr(self, key), bool), f"{key} must be true or false (got {getattr(self, key)!r})")
+        for key, allowed in (("norm", ("layer", "rms")), ("mlp", ("plain", "gated")), ("rope_type", ("default", "llama3"))):
+            need(getattr(self, key) in allowed, f"{key} must be one of {', '.join(allowed)} (got {getattr(self, key)!r})")
         for key in ("name", "activation", "description", "example", "task"):
             need(isinstance(getattr(self, key), str), f"{key} must be a string (got {getattr(self, key)!r})")
-        if self.n_embd % self.n_head:
+        need(self.n_kv_head is None or (whole(self.n_kv_head) and self.n_kv_head >= 1 and self.n_head % self.n_kv_head == 0),
+             f"num_key_value_heads ({self.n_kv_head!r}) must divide the number of heads ({self.n_head})")
+        need(self.head_dim is None or (whole(self.head_dim) and self.head_dim >= 1),
+             f"head_dim must be null or a whole number >= 1 (got {self.head_dim!r})")
+        if self.n_embd % self.n_head and self.head_dim is None:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unsupported activation {self.activation!r}: llmviz supports {', '.join(ACTIVATIONS)}")
@@ -72,7 +91,11 @@ class ModelConfig:
 
     @property
     def d_head(self) -> int:
-        return self.n_embd // self.n_head
+        return self.head_dim or self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
 
     @property
     def d_mlp(self) -> int:
@@ -81,6 +104,10 @@ class ModelConfig:
     @property
     def n_params(self) -> int:
         """Exact number of learned parameters (a tied unembedding counts once)."""
+        if self.arch != "gpt2":
+            from .arch import architecture
+
+            return architecture(self.arch).n_params(self)
         C, V, N, M = self.n_embd, self.vocab_size, self.n_ctx, self.d_mlp
         b = 1 if self.bias else 0
         ln = C + b * C
@@ -92,14 +119,15 @@ class ModelConfig:
         return V * C + N * C + self.n_layer * per_layer + ln + unembed
 
     def kv_cache_bytes(self, positions: int) -> int:
-        """Memory of a KV cache over `positions`: 2 · n_layer · n_head · d_head · positions · 4 bytes (float32)."""
-        return 2 * self.n_layer * self.n_head * self.d_head * positions * 4
+        """Memory of a KV cache over `positions`: 2 · n_layer · n_kv_head · d_head · positions · 4 bytes (float32)."""
+        return 2 * self.n_layer * self.kv_heads * self.d_head * positions * 4
 
     def axis_sizes(self) -> dict[str, int]:
         """The size of every named axis except `pos`, which depends on the input."""
         return {
             "d_model": self.d_model,
             "head": self.n_head,
+            "kv_head": self.kv_heads,
             "d_head": self.d_head,
             "d_mlp": self.d_mlp,
             "vocab": self.vocab_size,

@@ -82,8 +82,8 @@ class Layout:
 
 
 def block_axes(t: TensorSpec) -> tuple[str | None, str | None, str | None]:
-    axes = [a for a in t.axes if a != "head"]
-    z = "head" if "head" in t.axes else None
+    z = next((a for a in ("head", "kv_head") if a in t.axes), None)  # heads: slabs in depth, or side by side
+    axes = [a for a in t.axes if a != z]
     if len(axes) == 2:
         x = "key_pos" if "key_pos" in axes else "pos" if "pos" in axes else axes[0]
         return x, next(a for a in axes if a != x), z
@@ -94,7 +94,7 @@ def block_axes(t: TensorSpec) -> tuple[str | None, str | None, str | None]:
 
 def make_block(t: TensorSpec, sizes: dict[str, int]) -> Block:
     x, y, z = block_axes(t)
-    n_head = sizes["head"] if z else 1
+    n_head = sizes[z] if z else 1
     return Block(t.name, x, y, z, sizes[x] if x else 1, sizes[y] if y else 1, n_head,
                  merged=bool(z) and n_head > MERGE_HEADS_ABOVE, residual=t.residual)
 

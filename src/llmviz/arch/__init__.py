@@ -8,13 +8,15 @@ from __future__ import annotations
 from types import ModuleType
 
 from ..errors import BadModelFile
-from . import gpt2
+from . import gpt2, llama
 
-ARCHITECTURES: dict[str, ModuleType] = {m.MODEL_TYPE: m for m in (gpt2,)}
+MODULES = (gpt2, llama)
+# Each Hugging Face model_type, and each module's own name (a config's `arch`), to its module.
+ARCHITECTURES: dict[str, ModuleType] = {t: m for m in MODULES for t in (m.MODEL_TYPE, *getattr(m, "MODEL_TYPES", ()))}
 
 
 def supported() -> str:
-    return "; ".join(m.NAMES for m in ARCHITECTURES.values())
+    return "; ".join(m.NAMES for m in MODULES)
 
 
 def architecture(model_type: str, source=None) -> ModuleType:

@@ -95,3 +95,21 @@ SILU = Op(
     'silu', 'x / (1 + exp(−x))',
     'SiLU (swish) activation.',
     silu, curve_explainer("SiLU", lambda x: x / (1 + np.exp(-x))), label='SiLU')
+
+
+def mul(a, b):
+    return a * b
+
+
+def explain_mul(trace, t, at, value):
+    a_name, b_name = t.inputs
+    graph = trace.graph
+    a = float(trace[a_name][tuple(at[x] for x in graph[a_name].axes)])
+    b = float(trace[b_name][tuple(at[x] for x in graph[b_name].axes)])
+    return {"text": f"gate × up = {fmt(a)} × {fmt(b)} = {fmt(a * b)}", "result": a * b,
+            "rows": [[f"gate: {graph[a_name].title}", fmt(a)], [f"up: {graph[b_name].title}", fmt(b)]],
+            "sources": [region(trace, a_name, dict(at), "input"), region(trace, b_name, dict(at), "input")]}
+
+
+MUL = Op('mul', 'gate × up', "A gated MLP's product: the activated gate scales the up projection, unit by unit.",
+         mul, explain_mul)

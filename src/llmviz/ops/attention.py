@@ -1,5 +1,6 @@
-"""Attention's two products: each query against each key (scaled, the future masked), and the pattern's
-mix of the values."""
+"""Attention: rotary position embeddings of the queries and keys, each query against each key (scaled, the
+future masked), and the pattern's mix of the values. With grouped-query attention the keys and values have
+fewer heads (`kv_head`): query head h reads key-value head h // group."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from .base import TOP_TERMS, Op, fmt, region
 from .rows import by_rows
 
 
-def attn_scores(q, k, scale):
-    """[pos, head, d_head] x [key_pos, head, d_head] -> [head, pos, key_pos], future keys = -inf. With a KV
+def attn_scores(q, k, scale, kv_group=1):
+    """[pos, head, d_head] x [key_pos, kv_head, d_head] -> [head, pos, key_pos], future keys = -inf. With a KV
     cache there are more keys than queries: the queries are the last positions, so query i sits at key
-    position i + (keys - queries)."""
+    position i + (keys - queries). kv_group: query heads per key head (1: one key head each)."""
     qh = np.ascontiguousarray(q.transpose(1, 0, 2))  # contiguous per head: matmul then uses BLAS
-    kh = np.ascontiguousarray(k.transpose(1, 2, 0))
+    kh = np.repeat(np.ascontiguousarray(k.transpose(1, 2, 0)), kv_group, axis=0) if kv_group > 1 else \
+        np.ascontiguousarray(k.transpose(1, 2, 0))
     s = np.matmul(qh, kh)
     tq, tk = s.shape[-2:]
     keys = np.arange(tk)
@@ -34,20 +36,22 @@ def attn_scores(q, k, scale):
 def explain_attn_scores(trace, t, at, value):
     q_name, k_name = t.inputs
     h, i, j = at["head"], at["pos"], at["key_pos"]
-    k_pos = trace.graph[k_name].axes[0]  # `pos`, or with a KV cache `key_pos` (the cache and the new keys)
-    sources = [region(trace, q_name, {"pos": i, "head": h}, "input"), region(trace, k_name, {k_pos: j, "head": h}, "input")]
+    kh, group = _kv_head(t, h)
+    k_axes = trace.graph[k_name].axes  # `pos`, or with a KV cache `key_pos` (the cache and the new keys)
+    sources = [region(trace, q_name, {"pos": i, "head": h}, "input"), region(trace, k_name, {k_axes[0]: j, k_axes[1]: kh}, "input")]
+    shared = [["key head", f"{kh} (shared by query heads {kh * group} to {kh * group + group - 1})"]] if group > 1 else []
     if j > i + trace.graph.past:  # query i sits at key position i + past: a later key is its future
         return {"text": "future position: masked to −∞", "result": -math.inf, "masked": True,
                 "rows": [["query position", str(i)], ["key position", str(j)]], "sources": sources}
     q = trace[q_name][i, h].astype(np.float64)
-    k = trace[k_name][j, h].astype(np.float64)
+    k = trace[k_name][j, kh].astype(np.float64)
     dot, scale = float(q @ k), float(t.attrs["scale"])
     result = dot / scale
     terms = q * k
     order = np.argsort(-np.abs(terms))[:TOP_TERMS]
     shown = [{"at": {"d_head": int(a)}, "x": float(q[a]), "w": float(k[a]), "product": float(terms[a])} for a in order]
     return {"text": f"q · k / {fmt(scale)} = {fmt(dot)} / {fmt(scale)} = {fmt(result)}", "result": result,
-            "rows": [["q · k", fmt(dot)], ["√A", fmt(scale)]],
+            "rows": [["q · k", fmt(dot)], ["√A", fmt(scale)], *shared],
             "terms": {"count": int(terms.size), "shown": shown, "rest": float(terms.sum() - terms[order].sum()),
                       "x": q_name, "w": k_name},
             "sources": sources}
@@ -59,30 +63,76 @@ ATTN_SCORES = Op(
     attn_scores, explain_attn_scores)
 
 
-def weighted_sum(pattern, v):
-    """[head, pos, key_pos] x [key_pos, head, d_head] -> [pos, head, d_head]."""
-    z = np.matmul(pattern, np.ascontiguousarray(v.transpose(1, 0, 2)))
+def weighted_sum(pattern, v, kv_group=1):
+    """[head, pos, key_pos] x [key_pos, kv_head, d_head] -> [pos, head, d_head]."""
+    vh = np.ascontiguousarray(v.transpose(1, 0, 2))
+    z = np.matmul(pattern, np.repeat(vh, kv_group, axis=0) if kv_group > 1 else vh)
     return np.ascontiguousarray(z.transpose(1, 0, 2))
 
 
 def explain_weighted_sum(trace, t, at, value):
     p_name, v_name = t.inputs
     h, i, a = at["head"], at["pos"], at["d_head"]
+    kh, group = _kv_head(t, h)
     p = trace[p_name][h, i].astype(np.float64)
-    v = trace[v_name][:, h, a].astype(np.float64)
+    v = trace[v_name][:, kh, a].astype(np.float64)
     terms = p * v
     result = float(terms.sum())
     order = np.argsort(-np.abs(terms))[:TOP_TERMS]
     shown = [{"at": {"key_pos": int(j)}, "x": float(p[j]), "w": float(v[j]), "product": float(terms[j])} for j in order]
     return {"text": f"Σ T' p·v ({terms.size} terms) = {fmt(result)}", "result": result,
-            "rows": [["Σ T' p·v", fmt(result)]],
+            "rows": [["Σ T' p·v", fmt(result)]] + ([["value head", f"{kh} (shared by {group} query heads)"]] if group > 1 else []),
             "terms": {"count": int(terms.size), "shown": shown, "rest": float(terms.sum() - terms[order].sum()),
                       "x": p_name, "w": v_name},
             "sources": [region(trace, p_name, {"head": h, "pos": i}, "input"),
-                        region(trace, v_name, {"head": h, "d_head": a}, "input")]}
+                        region(trace, v_name, {trace.graph[v_name].axes[1]: kh, "d_head": a}, "input")]}
 
 
 WEIGHTED_SUM = Op(
     'weighted_sum', 'Σ p · v',
     'Mix the value vectors, weighted by the attention pattern.',
     weighted_sum, explain_weighted_sum)
+
+
+def _kv_head(t, h):
+    """The key-value head query head h reads, and how many query heads share it."""
+    group = int(t.attrs.get("kv_group", 1))
+    return h // group, group
+
+
+def rotary(x, inv_freq, offset=0):
+    """Rotate each pair of channels (i, i + A/2) of each position p by the angle p · inv_freq[i]: the rotary
+    position embedding, as Hugging Face's Llama computes it (angles in float32)."""
+    n, half = x.shape[0], x.shape[-1] // 2
+    angles = np.arange(offset, offset + n, dtype=np.float32)[:, None] * np.asarray(inv_freq, np.float32)[None, :]
+    cos, sin = np.cos(angles)[:, None, :], np.sin(angles)[:, None, :]
+    a, b = x[..., :half], x[..., half:]
+    return np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)
+
+
+def explain_rotary(trace, t, at, value):
+    x_name = t.inputs[0]
+    d, half = at["d_head"], trace[x_name].shape[-1] // 2
+    i = d % half
+    p = at["pos"] + t.attrs.get("offset", 0)
+    theta = float(np.float32(p) * np.float32(t.attrs["inv_freq"][i]))
+    head = {a: at[a] for a in at if a not in ("pos", "d_head")}
+    x = trace[x_name][(at["pos"], *head.values())].astype(np.float64)
+    a, b = x[i], x[i + half]
+    c, s = math.cos(theta), math.sin(theta)
+    result = a * c - b * s if d < half else b * c + a * s
+    formula = (f"a cos θ − b sin θ = {fmt(a)} × {fmt(c)} − {fmt(b)} × {fmt(s)}" if d < half else
+               f"b cos θ + a sin θ = {fmt(b)} × {fmt(c)} + {fmt(a)} × {fmt(s)}")
+    return {"text": f"{formula} = {fmt(result)}", "result": result,
+            "rows": [["pair", f"channels {i} and {i + half}"],
+                     ["θ = position × frequency", f"{p} × {fmt(float(t.attrs['inv_freq'][i]))} = {fmt(theta)} rad"],
+                     ["a", fmt(a)], ["b", fmt(b)]],
+            "sources": [region(trace, x_name, {"pos": at["pos"], **head, "d_head": i}, "input"),
+                        region(trace, x_name, {"pos": at["pos"], **head, "d_head": i + half}, "input")]}
+
+
+ROTARY = Op(
+    'rotary', 'rotate (a, b) by θ = position × frequency',
+    'Rotary position embedding: each pair of channels of a query or key turns by an angle that grows with the '
+    'position, so that q · k depends on how far apart the two positions are.',
+    rotary, explain_rotary)

@@ -1,5 +1,5 @@
 """Layer norm, in four steps that each show: the mean, the standard deviation, the normalised vector, and
-the learned gain and bias."""
+the learned gain and bias. RMSNorm: the root mean square, the normalised vector, and the gain."""
 
 from __future__ import annotations
 
@@ -96,3 +96,42 @@ def explain_ln_affine(trace, t, at, value):
 
 
 LN_AFFINE = Op('ln_affine', 'x̂ · γ + β', "Apply the layer norm's learned gain and bias.", ln_affine, explain_ln_affine)
+
+
+def rms_scale(x, eps):
+    """In float64, then rounded, as ln_scale."""
+    return np.sqrt((x.astype(np.float64) ** 2).mean(-1) + eps).astype(np.float32)
+
+
+def explain_rms_scale(trace, t, at, value):
+    x_name = t.inputs[0]
+    row = trace[x_name][at["pos"]].astype(np.float64)
+    ms, eps = float((row ** 2).mean()), float(t.attrs["eps"])
+    result = math.sqrt(ms + eps)
+    return {"text": f"√(Σ x² / {row.size} + {eps:g}) = √({fmt(ms)} + {eps:g}) = {fmt(result)}", "result": result,
+            "rows": [["mean square Σ x²/C", fmt(ms)], ["ε", f"{eps:g}"]],
+            "sources": [region(trace, x_name, {"pos": at["pos"]}, "input")]}
+
+
+RMS_SCALE = Op(
+    'rms_scale', 's = √(Σ x² / C + ε)',
+    "Root mean square of each position's vector (RMSNorm does not subtract the mean).",
+    rms_scale, explain_rms_scale)
+
+
+def rms_normalize(x, scale):
+    return x / scale[..., None]
+
+
+def explain_rms_normalize(trace, t, at, value):
+    x_name, s_name = t.inputs
+    x = float(trace[x_name][at["pos"], at["d_model"]])
+    s = float(trace[s_name][at["pos"]])
+    result = x / s
+    return {"text": f"x / s = {fmt(x)} / {fmt(s)} = {fmt(result)}", "result": result,
+            "rows": [["x", fmt(x)], ["s", fmt(s)]],
+            "sources": [region(trace, x_name, dict(at), "input"), region(trace, s_name, {"pos": at["pos"]}, "aggregate")]}
+
+
+RMS_NORMALIZE = Op(
+    'rms_normalize', 'x / s', 'Scale each vector to a root mean square of 1.', rms_normalize, explain_rms_normalize)
