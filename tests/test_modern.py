@@ -24,6 +24,7 @@ CASES = {
                                                                  sliding_window=None)),
     "qwen2-headdim": ("Qwen2Config", "Qwen2ForCausalLM", dict(num_attention_heads=4, num_key_value_heads=2, head_dim=16,
                                                               tie_word_embeddings=True)),
+    "gemma-geglu": ("GemmaConfig", "GemmaForCausalLM", dict(num_attention_heads=4, num_key_value_heads=1, head_dim=16)),
 }
 
 
@@ -68,14 +69,17 @@ def test_tensors_carry_the_modern_parts(pair):
     assert g["blocks.0.attn.hook_rot_q"].op == "rotary" and g["blocks.0.attn.hook_rot_k"].axes[1] == "kv_head"
     assert g["blocks.0.ln1.hook_scale"].op == "rms_scale"
     assert [g[f"blocks.0.mlp.{n}"].op for n in ("hook_pre", "hook_pre_linear", "hook_act", "hook_post")] == \
-        ["linear", "linear", "silu", "mul"]
+        ["linear", "linear", "gelu" if case.startswith("gemma") else "silu", "mul"]
+    if case.startswith("gemma"):  # √C times the embedding, and gains of 1 + w
+        np.testing.assert_allclose(model.weights["blocks.0.ln1.w"], net.model.layers[0].input_layernorm.weight.detach() + 1)
+        assert g["hook_embed_scaled"].attrs["factor"] == pytest.approx(48 ** 0.5)
     t = model.run("1 2 3 4 5")
     x = t["blocks.1.hook_resid_mid"]
     np.testing.assert_allclose(t["blocks.1.ln2.hook_scale"], np.sqrt((x.astype(np.float64) ** 2).mean(-1) + cfg.layer_norm_eps),
                                rtol=1e-6)
     np.testing.assert_allclose(t["blocks.0.mlp.hook_post"], t["blocks.0.mlp.hook_act"] * t["blocks.0.mlp.hook_pre_linear"],
                                rtol=1e-6)
-    assert ("tied_to" in g["unembed.W_U"].attrs) == (case == "qwen2-headdim")
+    assert ("tied_to" in g["unembed.W_U"].attrs) == (case in ("qwen2-headdim", "gemma-geglu"))
 
 
 def test_greedy_generation_on_the_kv_cache_equals_transformers(pair):

@@ -46,6 +46,7 @@ class ModelConfig:
     rope_high_freq_factor: float = 1.0
     rope_original_max: int = 0
     embed_scale: bool = False  # the token embedding is multiplied by √n_embd (Gemma)
+    rms_offset: float = 0.0  # RMSNorm's gain is offset + w (Gemma: 1); the graph's gain holds the sum
 
     def __post_init__(self) -> None:
         """Refuse a config that describes no model, naming the setting and what it must be."""

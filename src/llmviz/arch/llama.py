@@ -1,5 +1,7 @@
-"""The Llama family: Llama (with Llama 3's rope scaling), Mistral and Qwen2. Its graph, its Hugging Face
-config.json and its checkpoints' weight names, in one place.
+"""The Llama family: Llama (with Llama 3's rope scaling), Mistral, Qwen2 and Gemma. Its graph, its Hugging
+Face config.json and its checkpoints' weight names, in one place. Gemma differs in three details: its token
+embedding is scaled by √C (`hook_embed_scaled`), its RMSNorm gains are 1 + w (the graph's `w` holds the sum,
+as TransformerLens's does), and its MLP gate is GELU (GeGLU).
 
     x = x + attention(rms_1(x))     # rotary queries and keys; grouped-query attention
     x = x + mlp(rms_2(x))           # SwiGLU: (silu(x · W_gate) × x · W_in) · W_out
@@ -24,8 +26,8 @@ from ..graph import Graph, Scope
 from ..ops import OPS
 
 MODEL_TYPE = "llama"
-MODEL_TYPES = ("llama", "mistral", "qwen2")
-NAMES = "Llama, Mistral and Qwen2 (model_type 'llama', 'mistral', 'qwen2')"
+MODEL_TYPES = ("llama", "mistral", "qwen2", "gemma")
+NAMES = "Llama, Mistral, Qwen2 and Gemma (model_type 'llama', 'mistral', 'qwen2', 'gemma')"
 
 
 # ---- The graph ----
@@ -36,6 +38,9 @@ def build(g: Graph) -> None:
     tokens = embed.input("tokens", ["pos"], "Input tokens")
     W_E = embed.weight("embed.W_E", ["vocab", "d_model"], "Token embedding matrix")
     x = embed.op("hook_embed", ["pos", "d_model"], "embed", (W_E, tokens), "Token embedding")
+    if cfg.embed_scale:
+        x = embed.op("hook_embed_scaled", ["pos", "d_model"], "scale", (x,), "Token embedding × √C",
+                     factor=float(np.float32(cfg.n_embd ** 0.5)), factor_name="√C")
     for i in range(cfg.n_layer):
         blk = Scope(g, f"blocks.{i}", layer=i)
         x = blk.op("hook_resid_pre", ["pos", "d_model"], "identity", (x,), f"Residual stream into layer {i}")
@@ -157,15 +162,17 @@ def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig
             refuse(f"{key} true")
     if cfg.get("partial_rotary_factor", 1.0) != 1.0:
         refuse(f"partial_rotary_factor {cfg['partial_rotary_factor']}")
-    act = cfg.get("hidden_act", "silu")
+    act = cfg.get("hidden_activation") or cfg.get("hidden_act", "silu")
     if act not in ACTIVATIONS:
         refuse(f"hidden_act {act!r}")
     try:
         H = cfg["num_attention_heads"]
+        gemma = kind == "gemma"
         return ModelConfig(
-            name, arch="llama", n_layer=cfg["num_hidden_layers"], n_head=H, n_embd=cfg["hidden_size"],
+            name, arch="llama", embed_scale=gemma, rms_offset=1.0 if gemma else 0.0, n_layer=cfg["num_hidden_layers"], n_head=H, n_embd=cfg["hidden_size"],
             vocab_size=cfg["vocab_size"], n_ctx=cfg.get("max_position_embeddings", 2048),
-            layer_norm_eps=cfg.get("rms_norm_eps", 1e-6), activation=act, tied_unembed=cfg.get("tie_word_embeddings", False),
+            layer_norm_eps=cfg.get("rms_norm_eps", 1e-6), activation=act,
+            tied_unembed=cfg.get("tie_word_embeddings", gemma),
             bias=False, n_inner=cfg["intermediate_size"], norm="rms", mlp="gated",
             n_kv_head=cfg.get("num_key_value_heads") or H, head_dim=cfg.get("head_dim"), qkv_bias=kind == "qwen2",
             rope_theta=float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0))), rope_type=rope_type,
@@ -207,12 +214,15 @@ def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, lay
     def keep(a):
         return to_storage(np.ascontiguousarray(a), dtype)
 
+    def gain(name):  # Gemma's RMSNorm multiplies by 1 + w: the graph's gain is that sum
+        return keep(get(name, (C,)) + np.float32(config.rms_offset))
+
     w = {"embed.W_E": keep(get("embed_tokens.weight", (V, C)))}
     heads = {"q": H, "k": G, "v": G}
     for i in range(config.n_layer):
         h, L = f"layers.{i}.", f"blocks.{i}."
-        w[L + "ln1.w"] = keep(get(h + "input_layernorm.weight", (C,)))
-        w[L + "ln2.w"] = keep(get(h + "post_attention_layernorm.weight", (C,)))
+        w[L + "ln1.w"] = gain(h + "input_layernorm.weight")
+        w[L + "ln2.w"] = gain(h + "post_attention_layernorm.weight")
         for c, n in heads.items():
             W = get(h + f"self_attn.{c}_proj.weight", (n * A, C))  # [heads · A, C]
             w[L + f"attn.W_{c.upper()}"] = keep(W.reshape(n, A, C).transpose(0, 2, 1))
@@ -222,7 +232,7 @@ def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, lay
         w[L + "mlp.W_gate"] = keep(get(h + "mlp.gate_proj.weight", (M, C)).T)
         w[L + "mlp.W_in"] = keep(get(h + "mlp.up_proj.weight", (M, C)).T)
         w[L + "mlp.W_out"] = keep(get(h + "mlp.down_proj.weight", (C, M)).T)
-    w["ln_final.w"] = keep(get("norm.weight", (C,)))
+    w["ln_final.w"] = gain("norm.weight")
     if not config.tied_unembed:
         w["unembed.W_U"] = keep(get("lm_head.weight", (V, C)).T)
     return w

@@ -105,3 +105,19 @@ IDENTITY = Op(
     'identity', 'x',
     "The same tensor, passed on: the previous layer's output is this layer's input.",
     identity, explain_identity)
+
+
+def scale(x, factor, factor_name=""):
+    return x * np.float32(factor)
+
+
+def explain_scale(trace, t, at, value):
+    x_name = t.inputs[0]
+    x = float(trace[x_name][tuple(at[a] for a in trace.graph[x_name].axes)])
+    c, name = float(t.attrs["factor"]), t.attrs.get("factor_name", "c")
+    return {"text": f"x × {name} = {fmt(x)} × {fmt(c)} = {fmt(x * c)}", "result": x * c, "rows": [["x", fmt(x)], [name, fmt(c)]],
+            "sources": [region(trace, x_name, dict(at), "input")]}
+
+
+SCALE = Op('scale', 'x × c', 'Multiply every number by one constant (Gemma scales its token embedding by √C).',
+           scale, explain_scale)
