@@ -153,3 +153,17 @@ def test_mistral_sliding_window_shorter_than_the_context_is_refused(tmp_path):
     save(tmp_path, "mistral-mqa", sliding_window=16)
     with pytest.raises(BadModelFile, match="sliding_window 16 .attention limited to the last 16 positions. is not supported"):
         llmviz.load_model(str(tmp_path))
+
+
+def test_sentencepiece_tokens_are_shown_readably(tmp_path):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    from llmviz.tokenizer import HFTokenizer
+
+    vocab = {"<unk>": 0, "<0x0A>": 1, "<0xE2>": 2, "▁": 3, "h": 4, "i": 5, "▁hi": 6, "hi": 7}
+    tok = Tokenizer(models.BPE(vocab, [("h", "i"), ("▁", "hi")], unk_token="<unk>", byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    tok.save(str(tmp_path / "tokenizer.json"))
+    t = HFTokenizer(tmp_path / "tokenizer.json")
+    assert t.token_strs([6, 1, 2, 7, 3]) == ["␣hi", "\\x0A", "\\xE2", "hi", "␣"]

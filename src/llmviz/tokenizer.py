@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from .errors import LlmvizError
 
 VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}  # how whitespace tokens are shown
+BYTE_FALLBACK = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 
 
 class CharTokenizer:
@@ -98,8 +100,10 @@ class HFTokenizer:
                 out.append(f"<{i}>")
             elif self.byte_level and all(c in self.bytes_of for c in s):
                 out.append(readable(bytes(self.bytes_of[c] for c in s)))
-            else:
-                out.append("".join(VISIBLE.get(c, c) for c in s))
+            elif BYTE_FALLBACK.fullmatch(s):  # SentencePiece's byte fallback: <0x0A> is the byte 0x0A
+                out.append(f"\\x{s[3:5]}")
+            else:  # SentencePiece marks a word's leading space with ▁
+                out.append("".join(VISIBLE.get(c, c) for c in s.replace("\u2581", " ")))
         return out
 
     def to_dict(self) -> dict:

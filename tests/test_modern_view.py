@@ -1,0 +1,70 @@
+"""A Llama-family model in Debian's headless Chromium: its scene draws every tensor of its graph, and hover
+explains a rotated key and a query head that shares its key-value head."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from playwright.sync_api import Page, expect
+
+from conftest import _free_port
+from test_e2e import console_errors, open_view  # noqa: F401
+from test_hover import hover
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+DESKTOP = {"width": 1280, "height": 800}
+
+
+@pytest.fixture
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": DESKTOP}
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    import uvicorn
+
+    import llmviz
+    from llmviz.server import create_app
+    from test_modern import save
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    save(folder, "llama-gqa3")
+    model = llmviz.load_model(str(folder))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app([model]), host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", model
+    server.should_exit = True
+
+
+def test_llama_scene_and_its_hover(page: Page, llama_server, console_errors, screenshots):
+    url, model = llama_server
+    ids = "5 17 3 60 2 41"
+    open_view(page, f"{url}/?model={model.name}&input={ids.replace(' ', '+')}")
+    stats = page.evaluate("window.__llmviz.stats()")
+    assert stats["blocks"] == len(model.graph.names())
+    trace = model.run(ids)
+    page.screenshot(path=screenshots / "llama-scene.png")
+    # A rotated key: position 4, key-value head 1, channel 2 (col: position, row: channel, slab: kv head).
+    tip, _ = hover(page, "blocks.0.attn.hook_rot_k", 1, 4, 2)
+    expect(tip).to_contain_text("θ = position × frequency")
+    expect(tip).to_contain_text(f"channels 2 and {2 + model.config.d_head // 2}")
+    assert float(tip.locator("[data-value]").get_attribute("data-value")) == pytest.approx(
+        float(trace["blocks.0.attn.hook_rot_k"][4, 1, 2]), abs=1e-4)
+    # Query head 5 reads key-value head 1, which heads 3, 4 and 5 share (six heads, two key-value heads).
+    tip, _ = hover(page, "blocks.1.attn.hook_attn_scores", 5, 2, 4)
+    expect(tip).to_contain_text("1 (shared by query heads 3 to 5)")
+    assert float(tip.locator("[data-value]").get_attribute("data-value")) == pytest.approx(
+        float(trace["blocks.1.attn.hook_attn_scores"][5, 4, 2]), abs=1e-4)
+    page.screenshot(path=screenshots / "llama-hover-kv-head.png")
+    tip, _ = hover(page, "blocks.0.ln1.hook_scale", 0, 3, 0)
+    expect(tip).to_contain_text("√(Σ x² /")
+    np.testing.assert_allclose(float(tip.locator("[data-value]").get_attribute("data-value")),
+                               trace["blocks.0.ln1.hook_scale"][3], rtol=1e-4)
+    assert console_errors == []
