@@ -22,6 +22,7 @@ bench: $(VENV)/.installed-test build chromium
 	$(BIN)/python benchmarks/server_memory.py
 	$(BIN)/python benchmarks/generation_speed.py
 	$(BIN)/python benchmarks/insights.py
+	$(BIN)/python benchmarks/modern_speed.py
 
 build: frontend/node_modules/.package-lock.json
 	cd frontend && npm run build

@@ -167,3 +167,18 @@ def test_sentencepiece_tokens_are_shown_readably(tmp_path):
     tok.save(str(tmp_path / "tokenizer.json"))
     t = HFTokenizer(tmp_path / "tokenizer.json")
     assert t.token_strs([6, 1, 2, 7, 3]) == ["␣hi", "\\x0A", "\\xE2", "hi", "␣"]
+
+
+def test_the_walkthrough_adapts_to_a_llama(pair):
+    from llmviz.walkthrough import compile_chapters
+
+    case, net, model = pair
+    w = compile_chapters(model, model.run("1 2 3 4 5 6"))
+    chapters = {c["title"]: c for c in w["chapters"]}
+    assert "RMSNorm" in chapters and "Layer norm" not in chapters
+    titles = [s["title"] for c in w["chapters"] for s in c["steps"]]
+    assert "Positions by rotation" in titles and "Each position picks a row too" not in titles
+    assert "Gate and up" in titles and "GELU" not in titles
+    assert ("Heads that share keys" in titles) == (model.config.kv_heads < model.config.n_head)
+    rms = chapters["RMSNorm"]["steps"][0]["html"]
+    assert f"{float(model.run('1 2 3 4 5 6')['blocks.0.ln1.hook_scale'][0]):.4g}".replace("-", "−") in rms

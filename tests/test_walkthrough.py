@@ -111,7 +111,7 @@ def test_walkthrough_api():
 def test_check_passes_on_the_bundled_chapters(nano):
     assert check([nano] + [structure_only(n) for n in PRESETS if n != "nano-gpt"]) == []
     r = CliRunner().invoke(main, ["walkthrough", "check"])
-    assert r.exit_code == 0 and "12 chapters" in r.output
+    assert r.exit_code == 0 and "12 chapters" in r.output and "smollm-135m" in r.output
 
 
 def test_check_catches_a_misspelled_tensor(nano):
@@ -121,6 +121,7 @@ def test_check_catches_a_misspelled_tensor(nano):
     assert any(":8: index 7 is outside blocks.0.attn.hook_pattern's axis head (0 to 2)" in p for p in problems)
     assert any(":11: unknown template {{colour blue}}" in p for p in problems)
     assert any(":14: unknown action @zoom" in p for p in problems)
+    assert any(":17: @only colour=red: give KEY=VALUE with KEY one of norm, positions, mlp, kv" in p for p in problems)
     r = CliRunner().invoke(main, ["walkthrough", "check", str(BAD)])
     assert r.exit_code == 1
     assert r.output.splitlines()[0].startswith(f"{BAD / '01-misspelled.md'}:5: unknown tensor")

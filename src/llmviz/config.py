@@ -173,5 +173,11 @@ PRESETS: dict[str, ModelConfig] = {
             "gpt3", 96, 96, 12288, vocab_size=50257, n_ctx=2048,
             description="GPT-3 175B (OpenAI, 2020): structure only, its weights were never released",
         ),
+        ModelConfig(
+            "smollm-135m", 30, 9, 576, vocab_size=49152, n_ctx=2048, arch="llama", norm="rms", mlp="gated", n_kv_head=3,
+            n_inner=1536, bias=False, activation="silu", layer_norm_eps=1e-5, rope_theta=10000.0, tied_unembed=True,
+            description="SmolLM-135M's shape (Hugging Face, 2024): a Llama with grouped-query attention; structure only "
+                        "(its folder loads with weights)",
+        ),
     ]
 }

@@ -157,10 +157,12 @@ class Graph:
         return name
 
     def axes_json(self) -> dict:
-        """Each named axis: its letter, what it counts, its colour and its size (null for the input's length)."""
+        """Each named axis this graph uses: its letter, what it counts, its colour and its size (null for the
+        input's length)."""
         sizes = {**self.config.axis_sizes(), "pos": None, "key_pos": None, "past_pos": self.past or None}
+        used = {a for t in self for a in t.axes}
         return {k: {"label": lab, "description": d, "color": c, "size": sizes[k], "named_by": NAMED_BY.get(k)}
-                for k, (lab, d, c) in AXES.items()}
+                for k, (lab, d, c) in AXES.items() if k in used}
 
     @staticmethod
     def ops_json() -> dict:
@@ -245,6 +247,24 @@ class Scope:
                            f"Sum of exp over the last axis for {title.lower()}")
         return self.op(name, axes, "softmax", (x, m, s), title)
 
+    def kv_cache(self, keys: str, values: str, head_axis: str, layer: int) -> tuple[str, str]:
+        """A layer's keys and values. In a generation step's graph (past > 0) they are the cached ones of the
+        earlier positions (inputs `past_k`, `past_v`) followed by this step's (`cache_k`, `cache_v`). The graph
+        records which tensors feed and form each layer's cache (kv_in, kv_out)."""
+        g, out, past = self.g, [], []
+        for c, new, plain in (("k", keys, "Key"), ("v", values, "Value")):
+            if not g.past:
+                out.append(new)
+                continue
+            past.append(self.input(f"past_{c}", ["past_pos", head_axis, "d_head"],
+                                   f"Cached {plain.lower()}s of earlier positions, layer {layer}"))
+            out.append(self.op(f"cache_{c}", ["key_pos", head_axis, "d_head"], "concat", (past[-1], new),
+                               f"{plain}s so far (cache and this step), layer {layer}"))
+        if past:
+            g.kv_in.append((past[0], past[1]))
+        g.kv_out.append((out[0], out[1]))
+        return out[0], out[1]
+
     def layer_norm(self, name, x, title) -> str:
         """LayerNorm in its four visible steps: μ, σ, (x − μ) / σ, then the gain γ and bias β."""
         ln = self.sub(name)
@@ -254,6 +274,23 @@ class Scope:
         scale = ln.aggregate("hook_scale", ["pos"], "ln_scale", (x, mean), f"{title} std σ", eps=self.config.layer_norm_eps)
         norm = ln.op("hook_normalized", ["pos", "d_model"], "ln_normalize", (x, mean, scale), f"{title} normalized")
         return ln.op("hook_out", ["pos", "d_model"], "ln_affine", (norm, w) if b is None else (norm, w, b), f"{title} output")
+
+
+def token_embedding(g: Graph) -> tuple[Scope, str, str]:
+    """The input tokens and the token-embedding matrix: how every architecture begins (its lookup is
+    `embed.op("hook_embed", ..., "embed", (W_E, tokens), ...)`)."""
+    embed = Scope(g, group="embed")
+    return embed, embed.input("tokens", ["pos"], "Input tokens"), embed.weight("embed.W_E", ["vocab", "d_model"],
+                                                                              "Token embedding matrix")
+
+
+def unembedding(g: Graph, x: str, W_E: str) -> str:
+    """The logits (W_U is W_E transposed when tied) and the next-token probabilities: how every architecture ends."""
+    top, cfg = Scope(g, group="unembed"), g.config
+    tied = {"tied_to": W_E} if cfg.tied_unembed else {}
+    W_U = top.weight("unembed.W_U", ["d_model", "vocab"], "Unembedding matrix" + (" (W_E transposed)" if tied else ""), **tied)
+    b_U = top.weight("unembed.b_U", ["vocab"], "Unembedding bias") if cfg.unembed_bias else None
+    return top.softmax("probs", top.linear("logits", x, W_U, b_U, "Logits"), "Next-token probabilities")
 
 
 def _build(g: Graph, cfg: ModelConfig) -> None:

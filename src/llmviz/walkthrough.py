@@ -17,7 +17,8 @@ step. In a step, a line starting with `@` is an action; every other line is Mark
 `- ` lists, **bold**, *italics*, `code`).
 
 Templates, `{{...}}`, in text and in actions:
-    n_embd n_head d_head n_layer d_mlp vocab_size n_ctx   the model's sizes
+    n_embd n_head n_kv_head d_head n_layer d_mlp vocab_size n_ctx   the model's sizes
+    norm_name                                              LayerNorm or RMSNorm
     n_pos last last_layer                                  the input's length, its last position, last layer
     model params                                           the model's name and parameter count
     params gpt2                                            another model's parameter count (a preset)
@@ -44,6 +45,8 @@ Actions (each takes about a second; a step runs its actions in order after a sho
     @tooltip CELL            the tooltip of this cell opens
     @code OP                 the project's own numpy code for this op
     @guess CELL              try it: the learner guesses where this row is largest, then sees it
+    @only KEY=VALUE          the step is for models of this kind only: norm=layer|rms, positions=learned|rotary,
+                             mlp=plain|gated, kv=full|grouped (a chapter's steps adapt to the model's parts)
 
 Steps whose text or actions need numbers (token, value, prediction, dot, softmax, ...) are left out for a
 model without weights, and the answer says so.
@@ -86,6 +89,7 @@ class Step:
     line: int
     text: list[tuple[int, str]] = field(default_factory=list)  # (line, Markdown)
     actions: list[tuple[int, str]] = field(default_factory=list)  # (line, "@name args")
+    only: list[tuple[int, str]] = field(default_factory=list)  # (line, "key=value"): the models it is for
 
 
 @dataclass
@@ -109,7 +113,10 @@ def parse(path: Path) -> Chapter:
         elif line.startswith("@"):
             if not steps:
                 raise WalkthroughError(f"{path.name}:{n}: an action before the first step (## title)")
-            steps[-1].actions.append((n, line[1:].strip()))
+            if line.startswith("@only "):
+                steps[-1].only.append((n, line[6:].strip()))
+            else:
+                steps[-1].actions.append((n, line[1:].strip()))
         elif steps:
             steps[-1].text.append((n, line))
         elif line.strip():
@@ -183,6 +190,24 @@ class _NeedsNumbers(Exception):
     """A template or action that reads the forward pass's numbers, on a model without weights."""
 
 
+class _NotForThisModel(Exception):
+    """A step about a part this model does not have (its @only names another kind)."""
+
+
+def kinds(config: ModelConfig) -> dict[str, str]:
+    """What @only can ask of a model: which norm, position scheme, MLP and attention it has."""
+    return {"norm": config.norm, "positions": "rotary" if config.rope_theta else "learned", "mlp": config.mlp,
+            "kv": "grouped" if config.kv_heads < config.n_head else "full"}
+
+
+def _check_only(ctx: "Context", cond: str) -> bool:
+    key, _, values = cond.partition("=")
+    have = kinds(ctx.config)
+    if key.strip() not in have or not values:
+        raise ValueError(f"@only {cond}: give KEY=VALUE with KEY one of {', '.join(have)}")
+    return have[key.strip()] in [v.strip() for v in values.split("|")]
+
+
 def _term(cls: str, data: str, words: str, color: str | None = None) -> str:
     style = f' style="--term:{color}"' if color else ""
     return f'<span class="term {cls}" {data}{style}>{html.escape(words)}</span>'
@@ -192,7 +217,9 @@ def template(ctx: Context, expr: str) -> str:
     """One {{...}}: its text (HTML for terms)."""
     word, _, arg = expr.partition(" ")
     c, arg = ctx.config, arg.strip()
-    sizes = {"n_embd": c.n_embd, "n_head": c.n_head, "d_head": c.n_embd // c.n_head, "n_layer": c.n_layer,
+    if word == "norm_name" and not arg:
+        return "RMSNorm" if c.norm == "rms" else "Layer norm"
+    sizes = {"n_embd": c.n_embd, "n_head": c.n_head, "n_kv_head": c.kv_heads, "d_head": c.d_head, "n_layer": c.n_layer,
              "d_mlp": c.n_inner or 4 * c.n_embd, "vocab_size": c.vocab_size, "n_ctx": c.n_ctx, "n_pos": ctx.n_pos,
              "last": ctx.n_pos - 1, "last_layer": c.n_layer - 1}
     if word in sizes and not arg:
@@ -368,6 +395,9 @@ def compile_step(ctx: Context, step: Step) -> dict:
         except (ValueError, LlmvizError) as e:
             raise _LineError(line, str(e)) from None
 
+    for n, cond in step.only:
+        if not at(n, _check_only, ctx, cond):
+            raise _NotForThisModel()
     title = at(step.line, fill, ctx, step.title)
     for n, text in step.text:  # each template on its own line first, so that a problem names its line
         for m in TEMPLATE.finditer(text):
@@ -396,10 +426,13 @@ def compile_chapters(model, trace=None, folder: Path = CHAPTERS) -> dict:
                 steps.append(compile_step(ctx, s))
             except _NeedsNumbers:
                 dropped += 1
+            except _NotForThisModel:
+                pass
             except _LineError as e:
                 raise WalkthroughError(f"{ch.file.name}:{e.line}: {e}") from None
         if steps:
-            out.append({"number": number, "title": ch.title, "stage": ch.stage, "file": ch.file.name, "steps": steps})
+            out.append({"number": number, "title": fill(ctx, ch.title), "stage": ch.stage, "file": ch.file.name,
+                        "steps": steps})
     note = ("" if trace is not None else
             f"{model.name} is structure only: the {dropped} steps that need its numbers are left out")
     return {"model": model.name, "tokens": list(trace.tokens) if trace is not None else None,
@@ -421,7 +454,7 @@ def check(models, folder: Path = CHAPTERS) -> list[str]:
             for s in ch.steps:
                 try:
                     compile_step(ctx, s)
-                except _NeedsNumbers:
+                except (_NeedsNumbers, _NotForThisModel):
                     pass
                 except _LineError as e:
                     problems.setdefault(f"{ch.file}:{e.line}: {e}", []).append(model.name)

@@ -19,7 +19,7 @@ import numpy as np
 from ..config import ACTIVATIONS, ModelConfig
 from ..convert import check_shape, check_weight, to_storage
 from ..errors import BadModelFile
-from ..graph import Graph, Scope
+from ..graph import Graph, Scope, token_embedding, unembedding
 from ..ops import OPS
 
 MODEL_TYPE = "gpt2"
@@ -30,9 +30,7 @@ NAMES = "GPT-2-architecture models (Hugging Face model_type 'gpt2', e.g. gpt2, d
 
 def build(g: Graph) -> None:
     cfg = g.config
-    embed = Scope(g, group="embed")
-    tokens = embed.input("tokens", ["pos"], "Input tokens")
-    W_E = embed.weight("embed.W_E", ["vocab", "d_model"], "Token embedding matrix")
+    embed, tokens, W_E = token_embedding(g)
     W_pos = embed.weight("pos_embed.W_pos", ["n_ctx", "d_model"], "Position embedding matrix")
     e = embed.op("hook_embed", ["pos", "d_model"], "embed", (W_E, tokens), "Token embedding")
     p = embed.op("hook_pos_embed", ["pos", "d_model"], "pos_embed", (W_pos, tokens), "Position embedding", offset=g.past)
@@ -42,12 +40,7 @@ def build(g: Graph) -> None:
         x = blk.add("hook_resid_pre", e, p, f"Residual stream into layer {i}") if i == 0 else \
             blk.op("hook_resid_pre", ["pos", "d_model"], "identity", (x,), f"Residual stream into layer {i}")
         x = block(blk, i, x)
-    top = Scope(g, group="unembed")
-    x = Scope(g).layer_norm("ln_final", x, "Final LayerNorm")
-    tied = {"tied_to": W_E} if cfg.tied_unembed else {}
-    W_U = top.weight("unembed.W_U", ["d_model", "vocab"], "Unembedding matrix" + (" (W_E transposed)" if tied else ""), **tied)
-    b_U = top.weight("unembed.b_U", ["vocab"], "Unembedding bias") if cfg.unembed_bias else None
-    top.softmax("probs", top.linear("logits", x, W_U, b_U, "Logits"), "Next-token probabilities")
+    unembedding(g, Scope(g).layer_norm("ln_final", x, "Final LayerNorm"), W_E)
 
 
 def block(blk: Scope, i: int, x: str) -> str:
@@ -66,15 +59,7 @@ def attention(blk: Scope, i: int, x: str) -> str:
         W = at.weight(f"W_{c}", ["head", "d_model", "d_head"], f"{plain} weight, layer {i}")
         b = at.bias(f"b_{c}", ["head", "d_head"], f"{plain} bias, layer {i}")
         qkv[c] = at.linear(f"hook_{c.lower()}", x, W, b, f"{plain} vector, layer {i}")
-        if g.past and c != "Q":  # a step with a KV cache: the earlier positions' keys and values, then these
-            past = at.input(f"past_{c.lower()}", ["past_pos", "head", "d_head"],
-                            f"Cached {plain.lower()}s of earlier positions, layer {i}")
-            qkv[c] = at.op(f"cache_{c.lower()}", ["key_pos", "head", "d_head"], "concat", (past, qkv[c]),
-                           f"{plain}s so far (cache and this step), layer {i}")
-            qkv["past_" + c] = past
-    if g.past:
-        g.kv_in.append((qkv["past_K"], qkv["past_V"]))
-    g.kv_out.append((qkv["K"], qkv["V"]))
+    qkv["K"], qkv["V"] = at.kv_cache(qkv["K"], qkv["V"], "head", i)  # with a KV cache: the cached ones, then these
     scores = at.op("hook_attn_scores", ["head", "pos", "key_pos"], "attn_scores", (qkv["Q"], qkv["K"]),
                    f"Attention scores, layer {i}", scale=g.config.attn_scale(i))
     pattern = at.softmax("hook_pattern", scores, f"Attention pattern, layer {i}")

@@ -22,7 +22,7 @@ import numpy as np
 from ..config import ACTIVATIONS, ModelConfig
 from ..convert import check_shape, check_weight, to_storage
 from ..errors import BadModelFile
-from ..graph import Graph, Scope
+from ..graph import Graph, Scope, token_embedding, unembedding
 from ..ops import OPS
 
 MODEL_TYPE = "llama"
@@ -34,9 +34,7 @@ NAMES = "Llama, Mistral, Qwen2 and Gemma (model_type 'llama', 'mistral', 'qwen2'
 
 def build(g: Graph) -> None:
     cfg = g.config
-    embed = Scope(g, group="embed")
-    tokens = embed.input("tokens", ["pos"], "Input tokens")
-    W_E = embed.weight("embed.W_E", ["vocab", "d_model"], "Token embedding matrix")
+    embed, tokens, W_E = token_embedding(g)
     x = embed.op("hook_embed", ["pos", "d_model"], "embed", (W_E, tokens), "Token embedding")
     if cfg.embed_scale:
         x = embed.op("hook_embed_scaled", ["pos", "d_model"], "scale", (x,), "Token embedding × √C",
@@ -45,11 +43,7 @@ def build(g: Graph) -> None:
         blk = Scope(g, f"blocks.{i}", layer=i)
         x = blk.op("hook_resid_pre", ["pos", "d_model"], "identity", (x,), f"Residual stream into layer {i}")
         x = block(blk, i, x)
-    top = Scope(g, group="unembed")
-    x = rms_norm(Scope(g), "ln_final", x, "Final RMSNorm")
-    tied = {"tied_to": W_E} if cfg.tied_unembed else {}
-    W_U = top.weight("unembed.W_U", ["d_model", "vocab"], "Unembedding matrix" + (" (W_E transposed)" if tied else ""), **tied)
-    top.softmax("probs", top.linear("logits", x, W_U, None, "Logits"), "Next-token probabilities")
+    unembedding(g, rms_norm(Scope(g), "ln_final", x, "Final RMSNorm"), W_E)
 
 
 def block(blk: Scope, i: int, x: str) -> str:
@@ -81,15 +75,7 @@ def attention(blk: Scope, i: int, x: str) -> str:
         if c != "V":
             qkv[c] = at.op(f"hook_rot_{c.lower()}", ["pos", heads[c], "d_head"], "rotary", (qkv[c],),
                            f"{plain} vector after rotary embedding, layer {i}", inv_freq=inv_freq(cfg), offset=g.past)
-        if g.past and c != "Q":  # a step with a KV cache: the earlier positions' keys and values, then these
-            past = at.input(f"past_{c.lower()}", ["past_pos", "kv_head", "d_head"],
-                            f"Cached {plain.lower()}s of earlier positions, layer {i}")
-            qkv[c] = at.op(f"cache_{c.lower()}", ["key_pos", "kv_head", "d_head"], "concat", (past, qkv[c]),
-                           f"{plain}s so far (cache and this step), layer {i}")
-            qkv["past_" + c] = past
-    if g.past:
-        g.kv_in.append((qkv["past_K"], qkv["past_V"]))
-    g.kv_out.append((qkv["K"], qkv["V"]))
+    qkv["K"], qkv["V"] = at.kv_cache(qkv["K"], qkv["V"], "kv_head", i)  # with a KV cache: the cached ones, then these
     group = {"kv_group": cfg.n_head // cfg.kv_heads} if cfg.kv_heads != cfg.n_head else {}
     scores = at.op("hook_attn_scores", ["head", "pos", "key_pos"], "attn_scores", (qkv["Q"], qkv["K"]),
                    f"Attention scores, layer {i}", scale=cfg.attn_scale(i), **group)
