@@ -182,3 +182,14 @@ def test_the_walkthrough_adapts_to_a_llama(pair):
     assert ("Heads that share keys" in titles) == (model.config.kv_heads < model.config.n_head)
     rms = chapters["RMSNorm"]["steps"][0]["html"]
     assert f"{float(model.run('1 2 3 4 5 6')['blocks.0.ln1.hook_scale'][0]):.4g}".replace("-", "−") in rms
+
+
+def test_sharded_checkpoint_loads(tmp_path):
+    net = save(tmp_path / "whole", "qwen2-headdim")
+    net.save_pretrained(tmp_path / "shards", max_shard_size="40KB")
+    assert len(list((tmp_path / "shards").glob("model-*.safetensors"))) > 1
+    assert (tmp_path / "shards" / "model.safetensors.index.json").is_file()
+    ids = [4, 8, 15, 16, 23, 42]
+    with torch.no_grad():
+        want = net(torch.tensor([ids])).logits[0].numpy()
+    np.testing.assert_allclose(llmviz.load_model(str(tmp_path / "shards")).run(ids)["logits"], want, atol=1e-4)

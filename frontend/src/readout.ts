@@ -11,7 +11,7 @@ export function readoutHtml(info: SceneInfo): string {
   const p = info.prediction;
   if (!p || !info.token_strs) return "";
   const [best, ...rest] = p.top;
-  const input = (info.past ? info.axis_names?.key_pos ?? info.token_strs : info.token_strs).join("");  // a step: its context
+  const input = info.text ?? (info.past ? info.axis_names?.key_pos ?? info.token_strs : info.token_strs).join("");  // a step: its context
   const parts = [`<div class="ro-next"><span class="ro-label">next token after <code>${esc(input)}</code></span>
     <span class="ro-token" data-token="${esc(best.token)}">${esc(best.token)}</span>
     <span class="ro-prob">${esc(best.percent)}</span></div>`];

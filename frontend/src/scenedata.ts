@@ -58,6 +58,7 @@ export interface SceneInfo {
   max_display: { weight: number; computed: number };
   tokens?: number[];
   token_strs?: string[];
+  text?: string; // the input (with a KV cache, the whole context) as a person reads it: decoded by the tokenizer
   predicted?: string[];
   axis_names?: Record<string, string[]>; // what each index of a named axis stands for (tokens)
   prediction?: Prediction | null;

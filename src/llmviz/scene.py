@@ -203,7 +203,8 @@ class SceneBuilder:
         if trace is not None:
             scene.update(tokens=trace.tokens, token_strs=trace.token_strs, predicted=trace.predicted,
                          axis_names=axis_names(trace, sizes), prediction=prediction(trace),
-                         context=trace.past_tokens + trace.tokens)  # with a KV cache: the cached tokens first
+                         context=trace.past_tokens + trace.tokens,  # with a KV cache: the cached tokens first
+                         text=trace.model.decode(trace.past_tokens + trace.tokens))  # the input as a person reads it
         return scene, atlas
 
 
