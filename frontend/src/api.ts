@@ -1,6 +1,7 @@
 // The server's API, typed. Every failure becomes an Error whose message is the server's `detail`.
 import { parseScene, type ModelConfig, type SceneData } from "./scenedata";
 import { parseTrace, type Trace } from "./trace";
+import { request } from "./transport";
 import type { Explanation } from "./tooltip";
 import type { Walk } from "./walkstate";
 
@@ -25,10 +26,10 @@ async function check(res: Response): Promise<Response> {
 }
 
 const post = (url: string, body: unknown) =>
-  fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  request(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
 export async function fetchModels(started?: Promise<Response>): Promise<ModelInfo[]> {
-  return (await check(await (started ?? fetch("/api/models")))).json();
+  return (await check(await (started ?? request("/api/models")))).json();
 }
 
 export async function fetchScene(req: { model?: string; text?: string; n_pos?: number; heads?: string; past?: number }): Promise<SceneData> {
@@ -60,7 +61,7 @@ export async function fetchExplanation(req: { model: string; tokens: number[]; t
 
 export async function fetchWalkthrough(model: string, input?: string): Promise<Walk> {
   const q = new URLSearchParams({ model, ...(input !== undefined ? { input } : {}) });
-  return (await check(await fetch(`/api/walkthrough?${q}`))).json();
+  return (await check(await request(`/api/walkthrough?${q}`))).json();
 }
 
 export interface LensTop { id: number; token: string; prob: number }

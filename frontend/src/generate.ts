@@ -1,6 +1,7 @@
 // The generation panel: Step, Play/Stop, Undo and Reset on a server session (a KV cache), the sampling
 // settings, the tokens so far (click a generated one for the distribution it was drawn from), the sampling
 // chain of the chosen step, and the cache in numbers. The view reloads on the longer input after each step.
+import { request } from "./transport";
 import { chainHtml, type Step } from "./chain";
 import { escapeHtml } from "./html";
 import { formatCount } from "./trace";
@@ -29,7 +30,7 @@ function bytes(n: number): string {
 }
 
 async function call(method: string, url: string, body?: unknown): Promise<SessionState | null> {
-  const res = await fetch(url, { method, headers: { "content-type": "application/json" },
+  const res = await request(url, { method, headers: { "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body) });
   if (res.status === 204) return null;
   const data = await res.json().catch(() => ({ detail: `${res.status} ${res.statusText}` }));

@@ -5,6 +5,7 @@ import { findBlock, cellScreenPoint, pickAt } from "./scene";
 import { onlyPanel } from "./panels";
 import { app, showError, $, type CellRef } from "./state";
 import { explanationHtml, structureHtml, type Explanation } from "./tooltip";
+import { tellHost } from "./transport";
 import { type ViewState } from "./urlstate";
 
 export function tooltipEl(): HTMLDivElement {
@@ -36,6 +37,7 @@ export function hideTooltip() {
 }
 
 export function unpin() {
+  if (app.hover.pinned) tellHost("selected", {});
   app.hover.pinned = null;
   tooltipEl().classList.remove("pinned");
   hideTooltip();
@@ -112,6 +114,7 @@ export async function showCell(c: CellRef, clientX: number, clientY: number, t0:
     tip.innerHTML = explanationHtml(e, pinned);
     tip.dataset.tensor = e.tensor;
     tip.dataset.index = JSON.stringify(e.index.map((a) => a.i));
+    if (pinned) tellHost("selected", { tensor: e.tensor, index: e.index.map((a) => a.i) });
     regions = [...e.sources, e.target];
   }
   tip.classList.toggle("pinned", pinned);

@@ -15,6 +15,7 @@ import { type SceneData } from "./scenedata";
 import { app, narrow, showError, writeUrl, $ } from "./state";
 import { formatCount } from "./trace";
 import { parseState } from "./urlstate";
+import { embedded, tellHost } from "./transport";
 import { View } from "./view";
 import { Insights } from "./insights";
 import { Walkthrough } from "./walkthrough";
@@ -153,14 +154,20 @@ async function start() {
     if (at && app.state.view !== "scale") await app.walk!.open(at);  // the same step, told for the new model
   });
 
-  $<HTMLFormElement>("#run").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
+  const runInput = async (text: string) => {
     const step = app.walk!.at ?? undefined;
-    app.state = { model: app.state.model, input: $<HTMLInputElement>("#prompt").value, heads: app.state.heads, step };
+    app.state = { model: app.state.model, input: text, heads: app.state.heads, step };
     app.gen!.forget();
     await loadView();
     if (step) await app.walk!.open(step);  // the walkthrough's numbers follow the new input
     app.insights!.refresh();
+  };
+  $<HTMLFormElement>("#run").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    void runInput($<HTMLInputElement>("#prompt").value);
+  });
+  window.addEventListener("message", (e) => {  // a notebook widget's host: Python set widget.text
+    if (embedded() && e.source === window.parent && e.data?.llmviz === "input") void runInput(String(e.data.text));
   });
   app.insights = new Insights($<HTMLElement>("#insights"), {
     model: () => app.state.model ?? app.models[0].name,
@@ -197,6 +204,7 @@ async function start() {
     moved: (at, push) => {
       app.state.step = at ?? undefined;
       writeUrl(push);
+      tellHost("step", at ? at.join(".") : "");
     },
   });
   $<HTMLButtonElement>("#walk-toggle").addEventListener("click", () => {

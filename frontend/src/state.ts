@@ -5,6 +5,7 @@ import { type Placed } from "./framing";
 import { type Generator } from "./generate";
 import { type LabelLayer } from "./labels";
 import { type Explanation } from "./tooltip";
+import { embedded } from "./transport";
 import { formatState, parseState, type ViewState } from "./urlstate";
 import { type View } from "./view";
 import { type Walkthrough } from "./walkthrough";
@@ -17,7 +18,8 @@ export const app = {
   labels: null as LabelLayer | null,
   models: [] as ModelInfo[],
   placed: [] as Placed[],
-  state: parseState(location.search) as ViewState,
+  // Embedded in a notebook widget, the page's URL is the host's: the widget hands in its own.
+  state: parseState((window as { __llmvizSearch?: string }).__llmvizSearch ?? location.search) as ViewState,
   selected: null as { placed: Placed; block: number } | null,
   firstFrameMs: null as number | null,
   loadSeq: 0,
@@ -52,6 +54,7 @@ export function writeUrl(push = false) {
   s.block = app.selected ? app.selected.placed.data.info.blocks[app.selected.block].tensor : undefined;
   const c = app.hover.pinned;
   s.cell = c ? { tensor: c.placed.data.info.blocks[c.block].tensor, slab: c.slab, col: c.col, row: c.row } : undefined;
+  if (embedded()) return;  // a widget's page has no address of its own
   const url = formatState(s) || location.pathname;
   if (push && url !== location.search) history.pushState(null, "", url);
   else history.replaceState(null, "", url);

@@ -382,6 +382,12 @@ class Trace(Mapping):
             meta["predicted"] = json.dumps(self.predicted)
         return meta
 
+    def show(self):
+        """This trace's input in a notebook widget (see llmviz.show)."""
+        from .notebook import Widget
+
+        return Widget(self.model, self.model.decode(self.past_tokens + self.tokens))
+
     def to_bytes(self, include_weights: bool = False, names: Sequence[str] | None = None) -> memoryview:
         """The trace in safetensors format: a JSON header of names, dtypes, shapes and offsets, then one
         little-endian buffer. Tokens are stored as int32, everything else as float32. names: just these."""

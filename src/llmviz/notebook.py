@@ -1,0 +1,104 @@
+"""llmviz in a notebook: `llmviz.show(model, text)` returns a widget (anywidget) that draws the same page as
+`llmviz serve`: the 3D view, hover with formulas, the walkthrough, generation and the panels.
+
+    w = llmviz.show("nano-gpt", "CBABBC")
+    w.text = "AAB"        # runs the model on a new input
+    w.selected            # the pinned cell: {"tensor": ..., "index": [...]}
+    w.step                # the walkthrough's chapter.step, as "5.2"
+
+The page runs in an iframe inside the widget and asks for its data with messages, which the kernel answers
+by calling the server's own app in process: the same endpoints, no HTTP server and no network. Needs the
+`notebook` extra (anywidget).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from urllib.parse import quote, urlsplit
+
+try:
+    import anywidget
+    import traitlets
+except ImportError as e:  # pragma: no cover - the message is the point
+    raise ImportError("llmviz.show needs anywidget: pip install 'llmviz[notebook]'") from e
+
+from .loading import load_model
+from .model import Model
+from .server import create_app, static_dir
+
+
+def page(model: str, text: str | None) -> str:
+    """The llmviz page with its script and styles inline (an iframe's srcdoc reads no files), told its model
+    and input, and to ask for data through its host."""
+    folder = static_dir()
+    html = (folder / "index.html").read_text(encoding="utf-8")
+    html = re.sub(r'<script id="early">.*?</script>', "", html, flags=re.S)  # the served page's early fetches
+    search = "?model=" + quote(model) + ("" if text is None else "&input=" + quote(text))
+    state = f"<script>window.__llmvizEmbedded = true; window.__llmvizSearch = {json.dumps(search)};</script>"
+    css = (folder / "style.css").read_text(encoding="utf-8")
+    js = (folder / "app.js").read_text(encoding="utf-8").replace("</script", "<\\/script")
+    html = html.replace('<link rel="stylesheet" href="style.css">', f"<style>{css}</style>")
+    return html.replace('<script type="module" src="app.js"></script>', f'{state}<script type="module">{js}</script>')
+
+
+class Widget(anywidget.AnyWidget):
+    _esm = static_dir() / "widget.js"
+    _page = traitlets.Unicode().tag(sync=True)
+    text = traitlets.Unicode().tag(sync=True)
+    selected = traitlets.Dict().tag(sync=True)
+    step = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, model: Model, text: str | None = None):
+        text = text if text is not None else (model.config.example or None)
+        super().__init__(_page=page(model.name, text), text=text or "")
+        self._app = create_app([model])
+        self.on_msg(self._on_message)
+
+    def _on_message(self, _widget, content, buffers) -> None:
+        if not isinstance(content, dict) or content.get("kind") != "request":
+            return
+        work = self._answer(content)
+        try:
+            asyncio.get_running_loop().create_task(work)  # the kernel's loop: answer without blocking it
+        except RuntimeError:
+            asyncio.run(work)
+
+    async def _answer(self, req: dict) -> None:
+        status, kind, body = await call(self._app, req.get("method", "GET"), str(req.get("url", "/")), req.get("body"))
+        self.send({"kind": "response", "id": req.get("id"), "status": status, "type": kind}, buffers=[body])
+
+
+async def call(app, method: str, url: str, body: str | None) -> tuple[int, str, bytes]:
+    """One request to an ASGI app in this process: (status, content type, body)."""
+    parts = urlsplit(url)
+    data = (body or "").encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method.upper(),
+             "scheme": "http", "path": parts.path, "raw_path": parts.path.encode(), "query_string": parts.query.encode(),
+             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                         (b"content-length", str(len(data)).encode())],
+             "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 80), "root_path": ""}
+    sent, out = False, {"status": 500, "headers": [], "body": bytearray()}
+
+    async def receive():
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)  # the app waits on disconnects only after the body: never, here
+        sent = True
+        return {"type": "http.request", "body": data, "more_body": False}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            out["status"], out["headers"] = message["status"], message.get("headers", [])
+        elif message["type"] == "http.response.body":
+            out["body"] += message.get("body", b"")
+
+    await app(scope, receive, send)
+    kind = next((v.decode() for k, v in out["headers"] if k.lower() == b"content-type"), "application/octet-stream")
+    return out["status"], kind, bytes(out["body"])
+
+
+def show(model: Model | str, text: str | None = None, **load) -> Widget:
+    """A notebook widget of this model (or the name or path `load_model` takes) on `text` (default: its example)."""
+    return Widget(model if isinstance(model, Model) else load_model(model, **load), text)

@@ -1,0 +1,110 @@
+"""llmviz.show in a real JupyterLab (started on loopback by the test, with a token), in Debian's headless
+Chromium: the scene, a hovered cell's formula, and widget.text set from Python changing the view."""
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from conftest import _free_port
+
+pytest.importorskip("anywidget")
+pytest.importorskip("jupyterlab")
+
+DESKTOP = {"width": 1280, "height": 900}
+TOKEN = "llmviz-test-token"
+
+
+@pytest.fixture
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": DESKTOP}
+
+
+def notebook(cells: list[str]) -> dict:
+    return {"nbformat": 4, "nbformat_minor": 5,
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "cells": [{"cell_type": "code", "metadata": {}, "source": c, "outputs": [], "execution_count": None,
+                       "id": f"c{i}"} for i, c in enumerate(cells)]}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lab")
+    (folder / "show.ipynb").write_text(json.dumps(notebook([
+        'import llmviz\nw = llmviz.show("nano-gpt", "CBABBC")\nw',
+        'import json\nprint("selected", json.dumps(w.selected), "step", w.step)',
+        'w.text = "AAB"',
+        'w2 = llmviz.show("nano-gpt", "CCA")\nw2',
+    ])))
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+                             f"--IdentityProvider.token={TOKEN}", f"--notebook-dir={folder}", "--LabApp.news_url=",
+                             "--ServerApp.disable_check_xsrf=True", "--allow-root"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    yield base, folder
+    proc.terminate()
+    proc.wait(10)
+
+
+def run_cell(page: Page, i: int):
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(i)
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+
+
+def test_show_draws_hovers_and_follows_python(page: Page, lab, screenshots):
+    base, folder = lab
+    page.goto(f"{base}/lab/tree/show.ipynb?token={TOKEN}")
+    expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
+    page.wait_for_timeout(1500)  # the kernel starts
+    run_cell(page, 0)
+    frame_el = page.locator(".jp-OutputArea-output iframe").first
+    expect(frame_el).to_be_visible(timeout=60_000)
+    frame = frame_el.content_frame
+    expect(frame.locator("body[data-ready=true]")).to_be_attached(timeout=60_000)
+    expect(frame.locator("#readout")).to_contain_text("ABBBCC")
+    frame.locator("[data-intro=close]").click()  # the first-visit card, as on the served page
+    # Hover a cell: its formula comes from the kernel.
+    inner = next(f for f in page.frames if f.url == "about:srcdoc")
+    inner.evaluate("window.__llmviz.flyToBlock('blocks.0.attn.hook_attn_scores')")
+    page.wait_for_timeout(300)
+    p = inner.evaluate("""(() => { const p = window.__llmviz.blockScreenPoint('blocks.0.attn.hook_attn_scores', 0, 1, 4),
+        r = document.querySelector('#view').getBoundingClientRect(); return { x: p.x - r.left, y: p.y - r.top }; })()""")
+    frame_el.scroll_into_view_if_needed()
+    frame.locator("#view").hover(position=p)
+    tip = frame.get_by_role("tooltip")
+    expect(tip).to_be_visible(timeout=20_000)
+    expect(tip).to_contain_text("q · k /")
+    page.screenshot(path=screenshots / "notebook-widget.png")
+    # Pinning a cell and moving through the walkthrough show in Python.
+    frame.locator("#view").click(position=p)
+    expect(tip).to_contain_text("pinned")
+    frame.locator("#walk-toggle").click()
+    expect(frame.locator("#walk-where")).to_contain_text("Chapter 1 of 12 · step 1")
+    frame.locator("[data-walk=next]").click()
+    expect(frame.locator("#walk-where")).to_contain_text("step 2")
+    run_cell(page, 1)
+    out = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea-output")
+    expect(out).to_contain_text('selected {"tensor": "blocks.0.attn.hook_attn_scores", "index": [0, 4, 1]} step 1.2',
+                                timeout=30_000)
+    # Python sets the input: the view follows.
+    run_cell(page, 2)
+    expect(frame.locator("#prompt")).to_have_value("AAB", timeout=30_000)
+    expect(frame.locator("#readout")).to_contain_text("next token after AAB")
+    # A second widget in the same notebook has its own state.
+    run_cell(page, 3)
+    frames = page.locator(".jp-OutputArea-output iframe")
+    expect(frames).to_have_count(2, timeout=60_000)
+    expect(frames.nth(1).content_frame.locator("#prompt")).to_have_value("CCA", timeout=60_000)
+    expect(frame.locator("#prompt")).to_have_value("AAB")
