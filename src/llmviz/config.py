@@ -148,7 +148,7 @@ class ModelConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-# HF `activation_function` names -> the op that computes them (see graph.py and ops.py).
+# HF `activation_function` / `hidden_act` names -> the op that computes them (see llmviz.ops).
 ACTIVATIONS = {
     "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu",
     "gelu": "gelu_erf", "relu": "relu", "silu": "silu", "swish": "silu",

@@ -2,9 +2,10 @@
 
 Each tensor has a TransformerLens-style name, named axes, a kind (input, weight,
 activation or aggregate) and, unless it is a weight or the input, the op that
-computes it and the tensors it reads. The numpy forward pass (`model.py`) runs
-this list in order; the JSON form (`Graph.to_json`) is what the browser draws,
-what hover provenance explains and what the walkthrough points at.
+computes it and the tensors it reads. Each architecture (llmviz.arch) declares its
+tensors through a Scope. The numpy forward pass (`model.py`) runs this list in
+order with the ops of llmviz.ops; the JSON form (`Graph.to_json`) is what the
+browser draws, what hover provenance explains and what the walkthrough points at.
 """
 
 from __future__ import annotations
