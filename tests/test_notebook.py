@@ -86,6 +86,9 @@ def test_show_draws_hovers_and_follows_python(page: Page, lab, screenshots):
     tip = frame.get_by_role("tooltip")
     expect(tip).to_be_visible(timeout=20_000)
     expect(tip).to_contain_text("q · k /")
+    news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's offer of news, over the output
+    if news.is_visible():
+        news.click()
     page.screenshot(path=screenshots / "notebook-widget.png")
     # Pinning a cell and moving through the walkthrough show in Python.
     frame.locator("#view").click(position=p)

@@ -36,6 +36,7 @@ export class Insights {
   async open(tab: Tab = this.tab, focus: number[] = []): Promise<void> {
     this.tab = tab;
     this.panel.hidden = false;
+    document.body.classList.add("insights-open");
     for (const b of this.panel.querySelectorAll<HTMLElement>("[data-tab]")) b.setAttribute("aria-selected", String(b.dataset.tab === tab));
     for (const t of ["attention", "lens", "branches"] as Tab[]) this.panel.querySelector<HTMLElement>(`#ins-${t}`)!.hidden = t !== tab;
     this.host.shown(tab);
@@ -55,6 +56,7 @@ export class Insights {
 
   close(): void {
     this.panel.hidden = true;
+    document.body.classList.remove("insights-open");
     this.host.shown(null);
   }
 

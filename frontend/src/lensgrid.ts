@@ -42,7 +42,7 @@ export class LensGrid {
     const tip = this.tip();
     if (!td || !this.lens || !tip) return;
     const l = this.lens, li = Number(td.dataset.layer), pos = Number(td.dataset.pos);
-    tip.innerHTML = `<b>${esc(l.labels[li])}</b>, position ${pos} (<code>${esc(l.token_strs[pos])}</code>): top 5
+    tip.innerHTML = `<b>${esc(l.labels[li])}</b>, position ${pos} (<code>${esc(l.token_strs[pos])}</code>): top ${l.top[li][pos].length}
       <table>${l.top[li][pos].map((t) => `<tr><td><code>${esc(t.token)}</code></td><td>${pct(t.prob)}</td></tr>`).join("")}</table>`;
     tip.hidden = false;
     const box = this.box.getBoundingClientRect(), r = td.getBoundingClientRect();

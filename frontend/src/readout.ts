@@ -16,7 +16,7 @@ export function readoutHtml(info: SceneInfo): string {
     <span class="ro-token" data-token="${esc(best.token)}">${esc(best.token)}</span>
     <span class="ro-prob">${esc(best.percent)}</span></div>`];
   if (rest.length) {
-    parts.push(`<div class="ro-rest">then ${rest.slice(0, 3).map((c) => `<code>${esc(c.token)}</code> ${esc(c.percent)}`).join(" · ")}</div>`);
+    parts.push(`<div class="ro-rest">then ${rest.slice(0, 3).map((c) => `<code>${esc(c.token)}</code> (${esc(c.percent)})`).join(" · ")}</div>`);
   }
   if (p.answer) {
     parts.push(`<div class="ro-answer"><span class="ro-label">answer, ${p.answer.ids.length} tokens fed back one by one</span>

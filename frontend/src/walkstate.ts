@@ -77,7 +77,8 @@ export interface Visual {
   travel: { token: string; from: Region; to: Region; p: number } | null;
 }
 
-const lit = (r: Region): Region => ({ ...r, role: "input" });
+const lit = (r: Region): Region => ({ ...r, role: "input" });  // filled: what a sum reads, or a guess's row, hidden
+const outlined = (r: Region): Region => ({ ...r, role: "target" });  // framed: the numbers stay readable
 const whole = (tensor: string, role: string): Region => ({ tensor, ranges: {}, role });
 
 /** Everything the view shows at time t of step `index`. With reduced motion, each action is already done. */
@@ -94,7 +95,7 @@ export function visualAt(all: Place[], index: number, t: number, reduced = false
     if (p <= 0) return;
     switch (a.type) {
       case "highlight":
-        v.regions.push(...a.regions.map(lit));
+        v.regions.push(...a.regions.map(outlined));
         break;
       case "reveal":
         v.reveal = { tensor: a.tensor, along: a.along, fraction: p };

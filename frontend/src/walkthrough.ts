@@ -251,13 +251,14 @@ export class Walkthrough {
     }
   }
 
-  /** The table of contents: the architecture's stages in order, each with its chapters. */
+  /** The table of contents: the architecture's stages in reading order, each with its chapters (a stage the
+   * tour comes back to appears again, so the numbers always run in order). */
   private map(): void {
     const stages: { name: string; chapters: { number: number; title: string }[] }[] = [];
     for (const c of this.walk!.chapters) {
-      let s = stages.find((x) => x.name === c.stage);
-      if (!s) stages.push((s = { name: c.stage, chapters: [] }));
-      s.chapters.push({ number: c.number, title: c.title });
+      const last = stages[stages.length - 1];
+      if (last?.name === c.stage) last.chapters.push({ number: c.number, title: c.title });
+      else stages.push({ name: c.stage, chapters: [{ number: c.number, title: c.title }] });
     }
     this.$<HTMLElement>("#walk-map").innerHTML = stages.map((s) => `<div class="walk-stage"><span>${esc(s.name)}</span>${
       s.chapters.map((c) => `<button type="button" data-chapter="${c.number}" title="${esc(c.title)}">${c.number}</button>`).join("")}</div>`)

@@ -43,7 +43,7 @@ test("the camera flies from the last framed tensors to this step's, and stays pu
 
 test("the state is a function of step and time: actions appear in order, and reduced motion is the end state", () => {
   assert.equal(visualAt(all, 0, 0).regions.length, 0);
-  assert.equal(visualAt(all, 0, duration(all[0].s)).regions[0].role, "input");
+  assert.equal(visualAt(all, 0, duration(all[0].s)).regions[0].role, "target");  // outlined: values stay readable
   const mid = visualAt(all, 1, PAUSE + 0.25 * SLOT);
   assert.deepEqual(mid.reveal, { tensor: "x", along: "rows", fraction: 0.25 });
   const add0 = visualAt(all, 2, PAUSE + SLOT + 0.2 * SLOT), add1 = visualAt(all, 2, duration(all[2].s));
