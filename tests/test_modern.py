@@ -177,7 +177,7 @@ def test_the_walkthrough_adapts_to_a_llama(pair):
     chapters = {c["title"]: c for c in w["chapters"]}
     assert "RMSNorm" in chapters and "Layer norm" not in chapters
     titles = [s["title"] for c in w["chapters"] for s in c["steps"]]
-    assert "Positions by rotation" in titles and "Each position picks a row too" not in titles
+    assert "Positions by rotation" in titles and "Each position picks a vector too" not in titles
     assert "Gate and up" in titles and "GELU" not in titles
     assert ("Heads that share keys" in titles) == (model.config.kv_heads < model.config.n_head)
     rms = chapters["RMSNorm"]["steps"][0]["html"]
