@@ -18,6 +18,7 @@ export interface Label {
   offsetY?: number;        // pixels up (negative) or down from the anchor, whatever the zoom
   height?: number;         // pixels tall, for collisions (default: one line)
   data?: Record<string, string>;
+  group?: string;          // labels shown all together or not at all (one axis's names: half of them would mislead)
 }
 
 const SHIFT = { left: "0", center: "-50%", right: "-100%" };
@@ -67,8 +68,12 @@ export class LabelLayer {
         kept.push({ ...s, px: Math.min(s.px, (s.l.fullPixels ?? Infinity) - 1) });
       }
     }
+    // A group (an axis's names) shows whole or not at all: every other token would read as half as many.
+    const count = (list: typeof shown) => list.reduce((m, s) => (s.l.group ? m.set(s.l.group, (m.get(s.l.group) ?? 0) + 1) : m),
+      new Map<string, number>());
+    const all = count(shown), fitted = count(kept);
     shown.length = 0;
-    shown.push(...kept);
+    shown.push(...kept.filter((s) => !s.l.group || fitted.get(s.l.group) === all.get(s.l.group)));
     while (this.nodes.length < shown.length) {
       const d = document.createElement("div");
       this.root.appendChild(d);

@@ -113,13 +113,13 @@ function axisNames(b: BlockInfo, names: Record<string, string[]>, offsetX: numbe
     if (colNames && b.tile[0] === 1 && colNames.length === b.cols && b.kind !== "input") {
       colNames.forEach((n, i) => out.push({ anchor: v3(g.x + offsetX + i + 0.5, b.y - b.rows - 0.2, g.z), worldSize: 1,
         minPixels: 13, html: escapeHtml(n), cls: "axis-name", align: "center", priority: PRIORITY.detail,
-        data: { tensor: b.tensor, axis: across! } }));
+        data: { tensor: b.tensor, axis: across! }, group: `${b.tensor}|${across}|${s}` }));
     }
     const rowNames = down ? names[down] : undefined;
     if (rowNames && b.tile[1] === 1 && rowNames.length === b.rows && s === 0) {
       rowNames.forEach((n, i) => out.push({ anchor: v3(g.x + offsetX - 0.3, b.y - i - 0.5, g.z), worldSize: 1,
         minPixels: 13, html: escapeHtml(n), cls: "axis-name row", align: "right", priority: PRIORITY.detail,
-        data: { tensor: b.tensor, axis: down! } }));
+        data: { tensor: b.tensor, axis: down! }, group: `${b.tensor}|${down}` }));
     }
   }
 }
