@@ -375,6 +375,14 @@ class Recent:
             while self.used > self.capacity:
                 self.used -= self.items.popitem(last=False)[1][1]
 
+    def payload(self, key, make) -> bytes:
+        """The bytes kept under key, or make() them and keep them."""
+        data = self.get(key)
+        if data is None:
+            data = make()
+            self.put(key, data, len(data))
+        return data
+
 
 class Workers:
     """The forward passes run in a pool of `size` threads, with at most `queue` more requests waiting;
@@ -620,15 +628,14 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         within_budget(m.graph.peak_bytes(len(ids), names, only=names), f"the attention of {len(ids)} tokens",
                       "give fewer tokens")
 
+        def patterns(stop) -> bytes:
+            t = m.run(ids, keep=names, stop=stop, only=names)
+            meta = {**t.metadata(), "layers": json.dumps(names)}
+            return bytes(safetensors_bytes({n: t[n].astype(np.float16) for n in names}, meta))
+
         def compute(stop):
-            key = ("attention", m, tuple(ids))
-            payload = cache.get(key)
-            if payload is None:
-                t = m.run(ids, keep=names, stop=stop, only=names)
-                meta = {**t.metadata(), "layers": json.dumps(names)}
-                payload = bytes(safetensors_bytes({n: t[n].astype(np.float16) for n in names}, meta))
-                cache.put(key, payload, len(payload))
-            return Response(payload, media_type=TRACE_MEDIA_TYPE)
+            return Response(cache.payload(("attention", m, tuple(ids)), lambda: patterns(stop)),
+                            media_type=TRACE_MEDIA_TYPE)
 
         return await workers.run(request, compute)
 
@@ -652,11 +659,8 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         pass_budget(m, ids)
 
         def compute(stop):
-            key = ("branches", m, tuple(ids), req.k, req.depth, req.max_nodes)
-            answer = cache.get(key)
-            if answer is None:
-                answer = json.dumps(json_safe(branches(m, ids, req.k, req.depth, req.max_nodes, stop))).encode()
-                cache.put(key, answer, len(answer))
+            answer = cache.payload(("branches", m, tuple(ids), req.k, req.depth, req.max_nodes), lambda: json.dumps(
+                json_safe(branches(m, ids, req.k, req.depth, req.max_nodes, stop))).encode())
             return Response(answer, media_type="application/json")
 
         return await workers.run(request, compute)
@@ -670,11 +674,8 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         without weights). With no input, a model with weights runs its example input."""
         m = get_model(req.model or next(iter(registry)))
         if not m.has_weights:
-            key = ("structure", m, req.n_pos, req.heads)
-            payload = cache.get(key)
-            if payload is None:
-                payload = scene_bytes(m, None, req.n_pos, req.heads)
-                cache.put(key, payload, len(payload))
+            payload = cache.payload(("structure", m, req.n_pos, req.heads),
+                                    lambda: scene_bytes(m, None, req.n_pos, req.heads))
             return Response(payload, media_type=SCENE_MEDIA_TYPE)
         prompt = req.text if req.text is not None else req.tokens
         ids = m.encode(prompt if prompt is not None else (example_input(m) or [0]))
