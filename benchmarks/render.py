@@ -136,9 +136,9 @@ def measure(browser, base: str, model: str, frames: int) -> dict:
         page.click("#gen-toggle")
         steps = []
         for _ in range(5):  # from the Step click to the frame that shows the new token (the view one position longer)
-            before = page.evaluate("window.__llmviz.stepMs()")
+            before = page.evaluate("document.querySelector('#gen').dataset.stepsDone ?? null")
             page.click("[data-gen=step]")
-            page.wait_for_function(f"window.__llmviz.stepMs() !== {json.dumps(before)}")
+            page.wait_for_function(f"(document.querySelector('#gen').dataset.stepsDone ?? null) !== {json.dumps(before)}")
             steps.append(page.evaluate("window.__llmviz.stepMs()"))
         out["step_ms"] = statistics.median(steps)
         out["step_all"] = steps

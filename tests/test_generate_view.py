@@ -20,9 +20,9 @@ def chips(page: Page) -> str:
 
 def step(page: Page, n: int = 1):
     for _ in range(n):
-        before = page.locator("#gen").get_attribute("data-step-ms")
+        before = page.locator("#gen").get_attribute("data-steps-done")
         page.click("[data-gen=step]")
-        page.wait_for_function(f"document.querySelector('#gen').dataset.stepMs !== {repr(before) if before else 'undefined'}")
+        page.wait_for_function(f"document.querySelector('#gen').dataset.stepsDone !== {repr(before) if before else 'undefined'}")
 
 
 def test_six_steps_write_the_sorted_answer_token_by_token(page: Page, live_server, console_errors, screenshots):

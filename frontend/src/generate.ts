@@ -46,6 +46,7 @@ export class Generator {
   private shown = -1;  // the step whose chain is drawn
   private playing = false;
   lastStepMs: number | null = null;  // from the Step click to the frame with the new token
+  private done = 0;  // steps drawn so far: a test waits for this to change (two timings can be equal)
 
   constructor(private root: HTMLElement, private host: GeneratorHost) {
     root.addEventListener("click", (e) => {
@@ -109,6 +110,7 @@ export class Generator {
       this.travel(s.steps[0].token, from);
       this.lastStepMs = performance.now() - t0;
       this.root.dataset.stepMs = this.lastStepMs.toFixed(1);
+      this.root.dataset.stepsDone = String(++this.done);
       return !s.done;
     } catch (e) {
       this.host.error((e as Error).message);  // the state before the step stays
