@@ -45,10 +45,10 @@ def explain_attn_scores(trace, t, at, value):
                 "rows": [["query position", str(i)], ["key position", str(j)]], "sources": sources}
     q = trace[q_name][i, h].astype(np.float64)
     k = trace[k_name][j, kh].astype(np.float64)
-    dot, scale = float(q @ k), float(t.attrs["scale"])
-    result = dot / scale
     terms = q * k
-    order = np.argsort(-np.abs(terms))[:TOP_TERMS]
+    dot, scale = float(terms.sum()), float(t.attrs["scale"])
+    result = dot / scale
+    order = np.argsort(-np.abs(terms), kind="stable")[:TOP_TERMS]
     shown = [{"at": {"d_head": int(a)}, "x": float(q[a]), "w": float(k[a]), "product": float(terms[a])} for a in order]
     return {"text": f"q · k / {fmt(scale)} = {fmt(dot)} / {fmt(scale)} = {fmt(result)}", "result": result,
             "rows": [["q · k", fmt(dot)], ["√A", fmt(scale)], *shared],
@@ -78,7 +78,7 @@ def explain_weighted_sum(trace, t, at, value):
     v = trace[v_name][:, kh, a].astype(np.float64)
     terms = p * v
     result = float(terms.sum())
-    order = np.argsort(-np.abs(terms))[:TOP_TERMS]
+    order = np.argsort(-np.abs(terms), kind="stable")[:TOP_TERMS]
     shown = [{"at": {"key_pos": int(j)}, "x": float(p[j]), "w": float(v[j]), "product": float(terms[j])} for j in order]
     return {"text": f"Σ T' p·v ({terms.size} terms) = {fmt(result)}", "result": result,
             "rows": [["Σ T' p·v", fmt(result)]] + ([["value head", f"{kh} (shared by {group} query heads)"]] if group > 1 else []),

@@ -35,7 +35,7 @@ def explain_linear(trace, t, at, value):
     terms = (x * w).ravel()
     bias = float(trace[b_name][tuple(at[a] for a in graph[b_name].axes)]) if b_name else 0.0
     result = bias + float(terms.sum())
-    order = np.argsort(-np.abs(terms))[:TOP_TERMS]
+    order = np.argsort(-np.abs(terms), kind="stable")[:TOP_TERMS]
     shown = []
     for k in order:
         where = dict(zip(contract, (int(i) for i in np.unravel_index(int(k), x.shape))))

@@ -85,11 +85,14 @@ def explain_ln_affine(trace, t, at, value):
     g = float(trace[w_name][at["d_model"]])
     b = float(trace[b_name][at["d_model"]]) if b_name else 0.0
     result = n * g + b
-    mu_name, sigma_name = graph[n_name].inputs[1:3]
-    mu, sigma = float(trace[mu_name][at["pos"]]), float(trace[sigma_name][at["pos"]])
     sources = [region(trace, n_name, dict(at), "input"), region(trace, w_name, {"d_model": at["d_model"]}, "weight")]
     if b_name:
         sources.append(region(trace, b_name, {"d_model": at["d_model"]}, "bias"))
+    stats = [float(trace[s][at["pos"]]) for s in graph[n_name].inputs[1:]]
+    if len(stats) == 1:  # RMSNorm: x / s, and no bias
+        return {"text": f"x / s · γ = {fmt(n)} × {fmt(g)} = {fmt(result)}", "result": result,
+                "rows": [["x̂ = x / s", fmt(n)], ["s", fmt(stats[0])], ["γ", fmt(g)]], "sources": sources}
+    mu, sigma = stats
     return {"text": f"(x − μ) / σ · γ + β = {fmt(n)} × {fmt(g)} + {fmt(b)} = {fmt(result)}", "result": result,
             "rows": [["x̂ = (x − μ) / σ", fmt(n)], ["μ", fmt(mu)], ["σ", fmt(sigma)], ["γ", fmt(g)], ["β", fmt(b)]],
             "sources": sources}
