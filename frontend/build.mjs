@@ -1,4 +1,4 @@
-// Bundles the front-end into the Python package (src/llmviz/static) and the test hooks into dist-test/, or
+// Bundles the front-end into the Python package (src/llmviz/static) and the test tools into dist-test/, or
 // the unit tests into .test-build/.
 import { build } from "esbuild";
 import { cpSync, mkdirSync, readdirSync, rmSync } from "node:fs";
@@ -25,6 +25,11 @@ if (tests) {
   await build({
     entryPoints: ["src/testhooks.ts"], bundle: true, format: "iife", target: "es2022",
     outfile: "dist-test/testhooks.js", logLevel: "warning",
+  });
+  // What an exported page answers, computed in node: tests/test_export.py compares it with the server's.
+  await build({
+    entryPoints: ["tools/exportcheck.ts"], bundle: true, platform: "node", format: "esm", target: "es2022",
+    outfile: "dist-test/exportcheck.mjs", logLevel: "warning",
   });
   console.log(`built the front-end into ${out} (test hooks: frontend/dist-test)`);
 }

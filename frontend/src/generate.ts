@@ -2,6 +2,7 @@
 // settings, the tokens so far (click a generated one for the distribution it was drawn from), the sampling
 // chain of the chosen step, and the cache in numbers. The view reloads on the longer input after each step.
 import { request } from "./transport";
+import { exported } from "./exported";
 import { chainHtml, type Step } from "./chain";
 import { escapeHtml } from "./html";
 import { formatCount } from "./trace";
@@ -49,6 +50,10 @@ export class Generator {
   private done = 0;  // steps drawn so far: a test waits for this to change (two timings can be equal)
 
   constructor(private root: HTMLElement, private host: GeneratorHost) {
+    if (exported()) {  // a static export stores each step as it ran, on the KV cache (see export.py)
+      const kv = $<HTMLInputElement>(root, "#gen-kv");
+      Object.assign(kv, { checked: true, disabled: true, title: "This export holds each step on the KV cache: its one new position" });
+    }
     root.addEventListener("click", (e) => {
       const t = e.target as HTMLElement;
       const action = t.closest<HTMLElement>("[data-gen]")?.dataset.gen;

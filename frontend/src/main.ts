@@ -16,6 +16,7 @@ import { app, narrow, showError, writeUrl, $ } from "./state";
 import { formatCount } from "./trace";
 import { parseState } from "./urlstate";
 import { embedded, tellHost } from "./transport";
+import { exported, storedStep } from "./exported";
 import { View } from "./view";
 import { Insights } from "./insights";
 import { Walkthrough } from "./walkthrough";
@@ -54,6 +55,7 @@ async function loadView(early?: Promise<SceneData>) {
       if (info.has_weights && text !== undefined) s.input = text;
       else delete s.input;
       syncControls();  // the input field is there to correct, whatever happens next
+      if (!early && s.past === undefined && text !== undefined) s.past = await storedStep(text);  // (an export's)
       try {
         datas = [await (early ?? fetchScene({ model: info.name, text, heads, past: s.past }))];
       } catch (e) {
@@ -144,7 +146,9 @@ async function start() {
   const select_ = $<HTMLSelectElement>("#model");
   select_.replaceChildren(...app.models.map((m) => Object.assign(document.createElement("option"), {
     value: m.name, textContent: `${m.name} · ${formatCount(m.n_params)}${m.has_weights ? "" : " · structure only"}`,
-  })), Object.assign(document.createElement("option"), { value: "__scale", textContent: "scale view" }));
+  })), ...(exported() ? [] : [Object.assign(document.createElement("option"), { value: "__scale", textContent: "scale view" })]));
+  // A static export holds its model's views of its inputs, laid out side by side: not the scale view or stacked heads.
+  if (exported()) for (const id of ["#scale", "#heads"]) $<HTMLButtonElement>(id).hidden = true;
   select_.addEventListener("change", async () => {
     const at = app.walk!.at;
     app.state = select_.value === "__scale" ? { view: "scale" } : { model: select_.value, heads: app.state.heads };

@@ -1,6 +1,8 @@
 // Every request the page makes to the model goes through here. Served by `llmviz serve`, it is a plain fetch.
 // Embedded in a notebook widget (an iframe whose host sets window.__llmvizEmbedded), it is a message to the
-// host page, which asks the Python kernel and posts the answer back: no HTTP server runs.
+// host page, which asks the Python kernel and posts the answer back: no HTTP server runs. In a static export
+// (llmviz export), the page answers from the export's files (exported.ts).
+import { exported, exportedRequest } from "./exported";
 
 interface Reply { llmviz: "response"; id: number; status: number; type: string; body: ArrayBuffer }
 
@@ -21,6 +23,7 @@ if (typeof window !== "undefined") {
 }
 
 export function request(url: string, init: RequestInit = {}): Promise<Response> {
+  if (exported()) return exportedRequest(url, init);
   if (!embedded()) return fetch(url, init);
   const id = ++next;
   return new Promise((resolve) => {

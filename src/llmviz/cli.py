@@ -1,4 +1,5 @@
-"""The `llmviz` command: serve the app, list models, generate, save a trace, train nano-gpt, check the walkthrough."""
+"""The `llmviz` command: serve the app, list models, generate, save a trace, export a static site, train nano-gpt,
+check the walkthrough."""
 
 from __future__ import annotations
 
@@ -227,6 +228,28 @@ def trace(prompt, model, ids, out, no_weights, dtype, n_head) -> None:
     except (LlmvizError, OSError) as e:
         _fail(e)
     click.echo(f"wrote {len(t.computed()) if no_weights else len(t)} tensors for {len(t.tokens)} tokens to {out}")
+
+
+@main.command("export")
+@click.option("--model", default="nano-gpt", show_default=True,
+              help="nano-gpt, a Hugging Face folder or hub id, a nanoGPT/minGPT checkpoint or an llmviz .safetensors file.")
+@click.option("--input", "inputs", multiple=True, required=True, metavar="TEXT",
+              help="An input the page shows; give --input again for more. The first opens the page.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="The folder to write: new, empty, or an earlier export (replaced).")
+@model_options
+def export_site(model, inputs, out, dtype, n_head) -> None:
+    """Write the page and its answers for these inputs into a folder that any static web host serves: the 3D
+    view, hover with formulas, the walkthrough, the panels, and generation step by step. No server runs."""
+    from .export import export
+
+    try:
+        done = export(_load(model, dtype, n_head), list(inputs), out)
+    except (LlmvizError, OSError) as e:
+        _fail(e)
+    n = len(done["inputs"])
+    click.echo(f"wrote {done['files']} files, {done['bytes'] / 1e6:.2f} MB, for {n} input{'s' if n > 1 else ''} to {out}: "
+               "serve the folder from any static web host")
 
 
 @main.command()

@@ -1,0 +1,226 @@
+// A static export (`llmviz export`): no server runs, so the page answers its own requests from the folder's
+// data/. manifest.json maps each request the exporter made for its inputs to the stored answer; a generation
+// session replays the steps stored for it; hover explains a cell here (explain.ts) from the pass's stored
+// float32 numbers. A request for anything else gets a 404 that says what the export holds.
+// The files are written by src/llmviz/export.py.
+
+import { ExplainError, explain, jsonSafe, pickInRegion, type GraphJson, type Numbers, type Pass } from "./explain";
+import { parseTrace } from "./trace";
+
+interface Stored { file: string; status?: number; type?: string; shuffle?: [number, number]; weights?: boolean }
+interface PassEntry { numbers: Stored; graph: string; token_strs: string[]; past: number; context_names: string[] }
+interface SessionEntry { start: Stored; steps?: Stored[]; undo?: Stored[]; over?: Stored }
+interface Manifest {
+  model: string; inputs: string[]; weights: Stored; vocab: string;
+  responses: Record<string, Stored>; sessions: Record<string, SessionEntry>; traces: Record<string, PassEntry>;
+  steps: Record<string, number>;  // a generated text -> the KV-cache step whose view is stored
+}
+
+/** The manifest's address when this page is an export (set by the exported index.html), else null. */
+export function exported(): string | null {
+  return (window as { __llmvizExport?: string }).__llmvizExport ?? null;
+}
+
+/** JSON with every object's keys sorted: a request written as export.py's request_key writes it. */
+export function canonical(x: unknown): string {
+  const sorted = (v: unknown): unknown => Array.isArray(v) ? v.map(sorted) : v && typeof v === "object"
+    ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted((v as Record<string, unknown>)[k])])) : v;
+  return JSON.stringify(sorted(x));
+}
+
+export function requestKey(method: string, url: string, body: unknown): string {
+  const u = new URL(url, "http://export/");
+  const pairs = [...u.searchParams].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
+  return canonical([method.toUpperCase(), u.pathname, pairs, body ?? null]);
+}
+
+/** Undo export.py's byte shuffle: byte j of every `width`-byte number was stored together. */
+export function unshuffle(bytes: Uint8Array, from: number, width: number): Uint8Array {
+  const out = bytes.slice();
+  const n = (bytes.length - from) / width;
+  for (let j = 0; j < width; j++) for (let i = 0; i < n; i++) out[from + i * width + j] = bytes[from + j * n + i];
+  return out;
+}
+
+/** A float32 value as float16 bits, rounded to the nearest even as numpy's astype(float16) does. */
+export function toHalf(v: number): number {
+  const f = new Float32Array([v]), x = new Uint32Array(f.buffer)[0];
+  const sign = (x >>> 16) & 0x8000, e = ((x >>> 23) & 0xff) - 127, m = x & 0x7fffff;
+  if (e === 128) return sign | 0x7c00 | (m ? 0x200 : 0);
+  if (e > 15) return sign | 0x7c00;
+  if (e >= -14) {
+    let h = ((e + 15) << 10) | (m >>> 13);
+    const rest = m & 0x1fff;
+    if (rest > 0x1000 || (rest === 0x1000 && h & 1)) h++;
+    return sign | h;
+  }
+  const shift = -(e + 1) + 0;  // a subnormal half counts units of 2^-24
+  if (shift > 24) return sign;
+  const full = m | 0x800000;
+  let q = full >>> shift;
+  const rest = full & ((1 << shift) - 1), half = 1 << (shift - 1);
+  if (rest > half || (rest === half && q & 1)) q++;
+  return sign | q;
+}
+
+/** Whether a scene block's cells are its weight's numbers one for one (export.py's from_weights). */
+const fromWeights = (b: any) => b.kind === "weight" && b.tile[0] === 1 && b.tile[1] === 1 && !b.merged && !!b.slabs?.length;
+
+/** Put each weight's cells back into a scene's atlas (as scene.py's slab_grid lays them out), from the float32 weights. */
+export function fillWeights(payload: Uint8Array, weights: (name: string) => Numbers): void {
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  const headerLen = Number(view.getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(payload.subarray(8, 8 + headerLen)));
+  const scene = JSON.parse(header.__metadata__.scene);
+  const [width] = [header.atlas.shape[1]], base = 8 + headerLen + header.atlas.data_offsets[0];
+  for (const b of scene.blocks) {
+    if (!fromWeights(b)) continue;
+    const { data } = weights(b.tensor);
+    const axes: string[] = b.dims.map((d: [string, number]) => d[0]), sizes: number[] = b.dims.map((d: [string, number]) => d[1]);
+    const strides = sizes.map((_, i) => sizes.slice(i + 1).reduce((a, c) => a * c, 1));
+    const stride = (a: string | null) => (a ? strides[axes.indexOf(a)] : 0);
+    const [sx, sy, sz] = [stride(b.axes[0]), stride(b.axes[1]), stride(b.axes[2])];
+    b.slabs.forEach(([x0, y0, w, h]: number[], s: number) => {
+      for (let r = 0; r < h; r++) {
+        for (let c = 0; c < w; c++) {
+          const v = Math.min(65504, Math.max(-65504, data[s * sz + r * sy + c * sx]));
+          view.setUint16(base + 2 * ((y0 + r) * width + x0 + c), toHalf(v), true);
+        }
+      }
+    });
+  }
+}
+
+let manifest: Promise<Manifest> | null = null;
+const files = new Map<string, Promise<Uint8Array>>();
+const passes = new Map<string, Promise<Pass>>();
+const sessions = new Map<string, { entry: SessionEntry; n: number }>();
+
+async function bytesOf(file: string): Promise<Uint8Array> {
+  if (!files.has(file)) {
+    files.set(file, (async () => {
+      const res = await fetch(new URL(file, document.baseURI));
+      if (!res.ok) throw new Error(`this export is missing ${file} (${res.status}): copy the whole folder`);
+      const raw = new Uint8Array(await res.arrayBuffer());
+      if (raw[0] !== 0x1f || raw[1] !== 0x8b) return raw;  // the host already unpacked it (Content-Encoding: gzip)
+      return new Uint8Array(await new Response(new Blob([raw]).stream().pipeThrough(new DecompressionStream("gzip"))).arrayBuffer());
+    })());
+  }
+  return files.get(file)!;
+}
+
+async function contents(s: Stored): Promise<Uint8Array> {
+  const raw = await bytesOf(s.file);
+  const plain = s.shuffle ? unshuffle(raw, ...s.shuffle) : raw.slice();
+  if (s.weights) {
+    const w = await weights();
+    fillWeights(plain, (name) => w.tensors.get(name) as Numbers);
+  }
+  return plain;
+}
+
+const weights = async () => parseTrace((await contents((await manifest!).weights)).buffer as ArrayBuffer);
+
+function reply(status: number, body: unknown, type = "application/json"): Response {
+  if (status === 204) return new Response(null, { status });
+  const data = body instanceof Uint8Array ? body : JSON.stringify(body);
+  return new Response(data as BodyInit, { status, headers: { "content-type": type } });
+}
+
+async function answer(s: Stored): Promise<Response> {
+  return reply(s.status ?? 200, await contents(s), s.type ?? "application/octet-stream");
+}
+
+/** What a request the export holds no answer for gets: a 404 that says what the page holds. */
+function notExported(m: Manifest, body?: any): Response {
+  const text = body?.text ?? body?.input;  // (the walkthrough names its input in the address)
+  const what = typeof text === "string" ? `${JSON.stringify(text)} is` : "this is";
+  return reply(404, { detail: `${what} not in this page: it is a saved copy (llmviz export) of ${m.model} on ` +
+    `${m.inputs.join(", ")} and the tokens it generates from there. To try other inputs, run llmviz serve, ` +
+    "or export again with more --input." });
+}
+
+/** In an export, a longer text the page shows (a generated one, a branch) has a view only as its last step on
+ * the KV cache: the number of cached positions of that view, or undefined. */
+export async function storedStep(text: string): Promise<number | undefined> {
+  return exported() ? (await loadManifest()).steps[text] : undefined;
+}
+
+function loadManifest(): Promise<Manifest> {
+  manifest ??= fetch(new URL(exported()!, document.baseURI)).then((r) => {
+    if (!r.ok) throw new Error(`this export has no ${exported()} (${r.status}): copy the whole folder`);
+    return r.json();
+  });
+  return manifest;
+}
+
+async function pass(m: Manifest, model: string, tokens: number[], past: number): Promise<Pass | null> {
+  const key = canonical([model, tokens, past]);
+  const entry = m.traces[key];
+  if (!entry) return null;
+  if (!passes.has(key)) {
+    passes.set(key, (async () => {
+      const [numbers, w, graph, vocab] = await Promise.all([contents(entry.numbers), weights(),
+        contents({ file: entry.graph }), contents({ file: m.vocab })]);
+      const own = parseTrace(numbers.buffer as ArrayBuffer);
+      const text = (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b));
+      return {
+        model, graph: text(graph) as GraphJson, tokens: tokens.slice(past), tokenStrs: entry.token_strs,
+        contextNames: entry.context_names, vocab: text(vocab),
+        tensor: (name: string) => (own.tensors.get(name) ?? w.tensors.get(name)) as Numbers,
+      };
+    })());
+  }
+  return passes.get(key)!;
+}
+
+async function explainRequest(m: Manifest, body: any): Promise<Response> {
+  const p = await pass(m, body.model, body.tokens ?? [], body.past ?? 0);
+  if (!p) return notExported(m);
+  try {
+    const index = body.index ?? pickInRegion(p, body.tensor, body.region);
+    return reply(200, jsonSafe(explain(p, body.tensor, index)));
+  } catch (e) {
+    if (e instanceof ExplainError) return reply(422, { detail: e.message });
+    throw e;
+  }
+}
+
+async function sessionRequest(m: Manifest, method: string, path: string, body: any): Promise<Response> {
+  if (path === "/api/sessions" && method === "POST") {
+    const entry = m.sessions[canonical(body)];
+    if (!entry && Object.keys(m.sessions).some((k) => JSON.parse(k).text === body.text)) {
+      return reply(404, { detail: "this page holds generation with the settings it opens with only (temperature 0: " +
+        "greedy, seed 0). To sample with other settings, run llmviz serve." });
+    }
+    if (!entry) return notExported(m, body);
+    sessions.set("exported", { entry, n: 0 });
+    return answer(entry.start);
+  }
+  const [, sid, action] = path.match(/^\/api\/sessions\/([^/]+)\/?(\w*)$/) ?? [];
+  const s = sessions.get(sid);
+  if (method === "DELETE") {
+    sessions.delete(sid);
+    return reply(204, null);
+  }
+  if (!s) return reply(404, { detail: `unknown session ${sid}` });
+  const steps = s.entry.steps ?? [];
+  if (action === "step") {
+    if (s.n >= steps.length) return answer(s.entry.over!);
+    return answer(steps[s.n++]);
+  }
+  if (action === "undo" && s.n > 0) return answer(s.entry.undo![--s.n]);
+  return notExported(m);
+}
+
+/** Answer one of the page's requests from the export's files. */
+export async function exportedRequest(url: string, init: RequestInit = {}): Promise<Response> {
+  const m = await loadManifest();
+  const method = (init.method ?? "GET").toUpperCase();
+  const body = typeof init.body === "string" ? JSON.parse(init.body) : null;
+  const path = new URL(url, "http://export/").pathname;
+  if (path === "/api/explain") return explainRequest(m, body);
+  if (path.startsWith("/api/sessions")) return sessionRequest(m, method, path, body);
+  const stored = m.responses[requestKey(method, url, body)];
+  return stored ? answer(stored) : notExported(m, body ?? Object.fromEntries(new URL(url, "http://export/").searchParams));
+}

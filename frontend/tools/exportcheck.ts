@@ -1,0 +1,26 @@
+// For tests/test_export.py: answer requests as an exported page does (exported.ts, explain.ts), in node, from
+// an export folder. Reads [{method, url, body}] as JSON on stdin; writes [{status, type, body (base64)}].
+//   node dist-test/exportcheck.mjs EXPORT_DIR < requests.json
+import { readFile } from "node:fs/promises";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const folder = pathToFileURL(process.argv[2].replace(/\/?$/, "/")).href;
+Object.assign(globalThis, { window: globalThis, document: { baseURI: folder }, __llmvizExport: "data/manifest.json" });
+globalThis.fetch = (async (url: string | URL) => {
+  try {
+    return new Response(await readFile(fileURLToPath(String(url))));
+  } catch {
+    return new Response("not found", { status: 404 });
+  }
+}) as typeof fetch;
+
+const { exportedRequest } = await import("../src/exported");
+let input = "";
+for await (const chunk of process.stdin) input += chunk;
+const out = [];
+for (const r of JSON.parse(input)) {
+  const res = await exportedRequest(r.url, { method: r.method, body: r.body === undefined ? undefined : JSON.stringify(r.body) });
+  out.push({ status: res.status, type: res.headers.get("content-type"),
+    body: Buffer.from(await res.arrayBuffer()).toString("base64") });
+}
+process.stdout.write(JSON.stringify(out));

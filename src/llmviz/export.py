@@ -1,0 +1,307 @@
+"""`llmviz export`: the page and every answer it needs for a few inputs, written to a folder that any static web
+host serves. No server code runs and no request leaves the folder.
+
+The answers are the server's own: each request the page makes for an exported input (the scene, the
+walkthrough, the lens, the attention maps, the branch tree, a generation session step by step) is sent to
+the server's app in this process (see inprocess.call) and its response stored, gzip-compressed, under
+`data/`. `data/manifest.json` maps each request to its file; the page's exported transport
+(frontend/src/exported.ts) looks requests up there. Hover explanations are computed in the browser
+(frontend/src/explain.ts) from the float32 numbers of each pass, stored here; tests/test_export.py checks
+that they equal provenance.explain's, cell by cell.
+
+Every scene holds the same weights: each scene's file leaves their cells out, and the page fills them in from
+the float32 weights it has for hover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import json
+import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import numpy as np
+
+from .errors import LlmvizError
+from .graph import Graph
+from .inprocess import call
+from .model import KVCache, Model
+from .safetensors_file import to_bytes as safetensors_bytes
+from .scene import AtlasPacker
+from .server import create_app, json_safe, static_dir
+
+BRANCH_K, BRANCH_DEPTH = 3, 2  # what the branch panel asks for first (frontend/src/branchtree.ts)
+BRANCH_EXPAND = 2  # levels below the first tree whose expansion is stored too
+LENS_K = 5  # the lens panel's top tokens (frontend/src/lensgrid.ts)
+GENERATE = {"temperature": 0, "seed": 0}  # the generation panel's settings as it opens: greedy
+MANIFEST = "data/manifest.json"
+
+
+def request_key(method: str, url: str, body) -> str:
+    """One request, written the same way here and in exported.ts: the method, the path, the query's pairs
+    sorted and the JSON body with its keys sorted."""
+    parts = urlsplit(url)
+    pairs = sorted(parse_qsl(parts.query, keep_blank_values=True))
+    return _canonical([method.upper(), parts.path, [list(p) for p in pairs], body])
+
+
+def _canonical(x) -> str:
+    return json.dumps(_plain_numbers(x), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _plain_numbers(x):
+    """A float that is a whole number is written as JavaScript writes it: 1, not 1.0."""
+    if isinstance(x, float) and x.is_integer():
+        return int(x)
+    if isinstance(x, dict):
+        return {k: _plain_numbers(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_plain_numbers(v) for v in x]
+    return x
+
+
+@dataclass
+class Export:
+    model: Model
+    inputs: list[str]
+    out: Path
+    files: dict[str, int] = field(default_factory=dict)  # path -> bytes written
+    responses: dict = field(default_factory=dict)
+    sessions: dict = field(default_factory=dict)
+    traces: dict = field(default_factory=dict)
+    weights: dict | None = None  # the float32 weights' file (written with the first pass)
+    steps: dict = field(default_factory=dict)  # a generated text -> the KV-cache step whose view is stored
+
+    def write(self, data: bytes, ext: str) -> str:
+        """A data file named by its content (two equal answers share one), gzip-compressed."""
+        name = f"data/{hashlib.sha256(data).hexdigest()[:20]}.{ext}.gz"
+        if name not in self.files:
+            packed = gzip.compress(data, 9, mtime=0)
+            (self.out / name).write_bytes(packed)
+            self.files[name] = len(packed)
+        return name
+
+    def float32(self, data: bytes) -> dict:
+        """A safetensors file of float32 (and int32) numbers, its buffer byte-shuffled."""
+        at = 8 + int.from_bytes(data[:8], "little")
+        return {"file": self.write(data[:at] + shuffled(data[at:], 4), "bin"), "shuffle": [at, 4]}
+
+    def stored(self, status: int, kind: str, body: bytes) -> dict:
+        ext = "json" if "json" in kind else "bin"
+        return {"file": self.write(body, ext), "status": status, "type": kind}
+
+    def trace(self, ids: list[int], past: int) -> None:
+        """The float32 numbers of one pass (of the last len(ids) - past tokens on a KV cache of the first `past`),
+        with its graph and the names of its tokens: what explain.ts reads to explain a cell."""
+        m = self.model
+        key = _canonical([m.name, ids, past])
+        if key in self.traces:
+            return
+        if past:
+            cache = KVCache(m)
+            m.step(cache, ids[:past], keep=())
+            t = m.step(cache, ids[past:])
+            graph = Graph(m.config, past=past)
+        else:
+            t, graph = m.run(ids), m.graph
+        if self.weights is None:
+            names = m.graph.names("weight")
+            self.weights = self.float32(bytes(safetensors_bytes({n: np.ascontiguousarray(t[n], np.float32) for n in names}, {})))
+        g = json_safe(graph.to_json())
+        g["past"] = graph.past
+        context = t.past_tokens + t.tokens
+        self.traces[key] = {
+            "numbers": self.float32(bytes(t.to_bytes(names=t.computed()))),
+            "graph": self.write(_canonical(g).encode(), "json"),
+            "token_strs": t.token_strs, "past": past,
+            "context_names": [m.token_strs([i])[0] for i in context],
+        }
+
+    def save_manifest(self) -> None:
+        """data/manifest.json: every stored answer, session and pass, the weights and the vocabulary's tokens."""
+        m = self.model
+        manifest = {
+            "model": m.name, "inputs": self.inputs, "responses": self.responses, "sessions": self.sessions,
+            "traces": self.traces, "steps": self.steps, "weights": self.weights,
+            "vocab": self.write(_canonical([m.token_strs([i])[0] for i in range(m.config.vocab_size)]).encode(), "json"),
+        }
+        (self.out / MANIFEST).write_text(_canonical(manifest), encoding="utf-8")
+
+
+async def _record(ex: Export, app) -> None:
+    m, name = ex.model, ex.model.name
+
+    async def ask(method: str, url: str, body=None, keep: bool = True) -> tuple[int, str, bytes]:
+        status, kind, data = await call(app, method, url, None if body is None else json.dumps(body))
+        if status >= 500:
+            raise LlmvizError(f"exporting {method} {url} failed: {data[:200].decode(errors='replace')}")
+        if keep:
+            key = request_key(method, url, body)
+            scene = url == "/api/scene" and status == 200
+            ex.responses[key] = _scene_entry(ex, kind, data) if scene else ex.stored(status, kind, data)
+        return status, kind, data
+
+    _, kind, data = await ask("GET", "/api/models", keep=False)  # this model only: the export holds no other
+    ex.responses[request_key("GET", "/api/models", None)] = ex.stored(
+        200, kind, json.dumps([x for x in json.loads(data) if x["name"] == name]).encode())
+    for text in ex.inputs:
+        ids = m.encode(text)
+        for heads in ({"heads": "side"}, {}):  # the page's first request names no layout: the default, side by side
+            await ask("POST", "/api/scene", {"model": name, "text": text, **heads})
+            if text == m.config.example:  # the scene asked for with no input is the example's
+                await ask("POST", "/api/scene", {"model": name, **heads})
+        await ask("GET", "/api/walkthrough?" + urlencode({"model": name, "input": text}))
+        await ask("POST", "/api/lens", {"model": name, "text": text, "k": LENS_K})
+        await ask("POST", "/api/attention", {"model": name, "text": text})
+        await _branches(ask, name, ids)
+        await _generation(ex, ask, name, text)
+        ex.trace(ids, 0)
+
+
+async def _branches(ask, name: str, ids: list[int]) -> None:
+    """The first tree, and each node's expansion down to BRANCH_EXPAND levels below it."""
+    _, _, data = await ask("POST", "/api/branches", {"model": name, "tokens": ids, "k": BRANCH_K, "depth": BRANCH_DEPTH})
+    level = [[c["id"] for c in path] for path in _paths(json.loads(data)["children"], BRANCH_DEPTH)]
+    for _ in range(BRANCH_EXPAND):
+        nxt = []
+        for path in level:
+            status, _, data = await ask("POST", "/api/branches", {"model": name, "tokens": ids + path, "k": BRANCH_K, "depth": 1})
+            if status == 200:
+                nxt += [path + [c["id"]] for c in json.loads(data)["children"]]
+        level = nxt
+
+
+def _paths(children: list[dict], depth: int) -> list[list[dict]]:
+    """The paths from the root to every node `depth` levels down."""
+    if depth == 1:
+        return [[c] for c in children]
+    return [[c, *p] for c in children for p in _paths(c["children"], depth - 1)]
+
+
+async def _generation(ex: Export, ask, name: str, text: str) -> None:
+    """A greedy session from `text` to its end, each step's answer, each undo's, and each step's view on the KV
+    cache (its scene, and its numbers for hover)."""
+    body = {"model": name, "text": text, **GENERATE}
+    status, kind, data = await ask("POST", "/api/sessions", body, keep=False)
+    if status != 201:
+        ex.sessions[_canonical(body)] = {"start": ex.stored(status, kind, data)}
+        return
+    sid = json.loads(data)["session"]
+
+    def kept(status, kind, data):
+        return ex.stored(status, kind, data.replace(sid.encode(), b"exported"))
+
+    entry = {"start": kept(status, kind, data), "steps": [], "undo": []}
+    while True:
+        status, kind, data = await ask("POST", f"/api/sessions/{sid}/step", {"count": 1}, keep=False)
+        if status != 200:
+            entry["over"] = kept(status, kind, data)
+            break
+        state = json.loads(data)
+        entry["steps"].append(kept(status, kind, data))
+        shown = min(len(state["tokens"]), state["n_ctx"])
+        view = ex.model.encode(state["view_text"])
+        await ask("POST", "/api/scene", {"model": name, "text": state["view_text"], "heads": "side", "past": shown - 1})
+        ex.steps[state["view_text"]] = shown - 1
+        ex.trace(view, shown - 1)
+        if state["done"]:
+            status, kind, data = await ask("POST", f"/api/sessions/{sid}/step", {"count": 1}, keep=False)
+            entry["over"] = kept(status, kind, data)
+            break
+    for _ in entry["steps"]:
+        entry["undo"].insert(0, kept(*await ask("POST", f"/api/sessions/{sid}/undo", keep=False)))
+    await ask("DELETE", f"/api/sessions/{sid}", keep=False)
+    ex.sessions[_canonical(body)] = entry
+
+
+
+
+def _scene_entry(ex: Export, kind: str, data: bytes) -> dict:
+    """A scene, stored without the cells of its weights (the same in every scene): explain.ts's fillWeights
+    puts them back from the float32 weights. Its atlas is byte-shuffled, for gzip."""
+    scene, atlas, at = _read_scene(data)
+    for b in scene["blocks"]:
+        if from_weights(b):
+            for x, y, w, h in b["slabs"]:
+                atlas[y:y + h, x:x + w] = 0
+    entry = ex.stored(200, kind, data[:at] + shuffled(atlas.tobytes(), 2))
+    entry.update(shuffle=[at, 2], weights=True)
+    return entry
+
+
+def from_weights(block: dict) -> bool:
+    """Whether a block's cells are its weight's numbers one for one (as float16), which the page can make
+    from the float32 weights: a weight drawn whole, neither tiled nor merged."""
+    return block["kind"] == "weight" and block["tile"] == [1, 1] and not block["merged"] and bool(block["slabs"])
+
+
+def shuffled(data: bytes, width: int) -> bytes:
+    """Byte j of every `width`-byte number together, then byte j + 1: gzip packs float arrays tighter so."""
+    return np.frombuffer(data, np.uint8).reshape(-1, width).T.tobytes()
+
+
+def _read_scene(data: bytes) -> tuple[dict, np.ndarray, int]:
+    """A scene payload's scene, its atlas, and where the atlas's bytes start."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    info = header["atlas"]
+    start, end = info["data_offsets"]
+    assert end == len(data) - 8 - n
+    atlas = np.frombuffer(data[8 + n + start:8 + n + end], np.float16).reshape(info["shape"]).copy()
+    return json.loads(header["__metadata__"]["scene"]), atlas, 8 + n + start
+
+
+def _run(work) -> None:
+    """Run a coroutine to its end, also from code that already runs an event loop (a notebook's kernel)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, work).result()
+
+
+def page(model: str, first: str) -> str:
+    """The llmviz page, told it is an export (its data in data/) and which view opens with no address, loading
+    its script from app.js.gz."""
+    html = (static_dir() / "index.html").read_text(encoding="utf-8")
+    html = re.sub(r'<script id="early">.*?</script>', "", html, flags=re.S)
+    setup = (f"<script>window.__llmvizExport = {json.dumps(MANIFEST)};"  # an address that names no model opens the first input
+             f" var q = new URLSearchParams(location.search); if (!q.has('model')) {{ q.set('model', {json.dumps(model)});"
+             f" if (!q.has('input')) q.set('input', {json.dumps(first)}); }} window.__llmvizSearch = '?' + q;</script>")
+    loader = (static_dir() / "export-loader.js").read_text(encoding="utf-8")
+    return html.replace('<script type="module" src="app.js"></script>', f'{setup}<script type="module">{loader}</script>')
+
+
+def export(model: Model, inputs: list[str], out: str | Path) -> dict:
+    """Write the export of `model` on `inputs` into the folder `out` (new, empty, or an earlier export, which is
+    replaced). Returns what was written: {"files": n, "bytes": total, "inputs": [...]}."""
+    model.require_weights()
+    if not inputs:
+        raise LlmvizError("give at least one input (--input TEXT)")
+    inputs = list(dict.fromkeys(inputs))
+    for text in inputs:
+        ids = model.encode(text)
+        if len(ids) > model.config.n_ctx:
+            raise LlmvizError(f"input {text!r} is {len(ids)} tokens; {model.name} reads at most {model.config.n_ctx}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
+        raise LlmvizError(f"{out} exists and is not an empty folder or an earlier llmviz export: give a new folder")
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "data").mkdir(parents=True)
+    ex = Export(model, inputs, out)
+    _run(_record(ex, create_app([model])))
+    ex.save_manifest()
+    static = static_dir()
+    (out / "index.html").write_text(page(model.name, inputs[0]), encoding="utf-8")
+    shutil.copy(static / "style.css", out / "style.css")
+    (out / "app.js.gz").write_bytes(gzip.compress((static / "app.js").read_bytes(), 9, mtime=0))
+    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    return {"files": sum(1 for p in out.rglob("*") if p.is_file()), "bytes": total, "inputs": inputs}

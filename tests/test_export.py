@@ -1,0 +1,223 @@
+"""`llmviz export`: a folder any static host serves. What the exported page answers (computed in node by the same
+code the page runs: frontend/src/exported.ts and explain.ts) equals the server's answers: every stored response,
+every scene byte for byte once its weights are filled back in, and the hover explanation of cells of every
+tensor of several architectures, text for text. Then the folder itself: its size, the CLI, and Chromium on a
+plain static file server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import llmviz
+from llmviz.cli import main as cli
+from llmviz.config import ModelConfig
+from llmviz.export import Export, MANIFEST, export
+from llmviz.graph import Graph
+from llmviz.inprocess import call
+from llmviz.model import KVCache, Model
+from llmviz.ops import OPS
+from llmviz.provenance import explain
+from llmviz.server import create_app, json_safe
+
+EXPORTCHECK = Path(__file__).resolve().parent.parent / "frontend" / "dist-test" / "exportcheck.mjs"
+
+
+def browser(folder: Path, requests: list[dict]) -> list[tuple[int, str, bytes]]:
+    """What the exported page answers to these requests."""
+    out = subprocess.run(["node", str(EXPORTCHECK), str(folder)], input=json.dumps(requests), capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return [(r["status"], r["type"], base64.b64decode(r["body"])) for r in json.loads(out.stdout)]
+
+
+def same(a, b, where="") -> None:
+    """Equal JSON: text exactly, numbers to 1e-9 (both are float64 sums of the same float32 numbers)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys {sorted(a)} != {sorted(b)}"
+        for k in a:
+            same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), f"{where}: {a!r} != {b!r}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            same(x, y, f"{where}[{i}]")
+    elif isinstance(a, (int, float)) and not isinstance(a, bool) and isinstance(b, (int, float)):
+        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), f"{where}: {a!r} != {b!r}"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def cells(shape: tuple[int, ...], rng, n: int = 24) -> list[tuple[int, ...]]:
+    """Every cell of a small tensor; of a large one its first, its last and n random ones."""
+    size = int(np.prod(shape))
+    if size <= n:
+        return [tuple(int(i) for i in np.unravel_index(k, shape)) for k in range(size)]
+    picks = {0, size - 1, *rng.choice(size, n, replace=False).tolist()}
+    return [tuple(int(i) for i in np.unravel_index(k, shape)) for k in sorted(picks)]
+
+
+def gpt(activation: str) -> Model:
+    cfg = ModelConfig(f"tiny-{activation}", n_layer=1, n_head=2, n_embd=16, vocab_size=11, n_ctx=16,
+                      activation=activation, tied_unembed=True)
+    graph, rng = Graph(cfg), np.random.default_rng(1)
+    weights = {n: rng.normal(0, 0.5, graph[n].shape(graph.sizes(0))).astype(np.float32)
+               for n in graph.names("weight") if "tied_to" not in graph[n].attrs}
+    return Model(cfg, weights, None, source=cfg.name)
+
+
+def modern(tmp_path_factory, case: str) -> Model:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from test_modern import save
+
+    folder = tmp_path_factory.mktemp(case)
+    save(folder, case)
+    return llmviz.load_model(str(folder))
+
+
+MODELS = ["nano-gpt", "relu", "gelu", "llama-gqa3", "gemma-geglu", "qwen2-headdim"]
+OPS_SEEN: set[str] = set()
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def passes(request, tmp_path_factory, nano):
+    """A model's passes written as an export writes them (a whole pass, and a step on a KV cache of all but its
+    last token), with the server's explanation of cells of every tensor of each and the requests for them."""
+    name = request.param
+    m = nano if name == "nano-gpt" else gpt(name) if name in ("relu", "gelu") else modern(tmp_path_factory, name)
+    ids = [2, 1, 0, 1, 1, 2] if name == "nano-gpt" else [3, 1, 4, 1, 5, 9, 2]
+    folder = tmp_path_factory.mktemp(f"export-{name}")
+    (folder / "data").mkdir()
+    ex = Export(m, [], folder)
+    ex.trace(ids, 0)
+    ex.trace(ids, len(ids) - 1)
+    ex.save_manifest()
+    rng = np.random.default_rng(0)
+    wanted, requests = [], []
+    cache = KVCache(m)
+    m.step(cache, ids[:-1], keep=())
+    for past, t in ((0, m.run(ids)), (len(ids) - 1, m.step(cache, ids[-1:]))):
+        for tensor in t.graph.names():
+            if t.graph[tensor].op:
+                OPS_SEEN.add(t.graph[tensor].op)
+            for index in cells(t[tensor].shape, rng):
+                wanted.append(json_safe(explain(t, tensor, index)))
+                requests.append({"method": "POST", "url": "/api/explain", "body": {
+                    "model": m.name, "tokens": ids, "tensor": tensor, "index": list(index), **({"past": past} if past else {})}})
+    return name, folder, wanted, requests
+
+
+def test_hover_in_the_export_explains_every_tensor_as_the_server_does(passes):
+    name, folder, wanted, requests = passes
+    answers = browser(folder, requests)
+    assert len(answers) == len(wanted) > 300
+    for want, req, (status, _, body) in zip(wanted, requests, answers):
+        assert status == 200, body
+        same(want, json.loads(body), f"{name} {req['body']['tensor']}{req['body']['index']}")
+
+
+def test_every_op_is_explained_in_the_browser_too():
+    """Every op of the server has its copy in explain.ts, and the test above met each one."""
+    src = (Path(__file__).resolve().parent.parent / "frontend" / "src" / "explain.ts").read_text()
+    table = src[src.index("const EXPLAIN:"):]
+    table = table[:table.index("};")]
+    missing = [op for op in OPS if not (f" {op}," in table or f" {op}:" in table or f"\n  {op}," in table)]
+    assert not missing, f"explain.ts has no explanation for {missing}"
+    if len(OPS_SEEN) > 3:  # (the module above ran in this session)
+        assert set(OPS) <= OPS_SEEN, f"no tested model computes {set(OPS) - OPS_SEEN}"
+
+
+@pytest.fixture(scope="module")
+def nano_export(tmp_path_factory, nano):
+    folder = tmp_path_factory.mktemp("nano-export") / "site"
+    summary = export(nano, ["CBABBC"], folder)
+    return folder, summary
+
+
+def test_every_stored_answer_is_the_servers(nano_export, nano):
+    """Each response the export stores (scenes with their weights filled back in) is byte for byte what the server
+    answers to the same request, and a generation session replays the server's steps."""
+    folder, _ = nano_export
+    manifest = json.loads((folder / MANIFEST).read_text())
+    requests = []
+    for key in manifest["responses"]:
+        method, path, pairs, body = json.loads(key)
+        query = "&".join(f"{k}={v}" for k, v in pairs)
+        requests.append({"method": method, "url": path + (f"?{query}" if query else ""),
+                         **({} if body is None else {"body": body})})
+    answers = browser(folder, requests)
+    app = create_app([nano])
+    scenes = 0
+    for req, (status, kind, body) in zip(requests, answers):
+        want = asyncio.run(call(app, req["method"], req["url"], json.dumps(req["body"]) if "body" in req else None))
+        if req["url"] == "/api/models":  # the export lists its own model only
+            assert [m["name"] for m in json.loads(body)] == ["nano-gpt"]
+            continue
+        assert (status, kind) == want[:2], req
+        assert body == want[2], f"{req}: the export's answer differs from the server's"
+        scenes += req["url"] == "/api/scene"
+    assert scenes >= 6  # the input's, and each generation step's on the KV cache
+
+    body = {"model": "nano-gpt", "text": "CBABBC", "temperature": 0, "seed": 0}
+    steps = browser(folder, [{"method": "POST", "url": "/api/sessions", "body": body}]
+                    + [{"method": "POST", "url": "/api/sessions/exported/step", "body": {"count": 1}}] * 3
+                    + [{"method": "POST", "url": "/api/sessions/exported/undo"}])
+    states = [json.loads(b) for _, _, b in steps]
+    assert [s["view_text"] for s in states] == ["CBABBC", "CBABBCA", "CBABBCAB", "CBABBCABB", "CBABBCAB"]
+    assert [st[0] for st in steps] == [201, 200, 200, 200, 200]
+
+
+def test_what_was_not_exported_gets_a_clear_404(nano_export):
+    folder, _ = nano_export
+    other = browser(folder, [
+        {"method": "POST", "url": "/api/scene", "body": {"model": "nano-gpt", "text": "AAB", "heads": "side"}},
+        {"method": "POST", "url": "/api/explain", "body": {"model": "nano-gpt", "tokens": [0, 0, 1], "tensor": "probs",
+                                                         "index": [0, 0]}},
+        {"method": "POST", "url": "/api/sessions", "body": {"model": "nano-gpt", "text": "CBABBC", "temperature": 1,
+                                                          "seed": 0}},
+    ])
+    said = [json.loads(body)["detail"] for _, _, body in other]
+    assert [status for status, _, _ in other] == [404] * 3
+    assert said[0].startswith('"AAB" is not in this page: it is a saved copy (llmviz export) of nano-gpt on CBABBC')
+    assert said[1].startswith("this is not in this page: it is a saved copy")
+    assert said[2].startswith("this page holds generation with the settings it opens with only (temperature 0")
+
+
+def test_the_folder_fits_the_size_budget_and_names_only_itself(nano_export):
+    folder, summary = nano_export
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    total = sum(p.stat().st_size for p in files)
+    assert total == summary["bytes"] <= 1_000_000
+    html = (folder / "index.html").read_text()
+    assert "/api/" not in html and "http://" not in html and "https://" not in html
+    assert {p.name for p in folder.iterdir()} == {"index.html", "style.css", "app.js.gz", "data"}
+
+
+def test_cli_exports_and_refuses_bad_input(tmp_path, capsys):
+    out = tmp_path / "site"
+    with pytest.raises(SystemExit) as done:
+        cli(["export", "--model", "nano-gpt", "--input", "CBABBC", "--input", "AABCCB", "--out", str(out)])
+    assert done.value.code == 0
+    said = capsys.readouterr().out
+    assert "2 inputs" in said and str(out) in said
+    assert json.loads((out / MANIFEST).read_text())["inputs"] == ["CBABBC", "AABCCB"]
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep me")
+    for args, message in [
+        (["--input", "CBAXBC", "--out", str(tmp_path / "x")], "'X'"),
+        (["--input", "CBABBC", "--out", str(tmp_path / "notes")], "is not an empty folder or an earlier llmviz export"),
+        (["--out", str(tmp_path / "y")], "--input"),
+    ]:
+        with pytest.raises(SystemExit) as failed:
+            cli(["export", "--model", "nano-gpt", *args])
+        assert failed.value.code != 0
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me"

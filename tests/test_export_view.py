@@ -1,0 +1,132 @@
+"""An export in Debian's headless Chromium, served by a plain static file server (Python's http.server): the
+scene draws as the server's does, hovered cells show the server's formulas, the walkthrough steps, generation,
+the lens and the branch tree work from the stored answers, an input that was not exported says so, and no
+request leaves the folder."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from playwright.sync_api import Page, expect
+
+from llmviz.export import export
+from test_e2e import console_errors, open_view  # noqa: F401  (fixtures reused)
+from test_hover import CELLS, hover
+
+
+@pytest.fixture
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": {"width": 1280, "height": 800}}  # one header line, with or without
+    # the server's Scale view button: the same canvas
+
+
+class Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, nano):
+    """The export of nano-gpt on CBABBC, served as plain files from a loopback port, under a sub-folder (as a
+    course page would put it)."""
+    root = tmp_path_factory.mktemp("static-host")
+    export(nano, ["CBABBC"], root / "course" / "nano")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/course/nano/"
+    server.shutdown()
+
+
+CAM = "cam=48.8%2C-25.4%2C180.4%2C27.1%2C-39.8%2C-0.5"
+
+
+def canvas(page: Page) -> np.ndarray:
+    """The drawn picture as the mean colour of each of 64 × 40 patches."""
+    page.wait_for_timeout(300)
+    return np.array(page.evaluate("window.__llmviz.snapshot(64, 40)"))
+
+
+def test_scene_hover_and_walkthrough_equal_the_servers(page: Page, context, live_server, site, console_errors, screenshots):
+    asked = []
+    page.on("request", lambda r: asked.append(r.url))
+    open_view(page, f"{site}?{CAM}")
+    expect(page.locator(".label.block", has_text="tokens")).to_contain_text("tokens C B A B B C")
+    expect(page.locator("#readout")).to_contain_text("ABBBCC")
+    mine = canvas(page)
+    page.screenshot(path=screenshots / "export.png")
+
+    server = context.new_page()
+    open_view(server, f"{live_server}/?model=nano-gpt&input=CBABBC&{CAM}")
+    theirs = canvas(server)
+    assert np.abs(mine - theirs).max() < 1.0  # the same picture
+    assert page.evaluate("window.__llmviz.readPixels()") > 0.05  # and a picture, not a blank canvas
+
+    for tensor, slab, col, row, _ in CELLS:
+        tips = [hover(p, tensor, slab, col, row)[0] for p in (page, server)]
+        assert tips[0].get_attribute("data-index") == tips[1].get_attribute("data-index")
+        assert tips[0].inner_text() == tips[1].inner_text() != ""
+
+    for p in (page, server):
+        p.mouse.move(5, 400)
+        p.get_by_role("button", name="Walkthrough").click()
+        expect(p.locator("#walk-where")).to_have_text("Chapter 1 of 12 · step 1 of 3")
+        for n in (2, 3):
+            p.keyboard.press("ArrowRight")
+            expect(p.locator("#walk-where")).to_have_text(f"Chapter 1 of 12 · step {n} of 3")
+        p.keyboard.press("ArrowRight")
+        expect(p.locator("#walk-where")).to_contain_text("Chapter 2 of 12 · step 1 of")
+    assert page.locator("#walk-text").inner_text() == server.locator("#walk-text").inner_text() != ""
+    assert page.locator("#walk-title").inner_text() == server.locator("#walk-title").inner_text()
+
+    outside = [u for u in asked if not u.startswith(site) and not u.startswith(("data:", "blob:"))]
+    assert not outside, f"requests left the folder: {outside}"
+    assert any("/data/manifest.json" in u for u in asked)
+    assert not console_errors
+
+
+def test_generation_panels_and_an_input_not_exported(page: Page, site, screenshots):
+    asked = []
+    page.on("request", lambda r: asked.append(r.url))
+    open_view(page, site)
+    expect(page.locator("#prompt")).to_have_value("CBABBC")
+    for hidden in ("#scale", "#heads"):  # nothing this export holds
+        expect(page.locator(hidden)).to_be_hidden()
+
+    page.click("#gen-toggle")
+    expect(page.locator("#gen-kv")).to_be_checked()
+    expect(page.locator("#gen-kv")).to_be_disabled()
+    for n, want in enumerate("AB", start=1):
+        page.click("[data-gen=step]")
+        expect(page.locator("#gen")).to_have_attribute("data-steps-done", str(n))
+        expect(page.locator("#gen-chain .ch-token")).to_have_text(want)
+    expect(page.locator("#prompt")).to_have_value("CBABBCAB")
+    tip, _ = hover(page, "blocks.0.attn.hook_attn_scores", 0, 3, 0)  # the step's one query row, against key 3
+    expect(tip.locator(".tt-formula")).to_contain_text("q · k / 4 =")
+    page.screenshot(path=screenshots / "export-generate.png")
+    page.click("[data-gen=reset]")
+    expect(page.locator("#prompt")).to_have_value("CBABBC")
+
+    page.click("#ins-toggle")
+    page.wait_for_selector("#ins-attention[data-shown-ms]", state="attached")  # every head's pattern, drawn
+    page.get_by_role("tab", name="Logit lens").click()
+    expect(page.locator("table.lens td[data-layer]")).to_have_count(4 * 6)
+    page.get_by_role("tab", name="Branches").click()
+    box = page.locator("#ins-branches")
+    expect(box).to_have_attribute("data-nodes", "12")
+    page.locator(".bt-node[data-path='0.0']").click()  # the likeliest path, a stored step: expanded and shown
+    expect(box).to_have_attribute("data-nodes", "15")
+    expect(page.locator("#prompt")).to_have_value("CBABBCAB")
+    expect(page.locator("#error")).to_be_hidden()
+    page.click("#ins-toggle")
+
+    page.fill("#prompt", "AAB")
+    page.click("#run button[type=submit]")
+    expect(page.locator("#error")).to_contain_text('"AAB" is not in this page: it is a saved copy (llmviz export) of '
+                                                   "nano-gpt on CBABBC")
+    expect(page.locator(".label.block", has_text="tokens")).to_have_text("tokens B")  # the branch's step, kept
+    page.screenshot(path=screenshots / "export-not-exported.png")
+    assert all(u.startswith(site) or u.startswith(("data:", "blob:")) for u in asked)
