@@ -6,7 +6,6 @@ plain static file server."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import math
@@ -21,7 +20,7 @@ from llmviz.cli import main as cli
 from llmviz.config import ModelConfig
 from llmviz.export import Export, MANIFEST, export
 from llmviz.graph import Graph
-from llmviz.inprocess import call
+from llmviz.inprocess import call, run_to_end
 from llmviz.model import KVCache, Model
 from llmviz.ops import OPS
 from llmviz.provenance import explain
@@ -156,7 +155,7 @@ def test_every_stored_answer_is_the_servers(nano_export, nano):
     app = create_app([nano])
     scenes = 0
     for req, (status, kind, body) in zip(requests, answers):
-        want = asyncio.run(call(app, req["method"], req["url"], json.dumps(req["body"]) if "body" in req else None))
+        want = run_to_end(call(app, req["method"], req["url"], json.dumps(req["body"]) if "body" in req else None))
         if req["url"] == "/api/models":  # the export lists its own model only
             assert [m["name"] for m in json.loads(body)] == ["nano-gpt"]
             continue

@@ -31,10 +31,10 @@ class Quiet(SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, nano):
-    """The export of nano-gpt on CBABBC, served as plain files from a loopback port, under a sub-folder (as a
-    course page would put it)."""
+    """The export of nano-gpt on CBABBC and AABCCB, served as plain files from a loopback port, under a sub-folder
+    (as a course page would put it)."""
     root = tmp_path_factory.mktemp("static-host")
-    export(nano, ["CBABBC"], root / "course" / "nano")
+    export(nano, ["CBABBC", "AABCCB"], root / "course" / "nano")
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/course/nano/"
@@ -109,6 +109,7 @@ def test_generation_panels_and_an_input_not_exported(page: Page, site, screensho
     page.screenshot(path=screenshots / "export-generate.png")
     page.click("[data-gen=reset]")
     expect(page.locator("#prompt")).to_have_value("CBABBC")
+    page.click("#gen-toggle")
 
     page.click("#ins-toggle")
     page.wait_for_selector("#ins-attention[data-shown-ms]", state="attached")  # every head's pattern, drawn
@@ -123,10 +124,19 @@ def test_generation_panels_and_an_input_not_exported(page: Page, site, screensho
     expect(page.locator("#error")).to_be_hidden()
     page.click("#ins-toggle")
 
+    saved = page.locator("#saved button")  # the inputs the page holds, one click each
+    expect(saved).to_have_text(["CBABBC", "AABCCB"])
+    saved.nth(1).click()
+    expect(page.locator(".label.block", has_text="tokens")).to_have_text("tokens A A B C C B")
+    expect(saved.nth(1)).to_have_attribute("aria-current", "true")
+    expect(page.locator("#readout")).to_contain_text("AABBCC")
+    tip, _ = hover(page, "probs", 0, 5, 0)
+    expect(tip.locator(".tt-formula")).to_contain_text("exp(")
+
     page.fill("#prompt", "AAB")
     page.click("#run button[type=submit]")
     expect(page.locator("#error")).to_contain_text('"AAB" is not in this page: it is a saved copy (llmviz export) of '
-                                                   "nano-gpt on CBABBC")
-    expect(page.locator(".label.block", has_text="tokens")).to_have_text("tokens B")  # the branch's step, kept
+                                                   "nano-gpt on CBABBC, AABCCB")
+    expect(page.locator("#readout")).to_contain_text("next token after AABCCB")  # the view as it was
     page.screenshot(path=screenshots / "export-not-exported.png")
     assert all(u.startswith(site) or u.startswith(("data:", "blob:")) for u in asked)

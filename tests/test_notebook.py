@@ -1,5 +1,6 @@
-"""llmviz.show in a real JupyterLab (started on loopback by the test, with a token), in Debian's headless
-Chromium: the scene, a hovered cell's formula, and widget.text set from Python changing the view."""
+"""llmviz.show in a real JupyterLab and a real Notebook 7 (each started on loopback by the test, with a token), in
+Debian's headless Chromium: the scene, a hovered cell's formula, pinning and the walkthrough seen from Python,
+widget.text set from Python changing the view, and a second widget."""
 
 import json
 import subprocess
@@ -31,9 +32,14 @@ def notebook(cells: list[str]) -> dict:
                        "id": f"c{i}"} for i, c in enumerate(cells)]}
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("lab")
+# The app, and where it opens a notebook.
+APPS = {"jupyterlab": "/lab/tree/show.ipynb", "notebook": "/notebooks/show.ipynb"}
+
+
+@pytest.fixture(scope="module", params=list(APPS))
+def lab(request, tmp_path_factory):
+    app = pytest.importorskip(request.param).__name__
+    folder = tmp_path_factory.mktemp(app)
     (folder / "show.ipynb").write_text(json.dumps(notebook([
         'import llmviz\nw = llmviz.show("nano-gpt", "CBABBC")\nw',
         'import json\nprint("selected", json.dumps(w.selected), "step", w.step)',
@@ -41,7 +47,7 @@ def lab(tmp_path_factory):
         'w2 = llmviz.show("nano-gpt", "CCA")\nw2',
     ])))
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+    proc = subprocess.Popen([sys.executable, "-m", app, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                              f"--IdentityProvider.token={TOKEN}", f"--notebook-dir={folder}", "--LabApp.news_url=",
                              "--ServerApp.disable_check_xsrf=True", "--allow-root"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -52,7 +58,7 @@ def lab(tmp_path_factory):
             break
         except OSError:
             time.sleep(0.2)
-    yield base, folder
+    yield base + APPS[app], app
     proc.terminate()
     proc.wait(10)
 
@@ -64,8 +70,8 @@ def run_cell(page: Page, i: int):
 
 
 def test_show_draws_hovers_and_follows_python(page: Page, lab, screenshots):
-    base, folder = lab
-    page.goto(f"{base}/lab/tree/show.ipynb?token={TOKEN}")
+    url, app = lab
+    page.goto(f"{url}?token={TOKEN}")
     expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
     page.wait_for_timeout(1500)  # the kernel starts
     run_cell(page, 0)
@@ -89,7 +95,7 @@ def test_show_draws_hovers_and_follows_python(page: Page, lab, screenshots):
     news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's offer of news, over the output
     if news.is_visible():
         news.click()
-    page.screenshot(path=screenshots / "notebook-widget.png")
+    page.screenshot(path=screenshots / f"notebook-widget-{app}.png")
     # Pinning a cell and moving through the walkthrough show in Python.
     frame.locator("#view").click(position=p)
     expect(tip).to_contain_text("pinned")

@@ -140,6 +140,11 @@ function notExported(m: Manifest, body?: any): Response {
     "or export again with more --input." });
 }
 
+/** The inputs an export holds, in the order they were given. */
+export async function savedInputs(): Promise<string[]> {
+  return exported() ? (await loadManifest()).inputs : [];
+}
+
 /** In an export, a longer text the page shows (a generated one, a branch) has a view only as its last step on
  * the KV cache: the number of cached positions of that view, or undefined. */
 export async function storedStep(text: string): Promise<number | undefined> {

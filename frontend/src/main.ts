@@ -16,12 +16,19 @@ import { app, narrow, showError, writeUrl, $ } from "./state";
 import { formatCount } from "./trace";
 import { parseState } from "./urlstate";
 import { embedded, tellHost } from "./transport";
-import { exported, storedStep } from "./exported";
+import { exported, savedInputs, storedStep } from "./exported";
 import { View } from "./view";
 import { Insights } from "./insights";
 import { Walkthrough } from "./walkthrough";
 
 const SCALE_MODELS = ["nano-gpt", "gpt2", "gpt2-xl", "gpt3"];
+
+/** Mark the saved input on show (an export's buttons). */
+function markSaved(): void {
+  for (const b of document.querySelectorAll<HTMLButtonElement>("#saved button")) {
+    b.setAttribute("aria-current", String(b.value === app.state.input && !app.state.past));
+  }
+}
 
 
 /** Load and show the view the state names. A link with an unknown model or an input the model refuses says
@@ -71,6 +78,7 @@ async function loadView(early?: Promise<SceneData>) {
     updateNotice();
     scaleBars();
     syncControls();
+    markSaved();
     updatePanels();
     const v = app.view!;
     const home = v.framing(app.placed.length > 1 ? everything() : homeBox(app.placed[0], screen()), 1.05);
@@ -166,6 +174,21 @@ async function start() {
     if (step) await app.walk!.open(step);  // the walkthrough's numbers follow the new input
     app.insights!.refresh();
   };
+  // An export holds a few inputs: each is a button, the one shown marked.
+  const saved = $<HTMLSpanElement>("#saved");
+  void savedInputs().then((inputs) => {
+    if (!inputs.length) return;
+    saved.replaceChildren("in this page:", ...inputs.map((t) => Object.assign(document.createElement("button"), {
+      type: "button", textContent: t, title: `show ${t}`, value: t })));
+    saved.hidden = false;
+    markSaved();
+  });
+  saved.addEventListener("click", (e) => {
+    const t = (e.target as HTMLElement).closest("button")?.value;
+    if (t === undefined) return;
+    $<HTMLInputElement>("#prompt").value = t;
+    void runInput(t);
+  });
   $<HTMLFormElement>("#run").addEventListener("submit", (ev) => {
     ev.preventDefault();
     void runInput($<HTMLInputElement>("#prompt").value);

@@ -15,13 +15,11 @@ the float32 weights it has for hover.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import hashlib
 import json
 import re
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -30,7 +28,7 @@ import numpy as np
 
 from .errors import LlmvizError
 from .graph import Graph
-from .inprocess import call
+from .inprocess import call, run_to_end
 from .model import KVCache, Model
 from .safetensors_file import to_bytes as safetensors_bytes
 from .scene import AtlasPacker
@@ -257,16 +255,6 @@ def _read_scene(data: bytes) -> tuple[dict, np.ndarray, int]:
     return json.loads(header["__metadata__"]["scene"]), atlas, 8 + n + start
 
 
-def _run(work) -> None:
-    """Run a coroutine to its end, also from code that already runs an event loop (a notebook's kernel)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(work)
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, work).result()
-
-
 def page(model: str, first: str) -> str:
     """The llmviz page, told it is an export (its data in data/) and which view opens with no address, loading
     its script from app.js.gz."""
@@ -297,7 +285,7 @@ def export(model: Model, inputs: list[str], out: str | Path) -> dict:
         shutil.rmtree(out)
     (out / "data").mkdir(parents=True)
     ex = Export(model, inputs, out)
-    _run(_record(ex, create_app([model])))
+    run_to_end(_record(ex, create_app([model])))
     ex.save_manifest()
     static = static_dir()
     (out / "index.html").write_text(page(model.name, inputs[0]), encoding="utf-8")

@@ -4,6 +4,7 @@ widget answers its page, and how `llmviz export` records the answers a static fo
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 
@@ -34,3 +35,14 @@ async def call(app, method: str, url: str, body: str | None) -> tuple[int, str, 
     await app(scope, receive, send)
     kind = next((v.decode() for k, v in out["headers"] if k.lower() == b"content-type"), "application/octet-stream")
     return out["status"], kind, bytes(out["body"])
+
+
+def run_to_end(work):
+    """Run a coroutine to its end and return its result, also from code that already runs an event loop in this
+    thread (a notebook's kernel, Playwright's sync API): then in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work).result()
