@@ -220,3 +220,13 @@ def test_cli_exports_and_refuses_bad_input(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
     assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me"
+
+
+def test_request_keys_are_written_as_exported_ts_writes_them():
+    """The same literals as frontend/test/export.test.ts: a stored answer is found by the key the page computes."""
+    from llmviz.export import _canonical, request_key
+
+    assert _canonical({"b": [1, {"d": 1, "c": 2}], "a": "é"}) == '{"a":"é","b":[1,{"c":2,"d":1}]}'
+    assert request_key("get", "/api/walkthrough?model=nano-gpt&input=CBABBC", None) == \
+        '["GET","/api/walkthrough",[["input","CBABBC"],["model","nano-gpt"]],null]'
+    assert _canonical({"temperature": 1.0, "top_p": 0.9}) == '{"temperature":1,"top_p":0.9}'
