@@ -23,6 +23,7 @@ bench: $(VENV)/.installed-test build chromium
 	$(BIN)/python benchmarks/generation_speed.py
 	$(BIN)/python benchmarks/insights.py
 	$(BIN)/python benchmarks/modern_speed.py
+	$(BIN)/python benchmarks/export.py
 
 build: frontend/node_modules/.package-lock.json
 	cd frontend && npm run build

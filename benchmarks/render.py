@@ -106,6 +106,22 @@ def first_frame_ms(browser, url: str, loads: int = 5) -> float:
     return statistics.median(times)
 
 
+def hover_times(page) -> list[float]:
+    """Milliseconds from the mouse event to the frame with the tooltip, for each of HOVER_CELLS, hovered first."""
+    hover = []
+    for tensor, col, row in HOVER_CELLS:
+        page.evaluate(f"window.__llmviz.flyToBlock('{tensor}')")
+        page.wait_for_timeout(200)
+        p = page.evaluate(f"window.__llmviz.blockScreenPoint('{tensor}', 0, {col}, {row})")
+        before = page.evaluate("window.__llmviz.hoverMs()")
+        page.mouse.move(p["x"], p["y"])
+        page.wait_for_function(f"window.__llmviz.hoverMs() !== {json.dumps(before)} && "
+                               f"document.querySelector('#tooltip').dataset.tensor === '{tensor}'")
+        page.wait_for_timeout(100)
+        hover.append(page.evaluate("window.__llmviz.hoverMs()"))
+    return hover
+
+
 def measure(browser, base: str, model: str, frames: int) -> dict:
     first = first_frame_ms(browser, f"{base}/?model={model}")
     page, cdp = open_view(browser, f"{base}/?model={model}")
@@ -119,17 +135,7 @@ def measure(browser, base: str, model: str, frames: int) -> dict:
            "draw_calls": page.evaluate("window.__llmviz.stats().drawCalls"), "instances": stats["instances"],
            "bytes": transferred, "requests": requests, "heap_mb": heap_mb(cdp)}
     if model == "nano-gpt":
-        hover = []
-        for tensor, col, row in HOVER_CELLS:
-            page.evaluate(f"window.__llmviz.flyToBlock('{tensor}')")
-            page.wait_for_timeout(200)
-            p = page.evaluate(f"window.__llmviz.blockScreenPoint('{tensor}', 0, {col}, {row})")
-            before = page.evaluate("window.__llmviz.hoverMs()")
-            page.mouse.move(p["x"], p["y"])
-            page.wait_for_function(f"window.__llmviz.hoverMs() !== {json.dumps(before)} && "
-                                   f"document.querySelector('#tooltip').dataset.tensor === '{tensor}'")
-            page.wait_for_timeout(100)
-            hover.append(page.evaluate("window.__llmviz.hoverMs()"))
+        hover = hover_times(page)
         out["hover_ms"] = statistics.median(hover)
         out["hover_all"] = hover
         page.evaluate("window.__llmviz.flyToBlock('tokens')")

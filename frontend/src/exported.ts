@@ -43,8 +43,11 @@ export function unshuffle(bytes: Uint8Array, from: number, width: number): Uint8
 }
 
 /** A float32 value as float16 bits, rounded to the nearest even as numpy's astype(float16) does. */
+const scratch = new Float32Array(1), scratchBits = new Uint32Array(scratch.buffer);
+
 export function toHalf(v: number): number {
-  const f = new Float32Array([v]), x = new Uint32Array(f.buffer)[0];
+  scratch[0] = v;
+  const x = scratchBits[0];
   const sign = (x >>> 16) & 0x8000, e = ((x >>> 23) & 0xff) - 127, m = x & 0x7fffff;
   if (e === 128) return sign | 0x7c00 | (m ? 0x200 : 0);
   if (e > 15) return sign | 0x7c00;
@@ -99,7 +102,8 @@ const sessions = new Map<string, { entry: SessionEntry; n: number }>();
 async function bytesOf(file: string): Promise<Uint8Array> {
   if (!files.has(file)) {
     files.set(file, (async () => {
-      const res = await fetch(new URL(file, document.baseURI));
+      const early = (window as { __llmvizPrefetch?: Record<string, Promise<Response>> }).__llmvizPrefetch?.[file];
+      const res = await (early ?? fetch(new URL(file, document.baseURI)));
       if (!res.ok) throw new Error(`this export is missing ${file} (${res.status}): copy the whole folder`);
       const raw = new Uint8Array(await res.arrayBuffer());
       if (raw[0] !== 0x1f || raw[1] !== 0x8b) return raw;  // the host already unpacked it (Content-Encoding: gzip)
@@ -110,16 +114,14 @@ async function bytesOf(file: string): Promise<Uint8Array> {
 }
 
 async function contents(s: Stored): Promise<Uint8Array> {
-  const raw = await bytesOf(s.file);
+  const [raw, w] = await Promise.all([bytesOf(s.file), s.weights ? weights() : null]);
   const plain = s.shuffle ? unshuffle(raw, ...s.shuffle) : raw.slice();
-  if (s.weights) {
-    const w = await weights();
-    fillWeights(plain, (name) => w.tensors.get(name) as Numbers);
-  }
+  if (w) fillWeights(plain, (name) => w.tensors.get(name) as Numbers);
   return plain;
 }
 
-const weights = async () => parseTrace((await contents((await manifest!).weights)).buffer as ArrayBuffer);
+let weightsRead: Promise<ReturnType<typeof parseTrace>> | null = null;
+const weights = () => (weightsRead ??= loadManifest().then(async (m) => parseTrace((await contents(m.weights)).buffer as ArrayBuffer)));
 
 function reply(status: number, body: unknown, type = "application/json"): Response {
   if (status === 204) return new Response(null, { status });
@@ -151,11 +153,16 @@ export async function storedStep(text: string): Promise<number | undefined> {
   return exported() ? (await loadManifest()).steps[text] : undefined;
 }
 
+/** The manifest, asked for by the page's first lines (export.py's page) while this script loaded. */
 function loadManifest(): Promise<Manifest> {
-  manifest ??= fetch(new URL(exported()!, document.baseURI)).then((r) => {
-    if (!r.ok) throw new Error(`this export has no ${exported()} (${r.status}): copy the whole folder`);
-    return r.json();
-  });
+  const early = (window as { __llmvizManifest?: Promise<Response> }).__llmvizManifest;
+  if (!manifest) {
+    manifest = (early ?? fetch(new URL(exported()!, document.baseURI))).then((r) => {
+      if (!r.ok) throw new Error(`this export has no ${exported()} (${r.status}): copy the whole folder`);
+      return r.json();
+    });
+    void manifest.then(() => weights()).catch(() => {});  // nearly every view needs the weights: ask for them now
+  }
   return manifest;
 }
 

@@ -31,7 +31,6 @@ from .graph import Graph
 from .inprocess import call, run_to_end
 from .model import KVCache, Model
 from .safetensors_file import to_bytes as safetensors_bytes
-from .scene import AtlasPacker
 from .server import create_app, json_safe, static_dir
 
 BRANCH_K, BRANCH_DEPTH = 3, 2  # what the branch panel asks for first (frontend/src/branchtree.ts)
@@ -218,11 +217,10 @@ async def _generation(ex: Export, ask, name: str, text: str) -> None:
     ex.sessions[_canonical(body)] = entry
 
 
-
-
 def _scene_entry(ex: Export, kind: str, data: bytes) -> dict:
-    """A scene, stored without the cells of its weights (the same in every scene): explain.ts's fillWeights
-    puts them back from the float32 weights. Its atlas is byte-shuffled, for gzip."""
+    """A scene, stored without the cells of its weights (the same in every scene): exported.ts's fillWeights
+    puts them back from the float32 weights (tests/test_export.py checks that the bytes come back whole). Its
+    atlas is byte-shuffled, for gzip."""
     scene, atlas, at = _read_scene(data)
     for b in scene["blocks"]:
         if from_weights(b):
@@ -235,7 +233,7 @@ def _scene_entry(ex: Export, kind: str, data: bytes) -> dict:
 
 def from_weights(block: dict) -> bool:
     """Whether a block's cells are its weight's numbers one for one (as float16), which the page can make
-    from the float32 weights: a weight drawn whole, neither tiled nor merged."""
+    from the float32 weights: a weight drawn whole, neither tiled nor merged (exported.ts's fromWeights)."""
     return block["kind"] == "weight" and block["tile"] == [1, 1] and not block["merged"] and bool(block["slabs"])
 
 
@@ -255,14 +253,27 @@ def _read_scene(data: bytes) -> tuple[dict, np.ndarray, int]:
     return json.loads(header["__metadata__"]["scene"]), atlas, 8 + n + start
 
 
-def page(model: str, first: str) -> str:
+def page(ex: Export) -> str:
     """The llmviz page, told it is an export (its data in data/) and which view opens with no address, loading
-    its script from app.js.gz."""
+    its script from app.js.gz. While it loads, it asks for the manifest and the weights, and (opened with no
+    address, or on the first input) the first view's scene: as the served page's early requests do."""
     html = (static_dir() / "index.html").read_text(encoding="utf-8")
     html = re.sub(r'<script id="early">.*?</script>', "", html, flags=re.S)
-    setup = (f"<script>window.__llmvizExport = {json.dumps(MANIFEST)};"  # an address that names no model opens the first input
-             f" var q = new URLSearchParams(location.search); if (!q.has('model')) {{ q.set('model', {json.dumps(model)});"
-             f" if (!q.has('input')) q.set('input', {json.dumps(first)}); }} window.__llmvizSearch = '?' + q;</script>")
+    model, first = ex.model.name, ex.inputs[0]
+    scene = ex.responses[request_key("POST", "/api/scene", {"model": model, "text": first})]["file"]
+    setup = f"""<script>
+    window.__llmvizExport = {json.dumps(MANIFEST)};
+    (function () {{
+      var q = new URLSearchParams(location.search), files = [{json.dumps(ex.weights["file"])}];
+      if (!q.has("model")) q.set("model", {json.dumps(model)});  // an address that names nothing opens the first input
+      if (q.get("model") === {json.dumps(model)} && !q.has("input")) q.set("input", {json.dumps(first)});
+      if (q.get("model") === {json.dumps(model)} && q.get("input") === {json.dumps(first)} && !q.has("past")) files.push({json.dumps(scene)});
+      window.__llmvizSearch = "?" + q;
+      window.__llmvizManifest = fetch({json.dumps(MANIFEST)});
+      window.__llmvizPrefetch = {{}};
+      files.forEach(function (f) {{ window.__llmvizPrefetch[f] = fetch(f); }});
+    }})();
+  </script>"""
     loader = (static_dir() / "export-loader.js").read_text(encoding="utf-8")
     return html.replace('<script type="module" src="app.js"></script>', f'{setup}<script type="module">{loader}</script>')
 
@@ -288,7 +299,7 @@ def export(model: Model, inputs: list[str], out: str | Path) -> dict:
     run_to_end(_record(ex, create_app([model])))
     ex.save_manifest()
     static = static_dir()
-    (out / "index.html").write_text(page(model.name, inputs[0]), encoding="utf-8")
+    (out / "index.html").write_text(page(ex), encoding="utf-8")
     shutil.copy(static / "style.css", out / "style.css")
     (out / "app.js.gz").write_bytes(gzip.compress((static / "app.js").read_bytes(), 9, mtime=0))
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
