@@ -140,10 +140,9 @@ def nano_export(tmp_path_factory, nano):
     return folder, summary
 
 
-def test_every_stored_answer_is_the_servers(nano_export, nano):
+def same_answers_as_the_server(folder: Path, model: Model) -> int:
     """Each response the export stores (scenes with their weights filled back in) is byte for byte what the server
-    answers to the same request, and a generation session replays the server's steps."""
-    folder, _ = nano_export
+    answers to the same request. Returns how many scenes were compared."""
     manifest = json.loads((folder / MANIFEST).read_text())
     requests = []
     for key in manifest["responses"]:
@@ -152,17 +151,23 @@ def test_every_stored_answer_is_the_servers(nano_export, nano):
         requests.append({"method": method, "url": path + (f"?{query}" if query else ""),
                          **({} if body is None else {"body": body})})
     answers = browser(folder, requests)
-    app = create_app([nano])
+    app = create_app([model])
     scenes = 0
     for req, (status, kind, body) in zip(requests, answers):
         want = run_to_end(call(app, req["method"], req["url"], json.dumps(req["body"]) if "body" in req else None))
         if req["url"] == "/api/models":  # the export lists its own model only
-            assert [m["name"] for m in json.loads(body)] == ["nano-gpt"]
+            assert [m["name"] for m in json.loads(body)] == [model.name]
             continue
         assert (status, kind) == want[:2], req
         assert body == want[2], f"{req}: the export's answer differs from the server's"
         scenes += req["url"] == "/api/scene"
-    assert scenes >= 6  # the input's, and each generation step's on the KV cache
+    return scenes
+
+
+def test_every_stored_answer_is_the_servers(nano_export, nano):
+    """Every stored answer is the server's, and a generation session replays the server's steps."""
+    folder, _ = nano_export
+    assert same_answers_as_the_server(folder, nano) >= 6  # the input's, and each generation step's on the cache
 
     body = {"model": "nano-gpt", "text": "CBABBC", "temperature": 0, "seed": 0}
     steps = browser(folder, [{"method": "POST", "url": "/api/sessions", "body": body}]
@@ -171,6 +176,28 @@ def test_every_stored_answer_is_the_servers(nano_export, nano):
     states = [json.loads(b) for _, _, b in steps]
     assert [s["view_text"] for s in states] == ["CBABBC", "CBABBCA", "CBABBCAB", "CBABBCABB", "CBABBCAB"]
     assert [st[0] for st in steps] == [201, 200, 200, 200, 200]
+
+
+def test_a_wide_model_with_downsampled_weights_and_a_step_limit(tmp_path):
+    """Weights too large to draw whole are downsampled in the scene: stored as they are, not filled in. Generation
+    stops at --steps with a message."""
+    from conftest import random_model
+
+    m = random_model()
+    export(m, ["3 1 4 1 5 9"], tmp_path / "site", steps=2)
+    manifest = json.loads((tmp_path / "site" / MANIFEST).read_text())
+    scene = next(k for k in manifest["responses"] if '"/api/scene"' in k)
+    status, _, payload = browser(tmp_path / "site", [{"method": "POST", "url": "/api/scene",
+                                                      "body": json.loads(scene)[3]}])[0]
+    n = int.from_bytes(payload[:8], "little")
+    blocks = json.loads(json.loads(payload[8:8 + n])["__metadata__"]["scene"])["blocks"]
+    assert any(b["kind"] == "weight" and b["tile"] != [1, 1] for b in blocks)  # the case this test is for
+    assert same_answers_as_the_server(tmp_path / "site", m) >= 3
+    body = {"model": m.name, "text": "3 1 4 1 5 9", "temperature": 0, "seed": 0}
+    steps = browser(tmp_path / "site", [{"method": "POST", "url": "/api/sessions", "body": body}]
+                    + [{"method": "POST", "url": "/api/sessions/exported/step", "body": {"count": 1}}] * 3)
+    assert [s for s, _, _ in steps] == [201, 200, 200, 409]
+    assert json.loads(steps[3][2])["detail"].startswith("this page holds the first 2 generated tokens only")
 
 
 def test_what_was_not_exported_gets_a_clear_404(nano_export):

@@ -237,14 +237,16 @@ def trace(prompt, model, ids, out, no_weights, dtype, n_head) -> None:
               help="An input the page shows; give --input again for more. The first opens the page.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="The folder to write: new, empty, or an earlier export (replaced).")
+@click.option("--steps", default=8, show_default=True, type=click.IntRange(0, 64),
+              help="Generated tokens stored per input (greedy), each with its view.")
 @model_options
-def export_site(model, inputs, out, dtype, n_head) -> None:
+def export_site(model, inputs, out, steps, dtype, n_head) -> None:
     """Write the page and its answers for these inputs into a folder that any static web host serves: the 3D
     view, hover with formulas, the walkthrough, the panels, and generation step by step. No server runs."""
     from .export import export
 
     try:
-        done = export(_load(model, dtype, n_head), list(inputs), out)
+        done = export(_load(model, dtype, n_head), list(inputs), out, steps)
     except (LlmvizError, OSError) as e:
         _fail(e)
     n = len(done["inputs"])

@@ -37,6 +37,7 @@ BRANCH_K, BRANCH_DEPTH = 3, 2  # what the branch panel asks for first (frontend/
 BRANCH_EXPAND = 2  # levels below the first tree whose expansion is stored too
 LENS_K = 5  # the lens panel's top tokens (frontend/src/lensgrid.ts)
 GENERATE = {"temperature": 0, "seed": 0}  # the generation panel's settings as it opens: greedy
+STEPS = 8  # generated tokens stored per input, at most (nano-gpt's context ends after 6)
 MANIFEST = "data/manifest.json"
 
 
@@ -68,6 +69,7 @@ class Export:
     model: Model
     inputs: list[str]
     out: Path
+    max_steps: int = STEPS
     files: dict[str, int] = field(default_factory=dict)  # path -> bytes written
     responses: dict = field(default_factory=dict)
     sessions: dict = field(default_factory=dict)
@@ -195,7 +197,7 @@ async def _generation(ex: Export, ask, name: str, text: str) -> None:
         return ex.stored(status, kind, data.replace(sid.encode(), b"exported"))
 
     entry = {"start": kept(status, kind, data), "steps": [], "undo": []}
-    while True:
+    while len(entry["steps"]) < ex.max_steps:
         status, kind, data = await ask("POST", f"/api/sessions/{sid}/step", {"count": 1}, keep=False)
         if status != 200:
             entry["over"] = kept(status, kind, data)
@@ -211,6 +213,10 @@ async def _generation(ex: Export, ask, name: str, text: str) -> None:
             status, kind, data = await ask("POST", f"/api/sessions/{sid}/step", {"count": 1}, keep=False)
             entry["over"] = kept(status, kind, data)
             break
+    if "over" not in entry:  # more could be generated, but the export stops here
+        detail = (f"this page holds the first {ex.max_steps} generated tokens only: to generate more, run llmviz serve "
+                  "(or export again with more --steps)")
+        entry["over"] = ex.stored(409, "application/json", json.dumps({"detail": detail}).encode())
     for _ in entry["steps"]:
         entry["undo"].insert(0, kept(*await ask("POST", f"/api/sessions/{sid}/undo", keep=False)))
     await ask("DELETE", f"/api/sessions/{sid}", keep=False)
@@ -278,9 +284,10 @@ def page(ex: Export) -> str:
     return html.replace('<script type="module" src="app.js"></script>', f'{setup}<script type="module">{loader}</script>')
 
 
-def export(model: Model, inputs: list[str], out: str | Path) -> dict:
+def export(model: Model, inputs: list[str], out: str | Path, steps: int = STEPS) -> dict:
     """Write the export of `model` on `inputs` into the folder `out` (new, empty, or an earlier export, which is
-    replaced). Returns what was written: {"files": n, "bytes": total, "inputs": [...]}."""
+    replaced), with up to `steps` generated tokens per input. Returns what was written: {"files": n, "bytes":
+    total, "inputs": [...]}."""
     model.require_weights()
     if not inputs:
         raise LlmvizError("give at least one input (--input TEXT)")
@@ -295,7 +302,7 @@ def export(model: Model, inputs: list[str], out: str | Path) -> dict:
     if out.exists():
         shutil.rmtree(out)
     (out / "data").mkdir(parents=True)
-    ex = Export(model, inputs, out)
+    ex = Export(model, inputs, out, steps)
     run_to_end(_record(ex, create_app([model])))
     ex.save_manifest()
     static = static_dir()
