@@ -193,6 +193,17 @@ def test_a_wide_model_with_downsampled_weights_and_a_step_limit(tmp_path):
     blocks = json.loads(json.loads(payload[8:8 + n])["__metadata__"]["scene"])["blocks"]
     assert any(b["kind"] == "weight" and b["tile"] != [1, 1] for b in blocks)  # the case this test is for
     assert same_answers_as_the_server(tmp_path / "site", m) >= 3
+    # A weight drawn downsampled has a file of its own, read by a hover only when it needs it.
+    files = {n: w["file"] for n, w in manifest["weights"].items()}
+    assert list(files.values()).count(files["embed.W_E"]) == 1  # 5,000 × 64, drawn downsampled
+    assert list(files.values()).count(files["blocks.0.attn.W_Q"]) > 1  # drawn whole, with the others so drawn
+    ids, t = [3, 1, 4, 1, 5, 9], m.run([3, 1, 4, 1, 5, 9])
+    cells = [("hook_embed", (2, 7)), ("blocks.0.attn.hook_q", (1, 2, 3)), ("embed.W_E", (4000, 5)), ("logits", (5, 4321))]
+    answers = browser(tmp_path / "site", [{"method": "POST", "url": "/api/explain", "body": {
+        "model": m.name, "tokens": ids, "tensor": tensor, "index": list(index)}} for tensor, index in cells])
+    for (tensor, index), (status, _, body) in zip(cells, answers):
+        assert status == 200, body
+        same(json_safe(explain(t, tensor, index)), json.loads(body), tensor)
     body = {"model": m.name, "text": "3 1 4 1 5 9", "temperature": 0, "seed": 0}
     steps = browser(tmp_path / "site", [{"method": "POST", "url": "/api/sessions", "body": body}]
                     + [{"method": "POST", "url": "/api/sessions/exported/step", "body": {"count": 1}}] * 3)

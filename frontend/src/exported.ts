@@ -11,7 +11,8 @@ interface Stored { file: string; status?: number; type?: string; shuffle?: [numb
 interface PassEntry { numbers: Stored; graph: string; token_strs: string[]; past: number; context_names: string[] }
 interface SessionEntry { start: Stored; steps?: Stored[]; undo?: Stored[]; over?: Stored }
 interface Manifest {
-  model: string; inputs: string[]; weights: Stored; vocab: string;
+  model: string; inputs: string[]; vocab: string;
+  weights: Record<string, Stored>;  // each weight's float32 file: those a scene draws whole share one
   responses: Record<string, Stored>; sessions: Record<string, SessionEntry>; traces: Record<string, PassEntry>;
   steps: Record<string, number>;  // a generated text -> the KV-cache step whose view is stored
 }
@@ -69,13 +70,22 @@ export function toHalf(v: number): number {
 /** Whether a scene block's cells are its weight's numbers one for one (export.py's from_weights). */
 const fromWeights = (b: any) => b.kind === "weight" && b.tile[0] === 1 && b.tile[1] === 1 && !b.merged && !!b.slabs?.length;
 
-/** Put each weight's cells back into a scene's atlas (as scene.py's slab_grid lays them out), from the float32 weights. */
-export function fillWeights(payload: Uint8Array, weights: (name: string) => Numbers): void {
+/** A scene payload's header, its scene, and where its atlas's bytes start. */
+function readScene(payload: Uint8Array) {
   const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   const headerLen = Number(view.getBigUint64(0, true));
   const header = JSON.parse(new TextDecoder().decode(payload.subarray(8, 8 + headerLen)));
-  const scene = JSON.parse(header.__metadata__.scene);
-  const [width] = [header.atlas.shape[1]], base = 8 + headerLen + header.atlas.data_offsets[0];
+  return { view, scene: JSON.parse(header.__metadata__.scene), width: header.atlas.shape[1] as number,
+    base: 8 + headerLen + header.atlas.data_offsets[0] };
+}
+
+/** The weights whose cells a scene file leaves out. */
+export const drawnWeights = (payload: Uint8Array): string[] =>
+  readScene(payload).scene.blocks.filter(fromWeights).map((b: any) => b.tensor);
+
+/** Put each weight's cells back into a scene's atlas (as scene.py's slab_grid lays them out), from the float32 weights. */
+export function fillWeights(payload: Uint8Array, weights: (name: string) => Numbers): void {
+  const { view, scene, width, base } = readScene(payload);
   for (const b of scene.blocks) {
     if (!fromWeights(b)) continue;
     const { data } = weights(b.tensor);
@@ -96,7 +106,7 @@ export function fillWeights(payload: Uint8Array, weights: (name: string) => Numb
 
 let manifest: Promise<Manifest> | null = null;
 const files = new Map<string, Promise<Uint8Array>>();
-const passes = new Map<string, Promise<Pass>>();
+const passes = new Map<string, Promise<LoadedPass>>();
 const sessions = new Map<string, { entry: SessionEntry; n: number }>();
 
 async function bytesOf(file: string): Promise<Uint8Array> {
@@ -114,14 +124,30 @@ async function bytesOf(file: string): Promise<Uint8Array> {
 }
 
 async function contents(s: Stored): Promise<Uint8Array> {
-  const [raw, w] = await Promise.all([bytesOf(s.file), s.weights ? weights() : null]);
+  const raw = await bytesOf(s.file);
   const plain = s.shuffle ? unshuffle(raw, ...s.shuffle) : raw.slice();
-  if (w) fillWeights(plain, (name) => w.tensors.get(name) as Numbers);
+  if (s.weights) {
+    const w = await weights(drawnWeights(plain));
+    fillWeights(plain, (name) => w.get(name)!);
+  }
   return plain;
 }
 
-let weightsRead: Promise<ReturnType<typeof parseTrace>> | null = null;
-const weights = () => (weightsRead ??= loadManifest().then(async (m) => parseTrace((await contents(m.weights)).buffer as ArrayBuffer)));
+const weightFiles = new Map<string, Promise<Map<string, Numbers>>>();
+
+/** These weights' float32 numbers, each file read once. */
+async function weights(names: string[]): Promise<Map<string, Numbers>> {
+  const m = await loadManifest();
+  const files = [...new Set(names.map((n) => m.weights[n].file))];
+  const read = await Promise.all(files.map((f) => {
+    if (!weightFiles.has(f)) {
+      const stored = Object.values(m.weights).find((w) => w.file === f)!;
+      weightFiles.set(f, contents(stored).then((b) => parseTrace(b.buffer as ArrayBuffer).tensors as Map<string, Numbers>));
+    }
+    return weightFiles.get(f)!;
+  }));
+  return new Map(read.flatMap((t) => [...t]));
+}
 
 function reply(status: number, body: unknown, type = "application/json"): Response {
   if (status === 204) return new Response(null, { status });
@@ -161,25 +187,28 @@ function loadManifest(): Promise<Manifest> {
       if (!r.ok) throw new Error(`this export has no ${exported()} (${r.status}): copy the whole folder`);
       return r.json();
     });
-    void manifest.then(() => weights()).catch(() => {});  // nearly every view needs the weights: ask for them now
   }
   return manifest;
 }
 
-async function pass(m: Manifest, model: string, tokens: number[], past: number): Promise<Pass | null> {
+/** A pass with its weights held so far (`read` adds those a cell's explanation needs). */
+interface LoadedPass extends Pass { held: Map<string, Numbers> }
+
+async function pass(m: Manifest, model: string, tokens: number[], past: number): Promise<LoadedPass | null> {
   const key = canonical([model, tokens, past]);
   const entry = m.traces[key];
   if (!entry) return null;
   if (!passes.has(key)) {
     passes.set(key, (async () => {
-      const [numbers, w, graph, vocab] = await Promise.all([contents(entry.numbers), weights(),
-        contents({ file: entry.graph }), contents({ file: m.vocab })]);
+      const [numbers, graph, vocab] = await Promise.all([contents(entry.numbers), contents({ file: entry.graph }),
+        contents({ file: m.vocab })]);
       const own = parseTrace(numbers.buffer as ArrayBuffer);
       const text = (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b));
+      const held = new Map<string, Numbers>();
       return {
         model, graph: text(graph) as GraphJson, tokens: tokens.slice(past), tokenStrs: entry.token_strs,
-        contextNames: entry.context_names, vocab: text(vocab),
-        tensor: (name: string) => (own.tensors.get(name) ?? w.tensors.get(name)) as Numbers,
+        contextNames: entry.context_names, vocab: text(vocab), held,
+        tensor: (name: string) => (own.tensors.get(name) ?? held.get(name)) as Numbers,
       };
     })());
   }
@@ -188,7 +217,11 @@ async function pass(m: Manifest, model: string, tokens: number[], past: number):
 
 async function explainRequest(m: Manifest, body: any): Promise<Response> {
   const p = await pass(m, body.model, body.tokens ?? [], body.past ?? 0);
-  if (!p) return notExported(m);
+  if (!p) return notExported(m, body);
+  // The weights this cell's explanation reads: the cell's own tensor if a weight, and its op's weight inputs.
+  const spec = p.graph.tensors.find((t) => t.name === body.tensor);
+  const needed = spec ? [spec.name, ...spec.inputs].filter((n) => n in m.weights && !p.held.has(n)) : [];
+  for (const [name, numbers] of await weights(needed)) p.held.set(name, numbers);
   try {
     const index = body.index ?? pickInRegion(p, body.tensor, body.region);
     return reply(200, jsonSafe(explain(p, body.tensor, index)));

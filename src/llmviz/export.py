@@ -9,8 +9,9 @@ the server's app in this process (see inprocess.call) and its response stored, g
 (frontend/src/explain.ts) from the float32 numbers of each pass, stored here; tests/test_export.py checks
 that they equal provenance.explain's, cell by cell.
 
-Every scene holds the same weights: each scene's file leaves their cells out, and the page fills them in from
-the float32 weights it has for hover.
+Every scene holds the same weights: each scene's file leaves the cells of the weights it draws whole out, and the
+page fills them in from the float32 weights, which it has for hover (one file for those; every other weight a
+file of its own, fetched when a hover needs it).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 from .errors import LlmvizError
 from .graph import Graph
 from .inprocess import call, run_to_end
-from .model import KVCache, Model
+from .model import KVCache, Model, widen
 from .safetensors_file import to_bytes as safetensors_bytes
 from .server import create_app, json_safe, static_dir
 
@@ -74,7 +75,7 @@ class Export:
     responses: dict = field(default_factory=dict)
     sessions: dict = field(default_factory=dict)
     traces: dict = field(default_factory=dict)
-    weights: dict | None = None  # the float32 weights' file (written with the first pass)
+    drawn: set = field(default_factory=set)  # the weights some scene draws whole (filled in by the page)
     steps: dict = field(default_factory=dict)  # a generated text -> the KV-cache step whose view is stored
 
     def write(self, data: bytes, ext: str) -> str:
@@ -109,9 +110,6 @@ class Export:
             graph = Graph(m.config, past=past)
         else:
             t, graph = m.run(ids), m.graph
-        if self.weights is None:
-            names = m.graph.names("weight")
-            self.weights = self.float32(bytes(safetensors_bytes({n: np.ascontiguousarray(t[n], np.float32) for n in names}, {})))
         g = json_safe(graph.to_json())
         g["past"] = graph.past
         context = t.past_tokens + t.tokens
@@ -122,12 +120,25 @@ class Export:
             "context_names": [m.token_strs([i])[0] for i in context],
         }
 
+    def weight_files(self) -> dict[str, dict]:
+        """Each weight's float32 file: the weights a scene draws whole share one (the page needs them all to
+        draw), every other weight has its own (a hover fetches the one it reads)."""
+        m = self.model
+        names = m.graph.names("weight")
+        drawn = [n for n in names if n in self.drawn]
+
+        def file(group):
+            return self.float32(bytes(safetensors_bytes({n: np.ascontiguousarray(widen(m.weights[n])) for n in group}, {})))
+
+        shared = file(drawn) if drawn else None
+        return {n: shared if n in self.drawn else file([n]) for n in names}
+
     def save_manifest(self) -> None:
         """data/manifest.json: every stored answer, session and pass, the weights and the vocabulary's tokens."""
         m = self.model
         manifest = {
             "model": m.name, "inputs": self.inputs, "responses": self.responses, "sessions": self.sessions,
-            "traces": self.traces, "steps": self.steps, "weights": self.weights,
+            "traces": self.traces, "steps": self.steps, "weights": self.weight_files(),
             "vocab": self.write(_canonical([m.token_strs([i])[0] for i in range(m.config.vocab_size)]).encode(), "json"),
         }
         (self.out / MANIFEST).write_text(_canonical(manifest), encoding="utf-8")
@@ -230,6 +241,7 @@ def _scene_entry(ex: Export, kind: str, data: bytes) -> dict:
     scene, atlas, at = _read_scene(data)
     for b in scene["blocks"]:
         if from_weights(b):
+            ex.drawn.add(b["tensor"])
             for x, y, w, h in b["slabs"]:
                 atlas[y:y + h, x:x + w] = 0
     entry = ex.stored(200, kind, data[:at] + shuffled(atlas.tobytes(), 2))
@@ -259,10 +271,11 @@ def _read_scene(data: bytes) -> tuple[dict, np.ndarray, int]:
     return json.loads(header["__metadata__"]["scene"]), atlas, 8 + n + start
 
 
-def page(ex: Export) -> str:
+def page(ex: Export, weights: dict) -> str:
     """The llmviz page, told it is an export (its data in data/) and which view opens with no address, loading
-    its script from app.js.gz. While it loads, it asks for the manifest and the weights, and (opened with no
-    address, or on the first input) the first view's scene: as the served page's early requests do."""
+    its script from app.js.gz. While it loads, it asks for the manifest and the weights its scenes draw, and
+    (opened with no address, or on the first input) the first view's scene: as the served page's early requests
+    do."""
     html = (static_dir() / "index.html").read_text(encoding="utf-8")
     html = re.sub(r'<script id="early">.*?</script>', "", html, flags=re.S)
     model, first = ex.model.name, ex.inputs[0]
@@ -270,7 +283,7 @@ def page(ex: Export) -> str:
     setup = f"""<script>
     window.__llmvizExport = {json.dumps(MANIFEST)};
     (function () {{
-      var q = new URLSearchParams(location.search), files = [{json.dumps(ex.weights["file"])}];
+      var q = new URLSearchParams(location.search), files = {json.dumps(sorted({w["file"] for n, w in weights.items() if n in ex.drawn}))};
       if (!q.has("model")) q.set("model", {json.dumps(model)});  // an address that names nothing opens the first input
       if (q.get("model") === {json.dumps(model)} && !q.has("input")) q.set("input", {json.dumps(first)});
       if (q.get("model") === {json.dumps(model)} && q.get("input") === {json.dumps(first)} && !q.has("past")) files.push({json.dumps(scene)});
@@ -306,7 +319,7 @@ def export(model: Model, inputs: list[str], out: str | Path, steps: int = STEPS)
     run_to_end(_record(ex, create_app([model])))
     ex.save_manifest()
     static = static_dir()
-    (out / "index.html").write_text(page(ex), encoding="utf-8")
+    (out / "index.html").write_text(page(ex, json.loads((out / MANIFEST).read_text())["weights"]), encoding="utf-8")
     shutil.copy(static / "style.css", out / "style.css")
     (out / "app.js.gz").write_bytes(gzip.compress((static / "app.js").read_bytes(), 9, mtime=0))
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
