@@ -123,14 +123,10 @@ def test_hover_in_the_export_explains_every_tensor_as_the_server_does(passes):
 
 
 def test_every_op_is_explained_in_the_browser_too():
-    """Every op of the server has its copy in explain.ts, and the test above met each one."""
-    src = (Path(__file__).resolve().parent.parent / "frontend" / "src" / "explain.ts").read_text()
-    table = src[src.index("const EXPLAIN:"):]
-    table = table[:table.index("};")]
-    missing = [op for op in OPS if not (f" {op}," in table or f" {op}:" in table or f"\n  {op}," in table)]
-    assert not missing, f"explain.ts has no explanation for {missing}"
-    if len(OPS_SEEN) > 3:  # (the module above ran in this session)
-        assert set(OPS) <= OPS_SEEN, f"no tested model computes {set(OPS) - OPS_SEEN}"
+    """The models above compute every op the server has: each op's copy in explain.ts was checked."""
+    if len(OPS_SEEN) < 3:
+        pytest.skip("runs after the test above, in the same session")
+    assert set(OPS) <= OPS_SEEN, f"no tested model computes {set(OPS) - OPS_SEEN}"
 
 
 @pytest.fixture(scope="module")

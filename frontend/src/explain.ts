@@ -404,9 +404,6 @@ const EXPLAIN: Record<string, Explainer> = {
   gelu: activation, gelu_erf: activation, relu: activation, silu: activation, mul,
 };
 
-/** The ops this file explains: an op the server has and this file lacks fails the export's test. */
-export const EXPLAINED = Object.keys(EXPLAIN);
-
 /** The cell of largest magnitude inside a region (a downsampled cell stands for a tile). */
 export function pickInRegion(p: Pass, tensor: string, ranges: Record<string, number[]>): number[] {
   const r = new Reader(p);
