@@ -218,8 +218,10 @@ def test_what_was_not_exported_gets_a_clear_404(nano_export):
     ])
     said = [json.loads(body)["detail"] for _, _, body in other]
     assert [status for status, _, _ in other] == [404] * 3
-    assert said[0].startswith('"AAB" is not in this page: it is a saved copy (llmviz export) of nano-gpt on CBABBC')
-    assert said[1].startswith("this is not in this page: it is a saved copy")
+    assert said[0] == ('"AAB" is not saved in this page: it holds nano-gpt on the saved input CBABBC and what the model '
+                       "writes after it only. Pick a saved input above; to try any input, run llmviz on a computer "
+                       "(llmviz serve).")
+    assert said[1].startswith("This is not saved in this page")
     assert said[2].startswith("this page holds generation with the settings it opens with only (temperature 0")
 
 

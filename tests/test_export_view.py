@@ -135,8 +135,8 @@ def test_generation_panels_and_an_input_not_exported(page: Page, site, screensho
 
     page.fill("#prompt", "AAB")
     page.click("#run button[type=submit]")
-    expect(page.locator("#error")).to_contain_text('"AAB" is not in this page: it is a saved copy (llmviz export) of '
-                                                   "nano-gpt on CBABBC, AABCCB")
+    expect(page.locator("#error")).to_contain_text('"AAB" is not saved in this page: it holds nano-gpt on the saved '
+                                                   "inputs CBABBC, AABCCB")
     expect(page.locator("#readout")).to_contain_text("next token after AABCCB")  # the view as it was
     page.screenshot(path=screenshots / "export-not-exported.png")
     assert all(u.startswith(site) or u.startswith(("data:", "blob:")) for u in asked)

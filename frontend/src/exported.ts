@@ -162,10 +162,10 @@ async function answer(s: Stored): Promise<Response> {
 /** What a request the export holds no answer for gets: a 404 that says what the page holds. */
 function notExported(m: Manifest, body?: any): Response {
   const text = body?.text ?? body?.input;  // (the walkthrough names its input in the address)
-  const what = typeof text === "string" ? `${JSON.stringify(text)} is` : "this is";
-  return reply(404, { detail: `${what} not in this page: it is a saved copy (llmviz export) of ${m.model} on ` +
-    `${m.inputs.join(", ")} and the tokens it generates from there. To try other inputs, run llmviz serve, ` +
-    "or export again with more --input." });
+  const what = typeof text === "string" ? `${JSON.stringify(text)} is` : "This is";
+  const inputs = m.inputs.length > 1 ? `the saved inputs ${m.inputs.join(", ")}` : `the saved input ${m.inputs[0]}`;
+  return reply(404, { detail: `${what} not saved in this page: it holds ${m.model} on ${inputs} and what the model ` +
+    `writes after ${m.inputs.length > 1 ? "them" : "it"} only. Pick a saved input above; to try any input, run llmviz on a computer (llmviz serve).` });
 }
 
 /** The inputs an export holds, in the order they were given. */

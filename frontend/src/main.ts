@@ -178,7 +178,7 @@ async function start() {
   const saved = $<HTMLSpanElement>("#saved");
   void savedInputs().then((inputs) => {
     if (!inputs.length) return;
-    saved.replaceChildren("in this page:", ...inputs.map((t) => Object.assign(document.createElement("button"), {
+    saved.replaceChildren("saved inputs:", ...inputs.map((t) => Object.assign(document.createElement("button"), {
       type: "button", textContent: t, title: `show ${t}`, value: t })));
     saved.hidden = false;
     markSaved();
