@@ -86,6 +86,11 @@ def test_scene_says_what_the_model_answers(nano):
     assert p["position"] == 5 and p["top"][0]["token"] == "A" and p["top"][0]["prob"] > 0.999
     assert [t["token"] for t in p["top"]] == ["A", "B", "C"]
     assert p["answer"]["text"] == "ABBBCC" == nano.generate("CBABBC").text
+    assert p["answer"]["written"] == 0
+    # After the input and two tokens of its answer (as generation writes it): those two, then the greedy rest.
+    later, _ = build_scene(nano, nano.run("CBABBCAB"), 8)
+    a = later["prediction"]["answer"]
+    assert a["text"] == "ABBBCC" and a["written"] == 2 and a["ids"][2:] == nano.generate("CBABBCAB", 4).tokens
     assert scene["axis_names"] == {"pos": list("CBABBC"), "key_pos": list("CBABBC"), "vocab": ["A", "B", "C"]}
     assert scene["model"]["config"]["task"] == "six letters from A, B, C; the model sorts them"
     assert scene["ops"]["add"]["symbol"] == "+" and scene["axes"]["key_pos"]["color"] != scene["axes"]["pos"]["color"]

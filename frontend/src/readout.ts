@@ -19,8 +19,12 @@ export function readoutHtml(info: SceneInfo): string {
     parts.push(`<div class="ro-rest">then ${rest.slice(0, 3).map((c) => `<code>${esc(c.token)}</code> (${esc(c.percent)})`).join(" · ")}</div>`);
   }
   if (p.answer) {
-    parts.push(`<div class="ro-answer"><span class="ro-label">answer, ${p.answer.ids.length} tokens fed back one by one</span>
-      <span class="ro-token" data-answer="${esc(p.answer.text)}">${esc(p.answer.tokens.join(""))}</span></div>`);
+    const a = p.answer, written = a.written ?? 0, n = a.ids.length;
+    const label = written ? `answer: ${written} token${written > 1 ? "s" : ""} written, ${n - written} more fed back one by one`
+      : `answer, ${n} tokens fed back one by one`;
+    parts.push(`<div class="ro-answer"><span class="ro-label">${label}</span>
+      <span class="ro-token" data-answer="${esc(a.text)}">${written ? `<span class="ro-written">${esc(a.tokens.slice(0, written).join(""))}</span>` : ""}${
+        esc(a.tokens.slice(written).join(""))}</span></div>`);
   }
   const note = lengthNote(info.model.name, info.model.config, (info.context ?? info.token_strs).length);
   if (note) parts.push(`<div class="ro-note">${esc(note)}</div>`);
@@ -32,9 +36,10 @@ export function taskHint(name: string, config: ModelConfig): string {
   return config.task ? `${name}: ${config.task}` : "";
 }
 
-/** A visible warning when the input is not the length the model was trained on. */
+/** A visible warning when the input is not the length the model was trained on (an input followed by part of
+ * its answer, as generation writes it, is). */
 export function lengthNote(name: string, config: ModelConfig, tokens: number): string {
   const n = config.task_tokens;
-  if (!n || tokens === n) return "";
+  if (!n || tokens === n || (tokens > n && tokens <= n + (config.answer_tokens ?? 0))) return "";
   return `${name} was trained on inputs of ${n} tokens; this one has ${tokens}, so its answer may not make sense.`;
 }

@@ -37,7 +37,8 @@ export interface Candidate { id: number; token: string; prob: number; percent: s
 export interface Prediction {
   position: number;
   top: Candidate[];
-  answer: { ids: number[]; tokens: string[]; text: string; probs: number[] } | null;
+  // the greedy answer; after an input with part of the answer written, its first `written` tokens are that part
+  answer: { ids: number[]; tokens: string[]; text: string; probs: number[]; written?: number } | null;
 }
 
 export interface ModelConfig {

@@ -25,6 +25,17 @@ test("the readout says the next token, its probability and the answer", () => {
   assert.equal(readoutHtml({ ...info([]), prediction: null }), "");
 });
 
+test("after an input and part of its answer, the answer says what is written and what comes", () => {
+  const i = info([..."CBABBCAB"]);
+  i.prediction!.answer!.written = 2;
+  const html = readoutHtml(i);
+  assert.match(html, /answer: 2 tokens written, 4 more fed back one by one/);
+  assert.match(html, /data-answer="ABBBCC"><span class="ro-written">AB<\/span>BBCC</);
+  assert.doesNotMatch(html, /trained on/);  // an input followed by part of its answer is the shape it learned
+  assert.equal(lengthNote("nano-gpt", config, 12), "");
+  assert.match(lengthNote("nano-gpt", config, 13), /this one has 13/);
+});
+
 test("the task is a hint, and another input length gets a note", () => {
   assert.equal(taskHint("nano-gpt", config), "nano-gpt: six letters from A, B, C; the model sorts them");
   assert.equal(lengthNote("nano-gpt", config, 6), "");

@@ -220,7 +220,8 @@ def axis_names(trace: Trace, sizes: dict[str, int]) -> dict[str, list[str]]:
 
 def prediction(trace: Trace, top: int = 5) -> dict | None:
     """What the model says: the next token after the input with its probability and the runners-up, and for
-    a model that answers in several tokens (nano-gpt's sorted six) its greedy answer."""
+    a model that answers in several tokens (nano-gpt's sorted six) its greedy answer: after an input with part of
+    the answer already written (`written` tokens), the answer so far and its greedy rest."""
     if trace.next_probs is None:
         return None
     p, m = trace.next_probs, trace.model
@@ -228,9 +229,16 @@ def prediction(trace: Trace, top: int = 5) -> dict | None:
     out = {"position": len(trace.tokens) - 1, "answer": None,
            "top": [{"id": i, "token": m.token_strs([i])[0], "prob": float(p[i]), "percent": percent(float(p[i]))}
                    for i in order]}
-    if m.config.answer_tokens:
-        g = m.generate(trace.past_tokens + trace.tokens, m.config.answer_tokens)  # a step's: its whole context
-        out["answer"] = {"ids": g.tokens, "tokens": g.token_strs, "text": g.text, "probs": g.probs}
+    cfg = m.config
+    if cfg.answer_tokens:
+        context = trace.past_tokens + trace.tokens  # a step's: its whole context
+        # A task's input followed by part of its answer (what generation writes): the answer goes on from there.
+        extra = len(context) - (cfg.task_tokens or len(context))
+        written = extra if 0 < extra <= cfg.answer_tokens else 0
+        g = m.generate(context, cfg.answer_tokens - written) if written < cfg.answer_tokens else None
+        ids = context[len(context) - written:] + (g.tokens if g else [])
+        out["answer"] = {"ids": ids, "tokens": m.token_strs(ids), "text": m.decode(ids), "probs": g.probs if g else [],
+                         "written": written}
     return out
 
 
