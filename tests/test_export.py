@@ -11,6 +11,7 @@ import json
 import math
 import subprocess
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ import pytest
 import llmviz
 from llmviz.cli import main as cli
 from llmviz.config import ModelConfig
-from llmviz.export import Export, MANIFEST, export
+from llmviz.export import MANIFEST, Export, export, request_key
 from llmviz.graph import Graph
 from llmviz.inprocess import call, run_to_end
 from llmviz.model import KVCache, Model
@@ -143,7 +144,7 @@ def same_answers_as_the_server(folder: Path, model: Model) -> int:
     requests = []
     for key in manifest["responses"]:
         method, path, pairs, body = json.loads(key)
-        query = "&".join(f"{k}={v}" for k, v in pairs)
+        query = urlencode([tuple(p) for p in pairs])
         requests.append({"method": method, "url": path + (f"?{query}" if query else ""),
                          **({} if body is None else {"body": body})})
     answers = browser(folder, requests)
@@ -260,9 +261,23 @@ def test_cli_exports_and_refuses_bad_input(tmp_path, capsys):
 
 def test_request_keys_are_written_as_exported_ts_writes_them():
     """The same literals as frontend/test/export.test.ts: a stored answer is found by the key the page computes."""
-    from llmviz.export import _canonical, request_key
+    from llmviz.export import _canonical
 
     assert _canonical({"b": [1, {"d": 1, "c": 2}], "a": "é"}) == '{"a":"é","b":[1,{"c":2,"d":1}]}'
     assert request_key("get", "/api/walkthrough?model=nano-gpt&input=CBABBC", None) == \
         '["GET","/api/walkthrough",[["input","CBABBC"],["model","nano-gpt"]],null]'
     assert _canonical({"temperature": 1.0, "top_p": 0.9}) == '{"temperature":1,"top_p":0.9}'
+
+
+def test_a_bpe_model_with_spaces_and_accents_in_its_inputs(tmp_path):
+    """Text that needs escaping in an address (the walkthrough's query) and a byte-level BPE tokenizer."""
+    pytest.importorskip("torch")
+    pytest.importorskip("tokenizers")
+    from reference import hf_gpt2_folder, train_bpe
+
+    hf_gpt2_folder(tmp_path / "bpe", train_bpe(300), vocab_size=300, n_embd=32, n_layer=1, n_head=2, n_positions=32)
+    m = llmviz.load_model(str(tmp_path / "bpe"))
+    export(m, ["héllo wörld", "the fox"], tmp_path / "site", steps=1)
+    assert same_answers_as_the_server(tmp_path / "site", m) >= 4
+    manifest = json.loads((tmp_path / "site" / MANIFEST).read_text())
+    assert request_key("GET", "/api/walkthrough?model=bpe&input=h%C3%A9llo+w%C3%B6rld", None) in manifest["responses"]
