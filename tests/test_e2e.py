@@ -53,7 +53,7 @@ def test_nano_gpt_view_draws_every_tensor(page: Page, live_server, console_error
     expect(page.locator("#model")).to_have_value("nano-gpt")
     expect(page.locator(".label.block", has_text="tokens")).to_contain_text("tokens C B A B B C")  # the input, first
     expect(page.locator(".label.section", has_text="Embedding")).to_be_visible()
-    expect(page.locator(".label.section", has_text="Transformer 0")).to_be_visible()
+    expect(page.locator(".label.section", has_text="Layer 0")).to_be_visible()
     expect(page.locator("#legend")).to_contain_text("masked: a future position")
     page.screenshot(path=screenshots / "scene-nano-gpt.png")
     assert console_errors == []

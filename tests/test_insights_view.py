@@ -59,7 +59,7 @@ def test_logit_lens_grid_and_its_top_five(page: Page, live_server, screenshots, 
     cell.hover()
     tip = page.locator(".lens-tip")
     expect(tip).to_be_visible()
-    expect(tip).to_contain_text("after block 0, position 2")
+    expect(tip).to_contain_text("after layer 0, position 2")
     assert tip.locator("tr").count() == 3  # nano-gpt has three tokens: all of them
     page.screenshot(path=screenshots / "insights-lens.png")
 

@@ -172,7 +172,7 @@ def test_the_structure_is_labelled_at_home(page: Page, live_server):
         expect(page.locator("#labels .label", has_text=text).first).to_be_visible()
     expect(page.locator(".label.symbol", has_text="+").first).to_be_visible()  # where the two embeddings add
     assert_no_label_covers_another(page)
-    page.click("#fit")  # the same at the scale of the whole model, where "W_out" used to land on "Transformer 1"
+    page.click("#fit")  # the same at the scale of the whole model, where "W_out" used to land on "Layer 1"
     page.wait_for_timeout(900)
     assert_no_label_covers_another(page)
 

@@ -24,7 +24,7 @@ export function homeBox(p: Placed, screen: Screen): THREE.Box3 {
   for (const { b, i } of inside) if (b.kind !== "weight" || b.cols <= 4 * path) box.union(p.built.boxes[i]);
   const h = first.y0 - first.y1;
   box.min.y = first.y1 - 0.6 * h;  // the start of the first layer, below
-  box.max.y = first.y0 + 0.25 * h;  // the section's and the model's titles, above
+  box.max.y = first.y0 + 0.3 * h;  // the section's and the model's titles, above, clear of the toolbar
   box.min.x -= 0.08 * (box.max.x - box.min.x);  // and the section's title, which starts left of its frame
   return box;
 }

@@ -46,9 +46,9 @@ test("the task is a hint, and another input length gets a note", () => {
 
 test("the map nests each layer's attention and MLP under it", () => {
   const s = (key: string, title: string, parent: string | null = null) => ({ key, title, parent, x0: 0, x1: 1, y0: 0, y1: 1 });
-  const html = overviewHtml([s("embed", "Embedding"), s("blocks.0", "Transformer 0"), s("blocks.0.attn", "Attention", "blocks.0"),
+  const html = overviewHtml([s("embed", "Embedding"), s("blocks.0", "Layer 0"), s("blocks.0.attn", "Attention", "blocks.0"),
     s("blocks.0.mlp", "MLP", "blocks.0"), s("output", "Output")]);
   assert.match(html, /data-section="\*">Whole model/);
-  assert.match(html, /<li><button[^>]*data-section="blocks.0">Transformer 0<\/button><button[^>]*data-section="blocks.0.attn">Attention/);
+  assert.match(html, /<li><button[^>]*data-section="blocks.0">Layer 0<\/button><button[^>]*data-section="blocks.0.attn">Attention/);
   assert.equal((html.match(/<li>/g) ?? []).length, 3);
 });

@@ -191,7 +191,7 @@ def _sections(graph: Graph, layout: Layout) -> list[dict]:
     for b in layout.blocks:
         t = graph[b.tensor]
         if t.layer is not None:
-            add(f"blocks.{t.layer}", f"Transformer {t.layer}", b)
+            add(f"blocks.{t.layer}", f"Layer {t.layer}", b)
             if t.group.endswith(".attn"):
                 add(t.group, "Attention", b, f"blocks.{t.layer}")
             elif t.group.endswith(".mlp"):

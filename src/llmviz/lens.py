@@ -2,7 +2,7 @@
 
     top = logit_lens(model.run("CBABBC"), k=3)
     top["layers"]                  # blocks.0.hook_resid_pre ... blocks.2.hook_resid_pre, blocks.2.hook_resid_post
-    top["labels"]                  # embeddings, after block 0, ..., after block 2
+    top["labels"]                  # embeddings, after layer 0, ..., after layer 2
     top["top"][layer][position]    # [{"id", "token", "prob"}, ...] best first
 
 Each boundary's residual is decoded as TransformerLens's `accumulated_resid(apply_ln=True)` followed by the
@@ -49,7 +49,7 @@ def logit_lens(trace, k: int = 5) -> dict:
         p = np.exp(np.take_along_axis(logits, best, -1) - m[:, None]) / s[:, None]  # the softmax's own formula
         top.append([[{"id": int(i), "token": model.token_strs([int(i)])[0], "prob": float(q)} for i, q in zip(row, pr)]
                     for row, pr in zip(best, p)])
-    labels = ["embeddings"] + [f"after block {i}" for i in range(len(layers) - 1)]
+    labels = ["embeddings"] + [f"after layer {i}" for i in range(len(layers) - 1)]
     return {"layers": layers, "labels": labels, "tokens": list(trace.tokens), "token_strs": trace.token_strs, "top": top}
 
 
