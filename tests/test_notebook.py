@@ -117,3 +117,16 @@ def test_show_draws_hovers_and_follows_python(page: Page, lab, screenshots):
     expect(frames).to_have_count(2, timeout=60_000)
     expect(frames.nth(1).content_frame.locator("#prompt")).to_have_value("CCA", timeout=60_000)
     expect(frame.locator("#prompt")).to_have_value("AAB")
+
+
+def test_a_widget_exports_its_view(tmp_path):
+    """w.export(folder): the widget's model on the widget's input, as `llmviz export` writes it."""
+    import llmviz
+    from llmviz.export import MANIFEST
+
+    w = llmviz.show("nano-gpt", "AABCCB")
+    w.text = "CCBBAA"  # (as Python or the page set it)
+    done = w.export(tmp_path / "site", steps=1)
+    assert done["inputs"] == ["CCBBAA"]
+    assert json.loads((tmp_path / "site" / MANIFEST).read_text())["inputs"] == ["CCBBAA"]
+    assert (tmp_path / "site" / "index.html").is_file()

@@ -5,6 +5,7 @@
     w.text = "AAB"        # runs the model on a new input
     w.selected            # the pinned cell: {"tensor": ..., "index": [...]}
     w.step                # the walkthrough's chapter.step, as "5.2"
+    w.export("site")      # the same view as a folder any static web host serves
 
 The page runs in an iframe inside the widget and asks for its data with messages, which the kernel answers
 by calling the server's own app in process: the same endpoints, no HTTP server and no network. Needs the
@@ -24,6 +25,7 @@ try:
 except ImportError as e:  # pragma: no cover - the message is the point
     raise ImportError("llmviz.show needs anywidget: pip install 'llmviz[notebook]'") from e
 
+from .export import STEPS, export
 from .inprocess import call
 from .loading import load_model
 from .model import Model
@@ -55,7 +57,13 @@ class Widget(anywidget.AnyWidget):
         text = text if text is not None else (model.config.example or None)
         super().__init__(_page=page(model.name, text), text=text or "")
         self._app = create_app([model])
+        self._model = model
         self.on_msg(self._on_message)
+
+    def export(self, out, inputs: list[str] | None = None, steps: int = STEPS) -> dict:
+        """Write this view as a static site into the folder `out` (see llmviz.export): on `inputs`, by default
+        the widget's own input."""
+        return export(self._model, inputs or [self.text], out, steps)
 
     def _on_message(self, _widget, content, buffers) -> None:
         if not isinstance(content, dict) or content.get("kind") != "request":
