@@ -29,14 +29,34 @@ class Quiet(SimpleHTTPRequestHandler):
         pass
 
 
+class Unpacking(Quiet):
+    """A host that sends .gz files with Content-Encoding: gzip, so that the browser unpacks them itself."""
+
+    def end_headers(self):
+        if self.path.split("?")[0].endswith(".gz"):
+            self.send_header("Content-Encoding", "gzip")
+        super().end_headers()
+
+
+def serve_folder(folder, handler=Quiet) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, nano):
-    """The export of nano-gpt on CBABBC and AABCCB, served as plain files from a loopback port, under a sub-folder
-    (as a course page would put it)."""
+def host_root(tmp_path_factory, nano):
+    """A web host's folder with the export of nano-gpt on CBABBC and AABCCB under a sub-folder (as a course page
+    would put it)."""
     root = tmp_path_factory.mktemp("static-host")
     export(nano, ["CBABBC", "AABCCB"], root / "course" / "nano")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return root
+
+
+@pytest.fixture(scope="module")
+def site(host_root):
+    """The export, served as plain files from a loopback port."""
+    server = serve_folder(host_root)
     yield f"http://127.0.0.1:{server.server_address[1]}/course/nano/"
     server.shutdown()
 
@@ -140,3 +160,16 @@ def test_generation_panels_and_an_input_not_exported(page: Page, site, screensho
     expect(page.locator("#readout")).to_contain_text("next token after AABCCB")  # the view as it was
     page.screenshot(path=screenshots / "export-not-exported.png")
     assert all(u.startswith(site) or u.startswith(("data:", "blob:")) for u in asked)
+
+
+def test_a_host_that_unpacks_gzip_itself(page: Page, host_root):
+    """Some hosts send a .gz file with Content-Encoding: gzip: the browser unpacks it, and the page takes it as is."""
+    server = serve_folder(host_root, Unpacking)
+    try:
+        open_view(page, f"http://127.0.0.1:{server.server_address[1]}/course/nano/")
+        expect(page.locator("#readout")).to_contain_text("ABBBCC")
+        assert page.evaluate("window.__llmviz.readPixels()") > 0.05
+        tip, _ = hover(page, "blocks.0.attn.hook_q", 0, 3, 5)
+        expect(tip.locator(".tt-formula")).to_contain_text("x·W")
+    finally:
+        server.shutdown()
