@@ -134,7 +134,15 @@ def test_the_whole_model_fits_the_view(page: Page, live_server, screenshots):
     for top, bottom in [(box["top"], box["top"] + h / 10), (box["bottom"] - h / 10, box["bottom"])]:
         band = {"left": box["left"], "right": box["right"], "top": top, "bottom": bottom}
         assert page.evaluate("r => window.__llmviz.readPixels(undefined, undefined, r)", band) > 0.02, band
+    # The layers' titles beside their frames, on the left, clear of the model; no part's title over its cells.
+    shown = page.evaluate("""[...document.querySelectorAll('.label.section')].filter((e) => e.style.display !== 'none')
+        .map((e) => { const r = e.getBoundingClientRect(); return [e.textContent, e.className, r.right]; })""")
+    assert sorted(t for t, _, _ in shown) == ["Layer 0", "Layer 1", "Layer 2"]  # no Attention or MLP over the cells
+    assert all("beside" in cls and right <= box["left"] + 4 for _, cls, right in shown), (shown, box)  # (perspective)
     page.screenshot(path=screenshots / "learner-whole-model.png")
+    page.click("#home")  # closer: above its frame again
+    page.wait_for_timeout(900)
+    assert "beside" not in page.locator(".label.section", has_text="Layer 0").get_attribute("class")
 
 
 def test_the_map_flies_to_any_section(page: Page, live_server, screenshots):

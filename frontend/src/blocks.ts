@@ -3,7 +3,7 @@
 // residual-stream band, each one draw call. Positions and sizes come from the server's layout.
 import * as THREE from "three";
 import { FAMILIES, KINDS, MASKED, STRUCTURE, hexToRgb } from "./colors";
-import type { BlockInfo, SceneData } from "./scenedata";
+import { framePad, type BlockInfo, type SceneData } from "./scenedata";
 
 const VERTEX = /* glsl */ `
 in vec3 iPos;    // top-left-front corner of the slab
@@ -283,7 +283,7 @@ function sectionFrames(data: SceneData, offsetX: number): THREE.LineSegments {
   const pts: number[] = [];
   const colors: number[] = [];
   for (const s of data.info.sections) {
-    const pad = data.info.sections.some((c) => c.parent === s.key) ? 6 : 3;  // a layer's frame, around its parts' frames
+    const pad = framePad(data.info.sections, s);
     const x0 = s.x0 - pad + offsetX, x1 = s.x1 + pad + offsetX, y0 = s.y0 + pad, y1 = s.y1 - pad, z = 1;
     pts.push(x0, y0, z, x1, y0, z, x1, y0, z, x1, y1, z, x1, y1, z, x0, y1, z, x0, y1, z, x0, y0, z);
     const c = new THREE.Color(SECTION_COLORS[s.title] ?? 0x868e96);

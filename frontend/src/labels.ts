@@ -19,6 +19,8 @@ export interface Label {
   height?: number;         // pixels tall, for collisions (default: one line)
   data?: Record<string, string>;
   group?: string;          // labels shown all together or not at all (one axis's names: half of them would mislead)
+  also?: { size: number; min?: number; max?: number };  // and shown only while `size` world units cover from min
+                                                        // up to (not including) max pixels
 }
 
 const SHIFT = { left: "0", center: "-50%", right: "-100%" };
@@ -43,6 +45,10 @@ export class LabelLayer {
       const dist = this.tmp.copy(l.anchor).sub(cam.position).length();
       const px = (l.worldSize * perUnit) / Math.max(dist, 1e-9);
       if (px < l.minPixels) continue;
+      if (l.also) {
+        const q = (l.also.size * perUnit) / Math.max(dist, 1e-9);
+        if (q < (l.also.min ?? -Infinity) || q >= (l.also.max ?? Infinity)) continue;
+      }
       const p = this.view.project(l.anchor, this.tmp);
       if (!p || p.x < -200 || p.x > w + 50 || p.y < -50 || p.y > h + 50) continue;
       shown.push({ l, x: p.x, y: p.y + (l.offsetY ?? 0), px });

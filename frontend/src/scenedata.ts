@@ -81,3 +81,8 @@ export function parseScene(bytes: ArrayBuffer): SceneData {
     atlas: { height: atlas.shape[0], width: atlas.shape[1], data: atlas.data as Uint16Array },
   };
 }
+
+/** How far out a section's frame is drawn around its blocks: a layer's around its parts' frames. */
+export function framePad(sections: Section[], s: Section): number {
+  return sections.some((c) => c.parent === s.key) ? 6 : 3;
+}

@@ -5,7 +5,7 @@ import * as THREE from "three";
 import { blockWidth, slabGeometry } from "./blocks";
 import { escapeHtml } from "./html";
 import type { Label } from "./labels";
-import type { BlockInfo, SceneData } from "./scenedata";
+import { framePad, type BlockInfo, type SceneData, type Section } from "./scenedata";
 import { formatCount } from "./trace";
 
 // Who wins a collision: the input row, then section titles and the model's title, then the structure
@@ -75,10 +75,19 @@ export function sceneLabels(data: SceneData, offsetX: number, titleRow = 0): Lab
         priority: PRIORITY.detail, data: { tensor: b.tensor } });
     }
   });
+  // A section's title sits above its frame's top-left corner while it fits there: a part's (attention, MLP) in the
+  // gap between its frame and its layer's, a layer's in the space above its frame. Zoomed out further, a layer's
+  // title moves beside its frame, on the left, and a part's hides: neither covers the cells.
   for (const s of info.sections) {
-    out.push({ anchor: v3(s.x0 + offsetX - 3, s.y0 + 3, 1), worldSize: s.x1 - s.x0, minPixels: 60,
-      html: escapeHtml(s.title), cls: `section section-${s.title.split(" ")[0].toLowerCase()}`, above: true,
-      priority: PRIORITY.section, charWidth: 9 });
+    const room = roomAbove(info.sections, s);
+    const base = { worldSize: s.x1 - s.x0, minPixels: 60, html: escapeHtml(s.title), priority: PRIORITY.section, charWidth: 9 };
+    const cls = `section section-${s.title.split(" ")[0].toLowerCase()}`;
+    out.push({ ...base, anchor: v3(s.x0 + offsetX - 3, s.y0 + 3, 1), cls, above: true,
+      also: room === null ? undefined : { size: room, min: s.parent ? PART_GAP : SECTION_LINE } });
+    if (!s.parent && room !== null) {
+      out.push({ ...base, anchor: v3(s.x0 + offsetX - framePad(info.sections, s) - 1, s.y0 + framePad(info.sections, s), 1),
+        cls: `${cls} beside`, align: "right", also: { size: room, max: SECTION_LINE } });
+    }
   }
   const tok = info.blocks.find((b) => b.kind === "input");
   if (tok && info.token_strs) {
@@ -93,6 +102,20 @@ export function sceneLabels(data: SceneData, offsetX: number, titleRow = 0): Lab
     html: `${escapeHtml(m.name)}<br><small>${formatCount(m.n_params)} parameters${m.has_weights ? "" : " · structure only"}</small>`,
     cls: "model-title", above: true, priority: PRIORITY.title, charWidth: 11 });
   return out;
+}
+
+const SECTION_LINE = 12;  // pixels a layer's title needs above its frame (its letters' height)
+const PART_GAP = 4;  // pixels between a part's frame and its layer's from which the part's title shows (it overhangs)
+
+/** The world units above a section's frame that hold no cells, where its title goes: a part's, the gap inside its
+ * layer's frame; a layer's, up to the cells of the section above; null for the first section (the model's title is
+ * above it). */
+function roomAbove(sections: Section[], s: Section): number | null {
+  if (s.parent) return framePad(sections, sections.find((p) => p.key === s.parent)!) - framePad(sections, s);
+  const above = sections.filter((o) => !o.parent && o.y1 > s.y0);
+  if (!above.length) return null;
+  const next = above.reduce((a, b) => (b.y1 < a.y1 ? b : a));
+  return next.y1 - (s.y0 + framePad(sections, s));
 }
 
 /** Where the model's title sits: at its top-left corner, drawn TITLE.offset px above the first section's title. */
