@@ -79,13 +79,8 @@ function readScene(payload: Uint8Array) {
     base: 8 + headerLen + header.atlas.data_offsets[0] };
 }
 
-/** The weights whose cells a scene file leaves out. */
-export const drawnWeights = (payload: Uint8Array): string[] =>
-  readScene(payload).scene.blocks.filter(fromWeights).map((b: any) => b.tensor);
-
 /** Put each weight's cells back into a scene's atlas (as scene.py's slab_grid lays them out), from the float32 weights. */
-export function fillWeights(payload: Uint8Array, weights: (name: string) => Numbers): void {
-  const { view, scene, width, base } = readScene(payload);
+function fillWeights({ view, scene, width, base }: ReturnType<typeof readScene>, weights: (name: string) => Numbers): void {
   for (const b of scene.blocks) {
     if (!fromWeights(b)) continue;
     const { data } = weights(b.tensor);
@@ -126,9 +121,10 @@ async function bytesOf(file: string): Promise<Uint8Array> {
 async function contents(s: Stored): Promise<Uint8Array> {
   const raw = await bytesOf(s.file);
   const plain = s.shuffle ? unshuffle(raw, ...s.shuffle) : raw.slice();
-  if (s.weights) {
-    const w = await weights(drawnWeights(plain));
-    fillWeights(plain, (name) => w.get(name)!);
+  if (s.weights) {  // a scene, without the cells of the weights it draws whole
+    const read = readScene(plain);
+    const w = await weights(read.scene.blocks.filter(fromWeights).map((b: any) => b.tensor));
+    fillWeights(read, (name) => w.get(name)!);
   }
   return plain;
 }

@@ -133,7 +133,7 @@ class Export:
         shared = file(drawn) if drawn else None
         return {n: shared if n in self.drawn else file([n]) for n in names}
 
-    def save_manifest(self) -> None:
+    def save_manifest(self) -> dict:
         """data/manifest.json: every stored answer, session and pass, the weights and the vocabulary's tokens."""
         m = self.model
         manifest = {
@@ -142,6 +142,7 @@ class Export:
             "vocab": self.write(_canonical([m.token_strs([i])[0] for i in range(m.config.vocab_size)]).encode(), "json"),
         }
         (self.out / MANIFEST).write_text(_canonical(manifest), encoding="utf-8")
+        return manifest
 
 
 async def _record(ex: Export, app) -> None:
@@ -306,9 +307,7 @@ def export(model: Model, inputs: list[str], out: str | Path, steps: int = STEPS)
         raise LlmvizError("give at least one input (--input TEXT)")
     inputs = list(dict.fromkeys(inputs))
     for text in inputs:
-        ids = model.encode(text)
-        if len(ids) > model.config.n_ctx:
-            raise LlmvizError(f"input {text!r} is {len(ids)} tokens; {model.name} reads at most {model.config.n_ctx}")
+        model.encode(text)  # an unknown token or an input longer than the context: refused before anything is written
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
         raise LlmvizError(f"{out} exists and is not an empty folder or an earlier llmviz export: give a new folder")
@@ -317,9 +316,9 @@ def export(model: Model, inputs: list[str], out: str | Path, steps: int = STEPS)
     (out / "data").mkdir(parents=True)
     ex = Export(model, inputs, out, steps)
     run_to_end(_record(ex, create_app([model])))
-    ex.save_manifest()
+    manifest = ex.save_manifest()
     static = static_dir()
-    (out / "index.html").write_text(page(ex, json.loads((out / MANIFEST).read_text())["weights"]), encoding="utf-8")
+    (out / "index.html").write_text(page(ex, manifest["weights"]), encoding="utf-8")
     shutil.copy(static / "style.css", out / "style.css")
     (out / "app.js.gz").write_bytes(gzip.compress((static / "app.js").read_bytes(), 9, mtime=0))
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
