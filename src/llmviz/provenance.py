@@ -4,7 +4,8 @@
 (from the model graph) with the actual inputs, a result recomputed from those inputs in float64 that
 ends in the same value, and the cells it was computed from (for highlighting). Nothing here is specific
 to one model: it reads the op, the inputs and their named axes from the graph, and each op explains its
-own numbers (see ops.base.Op).
+own numbers (see ops.base.Op). frontend/src/explain.ts is this module's copy for a static export's page
+(tests/test_export.py checks that the two agree).
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ An op holds, in one place: its formula and one sentence (shown in the view), its
 inputs in order, plus its attributes; one float32 array back, with the axes the graph declares), how to
 explain one number it computed (the formula with the real numbers, a result recomputed in float64, and the
 cells it came from), and, where it has one, a short label or a symbol for the view.
+
+An explanation has a second copy in frontend/src/explain.ts, which a static export (llmviz export) runs in the
+page: change both, and tests/test_export.py checks that they still agree, text for text.
 """
 
 from __future__ import annotations
