@@ -19,7 +19,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from .graph import Graph
 from .inprocess import call, run_to_end
 from .model import KVCache, Model, widen
 from .safetensors_file import to_bytes as safetensors_bytes
-from .server import create_app, json_safe, static_dir
+from .server import create_app, json_safe, page_with, static_dir
 
 BRANCH_K, BRANCH_DEPTH = 3, 2  # what the branch panel asks for first (frontend/src/branchtree.ts)
 BRANCH_EXPAND = 2  # levels below the first tree whose expansion is stored too
@@ -277,8 +276,6 @@ def page(ex: Export, weights: dict) -> str:
     its script from app.js.gz. While it loads, it asks for the manifest and the weights its scenes draw, and
     (opened with no address, or on the first input) the first view's scene: as the served page's early requests
     do."""
-    html = (static_dir() / "index.html").read_text(encoding="utf-8")
-    html = re.sub(r'<script id="early">.*?</script>', "", html, flags=re.S)
     model, first = ex.model.name, ex.inputs[0]
     scene = ex.responses[request_key("POST", "/api/scene", {"model": model, "text": first})]["file"]
     setup = f"""<script>
@@ -295,7 +292,7 @@ def page(ex: Export, weights: dict) -> str:
     }})();
   </script>"""
     loader = (static_dir() / "export-loader.js").read_text(encoding="utf-8")
-    return html.replace('<script type="module" src="app.js"></script>', f'{setup}<script type="module">{loader}</script>')
+    return page_with(f'{setup}<script type="module">{loader}</script>')
 
 
 def export(model: Model, inputs: list[str], out: str | Path, steps: int = STEPS) -> dict:

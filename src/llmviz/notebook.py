@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from urllib.parse import quote
 
 try:
@@ -29,21 +28,19 @@ from .export import STEPS, export
 from .inprocess import call
 from .loading import load_model
 from .model import Model
-from .server import create_app, static_dir
+from .server import create_app, page_with, static_dir
 
 
 def page(model: str, text: str | None) -> str:
     """The llmviz page with its script and styles inline (an iframe's srcdoc reads no files), told its model
     and input, and to ask for data through its host."""
     folder = static_dir()
-    html = (folder / "index.html").read_text(encoding="utf-8")
-    html = re.sub(r'<script id="early">.*?</script>', "", html, flags=re.S)  # the served page's early fetches
     search = "?model=" + quote(model) + ("" if text is None else "&input=" + quote(text))
     state = f"<script>window.__llmvizEmbedded = true; window.__llmvizSearch = {json.dumps(search)};</script>"
     css = (folder / "style.css").read_text(encoding="utf-8")
     js = (folder / "app.js").read_text(encoding="utf-8").replace("</script", "<\\/script")
-    html = html.replace('<link rel="stylesheet" href="style.css">', f"<style>{css}</style>")
-    return html.replace('<script type="module" src="app.js"></script>', f'{state}<script type="module">{js}</script>')
+    html = page_with(f'{state}<script type="module">{js}</script>')
+    return html.replace('<link rel="stylesheet" href="style.css">', f"<style>{css}</style>")
 
 
 class Widget(anywidget.AnyWidget):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import json
+import re
 import logging
 import math
 import threading
@@ -478,6 +479,14 @@ def example_input(m: Model) -> str | None:
 
 def static_dir() -> Path:
     return Path(str(resources.files("llmviz") / "static"))
+
+
+def page_with(scripts: str) -> str:
+    """The served page for another host (a notebook widget, a static export): without its early requests to the
+    server, and with `scripts` where it loads app.js."""
+    html = (static_dir() / "index.html").read_text(encoding="utf-8")
+    html = re.sub(r'<script id="early">.*?</script>', "", html, flags=re.S)
+    return html.replace('<script type="module" src="app.js"></script>', scripts)
 
 
 def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hosts=()) -> FastAPI:
