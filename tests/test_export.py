@@ -24,7 +24,7 @@ from llmviz.graph import Graph
 from llmviz.inprocess import call, run_to_end
 from llmviz.model import KVCache, Model
 from llmviz.ops import OPS
-from llmviz.provenance import explain
+from llmviz.provenance import explain, pick_in_region
 from llmviz.server import create_app, json_safe
 
 EXPORTCHECK = Path(__file__).resolve().parent.parent / "frontend" / "dist-test" / "exportcheck.mjs"
@@ -111,6 +111,11 @@ def passes(request, tmp_path_factory, nano):
                 wanted.append(json_safe(explain(t, tensor, index)))
                 requests.append({"method": "POST", "url": "/api/explain", "body": {
                     "model": m.name, "tokens": ids, "tensor": tensor, "index": list(index), **({"past": past} if past else {})}})
+            # A region (a downsampled cell stands for one): the cell of largest magnitude in it, as pick_in_region.
+            ranges = {a: [0, n - 1] for a, n in zip(t.graph[tensor].axes, t[tensor].shape)}
+            wanted.append(json_safe(explain(t, tensor, pick_in_region(t, tensor, ranges))))
+            requests.append({"method": "POST", "url": "/api/explain", "body": {
+                "model": m.name, "tokens": ids, "tensor": tensor, "region": ranges, **({"past": past} if past else {})}})
     return name, folder, wanted, requests
 
 
@@ -120,7 +125,7 @@ def test_hover_in_the_export_explains_every_tensor_as_the_server_does(passes):
     assert len(answers) == len(wanted) > 300
     for want, req, (status, _, body) in zip(wanted, requests, answers):
         assert status == 200, body
-        same(want, json.loads(body), f"{name} {req['body']['tensor']}{req['body']['index']}")
+        same(want, json.loads(body), f"{name} {req['body']['tensor']}{req['body'].get('index', req['body'].get('region'))}")
 
 
 def test_every_op_is_explained_in_the_browser_too():
