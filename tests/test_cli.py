@@ -43,7 +43,8 @@ def test_trace_writes_every_tensor(tmp_path, nano):
     (["generate", "--model", "gpt5", "AB"], "unknown model 'gpt5'"),
     (["generate", "ABCABCABCABC"], "context holds at most 11"),
     (["generate", "--model", "gpt3", "--ids", "1 2"], "gpt3 is structure only"),
-    (["trace", "CBA", "--out", "/nonexistent-dir/x.safetensors"], "No such file or directory"),
+    (["trace", "CBA", "--out", "/nonexistent-dir/x.safetensors"],
+     "cannot write /nonexistent-dir/x.safetensors: the folder /nonexistent-dir does not exist"),
 ])
 def test_errors_exit_non_zero_with_one_line(args, message):
     r = llmviz(*args)
@@ -56,6 +57,23 @@ def test_errors_exit_non_zero_with_one_line(args, message):
 def test_help(cmd):
     r = llmviz(*cmd, "--help")
     assert r.returncode == 0 and "Usage:" in r.stdout
+
+
+def refused(r, line: str) -> None:
+    """The command said no in one line, exactly `line`, with no traceback."""
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == f"Error: {line}\n"
+
+
+def test_trace_replaces_a_file_only_with_force(tmp_path, nano):
+    out = tmp_path / "notes.txt"
+    out.write_text("my notes\n")
+    refused(llmviz("trace", "CBABBC", "--out", str(out)), f"{out} exists: pass --force to replace it")
+    assert out.read_text() == "my notes\n"
+    r = llmviz("trace", "CBABBC", "--out", str(out), "--force")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(load_file(str(out))["probs"], nano.run("CBABBC")["probs"])
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]  # no temporary file left beside it
 
 
 def test_serve_refuses_a_busy_port():

@@ -218,13 +218,18 @@ def generate(prompt, model, ids, max_new_tokens, temperature, top_k, top_p, min_
 @click.option("--ids", is_flag=True, help="PROMPT is token ids, not text.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, writable=True),
               help="The .safetensors file to write.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--no-weights", is_flag=True, help="Only the tensors the forward pass computed.")
 @model_options
-def trace(prompt, model, ids, out, no_weights, dtype, n_head) -> None:
+def trace(prompt, model, ids, out, force, no_weights, dtype, n_head) -> None:
     """Run the forward pass on PROMPT and save every tensor to a safetensors file."""
+    from .files import check_new_file, replacing
+
     try:
+        check_new_file(out, force)
         t = _load(model, dtype, n_head).run(_parse_prompt(prompt, ids))
-        t.save(out, include_weights=not no_weights)
+        with replacing(out, force) as tmp:
+            t.save(tmp, include_weights=not no_weights)
     except (LlmvizError, OSError) as e:
         _fail(e)
     click.echo(f"wrote {len(t.computed()) if no_weights else len(t)} tensors for {len(t.tokens)} tokens to {out}")
