@@ -45,6 +45,8 @@ def test_trace_writes_every_tensor(tmp_path, nano):
     (["generate", "--model", "gpt3", "--ids", "1 2"], "gpt3 is structure only"),
     (["trace", "CBA", "--out", "/nonexistent-dir/x.safetensors"],
      "cannot write /nonexistent-dir/x.safetensors: the folder /nonexistent-dir does not exist"),
+    (["train", "nano-gpt", "--out", "/nonexistent-dir/x.safetensors"],
+     "cannot write /nonexistent-dir/x.safetensors: the folder /nonexistent-dir does not exist"),
 ])
 def test_errors_exit_non_zero_with_one_line(args, message):
     r = llmviz(*args)
@@ -74,6 +76,21 @@ def test_trace_replaces_a_file_only_with_force(tmp_path, nano):
     assert r.returncode == 0, r.stderr
     np.testing.assert_array_equal(load_file(str(out))["probs"], nano.run("CBABBC")["probs"])
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]  # no temporary file left beside it
+
+
+def test_train_needs_out_and_replaces_nothing_without_force(tmp_path):
+    r = llmviz("train", "nano-gpt")
+    assert r.returncode == 2 and r.stderr == "Error: Missing option '--out' / '-o'.\n"
+    weights, card = tmp_path / "w.safetensors", tmp_path / "w.safetensors.md"
+    weights.write_bytes(b"my weights")
+    r = llmviz("train", "nano-gpt", "--out", str(weights))
+    refused(r, f"{weights} exists: pass --force to replace it")
+    assert r.stdout == "" and weights.read_bytes() == b"my weights" and not card.exists()
+    weights.unlink()
+    card.write_text("my card\n")
+    r = llmviz("train", "nano-gpt", "--out", str(weights))
+    refused(r, f"{card} exists: pass --force to replace it")
+    assert r.stdout == "" and not weights.exists() and card.read_text() == "my card\n"  # refused before training
 
 
 def test_serve_refuses_a_busy_port():

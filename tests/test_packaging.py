@@ -19,7 +19,7 @@ def wheel(tmp_path_factory):
 def test_wheel_carries_front_end_weights_and_card(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for f in ["llmviz/static/index.html", "llmviz/static/app.js", "llmviz/weights/nano-gpt.safetensors",
-              "llmviz/weights/nano-gpt.md", "llmviz/server.py", "llmviz/chapters/01-overview.md",
+              "llmviz/weights/nano-gpt.safetensors.md", "llmviz/server.py", "llmviz/chapters/01-overview.md",
               "llmviz/chapters/12-scale.md"]:
         assert f in names
 

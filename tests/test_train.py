@@ -1,12 +1,17 @@
-"""Training nano-gpt: a short run is deterministic and writes a loadable model with its card."""
+"""Training nano-gpt: a short run is deterministic and writes a loadable model with its card, and `llmviz train`
+replaces a file only with --force."""
 
 import numpy as np
 import pytest
 
 pytest.importorskip("torch")
 
+from test_cli import llmviz  # noqa: E402
+
 from llmviz import load_model  # noqa: E402
-from llmviz.train import sort_batch, train_nano_gpt  # noqa: E402
+from llmviz.files import card_path  # noqa: E402
+from llmviz.safetensors_file import SafetensorsFile  # noqa: E402
+from llmviz.train import sort_accuracy, sort_batch, train_nano_gpt  # noqa: E402
 
 
 def test_sort_batch_is_minGPT_sort_task():
@@ -25,6 +30,33 @@ def test_short_training_run_is_reproducible(tmp_path):
     ma, mb = load_model(str(a)), load_model(str(b))
     for name in ma.graph.names("weight"):
         np.testing.assert_array_equal(ma.weights[name], mb.weights[name])
-    card = a.with_suffix(".md").read_text()
+    card = card_path(a).read_text()
+    assert card_path(a).name == "a.safetensors.md"
     assert "30 steps" in card and f"{stats['final_loss']:.5f}" in card
+    assert SafetensorsFile(a).metadata["model_card"] == card  # the card travels with the weights too
     assert stats["final_loss"] < 1.1  # ln 3 = 1.0986 is chance
+
+
+def test_train_with_force_replaces_the_weights_and_the_card(tmp_path):
+    out = tmp_path / "nano-gpt.safetensors"
+    out.write_bytes(b"old weights")
+    (tmp_path / "nano-gpt.safetensors.md").write_text("old card\n")
+    r = llmviz("train", "nano-gpt", "--out", str(out), "--steps", "2", "--force", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == f"wrote {out} ({out.stat().st_size} bytes) and {out}.md"
+    card = (tmp_path / "nano-gpt.safetensors.md").read_text()
+    assert "`llmviz train nano-gpt`, 2 steps" in card
+    assert SafetensorsFile(out).metadata["model_card"] == card
+    accuracy = sort_accuracy(load_model(str(out)))  # the file holds the model the card describes
+    assert f"sorts\n  {accuracy:.2%} of all 729" in card
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nano-gpt.safetensors", "nano-gpt.safetensors.md"]
+
+
+def test_the_card_never_lands_on_a_file_of_another_name(tmp_path):
+    """--out README.safetensors once wrote its card over README.md."""
+    (tmp_path / "README.md").write_text("# my project\n")
+    r = llmviz("train", "nano-gpt", "--out", str(tmp_path / "README.safetensors"), "--steps", "2", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "README.md").read_text() == "# my project\n"
+    assert "3-layer GPT that sorts" in (tmp_path / "README.safetensors.md").read_text()
+    assert load_model(str(tmp_path / "README.safetensors")).config.n_layer == 3

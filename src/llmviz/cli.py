@@ -263,15 +263,26 @@ def export_site(model, inputs, out, steps, dtype, n_head) -> None:
 @click.argument("name", type=click.Choice(["nano-gpt"]))
 @click.option("--steps", default=3000, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=3407, show_default=True, type=SEED)
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the weights (default: replace the bundled ones).")
-def train(name, steps, seed, out) -> None:
-    """Train nano-gpt on the sort task (needs the `train` extra: torch)."""
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
+              help="The .safetensors file to write. The model card goes into its metadata and beside it, as OUT.md.")
+@click.option("--force", is_flag=True, help="Replace OUT and OUT.md if they exist.")
+def train(name, steps, seed, out, force) -> None:
+    """Train nano-gpt on the sort task (needs the `train` extra: torch) and write its weights and model card."""
+    from .files import card_path, check_new_file
+
+    try:
+        for path in (out, card_path(out)):
+            check_new_file(path, force)  # before torch is even imported: a refusal comes at once
+    except LlmvizError as e:
+        _fail(e)
     try:
         from .train import train_nano_gpt
     except ImportError:
         _fail("training needs PyTorch: pip install 'llmviz[train]'")
-    train_nano_gpt(out, steps=steps, seed=seed, log=click.echo)
+    try:
+        train_nano_gpt(out, steps=steps, seed=seed, log=click.echo, force=force)
+    except (LlmvizError, OSError) as e:
+        _fail(e)
 
 
 @main.group()

@@ -93,8 +93,9 @@ def _load(source: str, dtype: str, n_head: int | None) -> Model:
                         f"({', '.join(PRESETS)}) or a Hugging Face hub id")
 
 
-def save_weights(model: Model, path) -> None:
-    """Write the model's weights (a tied weight is not stored twice) with its config and tokenizer."""
+def save_weights(model: Model, path, metadata: dict[str, str] | None = None) -> None:
+    """Write the model's weights (a tied weight is not stored twice) with its config and tokenizer, and any other
+    `metadata` (strings, such as a "model_card")."""
     from safetensors.numpy import save_file
 
     from .model import widen
@@ -104,7 +105,7 @@ def save_weights(model: Model, path) -> None:
         for n in model.graph.names("weight")
         if "tied_to" not in model.graph[n].attrs
     }
-    meta = {"format": FORMAT, "config": json.dumps(model.config.to_dict())}
+    meta = {**(metadata or {}), "format": FORMAT, "config": json.dumps(model.config.to_dict())}
     if isinstance(model.tokenizer, CharTokenizer):
         meta["tokenizer"] = json.dumps(model.tokenizer.to_dict())
     save_file(tensors, str(path), metadata=meta)

@@ -1,4 +1,5 @@
-"""Train nano-gpt on minGPT's sort task and write its weights and model card.
+"""Train nano-gpt on minGPT's sort task and write its weights and model card (in the weights' metadata, and beside
+them as `<weights file>.md`). Neither replaces a file unless asked to (`force`), checked before training starts.
 
 The task: six tokens from {A, B, C}; the model reads them and must write them sorted.
 A training example is the 12-token sequence input + sorted output, fed as 11 tokens
@@ -15,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import PRESETS
 from .arch.gpt2 import canonical_state, weights_from_state
-from .loading import bundled_path, save_weights
+from .config import PRESETS
+from .files import card_path, check_new_file, replacing
+from .loading import save_weights
 from .model import Model
 from .tokenizer import CharTokenizer
 from .torch_gpt import TorchGPT
@@ -39,7 +41,13 @@ def sort_accuracy(model: Model) -> float:
     return sum(model.generate(s, LENGTH).text == "".join(sorted(s)) for s in inputs) / len(inputs)
 
 
-def train_nano_gpt(out: Path | None = None, steps: int = 3000, seed: int = 3407, log=print) -> dict:
+def train_nano_gpt(out: str | Path, steps: int = 3000, seed: int = 3407, log=print, force: bool = False) -> dict:
+    """Train nano-gpt and write its weights to `out` and its model card to `out`.md (card_path), with the card in
+    the weights' metadata too ("model_card"). An existing file at either is refused before training, unless
+    `force`."""
+    out, card = Path(out), card_path(out)
+    for path in (out, card):
+        check_new_file(path, force)
     cfg = PRESETS["nano-gpt"]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -66,10 +74,11 @@ def train_nano_gpt(out: Path | None = None, steps: int = 3000, seed: int = 3407,
     stats = {"steps": steps, "seed": seed, "final_loss": float(np.mean(losses[-100:])), "accuracy": acc,
              "seconds": round(time.time() - t0, 1), "torch": torch.__version__}
     log(f"greedy sort accuracy on all {len(CHARS) ** LENGTH} inputs: {acc:.2%}")
-    out = Path(out) if out else bundled_path("nano-gpt")
-    save_weights(model, out)
-    out.with_suffix(".md").write_text(model_card(stats))
-    log(f"wrote {out} ({out.stat().st_size} bytes) and {out.with_suffix('.md').name}")
+    text = model_card(stats)
+    with replacing(out, force) as tmp_weights, replacing(card, force) as tmp_card:
+        save_weights(model, tmp_weights, metadata={"model_card": text})
+        tmp_card.write_text(text, encoding="utf-8")
+    log(f"wrote {out} ({out.stat().st_size} bytes) and {card}")
     return stats
 
 
