@@ -1,5 +1,6 @@
 """The `llmviz` command as a user runs it: a real process, its output and exit code."""
 
+import json
 import subprocess
 import sys
 
@@ -55,16 +56,75 @@ def test_errors_exit_non_zero_with_one_line(args, message):
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("cmd", [[], ["serve"], ["generate"], ["trace"], ["models"], ["train"]])
+@pytest.mark.parametrize("cmd", [[], ["serve"], ["generate"], ["trace"], ["models"], ["train"], ["export"]])
 def test_help(cmd):
     r = llmviz(*cmd, "--help")
     assert r.returncode == 0 and "Usage:" in r.stdout
+
+
+def files(folder) -> dict[str, bytes]:
+    """Every file under `folder` (hidden ones too), by its path relative to it, with its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def refused(r, line: str) -> None:
     """The command said no in one line, exactly `line`, with no traceback."""
     assert r.returncode == 1, r.stderr
     assert r.stderr == f"Error: {line}\n"
+
+
+FOLDER_IN_USE = ("export into a new or empty folder, or pass --force to write the export beside it (files of its own "
+                 "names are replaced, nothing else)")
+
+
+def test_export_deletes_nothing_in_a_folder_that_only_looks_like_an_export(tmp_path):
+    """A data/manifest.json that llmviz did not write does not make the folder an earlier export."""
+    proj = tmp_path / "proj"
+    (proj / "data").mkdir(parents=True)
+    (proj / "src").mkdir()
+    (proj / "data" / "manifest.json").write_text("{}\n")
+    (proj / "src" / "precious.txt").write_text("precious\n")
+    (proj / "README.md").write_text("# my project\n")
+    before = files(proj)
+    r = subprocess.run([sys.executable, "-m", "llmviz.cli", "export", "--input", "CBABBC", "--out", "proj"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    refused(r, f"proj/data/manifest.json is not marked as an llmviz export's manifest: {FOLDER_IN_USE}")
+    assert files(proj) == before
+
+
+def test_export_into_a_pages_repository_needs_force_and_keeps_its_files(tmp_path):
+    """A GitHub Pages checkout: refused as it is; with --force the export goes beside .git and CNAME, and a second
+    export with --force replaces the first one's files and keeps theirs byte for byte."""
+    site = tmp_path / "site"
+    (site / ".git" / "objects" / "ab").mkdir(parents=True)
+    (site / ".git" / "HEAD").write_text("ref: refs/heads/gh-pages\n")
+    (site / ".git" / "objects" / "ab" / "cdef").write_bytes(bytes(range(256)))
+    (site / "CNAME").write_text("llmviz.example.org\n")
+    theirs = files(site)
+    refused(llmviz("export", "--input", "CBABBC", "--out", str(site)), f"{site / '.git'} is not part of an earlier "
+            f"llmviz export: {FOLDER_IN_USE}")
+    assert files(site) == theirs
+
+    r = llmviz("export", "--input", "CBABBC", "--out", str(site), "--force")
+    assert r.returncode == 0, r.stderr
+    first = json.loads((site / "data" / "manifest.json").read_text())["files"]
+    assert files(site).keys() == theirs.keys() | set(first)
+    r = llmviz("export", "--input", "AABCCB", "--out", str(site), "--force")
+    assert r.returncode == 0, r.stderr
+    second = json.loads((site / "data" / "manifest.json").read_text())
+    assert second["inputs"] == ["AABCCB"]
+    now = files(site)
+    assert now.keys() == theirs.keys() | set(second["files"])  # the first export's unused data files are gone
+    assert set(first) - set(second["files"])  # (there were some)
+    assert {k: now[k] for k in theirs} == theirs
+
+
+def test_export_refuses_a_file_as_its_folder(tmp_path):
+    (tmp_path / "site").write_text("not a folder\n")
+    for force in ([], ["--force"]):
+        r = llmviz("export", "--input", "CBABBC", "--out", str(tmp_path / "site"), *force)
+        refused(r, f"{tmp_path / 'site'} is not a folder: give a folder for the export (new, empty, or an earlier export)")
+        assert (tmp_path / "site").read_text() == "not a folder\n"
 
 
 def test_trace_replaces_a_file_only_with_force(tmp_path, nano):

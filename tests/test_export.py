@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import subprocess
 from pathlib import Path
 from urllib.parse import urlencode
@@ -19,6 +20,7 @@ import pytest
 import llmviz
 from llmviz.cli import main as cli
 from llmviz.config import ModelConfig
+from llmviz.errors import LlmvizError
 from llmviz.export import MANIFEST, Export, export, request_key
 from llmviz.graph import Graph
 from llmviz.inprocess import call, run_to_end
@@ -253,7 +255,8 @@ def test_cli_exports_and_refuses_bad_input(tmp_path, capsys):
     (tmp_path / "notes" / "mine.txt").write_text("keep me")
     for args, message in [
         (["--input", "CBAXBC", "--out", str(tmp_path / "x")], "'X'"),
-        (["--input", "CBABBC", "--out", str(tmp_path / "notes")], "is not an empty folder or an earlier llmviz export"),
+        (["--input", "CBABBC", "--out", str(tmp_path / "notes")],
+         f"{tmp_path / 'notes' / 'mine.txt'} is not part of an earlier llmviz export"),
         (["--out", str(tmp_path / "y")], "--input"),
     ]:
         with pytest.raises(SystemExit) as failed:
@@ -262,6 +265,85 @@ def test_cli_exports_and_refuses_bad_input(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
     assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me"
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (hidden ones too), by its path relative to it, with its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_an_export_again_replaces_its_own_files_only(tmp_path, nano):
+    """An earlier export is replaced without --force: its listed files the new one does not use are deleted, and
+    nothing else (a file beside the folder, the folder itself)."""
+    site = tmp_path / "site"
+    (tmp_path / "beside.txt").write_text("beside\n")
+    export(nano, ["CBABBC"], site)
+    first = json.loads((site / MANIFEST).read_text())
+    assert first["format"] == "llmviz-export-1"
+    assert sorted(files(site)) == first["files"]  # the manifest lists every file the export wrote, itself included
+    export(nano, ["AABCCB"], site)
+    second = json.loads((site / MANIFEST).read_text())
+    assert second["inputs"] == ["AABCCB"] and sorted(files(site)) == second["files"]
+    assert set(first["files"]) - set(second["files"])  # the first input's own answers are gone
+    assert (tmp_path / "beside.txt").read_text() == "beside\n"
+    assert same_answers_as_the_server(site, nano) >= 1
+
+
+def test_a_tampered_manifest_deletes_nothing_outside_the_folder(tmp_path, nano):
+    """Paths in the manifest that leave the folder, are absolute, or are symlinks are never deleted; a symlink in the
+    folder is something else in the way."""
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in ("outside.txt", "absolute.txt", "linked.txt"):
+        (elsewhere / name).write_text(f"{name} stays\n")
+    export(nano, ["CBABBC"], site)
+    manifest = json.loads((site / MANIFEST).read_text())
+    manifest["files"] += ["../elsewhere/outside.txt", str(elsewhere / "absolute.txt"), "data/../../elsewhere/outside.txt",
+                          "link.txt", "", 7, None]
+    (site / MANIFEST).write_text(json.dumps(manifest))
+    export(nano, ["AABCCB"], site)  # an earlier export: replaced, and what it lists outside the folder kept
+    assert files(elsewhere) == {n: f"{n} stays\n".encode() for n in ("absolute.txt", "linked.txt", "outside.txt")}
+
+    manifest = json.loads((site / MANIFEST).read_text())
+    manifest["files"] += ["link.txt"]
+    (site / MANIFEST).write_text(json.dumps(manifest))
+    (site / "link.txt").symlink_to(elsewhere / "linked.txt")
+    with pytest.raises(LlmvizError, match="^" + re.escape(f"{site / 'link.txt'} is not part of an earlier llmviz export")):
+        export(nano, ["CBABBC"], site)
+    export(nano, ["CBABBC"], site, force=True)
+    assert (site / "link.txt").is_symlink() and (elsewhere / "linked.txt").read_text() == "linked.txt stays\n"
+
+
+def test_a_data_symlink_is_never_written_through(tmp_path, nano):
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "manifest.json").write_text("theirs\n")
+    site.mkdir()
+    (site / "data").symlink_to(elsewhere)
+    with pytest.raises(LlmvizError, match="^" + re.escape(f"{site / 'data'} is not part of an earlier llmviz export")):
+        export(nano, ["CBABBC"], site)
+    with pytest.raises(LlmvizError, match="^" + re.escape(f"{site / 'data'} is not a folder")):
+        export(nano, ["CBABBC"], site, force=True)
+    assert files(elsewhere) == {"manifest.json": b"theirs\n"}
+
+
+def test_a_failure_midway_leaves_the_earlier_export_whole(tmp_path, nano, monkeypatch):
+    """Until the new manifest is in place the earlier export is untouched, and the data files written so far are
+    taken away again; a failed export into a new folder leaves no folder."""
+    site = tmp_path / "site"
+    export(nano, ["CBABBC"], site)
+    before = files(site)
+
+    def broken(self):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Export, "save_manifest", broken)
+    with pytest.raises(OSError, match="No space left"):
+        export(nano, ["AABCCB"], site)
+    assert files(site) == before
+    with pytest.raises(OSError, match="No space left"):
+        export(nano, ["AABCCB"], tmp_path / "new")
+    assert not (tmp_path / "new").exists()
 
 
 def test_request_keys_are_written_as_exported_ts_writes_them():

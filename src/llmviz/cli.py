@@ -240,18 +240,23 @@ def trace(prompt, model, ids, out, force, no_weights, dtype, n_head) -> None:
               help="nano-gpt, a Hugging Face folder or hub id, a nanoGPT/minGPT checkpoint or an llmviz .safetensors file.")
 @click.option("--input", "inputs", multiple=True, required=True, metavar="TEXT",
               help="An input the page shows; give --input again for more. The first opens the page.")
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
-              help="The folder to write: new, empty, or an earlier export (replaced).")
+@click.option("--out", "-o", required=True, type=click.Path(),
+              help="The folder to write: new, empty, or an earlier llmviz export (its files are replaced).")
+@click.option("--force", is_flag=True,
+              help="Also write into a folder that holds other files. They are kept, never deleted; files with the "
+                   "export's own names (index.html, style.css, app.js.gz, data/manifest.json, data/*.gz) are "
+                   "replaced.")
 @click.option("--steps", default=8, show_default=True, type=click.IntRange(0, 64),
               help="Generated tokens stored per input (greedy), each with its view.")
 @model_options
-def export_site(model, inputs, out, steps, dtype, n_head) -> None:
+def export_site(model, inputs, out, force, steps, dtype, n_head) -> None:
     """Write the page and its answers for these inputs into a folder that any static web host serves: the 3D
     view, hover with formulas, the walkthrough, the panels, and generation step by step. No server runs."""
-    from .export import export
+    from .export import check_folder, export
 
     try:
-        done = export(_load(model, dtype, n_head), list(inputs), out, steps)
+        check_folder(out, force)
+        done = export(_load(model, dtype, n_head), list(inputs), out, steps, force=force)
     except (LlmvizError, OSError) as e:
         _fail(e)
     n = len(done["inputs"])

@@ -12,6 +12,13 @@ that they equal provenance.explain's, cell by cell.
 Every scene holds the same weights: each scene's file leaves the cells of the weights it draws whole out, and the
 page fills them in from the float32 weights, which it has for hover (one file for those; every other weight a
 file of its own, fetched when a hover needs it).
+
+The folder: the manifest says it is llmviz's ("format") and lists every file the export wrote ("files"). An export
+goes into a new or empty folder, or one that holds an earlier export and nothing else; anything else in the folder
+is refused (the first such file named) before anything is computed, unless `force`, and then it is kept: the
+export is written beside it, replacing only files of its own names. The new data files are written first, then
+the manifest and the page; only then are the earlier export's listed files that the new one does not use deleted
+(each a regular file inside the folder, reached through no symlink: a listed path that is not is never deleted).
 """
 
 from __future__ import annotations
@@ -19,14 +26,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import shutil
+import os
+import stat
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import numpy as np
 
 from .errors import LlmvizError
+from .files import InTheWay, refuse_to_replace, write_bytes
 from .graph import Graph
 from .inprocess import call, run_to_end
 from .model import KVCache, Model, widen
@@ -39,6 +48,8 @@ LENS_K = 5  # the lens panel's top tokens (frontend/src/lensgrid.ts)
 GENERATE = {"temperature": 0, "seed": 0}  # the generation panel's settings as it opens: greedy
 STEPS = 8  # generated tokens stored per input, at most (nano-gpt's context ends after 6)
 MANIFEST = "data/manifest.json"
+FORMAT = "llmviz-export-1"  # the manifest's "format": what marks a folder as an earlier llmviz export
+PAGE_FILES = ("index.html", "style.css", "app.js.gz")  # the export's files outside data/
 
 
 def request_key(method: str, url: str, body) -> str:
@@ -76,13 +87,16 @@ class Export:
     traces: dict = field(default_factory=dict)
     drawn: set = field(default_factory=set)  # the weights some scene draws whole (filled in by the page)
     steps: dict = field(default_factory=dict)  # a generated text -> the KV-cache step whose view is stored
+    created: list = field(default_factory=list)  # the data files that were not there before (removed on failure)
 
     def write(self, data: bytes, ext: str) -> str:
         """A data file named by its content (two equal answers share one), gzip-compressed."""
         name = f"data/{hashlib.sha256(data).hexdigest()[:20]}.{ext}.gz"
         if name not in self.files:
             packed = gzip.compress(data, 9, mtime=0)
-            (self.out / name).write_bytes(packed)
+            if not os.path.lexists(self.out / name):
+                self.created.append(name)
+            write_bytes(self.out / name, packed)
             self.files[name] = len(packed)
         return name
 
@@ -133,14 +147,17 @@ class Export:
         return {n: shared if n in self.drawn else file([n]) for n in names}
 
     def save_manifest(self) -> dict:
-        """data/manifest.json: every stored answer, session and pass, the weights and the vocabulary's tokens."""
+        """data/manifest.json: every stored answer, session and pass, the weights and the vocabulary's tokens;
+        its format, and every file of the export (data files, the manifest and the page's files)."""
         m = self.model
+        weights = self.weight_files()
+        vocab = self.write(_canonical([m.token_strs([i])[0] for i in range(m.config.vocab_size)]).encode(), "json")
         manifest = {
-            "model": m.name, "inputs": self.inputs, "responses": self.responses, "sessions": self.sessions,
-            "traces": self.traces, "steps": self.steps, "weights": self.weight_files(),
-            "vocab": self.write(_canonical([m.token_strs([i])[0] for i in range(m.config.vocab_size)]).encode(), "json"),
+            "format": FORMAT, "model": m.name, "inputs": self.inputs, "responses": self.responses,
+            "sessions": self.sessions, "traces": self.traces, "steps": self.steps, "weights": weights, "vocab": vocab,
+            "files": sorted([*self.files, MANIFEST, *PAGE_FILES]),
         }
-        (self.out / MANIFEST).write_text(_canonical(manifest), encoding="utf-8")
+        write_bytes(self.out / MANIFEST, _canonical(manifest).encode())
         return manifest
 
 
@@ -295,10 +312,89 @@ def page(ex: Export, weights: dict) -> str:
     return page_with(f'{setup}<script type="module">{loader}</script>')
 
 
-def export(model: Model, inputs: list[str], out: str | Path, steps: int = STEPS) -> dict:
+def own_file(out: Path, rel) -> str | None:
+    """`rel` as a path relative to `out`, if it names a regular file inside `out` reached through no symlink (not
+    absolute, no `..`); else None."""
+    if not isinstance(rel, str) or not rel or "\\" in rel or os.path.isabs(rel) or Path(rel).drive:
+        return None
+    parts = PurePosixPath(rel).parts
+    if not parts or ".." in parts:
+        return None
+    at = out
+    for part in parts[:-1]:
+        at = at / part
+        if at.is_symlink() or not at.is_dir():
+            return None
+    try:
+        return "/".join(parts) if stat.S_ISREG(os.lstat(at / parts[-1]).st_mode) else None
+    except OSError:
+        return None
+
+
+def earlier_export(out: Path) -> set[str]:
+    """The files of an earlier llmviz export in `out`, as its manifest lists them, each a regular file inside `out`
+    (own_file; a listed path that is not is left out, so it is never deleted). Empty if `out` holds no manifest
+    marked as llmviz's."""
+    if not own_file(out, MANIFEST):
+        return set()
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), list):
+        return set()
+    return {MANIFEST} | {p for p in (own_file(out, f) for f in manifest["files"]) if p}
+
+
+def _first_foreign(out: Path, own: set[str]) -> str | None:
+    """The first thing in `out`, in sorted order, that is not one of the `own` files: a file, a symlink, or a folder
+    that holds none of them and is not empty (named as a whole, not walked). Symlinks are not followed."""
+    keep = {"data"} | {p.as_posix() for f in own for p in PurePosixPath(f).parents}
+
+    def first(folder: Path, prefix: str) -> str | None:
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            rel = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                found = first(Path(entry.path), rel + "/") if rel in keep else None if _empty(entry.path) else rel
+            else:
+                found = None if rel in own else rel
+            if found:
+                return found
+        return None
+
+    return first(out, "")
+
+
+def check_folder(out, force: bool = False) -> set[str]:
+    """Refuse to export into `out` (one line naming the first file in the way) unless it is new, empty, or holds an
+    earlier llmviz export and nothing else, or `force` is set; refuse in any case a folder where the export writes
+    a file, or anything but a folder at `out` or `out`/data. Returns the earlier export's files."""
+    out = Path(out)
+    if not os.path.lexists(out):
+        return set()
+    if not out.is_dir():
+        raise InTheWay(f"{out} is not a folder: give a folder for the export (new, empty, or an earlier export)")
+    own = earlier_export(out)
+    if own_file(out, MANIFEST) and not own:  # named first: it is why the folder is not an earlier export
+        foreign, why = MANIFEST, "is not marked as an llmviz export's manifest"
+    else:
+        foreign, why = _first_foreign(out, own), "is not part of an earlier llmviz export"
+    if foreign:
+        refuse_to_replace(out / foreign, force, why, "export into a new or empty folder, or pass --force to write the "
+                          "export beside it (files of its own names are replaced, nothing else)")
+    data = out / "data"
+    if data.is_symlink() or (data.exists() and not data.is_dir()):
+        raise InTheWay(f"{data} is not a folder: the export writes its data files there; move it away")
+    for name in (*PAGE_FILES, MANIFEST):
+        if (out / name).is_dir() and not (out / name).is_symlink():
+            raise InTheWay(f"{out / name} is a folder: the export writes a file there; move it away")
+    return own
+
+
+def export(model: Model, inputs: list[str], out: str | Path, steps: int = STEPS, force: bool = False) -> dict:
     """Write the export of `model` on `inputs` into the folder `out` (new, empty, or an earlier export, which is
-    replaced), with up to `steps` generated tokens per input. Returns what was written: {"files": n, "bytes":
-    total, "inputs": [...]}."""
+    replaced; with `force`, any folder: its other files are kept), with up to `steps` generated tokens per input.
+    Returns what was written: {"files": n, "bytes": total, "inputs": [...]}."""
     model.require_weights()
     if not inputs:
         raise LlmvizError("give at least one input (--input TEXT)")
@@ -306,17 +402,41 @@ def export(model: Model, inputs: list[str], out: str | Path, steps: int = STEPS)
     for text in inputs:
         model.encode(text)  # an unknown token or an input longer than the context: refused before anything is written
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
-        raise LlmvizError(f"{out} exists and is not an empty folder or an earlier llmviz export: give a new folder")
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "data").mkdir(parents=True)
+    earlier = check_folder(out, force)
+    made = [f for f in (out, out / "data") if not f.exists()]
+    (out / "data").mkdir(parents=True, exist_ok=True)
     ex = Export(model, inputs, out, steps)
-    run_to_end(_record(ex, create_app([model])))
-    manifest = ex.save_manifest()
-    static = static_dir()
-    (out / "index.html").write_text(page(ex, manifest["weights"]), encoding="utf-8")
-    shutil.copy(static / "style.css", out / "style.css")
-    (out / "app.js.gz").write_bytes(gzip.compress((static / "app.js").read_bytes(), 9, mtime=0))
-    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    return {"files": sum(1 for p in out.rglob("*") if p.is_file()), "bytes": total, "inputs": inputs}
+    manifest = None
+    try:
+        run_to_end(_record(ex, create_app([model])))
+        manifest = ex.save_manifest()
+        static = static_dir()
+        write_bytes(out / "app.js.gz", gzip.compress((static / "app.js").read_bytes(), 9, mtime=0))
+        write_bytes(out / "style.css", (static / "style.css").read_bytes())
+        write_bytes(out / "index.html", page(ex, manifest["weights"]).encode())
+    except BaseException:
+        if manifest is None:  # the earlier export is whole: take away only what this one added
+            for name in ex.created:
+                (out / name).unlink(missing_ok=True)
+            for folder in reversed(made):
+                _remove_if_empty(folder)
+        raise
+    for rel in sorted(earlier - set(manifest["files"])):
+        if own_file(out, rel):
+            (out / rel).unlink()
+            for folder in PurePosixPath(rel).parents[:-1]:
+                _remove_if_empty(out / folder)
+    sizes = [(out / f).stat().st_size for f in manifest["files"]]
+    return {"files": len(sizes), "bytes": sum(sizes), "inputs": inputs}
+
+
+def _empty(folder) -> bool:
+    with os.scandir(folder) as entries:
+        return next(entries, None) is None
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
