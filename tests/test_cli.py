@@ -316,3 +316,31 @@ def test_ctrl_c_ends_a_long_generation_promptly(tmp_path):
     client.settimeout(2)
     assert client.recv(4096).startswith(b"HTTP/1.1 503")  # the request was answered: the server is stopping
     client.close()
+
+
+def test_numeric_trouble_is_one_line_naming_the_tensor(tmp_path):
+    """Weights within the loaders' bounds that still drive a pass past float32's range: an error, not NaN output
+    with numpy's multi-line warnings."""
+    from llmviz.loading import load_model, save_weights
+
+    m = load_model("nano-gpt")
+    m.weights["blocks.0.ln2.b"][:] = 1e6
+    m.weights["blocks.0.mlp.W_in"][:] = 1e6  # the MLP's pre-activations reach 5e13: GELU's x³ overflows
+    save_weights(m, tmp_path / "hot.safetensors")
+    r = llmviz("generate", "--model", str(tmp_path / "hot.safetensors"), "CBA")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == ("Error: computing blocks.0.mlp.hook_post went out of float32's range (overflow encountered in "
+                        "multiply): nano-gpt's weights or this input drive the forward pass to numbers it cannot hold\n")
+
+
+def test_a_warning_from_any_library_is_one_line_without_a_source_path():
+    code = ("import numpy as np, llmviz.loading as l, llmviz.cli as cli\n"
+            "load = l.load_model\n"
+            "def warn_then_load(*a, **k):\n"
+            "    np.float32(3e38) * np.float32(10)\n"
+            "    return load(*a, **k)\n"
+            "l.load_model = warn_then_load\n"
+            "cli.main(['generate', 'CBABBC'])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "ABBBCC\n")
+    assert r.stderr == "Warning: overflow encountered in scalar multiply\n"

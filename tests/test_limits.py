@@ -68,6 +68,20 @@ def test_nan_weights_give_a_clear_error_not_nan_probabilities():
     assert r.status_code == 422 and "not finite numbers" in r.json()["detail"]
 
 
+def test_numeric_trouble_is_a_422_naming_the_tensor(nano):
+    from llmviz.loading import load_model
+
+    hot = load_model("nano-gpt")
+    hot.weights["blocks.0.ln2.b"][:] = 1e6
+    hot.weights["blocks.0.mlp.W_in"][:] = 1e6
+    c = local_client(create_app([hot]))
+    for path, body in [("/api/generate", {"text": "CBA", "max_new_tokens": 1}), ("/api/scene", {"text": "CBA"}),
+                       ("/api/explain", {"text": "CBA", "tensor": "probs", "index": [0, 0]})]:
+        r = c.post(path, json=body)
+        assert r.status_code == 422 and r.json()["detail"].startswith(
+            "computing blocks.0.mlp.hook_post went out of float32's range (overflow encountered in multiply)"), path
+
+
 def test_an_unexpected_error_is_a_json_500_that_keeps_the_connection(nano, monkeypatch):
     c = local_client(create_app([nano]), raise_server_exceptions=False)
     import llmviz.server

@@ -9,6 +9,7 @@ import math
 import socket
 import sys
 import threading
+import warnings
 import webbrowser
 
 import click
@@ -26,6 +27,7 @@ class OneLineErrors(click.Group):
     """Every error, a usage error included, is one line on stderr and a non-zero exit; Ctrl+C exits quietly."""
 
     def main(self, args=None, prog_name=None, **extra):
+        warnings.showwarning = _one_line_warning
         try:
             rv = super().main(args, prog_name, standalone_mode=False, **extra)
         except click.ClickException as e:
@@ -34,6 +36,11 @@ class OneLineErrors(click.Group):
         except (click.Abort, KeyboardInterrupt):
             sys.exit(130)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning from any library, as the one line a user reads: no source path, no code."""
+    click.echo(f"Warning: {' '.join(str(message).split())}", err=True)
 
 
 class Finite(click.FloatRange):

@@ -28,6 +28,11 @@ class NoWeights(LlmvizError):
     status = 409
 
 
+class NumericTrouble(LlmvizError):
+    """A forward pass whose numbers left float32's range (an overflow, or an invalid operation such as inf − inf):
+    the model's weights or its input drive it out of range. Refused rather than shown as NaN."""
+
+
 class BadModelFile(LlmvizError):
     """A weights file that is corrupt, truncated or does not fit the model."""
 

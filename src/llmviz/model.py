@@ -17,7 +17,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from .config import ModelConfig
-from .errors import InputTooLong, LlmvizError, NoWeights
+from .errors import InputTooLong, LlmvizError, NoWeights, NumericTrouble
 from .graph import NAMED_BY, Graph
 from .ops import OPS
 from .sampling import Draw, Sampling, sample
@@ -169,7 +169,12 @@ class Model:
                 if (keep is None or name in keep) and name not in known:
                     values[name] = self._leaf(graph, name, ids, values)
                 continue
-            values[name] = OPS[t.op](*(get(i) for i in t.inputs), **t.attrs)
+            try:  # an op whose numbers leave float32's range stops the pass (an op that expects it says so itself)
+                with np.errstate(over="raise", invalid="raise", divide="raise"):
+                    values[name] = OPS[t.op](*(get(i) for i in t.inputs), **t.attrs)
+            except FloatingPointError as e:
+                raise NumericTrouble(f"computing {name} went out of float32's range ({e}): {self.name}'s weights or "
+                                     "this input drive the forward pass to numbers it cannot hold") from None
             if visit is not None:
                 visit(name, values[name])
             if keep is not None:

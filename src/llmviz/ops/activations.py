@@ -88,13 +88,14 @@ RELU = Op(
 
 
 def silu(x):
-    return x / (np.float32(1) + np.exp(-x))
+    with np.errstate(over="ignore"):  # exp(−x) overflows for x below about −88: x / inf is the right −0
+        return x / (x.dtype.type(1) + np.exp(-x))
 
 
 SILU = Op(
     'silu', 'x / (1 + exp(−x))',
     'SiLU (swish) activation.',
-    silu, curve_explainer("SiLU", lambda x: x / (1 + np.exp(-x))), label='SiLU')
+    silu, curve_explainer("SiLU", silu), label='SiLU')
 
 
 def mul(a, b):

@@ -22,9 +22,14 @@ def by_rows(work, n_rows: int, size: int) -> None:
         for b in blocks:
             work(b)
         return
-    chunk = -(-len(blocks) // _POOL._max_workers)
-    for f in [_POOL.submit(lambda bs: [work(b) for b in bs], blocks[i:i + chunk])
-              for i in range(0, len(blocks), chunk)]:
+    chunk, errors = -(-len(blocks) // _POOL._max_workers), np.geterr()  # the caller's handling of overflow, also here
+
+    def run(bs):
+        with np.errstate(**errors):
+            for b in bs:
+                work(b)
+
+    for f in [_POOL.submit(run, blocks[i:i + chunk]) for i in range(0, len(blocks), chunk)]:
         f.result()
 
 
