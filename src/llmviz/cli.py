@@ -106,13 +106,19 @@ def main(ctx: click.Context) -> None:
               help="Memory for forward passes and scenes kept for the next request, in MiB.")
 @click.option("--request-mb", default=1024, show_default=True, type=click.IntRange(16),
               help="Memory one request may use; a larger one gets 413 saying how to get the data otherwise.")
+@click.option("--sessions-mb", default=512, show_default=True, type=click.IntRange(1),
+              help="Memory for the KV caches of generation sessions together, in MiB; past it, the least recently "
+                   "used session ends.")
+@click.option("--unsent-mb", default=512, show_default=True, type=click.IntRange(1),
+              help="Memory for answers computed but not yet read by their clients, together, in MiB; past it, 503.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
               help="Forward passes computed at once.")
 @click.option("--queue", default=16, show_default=True, type=click.IntRange(0, 10_000),
               help="Requests waiting for a worker; past that, 503 with Retry-After.")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser tab.")
 @model_options
-def serve(models, host, port, allow_hosts, cache_mb, request_mb, workers, queue, no_browser, dtype, n_head) -> None:
+def serve(models, host, port, allow_hosts, cache_mb, request_mb, sessions_mb, unsent_mb, workers, queue, no_browser, dtype,
+          n_head) -> None:
     """Start the local server and open the app in the browser."""
     from .server import Limits, create_app, run
 
@@ -122,7 +128,8 @@ def serve(models, host, port, allow_hosts, cache_mb, request_mb, workers, queue,
     except LlmvizError as e:
         sock.close()
         _fail(e)
-    limits = Limits(cache_mb=cache_mb, request_mb=request_mb, workers=workers, queue=queue)
+    limits = Limits(cache_mb=cache_mb, request_mb=request_mb, sessions_mb=sessions_mb, unsent_mb=unsent_mb,
+                    workers=workers, queue=queue)
     app = create_app(loaded, limits, hosts=[host, *allow_hosts])
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}/"

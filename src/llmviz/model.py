@@ -253,7 +253,7 @@ class Output:
 
 class KVCache:
     """What generation keeps between steps: the tokens so far and, for each layer, their keys and values
-    ([position, head, d_head]). Memory: 2 · n_layer · n_head · d_head · positions · 4 bytes."""
+    ([position, kv_head, d_head]). Memory: 2 · n_layer · n_kv_head · d_head · positions · 4 bytes."""
 
     def __init__(self, model: "Model"):
         self.tokens: list[int] = []
@@ -264,13 +264,45 @@ class KVCache:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for c in "kv" for a in self.kv[c] if a is not None)
+        """The memory its arrays hold (an array that is a view counts the whole array it views)."""
+        owners = {id(o): o for o in (_owner(a) for c in "kv" for a in self.kv[c] if a is not None)}
+        return sum(o.nbytes for o in owners.values())
 
     def copy(self) -> "KVCache":
         """A cache to go on from without changing this one (steps replace, never change, the arrays)."""
         other = KVCache.__new__(KVCache)
         other.tokens, other.kv = list(self.tokens), {c: list(a) for c, a in self.kv.items()}
         return other
+
+    def truncate(self, n: int) -> None:
+        """Keep the first n positions only (copied, so that the longer arrays are freed): Undo."""
+        self.tokens = self.tokens[:n]
+        self.kv = {c: [None if a is None or n == 0 else a[:n].copy() for a in arrays] for c, arrays in self.kv.items()}
+
+    def tail(self, start: int) -> "KVCache":
+        """The positions from `start` on, copied: what a branch keeps of its own (see join)."""
+        other = KVCache.__new__(KVCache)
+        other.tokens = self.tokens[start:]
+        other.kv = {c: [None if a is None else a[start:].copy() for a in arrays] for c, arrays in self.kv.items()}
+        return other
+
+    @staticmethod
+    def join(parts: Sequence["KVCache"]) -> "KVCache":
+        """One cache of the parts' positions in order: a prefix that branches share, then one branch's own."""
+        if len(parts) == 1:
+            return parts[0].copy()
+        other = parts[0].copy()
+        other.tokens = [t for p in parts for t in p.tokens]
+        other.kv = {c: [np.concatenate([p.kv[c][i] for p in parts]) for i in range(len(arrays))]
+                    for c, arrays in parts[0].kv.items()}
+        return other
+
+
+def _owner(a: np.ndarray) -> np.ndarray:
+    """The array whose memory `a` uses (itself, or the array it is a view of)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
 
 
 def tie(graph: Graph, name: str, source: np.ndarray) -> np.ndarray:
@@ -351,7 +383,8 @@ class Trace(Mapping):
     def nbytes(self) -> int:
         """Memory this trace holds beyond the model's weights (recomputed tensors included)."""
         own = {id(w) for w in self.model.weights.values()} if self.model.weights else set()
-        held = {id(v): v for v in [*self.values.values(), *self._recent.values()]}
+        extra = [a for a in (self.next_probs, self.next_logits) if a is not None]
+        held = {id(v): v for v in [*self.values.values(), *self._recent.values(), *extra]}
         return sum(v.nbytes for v in held.values() if id(v) not in own and id(v.base) not in own)
 
     def forget(self) -> None:

@@ -12,9 +12,10 @@
     POST /api/lens                 the logit lens: the top tokens after each layer, at each position
     POST /api/branches             a tree of the most probable continuations
 
-The OpenAPI schema is at /openapi.json. Limits (see `Limits`): a Host header check, request bodies of at
-most 64 KiB read within a timeout, a byte-bounded cache, a memory budget per request, and a small pool of
-workers for the forward passes with a bounded queue.
+The OpenAPI schema is at /openapi.json. Limits (see `Limits`): a Host header check and no cross-site API
+requests, request bodies of at most 64 KiB read within a timeout, a byte-bounded cache, a memory budget per
+request, a byte budget for generation sessions and one for answers not yet sent, and a small pool of workers,
+with a bounded queue, for every request whose work depends on what it asks.
 """
 
 from __future__ import annotations
@@ -34,14 +35,14 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .branches import MAX_DEPTH, MAX_K, MAX_NODES, branches
+from .branches import MAX_DEPTH, MAX_K, MAX_NODES, branches, node_count, tree_bytes
 from .config import PRESETS
 from .errors import Busy, LlmvizError, ModelNotFound, OverBudget
 from .graph import Graph
@@ -56,6 +57,7 @@ from .sessions import ContextFull, Session, Sessions
 from .walkthrough import compile_chapters
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_PATTERNS = 256  # tensor names or patterns one trace request may give
 TRACE_MEDIA_TYPE = "application/vnd.llmviz.trace+safetensors"
 SCENE_MEDIA_TYPE = "application/vnd.llmviz.scene+safetensors"
 STRUCTURE_ONLY = ["gpt2", "gpt2-xl", "gpt3"]  # always listed, for the scale view
@@ -74,6 +76,8 @@ class Limits:
     queue: int = 16  # requests waiting for a worker; past that, 503 with Retry-After
     body_timeout: float = 10.0  # seconds to receive a request body
     sessions: int = 8  # generation sessions kept (least recently used evicted; each expires after 15 min unused)
+    sessions_mb: int = 512  # their KV caches together, in MiB
+    unsent_mb: int = 512  # answers computed and not yet taken by their clients, together, in MiB
 
 
 class StrictBody(BaseModel):
@@ -167,7 +171,7 @@ class BranchesRequest(PromptRequest):
 
 class TraceRequest(PromptRequest):
     include_weights: bool = Field(False, description="also send every weight tensor")
-    tensors: list[str] | None = Field(None, max_length=10_000, examples=[["blocks.0.attn.*", "probs"]],
+    tensors: list[str] | None = Field(None, max_length=MAX_PATTERNS, examples=[["blocks.0.attn.*", "probs"]],
                                       description="only these tensors: names, or patterns with * and ?")
 
 
@@ -303,20 +307,99 @@ class HostCheck:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and "*" not in self.hosts:
-            host = host_name(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
-            if host not in self.hosts:
-                return await refuse(scope, receive, send, 400, f"unexpected Host header {host or '(none)'!r}: this "
+            header = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if host_name(header) not in self.hosts:
+                return await refuse(scope, receive, send, 400, f"unexpected Host header {header[:100] or '(none)'!r}: this "
                                     "server answers only to its own names; start it with --allow-host NAME "
                                     "to allow another", close=True)
         await self.app(scope, receive, send)
 
 
-def host_name(header: str) -> str:
-    """`[::1]:8765` -> `::1`, `localhost:8765` -> `localhost`."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1:header.find("]")] if "]" in header else header
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+HOST = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")  # RFC 3986: host [":" port]
+
+
+def host_name(header: str) -> str | None:
+    """`[::1]:8765` -> `::1`, `localhost:8765` -> `localhost`; None for anything that is not a host with an
+    optional numeric port (`[::1]evil.com`, `[::1]:80@evil.com`, `localhost:abc`)."""
+    found = HOST.fullmatch(header.strip().lower())
+    return found.group(1).strip("[]") if found else None
+
+
+class NoCrossSite:
+    """Refuse API requests that a browser marks as sent by another site (Sec-Fetch-Site: cross-site), such as an
+    <img src=".../api/walkthrough?input=..."> on a web page: they would make this server compute for that page."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith("/api/") and \
+                dict(scope["headers"]).get(b"sec-fetch-site") == b"cross-site":
+            return await refuse(scope, receive, send, 403, "this server answers API requests from its own page only, "
+                                "not from other web sites")
+        await self.app(scope, receive, send)
+
+
+class Unsent:
+    """The bytes of answers computed and not yet taken by their clients, together at most `limit` (one answer
+    alone may be larger: the request budget bounds it). A client that reads slowly, or never, holds its answer's
+    bytes; past the limit, new answers are refused (503) until those are sent or their clients go away."""
+
+    def __init__(self, limit: int):
+        self.limit, self.bytes = limit, 0
+
+    @property
+    def full(self) -> bool:
+        return self.bytes >= self.limit
+
+    def refuse(self) -> Busy:
+        return Busy(f"the server holds {self.bytes / MB:,.0f} MiB of answers that their clients have not read yet "
+                    f"(at most {self.limit / MB:,.0f} MiB, llmviz serve --unsent-mb): try again shortly")
+
+
+class SendLimit:
+    """Send each answer in pieces, each after the client has taken the one before (the server's flow control),
+    counting its bytes in `unsent` from the first piece to the last; an answer that would take `unsent` past its
+    limit is replaced by a 503."""
+
+    PIECE = 256 * 1024
+
+    def __init__(self, app, unsent: Unsent):
+        self.app, self.unsent = app, unsent
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        held, refused = 0, False
+        unsent = self.unsent
+
+        async def limited(message):
+            nonlocal held, refused
+            if message["type"] == "http.response.start":
+                size = int(dict(message.get("headers", [])).get(b"content-length", b"0") or 0)
+                if message["status"] < 400 and unsent.bytes and unsent.bytes + size > unsent.limit:
+                    refused = True
+                    busy = unsent.refuse()
+                    return await refuse(scope, receive, send, busy.status, str(busy), headers=busy.headers)
+                held = size
+                unsent.bytes += size
+                return await send(message)
+            if refused or message["type"] != "http.response.body":
+                return None if refused else await send(message)
+            body, more = message.get("body", b""), message.get("more_body", False)
+            view = memoryview(body)
+            for at in range(0, max(len(body), 1), self.PIECE):
+                piece = view[at:at + self.PIECE]
+                last = at + self.PIECE >= len(body)
+                await send({"type": "http.response.body", "body": bytes(piece), "more_body": more or not last})
+                done = min(len(piece), held)
+                held -= done
+                unsent.bytes -= done
+
+        try:
+            await self.app(scope, receive, limited)
+        finally:
+            unsent.bytes -= held  # a client gone, or an answer shorter than it said
 
 
 class JsonErrors:
@@ -344,8 +427,8 @@ class JsonErrors:
                 await refuse(scope, receive, send, 500, "internal error: the server log has the details")
 
 
-async def refuse(scope, receive, send, status: int, detail: str, close: bool = False) -> None:
-    headers = {"connection": "close"} if close else None
+async def refuse(scope, receive, send, status: int, detail: str, close: bool = False, headers=None) -> None:
+    headers = {**(headers or {}), **({"connection": "close"} if close else {})}
     await JSONResponse({"detail": detail}, status, headers=headers)(scope, receive, send)
 
 
@@ -386,22 +469,27 @@ class Recent:
 
 
 class Workers:
-    """The forward passes run in a pool of `size` threads, with at most `queue` more requests waiting;
-    past that a request gets 503 with Retry-After. A request whose client goes away, or a server that is
-    stopping, stops its computation at the next op."""
+    """Every request whose work depends on what it asks runs in a pool of `size` threads, never on the event
+    loop, with at most `queue` more waiting; past that, or while the answers not yet sent are over their budget,
+    a request gets 503 with Retry-After. A request whose client goes away, or a server that is stopping, stops its
+    computation at the next op; its place in the pool is given back when the computation has really ended."""
 
-    def __init__(self, size: int, queue: int):
+    def __init__(self, size: int, queue: int, unsent: Unsent):
         self.pool = ThreadPoolExecutor(size, thread_name_prefix="llmviz-worker")
         self.limit, self.pending = size + queue, 0
+        self.unsent = unsent
         self.closing = threading.Event()
 
     async def run(self, request: Request, fn):
         """fn(stop) in a worker thread; stop() turns true when the result is no longer wanted."""
         if self.pending >= self.limit:
             raise Busy(f"the server is busy ({self.pending} requests computing or waiting): try again shortly")
+        if self.unsent.full:
+            raise self.unsent.refuse()
         self.pending += 1
         cancel = threading.Event()
         job = asyncio.wrap_future(self.pool.submit(fn, lambda: cancel.is_set() or self.closing.is_set()))
+        job.add_done_callback(self._ended)
         gone = asyncio.ensure_future(client_gone(request))
         try:
             await asyncio.wait({job, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -416,7 +504,12 @@ class Workers:
             raise
         finally:
             gone.cancel()
-            self.pending -= 1
+
+    def _ended(self, job: asyncio.Future) -> None:
+        """A job's end: its place is free; a job nobody waits for any more is logged in one line."""
+        self.pending -= 1
+        if not job.cancelled() and isinstance(job.exception(), Stopped):
+            log.info("a computation stopped: its client went away or the server is stopping")
 
     def close(self) -> None:
         self.closing.set()
@@ -439,15 +532,28 @@ def step_json(m: Model, d: Draw, position: int) -> Step:
                 stages=stages, position=position)
 
 
-def cache_facts(m: Model, n: int) -> dict:
-    """What a KV cache of n positions holds and saves, with this model's numbers and at GPT-2's and GPT-3's scale."""
-    n = min(n, m.config.n_ctx)
-    step = Graph(m.config, past=n - 1).multiply_adds(1) if n > 1 else m.graph.multiply_adds(1)
-    return {"positions": n, "bytes": m.config.kv_cache_bytes(n), "formula": f"2 · {m.config.n_layer} · "
-            f"{m.config.n_head} · {m.config.d_head} · {n} · 4 bytes",
+def cache_facts(m: Model, kv: KVCache) -> dict:
+    """What a session's KV cache holds (its real bytes, and the formula that gives them), at GPT-2's and GPT-3's
+    full context, and what it saves: the multiply-adds of the next step with the cache and without it."""
+    n, cfg = len(kv), m.config
+    step = Graph(cfg, past=n).multiply_adds(1) if n else m.graph.multiply_adds(1)
+    return {"positions": n, "bytes": kv.nbytes,
+            "formula": f"2 · {cfg.n_layer} · {cfg.kv_heads} · {cfg.d_head} · {n} · 4 bytes",
             "at_scale": [{"model": k, "positions": PRESETS[k].n_ctx, "bytes": PRESETS[k].kv_cache_bytes(PRESETS[k].n_ctx)}
                          for k in ("gpt2", "gpt3")],
-            "step_multiply_adds": step, "full_multiply_adds": m.graph.multiply_adds(n)}
+            "step_multiply_adds": step, "full_multiply_adds": m.graph.multiply_adds(n + 1)}
+
+
+def matching(graph_names: list[str], names: list[str], patterns: list[str], model: str) -> list[str]:
+    """The names that the patterns (names, or with * and ? wildcards) pick, in graph order; each pattern, checked
+    once against the graph's names, must name a tensor."""
+    known, picked = set(graph_names), set()
+    for p in dict.fromkeys(patterns):
+        hits = [p] if p in known else [n for n in graph_names if fnmatch.fnmatchcase(n, p)]
+        if not hits:
+            raise LlmvizError(f"tensors: {p!r} names no tensor of {model}'s graph")
+        picked.update(hits)
+    return [n for n in names if n in picked]
 
 
 def json_safe(x):
@@ -501,8 +607,9 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
     for name in STRUCTURE_ONLY:
         registry.setdefault(name, structure_only(name))
 
-    workers = Workers(limits.workers, limits.queue)
-    sessions = Sessions(limits.sessions)
+    unsent = Unsent(limits.unsent_mb * MB)
+    workers = Workers(limits.workers, limits.queue, unsent)
+    sessions = Sessions(limits.sessions, budget=limits.sessions_mb * MB)
     stopping = asyncio.Event()  # set when the server begins to stop (see run)
     cache = Recent(limits.cache_mb * MB)  # forward passes (their residual stream) and scene payloads
     budget = limits.request_mb * MB
@@ -515,6 +622,7 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
                   docs_url=None, redoc_url=None, lifespan=lifespan)  # /docs would load Swagger UI from a CDN
 
     app.state.cache, app.state.workers, app.state.stopping = cache, workers, stopping
+    app.state.sessions, app.state.unsent = sessions, unsent
 
     def get_model(name: str) -> Model:
         if name not in registry:
@@ -530,20 +638,34 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         within_budget(m.graph.peak_bytes(len(ids), m.graph.checkpoints()), f"a forward pass of {len(ids)} tokens",
                       "give fewer tokens")
 
-    def forward(m: Model, ids: list[int], stop, heads: str = "side") -> Trace:
-        """The forward pass of ids, kept as its residual stream (any other tensor is recomputed from its
-        layer when asked for), with its scene built on the way; both cached."""
-        trace = cache.get(("trace", m, tuple(ids)))
-        if trace is None:  # (its callers checked the budget before queueing)
+    def with_pass(m: Model, ids: list[int], stop, use, heads: str = "side"):
+        """use(trace) on the forward pass of ids: the cached one, or one computed now (within the request budget),
+        kept as its residual stream with its scene built on the way. A tensor `use` reads is recomputed from its
+        layer; that layer stays for the next request if it fits in half the cache, and the cache counts it."""
+        key = ("trace", m, tuple(ids))
+        trace = cache.get(key)
+        if trace is None:
+            pass_budget(m, ids)
             trace, payload = run_scene(m, ids, stop, heads)
-            cache.put(("trace", m, tuple(ids)), trace, trace.nbytes)
             cache.put(("scene", m, tuple(ids), heads), payload, len(payload))
-        return trace
+        try:
+            return use(trace)
+        finally:
+            if trace.nbytes > cache.capacity // 2:
+                trace.forget()
+            cache.put(key, trace, trace.nbytes)
+
+    def request_ids(m: Model, prompt) -> list[int]:
+        """The tokens a request names, for a model with weights."""
+        m.require_weights()
+        return m.encode(prompt)
 
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5,  # float16 data: level 9 costs 3x for 1%
                        exclude_content_types=(TRACE_MEDIA_TYPE,))  # float32 noise: gzip saves little, copies all
+    app.add_middleware(SendLimit, unsent=unsent)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=limits.body_timeout, stopping=stopping)
     app.add_middleware(JsonErrors)
+    app.add_middleware(NoCrossSite)
     app.add_middleware(HostCheck, hosts=[*LOOPBACK, *hosts])
 
     @app.exception_handler(LlmvizError)
@@ -573,16 +695,19 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         ]
 
     @app.get("/api/walkthrough")
-    async def walkthrough_for(request: Request, model: str = "nano-gpt", input: str | None = None):
+    async def walkthrough_for(request: Request, model: str = "nano-gpt", input: str | None = Query(None, max_length=20_000)):
         """The guided walkthrough's chapters and steps for this model and input (default: its example): the
         text with this forward pass's numbers filled in, each step's actions and the tensors they name. A
         model without weights gets the steps that need no numbers, and a note saying so."""
         m = get_model(model)
-        if not m.has_weights:
-            return JSONResponse(json_safe(compile_chapters(m)))
-        ids = m.encode(input if input is not None else example_input(m))
-        pass_budget(m, ids)
-        return await workers.run(request, lambda stop: JSONResponse(json_safe(compile_chapters(m, forward(m, ids, stop)))))
+
+        def compute(stop):
+            if not m.has_weights:
+                return JSONResponse(json_safe(compile_chapters(m)))
+            ids = m.encode(input if input is not None else example_input(m))
+            return with_pass(m, ids, stop, lambda t: JSONResponse(json_safe(compile_chapters(m, t))))
+
+        return await workers.run(request, compute)
 
     @app.get("/api/models/{name}/graph")
     def model_graph(name: str) -> dict:
@@ -601,23 +726,19 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
     async def trace(req: TraceRequest, request: Request):
         """Run the forward pass and return the tensors it computed (and the weights, if asked)."""
         m = get_model(req.model)
-        m.require_weights()
-        ids = m.encode(req.prompt)
-        g, sizes = m.graph, m.graph.sizes(len(ids))
-        names = g.names() if req.include_weights else g.names("input", "activation", "aggregate")
-        if req.tensors is not None:
-            for pattern in req.tensors:
-                if not any(fnmatch.fnmatchcase(n, pattern) for n in g.names()):
-                    raise LlmvizError(f"tensors: {pattern!r} names no tensor of {m.name}'s graph")
-            names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in req.tensors)]
-        computed = [n for n in names if g[n].kind != "weight"]
-        size = sum(g[n].nbytes(sizes) for n in names)
-        within_budget(g.peak_bytes(len(ids), names, only=computed) + size,
-                      f"this trace is {size / MB:,.0f} MiB ({len(names)} tensors, {len(ids)} tokens) and",
-                      "ask for fewer tensors ('tensors': [\"blocks.0.*\"]) or fewer tokens, or save it from the "
-                      "command line: llmviz trace --out FILE")
 
         def compute(stop):
+            ids = request_ids(m, req.prompt)
+            g, sizes = m.graph, m.graph.sizes(len(ids))
+            names = g.names() if req.include_weights else g.names("input", "activation", "aggregate")
+            if req.tensors is not None:
+                names = matching(g.names(), names, req.tensors, m.name)
+            computed = [n for n in names if g[n].kind != "weight"]
+            size = sum(g[n].nbytes(sizes) for n in names)
+            within_budget(g.peak_bytes(len(ids), names, only=computed) + size,
+                          f"this trace is {size / MB:,.0f} MiB ({len(names)} tensors, {len(ids)} tokens) and",
+                          "ask for fewer tensors ('tensors': [\"blocks.0.*\"]) or fewer tokens, or save it from the "
+                          "command line: llmviz trace --out FILE")
             t = m.run(ids, keep=computed, stop=stop, only=computed)
             return Response(t.to_bytes(names=names), media_type=TRACE_MEDIA_TYPE)
 
@@ -631,19 +752,18 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         """Every head's attention pattern of every layer, for the attention-map panel (float16: half the bytes of
         /api/trace, and the panel draws colours)."""
         m = get_model(req.model)
-        m.require_weights()
-        ids = m.encode(req.prompt)
-        names = m.graph.patterns()
-        within_budget(m.graph.peak_bytes(len(ids), names, only=names), f"the attention of {len(ids)} tokens",
-                      "give fewer tokens")
 
-        def patterns(stop) -> bytes:
+        def patterns(ids, names, stop) -> bytes:
             t = m.run(ids, keep=names, stop=stop, only=names)
             meta = {**t.metadata(), "layers": json.dumps(names)}
             return bytes(safetensors_bytes({n: t[n].astype(np.float16) for n in names}, meta))
 
         def compute(stop):
-            return Response(cache.payload(("attention", m, tuple(ids)), lambda: patterns(stop)),
+            ids = request_ids(m, req.prompt)
+            names = m.graph.patterns()
+            within_budget(m.graph.peak_bytes(len(ids), names, only=names), f"the attention of {len(ids)} tokens",
+                          "give fewer tokens")
+            return Response(cache.payload(("attention", m, tuple(ids)), lambda: patterns(ids, names, stop)),
                             media_type=TRACE_MEDIA_TYPE)
 
         return await workers.run(request, compute)
@@ -653,21 +773,29 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         """The logit lens: each layer boundary's residual decoded by the final layer norm (its statistics
         recomputed), the unembedding and a softmax; the top k tokens at each position."""
         m = get_model(req.model)
-        m.require_weights()
-        ids = m.encode(req.prompt)
-        pass_budget(m, ids)
-        return await workers.run(request, lambda stop: JSONResponse(json_safe(logit_lens(forward(m, ids, stop), req.k))))
+
+        def compute(stop):
+            ids = request_ids(m, req.prompt)
+            return with_pass(m, ids, stop, lambda t: JSONResponse(json_safe(logit_lens(t, req.k))))
+
+        return await workers.run(request, compute)
 
     @app.post("/api/branches")
     async def tree(req: BranchesRequest, request: Request):
         """The k most probable next tokens after the input, and after each of those, `depth` levels down; each
         node's `prob` is the model's probability of its token after its parent's path."""
         m = get_model(req.model)
-        m.require_weights()
-        ids = m.encode(req.prompt)
-        pass_budget(m, ids)
 
         def compute(stop):
+            ids = request_ids(m, req.prompt)
+            text = len(m.decode(ids).encode())
+            need = tree_bytes(m, len(ids), req.k, req.depth, req.max_nodes, text)
+            if need > budget:
+                fits = [n for n in (1000, 500, 200, 100, 50, 20, 10, 5, 1) if n < req.max_nodes
+                        and tree_bytes(m, len(ids), req.k, req.depth, n, text) <= budget]
+                nodes = node_count(m, len(ids), req.k, req.depth, req.max_nodes)
+                within_budget(need, f"a tree of {nodes:,} nodes (k {req.k}, depth {req.depth}) on {len(ids):,} tokens",
+                              f"max_nodes {fits[0]} would fit" if fits else "give fewer tokens")
             answer = cache.payload(("branches", m, tuple(ids), req.k, req.depth, req.max_nodes), lambda: json.dumps(
                 json_safe(branches(m, ids, req.k, req.depth, req.max_nodes, stop))).encode())
             return Response(answer, media_type="application/json")
@@ -682,68 +810,59 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         """What the 3D view draws: every tensor as a block, placed, with its numbers (structure only for a model
         without weights). With no input, a model with weights runs its example input."""
         m = get_model(req.model or next(iter(registry)))
-        if not m.has_weights:
-            payload = cache.payload(("structure", m, req.n_pos, req.heads),
-                                    lambda: scene_bytes(m, None, req.n_pos, req.heads))
-            return Response(payload, media_type=SCENE_MEDIA_TYPE)
-        prompt = req.text if req.text is not None else req.tokens
-        ids = m.encode(prompt if prompt is not None else (example_input(m) or [0]))
-        if req.past is not None:
-            return await step_response(request, m, ids, req.past, lambda stop: Response(
-                step_scene(m, ids, req.past, req.heads, stop), media_type=SCENE_MEDIA_TYPE))
-        pass_budget(m, ids)
 
         def compute(stop):
+            if not m.has_weights:
+                return Response(cache.payload(("structure", m, req.n_pos, req.heads),
+                                              lambda: scene_bytes(m, None, req.n_pos, req.heads)),
+                                media_type=SCENE_MEDIA_TYPE)
+            prompt = req.text if req.text is not None else req.tokens
+            ids = m.encode(prompt if prompt is not None else (example_input(m) or [0]))
+            if req.past is not None:
+                step_budget(m, ids, req.past)
+                return Response(step_scene(m, ids, req.past, req.heads, stop), media_type=SCENE_MEDIA_TYPE)
             key = ("scene", m, tuple(ids), req.heads)
             payload = cache.get(key)
             if payload is None:
-                trace = forward(m, ids, stop, req.heads)
-                payload = cache.get(key)
-                if payload is None:  # the pass was cached but not this scene: rebuilt layer by layer
-                    payload = scene_bytes(m, trace, heads=req.heads)
-                    trace.forget()
-                    cache.put(key, payload, len(payload))
+                def build(trace):  # the pass just computed built this scene; a cached pass, another layout, not
+                    made = cache.get(key)
+                    if made is None:
+                        made = scene_bytes(m, trace, heads=req.heads)
+                        cache.put(key, made, len(made))
+                    return made
+
+                payload = with_pass(m, ids, stop, build, req.heads)
             return Response(payload, media_type=SCENE_MEDIA_TYPE)
 
         return await workers.run(request, compute)
 
-    async def step_response(request: Request, m: Model, ids: list[int], past: int, make):
-        """A generation step's answer (scene or explanation): `past` must leave at least one new token."""
+    def step_budget(m: Model, ids: list[int], past: int) -> None:
+        """A generation step's view (scene or explanation): `past` must leave at least one new token."""
         if not 0 < past < len(ids):
             raise LlmvizError(f"past must be from 1 to {len(ids) - 1}: the tokens before the step's new ones")
         pass_budget(m, ids)
-        return await workers.run(request, make)
 
     @app.post("/api/explain")
     async def explain_cell(req: ExplainRequest, request: Request):
         """Where one number came from: its value, its op's formula filled in with the real numbers of the
         forward pass (ending in the same value), and the cells it was computed from."""
         m = get_model(req.model)
-        m.require_weights()
-        ids = m.encode(req.prompt)
-        graph = Graph(m.config, past=req.past) if req.past else m.graph  # a step's graph has the cache's tensors
-        if req.tensor not in graph:
-            raise LlmvizError(f"unknown tensor {req.tensor!r}: not in {m.name}'s graph")
-        if req.past is not None:
-            def explain_step(stop):
-                cache = KVCache(m)
-                m.step(cache, ids[:req.past], keep=(), stop=stop)
-                t = m.step(cache, ids[req.past:], stop=stop)
-                index = req.index if req.index is not None else pick_in_region(t, req.tensor, req.region)
-                return JSONResponse(json_safe(explain(t, req.tensor, index)))
 
-            return await step_response(request, m, ids, req.past, explain_step)
-        pass_budget(m, ids)
+        def answer(t: Trace):
+            index = req.index if req.index is not None else pick_in_region(t, req.tensor, req.region)
+            return JSONResponse(json_safe(explain(t, req.tensor, index)))
 
         def compute(stop):
-            t = forward(m, ids, stop)
-            index = req.index if req.index is not None else pick_in_region(t, req.tensor, req.region)
-            answer = JSONResponse(json_safe(explain(t, req.tensor, index)))
-            # The layer recomputed for this answer stays for the next hover, and counts in the cache's bytes.
-            if t.nbytes > cache.capacity // 2:
-                t.forget()
-            cache.put(("trace", m, tuple(ids)), t, t.nbytes)
-            return answer
+            ids = request_ids(m, req.prompt)
+            graph = Graph(m.config, past=req.past) if req.past else m.graph  # a step's graph has the cache's tensors
+            if req.tensor not in graph:
+                raise LlmvizError(f"unknown tensor {req.tensor!r}: not in {m.name}'s graph")
+            if req.past is None:
+                return with_pass(m, ids, stop, answer)
+            step_budget(m, ids, req.past)
+            kv = KVCache(m)
+            m.step(kv, ids[:req.past], keep=(), stop=stop)
+            return answer(m.step(kv, ids[req.past:], stop=stop))
 
         return await workers.run(request, compute)
 
@@ -751,12 +870,11 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
     async def generate(req: GenerateRequest, request: Request):
         """Sample a continuation token by token (temperature 0 is greedy). Stops when the client goes away."""
         m = get_model(req.model)
-        m.require_weights()
-        ids = m.encode(req.prompt)
-        longest = min(m.config.n_ctx, len(ids) + (req.max_new_tokens if req.max_new_tokens is not None else 32))
-        within_budget(m.graph.peak_bytes(longest, ()), f"generating up to {longest} tokens", "give fewer tokens")
 
         def compute(stop):
+            ids = request_ids(m, req.prompt)
+            longest = min(m.config.n_ctx, len(ids) + (req.max_new_tokens if req.max_new_tokens is not None else 32))
+            within_budget(m.graph.peak_bytes(longest, ()), f"generating up to {longest} tokens", "give fewer tokens")
             g = m.generate(ids, req.max_new_tokens, req.temperature, req.top_k, req.top_p, req.seed, stop=stop,
                            min_p=req.min_p)
             steps = [step_json(m, d, len(ids) + i) for i, d in enumerate(g.draws)]
@@ -771,16 +889,14 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         return SessionState(session=sid, model=m.name, prompt_tokens=s.prompt, tokens=s.tokens,
                             token_strs=m.token_strs(s.tokens), text=m.decode(new) if new else "",
                             view_text=m.decode(s.tokens[:m.config.n_ctx]), steps=steps,
-                            n_ctx=m.config.n_ctx, done=s.done, message=message,
-                            cache=cache_facts(m, len(s.tokens)))
+                            n_ctx=m.config.n_ctx, done=s.done, message=message, cache=cache_facts(m, s.cache))
 
     @app.post("/api/sessions", response_model=SessionState, status_code=201)
     def start_session(req: SessionRequest):
         """Start generating step by step from a prompt, with sampling settings and a seed (nothing is computed
         until the first step)."""
         m = get_model(req.model)
-        m.require_weights()
-        ids = m.encode(req.prompt)
+        ids = request_ids(m, req.prompt)
         sid = sessions.add(Session(m, ids, req.sampling(), req.seed))
         return session_state(sid, sessions.get(sid), [])
 
@@ -789,10 +905,12 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         """Generate `count` more tokens on the session's KV cache (each step computes only the new position).
         A full context ends the steps with a message (and `done`)."""
         s = sessions.get(sid)
-        within_budget(s.model.graph.peak_bytes(len(s.tokens), ()), f"a step at {len(s.tokens)} tokens", "start shorter")
 
         def compute(stop):
             with s.lock:
+                within_budget(s.model.graph.peak_bytes(len(s.tokens), ()), f"a step at {len(s.tokens)} tokens",
+                              "start shorter")
+                sessions.make_room(sid, req.count)
                 steps, message = [], None
                 for _ in range(req.count):
                     try:
@@ -823,7 +941,7 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
 
     @app.delete("/api/sessions/{sid}", status_code=204)
     def session_end(sid: str):
-        """Forget a session (Reset)."""
+        """End a session (Reset): its KV cache is freed."""
         sessions.remove(sid)
 
     static = static_dir()
