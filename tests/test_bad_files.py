@@ -251,3 +251,171 @@ def test_cli_prints_one_line_for_a_bad_file(tmp_path, case):
     assert r.returncode == 1
     assert r.stderr.startswith("Error: ") and message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+# ---- Issue #19: refused at load, in one line naming the file and the field or tensor (item 10) ----
+
+LLAMA = {"model_type": "llama", "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+         "hidden_size": C, "intermediate_size": 12, "vocab_size": V, "max_position_embeddings": N,
+         "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
+         "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                             "high_freq_factor": 4.0, "original_max_position_embeddings": 8}}
+CONTEXT_RULE = ("must be a whole number from 1 to 16,777,216 (2**24 positions, the longest context llmviz computes) "
+                "(got 1000000000000000)")
+F32_RULE = "must be a number > 0 that float32 holds (at most 3.4e+38)"
+
+
+def llama_state():
+    """A random one-layer Llama (GQA: 2 query heads, 1 key-value head of 4 channels) under Hugging Face's names."""
+    rng = np.random.default_rng(1)
+    r = lambda *s: rng.normal(0, 0.2, s).astype(np.float32)  # noqa: E731
+    p = "model.layers.0."
+    return {"model.embed_tokens.weight": r(V, C), "model.norm.weight": r(C), p + "input_layernorm.weight": r(C),
+            p + "post_attention_layernorm.weight": r(C), p + "self_attn.q_proj.weight": r(8, C),
+            p + "self_attn.k_proj.weight": r(4, C), p + "self_attn.v_proj.weight": r(4, C),
+            p + "self_attn.o_proj.weight": r(C, 8), p + "mlp.gate_proj.weight": r(12, C),
+            p + "mlp.up_proj.weight": r(12, C), p + "mlp.down_proj.weight": r(C, 12)}
+
+
+def llama(change=None, rope=None, drop=()):
+    """A Llama folder whose config.json has `change` applied (and `rope` merged into its rope_parameters)."""
+    def make(tmp):
+        cfg = {**LLAMA, **(change or {})}
+        if rope is not None:
+            cfg["rope_parameters"] = {**LLAMA["rope_parameters"], **rope}
+        for key in drop:
+            cfg["rope_parameters"] = {k: v for k, v in cfg["rope_parameters"].items() if k != key}
+        d = tmp / "m"
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps(cfg))
+        save_file(llama_state(), str(d / "model.safetensors"))
+        return d
+    return make
+
+
+def old_style(**rope):
+    """A Llama config as transformers 4 wrote it: rope_theta at the top, the scaling in rope_scaling."""
+    scaling = {k: v for k, v in LLAMA["rope_parameters"].items() if k != "rope_theta"}
+    return llama({"rope_parameters": None, "rope_theta": 500000.0, "rope_scaling": {**scaling, **rope}})
+
+
+def llmviz_llama(**config):
+    """An llmviz weights file of the tiny Llama, its metadata config changed."""
+    def make(tmp):
+        d = llama()(tmp)
+        path = tmp / "l.safetensors"
+        save_weights(llmviz.load_model(str(d)), path)
+        from safetensors import safe_open
+        from safetensors.numpy import load_file
+        with safe_open(str(path), "np") as f:
+            meta = dict(f.metadata())
+        meta["config"] = json.dumps({**json.loads(meta["config"]), **config})
+        save_file(load_file(str(path)), str(path), metadata=meta)
+        return path
+    return make
+
+
+def as_made(path):
+    """The message names what the test made: the model folder (config values) or the llmviz weights file."""
+    return path
+
+
+# case -> (make, the file the message names (from what make returned), the message after "FILE: ")
+AT_LOAD = {
+    # item 10: config values that loaded and then failed when the model ran
+    "rope_theta NaN": (llama(rope={"rope_theta": float("nan")}), as_made, f"rope_parameters.rope_theta {F32_RULE} (got nan)"),
+    "rope_theta 0": (llama(rope={"rope_theta": 0}), as_made, f"rope_parameters.rope_theta {F32_RULE} (got 0)"),
+    "rope_theta negative": (llama(rope={"rope_theta": -1e4}), as_made, f"rope_parameters.rope_theta {F32_RULE} (got -10000.0)"),
+    "rope_theta inf": (llama(rope={"rope_theta": float("inf")}), as_made, f"rope_parameters.rope_theta {F32_RULE} (got inf)"),
+    "rope_theta string": (llama(rope={"rope_theta": "10000"}), as_made, f"rope_parameters.rope_theta {F32_RULE} (got '10000')"),
+    "rope_theta bool": (llama(rope={"rope_theta": True}), as_made, f"rope_parameters.rope_theta {F32_RULE} (got True)"),
+    "rope_theta beyond float32": (llama(rope={"rope_theta": 1e39}), as_made, f"rope_parameters.rope_theta {F32_RULE} (got 1e+39)"),
+    "top-level rope_theta NaN": (llama({"rope_parameters": None, "rope_theta": float("nan")}), as_made,
+                                 f"rope_theta {F32_RULE} (got nan)"),
+    "rope_theta tiny": (llama(rope={"rope_type": "default", "rope_theta": 1e-50}), as_made,
+                        "rope_parameters.rope_theta (1e-50) gives rotary frequencies or angles beyond float32's range "
+                        "over 16 positions"),
+    "llama3 factor 0": (llama(rope={"factor": 0}), as_made, f"rope_parameters.factor {F32_RULE} (got 0)"),
+    "llama3 factor negative": (llama(rope={"factor": -8.0}), as_made, f"rope_parameters.factor {F32_RULE} (got -8.0)"),
+    "llama3 factor NaN": (llama(rope={"factor": float("nan")}), as_made, f"rope_parameters.factor {F32_RULE} (got nan)"),
+    "llama3 factor inf": (llama(rope={"factor": float("inf")}), as_made, f"rope_parameters.factor {F32_RULE} (got inf)"),
+    "llama3 factor string": (llama(rope={"factor": "8"}), as_made, f"rope_parameters.factor {F32_RULE} (got '8')"),
+    "llama3 factor 0 in rope_scaling": (old_style(factor=0), as_made, f"rope_scaling.factor {F32_RULE} (got 0)"),
+    "llama3 factor tiny": (llama(rope={"factor": 1e-40}), as_made,
+                           "rope_parameters.rope_theta (500000) with factor 1e-40, low_freq_factor 1 and high_freq_factor 4 "
+                           "gives rotary frequencies or angles beyond float32's range over 16 positions"),
+    "llama3 factor missing": (llama(drop=["factor"]), as_made, "rope_parameters of type llama3 lacks 'factor'"),
+    "low_freq_factor 0": (llama(rope={"low_freq_factor": 0}), as_made, f"rope_parameters.low_freq_factor {F32_RULE} (got 0)"),
+    "low_freq_factor bool": (llama(rope={"low_freq_factor": False}), as_made,
+                             f"rope_parameters.low_freq_factor {F32_RULE} (got False)"),
+    "high_freq_factor NaN": (llama(rope={"high_freq_factor": float("nan")}), as_made,
+                             f"rope_parameters.high_freq_factor {F32_RULE} (got nan)"),
+    "high_freq_factor inf in rope_scaling": (old_style(high_freq_factor=float("inf")), as_made,
+                                             f"rope_scaling.high_freq_factor {F32_RULE} (got inf)"),
+    "low == high": (llama(rope={"low_freq_factor": 4.0}), as_made,
+                    "rope_parameters.high_freq_factor must be greater than low_freq_factor (got 4, low_freq_factor 4): "
+                    "Llama 3's rope scaling divides by their difference"),
+    "low > high": (old_style(low_freq_factor=5.0), as_made,
+                   "rope_scaling.high_freq_factor must be greater than low_freq_factor (got 4, low_freq_factor 5): "
+                   "Llama 3's rope scaling divides by their difference"),
+    "original_max 0": (llama(rope={"original_max_position_embeddings": 0}), as_made,
+                       "rope_parameters.original_max_position_embeddings must be a whole number from 1 to 16,777,216 (got 0)"),
+    "original_max float": (llama(rope={"original_max_position_embeddings": 8.5}), as_made,
+                           "rope_parameters.original_max_position_embeddings must be a whole number from 1 to 16,777,216 "
+                           "(got 8.5)"),
+    "max_position_embeddings 10**15": (llama({"max_position_embeddings": 10**15}), as_made,
+                                       f"max_position_embeddings {CONTEXT_RULE}"),
+    "max_position_embeddings string": (llama({"max_position_embeddings": "16"}), as_made,
+                                       "max_position_embeddings must be a whole number from 1 to 16,777,216 (2**24 "
+                                       "positions, the longest context llmviz computes) (got '16')"),
+    "hidden_size bool": (llama({"hidden_size": True}), as_made, "hidden_size must be a whole number >= 1 (got True)"),
+    "rms_norm_eps string": (llama({"rms_norm_eps": "1e-6"}), as_made, "rms_norm_eps must be a number > 0 (got '1e-6')"),
+    "sliding_window string": (llama({"model_type": "mistral", "sliding_window": "4"}), as_made,
+                              "sliding_window must be null or a whole number (got '4')"),
+    "n_positions 10**15": (with_config(n_positions=10**15), as_made, f"n_positions {CONTEXT_RULE}"),
+    "n_ctx 10**15": (lambda tmp: folder(tmp, {**{k: v for k, v in CONFIG.items() if k != "n_positions"}, "n_ctx": 10**15}),
+                     as_made, f"n_ctx {CONTEXT_RULE}"),
+    "llmviz file rope_theta NaN": (llmviz_llama(rope_theta=float("nan")), as_made,
+                                   f"corrupt llmviz metadata (rope_theta {F32_RULE} (got nan))"),
+    "llmviz file rope_factor 0": (llmviz_llama(rope_factor=0), as_made,
+                                  f"corrupt llmviz metadata (rope_factor {F32_RULE} (got 0))"),
+    "llmviz file n_ctx 10**15": (llmviz_file(config=json.dumps({**llmviz.PRESETS["nano-gpt"].to_dict(), "n_ctx": 10**15})),
+                                 as_made, f"corrupt llmviz metadata (n_ctx {CONTEXT_RULE})"),
+
+}
+
+
+@pytest.mark.parametrize("case", list(AT_LOAD))
+def test_refused_at_load_with_the_exact_line(tmp_path, case):
+    import warnings
+
+    make, named, message = AT_LOAD[case]
+    path = make(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning on the way to the refusal either
+        with pytest.raises(LlmvizError) as e:
+            llmviz.load_model(str(path))
+    assert str(e.value) == f"{named(path)}: {message}"
+
+
+def test_the_tiny_llama_and_its_edges_load_and_run_without_warnings(tmp_path):
+    """The same folders with sane values load and compute, warnings as errors: the checks refuse only what fails."""
+    import warnings
+
+    for i, make in enumerate([llama(), old_style(), llama({"rope_parameters": {"rope_type": "default", "rope_theta": 10000}}),
+                              llama(rope={"factor": 1e-3, "low_freq_factor": 1e-3, "high_freq_factor": 1e30}),
+                              llama({"max_position_embeddings": 2**24})]):
+        (tmp_path / str(i)).mkdir()
+        d = make(tmp_path / str(i))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            m = llmviz.load_model(str(d))
+            logits = m.run([1, 2, 3, 4])["logits"]
+        assert np.isfinite(logits).all() and isinstance(m.config.rope_theta, float)
+
+
+def test_block_size_10_15_is_refused_by_its_nanogpt_name(tmp_path):
+    path = checkpoint(tmp_path, nanogpt_obj(block_size=10**15))
+    with pytest.raises(LlmvizError) as e:
+        llmviz.load_model(str(path))
+    assert str(e.value) == f"{path}: model_args is incomplete or inconsistent (block_size {CONTEXT_RULE})"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ModelConfig
+from .config import ModelConfig, explain
 from .arch.gpt2 import canonical_state, weights_from_state
 from .errors import BadModelFile, LlmvizError
 from .model import Model
@@ -73,7 +73,7 @@ def _nanogpt(obj: dict, name: str, path, shown: str):
                              activation="gelu",  # nanoGPT's MLP uses nn.GELU(), the exact (erf) form
                              tied_unembed=True, description=f"nanoGPT checkpoint {shown}")
     except (KeyError, ValueError) as e:
-        raise BadModelFile(f"{path}: model_args is incomplete or inconsistent ({e})") from None
+        raise BadModelFile(f"{path}: model_args is incomplete or inconsistent ({explain(e, {'n_ctx': 'block_size'})})") from None
     return _numpy(obj["model"]), config
 
 

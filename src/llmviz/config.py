@@ -6,7 +6,38 @@ Every preset's parameter count is computed from these numbers, never typed in.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+
+import numpy as np
+
+# The longest context llmviz computes: 2**24 = 16,777,216 positions. Rotary angles are position × frequency in float32,
+# which holds every whole number only up to 2**24; the longest released contexts (10 million tokens) fit below it.
+MAX_CONTEXT = 2**24
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+class ConfigError(ValueError):
+    """A setting ModelConfig refuses. `field` is its ModelConfig name, `rule` what it must be and what it was; the
+    message names the field as `shown` (default: the field), and a reader of a file that names it otherwise says
+    that name instead (see `explain`)."""
+
+    def __init__(self, field: str, rule: str, shown: str | None = None):
+        super().__init__(f"{shown or field} {rule}")
+        self.field, self.rule = field, rule
+
+
+def got(v) -> str:
+    """A refused value as a message shows it: its repr, cut short (a config value can be a megabyte of text)."""
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 64:  # repr of a huge int is long, or refused
+        return f"an integer of {v.bit_length():,} bits"
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def explain(e: Exception, names: Mapping[str, str]) -> str:
+    """A refused config's message with its field as a file names it (names: ModelConfig field -> the file's name)."""
+    return f"{names[e.field]} {e.rule}" if isinstance(e, ConfigError) and e.field in names else str(e)
 
 
 @dataclass(frozen=True)
@@ -50,36 +81,77 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         """Refuse a config that describes no model, naming the setting and what it must be."""
-        def need(ok: bool, what: str) -> None:
+        def need(ok: bool, field: str, rule: str, shown: str | None = None) -> None:
             if not ok:
-                raise ValueError(what)
+                raise ConfigError(field, rule, shown)
 
         def whole(v) -> bool:
             return isinstance(v, int) and not isinstance(v, bool)
 
-        for key in ("n_layer", "n_head", "n_embd", "vocab_size", "n_ctx"):
+        def number(v) -> bool:  # a finite int or float (a huge int is finite too: math.isfinite would overflow)
+            return whole(v) or (isinstance(v, float) and math.isfinite(v))
+
+        for key in ("n_layer", "n_head", "n_embd", "vocab_size"):
             v = getattr(self, key)
-            need(whole(v) and v >= 1, f"{key} must be a whole number >= 1 (got {v!r})")
+            need(whole(v) and v >= 1, key, f"must be a whole number >= 1 (got {got(v)})")
+        need(whole(self.n_ctx) and 1 <= self.n_ctx <= MAX_CONTEXT, "n_ctx",
+             f"must be a whole number from 1 to {MAX_CONTEXT:,} (2**24 positions, the longest context llmviz computes) "
+             f"(got {got(self.n_ctx)})")
         for key in ("n_inner", "task_tokens", "answer_tokens"):
             v = getattr(self, key)
-            need(v is None or (whole(v) and v >= 1), f"{key} must be null or a whole number >= 1 (got {v!r})")
+            need(v is None or (whole(v) and v >= 1), key, f"must be null or a whole number >= 1 (got {got(v)})")
         eps = self.layer_norm_eps
-        need(isinstance(eps, (int, float)) and not isinstance(eps, bool) and math.isfinite(eps) and eps > 0,
-             f"layer_norm_epsilon must be a number > 0 (got {eps!r})")
+        need(number(eps) and eps > 0, "layer_norm_eps", f"must be a number > 0 (got {got(eps)})", "layer_norm_epsilon")
         for key in ("tied_unembed", "unembed_bias", "bias", "scale_attn_weights", "scale_attn_by_inverse_layer_idx"):
-            need(isinstance(getattr(self, key), bool), f"{key} must be true or false (got {getattr(self, key)!r})")
+            need(isinstance(getattr(self, key), bool), key, f"must be true or false (got {got(getattr(self, key))})")
         for key, allowed in (("norm", ("layer", "rms")), ("mlp", ("plain", "gated")), ("rope_type", ("default", "llama3"))):
-            need(getattr(self, key) in allowed, f"{key} must be one of {', '.join(allowed)} (got {getattr(self, key)!r})")
+            need(getattr(self, key) in allowed, key, f"must be one of {', '.join(allowed)} (got {got(getattr(self, key))})")
         for key in ("name", "activation", "description", "example", "task"):
-            need(isinstance(getattr(self, key), str), f"{key} must be a string (got {getattr(self, key)!r})")
+            need(isinstance(getattr(self, key), str), key, f"must be a string (got {got(getattr(self, key))})")
         need(self.n_kv_head is None or (whole(self.n_kv_head) and self.n_kv_head >= 1 and self.n_head % self.n_kv_head == 0),
-             f"num_key_value_heads ({self.n_kv_head!r}) must divide the number of heads ({self.n_head})")
-        need(self.head_dim is None or (whole(self.head_dim) and self.head_dim >= 1),
-             f"head_dim must be null or a whole number >= 1 (got {self.head_dim!r})")
-        if self.n_embd % self.n_head and self.head_dim is None:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+             "n_kv_head", f"({got(self.n_kv_head)}) must divide the number of heads ({self.n_head})", "num_key_value_heads")
+        need(self.head_dim is None or (whole(self.head_dim) and self.head_dim >= 1), "head_dim",
+             f"must be null or a whole number >= 1 (got {got(self.head_dim)})")
+        need(not (self.n_embd % self.n_head and self.head_dim is None), "n_embd",
+             f"({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"unsupported activation {self.activation!r}: llmviz supports {', '.join(ACTIVATIONS)}")
+            raise ValueError(f"unsupported activation {got(self.activation)}: llmviz supports {', '.join(ACTIVATIONS)}")
+        self._check_rope(need, whole, number)
+
+    def _check_rope(self, need, whole, number) -> None:
+        """The rotary settings: numbers > 0 that float32 holds (Llama 3's scaling divides by its factors and by their
+        difference), and frequencies and angles over the whole context that are float32 numbers, so that nothing
+        overflows or divides by zero when the model runs. Stored as floats."""
+        llama3 = self.rope_type == "llama3"
+        v = self.rope_theta  # None: learned positions (GPT-2); a Llama's positions are rotary
+        need(self.arch != "llama" if v is None else number(v) and 0 < v <= F32_MAX, "rope_theta",
+             f"must be a number > 0 that float32 holds (at most {F32_MAX:.3g}) (got {got(v)})")
+        for key in ("rope_factor", "rope_low_freq_factor", "rope_high_freq_factor"):
+            v = getattr(self, key)
+            need(number(v) and 0 < v <= F32_MAX, key,
+                 f"must be a number > 0 that float32 holds (at most {F32_MAX:.3g}) (got {got(v)})")
+            object.__setattr__(self, key, float(v))
+        if self.rope_theta is not None:
+            object.__setattr__(self, "rope_theta", float(self.rope_theta))
+        low, high, original = self.rope_low_freq_factor, self.rope_high_freq_factor, self.rope_original_max
+        need(not llama3 or high > low, "rope_high_freq_factor",
+             f"must be greater than low_freq_factor (got {high:g}, low_freq_factor {low:g}): Llama 3's rope scaling "
+             "divides by their difference")
+        need(whole(original) and (1 if llama3 else 0) <= original <= MAX_CONTEXT, "rope_original_max",
+             f"must be a whole number from {1 if llama3 else 0} to {MAX_CONTEXT:,} (got {got(original)})")
+        if self.rope_theta is None:
+            return
+        from .arch.llama import inv_freq
+
+        try:
+            with np.errstate(over="raise", divide="raise", invalid="raise"):
+                freq = np.asarray(inv_freq(self), np.float32)
+                ok = bool(np.isfinite(np.float32(self.n_ctx - 1) * freq).all())  # the largest angle of each pair
+        except (FloatingPointError, OverflowError, ZeroDivisionError):
+            ok = False
+        scaling = f" with factor {self.rope_factor:g}, low_freq_factor {low:g} and high_freq_factor {high:g}" if llama3 else ""
+        need(ok, "rope_theta", f"({self.rope_theta:g}){scaling} gives rotary frequencies or angles beyond float32's range "
+                               f"over {self.n_ctx:,} positions")
 
     def attn_scale(self, layer: int) -> float:
         """What layer `layer` divides its q · k by."""

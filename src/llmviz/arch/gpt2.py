@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..config import ACTIVATIONS, ModelConfig
+from ..config import ACTIVATIONS, ModelConfig, explain
 from ..convert import check_shape, check_weight, to_storage
 from ..errors import BadModelFile
 from ..graph import Graph, Scope, token_embedding, unembedding
@@ -95,7 +95,8 @@ def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig
     except KeyError as e:
         raise BadModelFile(f"{source}: config.json lacks {e.args[0]!r}") from None
     except ValueError as e:
-        raise BadModelFile(f"{source}: {e}") from None
+        names = {"n_ctx": "n_positions" if "n_positions" in cfg else "n_ctx", "tied_unembed": "tie_word_embeddings"}
+        raise BadModelFile(f"{source}: {explain(e, names)}") from None
 
 
 # ---- Checkpoint weight names -> the graph's weights ----

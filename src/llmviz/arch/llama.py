@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..config import ACTIVATIONS, ModelConfig
+from ..config import ACTIVATIONS, ModelConfig, explain
 from ..convert import check_shape, check_weight, to_storage
 from ..errors import BadModelFile
 from ..graph import Graph, Scope, token_embedding, unembedding
@@ -126,20 +126,27 @@ def n_params(cfg: ModelConfig) -> int:
 # ---- Hugging Face's config.json ----
 
 def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig:
-    """Every setting llmviz computes is read; a setting it does not implement is refused by name."""
+    """Every setting llmviz computes is read; a setting it does not implement is refused by name. Values go to
+    ModelConfig as they are in the file (no float() or int() that would take a string or a bool for a number), and
+    ModelConfig's refusals name the field as config.json does."""
     kind = cfg.get("model_type")
 
     def refuse(what: str):
         raise BadModelFile(f"{source}: {what} is not supported: llmviz computes no approximation of it")
 
     # transformers 5 writes rope_parameters (rope_theta inside); earlier configs, rope_scaling and rope_theta.
-    rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+    where = "rope_parameters" if cfg.get("rope_parameters") else "rope_scaling"
+    rope = cfg.get(where) or {}
     rope_type = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else None
     if rope_type not in ("default", "llama3"):
         refuse(f"rope_scaling type {rope_type!r}")
+    ctx = cfg.get("max_position_embeddings", 2048)
     window = cfg.get("sliding_window")
-    if window and (kind == "mistral" or cfg.get("use_sliding_window")) and window < cfg.get("max_position_embeddings", 0):
-        refuse(f"sliding_window {window} (attention limited to the last {window} positions)")
+    if window and (kind == "mistral" or cfg.get("use_sliding_window")):
+        if not isinstance(window, int) or isinstance(window, bool):
+            raise BadModelFile(f"{source}: sliding_window must be null or a whole number (got {window!r})")
+        if isinstance(ctx, int) and window < ctx:
+            refuse(f"sliding_window {window} (attention limited to the last {window} positions)")
     other = sorted({t for t in cfg.get("layer_types") or [] if t != "full_attention"})
     if other:
         refuse(f"layer_types {other}")
@@ -149,28 +156,40 @@ def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig
     if cfg.get("partial_rotary_factor", 1.0) != 1.0:
         refuse(f"partial_rotary_factor {cfg['partial_rotary_factor']}")
     act = cfg.get("hidden_activation") or cfg.get("hidden_act", "silu")
-    if act not in ACTIVATIONS:
+    if not isinstance(act, str) or act not in ACTIVATIONS:
         refuse(f"hidden_act {act!r}")
+    theta = f"{where}.rope_theta" if "rope_theta" in rope else "rope_theta"
+    names = {"n_layer": "num_hidden_layers", "n_head": "num_attention_heads", "n_embd": "hidden_size",
+             "n_inner": "intermediate_size", "n_ctx": "max_position_embeddings", "layer_norm_eps": "rms_norm_eps",
+             "n_kv_head": "num_key_value_heads", "tied_unembed": "tie_word_embeddings", "rope_theta": theta,
+             "rope_factor": f"{where}.factor", "rope_low_freq_factor": f"{where}.low_freq_factor",
+             "rope_high_freq_factor": f"{where}.high_freq_factor",
+             "rope_original_max": f"{where}.original_max_position_embeddings"}
+    scaling = {}
+    if rope_type == "llama3":  # transformers requires all four
+        for field, key in (("rope_factor", "factor"), ("rope_low_freq_factor", "low_freq_factor"),
+                           ("rope_high_freq_factor", "high_freq_factor"),
+                           ("rope_original_max", "original_max_position_embeddings")):
+            if key not in rope:
+                raise BadModelFile(f"{source}: {where} of type llama3 lacks {key!r}")
+            scaling[field] = rope[key]
     try:
         H = cfg["num_attention_heads"]
         gemma = kind == "gemma"
         return ModelConfig(
             name, arch="llama", embed_scale=gemma, rms_offset=1.0 if gemma else 0.0, n_layer=cfg["num_hidden_layers"], n_head=H, n_embd=cfg["hidden_size"],
-            vocab_size=cfg["vocab_size"], n_ctx=cfg.get("max_position_embeddings", 2048),
+            vocab_size=cfg["vocab_size"], n_ctx=ctx,
             layer_norm_eps=cfg.get("rms_norm_eps", 1e-6), activation=act,
             tied_unembed=cfg.get("tie_word_embeddings", gemma),
             bias=False, n_inner=cfg["intermediate_size"], norm="rms", mlp="gated",
             n_kv_head=cfg.get("num_key_value_heads") or H, head_dim=cfg.get("head_dim"), qkv_bias=kind == "qwen2",
-            rope_theta=float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0))), rope_type=rope_type,
-            rope_factor=float(rope.get("factor", 1.0)), rope_low_freq_factor=float(rope.get("low_freq_factor", 1.0)),
-            rope_high_freq_factor=float(rope.get("high_freq_factor", 1.0)),
-            rope_original_max=int(rope.get("original_max_position_embeddings", 0)),
-            description=f"Hugging Face {kind} model {shown or name}",
+            rope_theta=rope["rope_theta"] if "rope_theta" in rope else cfg.get("rope_theta", 10000.0),
+            rope_type=rope_type, **scaling, description=f"Hugging Face {kind} model {shown or name}",
         )
     except KeyError as e:
         raise BadModelFile(f"{source}: config.json lacks {e.args[0]!r}") from None
     except (ValueError, TypeError) as e:
-        raise BadModelFile(f"{source}: {e}") from None
+        raise BadModelFile(f"{source}: {explain(e, names)}") from None
 
 
 # ---- Checkpoint weight names -> the graph's weights ----
