@@ -57,10 +57,10 @@ class Widget(anywidget.AnyWidget):
         self._model = model
         self.on_msg(self._on_message)
 
-    def export(self, out, inputs: list[str] | None = None, steps: int = STEPS) -> dict:
+    def export(self, out, inputs: list[str] | None = None, steps: int = STEPS, force: bool = False) -> dict:
         """Write this view as a static site into the folder `out` (see llmviz.export): on `inputs`, by default
-        the widget's own input."""
-        return export(self._model, inputs or [self.text], out, steps)
+        the widget's own input. A folder holding other files is refused unless `force` (they are then kept)."""
+        return export(self._model, inputs or [self.text], out, steps, force)
 
     def _on_message(self, _widget, content, buffers) -> None:
         if not isinstance(content, dict) or content.get("kind") != "request":
