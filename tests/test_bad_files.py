@@ -253,7 +253,7 @@ def test_cli_prints_one_line_for_a_bad_file(tmp_path, case):
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
-# ---- Issue #19: refused at load, in one line naming the file and the field or tensor (item 10) ----
+# ---- Issue #19: refused at load, in one line naming the file and the field or tensor (items 10 and 11) ----
 
 LLAMA = {"model_type": "llama", "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
          "hidden_size": C, "intermediate_size": 12, "vocab_size": V, "max_position_embeddings": N,
@@ -263,6 +263,8 @@ LLAMA = {"model_type": "llama", "num_hidden_layers": 1, "num_attention_heads": 2
 CONTEXT_RULE = ("must be a whole number from 1 to 16,777,216 (2**24 positions, the longest context llmviz computes) "
                 "(got 1000000000000000)")
 F32_RULE = "must be a number > 0 that float32 holds (at most 3.4e+38)"
+FLOAT_RULE = "weights must be floating point (F32, F16, BF16 or F64)"
+HUGE_RULE = "llmviz refuses weights beyond ±1e6 (they overflow float32 in the forward pass)"
 
 
 def llama_state():
@@ -299,6 +301,15 @@ def old_style(**rope):
     return llama({"rope_parameters": None, "rope_theta": 500000.0, "rope_scaling": {**scaling, **rope}})
 
 
+def gpt2_weight(name, value):
+    """A GPT-2 folder whose tensor `name` is `value` (any dtype)."""
+    def make(tmp):
+        state = gpt2_state()
+        state[name] = value(state[name])
+        return folder(tmp, state=state)
+    return make
+
+
 def llmviz_llama(**config):
     """An llmviz weights file of the tiny Llama, its metadata config changed."""
     def make(tmp):
@@ -315,9 +326,49 @@ def llmviz_llama(**config):
     return make
 
 
+def one(a, value):
+    """a with one value set to `value`."""
+    a = a.copy()
+    a.flat[5] = value
+    return a
+
+
+def llmviz_weight(name, change):
+    """nano-gpt's llmviz weights file with tensor `name` changed (its dtype too)."""
+    def make(tmp):
+        path = llmviz_file()(tmp)
+        from safetensors import safe_open
+        from safetensors.numpy import load_file
+        with safe_open(str(path), "np") as f:
+            meta = dict(f.metadata())
+        tensors = load_file(str(path))
+        tensors[name] = change(tensors[name])
+        save_file(tensors, str(path), metadata=meta)
+        return path
+    return make
+
+
+def bf16_llama(name, value):
+    """The tiny Llama with its weights stored as BF16 (as torch writes them), one value of `name` set to `value`."""
+    def make(tmp):
+        torch = pytest.importorskip("torch")
+        from safetensors.torch import save_file as save_torch
+        d = llama()(tmp)
+        state = {k: torch.from_numpy(v).to(torch.bfloat16) for k, v in llama_state().items()}
+        state[name].view(-1)[5] = value
+        save_torch(state, str(d / "model.safetensors"))
+        return d
+    return make
+
+
 def as_made(path):
     """The message names what the test made: the model folder (config values) or the llmviz weights file."""
     return path
+
+
+def weights_of(d):
+    """The message names the folder's model.safetensors (a tensor's dtype or values)."""
+    return d / "model.safetensors"
 
 
 # case -> (make, the file the message names (from what make returned), the message after "FILE: ")
@@ -381,7 +432,21 @@ AT_LOAD = {
                                   f"corrupt llmviz metadata (rope_factor {F32_RULE} (got 0))"),
     "llmviz file n_ctx 10**15": (llmviz_file(config=json.dumps({**llmviz.PRESETS["nano-gpt"].to_dict(), "n_ctx": 10**15})),
                                  as_made, f"corrupt llmviz metadata (n_ctx {CONTEXT_RULE})"),
-
+    # item 11: weights that are not floating point, or too large to compute with
+    "I32 weight": (gpt2_weight("h.0.attn.c_attn.weight", lambda a: a.astype(np.int32)), weights_of,
+                   f"tensor 'h.0.attn.c_attn.weight' is I32; {FLOAT_RULE}"),
+    "BOOL weight": (gpt2_weight("ln_f.weight", lambda a: a > 0), weights_of, f"tensor 'ln_f.weight' is BOOL; {FLOAT_RULE}"),
+    "U8 weight": (gpt2_weight("wpe.weight", lambda a: a.astype(np.uint8)), weights_of, f"tensor 'wpe.weight' is U8; {FLOAT_RULE}"),
+    "I64 weight in llmviz file": (llmviz_weight("blocks.0.mlp.W_in", lambda a: a.astype(np.int64)), as_made,
+                                  f"tensor 'blocks.0.mlp.W_in' is I64; {FLOAT_RULE}"),
+    "3e38 weight": (gpt2_weight("wte.weight", lambda a: one(a, 3e38)), weights_of,
+                    f"tensor 'wte.weight' holds values up to 3e+38; {HUGE_RULE}"),
+    "-2e6 weight": (gpt2_weight("h.1.mlp.c_fc.weight", lambda a: one(a, -2e6)), weights_of,
+                    f"tensor 'h.1.mlp.c_fc.weight' holds values down to -2e+06; {HUGE_RULE}"),
+    "F64 weight 1e300": (gpt2_weight("ln_f.bias", lambda a: one(a.astype(np.float64), 1e300)), weights_of,
+                         f"tensor 'ln_f.bias' holds values up to 1e+300; {HUGE_RULE}"),
+    "3e38 BF16 Llama weight": (bf16_llama("model.layers.0.mlp.down_proj.weight", 3e38), weights_of,
+                               f"tensor 'layers.0.mlp.down_proj.weight' holds values up to 3e+38; {HUGE_RULE}"),
 }
 
 
@@ -412,6 +477,45 @@ def test_the_tiny_llama_and_its_edges_load_and_run_without_warnings(tmp_path):
             m = llmviz.load_model(str(d))
             logits = m.run([1, 2, 3, 4])["logits"]
         assert np.isfinite(logits).all() and isinstance(m.config.rope_theta, float)
+
+
+def test_a_mask_buffer_is_not_a_weight(tmp_path):
+    """A bool causal mask in a state dict (transformers' and some nanoGPTs' attn.bias) is not read, so not refused."""
+    torch = pytest.importorskip("torch")
+    obj = nanogpt_obj()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    want = llmviz.load_model(str(checkpoint(tmp_path / "a", obj)))
+    obj["model"].update({f"transformer.h.{i}.attn.bias": torch.ones(1, 1, N, N, dtype=torch.bool).tril() for i in range(L)})
+    got = llmviz.load_model(str(checkpoint(tmp_path / "b", obj)))
+    np.testing.assert_array_equal(got.run([1, 2, 3])["logits"], want.run([1, 2, 3])["logits"])
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "uint8", "bool"])
+def test_an_integer_tensor_in_a_checkpoint_is_refused_by_name(tmp_path, dtype):
+    torch = pytest.importorskip("torch")
+    obj = nanogpt_obj()
+    key = "transformer.h.0.attn.c_attn.weight"
+    obj["model"][key] = obj["model"][key].to(getattr(torch, dtype))
+    path = checkpoint(tmp_path, obj)
+    with pytest.raises(LlmvizError) as e:
+        llmviz.load_model(str(path))
+    assert str(e.value) == (f"{path}: tensor '{key}' is torch.{dtype}; weights must be floating point "
+                            "(float32, float16, bfloat16 or float64)")
+
+
+def test_a_huge_float64_weight_in_a_checkpoint_is_named_not_cast_to_inf(tmp_path):
+    import warnings
+
+    obj = nanogpt_obj()
+    obj["model"]["transformer.wpe.weight"] = obj["model"]["transformer.wpe.weight"].double()
+    obj["model"]["transformer.wpe.weight"][3, 1] = -1e300
+    path = checkpoint(tmp_path, obj)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(LlmvizError) as e:
+            llmviz.load_model(str(path))
+    assert str(e.value) == f"{path}: tensor 'wpe.weight' holds values down to -1e+300; {HUGE_RULE}"
 
 
 def test_block_size_10_15_is_refused_by_its_nanogpt_name(tmp_path):

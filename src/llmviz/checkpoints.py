@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ModelConfig, explain
-from .arch.gpt2 import canonical_state, weights_from_state
+from .arch.gpt2 import canonical, weights_from_state
 from .errors import BadModelFile, LlmvizError
 from .model import Model
 from .tokenizer import CharTokenizer, HFTokenizer
@@ -58,9 +58,29 @@ def load_checkpoint(path, dtype: str = "float32", n_head: int | None = None, sho
     return Model(config, weights, _tokenizer_beside(path, config), source=shown)
 
 
-def _numpy(state: dict) -> dict:
-    return canonical_state({k: v.detach().float().numpy() if hasattr(v, "detach") else np.asarray(v)
-                            for k, v in state.items()})
+# Causal-mask buffers (minGPT's and older nanoGPT's attn.bias, transformers' attn.bias and attn.masked_bias): not
+# weights, never read (the graph makes its own mask), and some are bool.
+MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")
+
+
+def _numpy(state: dict, path) -> dict:
+    """A state dict's tensors as numpy arrays under canonical names. A weight must be floating point: a tensor of an
+    integer, bool or complex dtype is refused by name (with its name in the file), before anything is converted."""
+    import torch
+
+    out = {}
+    for key, v in state.items():
+        name = canonical(key) if isinstance(key, str) else key
+        if isinstance(name, str) and name.endswith(MASK_BUFFERS):
+            continue
+        if isinstance(v, torch.Tensor):
+            if not v.is_floating_point():
+                raise BadModelFile(f"{path}: tensor {key!r} is {v.dtype}; weights must be floating point "
+                                   "(float32, float16, bfloat16 or float64)")
+            v = v.detach()  # float64 stays float64 until convert.check_weight has seen it (never cast to inf)
+            v = v.numpy() if v.dtype in (torch.float32, torch.float64) else v.float().numpy()
+        out[name] = np.asarray(v)
+    return out
 
 
 def _nanogpt(obj: dict, name: str, path, shown: str):
@@ -74,11 +94,11 @@ def _nanogpt(obj: dict, name: str, path, shown: str):
                              tied_unembed=True, description=f"nanoGPT checkpoint {shown}")
     except (KeyError, ValueError) as e:
         raise BadModelFile(f"{path}: model_args is incomplete or inconsistent ({explain(e, {'n_ctx': 'block_size'})})") from None
-    return _numpy(obj["model"]), config
+    return _numpy(obj["model"], path), config
 
 
 def _mingpt(obj: dict, name: str, path, n_head: int | None, shown: str):
-    state = _numpy(obj)
+    state = _numpy(obj, path)
     if "wte.weight" not in state or "wpe.weight" not in state:
         raise BadModelFile(f"{path}: no transformer.wte.weight / transformer.wpe.weight: not a GPT state dict")
     layers = {int(m.group(1)) for k in state if (m := re.match(r"h\.(\d+)\.", k))}

@@ -22,6 +22,7 @@ DTYPES = {
     "I64": (np.int64, 8), "I32": (np.int32, 4), "I16": (np.int16, 2), "I8": (np.int8, 1), "U8": (np.uint8, 1),
     "BOOL": (np.bool_, 1),
 }
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")  # what a weight may be stored as
 MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -144,8 +145,13 @@ class SafetensorsFile:
         return tuple(self.tensors[name]["shape"])
 
     def read(self, name: str) -> np.ndarray:
-        """The tensor as float32 (floats of any width) or its stored integer type."""
+        """A weight: float32 (from F32, F16 or BF16), or float64 as stored (so that a value beyond float32 is named by
+        convert.check_weight, never cast to inf). A tensor of another dtype (integers, booleans) is refused before
+        its bytes are read: llmviz reads tensors only as weights, and a weight is a floating-point number."""
         info = self.tensors[name]
+        if info["dtype"] not in FLOAT_DTYPES:
+            raise BadModelFile(f"{self.path}: tensor {name!r} is {info['dtype']}; weights must be floating point "
+                               f"({', '.join(FLOAT_DTYPES[:-1])} or {FLOAT_DTYPES[-1]})")
         np_dtype, itemsize = DTYPES[info["dtype"]]
         start, end = info["data_offsets"]
         with open(self.path, "rb") as f:
@@ -154,4 +160,4 @@ class SafetensorsFile:
         a = a.reshape(info["shape"])
         if info["dtype"] == "BF16":
             return bf16_to_f32(a)
-        return a.astype(np.float32) if a.dtype.kind == "f" and a.dtype != np.float32 else a
+        return a.astype(np.float32) if info["dtype"] == "F16" else a

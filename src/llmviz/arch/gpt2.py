@@ -147,8 +147,9 @@ def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, lay
         a = state[name]
         if tuple(a.shape) != expected[name]:
             raise BadModelFile(f"{source}: tensor {name!r} has shape {list(a.shape)}, expected {list(expected[name])}")
+        a = np.asarray(a)
+        check_weight(a, dtype, source, name)  # before narrowing: a float64 value beyond float32 is named, never cast to inf
         a = np.asarray(a, dtype=np.float32)
-        check_weight(a, dtype, source, name)
         return a.T if (layout == "linear" and name.split(".", 2)[-1] in matrices) else a
 
     def keep(a):
