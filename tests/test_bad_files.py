@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 
@@ -253,7 +254,7 @@ def test_cli_prints_one_line_for_a_bad_file(tmp_path, case):
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
-# ---- Issue #19: refused at load, in one line naming the file and the field or tensor (items 10 and 11) ----
+# ---- Issue #19: refused at load, in one line naming the file and the field or tensor (items 9, 10 and 11) ----
 
 LLAMA = {"model_type": "llama", "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
          "hidden_size": C, "intermediate_size": 12, "vocab_size": V, "max_position_embeddings": N,
@@ -523,3 +524,223 @@ def test_block_size_10_15_is_refused_by_its_nanogpt_name(tmp_path):
     with pytest.raises(LlmvizError) as e:
         llmviz.load_model(str(path))
     assert str(e.value) == f"{path}: model_args is incomplete or inconsistent (block_size {CONTEXT_RULE})"
+
+
+# ---- Item 9: a .pt whose zip would inflate far beyond its size, refused from the zip's directory ----
+
+def deflated_zeros(n, chunk=1 << 20):
+    """A raw deflate stream of n zero bytes (n a multiple of chunk): one compressed block, repeated (a full flush
+    makes each block stand alone), so a 2 GiB bomb takes milliseconds and 2 MB to make."""
+    import zlib
+
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = c.compress(bytes(chunk)) + c.flush(zlib.Z_FULL_FLUSH)
+    return block * (n // chunk) + c.flush()
+
+
+def crc_of_zeros(n, chunk=1 << 20):
+    import zlib
+
+    crc, zeros = 0, bytes(chunk)
+    for _ in range(n // chunk):
+        crc = zlib.crc32(zeros, crc)
+    return crc
+
+
+def write_zip(path, members, file_size=None):
+    """A zip written by hand: members are (name, method, payload, size the directory states, crc)."""
+    import struct
+
+    out, directory = bytearray(), bytearray()
+    for name, method, payload, size, crc in members:
+        n = name.encode()
+        directory += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0x21, crc, len(payload), size,
+                                 len(n), 0, 0, 0, 0, 0, len(out)) + n
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0x21, crc, len(payload), size, len(n), 0) + n + payload
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(directory), len(out), 0)
+    path.write_bytes(out + directory + end)
+    return path
+
+
+def torch_zip(tmp, replace):
+    """A real torch.save checkpoint, rewritten with each member that replace(name) answers (method, payload, size,
+    crc) for in place of torch's own."""
+    torch = pytest.importorskip("torch")
+    import zipfile
+
+    d = tmp / "run"
+    d.mkdir(exist_ok=True)
+    path = d / "ckpt.pt"
+    torch.save(nanogpt_obj(), path)
+    with zipfile.ZipFile(path) as z:
+        members = [(i.filename, 0, z.read(i), i.file_size, i.CRC) for i in z.infolist()]
+    return write_zip(path, [(name, *(replace(name) or (m, p, s, c))) for name, m, p, s, c in members])
+
+
+def bomb(size, declared=None):
+    """data.pkl deflated from `size` zeros; the directory says `declared` (default: the truth)."""
+    def make(tmp):
+        payload, crc = deflated_zeros(size), crc_of_zeros(size)
+        return torch_zip(tmp, lambda name: (8, payload, size if declared is None else declared, crc)
+                         if name.endswith("data.pkl") else None)
+    return make
+
+
+PEAK = """
+import json, sys, resource
+import llmviz, torch  # imported before measuring: loading imports torch
+
+def peak_kib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+try:
+    with open("/proc/self/clear_refs", "w") as f:  # reset the peak to the current size (Linux >= 4.0)
+        f.write("5")
+    before = peak_kib()
+except OSError:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    llmviz.load_model(sys.argv[1])
+    message = None
+except llmviz.errors.LlmvizError as e:
+    message = str(e)
+print(json.dumps({"message": message, "grew_mb": (peak_kib() - before) / 1024}))
+"""
+
+
+def load_measured(path):
+    """Load in a fresh process: (the error's message, how much the process's peak memory grew in MB)."""
+    r = subprocess.run([sys.executable, "-c", PEAK, str(path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    return out["message"], out["grew_mb"]
+
+
+def test_a_zip_bomb_checkpoint_is_refused_before_anything_is_inflated(tmp_path):
+    """Issue #19: a 2 MB .pt whose data.pkl deflates to 2 GiB of zeros used 6.4 GB. Now: refused from the directory."""
+    path = bomb(2 << 30)(tmp_path)
+    assert path.stat().st_size < 3_000_000
+    compressed = len(deflated_zeros(2 << 30))  # 2,123,778 bytes with zlib 1.2.13
+    message, grew = load_measured(path)
+    assert message == (f"{path}: member 'ckpt/data.pkl' would inflate to 2,147,483,648 bytes from {compressed:,} (a "
+                       f"ratio of {2**31 / compressed:,.0f}): refused before reading; torch.save stores members "
+                       "uncompressed, and llmviz allows at most 100:1")
+    assert grew < 200, f"loading grew the process by {grew:.0f} MB"
+
+
+def test_a_zip_whose_directory_understates_a_member_inflates_no_further(tmp_path):
+    """The same 2 GiB stream, its directory saying 300 bytes: torch and llmviz's own look at the pickle read 300."""
+    path = bomb(2 << 30, declared=300)(tmp_path)
+    message, grew = load_measured(path)
+    assert message == f"{path}: cannot read it as a PyTorch checkpoint (truncated, or not a torch.save file)"
+    assert grew < 200, f"loading grew the process by {grew:.0f} MB"
+
+
+def test_a_pickle_larger_than_a_checkpoint_could_need_is_refused(tmp_path):
+    """80 MiB of data.pkl, compressed only 80:1 (below the ratio bound): a pickle holds structure, not numbers."""
+    import os
+    import zlib
+
+    noise = os.urandom(1 << 10)  # 1 KiB of noise per 80 KiB: about 80:1
+    payload = zlib.compress(b"".join(noise + bytes(79 << 10) for _ in range(1024)), 9)[2:-4]
+    path = torch_zip(tmp_path, lambda name: (8, payload, 80 << 20, 0) if name.endswith("data.pkl") else None)
+    with pytest.raises(LlmvizError) as e:
+        llmviz.load_model(str(path))
+    assert str(e.value) == (f"{path}: member 'ckpt/data.pkl' would inflate to 83,886,080 bytes: refused before "
+                            "reading; a checkpoint's pickle holds its structure, not its numbers, and llmviz allows at "
+                            "most 67,108,864 bytes")
+
+
+def test_many_small_members_that_inflate_together_are_refused(tmp_path):
+    """300 members of 8 MiB of zeros each (each below the per-member bound): 2.4 GiB from a 2.5 MB file."""
+    payload, crc = deflated_zeros(8 << 20), crc_of_zeros(8 << 20)
+    members = [(f"ckpt/data/{i}", 8, payload, 8 << 20, crc) for i in range(300)]
+    path = write_zip(tmp_path / "ckpt.pt", members)
+    with pytest.raises(LlmvizError) as e:
+        llmviz.load_model(str(path))
+    size = path.stat().st_size
+    assert str(e.value) == (f"{path}: its 300 members would inflate to 2,516,582,400 bytes from a file of {size:,} (a "
+                            f"ratio of {2_516_582_400 / size:,.0f}): refused before reading; llmviz allows at most 100:1")
+
+
+@pytest.mark.parametrize("lie", ["two sizes", "past the end"])
+def test_a_directory_whose_sizes_do_not_fit_the_file_is_refused(tmp_path, lie):
+    """A stored member whose directory entry gives it two sizes, or says that it goes on past the file's end."""
+    import struct
+
+    path = torch_zip(tmp_path, lambda name: (0, b"x" * 10, 10**9, 0) if name.endswith("/version") and lie == "two sizes"
+                     else None)
+    if lie == "past the end":  # the directory entry of ckpt/version says 1,000,000 bytes, stored
+        data = bytearray(path.read_bytes())
+        entry = data.index(b"PK\x01\x02")  # the first entry of the directory
+        while data[entry + 46:entry + 46 + 12] != b"ckpt/version":
+            entry = data.index(b"PK\x01\x02", entry + 1)
+        data[entry + 20:entry + 28] = struct.pack("<II", 10**6, 10**6)
+        path.write_bytes(bytes(data))
+    with pytest.raises(LlmvizError) as e:
+        llmviz.load_model(str(path))
+    if lie == "two sizes":
+        assert str(e.value) == (f"{path}: member 'ckpt/version' is stored uncompressed, yet the zip directory gives it "
+                                "two sizes (1,000,000,000 and 10 bytes): refused before reading")
+    else:
+        assert re.fullmatch(rf"{re.escape(str(path))}: member 'ckpt/version': the zip directory says it ends past byte "
+                            rf"[\d,]+ but the file has {path.stat().st_size:,} bytes: refused before reading", str(e.value))
+
+
+def test_a_huge_zip_directory_is_refused_before_it_is_parsed(tmp_path):
+    """An end record that claims a 17 MiB directory (a sparse file: nothing is written there)."""
+    import struct
+
+    path = tmp_path / "ckpt.pt"
+    with open(path, "wb") as f:
+        f.write(b"PK\x03\x04")
+        f.seek(17 << 20)
+        f.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, 17 << 20, 4, 0))
+    with pytest.raises(LlmvizError) as e:
+        llmviz.load_model(str(path))
+    assert str(e.value) == (f"{path}: its zip directory is 17,825,792 bytes: refused before reading; torch.save writes "
+                            "about 60 bytes per tensor there, and llmviz allows at most 16,777,216")
+
+
+def test_a_legacy_checkpoint_larger_than_memory_is_refused_by_its_size(tmp_path):
+    """torch's pre-zip format is read as it is: its size is what it holds (a sparse file, nothing written)."""
+    pytest.importorskip("torch")
+    from llmviz.convert import memory_bytes
+
+    path = tmp_path / "old.pt"
+    with open(path, "wb") as f:
+        f.write(b"\x80\x02")
+        f.truncate(memory_bytes() + 1)
+    with pytest.raises(LlmvizError) as e:
+        llmviz.load_model(str(path))
+    assert str(e.value) == (f"{path}: {memory_bytes() + 1:,} bytes, more than this machine's memory "
+                            f"({memory_bytes():,} bytes)")
+
+
+def test_a_real_checkpoint_still_loads_after_the_archive_checks(tmp_path):
+    path = checkpoint(tmp_path, nanogpt_obj())
+    assert llmviz.load_model(str(path)).run([1, 2])["logits"].shape == (2, V)
+
+
+# ---- The CLI: one line on stderr, no traceback, no warning, no path inside the llmviz package ----
+
+@pytest.mark.parametrize("case", ["zip bomb", "rope_theta NaN", "low == high", "max_position_embeddings 10**15",
+                                  "I32 weight", "3e38 weight"])
+def test_cli_refuses_at_load_in_one_line(tmp_path, case):
+    from pathlib import Path
+
+    if case == "zip bomb":
+        path = bomb(2 << 30)(tmp_path)
+        message = f"{path}: member 'ckpt/data.pkl' would inflate to 2,147,483,648 bytes from {len(deflated_zeros(2 << 30)):,}"
+    else:
+        make, named, rule = AT_LOAD[case]
+        path = make(tmp_path)
+        message = f"{named(path)}: {rule}"
+    script = Path(sys.executable).parent / "llmviz"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "llmviz.cli"]
+    r = subprocess.run(command + ["generate", "AB", "--model", str(path)], capture_output=True, text=True, timeout=120)
+    package = str(Path(llmviz.__file__).parent)
+    assert r.returncode != 0
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("Error: " + message)
+    assert "Traceback" not in r.stderr and "Warning" not in r.stderr + r.stdout
+    assert package not in r.stderr + r.stdout

@@ -1,8 +1,9 @@
 """PyTorch checkpoints of nanoGPT (`ckpt.pt`) and minGPT (a saved state dict).
 
 Read with `torch.load(weights_only=True)`, which only rebuilds tensors and plain containers and never
-runs code from the file. A char-level nanoGPT's `meta.pkl` (its vocabulary) is read with an unpickler
-that accepts plain dicts, lists, strings and numbers, nothing else.
+runs code from the file, and only after the zip's directory says that it inflates to no more than a
+checkpoint could need (see check_archive). A char-level nanoGPT's `meta.pkl` (its vocabulary) is read
+with an unpickler that accepts plain dicts, lists, strings and numbers, nothing else.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import pickle
 import re
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .config import ModelConfig, explain
 from .arch.gpt2 import canonical, weights_from_state
+from .convert import memory_bytes
 from .errors import BadModelFile, LlmvizError
 from .model import Model
 from .tokenizer import CharTokenizer, HFTokenizer
@@ -33,6 +36,7 @@ def load_checkpoint(path, dtype: str = "float32", n_head: int | None = None, sho
         import torch
     except ImportError:
         raise LlmvizError(f"{path} is a PyTorch checkpoint: reading it needs torch (pip install 'llmviz[train]')") from None
+    check_archive(path)
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols on stderr: the error below says it
             warnings.simplefilter("ignore")
@@ -121,21 +125,103 @@ def _mingpt(obj: dict, name: str, path, n_head: int | None, shown: str):
     return state, config
 
 
+# Bounds on a torch.save file, checked from the zip's directory before torch reads it (torch inflates every member it
+# reads whole, into a buffer of the size the directory gives). torch.save stores its members uncompressed (ZIP_STORED),
+# one per tensor storage, plus data.pkl, the pickle of the structure: names, shapes, dtypes and storage keys, never
+# the numbers. So:
+# - a member may be compressed (a file zipped again) but not beyond MAX_RATIO : 1 once it inflates past SMALL_MEMBER;
+#   real weights deflate to about 0.9 of their size, and a zip bomb's zeros to 1/1032. SMALL_MEMBER leaves room for a
+#   re-zipped causal mask or a zero bias (minGPT's attn.bias at a 2,048-token context is exactly 16 MiB);
+# - the whole archive may not inflate to more than MAX_RATIO times the file's own size (past SMALL_MEMBER), which
+#   also covers many small members and directory entries that share one compressed stream;
+# - a pickle holds no numbers: GPT-2 XL's data.pkl with its AdamW state (1,743 tensors) is 214 KB; MAX_PICKLE is 300
+#   times that;
+# - the zip's directory, which Python's zipfile holds as objects of about 8 times its size, is at most MAX_DIRECTORY:
+#   torch.save writes one entry per storage, about 60 bytes each (GPT-2 XL with its AdamW state: 2,330 entries,
+#   134 KB), so 16 MiB is 125 times that;
+# - and nothing may inflate to more than this machine's memory.
+MAX_RATIO = 100
+SMALL_MEMBER = 16 << 20
+MAX_PICKLE = 64 << 20
+MAX_DIRECTORY = 16 << 20
+
+
+def _zipped(path: Path) -> bool:
+    """torch's own test of a zip checkpoint (torch.serialization._is_zipfile): the file starts with a local header."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
+def check_archive(path: Path) -> None:
+    """Refuse a checkpoint that would inflate far beyond its size, from the zip's directory alone: nothing is inflated
+    or unpickled here. A file that is not a zip (torch's legacy format, or a bare pickle) is read as it is, so its
+    size is what it holds: it must fit in memory."""
+    size = path.stat().st_size
+    if not _zipped(path):
+        if size > memory_bytes():
+            raise BadModelFile(f"{path}: {size:,} bytes, more than this machine's memory ({memory_bytes():,} bytes)")
+        return
+    try:
+        with open(path, "rb") as f:  # the end-of-directory record alone (zipfile's own helper), before the directory
+            end = zipfile._EndRecData(f)  # type: ignore[attr-defined]
+        directory = end[zipfile._ECD_SIZE] if end else 0  # type: ignore[attr-defined]
+        if directory <= MAX_DIRECTORY:
+            with zipfile.ZipFile(path) as z:
+                entries = z.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError) as e:
+        raise BadModelFile(f"{path}: cannot read it as a PyTorch checkpoint (its zip directory is corrupt: "
+                           f"{' '.join(str(e).split())[:100]})") from None
+    if directory > MAX_DIRECTORY:
+        raise BadModelFile(f"{path}: its zip directory is {directory:,} bytes: refused before reading; torch.save "
+                           f"writes about 60 bytes per tensor there, and llmviz allows at most {MAX_DIRECTORY:,}")
+    total = 0
+    for m in entries:
+        if m.header_offset + m.compress_size > size:
+            raise BadModelFile(f"{path}: member {m.filename[:100]!r}: the zip directory says it ends past byte "
+                               f"{m.header_offset + m.compress_size:,} but the file has {size:,} bytes: refused before "
+                               "reading")
+        if m.compress_type == zipfile.ZIP_STORED and m.file_size != m.compress_size:
+            raise BadModelFile(f"{path}: member {m.filename[:100]!r} is stored uncompressed, yet the zip directory gives "
+                               f"it two sizes ({m.file_size:,} and {m.compress_size:,} bytes): refused before reading")
+        if m.file_size > SMALL_MEMBER and m.file_size > MAX_RATIO * m.compress_size:
+            raise BadModelFile(f"{path}: member {m.filename[:100]!r} would inflate to {m.file_size:,} bytes from "
+                               f"{m.compress_size:,} (a ratio of {m.file_size / max(m.compress_size, 1):,.0f}): refused "
+                               f"before reading; torch.save stores members uncompressed, and llmviz allows at most "
+                               f"{MAX_RATIO}:1")
+        if m.filename.endswith(".pkl") and m.file_size > MAX_PICKLE:
+            raise BadModelFile(f"{path}: member {m.filename[:100]!r} would inflate to {m.file_size:,} bytes: refused "
+                               f"before reading; a checkpoint's pickle holds its structure, not its numbers, and "
+                               f"llmviz allows at most {MAX_PICKLE:,} bytes")
+        total += m.file_size
+    if total > SMALL_MEMBER and total > MAX_RATIO * size:
+        raise BadModelFile(f"{path}: its {len(entries):,} members would inflate to {total:,} bytes from a file of "
+                           f"{size:,} (a ratio of {total / max(size, 1):,.0f}): refused before reading; llmviz allows "
+                           f"at most {MAX_RATIO}:1")
+    if total > memory_bytes():
+        raise BadModelFile(f"{path}: its members would inflate to {total:,} bytes, more than this machine's memory "
+                           f"({memory_bytes():,} bytes): refused before reading")
+
+
 SAFE_MODULES = ("torch", "collections", "_codecs", "numpy")
 
 
 def _forbidden_global(path: Path) -> str | None:
     """The first object a pickle (or torch.save's zip of one) would import from outside torch, if any: read from
-    its opcodes, never by unpickling."""
+    its opcodes, never by unpickling, from at most MAX_PICKLE bytes. A bounded read: a zip whose directory understates
+    a member's size is not inflated past that size (check_archive has bounded the sizes the directory states)."""
     import pickletools
-    import zipfile
 
     try:
-        if zipfile.is_zipfile(path):
+        if _zipped(path):
             with zipfile.ZipFile(path) as z:
-                data = next((z.read(n) for n in z.namelist() if n.endswith("data.pkl")), b"")
+                member = next((i for i in z.infolist() if i.filename.endswith("data.pkl")), None)
+                if member is None:
+                    return None
+                with z.open(member) as f:  # each step of a bounded read inflates at most what it asks for
+                    data = f.read(min(member.file_size, MAX_PICKLE))
         else:
-            data = path.read_bytes()
+            with open(path, "rb") as f:
+                data = f.read(MAX_PICKLE)
         strings: list[str] = []
         for op, arg, _ in pickletools.genops(data):
             if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
