@@ -97,10 +97,13 @@ class Graph:
             self._position = {n: i for i, n in enumerate(self.tensors)}
         return self._position
 
-    def last_readers(self) -> dict[str, int]:
-        """For each tensor read by an op, the position (in graph order) of the last op that reads it."""
+    def last_readers(self, among=None) -> dict[str, int]:
+        """For each tensor read by an op, the position (in graph order) of the last op that reads it; among: only
+        these ops run (a tensor none of them reads has no last reader: it can go once it is computed)."""
+        order = self.position()
+        if among is not None and len(among) < len(self.tensors):
+            return {i: order[n] for n in sorted(among, key=order.__getitem__) for i in self[n].inputs}
         if not hasattr(self, "_last_readers"):
-            order = self.position()
             self._last_readers = {i: order[t.name] for t in self for i in t.inputs}
         return self._last_readers
 
@@ -134,8 +137,8 @@ class Graph:
         in `keep` (None: all) and drops every other one after its last reader; `only`: it computes just what
         these tensors need. Weights are not counted (the model holds them); each op is counted twice over
         while it runs, for its output and a temporary."""
-        sizes, last = self.sizes(n_pos), self.last_readers()
         computed = None if only is None else set(self.ancestors(only))
+        sizes, last = self.sizes(n_pos), self.last_readers(computed)
         live = peak = 0
         held: dict[str, int] = {}
         for i, t in enumerate(self):

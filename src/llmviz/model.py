@@ -151,7 +151,7 @@ class Model:
     def _compute(self, graph: Graph, ids: list[int], known: Mapping[str, np.ndarray], names: list[str],
                  keep: set | None, visit=None, stop=None) -> dict[str, np.ndarray]:
         """Compute `names` (in graph order) from `known` tensors, the weights and the tokens."""
-        last, order = graph.last_readers(), graph.position()
+        last, order = graph.last_readers(names), graph.position()
         values: dict[str, np.ndarray] = {}
 
         def get(name):

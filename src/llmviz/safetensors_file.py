@@ -39,35 +39,50 @@ def f32_to_bf16(x: np.ndarray) -> np.ndarray:
 WRITE_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32", np.dtype(np.float16): "F16"}
 
 
-def _header(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None) -> bytes:
-    """The 8-byte length and the JSON header (padded so that the data starts 8-byte aligned)."""
+def _header(specs: dict[str, tuple], metadata: dict[str, str] | None) -> bytes:
+    """The 8-byte length and the JSON header of tensors given as name -> (dtype, shape) (padded so that the data
+    starts 8-byte aligned)."""
     header: dict = {"__metadata__": metadata} if metadata else {}
     offset = 0
-    for name, a in tensors.items():
-        header[name] = {"dtype": WRITE_DTYPES[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
-        offset += a.nbytes
+    for name, (dtype, shape) in specs.items():
+        size = np.dtype(dtype).itemsize * int(np.prod(shape, dtype=np.int64))
+        header[name] = {"dtype": WRITE_DTYPES[np.dtype(dtype)], "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)
     return len(head).to_bytes(8, "little") + head
 
 
-def to_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> memoryview:
-    """The tensors in safetensors format, written straight into one buffer of the final size (little-endian;
-    float32, float16 or int32)."""
-    head = _header(tensors, metadata)
-    out = bytearray(len(head) + sum(a.nbytes for a in tensors.values()))
+def _specs(tensors: dict[str, np.ndarray]) -> dict[str, tuple]:
+    return {n: (a.dtype, a.shape) for n, a in tensors.items()}
+
+
+def allocate(specs: dict[str, tuple], metadata: dict[str, str] | None = None) -> tuple[memoryview, dict[str, np.ndarray]]:
+    """A safetensors buffer of its final size for tensors given as name -> (dtype, shape), its header written, and
+    each tensor's place in it as an array to fill (little-endian; float32, float16 or int32)."""
+    head = _header(specs, metadata)
+    out = bytearray(len(head) + sum(np.dtype(d).itemsize * int(np.prod(s, dtype=np.int64)) for d, s in specs.values()))
     out[:len(head)] = head
-    start = len(head)
-    for a in tensors.values():
-        np.frombuffer(out, a.dtype.newbyteorder("<"), a.size, start).reshape(a.shape)[...] = a
-        start += a.nbytes
-    return memoryview(out)
+    views, start = {}, len(head)
+    for name, (dtype, shape) in specs.items():
+        dtype = np.dtype(dtype)
+        views[name] = np.frombuffer(out, dtype.newbyteorder("<"), int(np.prod(shape, dtype=np.int64)), start).reshape(shape)
+        start += views[name].nbytes
+    return memoryview(out), views
+
+
+def to_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> memoryview:
+    """The tensors in safetensors format, written straight into one buffer of the final size (see allocate)."""
+    out, views = allocate(_specs(tensors), metadata)
+    for name, a in tensors.items():
+        views[name][...] = a
+    return out
 
 
 def write(path, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
     """The same file as to_bytes, written one tensor at a time (no copy of the whole)."""
     with open(path, "wb") as f:
-        f.write(_header(tensors, metadata))
+        f.write(_header(_specs(tensors), metadata))
         for a in tensors.values():
             f.write(np.ascontiguousarray(a, a.dtype.newbyteorder("<")).data)
 

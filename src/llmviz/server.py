@@ -50,7 +50,7 @@ from .loading import load_model, structure_only
 from .lens import logit_lens
 from .model import KVCache, Model, Stopped, Trace
 from .provenance import explain, pick_in_region
-from .safetensors_file import to_bytes as safetensors_bytes
+from .safetensors_file import allocate
 from .sampling import Draw, Sampling, percent
 from .scene import run_scene, scene_bytes, step_scene
 from .sessions import ContextFull, Session, Sessions
@@ -351,6 +351,11 @@ class Unsent:
     @property
     def full(self) -> bool:
         return self.bytes >= self.limit
+
+    def admit(self, size: int) -> None:
+        """Before computing an answer of `size` bytes: refuse it (503) if it could not be sent now."""
+        if self.bytes and self.bytes + size > self.limit:
+            raise self.refuse()
 
     def refuse(self) -> Busy:
         return Busy(f"the server holds {self.bytes / MB:,.0f} MiB of answers that their clients have not read yet "
@@ -739,6 +744,7 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
                           f"this trace is {size / MB:,.0f} MiB ({len(names)} tensors, {len(ids)} tokens) and",
                           "ask for fewer tensors ('tensors': [\"blocks.0.*\"]) or fewer tokens, or save it from the "
                           "command line: llmviz trace --out FILE")
+            unsent.admit(size)
             t = m.run(ids, keep=computed, stop=stop, only=computed)
             return Response(t.to_bytes(names=names), media_type=TRACE_MEDIA_TYPE)
 
@@ -753,18 +759,30 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         /api/trace, and the panel draws colours)."""
         m = get_model(req.model)
 
-        def patterns(ids, names, stop) -> bytes:
-            t = m.run(ids, keep=names, stop=stop, only=names)
-            meta = {**t.metadata(), "layers": json.dumps(names)}
-            return bytes(safetensors_bytes({n: t[n].astype(np.float16) for n in names}, meta))
+        def patterns(ids, names, specs, stop) -> memoryview:
+            """Each layer's pattern written into the answer as float16 as soon as it is computed (none is kept)."""
+            meta = {"model": m.name, "tokens": json.dumps(ids), "token_strs": json.dumps(m.token_strs(ids)),
+                    "layers": json.dumps(names)}
+            out, views = allocate(specs, meta)
+
+            def visit(name, a):
+                if name in views:
+                    views[name][...] = a
+
+            m.run(ids, keep=(), visit=visit, stop=stop, only=names)
+            return out
 
         def compute(stop):
             ids = request_ids(m, req.prompt)
-            names = m.graph.patterns()
-            within_budget(m.graph.peak_bytes(len(ids), names, only=names), f"the attention of {len(ids)} tokens",
+            names, sizes = m.graph.patterns(), m.graph.sizes(len(ids))
+            specs = {n: (np.float16, m.graph[n].shape(sizes)) for n in names}
+            size = sum(2 * int(np.prod(shape)) for _, shape in specs.values())
+            within_budget(m.graph.peak_bytes(len(ids), (), only=names) + size, f"the attention of {len(ids)} tokens",
                           "give fewer tokens")
-            return Response(cache.payload(("attention", m, tuple(ids)), lambda: patterns(ids, names, stop)),
-                            media_type=TRACE_MEDIA_TYPE)
+            key = ("attention", m, tuple(ids))
+            if cache.get(key) is None:
+                unsent.admit(size)
+            return Response(cache.payload(key, lambda: patterns(ids, names, specs, stop)), media_type=TRACE_MEDIA_TYPE)
 
         return await workers.run(request, compute)
 
