@@ -21,7 +21,7 @@ from llmviz.branches import branches, node_count, tree_bytes
 from llmviz.model import KVCache, Model
 from llmviz.sampling import Sampling
 from llmviz.server import Limits, create_app
-from llmviz.sessions import Session, Sessions
+from llmviz.sessions import Session
 
 MB = 2**20
 
