@@ -18,14 +18,19 @@ step. In a step, a line starting with `@` is an action; every other line is Mark
 
 Templates, `{{...}}`, in text and in actions:
     n_embd n_head n_kv_head d_head n_layer d_mlp vocab_size n_ctx   the model's sizes
+    kv_group                                               query heads per key/value head (1 without GQA)
+    kv_cache_bytes                                         the KV cache's bytes per position (ModelConfig's)
+    last_layer params                                      the last layer's index; the parameter count
+    d_mlp gpt2  params gpt3 ...                            any of these, of another model (a preset)
     norm_name                                              LayerNorm or RMSNorm
-    n_pos last last_layer                                  the input's length, its last position, last layer
-    model params                                           the model's name and parameter count
-    params gpt2                                            another model's parameter count (a preset)
+    n_pos last                                             the input's length, its last position
+    model                                                  the model's name
     input  token I  id I                                   the input; position I's token and its id
     value CELL                                             one number of the forward pass
+    percent CELL                                           a probability (a softmax's cell), as a percent
     argmax CELL  argmax_token CELL                         where a row is largest (its index; its token)
     prediction  prediction_percent                         the predicted next token and its probability
+                                                           (every percent as the readout prints it: sampling.percent)
     tensor NAME  tensor NAME|words                         a term for a tensor (linked to its block)
     axis NAME                                              a term for an axis, in the axis's colour
 
@@ -46,10 +51,13 @@ Actions (each takes about a second; a step runs its actions in order after a sho
     @code OP                 the project's own numpy code for this op
     @guess CELL              try it: the learner guesses where this row is largest, then sees it
     @only KEY=VALUE          the step is for models of this kind only: norm=layer|rms, positions=learned|rotary,
-                             mlp=plain|gated, kv=full|grouped (a chapter's steps adapt to the model's parts)
+                             mlp=plain|gated, kv=full|grouped, tokens=characters|pieces (its vocabulary),
+                             weights=loaded|none (a chapter's steps adapt to the model's parts; a step that
+                             speaks of the numbers on screen has a weights=none twin)
 
 Steps whose text or actions need numbers (token, value, prediction, dot, softmax, ...) are left out for a
-model without weights, and the answer says so.
+model without weights, and the answer says so. So every step that a model without weights keeps must read
+whole on its own: it may not lean on a step before it that needs numbers ("Finally ...", "this stream").
 """
 
 from __future__ import annotations
@@ -68,15 +76,24 @@ from .errors import LlmvizError
 from .graph import AXES, Graph
 from .ops import OPS
 from .provenance import explain, fmt
+from .sampling import percent
+from .tokenizer import CharTokenizer
 
 CHAPTERS = Path(__file__).parent / "chapters"
-NUMBER_TEMPLATES = {"input", "token", "id", "value", "argmax", "argmax_token", "prediction", "prediction_percent"}
+NUMBER_TEMPLATES = {"input", "token", "id", "value", "percent", "argmax", "argmax_token", "prediction", "prediction_percent"}
 NUMBER_ACTIONS = {"dot", "softmax", "tooltip", "travel", "guess"}
 ACTIONS = {"frame", "highlight", "reveal", "dot", "softmax", "mask", "add", "travel", "tooltip", "code", "guess"}
 SHOWN = 12  # a softmax or a guess shows a row of up to this many entries (a longer row: its largest)
 TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 CELL = re.compile(r"^([\w.]+)(?:\[(.*)\])?$")
 ARG = re.compile(r"[^\s\[]+(?:\[[^\]]*\])?")
+SIZES = {  # a model's sizes, as the text prints them; each also of a preset ({{n_embd gpt2}})
+    "n_embd": lambda c: str(c.n_embd), "n_head": lambda c: str(c.n_head), "n_kv_head": lambda c: str(c.kv_heads),
+    "kv_group": lambda c: str(c.n_head // c.kv_heads), "d_head": lambda c: str(c.d_head),
+    "n_layer": lambda c: str(c.n_layer), "last_layer": lambda c: str(c.n_layer - 1), "d_mlp": lambda c: str(c.d_mlp),
+    "vocab_size": lambda c: str(c.vocab_size), "n_ctx": lambda c: str(c.n_ctx), "params": lambda c: f"{c.n_params:,}",
+    "kv_cache_bytes": lambda c: f"{c.kv_cache_bytes(1):,}",
+}
 
 
 class WalkthroughError(LlmvizError):
@@ -195,14 +212,22 @@ class _NotForThisModel(Exception):
 
 
 def kinds(config: ModelConfig) -> dict[str, str]:
-    """What @only can ask of a model: which norm, position scheme, MLP and attention it has."""
+    """What @only can ask of a model's shape: which norm, position scheme, MLP and attention it has."""
     return {"norm": config.norm, "positions": "rotary" if config.rope_theta else "learned", "mlp": config.mlp,
             "kv": "grouped" if config.kv_heads < config.n_head else "full"}
 
 
+def model_kinds(model, trace=None) -> dict[str, str]:
+    """kinds(config), and what the model brings besides its shape: a vocabulary of single characters (a
+    CharTokenizer, as nano-gpt's) or of pieces of text, and whether its numbers are shown (weights loaded)."""
+    chars = isinstance(model.tokenizer, CharTokenizer)
+    return {**kinds(model.config), "tokens": "characters" if chars else "pieces",
+            "weights": "loaded" if trace is not None else "none"}
+
+
 def _check_only(ctx: "Context", cond: str) -> bool:
     key, _, values = cond.partition("=")
-    have = kinds(ctx.config)
+    have = model_kinds(ctx.model, ctx.trace)
     if key.strip() not in have or not values:
         raise ValueError(f"@only {cond}: give KEY=VALUE with KEY one of {', '.join(have)}")
     return have[key.strip()] in [v.strip() for v in values.split("|")]
@@ -219,18 +244,15 @@ def template(ctx: Context, expr: str) -> str:
     c, arg = ctx.config, arg.strip()
     if word == "norm_name" and not arg:
         return "RMSNorm" if c.norm == "rms" else "Layer norm"
-    sizes = {"n_embd": c.n_embd, "n_head": c.n_head, "n_kv_head": c.kv_heads, "d_head": c.d_head, "n_layer": c.n_layer,
-             "d_mlp": c.n_inner or 4 * c.n_embd, "vocab_size": c.vocab_size, "n_ctx": c.n_ctx, "n_pos": ctx.n_pos,
-             "last": ctx.n_pos - 1, "last_layer": c.n_layer - 1}
-    if word in sizes and not arg:
-        return str(sizes[word])
-    if word == "model":
-        return html.escape(c.name)
-    if word == "params":
+    if word in SIZES:  # this model's, or (with an argument) a preset's: {{d_mlp gpt2}}, {{params gpt3}}
         other = PRESETS.get(arg) if arg else c
         if other is None:
-            raise ValueError(f"params of an unknown model {arg!r}: one of {', '.join(PRESETS)}")
-        return f"{other.n_params:,}"
+            raise ValueError(f"{word} of an unknown model {arg!r}: one of {', '.join(PRESETS)}")
+        return SIZES[word](other)
+    if word in ("n_pos", "last") and not arg:
+        return str(ctx.n_pos - (word == "last"))
+    if word == "model":
+        return html.escape(c.name)
     if word == "tensor":
         name, _, words = arg.partition("|")
         name = name.strip()
@@ -243,11 +265,13 @@ def template(ctx: Context, expr: str) -> str:
         return _term("axis", f'data-axis="{arg}"', AXES[arg][0] + f" ({arg})", AXES[arg][2])
     if word not in NUMBER_TEMPLATES:
         raise ValueError(f"unknown template {{{{{expr}}}}}")
-    if word == "value":
-        _, _, v = ctx.values(arg)
+    if word in ("value", "percent"):
+        name, _, v = ctx.values(arg)
         if v.ndim:
-            raise ValueError(f"value {arg}: give one index per axis (one number)")
-        return fmt(float(v))
+            raise ValueError(f"{word} {arg}: give one index per axis (one number)")
+        if word == "percent" and ctx.graph[name].op != "softmax":
+            raise ValueError(f"percent {arg}: give a cell of a softmax's output (a probability), not of {name}")
+        return fmt(float(v)) if word == "value" else percent(float(v))
     if word in ("argmax", "argmax_token"):
         name, _, v = ctx.values(arg)
         if v.ndim != 1:
@@ -269,7 +293,7 @@ def template(ctx: Context, expr: str) -> str:
             raise ValueError(f"token {i}: the input has positions 0 to {ctx.n_pos - 1}")
         return html.escape(tr.token_strs[i]) if word == "token" else str(tr.tokens[i])
     token, p = tr.predicted_ids[-1], float(tr.next_probs[tr.predicted_ids[-1]])
-    return html.escape(ctx.model.token_strs([token])[0]) if word == "prediction" else f"{100 * p:.1f}%"
+    return html.escape(ctx.model.token_strs([token])[0]) if word == "prediction" else percent(p)
 
 
 def fill(ctx: Context, text: str) -> str:
