@@ -12,6 +12,7 @@ from llmviz.cli import main
 from llmviz.config import PRESETS
 from llmviz.loading import structure_only
 from llmviz.provenance import fmt
+from llmviz.sampling import percent
 from llmviz.server import create_app
 from llmviz.walkthrough import CHAPTERS, TEMPLATE, Context, chapters, check, compile_chapters, template
 
@@ -49,7 +50,7 @@ def test_every_templated_number_equals_the_trace(nano, text):
     w = compile_chapters(nano, trace)
     first = w["chapters"][0]["steps"][1]["html"]
     p = float(trace.next_probs[trace.predicted_ids[-1]])
-    assert f"<strong>{trace.predicted[-1]}</strong> ({100 * p:.1f}%)" in first
+    assert f"<strong>{trace.predicted[-1]}</strong> ({percent(p)})" in first
     embed = w["chapters"][2]["steps"][2]["html"]
     want = [fmt(float(trace[n][0, 0])) for n in ("hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre")]
     assert f"{want[0]} + {want[1]} = {want[2]}" in embed
@@ -121,7 +122,7 @@ def test_check_catches_a_misspelled_tensor(nano):
     assert any(":8: index 7 is outside blocks.0.attn.hook_pattern's axis head (0 to 2)" in p for p in problems)
     assert any(":11: unknown template {{colour blue}}" in p for p in problems)
     assert any(":14: unknown action @zoom" in p for p in problems)
-    assert any(":17: @only colour=red: give KEY=VALUE with KEY one of norm, positions, mlp, kv" in p for p in problems)
+    assert any(":17: @only colour=red: give KEY=VALUE with KEY one of norm, positions, mlp, kv, tokens, weights" in p for p in problems)
     r = CliRunner().invoke(main, ["walkthrough", "check", str(BAD)])
     assert r.exit_code == 1
     assert r.output.splitlines()[0].startswith(f"{BAD / '01-misspelled.md'}:5: unknown tensor")
@@ -129,3 +130,136 @@ def test_check_catches_a_misspelled_tensor(nano):
 
 def test_chapters_are_the_package_files():
     assert sorted(p.name for p in CHAPTERS.glob("*.md"))[0] == "01-overview.md"
+
+
+# ---- Issue #20: the walkthrough as a learner meets it ----
+
+def tiny_llama(qkv_bias=False, seed=0):
+    """A Llama-shaped model with 4 query heads and 2 key/value heads, random weights, no torch (text is token ids)."""
+    from llmviz.config import ModelConfig
+    from llmviz.graph import Graph
+    from llmviz.model import Model
+
+    cfg = ModelConfig("tiny-llama", n_layer=2, n_head=4, n_kv_head=2, n_embd=32, vocab_size=50, n_ctx=32, arch="llama",
+                      norm="rms", mlp="gated", activation="silu", bias=False, rope_theta=10000.0, n_inner=64,
+                      tied_unembed=False, qkv_bias=qkv_bias)
+    graph, rng = Graph(cfg), np.random.default_rng(seed)
+    weights = {n: rng.normal(0, 0.1, graph[n].shape(graph.sizes(0))).astype(np.float32) for n in graph.names("weight")}
+    return Model(cfg, weights, None, source="tiny-llama")
+
+
+def steps_of(w) -> dict[str, list[dict]]:
+    """Each step title -> the compiled steps of that title, with their chapter number."""
+    out: dict[str, list[dict]] = {}
+    for c in w["chapters"]:
+        for i, s in enumerate(c["steps"], 1):
+            out.setdefault(s["title"], []).append({**s, "at": f"{c['number']}.{i}", "text": re.sub("<[^>]+>", "", s["html"])})
+    return out
+
+
+def test_scale_quotes_each_models_own_sizes(nano):
+    w = compile_chapters(nano, nano.run("CBABBC"))
+    text = steps_of(w)["Where the parameters live"][0]["text"]
+    assert ("Most of a large model's parameters are in its MLPs' matrices (GPT-2 small's are 768 × 3072, GPT-3's "
+            "12288 × 49152)") in text
+    assert "nano-gpt's MLP matrices are 48 × 192." in text and "MLPs' 48 × 192" not in text
+    ctx = Context(nano, None)
+    assert template(ctx, "d_mlp gpt2") == "3072" and template(ctx, "n_embd gpt3") == "12288"
+    assert template(ctx, "params gpt2") == f"{PRESETS['gpt2'].n_params:,}" and template(ctx, "d_mlp") == "192"
+    with pytest.raises(ValueError, match="d_mlp of an unknown model 'gpt5'"):
+        template(ctx, "d_mlp gpt5")
+
+
+def test_kv_cache_counts_key_value_heads():
+    llama = tiny_llama()
+    steps = steps_of(compile_chapters(llama, llama.run("1 2 3 4 5 6")))
+    assert llama.config.kv_cache_bytes(1) == 256
+    cache = steps["The KV cache"][0]
+    assert cache["at"].startswith("11.")
+    assert ("Its memory is 2 (keys and values) × 2 layers × 2 key/value heads × 8 numbers × 4 bytes = 256 bytes per "
+            "position.") in cache["text"]
+    shared = steps["A cache of shared heads"][0]["text"]
+    assert "it counts key/value heads: 2, not the 4 query heads" in shared and "(chapter 5)" in shared
+    assert "each key/value head serves 2 query heads, so the cache is 2 times smaller" in shared
+    gqa = steps["Heads that share keys"][0]
+    assert gqa["at"] == "5.2" and "each key/value head serves 2 query heads (grouped-query attention)" in gqa["text"]
+    assert "4 / 2" not in gqa["text"] and "(the KV cache, in chapter 11) take 2 times less memory" in gqa["text"]
+    gpt2 = steps_of(compile_chapters(structure_only("gpt2")))  # one key/value head per query head: no shared-heads step
+    assert "× 12 key/value heads × 64 numbers × 4 bytes = 73,728 bytes per position" in gpt2["The KV cache"][0]["text"]
+    assert "A cache of shared heads" not in gpt2 and PRESETS["gpt2"].kv_cache_bytes(1) == 73_728
+
+
+def test_guesses_come_before_their_answers(nano):
+    trace = nano.run("CBABBC")
+    w = compile_chapters(nano, trace)
+    attention = next(c for c in w["chapters"] if c["title"] == "Self-attention")
+    kinds = [[a["type"] for a in s["actions"]] for s in attention["steps"]]
+    guess = next(i for i, k in enumerate(kinds) if "guess" in k)
+    softmax = next(i for i, k in enumerate(kinds) if "softmax" in k)
+    assert (guess, softmax) == (3, 4)  # 5.4 the guess, 5.5 its softmax
+    before = "".join(s["html"] for s in attention["steps"][:guess + 1])
+    row = trace["blocks.0.attn.hook_pattern"][0, 5]
+    assert not any(x in before for x in (percent(float(p)) for p in row)) and not any(fmt(float(p)) in before for p in row)
+    assert "Before the softmax turns these scores into weights" in attention["steps"][guess]["html"]
+    out = next(c for c in w["chapters"] if c["title"] == "Output")
+    step = out["steps"][1]  # 10.2: guess the next token
+    p = float(trace.next_probs[trace.predicted_ids[-1]])
+    assert [a["type"] for a in step["actions"]] == ["frame", "guess"]
+    assert step["html"] == "<p>After <strong>CBABBC</strong>, which token will the model put next? Pick one, then see.</p>"
+    assert percent(p) not in step["html"] and "→" not in step["html"] and "next" not in step["title"]
+    assert "travel" not in str(step["actions"])  # the predicted token does not fly to the input before the pick
+
+
+def test_gain_and_bias_shows_the_gain_and_bias_code(nano):
+    steps = steps_of(compile_chapters(nano, nano.run("CBABBC")))
+    gain = steps["Gain and bias"][0]
+    code = next(a for a in gain["actions"] if a["type"] == "code")
+    assert code["op"] == "ln_affine" and "normalized * w" in code["source"] and "+= b" in code["source"]
+    assert "γ · x̂ + β" in gain["text"]
+    assert next(a for a in steps["Divide by σ"][0]["actions"] if a["type"] == "code")["op"] == "ln_normalize"
+    llama = tiny_llama()
+    steps = steps_of(compile_chapters(llama, llama.run("1 2 3 4 5 6")))
+    assert next(a for a in steps["The gain"][0]["actions"] if a["type"] == "code")["op"] == "ln_affine"
+    assert "γ · x / s" in steps["The gain"][0]["text"]
+    assert next(a for a in steps["Scale each vector"][0]["actions"] if a["type"] == "code")["op"] == "rms_normalize"
+
+
+@pytest.mark.parametrize("name", [n for n in PRESETS if n != "nano-gpt"])
+def test_structure_only_steps_read_whole(name):
+    w = compile_chapters(structure_only(name))
+    steps = [s for ss in steps_of(w).values() for s in ss]
+    for s in steps:
+        assert "nano-gpt" not in s["text"] and "every one of them is on this screen" not in s["text"], s["at"]
+        # a step that a model without numbers keeps may not lean on one it lost
+        assert not re.match(r"(Finally|Then|Next|Also|These|That|It|Its|The two|This (stream|step|row))\b", s["text"]), (s["at"], s["text"])
+        assert "this stream" not in s["text"] and "The input has" not in s["text"], s["at"]
+    first = steps[0]["text"]
+    assert "Its weights are not loaded here, so this screen shows its structure only" in first
+    vocab = steps_of(w)["How big is the vocabulary?"][0]["text"]
+    assert vocab.startswith(f"{name} knows {PRESETS[name].vocab_size} tokens: pieces of text")
+    norm = steps_of({"chapters": [w["chapters"][3]]})[w["chapters"][3]["steps"][0]["title"]][0]["text"]
+    assert norm.startswith("A layer norm turns" if PRESETS[name].norm == "layer" else "RMSNorm divides")
+    mlp = steps_of(w)["Project back"][0]["text"]
+    assert mlp.startswith(f"The MLP works on {PRESETS[name].d_mlp} numbers per position")
+    assert "the attention score of a query with a key after it" in steps_of(w)["The causal mask"][0]["text"]
+
+
+def test_a_model_with_numbers_keeps_its_own_sentences(nano):
+    steps = steps_of(compile_chapters(nano, nano.run("CBABBC")))
+    assert "every one of them is on this screen" in steps["What this model does"][0]["text"]
+    assert len(steps["What this model does"]) == 1 and len(steps["How big is the vocabulary?"]) == 1
+    assert "nano-gpt knows 3 tokens: it reads one character at a time" in steps["How big is the vocabulary?"][0]["text"]
+
+
+def test_probabilities_are_printed_as_the_readout_prints_them(nano):
+    from llmviz.scene import prediction
+
+    trace = nano.run("CBABBC")
+    p = float(trace.next_probs[trace.predicted_ids[-1]])
+    shown = template(Context(nano, trace), "prediction_percent")
+    assert shown == percent(p) == prediction(trace)["top"][0]["percent"] == "99.99 %"
+    steps = steps_of(compile_chapters(nano, trace))
+    assert f"A ({shown})" in steps["The loop"][0]["text"] and f"A, at {shown}" in steps["Softmax over the vocabulary"][0]["text"]
+    assert "100.0%" not in str(steps)
+    weight = float(trace["blocks.0.attn.hook_pattern"][0, 5, 0])
+    assert f"gives {percent(weight)} of its attention" in steps["Softmax: scores become weights"][0]["text"]
