@@ -96,7 +96,7 @@ def test_templated_numbers_are_shown(page: Page, live_server, nano):
     expect(page.locator("#walk-text")).to_contain_text(f"{want} = {fmt(float(trace['blocks.0.hook_resid_pre'][0, 0]))}")
 
 
-@pytest.mark.parametrize("step", ["5.4", "8.2", "10.2"])
+@pytest.mark.parametrize("step", ["5.5", "8.2", "10.2"])  # the attention softmax, GELU, the next-token guess
 def test_deep_link_and_stepping_give_the_same_picture(page: Page, live_server, step):
     chapter, n = (int(x) for x in step.split("."))
     open_view(page, f"{live_server}/?step={chapter}.{n - 1}")
@@ -137,7 +137,7 @@ def test_keyboard_timeline_and_back_button(page: Page, live_server):
 
 
 def test_guess_then_see(page: Page, live_server, nano):
-    open_view(page, f"{live_server}/?step=5.5")
+    open_view(page, f"{live_server}/?step=5.4")  # the attention guess, before its softmax (5.5)
     answer = int(nano.run("CBABBC")["blocks.0.attn.hook_pattern"][0, 5].argmax())
     wrong = (answer + 1) % 6
     page.click(f"[data-guess='{wrong}']")
