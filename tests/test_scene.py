@@ -160,3 +160,44 @@ def test_scene_endpoint(nano):
 def load_meta(data: bytes) -> dict:
     n = int.from_bytes(data[:8], "little")
     return json.loads(data[8:8 + n])["__metadata__"]
+
+
+def tiny_llama(qkv_bias=True):
+    """A Llama-shaped model (4 query heads, 2 key/value heads, biases on Q, K and V as Qwen2's), random weights."""
+    from llmviz.config import ModelConfig
+    from llmviz.model import Model
+
+    cfg = ModelConfig("tiny-llama", n_layer=2, n_head=4, n_kv_head=2, n_embd=32, vocab_size=50, n_ctx=32, arch="llama",
+                      norm="rms", mlp="gated", activation="silu", bias=False, rope_theta=10000.0, n_inner=64,
+                      tied_unembed=False, qkv_bias=qkv_bias)
+    graph, rng = Graph(cfg), np.random.default_rng(0)
+    return Model(cfg, {n: rng.normal(0, 0.1, graph[n].shape(graph.sizes(0))).astype(np.float32)
+                       for n in graph.names("weight")}, None, source="tiny-llama")
+
+
+@pytest.mark.parametrize("which", ["nano-gpt", "gpt2", "llama"])
+def test_every_block_has_a_readable_label(nano, which):
+    if which == "nano-gpt":
+        scene, _ = build_scene(nano, nano.run("CBABBC"), 6)
+    elif which == "gpt2":
+        scene, _ = build_scene(structure_only("gpt2"), None, 5)
+    else:
+        model = tiny_llama()
+        scene, _ = build_scene(model, model.run("1 2 3 4 5"), 5)
+    short = {b["tensor"]: b["short"] for b in scene["blocks"]}
+    assert len(short) == len(scene["blocks"]) > 20
+    for name, label in short.items():
+        assert label and "hook_" not in label and not label.startswith("blocks.") and "." not in label, (name, label)
+    want = ({"blocks.0.ln1.hook_scale": "σ", "blocks.0.mlp.hook_pre": "MLP pre", "blocks.0.mlp.hook_post": "activation"}
+            if which != "llama" else
+            {"blocks.0.ln1.hook_scale": "s (rms)", "blocks.0.ln1.hook_normalized": "x / s", "blocks.0.ln1.hook_out": "RMS out",
+             "blocks.0.attn.hook_rot_q": "Q rotated", "blocks.0.attn.hook_rot_k": "K rotated", "blocks.0.attn.b_Q": "b_Q",
+             "blocks.0.mlp.W_gate": "W_gate", "blocks.0.mlp.hook_pre": "gate", "blocks.0.mlp.hook_pre_linear": "up",
+             "blocks.0.mlp.hook_act": "SiLU(gate)", "blocks.0.mlp.hook_post": "gate × up"})
+    assert {n: short[n] for n in want} == want
+    if which != "nano-gpt":  # a generation step's graph too: the cached keys and values
+        from llmviz.layout import short_name
+
+        cfg = PRESETS["gpt2"] if which == "gpt2" else tiny_llama().config
+        step = Graph(cfg, past=3)
+        assert all("hook_" not in short_name(t.name, t) and "." not in short_name(t.name, t) for t in step)

@@ -30,6 +30,7 @@ class TensorSpec:
     inputs: tuple[str, ...] = ()
     attrs: dict = field(default_factory=dict)
     layer: int | None = None
+    label: str = ""  # its short label in the 3D view; "" for the one layout.SHORT gives its name's last part
 
     def shape(self, sizes: dict[str, int]) -> tuple[int, ...]:
         return tuple(sizes[a] for a in self.axes)
@@ -153,11 +154,11 @@ class Graph:
                     live -= held.pop(name)
         return peak
 
-    def add(self, name, axes, kind, title, group, op=None, inputs=(), layer=None, **attrs) -> str:
+    def add(self, name, axes, kind, title, group, op=None, inputs=(), layer=None, label="", **attrs) -> str:
         assert name not in self.tensors, name
         for i in inputs:
             assert i in self.tensors, f"{name} reads {i}, which is not declared before it"
-        self.tensors[name] = TensorSpec(name, tuple(axes), kind, title, group, op, tuple(inputs), attrs, layer)
+        self.tensors[name] = TensorSpec(name, tuple(axes), kind, title, group, op, tuple(inputs), attrs, layer, label)
         return name
 
     def axes_json(self) -> dict:
@@ -212,8 +213,9 @@ class Scope:
     def name(self, local: str) -> str:
         return local if "." in local or not self.prefix else f"{self.prefix}.{local}"
 
-    def tensor(self, name, axes, kind, title, op=None, inputs=(), **attrs) -> str:
-        return self.g.add(self.name(name), axes, kind, title, self.group, op, inputs, self.layer, **attrs)
+    def tensor(self, name, axes, kind, title, op=None, inputs=(), label="", **attrs) -> str:
+        """label: its short label in the view, where the name's last part is not enough (see layout.short_name)."""
+        return self.g.add(self.name(name), axes, kind, title, self.group, op, inputs, self.layer, label, **attrs)
 
     def input(self, name, axes, title) -> str:
         return self.tensor(name, axes, "input", title)
@@ -235,13 +237,13 @@ class Scope:
     def add(self, name, a, b, title) -> str:
         return self.op(name, self.g[a].axes, "add", (a, b), title)
 
-    def linear(self, name, x, w, b, title) -> str:
+    def linear(self, name, x, w, b, title, label="") -> str:
         """Declare `b + x · W`, contracting every axis that x and W share; the output axes follow."""
         xa, wa = self.g[x].axes, self.g[w].axes
         shared = [a for a in xa if a in wa]
         axes = [a for a in xa if a not in shared] + [a for a in wa if a not in shared]
         return self.op(name, axes, "linear", (x, w) if b is None else (x, w, b), title, contract=shared,
-                       x_dims=[xa.index(a) for a in shared], w_dims=[wa.index(a) for a in shared])
+                       x_dims=[xa.index(a) for a in shared], w_dims=[wa.index(a) for a in shared], label=label)
 
     def softmax(self, name, x, title) -> str:
         """The softmax of x's last axis, as its three visible steps: the max, the sum of exponentials, the result."""

@@ -27,7 +27,8 @@ WIDE_WEIGHT = 4  # a weight this many times wider than its row's activations sit
 ROW_GAP = 10.0  # cells between rows
 MERGE_HEADS_ABOVE = 32  # with more heads, a stack is one box (bounded draw cost at GPT-3 scale)
 
-# Short names for labels, keyed by the last part of a tensor's name.
+# Short names for labels, keyed by the last part of a tensor's name (GPT-2's; a tensor that means something else
+# under the same name, such as RMSNorm's `hook_scale`, declares its own label with it: TensorSpec.label).
 SHORT = {
     "tokens": "tokens", "W_E": "W_E", "W_pos": "W_pos", "hook_embed": "token emb", "hook_pos_embed": "pos emb",
     "hook_resid_pre": "residual", "hook_resid_mid": "residual", "hook_resid_post": "residual",
@@ -42,8 +43,13 @@ SHORT = {
 }
 
 
-def short_name(name: str) -> str:
-    return SHORT.get(name.rsplit(".", 1)[-1], name)
+def short_name(name: str, spec: TensorSpec | None = None) -> str:
+    """A block's label: the one its tensor declares, else SHORT's for its name's last part, else that part
+    without `hook_` (never a whole hook name such as blocks.0.attn.hook_rot_q)."""
+    if spec is not None and spec.label:
+        return spec.label
+    last = name.rsplit(".", 1)[-1]
+    return SHORT.get(last, last.removeprefix("hook_"))
 
 
 @dataclass

@@ -160,7 +160,7 @@ class SceneBuilder:
             spec = graph[b.tensor]
             grid, scale, tile = self.grids.get(b.tensor, (None, 0.0, [1, 1]))
             blocks.append({
-                "tensor": b.tensor, "short": short_name(b.tensor), "title": spec.title, "kind": spec.kind,
+                "tensor": b.tensor, "short": short_name(b.tensor, spec), "title": spec.title, "kind": spec.kind,
                 "op": spec.op, "group": spec.group, "layer": spec.layer,
                 "axes": [b.x_axis, b.y_axis, b.z_axis], "cols": b.cols, "rows": b.rows, "depth": b.depth,
                 "merged": b.merged, "residual": b.residual,

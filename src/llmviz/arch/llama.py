@@ -38,7 +38,7 @@ def build(g: Graph) -> None:
     x = embed.op("hook_embed", ["pos", "d_model"], "embed", (W_E, tokens), "Token embedding")
     if cfg.embed_scale:
         x = embed.op("hook_embed_scaled", ["pos", "d_model"], "scale", (x,), "Token embedding × √C",
-                     factor=float(np.float32(cfg.n_embd ** 0.5)), factor_name="√C")
+                     factor=float(np.float32(cfg.n_embd ** 0.5)), factor_name="√C", label="emb × √C")
     for i in range(cfg.n_layer):
         blk = Scope(g, f"blocks.{i}", layer=i)
         x = blk.op("hook_resid_pre", ["pos", "d_model"], "identity", (x,), f"Residual stream into layer {i}")
@@ -58,9 +58,10 @@ def rms_norm(s: Scope, name: str, x: str, title: str) -> str:
     """RMSNorm in its visible steps: the root mean square s, x / s, then the gain."""
     ln = s.sub(name)
     w = ln.weight("w", ["d_model"], f"{title} gain γ")
-    scale = ln.aggregate("hook_scale", ["pos"], "rms_scale", (x,), f"{title} root mean square s", eps=s.config.layer_norm_eps)
-    norm = ln.op("hook_normalized", ["pos", "d_model"], "rms_normalize", (x, scale), f"{title} normalized")
-    return ln.op("hook_out", ["pos", "d_model"], "ln_affine", (norm, w), f"{title} output")
+    scale = ln.aggregate("hook_scale", ["pos"], "rms_scale", (x,), f"{title} root mean square s",
+                         eps=s.config.layer_norm_eps, label="s (rms)")
+    norm = ln.op("hook_normalized", ["pos", "d_model"], "rms_normalize", (x, scale), f"{title} normalized", label="x / s")
+    return ln.op("hook_out", ["pos", "d_model"], "ln_affine", (norm, w), f"{title} output", label="RMS out")
 
 
 def attention(blk: Scope, i: int, x: str) -> str:
@@ -74,7 +75,8 @@ def attention(blk: Scope, i: int, x: str) -> str:
         qkv[c] = at.linear(f"hook_{c.lower()}", x, W, b, f"{plain} vector, layer {i}")
         if c != "V":
             qkv[c] = at.op(f"hook_rot_{c.lower()}", ["pos", heads[c], "d_head"], "rotary", (qkv[c],),
-                           f"{plain} vector after rotary embedding, layer {i}", inv_freq=inv_freq(cfg), offset=g.past)
+                           f"{plain} vector after rotary embedding, layer {i}", inv_freq=inv_freq(cfg), offset=g.past,
+                           label=f"{c} rotated")
     qkv["K"], qkv["V"] = at.kv_cache(qkv["K"], qkv["V"], "kv_head", i)  # with a KV cache: the cached ones, then these
     group = {"kv_group": cfg.n_head // cfg.kv_heads} if cfg.kv_heads != cfg.n_head else {}
     scores = at.op("hook_attn_scores", ["head", "pos", "key_pos"], "attn_scores", (qkv["Q"], qkv["K"]),
@@ -89,13 +91,14 @@ def attention(blk: Scope, i: int, x: str) -> str:
 def mlp(blk: Scope, i: int, x: str) -> str:
     """SwiGLU: (act(x · W_gate) × x · W_in) · W_out."""
     ml = blk.sub("mlp")
-    gate = ml.linear("hook_pre", x, ml.weight("W_gate", ["d_model", "d_mlp"], f"MLP gate weight, layer {i}"), None,
-                     f"MLP gate, layer {i}")
+    gate = ml.linear("hook_pre", x, ml.weight("W_gate", ["d_model", "d_mlp"], f"MLP gate weight, layer {i}", label="W_gate"),
+                     None, f"MLP gate, layer {i}", label="gate")
     up = ml.linear("hook_pre_linear", x, ml.weight("W_in", ["d_model", "d_mlp"], f"MLP up weight, layer {i}"), None,
-                   f"MLP up projection, layer {i}")
+                   f"MLP up projection, layer {i}", label="up")
     act = ACTIVATIONS[blk.config.activation]
-    a = ml.op("hook_act", ["pos", "d_mlp"], act, (gate,), f"MLP activated gate ({OPS[act].label}), layer {i}")
-    post = ml.op("hook_post", ["pos", "d_mlp"], "mul", (a, up), f"MLP gate × up, layer {i}")
+    a = ml.op("hook_act", ["pos", "d_mlp"], act, (gate,), f"MLP activated gate ({OPS[act].label}), layer {i}",
+              label=f"{OPS[act].label}(gate)")
+    post = ml.op("hook_post", ["pos", "d_mlp"], "mul", (a, up), f"MLP gate × up, layer {i}", label="gate × up")
     return ml.linear(blk.name("hook_mlp_out"), post, ml.weight("W_out", ["d_mlp", "d_model"], f"MLP down weight, layer {i}"),
                      None, f"MLP output, layer {i}")
 
