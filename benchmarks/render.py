@@ -171,7 +171,7 @@ def walkthrough(browser, base: str) -> dict:
         f1, t1 = page.evaluate("[window.__llmviz.stats().frames, performance.now()]")
         fps.append((f1 - f0) / ((t1 - t0) / 1000))
     page.close()
-    steps = ["1.1", "3.3", "5.2", "5.4", "8.2", "10.2", "12.1"]
+    steps = ["1.1", "3.3", "5.2", "5.5", "8.2", "10.2", "12.1"]  # 5.5: the softmax of one row
     linked = []
     for step in steps:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
