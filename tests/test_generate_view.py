@@ -115,3 +115,81 @@ def test_the_kv_cache_view_shows_one_new_query_against_the_cache(page: Page, liv
     expect(tip).to_be_visible()
     expect(tip).to_have_attribute("data-index", "[0,0,3]")  # the single new query row, key 3 (cached)
     expect(tip.locator(".tt-formula")).to_contain_text("q · k")
+
+
+def camera(page: Page) -> list[float]:
+    return page.evaluate("window.__llmviz.camera()")
+
+
+def test_reset_returns_the_view_and_the_panel_to_the_prompt(page: Page, live_server):
+    """Reset goes back to the view before the first Step (the prompt, the camera), after a setting change too, and
+    a Play under way stops: no token is written after it."""
+    open_view(page, live_server)
+    page.locator("#view").focus()
+    page.keyboard.press("ArrowRight")  # the learner has moved the camera
+    before = camera(page)
+    page.click("#gen-toggle")
+    step(page, 2)
+    page.fill("#gen-temperature", "1.5")
+    page.locator("#gen-temperature").dispatch_event("change")  # a new setting: a new session from CBABBCAB
+    step(page)
+    expect(page.locator("#prompt")).to_have_value("CBABBCABB")
+    page.click("[data-gen=reset]")
+    expect(page.locator("#prompt")).to_have_value("CBABBC")
+    expect(page.locator(".label.block.kind-input")).to_contain_text("tokens C B A B B C")
+    expect(page.locator("#gen-tokens .gen-chip")).to_have_count(0)
+    expect(page.locator("#gen-tokens")).to_have_text("Step draws the next token and feeds it back.")
+    assert camera(page) == pytest.approx(before, abs=1e-3)
+
+    page.fill("#gen-temperature", "0")
+    page.locator("#gen-temperature").dispatch_event("change")
+    done = int(page.locator("#gen").get_attribute("data-steps-done"))
+    page.click("[data-gen=play]")
+    page.wait_for_function(f"Number(document.querySelector('#gen').dataset.stepsDone) > {done}")
+    page.click("[data-gen=reset]")  # while Play runs
+    expect(page.locator("[data-gen=play]")).to_have_text("Play")
+    expect(page.locator("#prompt")).to_have_value("CBABBC")
+    step(page)  # one Step from the prompt writes one token: nothing of the stopped Play is left
+    assert chips(page) == "CBABBCA"
+    expect(page.locator("#prompt")).to_have_value("CBABBCA")
+
+
+@pytest.mark.parametrize("how", ["button", "escape"])
+def test_the_panel_closes_on_a_phone(browser, live_server, screenshots, how):
+    """On a phone the panel covers the toolbar's Generate button: its × (or Escape) closes it."""
+    from conftest import TEST_HOOKS
+
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    phone.add_init_script(path=TEST_HOOKS)
+    page = phone.new_page()
+    open_view(page, live_server)
+    page.click("#gen-toggle")
+    close = page.get_by_role("button", name="close").and_(page.locator("[data-gen=close]"))
+    expect(close).to_be_visible()
+    box = close.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["y"] >= 0
+    page.screenshot(path=screenshots / "generate-phone.png")
+    if how == "button":
+        close.tap()
+    else:
+        page.keyboard.press("Escape")
+    expect(page.locator("#gen")).to_be_hidden()
+    page.click("#gen-toggle")  # the button is reachable again
+    expect(page.locator("#gen")).to_be_visible()
+    phone.close()
+
+
+def test_escape_closes_the_panel_and_only_the_panel(page: Page, live_server):
+    open_view(page, live_server)
+    p = page.evaluate("window.__llmviz.blockScreenPoint('hook_embed', 0, 2, 7)")
+    page.mouse.click(p["x"], p["y"])  # a pinned cell
+    tip = page.get_by_role("tooltip")
+    expect(tip).to_be_visible()
+    page.click("#gen-toggle")
+    expect(page.locator("#gen")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#gen")).to_be_hidden()
+    expect(tip).to_be_visible()  # the pinned cell stays for the next Escape
+    expect(page.locator("#gen-toggle")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(tip).to_be_hidden()

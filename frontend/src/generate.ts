@@ -18,8 +18,10 @@ interface SessionState {
 export interface GeneratorHost {
   model(): string;
   input(): string;  // the text in the input field: the prompt of a new session
-  /** Show this input (the prompt and the tokens so far); past: the KV-cache view of its last step. */
-  load(text: string, past?: number): Promise<void>;
+  /** Show this input (the prompt and the tokens so far); past: the KV-cache view of its last step; camera: where
+   * to look (Reset puts back the camera the first Step left). */
+  load(text: string, past?: number, camera?: number[]): Promise<void>;
+  camera(): number[];  // the camera now: position, then target
   error(message: string): void;
   tokenRect(): DOMRect | null;  // where the input row's tokens are drawn, to fly the new token to
 }
@@ -41,13 +43,16 @@ async function call(method: string, url: string, body?: unknown): Promise<Sessio
 
 export class Generator {
   private sid: string | null = null;
-  private prompt = "";
   private steps: Step[] = [];
   private state: SessionState | null = null;
   private shown = -1;  // the step whose chain is drawn
   private playing = false;
   lastStepMs: number | null = null;  // from the Step click to the frame with the new token
   private done = 0;  // steps drawn so far: a test waits for this to change (two timings can be equal)
+  /** What the view showed before the first Step (the prompt, and the camera): Reset goes back to it. A new setting
+   * starts a new session from the current tokens but keeps it; a new model or input (forget) drops it. */
+  private origin: { text: string; camera: number[] } | null = null;
+  private epoch = 0;  // counts the sessions ended: a step still under way when its session ended shows nothing
 
   constructor(private root: HTMLElement, private host: GeneratorHost) {
     if (exported()) {  // a static export stores each step as it ran, on the KV cache (see export.py)
@@ -61,6 +66,7 @@ export class Generator {
       else if (action === "play") void this.play();
       else if (action === "undo") void this.undo();
       else if (action === "reset") void this.reset();
+      else if (action === "close") this.close();
       const chip = t.closest<HTMLElement>("[data-step]")?.dataset.step;
       if (chip !== undefined) {
         this.shown = Number(chip);
@@ -68,13 +74,32 @@ export class Generator {
       }
     });
     root.addEventListener("change", (e) => {
-      if ((e.target as HTMLElement).matches(".gen-settings input")) this.forget();  // new settings: a new session
+      if ((e.target as HTMLElement).matches(".gen-settings input")) this.end();  // new settings: a new session
       if ((e.target as HTMLElement).id === "gen-kv") void this.show();
     });
   }
 
-  /** The model or its input changed elsewhere: what was generated no longer applies. */
+  /** Whether the panel is shown. */
+  get open(): boolean {
+    return !this.root.hidden;
+  }
+
+  /** Hide the panel (its × or Escape); focus goes back to the button that opens it. */
+  close(): void {
+    this.root.hidden = true;
+    this.root.ownerDocument.querySelector<HTMLElement>("#gen-toggle")?.focus();
+  }
+
+  /** The model or its input changed elsewhere: what was generated no longer applies, nor the prompt to reset to. */
   forget(): void {
+    this.origin = null;
+    this.end();
+  }
+
+  /** End the session (Play stops, a step under way is dropped) and clear the panel. */
+  private end(): void {
+    this.epoch++;
+    this.playing = false;
     if (this.sid) void call("DELETE", `/api/sessions/${this.sid}`).catch(() => {});
     this.sid = null;
     this.steps = [];
@@ -98,27 +123,35 @@ export class Generator {
 
   /** Generate one token: the session's next step, then the view of the longer input. */
   async step(t0 = performance.now()): Promise<boolean> {
+    const epoch = this.epoch;
     try {
       if (!this.sid) {
-        this.prompt = this.host.input();
-        const started = await call("POST", "/api/sessions", { model: this.host.model(), text: this.prompt, ...this.settings() });
+        const prompt = this.host.input();
+        this.origin ??= { text: prompt, camera: this.host.camera() };
+        const started = await call("POST", "/api/sessions", { model: this.host.model(), text: prompt, ...this.settings() });
+        if (epoch !== this.epoch) {  // Reset (or a new input) while the session was starting
+          void call("DELETE", `/api/sessions/${started!.session}`).catch(() => {});
+          return false;
+        }
         this.sid = started!.session;
         this.steps = [];
       }
       const s = (await call("POST", `/api/sessions/${this.sid}/step`, { count: 1 }))!;
+      if (epoch !== this.epoch) return false;  // the session ended while the step ran: its token is not shown
       this.state = s;
       this.steps.push(...s.steps);
       this.shown = this.steps.length - 1;
       const from = this.root.ownerDocument.querySelector("#readout [data-token]")?.getBoundingClientRect() ?? null;
       this.render();
       await this.show();
+      if (epoch !== this.epoch) return false;
       this.travel(s.steps[0].token, from);
       this.lastStepMs = performance.now() - t0;
       this.root.dataset.stepMs = this.lastStepMs.toFixed(1);
       this.root.dataset.stepsDone = String(++this.done);
       return !s.done;
     } catch (e) {
-      this.host.error((e as Error).message);  // the state before the step stays
+      if (epoch === this.epoch) this.host.error((e as Error).message);  // the state before the step stays
       return false;
     }
   }
@@ -130,16 +163,21 @@ export class Generator {
     }
     this.playing = true;
     this.render();
+    const epoch = this.epoch;
     let made = 0;
-    while (this.playing && made < this.max && (await this.step())) made++;
+    while (this.playing && epoch === this.epoch && made < this.max && (await this.step())) made++;
+    if (epoch !== this.epoch) return;  // Reset ended this Play (and perhaps another began)
     this.playing = false;
     this.render();
   }
 
   async undo(): Promise<void> {
     if (!this.sid || !this.steps.length) return;
+    const epoch = this.epoch;
     try {
-      this.state = await call("POST", `/api/sessions/${this.sid}/undo`);
+      const s = await call("POST", `/api/sessions/${this.sid}/undo`);
+      if (epoch !== this.epoch) return;
+      this.state = s;
       this.steps.pop();
       this.shown = this.steps.length - 1;
       this.render();
@@ -149,10 +187,11 @@ export class Generator {
     }
   }
 
+  /** Back to the view before the first Step: the prompt, the camera, an empty panel (Play stops). */
   async reset(): Promise<void> {
-    const prompt = this.sid ? this.prompt : null;
+    const origin = this.origin;
     this.forget();
-    if (prompt !== null) await this.host.load(prompt);
+    if (origin) await this.host.load(origin.text, undefined, origin.camera);
   }
 
   /** Load the view of the sequence so far (or of its last step on the KV cache). */
