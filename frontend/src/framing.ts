@@ -2,7 +2,7 @@
 // functions of the placed scenes and the screen's shape; the view flies to what they return.
 import * as THREE from "three";
 import { blockWidth, type BuiltModel } from "./blocks";
-import type { SceneData } from "./scenedata";
+import type { SceneData, Section } from "./scenedata";
 import { TITLE } from "./scenelabels";
 
 export interface Placed { data: SceneData; built: BuiltModel; offsetX: number }
@@ -61,7 +61,31 @@ export function allBox(placed: Placed[]): THREE.Box3 {
   return placed.map(wholeBox).reduce((a, b) => a.union(b));
 }
 
+/** One section with its title, and as deep as its blocks (stacked heads stand in front of it). */
 export function sectionBox(p: Placed, key: string): THREE.Box3 | null {
   const s = p.data.info.sections.find((x) => x.key === key);
-  return s ? new THREE.Box3(new THREE.Vector3(s.x0 + p.offsetX - 6, s.y1 - 6, -4), new THREE.Vector3(s.x1 + p.offsetX + 6, s.y0 + 8, 1)) : null;
+  if (!s) return null;
+  const box = new THREE.Box3(new THREE.Vector3(s.x0 + p.offsetX - 6, s.y1 - 6, -4), new THREE.Vector3(s.x1 + p.offsetX + 6, s.y0 + 8, 1));
+  p.data.info.blocks.forEach((b, i) => {
+    const x = b.x + p.offsetX;
+    if (x >= box.min.x && x <= box.max.x && b.y <= box.max.y && b.y >= box.min.y && p.built.boxes[i]) {
+      box.min.z = Math.min(box.min.z, p.built.boxes[i].min.z);
+      box.max.z = Math.max(box.max.z, p.built.boxes[i].max.z);
+    }
+  });
+  return box;
+}
+
+/** How far the camera may zoom out: this many times the distance that frames every placed model whole. Beyond
+ * it, the model would shrink to a speck while its labels stayed their size. */
+export const ZOOM_OUT = 1.6;
+
+/** The section a camera looks at, for a view `viewW` × `viewH` world units wide and high around the point looked
+ * at (x, y): the smallest section around that point that fills at least a quarter of the view across or down;
+ * null when none does (the view shows more than one section: the whole model, say). */
+export function sectionAt(sections: Section[], offsetX: number, x: number, y: number, viewW: number, viewH: number): string | null {
+  const around = sections.filter((s) => x >= s.x0 + offsetX && x <= s.x1 + offsetX && y <= s.y0 && y >= s.y1)
+    .filter((s) => Math.max((s.x1 - s.x0) / viewW, (s.y0 - s.y1) / viewH) >= 0.25);
+  around.sort((a, b) => (a.x1 - a.x0) * (a.y0 - a.y1) - (b.x1 - b.x0) * (b.y0 - b.y1));
+  return around[0]?.key ?? null;
 }

@@ -1,7 +1,7 @@
 // The app: pick a model, type an input, and see every tensor of its forward pass as blocks in 3D.
 import * as THREE from "three";
 import { fetchModels, fetchScene, sceneFrom, type EarlyResponse } from "./api";
-import { homeBox, sectionBox, wholeBox } from "./framing";
+import { homeBox, sectionAt, sectionBox, wholeBox, ZOOM_OUT } from "./framing";
 import { Generator } from "./generate";
 import { onCameraMove, onHover, pinCellFromState, showCell, tooltipEl, unpin, hideTooltip } from "./hover";
 import { dismissIntro } from "./intro";
@@ -14,7 +14,7 @@ import { everything, findBlock, pickAt, place, screen } from "./scene";
 import { type SceneData } from "./scenedata";
 import { app, narrow, showError, writeUrl, $ } from "./state";
 import { formatCount } from "./trace";
-import { parseState } from "./urlstate";
+import { linkProblems, parseState, type ViewState } from "./urlstate";
 import { embedded, tellHost } from "./transport";
 import { exported, savedInputs, storedStep } from "./exported";
 import { View } from "./view";
@@ -31,16 +31,24 @@ function markSaved(): void {
 }
 
 
+/** What the first view's link asked for that this page cannot show (an export's scale view, say): shown with the
+ * first view's other problems. */
+const linkNotes: string[] = [];
+
+/** Where the camera goes after a reload that changes the layout but not what is looked at (Stack heads): the same
+ * section re-framed, Home, or (null) the camera as it was. */
+type Keep = { section: string } | { home: true } | null;
+
 /** Load and show the view the state names. A link with an unknown model or an input the model refuses says
  * so, keeps the input field to correct it, and shows the model's own example instead of nothing. A failure
  * after the first view keeps the view as it was. */
-async function loadView(early?: Promise<SceneData>) {
+async function loadView(early?: Promise<SceneData>, keep?: Keep) {
   const seq = ++app.loadSeq;
   const s = app.state;
   const status = $<HTMLSpanElement>("#status");
   status.textContent = "computing…";
   showError("");
-  const problems: string[] = [];
+  const problems: string[] = linkNotes.splice(0);
   const heads = s.heads ?? "side";
   try {
     let datas: SceneData[];
@@ -63,14 +71,31 @@ async function loadView(early?: Promise<SceneData>) {
       else delete s.input;
       syncControls();  // the input field is there to correct, whatever happens next
       if (!early && s.past === undefined && text !== undefined) s.past = await storedStep(text);  // (an export's)
+      let got: SceneData | null = null, failure: unknown = null;
       try {
-        datas = [await (early ?? fetchScene({ model: info.name, text, heads, past: s.past }))];
+        got = await (early ?? fetchScene({ model: info.name, text, heads, past: s.past }));
       } catch (e) {
-        if (app.placed.length || !info.has_weights || text === info.example) throw e;
-        // A first view whose input is refused: say why, and show the model's example meanwhile.
-        problems.push(`${(e as Error).message} (showing the example ${info.example} instead)`);
-        datas = [await fetchScene({ model: info.name, text: info.example ?? undefined, heads })];
+        failure = e;
       }
+      if (failure && s.past !== undefined && !app.placed.length) {
+        // A link to a KV-cache view this input has no step for: say so, and show the input's whole pass.
+        problems.push(`The link's KV-cache view (past=${s.past}) cannot be shown for ${text}: ${(failure as Error).message}. ` +
+          "Showing the whole pass instead");
+        delete s.past;
+        failure = null;
+        try {
+          got = await fetchScene({ model: info.name, text, heads });
+        } catch (e) {
+          failure = e;
+        }
+      }
+      if (failure) {
+        if (app.placed.length || !info.has_weights || text === info.example) throw failure;
+        // A first view whose input is refused: say why, and show the model's example meanwhile.
+        problems.push(`${(failure as Error).message} (showing the example ${info.example} instead)`);
+        got = await fetchScene({ model: info.name, text: info.example ?? undefined, heads });
+      }
+      datas = [got!];
     }
     if (seq !== app.loadSeq) return;
     place(datas);
@@ -83,8 +108,28 @@ async function loadView(early?: Promise<SceneData>) {
     const v = app.view!;
     const home = v.framing(app.placed.length > 1 ? everything() : homeBox(app.placed[0], screen()), 1.05);
     v.setHome(...home);
+    v.setZoomLimit(everything(), ZOOM_OUT);  // zoomed out, the whole model stays a good part of the view
+    // A link's block or cell that this view does not have: say so, and show the rest.
+    const where = s.view === "scale" ? "the scale view" : s.model ?? "";
+    const bad = linkProblems(s, (tensor) => {
+      const hit = findBlock(tensor);
+      if (!hit) return null;
+      const b = hit.placed.data.info.blocks[hit.block];
+      return { slabs: b.merged ? 1 : b.depth, grid: (k) => (b.slabs?.[k] ? [b.slabs[k][2], b.slabs[k][3]] : [b.cols, b.rows]) };
+    }, where);
+    if (bad.block) {
+      problems.push(bad.block);
+      delete s.block;
+    }
+    if (bad.cell) {
+      problems.push(bad.cell);
+      delete s.cell;
+    }
     const target = s.block ? findBlock(s.block) : null;
-    if (s.camera) {
+    const section = keep && "section" in keep ? sectionBox(app.placed[0], keep.section) : null;
+    if (keep && "home" in keep) v.goHome(false);
+    else if (section) v.flyTo(...v.framing(section, 1.1), 0);  // the same section, in the new layout
+    else if (s.camera) {
       v.flyTo(new THREE.Vector3(...s.camera.slice(0, 3)), new THREE.Vector3(...s.camera.slice(3)), 0);
     } else if (target) {
       v.flyTo(...v.framing(target.placed.built.boxes[target.block], 1.6), 0);  // a link to a block shows it
@@ -143,7 +188,9 @@ async function start() {
   const s0 = app.state;
   const { __earlyScene: started, __earlyModels: startedModels } =
     window as { __earlyScene?: Promise<EarlyResponse>; __earlyModels?: Promise<Response> };
-  const early = s0.view === "scale" ? undefined : started ? sceneFrom(started) : fetchScene({ model: s0.model, text: s0.input });
+  // (index.html asks for the default layout's whole pass: a link to stacked heads or a KV-cache step asks here)
+  const plain = s0.view !== "scale" && !s0.heads && s0.past === undefined;
+  const early = plain ? (started ? sceneFrom(started) : fetchScene({ model: s0.model, text: s0.input })) : undefined;
   early?.catch(() => {});
   try {
     app.models = await fetchModels(startedModels);
@@ -157,6 +204,14 @@ async function start() {
   })), ...(exported() ? [] : [Object.assign(document.createElement("option"), { value: "__scale", textContent: "scale view" })]));
   // A static export holds its model's views of its inputs, laid out side by side: not the scale view or stacked heads.
   if (exported()) for (const id of ["#scale", "#heads"]) $<HTMLButtonElement>(id).hidden = true;
+  if (exported() && s0.view === "scale") {  // (the export's page names its model and first input in any address)
+    linkNotes.push(`The scale view is not part of this export (run llmviz serve for it): showing ${app.models[0].name}`);
+    delete s0.view;
+  }
+  if (exported() && s0.heads) {
+    linkNotes.push("Stacked heads are not part of this export (run llmviz serve for them): the heads are side by side");
+    delete s0.heads;
+  }
   select_.addEventListener("change", async () => {
     const at = app.walk!.at;
     app.state = select_.value === "__scale" ? { view: "scale" } : { model: select_.value, heads: app.state.heads };
@@ -246,10 +301,11 @@ async function start() {
   app.gen = new Generator($<HTMLDivElement>("#gen"), {
     model: () => app.state.model ?? app.models[0].name,
     input: () => $<HTMLInputElement>("#prompt").value,
-    load: (text, past) => {
-      app.state = { model: app.state.model, input: text, heads: app.state.heads, past };
+    load: (text, past, camera) => {
+      app.state = { model: app.state.model, input: text, heads: app.state.heads, past, camera: camera as ViewState["camera"] };
       return loadView();
     },
+    camera: () => [...view.camera.position.toArray(), ...view.controls.target.toArray()],
     error: showError,
     tokenRect: () => document.querySelector(".label.block.kind-input")?.getBoundingClientRect() ?? null,
   });
@@ -259,14 +315,29 @@ async function start() {
     gen.hidden = !gen.hidden;
     if (!gen.hidden) onlyPanel("#gen");
   });
+  // Escape closes the generation panel first, and only it (before keyboard.ts's Escape, which unpins or closes
+  // what else is open): one press, one thing closed.
+  window.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Escape" || !app.gen?.open) return;
+    ev.preventDefault();
+    ev.stopImmediatePropagation();
+    app.gen.close();
+  }, true);
   $<HTMLButtonElement>("#scale").addEventListener("click", () => {
     app.state = app.state.view === "scale" ? { model: "nano-gpt" } : { view: "scale" };
     void loadView();
   });
   $<HTMLButtonElement>("#heads").addEventListener("click", () => {
-    const { model, input, view: v } = app.state;
-    app.state = { model, input, view: v, heads: app.state.heads === "stack" ? undefined : "stack" };
-    void loadView();
+    const { model, input, view: v, past, camera } = app.state;
+    // The camera stays on what it looks at: Home, or the section it frames (re-framed, as stacking changes the
+    // layout), or, looking at more than one section, where it is.
+    const at = view.controls.target, d = view.camera.position.distanceTo(at);
+    const h = 2 * d * Math.tan(THREE.MathUtils.degToRad(view.camera.fov) / 2);
+    const p = app.placed.length === 1 ? app.placed[0] : null;
+    const key = p ? sectionAt(p.data.info.sections, p.offsetX, at.x, at.y, h * view.camera.aspect, h) : null;
+    const keep: Keep = view.atHome() ? { home: true } : key ? { section: key } : null;
+    app.state = { model, input, view: v, past, camera, heads: app.state.heads === "stack" ? undefined : "stack" };
+    void loadView(undefined, keep);
   });
   $<HTMLButtonElement>("#home").addEventListener("click", () => view.goHome());
   $<HTMLButtonElement>("#fit").addEventListener("click", () => app.placed.length && view.flyTo(...view.framing(everything(), 1.05)));

@@ -63,3 +63,29 @@ export function formatState(s: ViewState): string {
   const text = q.toString();
   return text ? `?${text}` : "";
 }
+
+/** A drawn block, as a link's block and cell are checked against it: how many slabs (heads) it shows, and each
+ * slab's grid of displayed cells (columns, rows). */
+export interface LinkedBlock { slabs: number; grid(slab: number): [number, number] }
+
+/** What a link names that the view does not have, as messages to show (the rest of the view is shown): a block
+ * with no such tensor, a pinned cell of an unknown tensor or out of its block's range. `where`: the model's name. */
+export function linkProblems(s: Pick<ViewState, "block" | "cell">, find: (tensor: string) => LinkedBlock | null,
+  where: string): { block?: string; cell?: string } {
+  const out: { block?: string; cell?: string } = {};
+  if (s.block && !find(s.block)) out.block = `No block named ${s.block} in ${where}`;
+  const c = s.cell;
+  if (c) {
+    const b = find(c.tensor);
+    if (!b) out.cell = `No block named ${c.tensor} in ${where}: the link's cell is not pinned`;
+    else {
+      const [cols, rows] = b.grid(Math.min(c.slab, b.slabs - 1));
+      if (c.slab >= b.slabs || c.col >= cols || c.row >= rows) {
+        const span = (what: string, n: number) => (n > 1 ? `${what} 0–${n - 1}` : `${what} 0 only`);
+        out.cell = `No cell ${c.slab},${c.col},${c.row} in ${c.tensor}: it has ${span(b.slabs > 1 ? "heads" : "slab", b.slabs)}, ` +
+          `${span("columns", cols)}, ${span("rows", rows)}; the link's cell is not pinned`;
+      }
+    }
+  }
+  return out;
+}

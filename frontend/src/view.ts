@@ -19,6 +19,8 @@ export class View {
   /** A second, smaller view in the bottom-right corner that frames this box (the scale view's nano-gpt inset). */
   inset: { box: THREE.Box3; width: number; height: number; only: THREE.Object3D } | null = null;
   private insetCamera = new THREE.PerspectiveCamera(35, 1, 0.1, 1e6);
+  /** The box that frames everything drawn, and how many times its framing distance the camera may zoom out to. */
+  private limit: { box: THREE.Box3; factor: number } | null = null;
 
   constructor(readonly canvas: HTMLCanvasElement) {
     this.renderer = new THREE.WebGLRenderer({ canvas, antialias: false, powerPreference: "high-performance" });
@@ -49,7 +51,30 @@ export class View {
     this.renderer.setSize(Math.max(1, box.width), Math.max(1, box.height), false);
     this.camera.aspect = Math.max(1, box.width) / Math.max(1, box.height);
     this.camera.updateProjectionMatrix();
+    this.applyLimit();  // a narrower view frames the same box from further away
     this.requestRender();
+  }
+
+  /** Zoom out at most `factor` times as far as the camera that frames this box whole (null: no limit). */
+  setZoomLimit(box: THREE.Box3 | null, factor = 1.6): void {
+    this.limit = box ? { box: box.clone(), factor } : null;
+    this.applyLimit();
+  }
+
+  private applyLimit(): void {
+    if (!this.limit) {
+      this.controls.maxDistance = Infinity;
+      return;
+    }
+    const [pos, target] = this.framing(this.limit.box, 1.05);
+    this.controls.maxDistance = pos.distanceTo(target) * this.limit.factor;
+    if (this.camera.position.distanceTo(this.controls.target) > this.controls.maxDistance) this.controls.update();
+  }
+
+  /** Whether the camera is where Home puts it. */
+  atHome(): boolean {
+    const d = this.home[0].distanceTo(this.home[1]);
+    return this.camera.position.distanceTo(this.home[0]) < 1e-3 * d && this.controls.target.distanceTo(this.home[1]) < 1e-3 * d;
   }
 
   /** Draw one frame at the next animation frame (several requests make one frame). */
