@@ -7,13 +7,17 @@ import type { Region } from "./tooltip";
 
 // Outside every data palette (no data colour is a bright lime, nor black), so sources stand out at any zoom.
 export const SOURCE_COLOR = 0x66ff00;
+// A guess's row before the learner picks: one flat grey over its cells, so no cell stands out.
+export const COVER_COLOR = 0xced4da;
 const ROLE_COLORS: Record<string, number> = { input: SOURCE_COLOR, weight: SOURCE_COLOR, bias: SOURCE_COLOR,
-  aggregate: SOURCE_COLOR, target: 0x000000 };
+  aggregate: SOURCE_COLOR, target: 0x000000, cover: COVER_COLOR };
 const MAX = 512;
+/** The shader's mode per role: 0 a translucent fill, 1 an outline, 2 an opaque cover. */
+const MODE: Record<string, number> = { target: 1, cover: 2 };
 
 const VERTEX = /* glsl */ `
 in vec4 iRect;   // x, y (top-left), width, height in world units
-in vec2 iZ;      // z of the face, and 1 for an outline
+in vec2 iZ;      // z of the face, and the mode: 0 a fill, 1 an outline, 2 a cover
 in vec3 iColor;
 out vec2 vUv; flat out vec3 vColor; flat out float vOutline; flat out vec2 vSize;
 void main() {
@@ -30,7 +34,9 @@ out vec4 fragColor;
 void main() {
   vec2 fw = fwidth(vUv);
   float edge = min(min(vUv.x, 1.0 - vUv.x) / fw.x, min(vUv.y, 1.0 - vUv.y) / fw.y);
-  if (vOutline > 0.5) {
+  if (vOutline > 1.5) {  // a cover: opaque, with a darker rim
+    fragColor = vec4(edge < 2.5 ? vColor * 0.7 : vColor, 1.0);
+  } else if (vOutline > 0.5) {
     if (edge > 3.0) discard;
     fragColor = vec4(edge < 1.5 ? vec3(1.0) : vColor, 1.0);
   } else {
@@ -69,7 +75,7 @@ export class Highlights {
       for (const rect of regionRects(b, r)) {
         if (n >= MAX) break;
         this.rect.set([rect.x + offsetX, rect.y, rect.w, rect.h], n * 4);
-        this.z.set([rect.z, r.role === "target" ? 1 : 0], n * 2);
+        this.z.set([rect.z, MODE[r.role] ?? 0], n * 2);
         this.color.set(new THREE.Color(ROLE_COLORS[r.role] ?? 0xf59f00).toArray(), n * 3);
         n++;
       }

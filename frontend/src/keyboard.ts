@@ -1,10 +1,32 @@
 // The keyboard: move and zoom the view, explain the cell in the middle, move a pinned cell.
 import { movePinned, showCell, unpin } from "./hover";
-import { select } from "./panels";
+import { deselect } from "./panels";
 import { pickAt } from "./scene";
-import { app, writeUrl } from "./state";
+import { app, writeUrl, $ } from "./state";
+
+/** Escape closes one thing per press, the nearest first: a pinned block description or tooltip, then the
+ * walkthrough. False: nothing was open. */
+export function escape(): boolean {
+  if (app.hover.pinned || app.selected || !$<HTMLElement>("#selection").hidden) {
+    unpin();
+    deselect();
+    return true;
+  }
+  if (app.walk?.active) {
+    app.walk.close();
+    return true;
+  }
+  return false;
+}
 
 export function onKey(ev: KeyboardEvent) {
+  if (ev.key === "Escape" && !ev.defaultPrevented) {  // from anywhere, the walkthrough's timeline and input too
+    if (escape()) {
+      ev.preventDefault();
+      writeUrl();
+    }
+    return;
+  }
   if ((ev.target as HTMLElement).closest("input, select, textarea")) return;
   const walk = app.walk;
   const onButton = !!(ev.target as HTMLElement).closest("button");  // Space on a button presses the button
@@ -17,10 +39,6 @@ export function onKey(ev: KeyboardEvent) {
   }
   if (ev.shiftKey && movePinned(ev.key)) {
     ev.preventDefault();
-    return;
-  }
-  if (ev.key === "Escape" && app.hover.pinned) {
-    unpin();
     return;
   }
   if (ev.key === "Enter" && ev.target === app.view!.canvas) {  // keyboard: explain the cell in the middle
@@ -39,7 +57,10 @@ export function onKey(ev: KeyboardEvent) {
     ArrowLeft: () => v.pan(-step, 0), a: () => v.pan(-step, 0), ArrowRight: () => v.pan(step, 0), d: () => v.pan(step, 0),
     ArrowUp: () => v.pan(0, step), w: () => v.pan(0, step), ArrowDown: () => v.pan(0, -step), s: () => v.pan(0, -step),
     "+": () => v.zoom(0.8), "=": () => v.zoom(0.8), "-": () => v.zoom(1.25), _: () => v.zoom(1.25),
-    Home: () => v.goHome(), Escape: () => select(null),
+    Home: () => {
+      deselect();  // a new view: a block's description pinned in the old one goes
+      v.goHome();
+    },
   };
   const fn = keys[ev.key];
   if (fn) {

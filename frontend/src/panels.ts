@@ -7,17 +7,31 @@ import { overviewHtml } from "./overview";
 import { readoutHtml, taskHint } from "./readout";
 import { shapeHtml, tileText } from "./scenelabels";
 import { wholeBox, type Placed } from "./framing";
-import { app, narrow, $ } from "./state";
+import { app, narrow, writeUrl, $ } from "./state";
 import { formatCount } from "./trace";
 
-export function updateNotice() {
+let said = "";  // a message about what the view was asked for and could not show (a link's missing step)
+
+/** The notice under the view: a structure-only model says so, and so does anything set by notify. A new view
+ * clears what notify said. */
+export function updateNotice(keep = false) {
+  if (!keep) said = "";
   const notice = $<HTMLDivElement>("#notice");
   const bare = app.placed.filter((p) => !p.data.info.model.has_weights).map((p) => p.data.info.model.name);
-  notice.hidden = bare.length === 0;
-  notice.textContent = bare.length
+  const parts = [said, bare.length
     ? `${bare.join(", ")}: structure only: no weights loaded, so no numbers are shown (${app.state.view === "scale" ? "" : "layout for "}` +
       `${app.placed[0].data.info.n_pos} positions)`
-    : "";
+    : ""].filter(Boolean);
+  notice.setAttribute("role", "status");
+  notice.hidden = parts.length === 0;
+  notice.textContent = parts.join(" · ");
+}
+
+/** Say something in the notice until the next view ("" clears it). */
+export function notify(text: string) {
+  if (text === said) return;
+  said = text;
+  updateNotice(true);
 }
 
 /** On a narrow screen, opening one panel closes the others. */
@@ -56,8 +70,24 @@ export function select(hit: { placed: Placed; block: number } | null) {
   app.view!.requestRender();
 }
 
+// Home, the whole model, a jump on the map (or to a model in the scale view) change the view: a block description
+// pinned in the old one would stand over the readout, so it goes. (A new model or input: updatePanels.)
+document.addEventListener("click", (e) => {
+  const to = (e.target as HTMLElement).closest?.("#home, #fit, #map [data-section], [data-intro=all], #scalebars [data-model]");
+  if (to && deselect()) writeUrl();
+});
+
+/** Unselect the block and close its description, if either is there (a new scene forgets app.selected before the
+ * panel goes). True: something was. */
+export function deselect(): boolean {
+  const was = !!app.selected || !$<HTMLDivElement>("#selection").hidden;
+  if (was) select(null);
+  return was;
+}
+
 /** The readout, the map, the legend and (on a first visit) the intro card, for what is on screen now. */
 export function updatePanels() {
+  deselect();  // a new scene: the old one's block description goes (a link's block comes after)
   const one = app.placed.length === 1 ? app.placed[0].data.info : undefined;
   const readout = $<HTMLDivElement>("#readout");
   readout.innerHTML = one ? readoutHtml(one) : "";

@@ -158,7 +158,8 @@ function predictionLabels(data: SceneData, offsetX: number, out: Label[]) {
   info.predicted.forEach((t, i) => {
     const next = i === last;
     out.push({ anchor: v3(out_.x + offsetX + i + 0.5, y, 0), worldSize: 1, minPixels: 12, align: "center",
-      html: next ? `→ ${escapeHtml(t)}<small>next</small>` : `${escapeHtml(t)}`,
+      // The next token's name hides while the walkthrough asks the learner to guess it (body.guessing).
+      html: next ? `→ <span class="answer">${escapeHtml(t)}</span><span class="unanswered">?</span><small>next</small>` : `${escapeHtml(t)}`,
       cls: `token predicted${next ? " next" : " given"}`, priority: next ? PRIORITY.prediction : PRIORITY.detail,
       charWidth: 9.5, data: { tensor: out_.tensor, position: String(i) } });
   });

@@ -40,6 +40,21 @@ export function indexOf(all: Place[], chapter: number, step: number): number {
   return Math.max(0, first);
 }
 
+/** What a link to chapter.step that is not in the walkthrough should say ("" when it is there): what was not found,
+ * what there is instead, and the step shown (the one indexOf picks). */
+export function missingStep(all: Place[], chapter: number, step: number): string {
+  if (!all.length || all.some((p) => p.chapter === chapter && p.step === step)) return "";
+  const at = all[indexOf(all, chapter, step)];
+  const showing = `Showing ${at.chapter}.${at.step}.`;
+  const steps = all.filter((p) => p.chapter === chapter).length;
+  if (steps) return `There is no step ${chapter}.${step}: chapter ${chapter} has ${steps} step${steps === 1 ? "" : "s"}. ${showing}`;
+  const numbers = [...new Set(all.map((p) => p.chapter))];
+  const contiguous = numbers.every((n, i) => i === 0 || n === numbers[i - 1] + 1);
+  const list = numbers.length === 1 ? `only chapter ${numbers[0]}` : contiguous ? `chapters ${numbers[0]} to ${numbers[numbers.length - 1]}`
+    : `chapters ${numbers.slice(0, -1).join(", ")} and ${numbers[numbers.length - 1]}`;
+  return `There is no chapter ${chapter}: this walkthrough has ${list}. ${showing}`;
+}
+
 export function duration(s: WalkStep): number {
   return PAUSE + Math.max(1, s.actions.length) * SLOT;
 }
@@ -75,22 +90,36 @@ export interface Visual {
   cards: Card[];
   tooltip: { cell: Region; explain: Explanation } | null;
   travel: { token: string; from: Region; to: Region; p: number } | null;
+  /** A guess is asked and not yet answered: nothing on screen may give its answer away. */
+  guessing: boolean;
 }
 
 const lit = (r: Region): Region => ({ ...r, role: "input" });  // filled: what a sum reads, or a guess's row, hidden
 const outlined = (r: Region): Region => ({ ...r, role: "target" });  // framed: the numbers stay readable
 const whole = (tensor: string, role: string): Region => ({ tensor, ranges: {}, role });
+const covered = (r: Region): Region => ({ ...r, role: "cover" });  // opaque: a guess's row, its answer unseen
 
-/** Everything the view shows at time t of step `index`. With reduced motion, each action is already done. */
-export function visualAt(all: Place[], index: number, t: number, reduced = false): Visual {
+/** The one cell of a row at index i along `axis`, outlined: a guess's answer. */
+export function cellOf(row: Region, axis: string, i: number): Region {
+  return { tensor: row.tensor, ranges: { ...row.ranges, [axis]: [i, i] }, role: "target" };
+}
+
+/** Everything the view shows at time t of step `index`. With reduced motion, each action is already done.
+ * answered: the learner has made this step's guess (until then, the guess's row is covered). */
+export function visualAt(all: Place[], index: number, t: number, reduced = false, answered = false): Visual {
   const step = all[index].s;
   const v: Visual = { camera: { from: index > 0 ? framedAt(all, index - 1) : null, to: framedAt(all, index), p: 1 },
-    regions: [], reveal: null, cards: [], tooltip: null, travel: null };
+    regions: [], reveal: null, cards: [], tooltip: null, travel: null, guessing: false };
   step.actions.forEach((a, k) => {
     const p = reduced ? 1 : progress(t, k);
     if (a.type === "frame") {
       v.camera.p = ease(p);
       return;
+    }
+    if (a.type === "guess") {  // from the step's first frame: the row covered until the learner picks, then lit
+      if (answered) v.regions.push(lit(a.row), cellOf(a.row, a.axis, a.answer));  // and its largest cell outlined
+      else v.regions.push(covered(a.row));
+      v.guessing ||= !answered;
     }
     if (p <= 0) return;
     switch (a.type) {
@@ -127,7 +156,6 @@ export function visualAt(all: Place[], index: number, t: number, reduced = false
         v.cards.push({ kind: "code", action: a, p });
         break;
       case "guess":
-        v.regions.push(lit(a.row));
         v.cards.push({ kind: "guess", action: a, p });
         break;
     }

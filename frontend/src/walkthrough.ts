@@ -4,10 +4,11 @@
 import { fetchWalkthrough } from "./api";
 import { FAMILIES, type Kind } from "./colors";
 import { escapeHtml as esc } from "./html";
+import { deselect, notify } from "./panels";
 import { closeTooltip, framingOf, highlight, openTooltip, regionScreenPoint, reveal, setCamera } from "./scene";
-import { num, type Region } from "./tooltip";
+import { num } from "./tooltip";
 import {
-  duration, indexOf, places, softmaxPhase, termsShown, visualAt, type Card, type Place, type Visual, type Walk,
+  duration, indexOf, missingStep, places, softmaxPhase, termsShown, visualAt, type Card, type Place, type Visual, type Walk,
 } from "./walkstate";
 
 export interface WalkHost {
@@ -99,6 +100,7 @@ export class Walkthrough {
     this.$<HTMLDivElement>("#walk-note").textContent = this.walk.note;
     this.$<HTMLDivElement>("#walk-note").hidden = !this.walk.note;
     this.go(indexOf(this.all, ...at), animate, false);
+    notify(missingStep(this.all, ...at));  // a link to a step that is not there says so (go cleared the last one)
     requestAnimationFrame(() => (this.panel.dataset.shownMs = performance.now().toFixed(0)));  // since navigation start
   }
 
@@ -106,11 +108,12 @@ export class Walkthrough {
     this.pause();
     this.autoplay = false;
     this.panel.hidden = true;
-    document.body.classList.remove("walking");
+    document.body.classList.remove("walking", "guessing");
     highlight(null);
     reveal(null);
     closeTooltip();
     this.travelChip(null);
+    notify("");
     this.host.moved(null, true);
   }
 
@@ -119,6 +122,8 @@ export class Walkthrough {
     if (!this.all.length) return;
     this.index = Math.max(0, Math.min(this.all.length - 1, index));
     const p = this.all[this.index];
+    notify("");  // a step was found: whatever a link could not find is old news
+    deselect();  // a block description pinned before stays no longer than the view it was for
     this.t = animate && !this.reduced ? 0 : duration(p.s);
     this.hold = 0;
     this.renderText();
@@ -200,13 +205,10 @@ export class Walkthrough {
     if (!this.active) return;
     this.applying = true;
     try {
-      const v = visualAt(this.all, this.index, this.t, this.reduced);
+      const v = visualAt(this.all, this.index, this.t, this.reduced, this.guessed.has(this.key()));
       this.camera(v);
-      const guess = this.guessed.get(this.key());
-      const regions = [...v.regions];
-      const g = v.cards.find((c) => c.kind === "guess");
-      if (g && guess !== undefined && g.action.type === "guess") regions.push(this.cellOf(g.action.row, g.action.axis, g.action.answer));
-      highlight(regions);
+      highlight(v.regions);
+      document.body.classList.toggle("guessing", v.guessing);  // the scene's "→ A next" waits for the guess too
       reveal(v.reveal?.tensor ?? null, v.reveal?.along, v.reveal?.fraction);
       this.cards(v.cards);
       if (!v.tooltip || !openTooltip(v.tooltip.explain, v.tooltip.cell)) closeTooltip();
@@ -224,10 +226,6 @@ export class Walkthrough {
     const from = (v.camera.from && framingOf(v.camera.from)) || to;
     const p = v.camera.p;
     setCamera(from[0].clone().lerp(to[0], p), from[1].clone().lerp(to[1], p));
-  }
-
-  private cellOf(row: Region, axis: string, i: number): Region {
-    return { tensor: row.tensor, ranges: { ...row.ranges, [axis]: [i, i] }, role: "target" };
   }
 
   private key(): string {

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { PAUSE, SLOT, duration, framedAt, indexOf, places, progress, softmaxPhase, termsShown, visualAt, type Walk } from "../src/walkstate";
+import { PAUSE, SLOT, duration, framedAt, indexOf, missingStep, places, progress, softmaxPhase, termsShown, visualAt, type Walk } from "../src/walkstate";
 
 const region = (tensor: string) => ({ tensor, ranges: {}, role: "target" });
 const walk: Walk = {
@@ -56,4 +56,34 @@ test("the state is a function of step and time: actions appear in order, and red
 test("a dot product shows its largest terms one by one; a softmax goes max, exp, sum, divide", () => {
   assert.deepEqual([0, 0.2, 0.5, 0.99, 1].map((p) => termsShown(4, p)), [0, 1, 2, 4, 4]);
   assert.deepEqual([0, 0.3, 0.6, 0.9].map(softmaxPhase), [0, 1, 2, 3]);
+});
+
+test("a guess gives nothing away until the learner picks: its row covered, no answer cell; then lit and outlined", () => {
+  const row = { tensor: "probs", ranges: { pos: [5, 5] as [number, number] }, role: "input" };
+  const guess: Walk = { ...walk, chapters: [{ number: 1, title: "G", stage: "S", file: "g.md", steps: [
+    { title: "g", html: "", tensors: [], actions: [{ type: "guess", row, answer: 2, axis: "vocab",
+      choices: [{ i: 0, name: "A" }, { i: 1, name: "B" }, { i: 2, name: "C" }] }] },
+  ] }] };
+  const g = places(guess);
+  for (const t of [0, PAUSE / 2, duration(g[0].s)]) {  // from the first frame, before the action's slot starts too
+    const open = visualAt(g, 0, t);
+    assert.equal(open.guessing, true);
+    assert.deepEqual(open.regions.map((r) => [r.tensor, r.role, r.ranges]), [["probs", "cover", { pos: [5, 5] }]]);
+    assert.ok(!open.regions.some((r) => r.ranges.vocab), "no cell of the row singled out");
+  }
+  const seen = visualAt(g, 0, duration(g[0].s), false, true);
+  assert.equal(seen.guessing, false);
+  assert.deepEqual(seen.regions.map((r) => [r.role, r.ranges]),
+    [["input", { pos: [5, 5] }], ["target", { pos: [5, 5], vocab: [2, 2] }]]);
+  assert.equal(visualAt(all, 0, 0).guessing, false);  // a step without a guess hides nothing
+});
+
+test("a link to a step that is not there says what was not found and what is shown instead", () => {
+  assert.equal(missingStep(all, 1, 2), "");
+  assert.equal(missingStep(all, 1, 99), "There is no step 1.99: chapter 1 has 2 steps. Showing 1.1.");
+  assert.equal(missingStep(all, 3, 2), "There is no step 3.2: chapter 3 has 1 step. Showing 3.1.");
+  assert.equal(missingStep(all, 2, 1), "There is no chapter 2: this walkthrough has chapters 1 and 3. Showing 3.1.");
+  assert.equal(missingStep(all, 99, 99), "There is no chapter 99: this walkthrough has chapters 1 and 3. Showing 1.1.");
+  const whole = places({ ...walk, chapters: [1, 2, 3].map((n) => ({ ...walk.chapters[0], number: n })) });
+  assert.equal(missingStep(whole, 12, 1), "There is no chapter 12: this walkthrough has chapters 1 to 3. Showing 1.1.");
 });
