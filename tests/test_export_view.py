@@ -173,3 +173,32 @@ def test_a_host_that_unpacks_gzip_itself(page: Page, host_root):
         expect(tip.locator(".tt-formula")).to_contain_text("x·W")
     finally:
         server.shutdown()
+
+
+def test_other_settings_and_views_say_what_the_export_holds(page: Page, site, screenshots):
+    """Sampling settings other than the panel's first are refused for what they are (not blamed on the input), and
+    a link to the scale view or stacked heads, which an export does not hold, shows the model and says so."""
+    open_view(page, site)
+    page.click("#gen-toggle")
+    page.click("[data-gen=step]")
+    expect(page.locator("#gen")).to_have_attribute("data-steps-done", "1")
+    page.fill("#gen-temperature", "1")
+    page.locator("#gen-temperature").dispatch_event("change")
+    page.click("[data-gen=step]")
+    error = page.locator("#error")
+    expect(error).to_contain_text("This page holds generation with the panel's first settings only (greedy: "
+                                  "temperature 0, seed 0), not temperature 1. Other settings need llmviz serve")
+    expect(error).not_to_contain_text("not saved")
+    expect(page.locator("#prompt")).to_have_value("CBABBCA")  # the view as it was
+    page.screenshot(path=screenshots / "export-settings.png")
+
+    for link, note in (("view=scale", "The scale view is not part of this export (run llmviz serve for it): "
+                                      "showing nano-gpt"),
+                       ("heads=stack", "Stacked heads are not part of this export")):
+        open_view(page, f"{site}?{link}")
+        expect(page.locator("#model")).to_have_value("nano-gpt")
+        expect(page.locator("#model option:checked")).to_contain_text("nano-gpt")  # never a blank selector
+        expect(error).to_contain_text(note)
+        expect(page.locator(".label.block", has_text="tokens")).to_contain_text("tokens C B A B B C")
+        if link == "view=scale":
+            page.screenshot(path=screenshots / "export-scale-link.png")

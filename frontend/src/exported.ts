@@ -227,13 +227,37 @@ async function explainRequest(m: Manifest, body: any): Promise<Response> {
   }
 }
 
+/** A generation session's settings: its request without the model and the text. */
+function settingsOf(body: Record<string, unknown>): Record<string, unknown> {
+  const { model: _m, text: _t, tokens: _k, ...rest } = body;
+  return rest;
+}
+
+const settingNames: Record<string, string> = { top_k: "top-k", top_p: "top-p", min_p: "min-p" };
+const panelOrder = ["temperature", "top_k", "top_p", "min_p", "seed"];
+
+/** Why a session with these settings cannot start in an export, whatever its text: the export holds generation
+ * with the panel's first settings only (the stored sessions' requests are `stored`). Null: the settings are
+ * those. */
+export function settingsRefusal(stored: Record<string, unknown>[], body: Record<string, unknown>): string | null {
+  const mine = canonical(settingsOf(body));
+  if (!stored.length || stored.some((k) => canonical(settingsOf(k)) === mine)) return null;
+  const first = settingsOf(stored[0]), asked = settingsOf(body);
+  const name = (k: string) => settingNames[k] ?? k;
+  const order = (k: string) => (panelOrder.indexOf(k) + 1 || 99);  // as the panel lists them
+  const keys = [...new Set([...Object.keys(first), ...Object.keys(asked)])].sort((a, b) => order(a) - order(b));
+  const changed = keys.filter((k) => asked[k] !== first[k]).map((k) => `${name(k)} ${asked[k] ?? "(empty)"}`);
+  const held = keys.filter((k) => k in first).map((k) => `${name(k)} ${first[k]}`).join(", ");
+  const greedy = first.temperature === 0 ? "greedy: " : "";
+  return `This page holds generation with the panel's first settings only (${greedy}${held}), not ${changed.join(", ")}. ` +
+    "Other settings need llmviz serve: run it on a computer to sample with them, or set the panel back.";
+}
+
 async function sessionRequest(m: Manifest, method: string, path: string, body: any): Promise<Response> {
   if (path === "/api/sessions" && method === "POST") {
     const entry = m.sessions[canonical(body)];
-    if (!entry && Object.keys(m.sessions).some((k) => JSON.parse(k).text === body.text)) {
-      return reply(404, { detail: "this page holds generation with the settings it opens with only (temperature 0: " +
-        "greedy, seed 0). To sample with other settings, run llmviz serve." });
-    }
+    const refusal = entry ? null : settingsRefusal(Object.keys(m.sessions).map((k) => JSON.parse(k)), body);
+    if (refusal) return reply(404, { detail: refusal });
     if (!entry) return notExported(m, body);
     sessions.set("exported", { entry, n: 0 });
     return answer(entry.start);
