@@ -141,3 +141,33 @@ def test_a_link_to_a_missing_step_says_so(page: Page, live_server, link):
     expect(page.locator("#walk-where")).to_contain_text("Chapter 5 of")
     expect(page.locator("#walk-where")).to_contain_text("step 2 of")
     expect(page.locator("#notice")).to_be_hidden()  # a step that exists says nothing
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_code_fits_its_panel(page: Page, live_server, viewport, screenshots):
+    """Every step's code box fits inside the walkthrough panel: a long line wraps inside the box, never cut."""
+    w = walkthrough(live_server, model="nano-gpt", input="CBABBC")
+    steps = [f"{c['number']}.{i}" for c in w["chapters"] for i, s in enumerate(c["steps"], 1)
+             if any(a["type"] == "code" for a in s["actions"])]
+    assert steps
+    page.set_viewport_size(viewport)
+    page.emulate_media(reduced_motion="reduce")  # each step at its end: the code shown
+    for n, step in enumerate(steps + steps[:1]):
+        open_view(page, f"{live_server}/?step={step}")
+        pre = page.locator("#walk-card pre")
+        expect(pre).to_be_visible()
+        if n == len(steps):  # and a line longer than any the chapters have today
+            page.evaluate("""document.querySelector('#walk-card pre code').textContent +=
+                '\\n    return a_function_with_a_long_name(normalized_input_tensor, weight_matrix_of_the_layer, eps=1e-5)'""")
+        pre.scroll_into_view_if_needed()
+        fit = page.evaluate("""() => {
+            const walk = document.querySelector('#walk'), pre = document.querySelector('#walk-card pre');
+            const card = pre.closest('.walk-card'), w = walk.getBoundingClientRect(), c = card.getBoundingClientRect();
+            const p = pre.getBoundingClientRect();
+            return { panelRight: w.left + walk.clientWidth, cardRight: c.right, preRight: p.right, panelScrolls: walk.scrollWidth > walk.clientWidth,
+                     preOverflows: pre.scrollWidth > pre.clientWidth }
+        }""")
+        assert fit["cardRight"] <= fit["panelRight"] + 0.5 and fit["preRight"] <= fit["panelRight"] + 0.5, (step, fit)
+        assert not fit["panelScrolls"], (step, fit)  # the panel itself never scrolls sideways
+        assert not fit["preOverflows"], (step, fit)  # a long line wraps: no part of it is hidden
+    page.screenshot(path=screenshots / f"walkthrough-code-{'phone' if viewport is PHONE else 'desktop'}.png")
