@@ -198,7 +198,7 @@ def test_other_settings_and_views_say_what_the_export_holds(page: Page, site, sc
         open_view(page, f"{site}?{link}")
         expect(page.locator("#model")).to_have_value("nano-gpt")
         expect(page.locator("#model option:checked")).to_contain_text("nano-gpt")  # never a blank selector
-        expect(error).to_contain_text(note)
+        expect(page.locator("#notice")).to_contain_text(note)
         expect(page.locator(".label.block", has_text="tokens")).to_contain_text("tokens C B A B B C")
         if link == "view=scale":
             page.screenshot(path=screenshots / "export-scale-link.png")

@@ -21,23 +21,23 @@ def point(page: Page, tensor: str, slab=0, col=0, row=0):
 
 def test_a_link_to_a_block_or_cell_the_model_lacks_says_so(page: Page, live_server, screenshots):
     open_view(page, f"{live_server}/?model=nano-gpt&input=CBABBC&block=blocks.9.attn.hook_q")
-    error = page.locator("#error")
-    expect(error).to_have_text("No block named blocks.9.attn.hook_q in nano-gpt")
+    notice = page.locator("#notice")
+    expect(notice).to_have_text("No block named blocks.9.attn.hook_q in nano-gpt")
     expect(page.locator(".label.block", has_text="tokens")).to_contain_text("tokens C B A B B C")  # the rest is shown
     assert page.evaluate("window.__llmviz.readPixels()") > 0.05
     page.screenshot(path=screenshots / "link-bad-block.png")
 
     open_view(page, f"{live_server}/?model=nano-gpt&input=CBABBC&cell=blocks.0.attn.hook_nope:0,1,1")
-    expect(error).to_have_text("No block named blocks.0.attn.hook_nope in nano-gpt: the link's cell is not pinned")
+    expect(notice).to_have_text("No block named blocks.0.attn.hook_nope in nano-gpt: the link's cell is not pinned")
     open_view(page, f"{live_server}/?model=nano-gpt&input=CBABBC&block=probs&cell=blocks.0.attn.hook_q:3,1,40")
-    expect(error).to_contain_text("No cell 3,1,40 in blocks.0.attn.hook_q: it has heads 0–2")
+    expect(notice).to_contain_text("No cell 3,1,40 in blocks.0.attn.hook_q: it has heads 0–2")
     expect(page.locator("#selection")).to_contain_text("probs")  # the link's good block is selected
     expect(page.get_by_role("tooltip")).to_be_hidden()
     assert "cell=" not in page.evaluate("location.search")  # a copied link no longer carries it
 
     open_view(page, f"{live_server}/?model=nano-gpt&input=CBABBC&block=probs&cell=probs:0,5,2")  # a good one: no message
     expect(page.get_by_role("tooltip")).to_be_visible()
-    expect(error).to_be_hidden()
+    expect(notice).to_be_hidden()
 
 
 def test_a_past_link_opens_the_kv_cache_view_or_says_why_not(page: Page, live_server, screenshots):
@@ -45,13 +45,15 @@ def test_a_past_link_opens_the_kv_cache_view_or_says_why_not(page: Page, live_se
     page.evaluate("window.__llmviz.flyToBlock('blocks.0.attn.cache_k')")
     expect(page.locator(".label.cache-note[data-tensor='blocks.0.attn.cache_k']")).to_contain_text(
         "columns 0–6: from the cache · 7: new")
-    expect(page.locator("#error")).to_be_hidden()
+    expect(page.locator("#notice")).to_be_hidden()
     assert "past=7" in page.evaluate("location.search")
 
     open_view(page, f"{live_server}/?model=nano-gpt&input=CBABBC&past=7")  # six tokens: no step after seven
-    expect(page.locator("#error")).to_contain_text("The link's KV-cache view (past=7) cannot be shown for CBABBC: past "
-                                                   "must be from 1 to 5")
-    expect(page.locator("#error")).to_contain_text("Showing the whole pass instead")
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text("The link's KV-cache view (past=7) cannot be shown for CBABBC: past must be from 1 "
+                                   "to 5")
+    expect(notice).to_contain_text("Showing the whole pass instead")
+    expect(page.locator("#error")).to_be_hidden()
     expect(page.locator(".label.block", has_text="tokens")).to_contain_text("tokens C B A B B C")
     page.screenshot(path=screenshots / "link-bad-past.png")
 

@@ -8,7 +8,7 @@ import { dismissIntro } from "./intro";
 import { onKey } from "./keyboard";
 import { LabelLayer } from "./labels";
 import { legendHtml } from "./legend";
-import { onlyPanel, scaleBars, select, syncControls, updateNotice, updatePanels } from "./panels";
+import { notify, onlyPanel, scaleBars, select, syncControls, updateNotice, updatePanels } from "./panels";
 import * as scene from "./scene";
 import { everything, findBlock, pickAt, place, screen } from "./scene";
 import { type SceneData } from "./scenedata";
@@ -31,8 +31,8 @@ function markSaved(): void {
 }
 
 
-/** What the first view's link asked for that this page cannot show (an export's scale view, say): shown with the
- * first view's other problems. */
+/** What the first view's link asked for that this page cannot show (an export's scale view, say): said in the
+ * notice with the first view's other such notes. */
 const linkNotes: string[] = [];
 
 /** Where the camera goes after a reload that changes the layout but not what is looked at (Stack heads): the same
@@ -48,7 +48,8 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
   const status = $<HTMLSpanElement>("#status");
   status.textContent = "computing…";
   showError("");
-  const problems: string[] = linkNotes.splice(0);
+  const problems: string[] = [];
+  const notes: string[] = linkNotes.splice(0);  // what the link asked for and the view shows without: the notice
   const heads = s.heads ?? "side";
   try {
     let datas: SceneData[];
@@ -79,7 +80,7 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
       }
       if (failure && s.past !== undefined && !app.placed.length) {
         // A link to a KV-cache view this input has no step for: say so, and show the input's whole pass.
-        problems.push(`The link's KV-cache view (past=${s.past}) cannot be shown for ${text}: ${(failure as Error).message}. ` +
+        notes.push(`The link's KV-cache view (past=${s.past}) cannot be shown for ${text}: ${(failure as Error).message}. ` +
           "Showing the whole pass instead");
         delete s.past;
         failure = null;
@@ -118,11 +119,11 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
       return { slabs: b.merged ? 1 : b.depth, grid: (k) => (b.slabs?.[k] ? [b.slabs[k][2], b.slabs[k][3]] : [b.cols, b.rows]) };
     }, where);
     if (bad.block) {
-      problems.push(bad.block);
+      notes.push(bad.block);
       delete s.block;
     }
     if (bad.cell) {
-      problems.push(bad.cell);
+      notes.push(bad.cell);
       delete s.cell;
     }
     const target = s.block ? findBlock(s.block) : null;
@@ -147,10 +148,11 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
     if (s.cell) pinCellFromState(s.cell);
     writeUrl();
     showError(problems.join(" · "));
+    notify(notes.join(" · "));
   } catch (e) {
     if (seq !== app.loadSeq) return;
     status.textContent = "";
-    showError([...problems, (e as Error).message].join(" · "));
+    showError([...notes, ...problems, (e as Error).message].join(" · "));
   }
 }
 
