@@ -171,3 +171,44 @@ def test_code_fits_its_panel(page: Page, live_server, viewport, screenshots):
         assert not fit["panelScrolls"], (step, fit)  # the panel itself never scrolls sideways
         assert not fit["preOverflows"], (step, fit)  # a long line wraps: no part of it is hidden
     page.screenshot(path=screenshots / f"walkthrough-code-{'phone' if viewport is PHONE else 'desktop'}.png")
+
+
+@pytest.fixture(scope="module")
+def llama_url(tmp_path_factory):
+    """A served tiny Llama (random weights, no tokenizer), as test_modern_view's."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import threading
+    import time
+
+    import uvicorn
+
+    import llmviz
+    from conftest import _free_port
+    from llmviz.server import create_app
+    from test_modern import save
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    save(folder, "llama-gqa3")
+    model = llmviz.load_model(str(folder))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app([model]), host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", model
+    server.should_exit = True
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_llamas_intro_card_reads_as_sentences(page: Page, llama_url, viewport, screenshots):
+    url, model = llama_url
+    page.set_viewport_size(viewport)
+    open_view(page, f"{url}/?model={model.name}&input=5+17+3+60+2+41", first_visit=True)
+    intro = page.locator("#intro")
+    expect(intro).to_be_visible()
+    said = " ".join(intro.inner_text().split())
+    assert f"{model.name}: a Hugging Face llama model. Its input, “" in said, said
+    assert "”, enters at the top as 6 tokens, flows down through 2 transformer layers" in said, said
+    assert "␣" not in said and "model llama Its" not in said
+    page.screenshot(path=screenshots / f"intro-llama-{'phone' if viewport is PHONE else 'desktop'}.png")

@@ -21,12 +21,33 @@ export function dismissIntro(): void {
   }
 }
 
+// How a tokenizer's whitespace tokens are shown in the scene (llmviz.tokenizer.VISIBLE), and what they stand for.
+const MARKERS: Record<string, string> = { "␣": " ", "↵": " ", "⇥": " ", "␍": "" };
+
+/** The input as a person reads it in a sentence: the decoded text, else the tokens with their whitespace markers
+ * turned back into spaces; at most `max` characters (then "…"). */
+export function readableInput(info: Pick<SceneInfo, "text" | "token_strs">, max = 60): string {
+  const raw = info.text ?? (info.token_strs ?? []).join("").replace(/[␣↵⇥␍]/g, (c) => MARKERS[c]);
+  const text = raw.replace(/\s+/g, " ").trim();
+  return text.length > max ? `${text.slice(0, max - 1).trimEnd()}…` : text;
+}
+
+/** What the model is, as a sentence: "llama: a Hugging Face llama model." (a loader's description, "Hugging Face
+ * llama model <name>", is not one), or the description given, ending in a full stop. */
+export function modelSentence(name: string, description: string): string {
+  const hf = description.match(/^Hugging Face (.+?) model\b/);
+  const what = hf ? `a Hugging Face ${hf[1]} model` : description.trim().replace(/[.\s]+$/, "");
+  return what ? `${name}: ${what}.` : "";
+}
+
 export function introHtml(info: SceneInfo, touch: boolean): string {
   const m = info.model, c = m.config;
-  const what = c.task ? `It was trained on one task: ${escapeHtml(c.task)}.` : escapeHtml(m.description);
-  const input = info.token_strs ? `<code>${escapeHtml(info.token_strs.join(""))}</code>` : "the input";
+  const what = c.task ? `It was trained on one task: ${escapeHtml(c.task)}.` : escapeHtml(modelSentence(m.name, m.description));
+  const text = readableInput(info);
+  const n = info.token_strs?.length;
+  const input = text ? `Its input, “<span class="intro-input">${escapeHtml(text)}</span>”,` : "Its input";
   return `<h2>This is ${escapeHtml(m.name)}: every number of a GPT, computed as you watch</h2>
-    <p>${what} Its input ${input} enters at the <b>top</b> as tokens, flows down through
+    <p>${what} ${input} enters at the <b>top</b> as ${n ? `${n} token${n === 1 ? "" : "s"}` : "tokens"}, flows down through
     ${c.n_layer} transformer layer${c.n_layer === 1 ? "" : "s"}, and its prediction comes out at the <b>bottom</b>;
     the <b>next token</b> box says what it answers.</p>
     <p>${touch ? "Tap" : "Hover"} any cell to see its value and how it was computed. The <b>Map</b> takes you to any part
