@@ -212,3 +212,19 @@ def test_a_llamas_intro_card_reads_as_sentences(page: Page, llama_url, viewport,
     assert "”, enters at the top as 6 tokens, flows down through 2 transformer layers" in said, said
     assert "␣" not in said and "model llama Its" not in said
     page.screenshot(path=screenshots / f"intro-llama-{'phone' if viewport is PHONE else 'desktop'}.png")
+
+
+def test_a_steps_subject_is_lit_at_normal_zoom(page: Page, live_server, screenshots):
+    """Step 3.1 lights token C's column of W_E: a lime halo with dark edges around it, its own cells unchanged."""
+    page.emulate_media(reduced_motion="reduce")
+    open_view(page, f"{live_server}/?step=3.1")
+    expect(page.locator("#walk-title")).to_have_text("Each token picks its vector")
+    a = page.evaluate("window.__llmviz.blockScreenPoint('embed.W_E', 0, 1, 20)")
+    b = page.evaluate("window.__llmviz.blockScreenPoint('embed.W_E', 0, 2, 20)")  # token C's column (id 2)
+    dx = b["x"] - a["x"]
+    assert dx > 6, dx  # a cell is several pixels wide: normal zoom
+    lime = lambda p: p[1] > 190 and p[0] < 160 and p[2] < 120  # noqa: E731
+    band = [page.evaluate(f"window.__llmviz.readPixels({b['x'] - k * dx / 10}, {b['y']})") for k in range(5, 10)]
+    assert any(lime(p) for p in band), band  # the halo, just left of the column
+    assert not lime(page.evaluate(f"window.__llmviz.readPixels({b['x']}, {b['y']})"))  # the cell's own colour shows
+    page.screenshot(path=screenshots / "walkthrough-subject-lit.png")

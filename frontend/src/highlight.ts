@@ -10,10 +10,13 @@ export const SOURCE_COLOR = 0x66ff00;
 // A guess's row before the learner picks: one flat grey over its cells, so no cell stands out.
 export const COVER_COLOR = 0xced4da;
 const ROLE_COLORS: Record<string, number> = { input: SOURCE_COLOR, weight: SOURCE_COLOR, bias: SOURCE_COLOR,
-  aggregate: SOURCE_COLOR, target: 0x000000, cover: COVER_COLOR };
+  aggregate: SOURCE_COLOR, target: 0x000000, cover: COVER_COLOR, subject: SOURCE_COLOR };
 const MAX = 512;
-/** The shader's mode per role: 0 a translucent fill, 1 an outline, 2 an opaque cover. */
-const MODE: Record<string, number> = { target: 1, cover: 2 };
+/** The shader's mode per role: 0 a translucent fill, 1 an outline, 2 an opaque cover, 3 a halo. */
+const MODE: Record<string, number> = { target: 1, cover: 2, subject: 3 };
+// The walkthrough's subject (what a step talks about): a lime halo with dark edges just outside its cells, so it
+// shows at any zoom on any colour and leaves the numbers readable. Its width, in cells.
+export const HALO = 0.45;
 
 const VERTEX = /* glsl */ `
 in vec4 iRect;   // x, y (top-left), width, height in world units
@@ -34,7 +37,13 @@ out vec4 fragColor;
 void main() {
   vec2 fw = fwidth(vUv);
   float edge = min(min(vUv.x, 1.0 - vUv.x) / fw.x, min(vUv.y, 1.0 - vUv.y) / fw.y);
-  if (vOutline > 1.5) {  // a cover: opaque, with a darker rim
+  if (vOutline > 2.5) {  // a halo: outside the region's cells (the quad is HALO larger on each side)
+    vec2 near = min(vUv, 1.0 - vUv) * vSize;  // world units from the quad's outer edge
+    float d = min(near.x, near.y);
+    if (d > ${HALO.toFixed(3)}) discard;
+    float inner = (${HALO.toFixed(3)} - d) / max(fwidth(d), 1e-6);  // pixels from the region's own edge
+    fragColor = edge < 1.5 || inner < 1.5 ? vec4(0.12, 0.14, 0.16, 1.0) : vec4(vColor, 1.0);
+  } else if (vOutline > 1.5) {  // a cover: opaque, with a darker rim
     fragColor = vec4(edge < 2.5 ? vColor * 0.7 : vColor, 1.0);
   } else if (vOutline > 0.5) {
     if (edge > 3.0) discard;
@@ -74,7 +83,8 @@ export class Highlights {
       const { block: b, offsetX } = hit;
       for (const rect of regionRects(b, r)) {
         if (n >= MAX) break;
-        this.rect.set([rect.x + offsetX, rect.y, rect.w, rect.h], n * 4);
+        const pad = r.role === "subject" ? HALO : 0;
+        this.rect.set([rect.x + offsetX - pad, rect.y + pad, rect.w + 2 * pad, rect.h + 2 * pad], n * 4);
         this.z.set([rect.z, MODE[r.role] ?? 0], n * 2);
         this.color.set(new THREE.Color(ROLE_COLORS[r.role] ?? 0xf59f00).toArray(), n * 3);
         n++;

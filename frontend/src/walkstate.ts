@@ -161,6 +161,8 @@ export function visualAt(all: Place[], index: number, t: number, reduced = false
     }
   });
   if (!step.actions.some((a) => a.type === "frame")) v.camera.from = v.camera.to;  // no flight: the camera stays
+  // What the step is about is its subject: a halo around its cells (a hovered cell keeps its thin outline).
+  v.regions = v.regions.map((r) => (r.role === "target" ? { ...r, role: "subject" } : r));
   return v;
 }
 

@@ -43,12 +43,12 @@ test("the camera flies from the last framed tensors to this step's, and stays pu
 
 test("the state is a function of step and time: actions appear in order, and reduced motion is the end state", () => {
   assert.equal(visualAt(all, 0, 0).regions.length, 0);
-  assert.equal(visualAt(all, 0, duration(all[0].s)).regions[0].role, "target");  // outlined: values stay readable
+  assert.equal(visualAt(all, 0, duration(all[0].s)).regions[0].role, "subject");  // a halo: values stay readable
   const mid = visualAt(all, 1, PAUSE + 0.25 * SLOT);
   assert.deepEqual(mid.reveal, { tensor: "x", along: "rows", fraction: 0.25 });
   const add0 = visualAt(all, 2, PAUSE + SLOT + 0.2 * SLOT), add1 = visualAt(all, 2, duration(all[2].s));
   assert.deepEqual(add0.regions.map((r) => r.tensor), ["x", "z"]);  // the two inputs, then the sum
-  assert.deepEqual(add1.regions.map((r) => [r.tensor, r.role]), [["x", "input"], ["z", "input"], ["y", "target"]]);
+  assert.deepEqual(add1.regions.map((r) => [r.tensor, r.role]), [["x", "input"], ["z", "input"], ["y", "subject"]]);
   assert.deepEqual(visualAt(all, 2, 0, true), add1);
   assert.deepEqual(visualAt(all, 2, 1.3), visualAt(all, 2, 1.3));
 });
@@ -74,7 +74,7 @@ test("a guess gives nothing away until the learner picks: its row covered, no an
   const seen = visualAt(g, 0, duration(g[0].s), false, true);
   assert.equal(seen.guessing, false);
   assert.deepEqual(seen.regions.map((r) => [r.role, r.ranges]),
-    [["input", { pos: [5, 5] }], ["target", { pos: [5, 5], vocab: [2, 2] }]]);
+    [["input", { pos: [5, 5] }], ["subject", { pos: [5, 5], vocab: [2, 2] }]]);
   assert.equal(visualAt(all, 0, 0).guessing, false);  // a step without a guess hides nothing
 });
 
