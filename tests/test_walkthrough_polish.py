@@ -228,3 +228,18 @@ def test_a_steps_subject_is_lit_at_normal_zoom(page: Page, live_server, screensh
     assert any(lime(p) for p in band), band  # the halo, just left of the column
     assert not lime(page.evaluate(f"window.__llmviz.readPixels({b['x']}, {b['y']})"))  # the cell's own colour shows
     page.screenshot(path=screenshots / "walkthrough-subject-lit.png")
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_the_legend_and_escape_stay_reachable_while_walking(page: Page, live_server, viewport, screenshots):
+    page.set_viewport_size(viewport)
+    open_view(page, f"{live_server}/?step=5.1")
+    summary = page.locator("#legend-box summary")
+    expect(summary).to_be_visible()  # folded beside the steps
+    expect(page.locator("#legend-box")).not_to_have_attribute("open", "")
+    summary.click()
+    expect(page.locator("#legend .legend-row").first).to_be_visible()
+    expect(page.locator("[data-walk=close]")).to_have_attribute("title", "Close the walkthrough (Esc)")
+    page.screenshot(path=screenshots / f"walkthrough-legend-{'phone' if viewport is PHONE else 'desktop'}.png")
+    page.keyboard.press("Escape")
+    expect(page.locator("#walk")).to_be_hidden()

@@ -37,6 +37,9 @@ export class Walkthrough {
 
   constructor(private panel: HTMLElement, private host: WalkHost) {
     panel.addEventListener("click", (e) => this.onClick(e));
+    const close = this.$<HTMLButtonElement>("[data-walk=close]");
+    close.title = "Close the walkthrough (Esc)";
+    close.setAttribute("aria-keyshortcuts", "Escape");
     this.$<HTMLInputElement>("#walk-time").addEventListener("input", (e) => {
       this.pause();
       this.t = (Number((e.target as HTMLInputElement).value) / 1000) * duration(this.all[this.index].s);
@@ -82,6 +85,10 @@ export class Walkthrough {
    * picture is the step's last frame, exactly as when its animation has played. */
   async open(at: [number, number] = [1, 1], animate = false): Promise<void> {
     this.panel.hidden = false;
+    if (!document.body.classList.contains("walking")) {  // opening: the legend stays, folded, beside the steps
+      const legend = document.querySelector<HTMLDetailsElement>("#legend-box");
+      if (legend) legend.open = false;
+    }
     document.body.classList.add("walking");
     const model = this.host.model(), input = this.host.input();
     if (!this.walk || this.walk.model !== model || (this.walk.input ?? undefined) !== input) {
