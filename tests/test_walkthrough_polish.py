@@ -243,3 +243,12 @@ def test_the_legend_and_escape_stay_reachable_while_walking(page: Page, live_ser
     page.screenshot(path=screenshots / f"walkthrough-legend-{'phone' if viewport is PHONE else 'desktop'}.png")
     page.keyboard.press("Escape")
     expect(page.locator("#walk")).to_be_hidden()
+
+
+def test_a_missing_step_and_a_missing_block_are_both_said(page: Page, live_server):
+    open_view(page, f"{live_server}/?step=5.99&block=no.such.block")
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text("There is no step 5.99")
+    expect(notice).to_contain_text("no.such.block")  # the link's other problem stays said
+    page.keyboard.press("ArrowRight")
+    expect(notice).not_to_contain_text("There is no step")

@@ -10,15 +10,15 @@ import { wholeBox, type Placed } from "./framing";
 import { app, narrow, writeUrl, $ } from "./state";
 import { formatCount } from "./trace";
 
-let said = "";  // a message about what the view was asked for and could not show (a link's missing step)
+const said = new Map<string, string>();  // what the view was asked for and could not show, by who says it
 
 /** The notice under the view: a structure-only model says so, and so does anything set by notify. A new view
  * clears what notify said. */
 export function updateNotice(keep = false) {
-  if (!keep) said = "";
+  if (!keep) said.clear();
   const notice = $<HTMLDivElement>("#notice");
   const bare = app.placed.filter((p) => !p.data.info.model.has_weights).map((p) => p.data.info.model.name);
-  const parts = [said, bare.length
+  const parts = [...said.values(), bare.length
     ? `${bare.join(", ")}: structure only: no weights loaded, so no numbers are shown (${app.state.view === "scale" ? "" : "layout for "}` +
       `${app.placed[0].data.info.n_pos} positions)`
     : ""].filter(Boolean);
@@ -27,10 +27,12 @@ export function updateNotice(keep = false) {
   notice.textContent = parts.join(" · ");
 }
 
-/** Say something in the notice until the next view ("" clears it). */
-export function notify(text: string) {
-  if (text === said) return;
-  said = text;
+/** Say something in the notice until the next view ("" clears it); `from` keeps one sayer's message (the
+ * walkthrough's missing step) from replacing another's (a link's missing block). */
+export function notify(text: string, from = "view") {
+  if ((said.get(from) ?? "") === text) return;
+  if (text) said.set(from, text);
+  else said.delete(from);
   updateNotice(true);
 }
 

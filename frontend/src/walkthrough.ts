@@ -107,7 +107,7 @@ export class Walkthrough {
     this.$<HTMLDivElement>("#walk-note").textContent = this.walk.note;
     this.$<HTMLDivElement>("#walk-note").hidden = !this.walk.note;
     this.go(indexOf(this.all, ...at), animate, false);
-    notify(missingStep(this.all, ...at));  // a link to a step that is not there says so (go cleared the last one)
+    notify(missingStep(this.all, ...at), "walk");  // a link to a step that is not there says so (go cleared the last one)
     requestAnimationFrame(() => (this.panel.dataset.shownMs = performance.now().toFixed(0)));  // since navigation start
   }
 
@@ -120,7 +120,7 @@ export class Walkthrough {
     reveal(null);
     closeTooltip();
     this.travelChip(null);
-    notify("");
+    notify("", "walk");
     this.host.moved(null, true);
   }
 
@@ -129,7 +129,7 @@ export class Walkthrough {
     if (!this.all.length) return;
     this.index = Math.max(0, Math.min(this.all.length - 1, index));
     const p = this.all[this.index];
-    notify("");  // a step was found: whatever a link could not find is old news
+    notify("", "walk");  // a step was found: whatever a link could not find is old news
     deselect();  // a block description pinned before stays no longer than the view it was for
     this.t = animate && !this.reduced ? 0 : duration(p.s);
     this.hold = 0;
