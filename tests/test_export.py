@@ -230,7 +230,8 @@ def test_what_was_not_exported_gets_a_clear_404(nano_export):
                        "writes after it only. Pick a saved input above; to try any input, run llmviz on a computer "
                        "(llmviz serve).")
     assert said[1].startswith("This is not saved in this page")
-    assert said[2].startswith("this page holds generation with the settings it opens with only (temperature 0")
+    assert said[2].startswith("This page holds generation with the panel's first settings only (greedy: temperature 0, "
+                              "seed 0), not temperature 1. Other settings need llmviz serve")
 
 
 def test_the_folder_fits_the_size_budget_and_names_only_itself(nano_export):

@@ -118,6 +118,8 @@ def test_the_kv_cache_view_shows_one_new_query_against_the_cache(page: Page, liv
 
 
 def camera(page: Page) -> list[float]:
+    """Where the camera is, once any flight has ended."""
+    page.wait_for_function("!window.__llmviz.flying()")
     return page.evaluate("window.__llmviz.camera()")
 
 
@@ -125,6 +127,7 @@ def test_reset_returns_the_view_and_the_panel_to_the_prompt(page: Page, live_ser
     """Reset goes back to the view before the first Step (the prompt, the camera), after a setting change too, and
     a Play under way stops: no token is written after it."""
     open_view(page, live_server)
+    camera(page)  # the first view's flight has ended
     page.locator("#view").focus()
     page.keyboard.press("ArrowRight")  # the learner has moved the camera
     before = camera(page)

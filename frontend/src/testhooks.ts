@@ -46,6 +46,8 @@ function hooks(app: typeof App, scene: typeof SceneApi) {
       return { left: Math.min(...xs), right: Math.max(...xs), top: Math.min(...ys), bottom: Math.max(...ys) };
     },
     camera: () => [...app.view!.camera.position.toArray(), ...app.view!.controls.target.toArray()],
+    /** True while a camera flight is under way: wait for false before reading where the camera is. */
+    flying: () => app.view!.flying,
     hoverMs: () => app.hover.lastMs,
     stepMs: () => app.gen?.lastStepMs ?? null,
     highlighted: () => app.highlights.count,

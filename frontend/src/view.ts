@@ -137,6 +137,11 @@ export class View {
     this.flyTo(this.home[0], this.home[1], animate ? 700 : 0);
   }
 
+  /** Whether the camera is flying somewhere (see flyTo): its position is not final yet. */
+  get flying(): boolean {
+    return this.flight !== null;
+  }
+
   /** Move the camera smoothly (ms > 0) or at once to a position looking at a target. */
   flyTo(position: THREE.Vector3, target: THREE.Vector3, ms = 700): void {
     this.onCameraMove();
