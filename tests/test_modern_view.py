@@ -25,6 +25,12 @@ def browser_context_args(browser_context_args):
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
+    yield from serve_tiny_llama(tmp_path_factory)
+
+
+def serve_tiny_llama(tmp_path_factory):
+    """A tiny Llama with grouped-query attention (random weights, no tokenizer), served on a free port: yields
+    (its URL, the model) and stops the server after."""
     import uvicorn
 
     import llmviz

@@ -6,17 +6,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from test_e2e import console_errors, open_view, stats  # noqa: F401
-
-DESKTOP = {"width": 1280, "height": 800}
-
-
-@pytest.fixture
-def browser_context_args(browser_context_args):
-    return {**browser_context_args, "viewport": DESKTOP}
-
-
-def point(page: Page, tensor: str, slab=0, col=0, row=0):
-    return page.evaluate(f"window.__llmviz.blockScreenPoint('{tensor}', {slab}, {col}, {row})")
+from test_learner import DESKTOP, browser_context_args, point  # noqa: F401  (the desktop viewport, a cell's point)
 
 
 def test_a_link_to_a_block_or_cell_the_model_lacks_says_so(page: Page, live_server, screenshots):

@@ -175,29 +175,12 @@ def test_code_fits_its_panel(page: Page, live_server, viewport, screenshots):
 
 @pytest.fixture(scope="module")
 def llama_url(tmp_path_factory):
-    """A served tiny Llama (random weights, no tokenizer), as test_modern_view's."""
+    """A served tiny Llama (random weights, no tokenizer): test_modern_view's."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    import threading
-    import time
+    from test_modern_view import serve_tiny_llama
 
-    import uvicorn
-
-    import llmviz
-    from conftest import _free_port
-    from llmviz.server import create_app
-    from test_modern import save
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    save(folder, "llama-gqa3")
-    model = llmviz.load_model(str(folder))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app([model]), host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", model
-    server.should_exit = True
+    yield from serve_tiny_llama(tmp_path_factory)
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
