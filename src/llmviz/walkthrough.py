@@ -12,8 +12,9 @@ A chapter file:
     @frame hook_embed hook_pos_embed
     @highlight embed.W_E[{{id 0}}]
 
-`# ` starts the chapter (its title); `stage:` names its place on the walkthrough's map; each `## ` starts a
-step. In a step, a line starting with `@` is an action; every other line is Markdown text (paragraphs,
+`# ` starts the chapter (its title); `stage:` names its place on the walkthrough's map (chapters in a row with
+one stage share its place; titles and places are each named once, for what they teach; both may hold templates,
+such as {{norm_name}}); each `## ` starts a step. In a step, a line starting with `@` is an action; every other line is Markdown text (paragraphs,
 `- ` lists, **bold**, *italics*, `code`).
 
 Templates, `{{...}}`, in text and in actions:
@@ -48,7 +49,8 @@ Actions (each takes about a second; a step runs its actions in order after a sho
     @add NAME                a residual add: the two inputs and the sum
     @travel                  the predicted token travels from the output back to the input
     @tooltip CELL            the tooltip of this cell opens
-    @code OP                 the project's own numpy code for this op
+    @code OP                 this op's code: its plain version (Op.plain: a few lines of plain numpy for one
+                             example; null when it has none) and the project's own numpy forward behind it
     @guess CELL              try it: the learner guesses where this row is largest, then sees it
     @only KEY=VALUE          the step is for models of this kind only: norm=layer|rms, positions=learned|rotary,
                              mlp=plain|gated, kv=full|grouped, tokens=characters|pieces (its vocabulary),
@@ -372,8 +374,9 @@ def action(ctx: Context, line: str) -> dict:
         op = args[0] if len(args) == 1 else ""
         if op not in OPS:
             raise ValueError(f"@code takes one op: one of {', '.join(OPS)}")
-        return {"type": "code", "op": op, "source": inspect.getsource(OPS[op].forward),
-                "file": inspect.getsourcefile(OPS[op].forward).split("llmviz/", 1)[-1]}
+        fn = inspect.unwrap(OPS[op].forward)  # a rowwise op's own function, not its wrapper's (ops/rows.py)
+        return {"type": "code", "op": op, "plain": OPS[op].plain, "source": inspect.getsource(fn),
+                "file": inspect.getsourcefile(fn).split("llmviz/", 1)[-1]}
     if word == "travel":  # from the last position's probabilities to the end of the input
         out, into = ctx.graph.names()[-1], ctx.graph.names("input")[0]
         return {"type": "travel", "token": ctx.model.token_strs([ctx.trace.predicted_ids[-1]])[0],
@@ -455,7 +458,7 @@ def compile_chapters(model, trace=None, folder: Path = CHAPTERS) -> dict:
             except _LineError as e:
                 raise WalkthroughError(f"{ch.file.name}:{e.line}: {e}") from None
         if steps:
-            out.append({"number": number, "title": fill(ctx, ch.title), "stage": ch.stage, "file": ch.file.name,
+            out.append({"number": number, "title": fill(ctx, ch.title), "stage": fill(ctx, ch.stage), "file": ch.file.name,
                         "steps": steps})
     note = ("" if trace is not None else
             f"{model.name} is structure only: the {dropped} steps that need its numbers are left out")

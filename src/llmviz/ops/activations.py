@@ -48,7 +48,8 @@ def _gelu_tanh64(x):
 GELU = Op(
     'gelu', '0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))',
     "GPT-2's smooth ReLU-like activation.",
-    gelu, curve_explainer("GELU", _gelu_tanh64), label='GELU')
+    gelu, curve_explainer("GELU", _gelu_tanh64), label='GELU',
+    plain='y = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))')
 
 
 def gelu_erf(x):
@@ -84,7 +85,7 @@ def relu(x):
 RELU = Op(
     'relu', 'max(0, x)',
     'Keep positive values, zero the rest.',
-    relu, curve_explainer("ReLU", lambda x: np.maximum(x, 0.0)), label='ReLU')
+    relu, curve_explainer("ReLU", lambda x: np.maximum(x, 0.0)), label='ReLU', plain='y = np.maximum(x, 0)')
 
 
 def silu(x):
@@ -95,7 +96,7 @@ def silu(x):
 SILU = Op(
     'silu', 'x / (1 + exp(−x))',
     'SiLU (swish) activation.',
-    silu, curve_explainer("SiLU", silu), label='SiLU')
+    silu, curve_explainer("SiLU", silu), label='SiLU', plain='y = x / (1 + np.exp(-x))')
 
 
 def mul(a, b):
@@ -113,4 +114,4 @@ def explain_mul(trace, t, at, value):
 
 
 MUL = Op('mul', 'gate × up', "A gated MLP's product: the activated gate scales the up projection, unit by unit.",
-         mul, explain_mul)
+         mul, explain_mul, plain='y = gate * up  # unit by unit')

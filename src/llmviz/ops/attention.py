@@ -60,7 +60,12 @@ def explain_attn_scores(trace, t, at, value):
 ATTN_SCORES = Op(
     'attn_scores', 'q · k / √A, −∞ for future keys',
     'Dot product of each query with each earlier key, scaled; future keys are masked.',
-    attn_scores, explain_attn_scores)
+    attn_scores, explain_attn_scores, plain=(
+        "# q, k: one head's queries and keys, one row per position\n"
+        'd_head = q.shape[-1]\n'
+        'scores = q @ k.T / np.sqrt(d_head)\n'
+        'future = np.triu(np.ones(scores.shape, bool), k=1)  # a key after its query\n'
+        'scores[future] = -np.inf'))
 
 
 def weighted_sum(pattern, v, kv_group=1):
@@ -91,7 +96,9 @@ def explain_weighted_sum(trace, t, at, value):
 WEIGHTED_SUM = Op(
     'weighted_sum', 'Σ p · v',
     'Mix the value vectors, weighted by the attention pattern.',
-    weighted_sum, explain_weighted_sum)
+    weighted_sum, explain_weighted_sum, plain=(
+        "# p: one head's attention pattern, v: its values, one row per position\n"
+        'z = p @ v'))
 
 
 def _kv_head(t, h):

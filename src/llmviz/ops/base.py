@@ -3,7 +3,9 @@
 An op holds, in one place: its formula and one sentence (shown in the view), its numpy forward (the graph's
 inputs in order, plus its attributes; one float32 array back, with the axes the graph declares), how to
 explain one number it computed (the formula with the real numbers, a result recomputed in float64, and the
-cells it came from), and, where it has one, a short label or a symbol for the view.
+cells it came from), where it has one, a short label or a symbol for the view, and, where it has one, its plain
+version: a few lines of plain numpy that compute the same thing for one example (the walkthrough's code box shows
+them first, the real forward behind them; tests/test_ops_plain.py runs them against the forward).
 
 An explanation has a second copy in frontend/src/explain.ts, which a static export (llmviz export) runs in the
 page: change both, and tests/test_export.py checks that they still agree, text for text.
@@ -31,6 +33,7 @@ class Op:
     explain: Callable[..., dict]  # (trace, tensor spec, index by axis, value) -> text, result, rows, sources, ...
     symbol: str | None = None  # drawn where the op's inputs meet (the residual add's +)
     label: str | None = None  # a short name (an activation's: GELU)
+    plain: str | None = None  # the op for one example in plain numpy, for a newcomer; its last line assigns the result
 
     def __call__(self, *inputs, **attrs) -> np.ndarray:
         return self.forward(*inputs, **attrs)

@@ -67,7 +67,10 @@ def explain_ln_normalize(trace, t, at, value):
 LN_NORMALIZE = Op(
     'ln_normalize', '(x − μ) / σ',
     'Centre and scale each vector to mean 0, variance 1.',
-    ln_normalize, explain_ln_normalize)
+    ln_normalize, explain_ln_normalize, plain=(
+        "mu = x.mean()  # x: one position's vector\n"
+        'sigma = np.sqrt(((x - mu) ** 2).mean() + eps)\n'
+        'x_hat = (x - mu) / sigma'))
 
 
 def ln_affine(normalized, w, b=None):
@@ -98,7 +101,8 @@ def explain_ln_affine(trace, t, at, value):
             "sources": sources}
 
 
-LN_AFFINE = Op('ln_affine', 'x̂ · γ + β', "Apply the layer norm's learned gain and bias.", ln_affine, explain_ln_affine)
+LN_AFFINE = Op('ln_affine', 'x̂ · γ + β', "Apply the layer norm's learned gain and bias.", ln_affine, explain_ln_affine,
+    plain='y = gamma * x_hat + beta  # one gain and one bias per number (RMSNorm: no beta)')
 
 
 def rms_scale(x, eps):
@@ -137,4 +141,6 @@ def explain_rms_normalize(trace, t, at, value):
 
 
 RMS_NORMALIZE = Op(
-    'rms_normalize', 'x / s', 'Scale each vector to a root mean square of 1.', rms_normalize, explain_rms_normalize)
+    'rms_normalize', 'x / s', 'Scale each vector to a root mean square of 1.', rms_normalize, explain_rms_normalize, plain=(
+        "s = np.sqrt((x ** 2).mean() + eps)  # x: one position's vector\n"
+        'x_hat = x / s'))

@@ -89,4 +89,7 @@ def explain_softmax(trace, t, at, value):
 SOFTMAX = Op(
     'softmax', 'exp(x − m) / s',
     "Turn one query's scores (a row of the pattern), or one position's logits (a column of the probabilities), into probabilities that sum to 1.",
-    softmax, explain_softmax)
+    softmax, explain_softmax, plain=(
+        'm = x.max(-1, keepdims=True)  # x: one row of scores or logits\n'
+        'e = np.exp(x - m)\n'
+        'p = e / e.sum(-1, keepdims=True)'))
