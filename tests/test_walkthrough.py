@@ -263,3 +263,86 @@ def test_probabilities_are_printed_as_the_readout_prints_them(nano):
     assert "100.0%" not in str(steps)
     weight = float(trace["blocks.0.attn.hook_pattern"][0, 5, 0])
     assert f"gives {percent(weight)} of its attention" in steps["Softmax: scores become weights"][0]["text"]
+
+
+# ---- Issue #20, craft and a real why: names, colours, the why at each chapter's end ----
+
+def map_of(w) -> list[str]:
+    """The walkthrough's map, as the view draws it: chapters in a row with one stage share its place."""
+    stages: list[str] = []
+    for c in w["chapters"]:
+        if not stages or stages[-1] != c["stage"]:
+            stages.append(c["stage"])
+    return stages
+
+
+@pytest.mark.parametrize("which", ["nano-gpt", "tiny-llama", "gpt2", "smollm-135m"])
+def test_chapter_titles_and_stages_are_distinct(which, nano):
+    model = nano if which == "nano-gpt" else tiny_llama() if which == "tiny-llama" else structure_only(which)
+    trace = model.run("CBABBC" if which == "nano-gpt" else "1 2 3 4 5 6") if model.has_weights else None
+    w = compile_chapters(model, trace)
+    titles, stages = [c["title"] for c in w["chapters"]], map_of(w)
+    assert len(set(titles)) == len(titles), titles
+    assert len(set(stages)) == len(stages), stages  # no place on the map comes twice
+    assert "Layer" not in stages and "Layer" not in titles
+    norm = "RMSNorm" if model.config.norm == "rms" else "Layer norm"
+    by_title = {c["title"]: c["stage"] for c in w["chapters"]}
+    assert by_title[norm] == norm and by_title["The residual stream"] == "The residual stream"
+    assert stages[:5] == ["Overview", "Tokens", "Embedding", norm, "Attention"]
+
+
+def test_the_overview_names_the_colours_of_colors_ts(nano):
+    """The colours the text names are colors.ts's: activations' and weights' pairs, each hue named by its angle."""
+    import colorsys
+
+    ts = (Path(__file__).parent.parent / "frontend" / "src" / "colors.ts").read_text()
+    hexes = {kind: dict(re.findall(r'(negative|positive): "(#[0-9a-f]{6})"', body))
+             for kind, body in re.findall(r"(\w+): \{([^}]*)\}", ts.split("FAMILIES")[1])}
+
+    def hue(h: str) -> str:  # a plain word for a colour's hue (0-360°)
+        r, g, b = (int(h[i:i + 2], 16) / 255 for i in (1, 3, 5))
+        deg = colorsys.rgb_to_hsv(r, g, b)[0] * 360
+        return next(name for top, name in ((10, "red"), (45, "orange"), (70, "yellow"), (160, "green"), (200, "teal"),
+                                          (255, "blue"), (320, "purple"), (360, "red")) if deg < top)
+
+    act, weight = hexes["activation"], hexes["weight"]
+    w = compile_chapters(nano, nano.run("CBABBC"))
+    text = steps_of(w)["How to read the view"][0]["text"]
+    assert (f"for activations (the numbers computed from your input) {hue(act['positive'])} is positive and "
+            f"{hue(act['negative'])} is negative") in text
+    assert f"weights have their own pair, {hue(weight['positive'])} for positive and {hue(weight['negative'])} for negative" in text
+    assert "blue is positive and orange is negative" in text  # colors.ts today
+    assert "White is zero, and the darker a cell, the farther its number is from zero" in text
+
+
+WHY = {  # chapter: the key phrase of the "why" in its last step (for every model and every model kind)
+    1: "at a glance",
+    2: "an id is only an index into the vocabulary",
+    3: "What the embedding's numbers are: learned coordinates",
+    4: "Why normalise at all",
+    5: "the same situation as when it generates",
+    6: "each position can gather from several places at once",
+    7: "Why add rather than replace: a layer only needs to learn a change to the stream",
+    8: "the MLP works on each position alone",
+    9: "Why stack layers at all",
+    10: "choosing one token is a separate step",
+    11: "Why ",
+    12: "grows only with C",
+}
+
+
+@pytest.mark.parametrize("which", ["nano-gpt", "tiny-llama", "gpt2", "smollm-135m"])
+def test_each_chapter_ends_with_its_why(which, nano):
+    model = nano if which == "nano-gpt" else tiny_llama() if which == "tiny-llama" else structure_only(which)
+    trace = model.run("CBABBC" if which == "nano-gpt" else "1 2 3 4 5 6") if model.has_weights else None
+    w = compile_chapters(model, trace)
+    assert [c["number"] for c in w["chapters"]] == list(WHY)
+    for c in w["chapters"]:
+        last = re.sub("<[^>]+>", "", c["steps"][-1]["html"])
+        assert WHY[c["number"]] in last, (which, c["number"], c["steps"][-1]["title"])
+    last = {c["number"]: re.sub("<[^>]+>", "", c["steps"][-1]["html"]) for c in w["chapters"]}
+    grouped = model.config.kv_heads < model.config.n_head
+    assert ("the whole cache is read again for every new token" if grouped else
+            "a position's keys and values never depend on the tokens after it") in last[11]
+    assert ("blue is positive" in last[1]) == (trace is not None)  # colours are for numbers on screen
+    assert f"What each of its {model.config.d_mlp} units responds to is learned, and for most units not known" in last[8]
