@@ -2,7 +2,7 @@
 // shader from one float16 atlas texture. Plus the links between blocks, the section frames and the
 // residual-stream band, each one draw call. Positions and sizes come from the server's layout.
 import * as THREE from "three";
-import { FAMILIES, KINDS, MASKED, STRUCTURE, hexToRgb } from "./colors";
+import { FAMILIES, KINDS, MASKED, STRUCTURE, hexToRgb, type Kind } from "./colors";
 import { framePad, type BlockInfo, type SceneData } from "./scenedata";
 
 const VERTEX = /* glsl */ `
@@ -130,6 +130,8 @@ export interface BuiltModel {
   /** Show only the first `fraction` of a block's cells, row by row or column by column, or of its causal mask
    * (null: all shown). */
   reveal(block: number | null, along?: "rows" | "cols" | "mask", fraction?: number): void;
+  /** Draw these blocks in one palette on one colour scale (a lookup and the row it copies); null: each its own. */
+  restyle(blocks: Map<number, { kind: Kind; scale: number }> | null): void;
   dispose(): void;
 }
 
@@ -225,8 +227,17 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
   mesh.frustumCulled = false; // positions are made in the shader; the scene is one draw call anyway
   const group = new THREE.Group();
   group.add(mesh, links(data, boxes), sectionFrames(data, offsetX));
+  const ownStyle = iStyle.slice();
   return {
     group, slabs, firstInstance, boxes, material,
+    restyle(styled) {
+      iStyle.set(ownStyle);
+      slabs.forEach(({ block }, k) => {
+        const st = styled?.get(block);
+        if (st) iStyle.set([KINDS.indexOf(st.kind), st.scale], k * 4);
+      });
+      (geometry.getAttribute("iStyle") as THREE.BufferAttribute).needsUpdate = true;
+    },
     focus(keep) {
       material.uniforms.uDim.value = keep ? 1 : 0;
       if (keep) slabs.forEach(({ block }, k) => (iFocus[k] = keep.has(block) ? 1 : 0));

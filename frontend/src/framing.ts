@@ -89,3 +89,22 @@ export function sectionAt(sections: Section[], offsetX: number, x: number, y: nu
   around.sort((a, b) => (a.x1 - a.x0) * (a.y0 - a.y1) - (b.x1 - b.x0) * (b.y0 - b.y1));
   return around[0]?.key ?? null;
 }
+
+/** A rectangle on screen, in pixels. */
+export interface Rect { left: number; top: number; right: number; bottom: number }
+
+/** The part of `view` that none of `covers` hides (panels, a toolbar laid over it): each cover that overlaps it cuts
+ * away the side it sits on, whichever cut keeps the most of the view. */
+export function uncovered(view: Rect, covers: Rect[]): Rect {
+  let r = { ...view };
+  for (const c of covers) {
+    if (c.right <= r.left || c.left >= r.right || c.bottom <= r.top || c.top >= r.bottom) continue;
+    const cuts: Rect[] = [
+      { ...r, top: Math.max(r.top, c.bottom) }, { ...r, bottom: Math.min(r.bottom, c.top) },
+      { ...r, left: Math.max(r.left, c.right) }, { ...r, right: Math.min(r.right, c.left) },
+    ];
+    const area = (x: Rect) => Math.max(0, x.right - x.left) * Math.max(0, x.bottom - x.top);
+    r = cuts.reduce((a, b) => (area(b) > area(a) ? b : a));
+  }
+  return r;
+}

@@ -17,11 +17,16 @@ export interface Label {
   charWidth?: number;      // pixels per character, for collisions (default: 12 px text)
   offsetY?: number;        // pixels up (negative) or down from the anchor, whatever the zoom
   height?: number;         // pixels tall, for collisions (default: one line)
+  width?: number;          // pixels wide, for a label that wraps (CSS sets its width); it shows only whole on screen
   data?: Record<string, string>;
   group?: string;          // labels shown all together or not at all (one axis's names: half of them would mislead)
   also?: { size: number; min?: number; max?: number };  // and shown only while `size` world units cover from min
                                                         // up to (not including) max pixels
+  alt?: { anchor: THREE.Vector3; align: "left" | "center" | "right" };  // where else it may go when its place is taken
 }
+
+/** A label of what the walkthrough's step is about wins over every other (and shows however small its block). */
+export const SUBJECT_PRIORITY = 20;
 
 const SHIFT = { left: "0", center: "-50%", right: "-100%" };
 
@@ -29,6 +34,7 @@ export class LabelLayer {
   private labels: Label[] = [];
   private nodes: HTMLDivElement[] = [];
   private tmp = new THREE.Vector3();
+  private subjects: Set<string> | null = null;
   constructor(private root: HTMLElement, private view: View, private maxVisible = 250) {}
 
   set(labels: Label[]): void {
@@ -36,43 +42,87 @@ export class LabelLayer {
     this.update();
   }
 
+  /** The tensors whose labels win every contest while a step is shown (null: none). */
+  focus(tensors: Iterable<string> | null): void {
+    const next = tensors ? new Set(tensors) : null;
+    const same = next?.size === this.subjects?.size && [...(next ?? [])].every((t) => this.subjects?.has(t));
+    if (same) return;
+    this.subjects = next;
+    this.update();
+  }
+
+  private subject(l: Label): boolean {
+    return !!l.data?.tensor && !!this.subjects?.has(l.data.tensor) && l.cls.startsWith("block");
+  }
+
   update(): void {
     const cam = this.view.camera;
-    const h = this.view.canvas.clientHeight, w = this.view.canvas.clientWidth;
+    const h = this.view.canvas.clientHeight, w = this.view.canvas.clientWidth, cw = w, ch = h;
     const perUnit = h / (2 * Math.tan(THREE.MathUtils.degToRad(cam.fov) / 2));
-    const shown: { l: Label; x: number; y: number; px: number }[] = [];
+    type Shown = { l: Label; x: number; y: number; px: number; align: "left" | "center" | "right"; rank: number; alt?: { x: number; y: number } };
+    const shown: Shown[] = [];
     for (const l of this.labels) {
       const dist = this.tmp.copy(l.anchor).sub(cam.position).length();
       const px = (l.worldSize * perUnit) / Math.max(dist, 1e-9);
-      if (px < l.minPixels) continue;
+      const subject = this.subject(l);
+      if (px < l.minPixels && !subject) continue;
       if (l.also) {
         const q = (l.also.size * perUnit) / Math.max(dist, 1e-9);
         if (q < (l.also.min ?? -Infinity) || q >= (l.also.max ?? Infinity)) continue;
       }
       const p = this.view.project(l.anchor, this.tmp);
       if (!p || p.x < -200 || p.x > w + 50 || p.y < -50 || p.y > h + 50) continue;
-      shown.push({ l, x: p.x, y: p.y + (l.offsetY ?? 0), px });
+      const q = l.alt && this.view.project(l.alt.anchor, new THREE.Vector3());
+      shown.push({ l, x: p.x, y: p.y + (l.offsetY ?? 0), px, align: l.align ?? "left", rank: subject ? SUBJECT_PRIORITY : l.priority ?? 0,
+        alt: q ? { x: q.x, y: q.y + (l.offsetY ?? 0) } : undefined });
     }
-    shown.sort((a, b) => (b.l.priority ?? 0) - (a.l.priority ?? 0) || b.px - a.px);
+    shown.sort((a, b) => b.rank - a.rank || b.px - a.px);
     // Largest first; a label that would cover one already placed falls back to its short form, else hides.
     const placed: number[][] = [];
-    const fits = (l: Label, x: number, y: number, text: string) => {
-      const w = text.length * (l.charWidth ?? 6.6) + 6, h = l.height ?? 15, top = l.above ? y - h - 1 : y;
-      const left = l.align === "right" ? x - w : l.align === "center" ? x - w / 2 : x - 2;
-      const r = [left - 2, top, left + w + 4, top + h];  // a little air between neighbours
-      if (placed.some((p) => r[0] < p[2] && p[0] < r[2] && r[1] < p[3] && p[1] < r[3])) return false;
-      placed.push(r);
+    const box = (l: Label, x: number, y: number, text: string, align = l.align, onScreen = l.width !== undefined): number[] | null => {
+      const w = l.width ?? text.length * (l.charWidth ?? 6.6) + 6, h = l.height ?? 15, top = l.above ? y - h - 1 : y;
+      const left = align === "right" ? x - w : align === "center" ? x - w / 2 : x - 2;
+      if (onScreen && (left < 0 || left + w > cw || top < 0 || top + h > ch)) return null;  // never cut off
+      return [left - 2, top, left + w + 4, top + h];  // a little air between neighbours
+    };
+    const free = (r: number[] | null, except?: number[]) =>
+      !!r && !placed.some((p) => p !== except && r[0] < p[2] && p[0] < r[2] && r[1] < p[3] && p[1] < r[3]);
+    // (a label moved to its other place goes there only to be seen: whole on screen)
+    const fits = (l: Label, x: number, y: number, text: string, align = l.align, moved = false) => {
+      const r = box(l, x, y, text, align, moved || l.width !== undefined);
+      if (!free(r)) return false;
+      placed.push(r!);
       return true;
     };
+    const text = (h: string) => h.replace(/<[^>]+>/g, "");
     const kept: typeof shown = [];
+    // The step's subjects first, each in its short form (so a big block's long name cannot crowd out a small
+    // neighbour's); then each grows to its full form where that covers nothing.
+    const subjects = shown.filter((s) => s.rank === SUBJECT_PRIORITY);
+    for (const s of subjects) {
+      const short = { ...s, px: Math.min(s.px, (s.l.fullPixels ?? Infinity) - 1) };
+      const alt = s.alt && s.l.alt ? { x: s.alt.x, y: s.alt.y, align: s.l.alt.align } : null;
+      if (fits(s.l, s.x, s.y, text(s.l.compact ?? s.l.html))) kept.push(short);
+      else if (alt && fits(s.l, alt.x, alt.y, text(s.l.compact ?? s.l.html), alt.align, true)) kept.push({ ...short, ...alt });
+    }
+    kept.forEach((k, i) => {  // (each subject's box is placed[i])
+      const s = subjects.find((x) => x.l === k.l)!;
+      const grown = s.l.compact !== undefined && s.px >= (s.l.fullPixels ?? Infinity) ? box(s.l, k.x, k.y, text(s.l.html), k.align) : null;
+      if (grown && free(grown, placed[i])) {
+        placed[i] = grown;
+        kept[i] = { ...k, px: s.px };
+      }
+    });
     for (const s of shown) {
+      if (s.rank === SUBJECT_PRIORITY) continue;
       if (kept.length >= this.maxVisible) break;
       const full = s.l.compact === undefined || s.px >= (s.l.fullPixels ?? Infinity);
-      const text = (h: string) => h.replace(/<[^>]+>/g, "");
+      const short = { ...s, px: Math.min(s.px, (s.l.fullPixels ?? Infinity) - 1) };
+      const alt = s.alt && s.l.alt ? { x: s.alt.x, y: s.alt.y, align: s.l.alt.align } : null;
       if (full && fits(s.l, s.x, s.y, text(s.l.html))) kept.push(s);
-      else if (s.l.compact !== undefined && fits(s.l, s.x, s.y, text(s.l.compact))) {
-        kept.push({ ...s, px: Math.min(s.px, (s.l.fullPixels ?? Infinity) - 1) });
-      }
+      else if (s.l.compact !== undefined && fits(s.l, s.x, s.y, text(s.l.compact))) kept.push(short);
+      // Its place taken: the other end of what it names (a block's top-right corner), in its short form.
+      else if (alt && fits(s.l, alt.x, alt.y, text(s.l.compact ?? s.l.html), alt.align, true)) kept.push({ ...short, ...alt });
     }
     // A group (an axis's names) shows whole or not at all: every other token would read as half as many.
     const count = (list: typeof shown) => list.reduce((m, s) => (s.l.group ? m.set(s.l.group, (m.get(s.l.group) ?? 0) + 1) : m),
@@ -89,6 +139,7 @@ export class LabelLayer {
       const s = shown[i];
       if (!s) {
         node.style.display = "none";
+        node.dataset.tensor = "";  // a hidden label names nothing
         return;
       }
       const html = s.l.compact !== undefined && s.px < (s.l.fullPixels ?? Infinity) ? s.l.compact : s.l.html;
@@ -101,7 +152,7 @@ export class LabelLayer {
       node.dataset.axis = s.l.data?.axis ?? "";
       node.dataset.position = s.l.data?.position ?? "";
       node.style.display = "";
-      node.style.transform = `translate(${Math.round(s.x)}px, ${Math.round(s.y)}px) translateX(${SHIFT[s.l.align ?? "left"]})`;
+      node.style.transform = `translate(${Math.round(s.x)}px, ${Math.round(s.y)}px) translateX(${SHIFT[s.align]})`;
     });
   }
 }

@@ -1,8 +1,8 @@
 // The scene's public API: place models, find and frame their blocks, pick the cell under a point.
 import * as THREE from "three";
 import { buildModel, pick, slabGeometry } from "./blocks";
-import { regionRects } from "./highlight";
-import { allBox, withTitles, type Placed, type Screen } from "./framing";
+import { HALO, regionRects } from "./highlight";
+import { allBox, uncovered, withTitles, type Placed, type Rect, type Screen } from "./framing";
 import { hideTooltip, showExplanation, unpin } from "./hover";
 import { sceneLabels } from "./scenelabels";
 import { type BlockInfo, type SceneData } from "./scenedata";
@@ -82,13 +82,46 @@ export function cellScreenPoint(c: CellRef): { x: number; y: number } | null {
 // ---- What the walkthrough (and any caller) drives: frame, highlight, reveal, where a cell is ----
 
 /** The camera pose that frames these tensors' blocks (null: none of them is drawn). */
-export function framingOf(tensors: string[], margin = 1.3): [THREE.Vector3, THREE.Vector3] | null {
+export function framingOf(tensors: string[], margin = 1.3, regions: Region[] = []): [THREE.Vector3, THREE.Vector3] | null {
   const box = new THREE.Box3();
   for (const t of tensors) {
     const hit = findBlock(t);
     if (hit) box.union(hit.placed.built.boxes[hit.block]);
   }
-  return box.isEmpty() ? null : app.view!.framing(box, margin);
+  for (const r of regions) {  // and the cells lit on other blocks (a weight's one column, say), not those blocks whole
+    const hit = drawnBlock(r.tensor);
+    for (const rect of hit ? regionRects(hit.block, r) : []) {
+      box.expandByPoint(new THREE.Vector3(rect.x + hit!.offsetX - HALO, rect.y + HALO, rect.z));
+      box.expandByPoint(new THREE.Vector3(rect.x + hit!.offsetX + rect.w + HALO, rect.y - rect.h - HALO, rect.z - 1));
+    }
+  }
+  return box.isEmpty() ? null : app.view!.framing(box, margin, undefined, freeRect());
+}
+
+/** The part of the canvas (its own pixels) that nothing laid over it hides: the toolbar, the legend, and the
+ * walkthrough's panel or sheet wherever it sits over the view. */
+export function freeRect(): Rect {
+  const c = app.view!.canvas.getBoundingClientRect();
+  const covers = ["#toolbar", "#legend", "#walk"].map((s) => document.querySelector<HTMLElement>(s))
+    .filter((e): e is HTMLElement => !!e && !e.hidden && e.offsetParent !== null).map((e) => e.getBoundingClientRect())
+    .map((r) => ({ left: r.left - c.left, top: r.top - c.top - 4, right: r.right - c.left, bottom: r.bottom - c.top + 4 }));
+  return uncovered({ left: 0, top: 0, right: c.width, bottom: c.height }, covers);
+}
+
+/** The tensors whose block labels win every contest for a place on screen (the walkthrough's subjects; null: none). */
+export function labelSubjects(tensors: string[] | null) {
+  app.labels?.focus(tensors);
+}
+
+/** Draw these tensors' blocks on one colour scale (the largest of theirs) in the activations' palette, so the same
+ * number has the same colour in each (null: each block its own scale and palette). */
+export function shareScale(tensors: string[] | null) {
+  for (const p of app.placed) {
+    const blocks = (tensors ?? []).map((t) => p.data.info.blocks.findIndex((b) => b.tensor === t)).filter((i) => i >= 0);
+    const scale = Math.max(0, ...blocks.map((i) => p.data.info.blocks[i].scale));
+    p.built.restyle(blocks.length > 1 ? new Map(blocks.map((i) => [i, { kind: "activation" as const, scale }])) : null);
+  }
+  app.view!.requestRender();
 }
 
 /** Put the camera here at once. */

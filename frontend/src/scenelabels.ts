@@ -46,7 +46,8 @@ export function sceneLabels(data: SceneData, offsetX: number, titleRow = 0): Lab
     const priority = input ? PRIORITY.input : b.kind === "weight" ? PRIORITY.weight : PRIORITY.block;
     out.push({ anchor: v3(x, input ? b.y - b.rows - 0.3 : b.y + 0.3, b.z), worldSize: Math.max(width, b.rows, 1.5),
       minPixels: input ? 0 : 14, compact: short, fullPixels: 110, html: `${short} ${shapeHtml(data, b)}${sampled}`,
-      cls: `block kind-${b.kind}`, above: !input, priority, data: { tensor: b.tensor } });
+      cls: `block kind-${b.kind}`, above: !input, priority, data: { tensor: b.tensor },
+      alt: input ? undefined : { anchor: v3(x + width, b.y + 0.3, b.z), align: "right" } });
     if (b.residual && !input && !residualLabelled) {  // once: the centre column is one stream
       residualLabelled = true;
       out.push({ anchor: v3(x - 1.2, b.y - b.rows / 2, b.z), worldSize: b.rows, minPixels: 30, align: "right",
@@ -86,7 +87,9 @@ export function sceneLabels(data: SceneData, offsetX: number, titleRow = 0): Lab
       also: room === null ? undefined : { size: room, min: s.parent ? PART_GAP : SECTION_LINE } });
     if (!s.parent && room !== null) {
       out.push({ ...base, anchor: v3(s.x0 + offsetX - framePad(info.sections, s) - 1, s.y0 + framePad(info.sections, s), 1),
-        cls: `${cls} beside`, align: "right", also: { size: room, max: SECTION_LINE } });
+        cls: `${cls} beside`, align: "right", also: { size: room, max: SECTION_LINE },
+        // (its corner taken, by the input's label above the first layer, say: halfway down its frame's side)
+        alt: { anchor: v3(s.x0 + offsetX - framePad(info.sections, s) - 1, (s.y0 + s.y1) / 2, 1), align: "right" } });
     }
   }
   const tok = info.blocks.find((b) => b.kind === "input");
@@ -163,7 +166,9 @@ function predictionLabels(data: SceneData, offsetX: number, out: Label[]) {
       cls: `token predicted${next ? " next" : " given"}`, priority: next ? PRIORITY.prediction : PRIORITY.detail,
       charWidth: 9.5, data: { tensor: out_.tensor, position: String(i) } });
   });
+  // Beside the predictions, else (the view's edge or another label in the way) centred under them; 17em of 11px text, 4 lines.
   out.push({ anchor: v3(out_.x + offsetX + out_.cols + 1, y, 0), worldSize: out_.cols, minPixels: 40,
     html: "only the last position predicts the next token; the grey ones predict tokens the input already gives",
-    cls: "prediction-note", priority: PRIORITY.detail });
+    cls: "prediction-note", priority: PRIORITY.detail, width: 190, height: 58,
+    alt: { anchor: v3(out_.x + offsetX + out_.cols / 2, y - 1.4, 0), align: "center" } });
 }

@@ -45,6 +45,17 @@ function hooks(app: typeof App, scene: typeof SceneApi) {
       const xs = pts.map((p) => p!.x + r.left), ys = pts.map((p) => p!.y + r.top);
       return { left: Math.min(...xs), right: Math.max(...xs), top: Math.min(...ys), bottom: Math.max(...ys) };
     },
+    /** A block's screen rectangle (client pixels): its bounding box's eight corners projected. */
+    blockScreenRect: (tensor: string) => {
+      const hit = findBlock(tensor);
+      if (!hit) return null;
+      const b = hit.placed.built.boxes[hit.block], r = app.view!.canvas.getBoundingClientRect();
+      const pts = [b.min.x, b.max.x].flatMap((x) => [b.min.y, b.max.y].flatMap((y) => [b.min.z, b.max.z]
+        .map((z) => app.view!.project(b.min.clone().set(x, y, z)))));
+      if (pts.some((p) => !p)) return null;
+      const xs = pts.map((p) => p!.x + r.left), ys = pts.map((p) => p!.y + r.top);
+      return { left: Math.min(...xs), right: Math.max(...xs), top: Math.min(...ys), bottom: Math.max(...ys) };
+    },
     camera: () => [...app.view!.camera.position.toArray(), ...app.view!.controls.target.toArray()],
     /** True while a camera flight is under way: wait for false before reading where the camera is. */
     flying: () => app.view!.flying,

@@ -180,13 +180,26 @@ export class View {
   }
 
   /** A camera that shows the box whole, seen from the front, a little from the right and above. */
-  framing(box: THREE.Box3, margin = 1.15, camera = this.camera): [THREE.Vector3, THREE.Vector3] {
+  framing(box: THREE.Box3, margin = 1.15, camera = this.camera, free?: { left: number; top: number; right: number; bottom: number }):
+    [THREE.Vector3, THREE.Vector3] {
     const size = box.getSize(new THREE.Vector3()), center = box.getCenter(new THREE.Vector3());
     const fov = THREE.MathUtils.degToRad(camera.fov);
-    const fitH = size.y / 2 / Math.tan(fov / 2), fitW = size.x / 2 / Math.tan(fov / 2) / camera.aspect;
+    // free: the part of the canvas (its own pixels) the box must fit in, when panels or a toolbar cover the rest.
+    const W = this.canvas.clientWidth || 1, H = this.canvas.clientHeight || 1;
+    const fw = free ? Math.max(1, free.right - free.left) / W : 1, fh = free ? Math.max(1, free.bottom - free.top) / H : 1;
+    const fitH = size.y / 2 / Math.tan(fov / 2) / fh, fitW = size.x / 2 / Math.tan(fov / 2) / camera.aspect / fw;
     const dist = Math.max(fitH, fitW, 5) * margin + size.z;
     const dir = new THREE.Vector3(0.12, 0.08, 1).normalize();
-    return [center.clone().addScaledVector(dir, dist), center];
+    const target = center.clone();
+    if (free) {  // the box's centre at the free part's centre: move camera and target together, across the view
+      const perPixel = (2 * dist * Math.tan(fov / 2)) / H;
+      const ox = (free.left + free.right) / 2 - W / 2, oy = (free.top + free.bottom) / 2 - H / 2;
+      const forward = dir.clone().negate();
+      const right = forward.clone().cross(new THREE.Vector3(0, 1, 0)).normalize();
+      const up = right.clone().cross(forward).normalize();
+      target.addScaledVector(right, -ox * perPixel).addScaledVector(up, oy * perPixel);
+    }
+    return [target.clone().addScaledVector(dir, dist), target];
   }
 
   /** Pan by a fraction of the view (keyboard). */

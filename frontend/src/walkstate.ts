@@ -15,7 +15,8 @@ export type WalkAction =
   | { type: "mask"; tensor: string }
   | { type: "add"; tensor: string; inputs: string[] }
   | { type: "travel"; token: string; from: Region; to: Region }
-  | { type: "code"; op: string; source: string; file: string }
+  // plain: the op written for a newcomer (null or absent: only the real source is shown)
+  | { type: "code"; op: string; plain?: string | null; source: string; file: string }
   | { type: "guess"; row: Region; answer: number; axis: string; choices: { i: number; name: string }[] };
 
 export interface WalkStep { title: string; html: string; actions: WalkAction[]; tensors: string[] }
@@ -55,6 +56,13 @@ export function missingStep(all: Place[], chapter: number, step: number): string
   return `There is no chapter ${chapter}: this walkthrough has ${list}. ${showing}`;
 }
 
+/** How far the timeline moves in one animation frame: the real time since the last frame (times the speed), so a
+ * slow frame (a software GPU draws a few a second) does not stretch the step beyond its duration; at most a second,
+ * so a page hidden for a while does not jump to the end. */
+export function advance(lastMs: number, nowMs: number, speed: number): number {
+  return Math.min(1, Math.max(0, (nowMs - lastMs) / 1000)) * speed;
+}
+
 export function duration(s: WalkStep): number {
   return PAUSE + Math.max(1, s.actions.length) * SLOT;
 }
@@ -72,13 +80,23 @@ export function progress(t: number, k: number): number {
   return clamp01((t - PAUSE - k * SLOT) / SLOT);
 }
 
+/** The step whose @frame holds at the end of step `index`: itself, else the last one before it with a @frame. */
+function framingStep(all: Place[], index: number): number | null {
+  for (let i = index; i >= 0; i--) if (all[i].s.actions.some((a) => a.type === "frame")) return i;
+  return null;
+}
+
 /** The tensors framed at the end of step `index`: its own @frame, else the last one before it (null: none yet). */
 export function framedAt(all: Place[], index: number): string[] | null {
-  for (let i = index; i >= 0; i--) {
-    const f = [...all[i].s.actions].reverse().find((a) => a.type === "frame");
-    if (f && f.type === "frame") return f.tensors;
-  }
-  return null;
+  const i = framingStep(all, index);
+  const f = i === null ? undefined : [...all[i].s.actions].reverse().find((a) => a.type === "frame");
+  return f && f.type === "frame" ? f.tensors : null;
+}
+
+/** The cells the framing step lights by its end (the camera keeps them in view beside the framed blocks). */
+export function framedRegionsAt(all: Place[], index: number): Region[] {
+  const i = framingStep(all, index);
+  return i === null ? [] : visualAt(all, i, duration(all[i].s), true, true).regions;
 }
 
 export interface Card { kind: "dot" | "softmax" | "code" | "mask" | "add" | "guess"; action: WalkAction; p: number }
@@ -92,6 +110,21 @@ export interface Visual {
   travel: { token: string; from: Region; to: Region; p: number } | null;
   /** A guess is asked and not yet answered: nothing on screen may give its answer away. */
   guessing: boolean;
+  /** A lookup and the weight it copies a row of, drawn on one colour scale in one palette (null: each its own). */
+  sameScale: { weight: string; copy: string } | null;
+}
+
+/** The lookups: an activation that is a row of a weight, picked by the token (or position) at each position. */
+export const LOOKUPS: Record<string, string> = { hook_embed: "embed.W_E", hook_pos_embed: "pos_embed.W_pos" };
+
+/** The step shows a lookup as a copy (it lights the weight's row and the activation together): draw both alike. */
+export function lookupOf(step: WalkStep): { weight: string; copy: string } | null {
+  for (const a of step.actions) {
+    if (a.type !== "highlight") continue;
+    const lit = new Set(a.regions.map((r) => r.tensor));
+    for (const [copy, weight] of Object.entries(LOOKUPS)) if (lit.has(copy) && lit.has(weight)) return { weight, copy };
+  }
+  return null;
 }
 
 const lit = (r: Region): Region => ({ ...r, role: "input" });  // filled: what a sum reads, or a guess's row, hidden
@@ -109,7 +142,7 @@ export function cellOf(row: Region, axis: string, i: number): Region {
 export function visualAt(all: Place[], index: number, t: number, reduced = false, answered = false): Visual {
   const step = all[index].s;
   const v: Visual = { camera: { from: index > 0 ? framedAt(all, index - 1) : null, to: framedAt(all, index), p: 1 },
-    regions: [], reveal: null, cards: [], tooltip: null, travel: null, guessing: false };
+    regions: [], reveal: null, cards: [], tooltip: null, travel: null, guessing: false, sameScale: lookupOf(step) };
   step.actions.forEach((a, k) => {
     const p = reduced ? 1 : progress(t, k);
     if (a.type === "frame") {
@@ -174,4 +207,14 @@ export function termsShown(n: number, p: number): number {
 /** The softmax's phase at progress p: the scores and their max, then exp(x − max), then the sum, then ÷ sum. */
 export function softmaxPhase(p: number): 0 | 1 | 2 | 3 {
   return p < 0.25 ? 0 : p < 0.5 ? 1 : p < 0.75 ? 2 : 3;
+}
+
+/** The tensors a step is about at this moment: those it frames, lights, reveals or explains. Their labels show and
+ * the camera keeps them in view. */
+export function subjectsOf(v: Visual): string[] {
+  const out = new Set<string>(v.camera.to ?? []);
+  for (const r of v.regions) out.add(r.tensor);
+  if (v.reveal) out.add(v.reveal.tensor);
+  if (v.tooltip) out.add(v.tooltip.cell.tensor);
+  return [...out];
 }

@@ -5,10 +5,11 @@ import { fetchWalkthrough } from "./api";
 import { FAMILIES, type Kind } from "./colors";
 import { escapeHtml as esc } from "./html";
 import { deselect, notify } from "./panels";
-import { closeTooltip, framingOf, highlight, openTooltip, regionScreenPoint, reveal, setCamera } from "./scene";
+import { closeTooltip, findBlock, framingOf, highlight, labelSubjects, openTooltip, regionScreenPoint, reveal, setCamera, shareScale } from "./scene";
+import { codeCard } from "./codecard";
 import { num } from "./tooltip";
 import {
-  duration, indexOf, missingStep, places, softmaxPhase, termsShown, visualAt, type Card, type Place, type Visual, type Walk,
+  advance, duration, framedRegionsAt, indexOf, missingStep, places, softmaxPhase, subjectsOf, termsShown, visualAt, type Card, type Place, type Visual, type Walk,
 } from "./walkstate";
 
 export interface WalkHost {
@@ -60,6 +61,9 @@ export class Walkthrough {
     panel.addEventListener("pointerout", (e) => {
       if ((e.target as HTMLElement).closest(".term[data-tensor]") && this.active) this.apply();
     });
+    // The view resized (the panel opened, a phone turned): frame the step again for the new shape.
+    const stage = document.querySelector("#view")?.parentElement;
+    if (stage) new ResizeObserver(() => this.active && this.apply()).observe(stage);
     document.addEventListener("llmviz:hover", (e) => {
       const tensor = (e as CustomEvent<string | null>).detail;
       for (const t of panel.querySelectorAll<HTMLElement>(".term[data-tensor]")) t.classList.toggle("lit", t.dataset.tensor === tensor);
@@ -118,6 +122,8 @@ export class Walkthrough {
     document.body.classList.remove("walking", "guessing");
     highlight(null);
     reveal(null);
+    shareScale(null);
+    labelSubjects(null);
     closeTooltip();
     this.travelChip(null);
     notify("", "walk");
@@ -182,7 +188,7 @@ export class Walkthrough {
 
   private tick(now: number): void {
     if (!this.playing || !this.active) return;
-    const dt = Math.min(0.1, (now - this.last) / 1000) * this.speed;
+    const dt = advance(this.last, now, this.speed);
     this.last = now;
     const end = duration(this.all[this.index].s);
     if (this.t < end) {
@@ -215,9 +221,11 @@ export class Walkthrough {
       const v = visualAt(this.all, this.index, this.t, this.reduced, this.guessed.has(this.key()));
       this.camera(v);
       highlight(v.regions);
+      shareScale(v.sameScale && [v.sameScale.weight, v.sameScale.copy]);  // a lookup: the same numbers, the same colours
+      labelSubjects(subjectsOf(v));  // what the step frames or lights is named, whatever else wants the place
       document.body.classList.toggle("guessing", v.guessing);  // the scene's "→ A next" waits for the guess too
       reveal(v.reveal?.tensor ?? null, v.reveal?.along, v.reveal?.fraction);
-      this.cards(v.cards);
+      this.cards(v.cards, v.sameScale);
       if (!v.tooltip || !openTooltip(v.tooltip.explain, v.tooltip.cell)) closeTooltip();
       this.travelChip(v.travel);
       const time = this.$<HTMLInputElement>("#walk-time");
@@ -228,9 +236,11 @@ export class Walkthrough {
   }
 
   private camera(v: Visual): void {
-    const to = v.camera.to && framingOf(v.camera.to);
+    // The framed blocks whole, and the cells their step lights elsewhere (a weight's column, μ beside the rows).
+    const to = v.camera.to && framingOf(v.camera.to, 1.3, framedRegionsAt(this.all, this.index));
     if (!to) return;
-    const from = (v.camera.from && framingOf(v.camera.from)) || to;
+    const same = v.camera.from === v.camera.to;
+    const from = (!same && v.camera.from && framingOf(v.camera.from, 1.3, framedRegionsAt(this.all, this.index - 1))) || to;
     const p = v.camera.p;
     setCamera(from[0].clone().lerp(to[0], p), from[1].clone().lerp(to[1], p));
   }
@@ -270,10 +280,21 @@ export class Walkthrough {
       .join('<span class="walk-arrow" aria-hidden="true">→</span>');
   }
 
-  private cards(cards: Card[]): void {
-    const html = cards.map((c) => this.card(c)).join("");
+  private cards(cards: Card[], same: Visual["sameScale"]): void {
+    const html = (same ? `<div class="walk-card walk-same">${this.named(same.copy)} is a copy of a row of ${this.named(same.weight)}: both are
+      drawn here in one palette on one colour scale, so the same number has the same colour</div>` : "") + cards.map((c) => this.card(c)).join("");
     const box = this.$<HTMLDivElement>("#walk-card");
-    if (box.innerHTML !== html) box.innerHTML = html;
+    // Compared with what was last written, not with innerHTML: an unfolded <details> (open="") stays open.
+    if (box.dataset.html !== html) {
+      box.innerHTML = html;
+      box.dataset.html = html;
+    }
+  }
+
+  /** A tensor as the scene labels it (its block's short name). */
+  private named(tensor: string): string {
+    const hit = findBlock(tensor);
+    return `<b>${esc(hit ? hit.placed.data.info.blocks[hit.block].short : tensor)}</b>`;
   }
 
   private card(c: Card): string {
@@ -302,7 +323,7 @@ export class Walkthrough {
         <div class="walk-phases">${steps.map((s, i) => `<span class="${i <= phase ? "on" : ""}">${s}</span>`).join(" → ")}</div>
         <table><tr><th></th><th>x</th><th>exp(x − max)</th><th>p</th></tr>${rows.join("")}</table></div>`;
     }
-    if (a.type === "code") return `<div class="walk-card"><b>the code</b> (llmviz/${esc(a.file)})<pre><code>${esc(a.source)}</code></pre></div>`;
+    if (a.type === "code") return codeCard(a);
     if (a.type === "mask") return `<div class="walk-card">future keys: −∞, hatched grey; their attention will be 0</div>`;
     if (a.type === "add") return `<div class="walk-card">${a.inputs.map((x) => `<code>${esc(x)}</code>`).join(" + ")}${
       c.p >= 0.5 ? ` = <code>${esc(a.tensor)}</code>` : ""}</div>`;
