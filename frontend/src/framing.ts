@@ -37,8 +37,15 @@ function stackBox(p: Placed, first: { y0: number }, screen: Screen): THREE.Box3 
   const x0 = Math.min(...layers.map((s) => s.x0)), x1 = Math.max(...layers.map((s) => s.x1));
   // The stack from the top, at most four screen-widths tall: GPT-2's twelve layers whole, GPT-3's first ones.
   const y1 = Math.max(Math.min(...layers.map((s) => s.y1)), first.y0 - 4 * (x1 - x0) / screen.aspect);
-  return withTitles(new THREE.Box3(new THREE.Vector3(x0 + p.offsetX - 6, y1, -4), new THREE.Vector3(x1 + p.offsetX + 6, first.y0, 1)), screen);
+  const box = withTitles(new THREE.Box3(new THREE.Vector3(x0 + p.offsetX - 6, y1, -4), new THREE.Vector3(x1 + p.offsetX + 6, first.y0, 1)), screen);
+  // Room on the left for the layers' titles beside their frames ("Layer 10", 15px bold), on a phone too.
+  const px = LAYER_TITLE / Math.max(screen.aspect * screen.height, 1);
+  if (px < 0.5) box.min.x -= (px / (1 - px)) * (box.max.x - box.min.x);
+  return box;
 }
+
+/** Pixels a layer's title takes beside its frame. */
+const LAYER_TITLE = 80;
 
 /** All of one model, its title included. */
 export function wholeBox(p: Placed): THREE.Box3 {

@@ -18,6 +18,8 @@ export interface Label {
   offsetY?: number;        // pixels up (negative) or down from the anchor, whatever the zoom
   height?: number;         // pixels tall, for collisions (default: one line)
   width?: number;          // pixels wide, for a label that wraps (CSS sets its width); it shows only whole on screen
+  box?: { dy: number; h: number };  // for collisions: where its CSS draws it, from the anchor down to its top, and how tall
+  whole?: boolean;         // shown only whole on screen
   data?: Record<string, string>;
   group?: string;          // labels shown all together or not at all (one axis's names: half of them would mislead)
   also?: { size: number; min?: number; max?: number };  // and shown only while `size` world units cover from min
@@ -80,7 +82,8 @@ export class LabelLayer {
     // Largest first; a label that would cover one already placed falls back to its short form, else hides.
     const placed: number[][] = [];
     const box = (l: Label, x: number, y: number, text: string, align = l.align, onScreen = l.width !== undefined): number[] | null => {
-      const w = l.width ?? text.length * (l.charWidth ?? 6.6) + 6, h = l.height ?? 15, top = l.above ? y - h - 1 : y;
+      const w = l.width ?? text.length * (l.charWidth ?? 6.6) + 6, h = l.box?.h ?? l.height ?? 15;
+      const top = l.box ? y + l.box.dy : l.above ? y - h - 1 : y;
       const left = align === "right" ? x - w : align === "center" ? x - w / 2 : x - 2;
       if (onScreen && (left < 0 || left + w > cw || top < 0 || top + h > ch)) return null;  // never cut off
       return [left - 2, top, left + w + 4, top + h];  // a little air between neighbours
@@ -89,7 +92,7 @@ export class LabelLayer {
       !!r && !placed.some((p) => p !== except && r[0] < p[2] && p[0] < r[2] && r[1] < p[3] && p[1] < r[3]);
     // (a label moved to its other place goes there only to be seen: whole on screen)
     const fits = (l: Label, x: number, y: number, text: string, align = l.align, moved = false) => {
-      const r = box(l, x, y, text, align, moved || l.width !== undefined);
+      const r = box(l, x, y, text, align, moved || l.width !== undefined || !!l.whole);
       if (!free(r)) return false;
       placed.push(r!);
       return true;

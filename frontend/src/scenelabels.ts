@@ -56,7 +56,8 @@ export function sceneLabels(data: SceneData, offsetX: number, titleRow = 0): Lab
     const symbol = b.op ? info.ops[b.op]?.symbol : null;
     if (symbol) {  // where two paths meet: drawn between the block and what flows into it
       out.push({ anchor: v3(x + b.cols / 2, b.y + 2.2, b.z + 0.5), worldSize: 4, minPixels: 6, align: "center",
-        html: escapeHtml(symbol), cls: "symbol", priority: PRIORITY.symbol, data: { tensor: b.tensor } });
+        html: escapeHtml(symbol), cls: "symbol", priority: PRIORITY.symbol, data: { tensor: b.tensor },
+        whole: true });  // (a + cut at the view's edge says nothing)
     }
     if (b.depth > 1 && !b.merged && b.x_step > 0) {  // heads side by side: each one named under its slab
       for (let s = 0; s < b.depth; s++) {
@@ -82,12 +83,13 @@ export function sceneLabels(data: SceneData, offsetX: number, titleRow = 0): Lab
   for (const s of info.sections) {
     const room = roomAbove(info.sections, s);
     const base = { worldSize: s.x1 - s.x0, minPixels: 60, html: escapeHtml(s.title), priority: PRIORITY.section, charWidth: 9 };
+    // (15px text, 18px tall; above its anchor by 1.5em, beside it level: style.css)
     const cls = `section section-${s.title.split(" ")[0].toLowerCase()}`;
-    out.push({ ...base, anchor: v3(s.x0 + offsetX - 3, s.y0 + 3, 1), cls, above: true,
+    out.push({ ...base, anchor: v3(s.x0 + offsetX - 3, s.y0 + 3, 1), cls, above: true, box: { dy: -23, h: 19 },
       also: room === null ? undefined : { size: room, min: s.parent ? PART_GAP : SECTION_LINE } });
     if (!s.parent && room !== null) {
       out.push({ ...base, anchor: v3(s.x0 + offsetX - framePad(info.sections, s) - 1, s.y0 + framePad(info.sections, s), 1),
-        cls: `${cls} beside`, align: "right", also: { size: room, max: SECTION_LINE },
+        cls: `${cls} beside`, align: "right", also: { size: room, max: SECTION_LINE }, box: { dy: 0, h: 19 },
         // (its corner taken, by the input's label above the first layer, say: halfway down its frame's side)
         alt: { anchor: v3(s.x0 + offsetX - framePad(info.sections, s) - 1, (s.y0 + s.y1) / 2, 1), align: "right" } });
     }
