@@ -82,8 +82,8 @@ export function cellScreenPoint(c: CellRef): { x: number; y: number } | null {
 // ---- What the walkthrough (and any caller) drives: frame, highlight, reveal, where a cell is ----
 
 /** The camera pose that frames these tensors' blocks (null: none of them is drawn). */
-export function framingOf(tensors: string[], margin = 1.3, regions: Region[] = []): [THREE.Vector3, THREE.Vector3] | null {
-  const box = new THREE.Box3();
+export function framingOf(tensors: string[], margin = 1.3, regions: Region[] = [], close = false): [THREE.Vector3, THREE.Vector3] | null {
+  const box = new THREE.Box3(), lit = new THREE.Box3();
   for (const t of tensors) {
     const hit = findBlock(t);
     if (hit) box.union(hit.placed.built.boxes[hit.block]);
@@ -91,11 +91,15 @@ export function framingOf(tensors: string[], margin = 1.3, regions: Region[] = [
   for (const r of regions) {  // and the cells lit on other blocks (a weight's one column, say), not those blocks whole
     const hit = drawnBlock(r.tensor);
     for (const rect of hit ? regionRects(hit.block, r) : []) {
-      box.expandByPoint(new THREE.Vector3(rect.x + hit!.offsetX - HALO, rect.y + HALO, rect.z));
-      box.expandByPoint(new THREE.Vector3(rect.x + hit!.offsetX + rect.w + HALO, rect.y - rect.h - HALO, rect.z - 1));
+      lit.expandByPoint(new THREE.Vector3(rect.x + hit!.offsetX - HALO, rect.y + HALO, rect.z));
+      lit.expandByPoint(new THREE.Vector3(rect.x + hit!.offsetX + rect.w + HALO, rect.y - rect.h - HALO, rect.z - 1));
     }
   }
-  return box.isEmpty() ? null : app.view!.framing(box, margin, undefined, freeRect());
+  // close: the lit cells are what matters (a dot product's row, column and result); when the blocks around them are
+  // far bigger (a 192-long MLP row), frame the lit cells and leave the rest of the blocks to run off the view.
+  const area = (b: THREE.Box3) => (b.max.x - b.min.x) * (b.max.y - b.min.y);
+  const all = close && !lit.isEmpty() && area(box.clone().union(lit)) > 4 * area(lit) ? lit : box.union(lit);
+  return all.isEmpty() ? null : app.view!.framing(all, margin, undefined, freeRect());
 }
 
 /** The part of the canvas (its own pixels) that nothing laid over it hides: the toolbar, the legend, and the

@@ -93,6 +93,12 @@ export function framedAt(all: Place[], index: number): string[] | null {
   return f && f.type === "frame" ? f.tensors : null;
 }
 
+/** The framing step adds up a dot product: its few lit cells matter more than the blocks around them (frame close). */
+export function closeUp(all: Place[], index: number): boolean {
+  const i = framingStep(all, index);
+  return i !== null && all[i].s.actions.some((a) => a.type === "dot");
+}
+
 /** The cells the framing step lights by its end (the camera keeps them in view beside the framed blocks). */
 export function framedRegionsAt(all: Place[], index: number): Region[] {
   const i = framingStep(all, index);

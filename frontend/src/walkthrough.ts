@@ -9,7 +9,7 @@ import { closeTooltip, findBlock, framingOf, highlight, labelSubjects, openToolt
 import { codeCard } from "./codecard";
 import { num } from "./tooltip";
 import {
-  advance, duration, framedRegionsAt, indexOf, missingStep, places, softmaxPhase, subjectsOf, termsShown, visualAt, type Card, type Place, type Visual, type Walk,
+  advance, closeUp, duration, framedRegionsAt, indexOf, missingStep, places, softmaxPhase, subjectsOf, termsShown, visualAt, type Card, type Place, type Visual, type Walk,
 } from "./walkstate";
 
 export interface WalkHost {
@@ -237,10 +237,11 @@ export class Walkthrough {
 
   private camera(v: Visual): void {
     // The framed blocks whole, and the cells their step lights elsewhere (a weight's column, μ beside the rows).
-    const to = v.camera.to && framingOf(v.camera.to, 1.3, framedRegionsAt(this.all, this.index));
+    const at = (i: number) => [framedRegionsAt(this.all, i), closeUp(this.all, i)] as const;
+    const to = v.camera.to && framingOf(v.camera.to, 1.3, ...at(this.index));
     if (!to) return;
     const same = v.camera.from === v.camera.to;
-    const from = (!same && v.camera.from && framingOf(v.camera.from, 1.3, framedRegionsAt(this.all, this.index - 1))) || to;
+    const from = (!same && v.camera.from && framingOf(v.camera.from, 1.3, ...at(this.index - 1))) || to;
     const p = v.camera.p;
     setCamera(from[0].clone().lerp(to[0], p), from[1].clone().lerp(to[1], p));
   }
