@@ -14,8 +14,8 @@ A chapter file:
 
 `# ` starts the chapter (its title); `stage:` names its place on the walkthrough's map (chapters in a row with
 one stage share its place; titles and places are each named once, for what they teach; both may hold templates,
-such as {{norm_name}}); each `## ` starts a step. In a step, a line starting with `@` is an action; every other line is Markdown text (paragraphs,
-`- ` lists, **bold**, *italics*, `code`).
+such as {{norm_name}}); each `## ` starts a step. In a step, a line starting with `@` is an action; every other
+line is Markdown text (paragraphs, `- ` lists, **bold**, *italics*, `code`).
 
 Templates, `{{...}}`, in text and in actions:
     n_embd n_head n_kv_head d_head n_layer d_mlp vocab_size n_ctx   the model's sizes
@@ -213,23 +213,20 @@ class _NotForThisModel(Exception):
     """A step about a part this model does not have (its @only names another kind)."""
 
 
-def kinds(config: ModelConfig) -> dict[str, str]:
-    """What @only can ask of a model's shape: which norm, position scheme, MLP and attention it has."""
-    return {"norm": config.norm, "positions": "rotary" if config.rope_theta else "learned", "mlp": config.mlp,
-            "kv": "grouped" if config.kv_heads < config.n_head else "full"}
-
-
-def model_kinds(model, trace=None) -> dict[str, str]:
-    """kinds(config), and what the model brings besides its shape: a vocabulary of single characters (a
-    CharTokenizer, as nano-gpt's) or of pieces of text, and whether its numbers are shown (weights loaded)."""
-    chars = isinstance(model.tokenizer, CharTokenizer)
-    return {**kinds(model.config), "tokens": "characters" if chars else "pieces",
+def kinds(model, trace=None) -> dict[str, str]:
+    """What @only can ask of a model: which norm, position scheme, MLP and attention it has, whether its vocabulary
+    is of single characters (a CharTokenizer, as nano-gpt's) or of pieces of text, and whether its numbers are shown
+    (weights loaded)."""
+    c = model.config
+    return {"norm": c.norm, "positions": "rotary" if c.rope_theta else "learned", "mlp": c.mlp,
+            "kv": "grouped" if c.kv_heads < c.n_head else "full",
+            "tokens": "characters" if isinstance(model.tokenizer, CharTokenizer) else "pieces",
             "weights": "loaded" if trace is not None else "none"}
 
 
 def _check_only(ctx: "Context", cond: str) -> bool:
     key, _, values = cond.partition("=")
-    have = model_kinds(ctx.model, ctx.trace)
+    have = kinds(ctx.model, ctx.trace)
     if key.strip() not in have or not values:
         raise ValueError(f"@only {cond}: give KEY=VALUE with KEY one of {', '.join(have)}")
     return have[key.strip()] in [v.strip() for v in values.split("|")]
