@@ -8,7 +8,7 @@ import { dismissIntro } from "./intro";
 import { onKey } from "./keyboard";
 import { LabelLayer } from "./labels";
 import { legendHtml } from "./legend";
-import { notify, onlyPanel, scaleBars, select, syncControls, updateNotice, updatePanels } from "./panels";
+import { deselect, notify, onlyPanel, scaleBars, select, syncControls, updateNotice, updatePanels } from "./panels";
 import * as scene from "./scene";
 import { everything, findBlock, pickAt, place, screen } from "./scene";
 import { type SceneData } from "./scenedata";
@@ -341,8 +341,17 @@ async function start() {
     app.state = { model, input, view: v, past, camera, heads: app.state.heads === "stack" ? undefined : "stack" };
     void loadView(undefined, keep);
   });
-  $<HTMLButtonElement>("#home").addEventListener("click", () => view.goHome());
-  $<HTMLButtonElement>("#fit").addEventListener("click", () => app.placed.length && view.flyTo(...view.framing(everything(), 1.05)));
+  // Home, the whole model, a jump on the map or to a model in the scale view change the view: a block description
+  // pinned in the old one would stand over the readout, so it goes (a new model or input: updatePanels).
+  const leave = () => deselect() && writeUrl();
+  $<HTMLButtonElement>("#home").addEventListener("click", () => {
+    leave();
+    view.goHome();
+  });
+  $<HTMLButtonElement>("#fit").addEventListener("click", () => {
+    leave();
+    if (app.placed.length) view.flyTo(...view.framing(everything(), 1.05));
+  });
   $<HTMLButtonElement>("#menu").addEventListener("click", () => document.body.classList.toggle("menu-open"));
   $<HTMLButtonElement>("#map-toggle").addEventListener("click", () => {
     const map = $<HTMLDivElement>("#map");
@@ -353,6 +362,7 @@ async function start() {
     const key = (e.target as HTMLElement).closest<HTMLElement>("[data-section]")?.dataset.section;
     const p = app.placed[0];
     if (!key || !p) return;
+    leave();
     const box = key === "*" ? everything() : sectionBox(p, key);
     if (box) view.flyTo(...view.framing(box, 1.1));
     if (narrow()) $<HTMLDivElement>("#map").hidden = true;
@@ -362,12 +372,15 @@ async function start() {
     if (!action) return;
     dismissIntro();
     $<HTMLDivElement>("#intro").hidden = true;
+    if (action === "all") leave();
     if (action === "all" && app.placed.length) view.flyTo(...view.framing(everything(), 1.05));
     if (action === "walk") void app.walk!.open([1, 1], true);
   });
   $<HTMLDivElement>("#scalebars").addEventListener("click", (e) => {
     const i = (e.target as HTMLElement).closest<HTMLElement>("[data-model]")?.dataset.model;
-    if (i !== undefined) view.flyTo(...view.framing(wholeBox(app.placed[Number(i)])), 1200);
+    if (i === undefined) return;
+    leave();
+    view.flyTo(...view.framing(wholeBox(app.placed[Number(i)])), 1200);
   });
   $<HTMLDivElement>("#legend").addEventListener("toggle", (e) => {
     if ((e.target as HTMLDetailsElement).open) onlyPanel("#legend");

@@ -7,7 +7,7 @@ import { overviewHtml } from "./overview";
 import { readoutHtml, taskHint } from "./readout";
 import { shapeHtml, tileText } from "./scenelabels";
 import { wholeBox, type Placed } from "./framing";
-import { app, narrow, writeUrl, $ } from "./state";
+import { app, narrow, $ } from "./state";
 import { formatCount } from "./trace";
 
 const said = new Map<string, string>();  // what the view was asked for and could not show, by who says it
@@ -71,13 +71,6 @@ export function select(hit: { placed: Placed; block: number } | null) {
   }
   app.view!.requestRender();
 }
-
-// Home, the whole model, a jump on the map (or to a model in the scale view) change the view: a block description
-// pinned in the old one would stand over the readout, so it goes. (A new model or input: updatePanels.)
-document.addEventListener("click", (e) => {
-  const to = (e.target as HTMLElement).closest?.("#home, #fit, #map [data-section], [data-intro=all], #scalebars [data-model]");
-  if (to && deselect()) writeUrl();
-});
 
 /** Unselect the block and close its description, if either is there (a new scene forgets app.selected before the
  * panel goes). True: something was. */
