@@ -176,20 +176,22 @@ class ModelConfig:
 
     @property
     def n_params(self) -> int:
-        """Exact number of learned parameters (a tied unembedding counts once)."""
-        if self.arch != "gpt2":
-            from .arch import architecture
+        """Exact number of learned parameters (a tied unembedding counts once): the sum of `param_parts`."""
+        return sum(self.param_parts().values())
 
-            return architecture(self.arch).n_params(self)
-        C, V, N, M = self.n_embd, self.vocab_size, self.n_ctx, self.d_mlp
-        b = 1 if self.bias else 0
-        ln = C + b * C
-        attn = C * 3 * C + b * 3 * C + C * C + b * C
-        mlp = C * M + b * M + M * C + b * C
-        per_layer = 2 * ln + attn + mlp
-        unembed = 0 if self.tied_unembed else C * V
-        unembed += V if self.unembed_bias else 0
-        return V * C + N * C + self.n_layer * per_layer + ln + unembed
+    def param_parts(self) -> dict[str, int]:
+        """Where the learned parameters live, in four parts that add up exactly to `n_params`:
+
+        - ``embedding``: the token embedding (W_E), learned positions (W_pos) if any, and an untied unembedding
+          (W_U, and its bias if any): the vocabulary's own matrices;
+        - ``attention``: every layer's query, key, value and output weights and their biases;
+        - ``mlp``: every layer's MLP weights (gate, in, out) and their biases;
+        - ``other``: the normalisations' gains and biases (each layer's two and the final one).
+
+        Each architecture counts its own (llmviz.arch's `param_parts`)."""
+        from .arch import architecture
+
+        return architecture(self.arch).param_parts(self)
 
     def kv_cache_bytes(self, positions: int) -> int:
         """Memory of a KV cache over `positions`: 2 · n_layer · n_kv_head · d_head · positions · 4 bytes (float32)."""

@@ -26,6 +26,21 @@ MODEL_TYPE = "gpt2"
 NAMES = "GPT-2-architecture models (Hugging Face model_type 'gpt2', e.g. gpt2, distilgpt2) and nanoGPT/minGPT checkpoints"
 
 
+# ---- The parameters ----
+
+def param_parts(cfg: ModelConfig) -> dict[str, int]:
+    """The learned parameters by part (ModelConfig.param_parts): W_E and W_pos (and an untied W_U with its bias)
+    as embedding; each layer's attention and MLP with their biases; two LayerNorms a layer and the final one."""
+    C, V, N, M = cfg.n_embd, cfg.vocab_size, cfg.n_ctx, cfg.d_mlp
+    b = 1 if cfg.bias else 0
+    ln = C + b * C
+    unembed = (0 if cfg.tied_unembed else C * V) + (V if cfg.unembed_bias else 0)
+    return {"embedding": V * C + N * C + unembed,
+            "attention": cfg.n_layer * (C * 3 * C + b * 3 * C + C * C + b * C),
+            "mlp": cfg.n_layer * (C * M + b * M + M * C + b * C),
+            "other": cfg.n_layer * 2 * ln + ln}
+
+
 # ---- The graph ----
 
 def build(g: Graph) -> None:

@@ -119,11 +119,13 @@ def inv_freq(cfg: ModelConfig) -> list[float]:
     return [float(f) for f in np.asarray(freq, np.float32)]
 
 
-def n_params(cfg: ModelConfig) -> int:
+def param_parts(cfg: ModelConfig) -> dict[str, int]:
+    """The learned parameters by part (ModelConfig.param_parts): an untied W_U counts as embedding; RMSNorm has
+    gains only; grouped-query attention has G key-value heads of A channels."""
     C, V, M, H, G, A = cfg.n_embd, cfg.vocab_size, cfg.d_mlp, cfg.n_head, cfg.kv_heads, cfg.d_head
     attn = C * H * A + 2 * C * G * A + H * A * C + ((H + 2 * G) * A if cfg.qkv_bias else 0)
-    per_layer = 2 * C + attn + 3 * C * M
-    return V * C + cfg.n_layer * per_layer + C + (0 if cfg.tied_unembed else C * V)
+    return {"embedding": V * C + (0 if cfg.tied_unembed else C * V), "attention": cfg.n_layer * attn,
+            "mlp": cfg.n_layer * 3 * C * M, "other": cfg.n_layer * 2 * C + C}
 
 
 # ---- Hugging Face's config.json ----
