@@ -51,8 +51,8 @@ def subjects(step: dict) -> set[str]:
 
 
 def landed(page: Page):
-    """The step's camera has arrived (no flight under way) and a frame has been drawn since."""
-    page.wait_for_function("!window.__llmviz.flying()")
+    """The step's view is loaded, its camera has arrived (no flight under way) and a frame has been drawn since."""
+    page.wait_for_function("window.__llmviz.walk().settled && !window.__llmviz.flying()")
     page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 

@@ -62,9 +62,18 @@ def test_every_step_of_every_chapter(page: Page, live_server, console_errors, sc
         expect(page.locator("#walk-where")).to_have_text(
             f"Chapter {c['number']} of {len(w['chapters'])} · step {i} of {len(c['steps'])}")
         expect(page.locator("#walk-title")).to_have_text(s["title"])
+        page.wait_for_function("window.__llmviz.walk().settled")  # the step's view (the scale view, ...) is drawn
         assert page.evaluate("location.search").endswith(f"step={c['number']}.{i}")
         frame = next((a["tensors"] for a in s["actions"] if a["type"] == "frame"), framed)
-        drawn = [k for k, a in enumerate(s["actions"]) if a["type"] not in ("code", "travel", "tooltip", "frame")]
+        if s["view"] and s["view"]["kind"] == "scale":  # its camera flies from model to model
+            frame = [a["name"] for a in s["actions"] if a["type"] == "model"] or framed
+        # (drawn on the canvas: not the cards, nor the Across-layers panel that @open shows beside it)
+        drawn = [k for k, a in enumerate(s["actions"])
+                 if a["type"] not in ("code", "travel", "tooltip", "frame", "open", "table", "generate", "model")]
+        for a in s["actions"]:
+            if a["type"] == "open":
+                expect(page.locator(f"#insights [data-tab={a['tab']}]")).to_have_attribute("aria-selected", "true")
+                expect(page.locator(f"#ins-{a['tab']}")).to_be_visible()
         # The canvas changes while the step plays: halfway through its first drawn action (a reveal ends as it
         # began, all cells shown), or by its end when only the camera moves.
         total = PAUSE + max(1, len(s["actions"])) * SLOT
@@ -146,18 +155,18 @@ def test_guess_then_see(page: Page, live_server, nano):
 
 
 def test_your_own_input_changes_the_numbers_and_a_bad_one_keeps_them(page: Page, live_server, nano):
-    open_view(page, f"{live_server}/?step=1.2")
-    expect(page.locator("#walk-text")).to_contain_text("For the input CBABBC")
+    open_view(page, f"{live_server}/?step=10.3")
+    expect(page.locator("#walk-text")).to_contain_text("After CBABBC the most probable next token is")
     page.fill("#walk-input", "CCAB")
     page.click("#walk-try button")
     t = nano.run("CCAB")
-    expect(page.locator("#walk-text")).to_contain_text(f"For the input CCAB it predicts {t.predicted[-1]}")
+    expect(page.locator("#walk-text")).to_contain_text(f"After CCAB the most probable next token is {t.predicted[-1]}")
     expect(page.locator("#prompt")).to_have_value("CCAB")
-    assert page.evaluate("window.__llmviz.walk().at") == [1, 2]
+    assert page.evaluate("window.__llmviz.walk().at") == [10, 3]
     page.fill("#walk-input", "XYZ")
     page.click("#walk-try button")
     expect(page.locator("#walk-message")).to_contain_text("unknown token 'X'")
-    expect(page.locator("#walk-text")).to_contain_text("For the input CCAB")
+    expect(page.locator("#walk-text")).to_contain_text("After CCAB the most probable")
 
 
 def test_no_motion_shows_each_step_at_its_end(page: Page, live_server):

@@ -10,6 +10,7 @@ export interface ModelInfo {
   description: string;
   example: string | null;
   n_params: number;
+  param_parts: Record<string, number>;  // where the parameters live: embedding, attention, mlp, other (the norms)
   has_weights: boolean;
   config: ModelConfig;
 }

@@ -7,8 +7,8 @@ import { TITLE } from "./scenelabels";
 
 export interface Placed { data: SceneData; built: BuiltModel; offsetX: number }
 
-/** The screen the box is for: its aspect (width / height), its height in pixels, and how many models are shown. */
-export interface Screen { aspect: number; height: number; models: number }
+/** The screen the box is for: its aspect (width / height) and its height in pixels. */
+export interface Screen { aspect: number; height: number }
 
 /** The first view of one model: its first section (the input and its embeddings; a weight matrix far wider
  * than the token path, GPT-2's 50,257-wide W_E, is left out) and the top of what follows, with room above for
@@ -54,12 +54,15 @@ export function wholeBox(p: Placed): THREE.Box3 {
   return new THREE.Box3(new THREE.Vector3(x0 + p.offsetX - 6, y1 - 6, -4), new THREE.Vector3(x1 + p.offsetX + 6, y0 + 0.04 * h + 12, 1));
 }
 
-/** A box with room above it for the models' titles (see TITLE: in staggered rows when there are several), plus a
- * margin, as a share of the view's height. */
-export function withTitles(box: THREE.Box3, screen: Screen): THREE.Box3 {
-  const px = TITLE.offset + TITLE.row * (screen.models - 1) + TITLE.height + 16;
+/** A box with room above it for its models' titles (see TITLE), plus a margin, as a share of the view's height;
+ * and `right` px on its right (for the name of the last of several models side by side, a thin one: its title runs
+ * right from its top-left corner). */
+export function withTitles(box: THREE.Box3, screen: Screen, right = 0): THREE.Box3 {
+  const px = TITLE.offset + TITLE.height + 16;
   const f = Math.min(0.5, px / Math.max(screen.height, 1));
   box.max.y += (f / (1 - f)) * (box.max.y - box.min.y);
+  const fx = Math.min(0.5, right / Math.max(screen.aspect * screen.height, 1));
+  box.max.x += (fx / (1 - fx)) * (box.max.x - box.min.x);
   return box;
 }
 

@@ -121,14 +121,20 @@ export class Generator {
     return Number($<HTMLInputElement>(this.root, "#gen-max").value) || 1;
   }
 
-  /** Generate one token: the session's next step, then the view of the longer input. */
-  async step(t0 = performance.now()): Promise<boolean> {
+  /** The KV cache of the last step, in numbers ("" before one). */
+  get cache(): string {
+    return this.state ? this.cacheHtml(this.state) : "";
+  }
+
+  /** Generate one token: the session's next step, then the view of the longer input. `settings`: over the panel's
+   * (a new session only; the walkthrough's step is greedy whatever the panel says). */
+  async step(t0 = performance.now(), settings: Record<string, number> = {}): Promise<boolean> {
     const epoch = this.epoch;
     try {
       if (!this.sid) {
         const prompt = this.host.input();
         this.origin ??= { text: prompt, camera: this.host.camera() };
-        const started = await call("POST", "/api/sessions", { model: this.host.model(), text: prompt, ...this.settings() });
+        const started = await call("POST", "/api/sessions", { model: this.host.model(), text: prompt, ...this.settings(), ...settings });
         if (epoch !== this.epoch) {  // Reset (or a new input) while the session was starting
           void call("DELETE", `/api/sessions/${started!.session}`).catch(() => {});
           return false;
@@ -141,7 +147,8 @@ export class Generator {
       this.state = s;
       this.steps.push(...s.steps);
       this.shown = this.steps.length - 1;
-      const from = this.root.ownerDocument.querySelector("#readout [data-token]")?.getBoundingClientRect() ?? null;
+      const readout = this.root.ownerDocument.querySelector("#readout [data-token]")?.getBoundingClientRect();
+      const from = readout?.width ? readout : null;  // (a readout not shown, as in the walkthrough: no flight)
       this.render();
       await this.show();
       if (epoch !== this.epoch) return false;

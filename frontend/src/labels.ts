@@ -18,6 +18,9 @@ export interface Label {
   offsetY?: number;        // pixels up (negative) or down from the anchor, whatever the zoom
   height?: number;         // pixels tall, for collisions (default: one line)
   width?: number;          // pixels wide, for a label that wraps (CSS sets its width); it shows only whole on screen
+  widths?: { full: number; compact: number };  // pixels wide of each form, for collisions (a model's title: two lines)
+  namesFirst?: boolean;    // placed with the others of its priority that have it: all in their short forms, then
+                           // each grows to its full form where there is room (the models' titles: every name first)
   box?: { dy: number; h: number };  // for collisions: where its CSS draws it, from the anchor down to its top, and how tall
   whole?: boolean;         // shown only whole on screen
   data?: Record<string, string>;
@@ -81,8 +84,10 @@ export class LabelLayer {
     shown.sort((a, b) => b.rank - a.rank || b.px - a.px);
     // Largest first; a label that would cover one already placed falls back to its short form, else hides.
     const placed: number[][] = [];
-    const box = (l: Label, x: number, y: number, text: string, align = l.align, onScreen = l.width !== undefined): number[] | null => {
-      const w = l.width ?? text.length * (l.charWidth ?? 6.6) + 6, h = l.box?.h ?? l.height ?? 15;
+    const text = (h: string) => h.replace(/<[^>]+>/g, "");
+    const box = (l: Label, x: number, y: number, t: string, align = l.align, onScreen = l.width !== undefined): number[] | null => {
+      const measured = l.widths && (l.compact !== undefined && t === text(l.compact) ? l.widths.compact : l.widths.full);
+      const w = l.width ?? measured ?? t.length * (l.charWidth ?? 6.6) + 6, h = l.box?.h ?? l.height ?? 15;
       const top = l.box ? y + l.box.dy : l.above ? y - h - 1 : y;
       const left = align === "right" ? x - w : align === "center" ? x - w / 2 : x - 2;
       if (onScreen && (left < 0 || left + w > cw || top < 0 || top + h > ch)) return null;  // never cut off
@@ -97,28 +102,41 @@ export class LabelLayer {
       placed.push(r!);
       return true;
     };
-    const text = (h: string) => h.replace(/<[^>]+>/g, "");
     const kept: typeof shown = [];
-    // The step's subjects first, each in its short form (so a big block's long name cannot crowd out a small
-    // neighbour's); then each grows to its full form where that covers nothing.
-    const subjects = shown.filter((s) => s.rank === SUBJECT_PRIORITY);
-    for (const s of subjects) {
-      const short = { ...s, px: Math.min(s.px, (s.l.fullPixels ?? Infinity) - 1) };
-      const alt = s.alt && s.l.alt ? { x: s.alt.x, y: s.alt.y, align: s.l.alt.align } : null;
-      if (fits(s.l, s.x, s.y, text(s.l.compact ?? s.l.html))) kept.push(short);
-      else if (alt && fits(s.l, alt.x, alt.y, text(s.l.compact ?? s.l.html), alt.align, true)) kept.push({ ...short, ...alt });
-    }
-    kept.forEach((k, i) => {  // (each subject's box is placed[i])
-      const s = subjects.find((x) => x.l === k.l)!;
-      const grown = s.l.compact !== undefined && s.px >= (s.l.fullPixels ?? Infinity) ? box(s.l, k.x, k.y, text(s.l.html), k.align) : null;
-      if (grown && free(grown, placed[i])) {
-        placed[i] = grown;
-        kept[i] = { ...k, px: s.px };
+    // A batch of labels each in its short form first (so that a big one's long form cannot crowd out a small
+    // neighbour's name); then each grows to its full form where that covers nothing.
+    const shortThenGrow = (batch: Shown[]) => {
+      const at: { k: number; p: number; s: Shown }[] = [];
+      for (const s of batch) {
+        const short = { ...s, px: Math.min(s.px, (s.l.fullPixels ?? Infinity) - 1) };
+        const alt = s.alt && s.l.alt ? { x: s.alt.x, y: s.alt.y, align: s.l.alt.align } : null;
+        if (fits(s.l, s.x, s.y, text(s.l.compact ?? s.l.html))) kept.push(short);
+        else if (alt && fits(s.l, alt.x, alt.y, text(s.l.compact ?? s.l.html), alt.align, true)) kept.push({ ...short, ...alt });
+        else continue;
+        at.push({ k: kept.length - 1, p: placed.length - 1, s });
       }
-    });
+      for (const { k, p, s } of at) {
+        const was = kept[k];
+        const grown = s.l.compact !== undefined && s.px >= (s.l.fullPixels ?? Infinity)
+          ? box(s.l, was.x, was.y, text(s.l.html), was.align, s.l.width !== undefined || !!s.l.whole) : null;
+        if (grown && free(grown, placed[p])) {
+          placed[p] = grown;
+          kept[k] = { ...was, px: s.px };
+        }
+      }
+    };
+    // The step's subjects first; then the rest by priority, a batch of `namesFirst` labels (the models' titles)
+    // together.
+    shortThenGrow(shown.filter((s) => s.rank === SUBJECT_PRIORITY));
+    const batched = new Set<number>();
     for (const s of shown) {
       if (s.rank === SUBJECT_PRIORITY) continue;
       if (kept.length >= this.maxVisible) break;
+      if (s.l.namesFirst) {
+        if (!batched.has(s.rank)) shortThenGrow(shown.filter((x) => x.l.namesFirst && x.rank === s.rank));
+        batched.add(s.rank);
+        continue;
+      }
       const full = s.l.compact === undefined || s.px >= (s.l.fullPixels ?? Infinity);
       const short = { ...s, px: Math.min(s.px, (s.l.fullPixels ?? Infinity) - 1) };
       const alt = s.alt && s.l.alt ? { x: s.alt.x, y: s.alt.y, align: s.l.alt.align } : null;

@@ -1,7 +1,7 @@
 // The app: pick a model, type an input, and see every tensor of its forward pass as blocks in 3D.
 import * as THREE from "three";
 import { fetchModels, fetchScene, sceneFrom, type EarlyResponse } from "./api";
-import { homeBox, sectionAt, sectionBox, wholeBox, ZOOM_OUT } from "./framing";
+import { homeBox, sectionAt, sectionBox, ZOOM_OUT } from "./framing";
 import { Generator } from "./generate";
 import { onCameraMove, onHover, pinCellFromState, showCell, tooltipEl, unpin, hideTooltip } from "./hover";
 import { dismissIntro } from "./intro";
@@ -10,7 +10,7 @@ import { LabelLayer } from "./labels";
 import { legendHtml } from "./legend";
 import { deselect, notify, onlyPanel, scaleBars, select, syncControls, updateNotice, updatePanels } from "./panels";
 import * as scene from "./scene";
-import { everything, findBlock, pickAt, place, screen } from "./scene";
+import { everything, findBlock, freeRect, pickAt, place, screen } from "./scene";
 import { type SceneData } from "./scenedata";
 import { app, narrow, showError, writeUrl, $ } from "./state";
 import { formatCount } from "./trace";
@@ -107,7 +107,9 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
     markSaved();
     updatePanels();
     const v = app.view!;
-    const home = v.framing(app.placed.length > 1 ? everything() : homeBox(app.placed[0], screen()), 1.05);
+    // (the scale view's models below its table: scaleBars drew it above)
+    const home = app.placed.length > 1 ? v.framing(everything(), 1.05, undefined, freeRect())
+      : v.framing(homeBox(app.placed[0], screen()), 1.05);
     v.setHome(...home);
     v.setZoomLimit(everything(), ZOOM_OUT);  // zoomed out, the whole model stays a good part of the view
     // A link's block or cell that this view does not have: say so, and show the rest.
@@ -290,6 +292,34 @@ async function start() {
       writeUrl(push);
       tellHost("step", at ? at.join(".") : "");
     },
+    shown: () => app.state.view === "scale" ? { kind: "scale" }
+      : app.state.past !== undefined ? { kind: "generated", input: "", text: app.state.input ?? "", past: app.state.past } : null,
+    show: (want, model, input) => {
+      const s = app.state, step = s.step;
+      if (want?.kind === "scale") {
+        if (s.view === "scale") return null;
+        app.gen!.forget();
+        app.state = { view: "scale", step };
+        return loadView();
+      }
+      const text = want?.kind === "generated" ? want.text : input ?? undefined;
+      if (s.view !== "scale" && s.model === model && s.input === text && s.past === (want?.kind === "generated" ? want.past : undefined)) return null;
+      return (async () => {
+        app.gen!.forget();
+        app.state = { model, input: input ?? undefined, heads: s.heads, step, insights: s.insights };
+        await loadView();  // the walkthrough's own input first: the generator's prompt
+        if (want?.kind !== "generated") return;
+        $<HTMLInputElement>("#gen-kv").checked = true;  // its view: the step on the KV cache
+        if (!(await app.gen!.step(performance.now(), { temperature: 0 })) && app.state.input !== want.text) {
+          throw new Error($<HTMLDivElement>("#error").textContent || "the generator could not take its step");
+        }
+      })();
+    },
+    insights: (tab) => {
+      if (tab) void app.insights!.open(tab);
+      else app.insights!.close();
+    },
+    cache: () => app.gen!.cache,
   });
   $<HTMLButtonElement>("#walk-toggle").addEventListener("click", () => {
     if (app.walk!.active) app.walk!.close();
@@ -304,7 +334,8 @@ async function start() {
     model: () => app.state.model ?? app.models[0].name,
     input: () => $<HTMLInputElement>("#prompt").value,
     load: (text, past, camera) => {
-      app.state = { model: app.state.model, input: text, heads: app.state.heads, past, camera: camera as ViewState["camera"] };
+      const { model, heads, step, insights } = app.state;  // (the walkthrough's step may be what took it)
+      app.state = { model, input: text, heads, past, camera: camera as ViewState["camera"], step, insights };
       return loadView();
     },
     camera: () => [...view.camera.position.toArray(), ...view.controls.target.toArray()],
@@ -379,8 +410,9 @@ async function start() {
   $<HTMLDivElement>("#scalebars").addEventListener("click", (e) => {
     const i = (e.target as HTMLElement).closest<HTMLElement>("[data-model]")?.dataset.model;
     if (i === undefined) return;
+    const to = scene.framingOfModel(Number(i));  // the model whole with its title above it, clear of the table
     leave();
-    view.flyTo(...view.framing(wholeBox(app.placed[Number(i)])), 1200);
+    if (to) view.flyTo(...to, 1200);
   });
   $<HTMLDivElement>("#legend").addEventListener("toggle", (e) => {
     if ((e.target as HTMLDetailsElement).open) onlyPanel("#legend");

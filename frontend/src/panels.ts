@@ -1,10 +1,11 @@
-// Panels: the selection, the notice, the readout, map, legend and intro, the scale bars and the toolbar.
+// Panels: the selection, the notice, the readout, map, legend and intro, the scale table and the toolbar.
 import { escapeHtml } from "./html";
 import { unpin } from "./hover";
 import { introDismissed, introHtml } from "./intro";
 import { legendHtml } from "./legend";
 import { overviewHtml } from "./overview";
 import { readoutHtml, taskHint } from "./readout";
+import { scaleRow, scaleTableHtml } from "./scaletable";
 import { shapeHtml, tileText } from "./scenelabels";
 import { wholeBox, type Placed } from "./framing";
 import { app, narrow, $ } from "./state";
@@ -95,31 +96,25 @@ export function updatePanels() {
   $<HTMLButtonElement>("#ins-toggle").hidden = !canGenerate;  // the panel's views all need the numbers
   if (!canGenerate && app.insights?.active) app.insights.close();
   if (!canGenerate) $<HTMLDivElement>("#gen").hidden = true;
+  const folded = document.querySelector<HTMLDetailsElement>("#legend-box")?.open === false;  // a new view keeps it so
   $<HTMLDivElement>("#legend").innerHTML = legendHtml(app.placed[0]?.data.info);
-  if (narrow()) ($<HTMLDetailsElement>("#legend-box")).open = false;
+  if (narrow() || folded) ($<HTMLDetailsElement>("#legend-box")).open = false;
   const intro = $<HTMLDivElement>("#intro");
   intro.hidden = !one || introDismissed();
   if (!intro.hidden && one) intro.innerHTML = introHtml(one, matchMedia("(pointer: coarse)").matches);
 }
 
-/** In the scale view: each model's parameter count as a bar on a log scale (a click flies to the model), and
- * nano-gpt, too small to see beside GPT-3, enlarged in its own inset. */
+/** In the scale view: the models' table (their shapes, parameter counts on a log scale and where the parameters
+ * live; a click on a row flies to its model), and nano-gpt, too small to see beside GPT-3, enlarged in its own inset. */
 export function scaleBars() {
   const box = $<HTMLDivElement>("#scalebars");
   const scale = app.placed.length > 1;
   box.hidden = !scale;
+  document.body.classList.toggle("scale-view", scale);  // (on a phone, the notice moves out of the table's way)
   $<HTMLDivElement>("#inset-label").hidden = !scale;
   app.view!.inset = scale ? { box: wholeBox(app.placed[0]), width: 220, height: 170, only: app.placed[0].built.group } : null;
   if (!scale) return;
-  const counts = app.placed.map((p) => p.data.info.model.n_params);
-  const lo = Math.floor(Math.log10(Math.min(...counts))), hi = Math.ceil(Math.log10(Math.max(...counts)));
-  const rows = app.placed.map((p, i) => {
-    const m = p.data.info.model, w = ((Math.log10(m.n_params) - lo + 0.3) / (hi - lo + 0.3)) * 100;
-    return `<button type="button" class="bar-row" data-model="${i}"><span class="bar-name">${escapeHtml(m.name)}</span>
-      <span class="bar-track"><span class="bar-fill" style="width:${w.toFixed(1)}%"></span></span>
-      <span class="bar-count">${formatCount(m.n_params)}</span></button>`;
-  });
-  box.innerHTML = `<div class="bars-title">parameters (log scale: each step is ×10)</div>${rows.join("")}`;
+  box.innerHTML = scaleTableHtml(app.placed.map((p) => scaleRow(p.data.info.model)), { fly: true });
   const big = app.placed[app.placed.length - 1].data.info.model, nano = app.placed[0].data.info.model;
   $<HTMLDivElement>("#inset-label").textContent = `${nano.name}, enlarged: ${formatCount(nano.n_params)} parameters, ` +
     `1/${formatCount(Math.round(big.n_params / nano.n_params))} of ${big.name}`;

@@ -2,9 +2,9 @@
 import * as THREE from "three";
 import { buildModel, pick, slabGeometry } from "./blocks";
 import { HALO, regionRects } from "./highlight";
-import { allBox, uncovered, withTitles, type Placed, type Rect, type Screen } from "./framing";
+import { allBox, uncovered, wholeBox, withTitles, type Placed, type Rect, type Screen } from "./framing";
 import { hideTooltip, showExplanation, unpin } from "./hover";
-import { sceneLabels } from "./scenelabels";
+import { sceneLabels, titleNameWidth } from "./scenelabels";
 import { type BlockInfo, type SceneData } from "./scenedata";
 import { type Explanation, type Region } from "./tooltip";
 import { app, type CellRef } from "./state";
@@ -21,8 +21,8 @@ export function clearScene() {
 
 export function place(datas: SceneData[]) {
   clearScene();
-  // Side by side, each model a tenth of the tallest one's height from the next, so that at full height they
-  // stand apart and their titles (in staggered rows) do not cover one another.
+  // Side by side, each model 0.3 of the tallest one's height from the next, so that at full height they
+  // stand apart and each one's title, at its top-left corner, has room before the next one's.
   const tallest = Math.max(...datas.map((d) => d.info.bounds[1] - d.info.bounds[3]));
   let x = 0;
   for (const data of datas) {
@@ -30,14 +30,14 @@ export function place(datas: SceneData[]) {
     const p = { data, built: buildModel(data, x - bx0), offsetX: x - bx0 };
     app.view!.scene.add(p.built.group);
     app.placed.push(p);
-    x += bx1 - bx0 + Math.max(40, (bx1 - bx0) * 0.25, datas.length > 1 ? tallest * 0.1 : 0);
+    x += bx1 - bx0 + Math.max(40, (bx1 - bx0) * 0.25, datas.length > 1 ? tallest * 0.3 : 0);
   }
-  app.labels!.set(app.placed.flatMap((p, i) => sceneLabels(p.data, p.offsetX, app.placed.length > 1 ? i : 0)));
+  app.labels!.set(app.placed.flatMap((p) => sceneLabels(p.data, p.offsetX, app.placed.length > 1)));
 }
 
 
 export function screen(): Screen {
-  return { aspect: app.view!.camera.aspect, height: app.view!.canvas.clientHeight, models: app.placed.length };
+  return { aspect: app.view!.camera.aspect, height: app.view!.canvas.clientHeight };
 }
 
 /** The bounds of every placed model. */
@@ -45,9 +45,10 @@ export function modelsBox(): THREE.Box3 {
   return allBox(app.placed);
 }
 
-/** Every placed model whole, with room for the titles. */
+/** Every placed model whole, with room for the titles (several models: the last one's name runs right of it). */
 export function everything(): THREE.Box3 {
-  return withTitles(allBox(app.placed), screen());
+  const last = app.placed[app.placed.length - 1];
+  return withTitles(allBox(app.placed), screen(), app.placed.length > 1 ? titleNameWidth(last.data.info.model.name) + 12 : 0);
 }
 
 export function findBlock(tensor: string): { placed: Placed; block: number } | null {
@@ -102,11 +103,11 @@ export function framingOf(tensors: string[], margin = 1.3, regions: Region[] = [
   return all.isEmpty() ? null : app.view!.framing(all, margin, undefined, freeRect());
 }
 
-/** The part of the canvas (its own pixels) that nothing laid over it hides: the toolbar, the legend, and the
- * walkthrough's panel or sheet wherever it sits over the view. */
+/** The part of the canvas (its own pixels) that nothing laid over it hides: the toolbar, the legend, the scale
+ * view's table, and the walkthrough's panel or sheet wherever it sits over the view. */
 export function freeRect(): Rect {
   const c = app.view!.canvas.getBoundingClientRect();
-  const covers = ["#toolbar", "#legend", "#walk"].map((s) => document.querySelector<HTMLElement>(s))
+  const covers = ["#toolbar", "#legend", "#walk", "#scalebars"].map((s) => document.querySelector<HTMLElement>(s))
     .filter((e): e is HTMLElement => !!e && !e.hidden && e.offsetParent !== null).map((e) => e.getBoundingClientRect())
     .map((r) => ({ left: r.left - c.left, top: r.top - c.top - 4, right: r.right - c.left, bottom: r.bottom - c.top + 4 }));
   return uncovered({ left: 0, top: 0, right: c.width, bottom: c.height }, covers);
@@ -193,4 +194,11 @@ export function flyToRegion(r: Region, margin = 1.4) {
     box.expandByPoint(new THREE.Vector3(rect.x + hit.placed.offsetX + rect.w, rect.y - rect.h, rect.z - 1));
   }
   app.view!.flyTo(...app.view!.framing(box, margin));
+}
+
+/** The camera framing one placed model whole with its title above it (a scale view's model, by name or index), in
+ * the part of the view that the panels (the table, the toolbar, the walkthrough) leave free; null: not shown. */
+export function framingOfModel(which: string | number, margin = 1.05): [THREE.Vector3, THREE.Vector3] | null {
+  const p = typeof which === "number" ? app.placed[which] : app.placed.find((x) => x.data.info.model.name === which);
+  return p ? app.view!.framing(withTitles(wholeBox(p), screen()), margin, undefined, freeRect()) : null;
 }

@@ -43,12 +43,15 @@ export interface Prediction {
 
 export interface ModelConfig {
   n_layer: number; n_head: number; n_embd: number; vocab_size: number; n_ctx: number;
+  d_head?: number;  // channels per head: the server always sends it
   task?: string; task_tokens?: number | null; answer_tokens?: number | null;
   [key: string]: unknown;
 }
 
 export interface SceneInfo {
-  model: { name: string; n_params: number; has_weights: boolean; description: string; config: ModelConfig };
+  // param_parts: where the parameters live (embedding, attention, mlp, other), adding up to n_params; always sent
+  model: { name: string; n_params: number; param_parts?: Record<string, number>; has_weights: boolean; description: string;
+    config: ModelConfig };
   n_pos: number;
   axes: Record<string, AxisInfo>;
   ops: Record<string, { formula: string; description: string; symbol?: string | null }>;

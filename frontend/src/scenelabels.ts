@@ -26,11 +26,14 @@ export function tileText(b: BlockInfo): string {
 
 const v3 = (x: number, y: number, z: number) => new THREE.Vector3(x, y, z);
 
-/** A model's title: drawn `offset` px above its anchor, `height` px tall; staggered rows are `row` px apart. */
-export const TITLE = { offset: 30, row: 48, height: 44 };
+/** A model's title: drawn `offset` px above its anchor (its model's top-left corner), `height` px tall. */
+export const TITLE = { offset: 30, height: 44 };
 
-/** titleRow: which row of titles this model's goes in (the scale view staggers four titles so all show). */
-export function sceneLabels(data: SceneData, offsetX: number, titleRow = 0): Label[] {
+/** About how many pixels wide a model's name is in its title (18px bold). */
+export const titleNameWidth = (name: string) => name.length * 11;
+
+/** several: one of several models side by side (the scale view), whose title leaves "structure only" to the notice. */
+export function sceneLabels(data: SceneData, offsetX: number, several = false): Label[] {
   const info = data.info;
   const out: Label[] = [];
   const names = info.axis_names ?? {};
@@ -101,11 +104,7 @@ export function sceneLabels(data: SceneData, offsetX: number, titleRow = 0): Lab
       align: "center", priority: PRIORITY.input, charWidth: 9.5 }));
   }
   predictionLabels(data, offsetX, out);
-  const [x0, , x1] = info.bounds;
-  const m = info.model;
-  out.push({ anchor: titleAnchor(data, offsetX), worldSize: x1 - x0, minPixels: 0, offsetY: -TITLE.offset - TITLE.row * titleRow, height: TITLE.height,
-    html: `${escapeHtml(m.name)}<br><small>${formatCount(m.n_params)} parameters${m.has_weights ? "" : " · structure only"}</small>`,
-    cls: "model-title", above: true, priority: PRIORITY.title, charWidth: 11 });
+  out.push(titleLabel(data, offsetX, several));
   return out;
 }
 
@@ -121,6 +120,21 @@ function roomAbove(sections: Section[], s: Section): number | null {
   if (!above.length) return null;
   const next = above.reduce((a, b) => (b.y1 < a.y1 ? b : a));
   return next.y1 - (s.y0 + framePad(sections, s));
+}
+
+/** The model's title, at its model's top-left corner and the same size on screen at any zoom: its name and its
+ * parameter count. Every model's name is placed first (the bigger model's on screen first, where two would
+ * overlap), then each grows to name and count where that covers nothing. */
+function titleLabel(data: SceneData, offsetX: number, several: boolean): Label {
+  const m = data.info.model, [, y0, , y1] = data.info.bounds;
+  const line2 = `${formatCount(m.n_params)} parameters${m.has_weights || several ? "" : " · structure only"}`;
+  const name = escapeHtml(m.name);
+  // (its 13px count: about 7.2 px a character). Only whole on screen: a cut title says nothing.
+  return { anchor: titleAnchor(data, offsetX), worldSize: y0 - y1, minPixels: 0, offsetY: -TITLE.offset, height: TITLE.height,
+    html: `<span class="model-title-text">${name}<br><small>${escapeHtml(line2)}</small></span>`,
+    compact: `<span class="model-title-text">${name}</span>`, fullPixels: 0,
+    widths: { full: Math.max(titleNameWidth(m.name), line2.length * 7.2), compact: titleNameWidth(m.name) },
+    cls: "model-title", above: true, priority: PRIORITY.title, whole: true, namesFirst: true };
 }
 
 /** Where the model's title sits: at its top-left corner, drawn TITLE.offset px above the first section's title. */

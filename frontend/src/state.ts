@@ -55,7 +55,10 @@ export function writeUrl(push = false) {
   const c = app.hover.pinned;
   s.cell = c ? { tensor: c.placed.data.info.blocks[c.block].tensor, slab: c.slab, col: c.col, row: c.row } : undefined;
   if (embedded()) return;  // a widget's page has no address of its own
-  const url = formatState(s) || location.pathname;
+  // A walkthrough step names its model and input: the view it is on (the scale view, a generation step) comes with it.
+  const walk = s.step && app.walk?.subject;
+  const url = formatState(walk ? { model: walk.model, input: walk.input ?? undefined, heads: s.heads, step: s.step, insights: s.insights } : s)
+    || location.pathname;
   if (push && url !== location.search) history.pushState(null, "", url);
   else history.replaceState(null, "", url);
 }

@@ -110,7 +110,8 @@ function hooks(app: typeof App, scene: typeof SceneApi) {
       return Array.from(sum, (v, i) => v / n[Math.floor(i / 3)]);
     },
     /** The walkthrough: where it is, and its step's actions' first region on screen (client pixels). */
-    walk: () => ({ at: app.walk?.at ?? null, active: app.walk?.active ?? false }),
+    // (settled: no step's view is loading; the scene shows the step's view)
+    walk: () => ({ at: app.walk?.at ?? null, active: app.walk?.active ?? false, settled: app.walk?.settled ?? false }),
     regionPoint: (region: { tensor: string; ranges: Record<string, [number, number]>; role: string }) =>
       scene.regionScreenPoint(region),
     flyToBlock: (tensor: string) => {

@@ -17,9 +17,33 @@ export type WalkAction =
   | { type: "travel"; token: string; from: Region; to: Region }
   // plain: the op written for a newcomer (null or absent: only the real source is shown)
   | { type: "code"; op: string; plain?: string | null; source: string; file: string }
-  | { type: "guess"; row: Region; answer: number; axis: string; choices: { i: number; name: string }[] };
+  // hides: other rows that would give the answer away (a softmax's scores), covered with it until the guess
+  | { type: "guess"; row: Region; hides?: Region[]; answer: number; axis: string; choices: { i: number; name: string }[] }
+  | TemperatureAction
+  // the generator's greedy step (the step's view: the token appended, computed on the input's KV cache)
+  | { type: "generate"; token: string }
+  | { type: "open"; tab: "lens" | "attention" }  // the Across-layers panel, on this tab
+  | { type: "model"; name: string }  // the scale view's camera flies to this model
+  | { type: "table"; models: string[] };
 
-export interface WalkStep { title: string; html: string; actions: WalkAction[]; tensors: string[] }
+/** A temperature slider's data, worked out by the server from one row's logits: each entry's probability (and as
+ * the readout prints it) at each of the temperatures; rest: the other tokens' share at each (null: none left out). */
+export interface TemperatureAction {
+  type: "temperature"; row: Region; of: string; n: number; temperatures: number[]; start: number;
+  entries: { i: number; name: string; x: number; p: number[]; percent: string[] }[];
+  rest: { p: number[]; percent: string[] } | null;
+}
+
+/** The view a step is shown on: the input's pass (null); generation's next step, `text` = the input and its
+ * prediction, computed on a KV cache of the input's `past` positions; or the scale view. */
+export type WalkView = { kind: "generated"; input: string; text: string; past: number } | { kind: "scale" } | null;
+
+/** Whether two steps are shown on the same view (the same blocks are on screen). */
+export function sameView(a: WalkView | undefined, b: WalkView | undefined): boolean {
+  return (a?.kind ?? null) === (b?.kind ?? null) && (a?.kind !== "generated" || (b?.kind === "generated" && a.text === b.text));
+}
+
+export interface WalkStep { title: string; html: string; actions: WalkAction[]; tensors: string[]; view?: WalkView }
 export interface WalkChapter { number: number; title: string; stage: string; file: string; steps: WalkStep[] }
 export interface Walk { model: string; input: string | null; tokens: number[] | null; note: string; chapters: WalkChapter[] }
 
@@ -80,9 +104,11 @@ export function progress(t: number, k: number): number {
   return clamp01((t - PAUSE - k * SLOT) / SLOT);
 }
 
-/** The step whose @frame holds at the end of step `index`: itself, else the last one before it with a @frame. */
+/** The step whose @frame holds at the end of step `index`: itself, else the last one before it with a @frame, on
+ * the same view (another view's blocks are not on screen). */
 function framingStep(all: Place[], index: number): number | null {
-  for (let i = index; i >= 0; i--) if (all[i].s.actions.some((a) => a.type === "frame")) return i;
+  const view = all[index].s.view;
+  for (let i = index; i >= 0 && sameView(all[i].s.view, view); i--) if (all[i].s.actions.some((a) => a.type === "frame")) return i;
   return null;
 }
 
@@ -105,7 +131,7 @@ export function framedRegionsAt(all: Place[], index: number): Region[] {
   return i === null ? [] : visualAt(all, i, duration(all[i].s), true, true).regions;
 }
 
-export interface Card { kind: "dot" | "softmax" | "code" | "mask" | "add" | "guess"; action: WalkAction; p: number }
+export interface Card { kind: "dot" | "softmax" | "code" | "mask" | "add" | "guess" | "temperature" | "generate"; action: WalkAction; p: number }
 
 export interface Visual {
   camera: { from: string[] | null; to: string[] | null; p: number };
@@ -118,6 +144,12 @@ export interface Visual {
   guessing: boolean;
   /** A lookup and the weight it copies a row of, drawn on one colour scale in one palette (null: each its own). */
   sameScale: { weight: string; copy: string } | null;
+  /** The scale view's camera: flying from one model to another (from null: from where it is). */
+  fly: { from: string | null; to: string; p: number } | null;
+  /** The scale view's table: the models the camera reached so far, then the step's @table (null: none). */
+  table: string[] | null;
+  /** The Across-layers panel's tab the step opens (null: the panel is not the step's). */
+  open: "lens" | "attention" | null;
 }
 
 /** The lookups: an activation that is a row of a weight, picked by the token (or position) at each position. */
@@ -147,8 +179,11 @@ export function cellOf(row: Region, axis: string, i: number): Region {
  * answered: the learner has made this step's guess (until then, the guess's row is covered). */
 export function visualAt(all: Place[], index: number, t: number, reduced = false, answered = false): Visual {
   const step = all[index].s;
-  const v: Visual = { camera: { from: index > 0 ? framedAt(all, index - 1) : null, to: framedAt(all, index), p: 1 },
-    regions: [], reveal: null, cards: [], tooltip: null, travel: null, guessing: false, sameScale: lookupOf(step) };
+  const before = index > 0 && sameView(all[index - 1].s.view, step.view);  // (from another view: no flight)
+  const v: Visual = { camera: { from: before ? framedAt(all, index - 1) : null, to: framedAt(all, index), p: 1 },
+    regions: [], reveal: null, cards: [], tooltip: null, travel: null, guessing: false, sameScale: lookupOf(step),
+    fly: null, table: null, open: null };
+  let flewFrom: string | null = null;
   step.actions.forEach((a, k) => {
     const p = reduced ? 1 : progress(t, k);
     if (a.type === "frame") {
@@ -157,13 +192,13 @@ export function visualAt(all: Place[], index: number, t: number, reduced = false
     }
     if (a.type === "guess") {  // from the step's first frame: the row covered until the learner picks, then lit
       if (answered) v.regions.push(lit(a.row), cellOf(a.row, a.axis, a.answer));  // and its largest cell outlined
-      else v.regions.push(covered(a.row));
+      else v.regions.push(covered(a.row), ...(a.hides ?? []).map(covered));
       v.guessing ||= !answered;
     }
     if (p <= 0) return;
     switch (a.type) {
       case "highlight":
-        v.regions.push(...a.regions.map(outlined));
+        v.regions.push(...a.regions.map((r) => (r.role === "kept" ? r : outlined(r))));  // (@light: kept, outlined)
         break;
       case "reveal":
         v.reveal = { tensor: a.tensor, along: a.along, fraction: p };
@@ -196,6 +231,24 @@ export function visualAt(all: Place[], index: number, t: number, reduced = false
         break;
       case "guess":
         v.cards.push({ kind: "guess", action: a, p });
+        break;
+      case "temperature":  // the row it reads lit, the row it redraws outlined
+        v.regions.push({ ...a.row, tensor: a.of, role: "input" }, { ...a.row, role: "target" });
+        v.cards.push({ kind: "temperature", action: a, p });
+        break;
+      case "generate":
+        v.cards.push({ kind: "generate", action: a, p });
+        break;
+      case "open":
+        v.open = a.tab;
+        break;
+      case "model":  // one flight per model; its row joins the table as the camera arrives
+        v.fly = { from: flewFrom, to: a.name, p: ease(p) };
+        flewFrom = a.name;
+        v.table = [...(v.table ?? []).filter((m) => m !== a.name), a.name];
+        break;
+      case "table":
+        v.table = [...(v.table ?? []).filter((m) => !a.models.includes(m)), ...a.models];
         break;
     }
   });

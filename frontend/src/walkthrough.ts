@@ -5,11 +5,13 @@ import { fetchWalkthrough } from "./api";
 import { FAMILIES, type Kind } from "./colors";
 import { escapeHtml as esc } from "./html";
 import { deselect, notify } from "./panels";
-import { closeTooltip, findBlock, framingOf, highlight, labelSubjects, openTooltip, regionScreenPoint, reveal, setCamera, shareScale } from "./scene";
+import { closeTooltip, findBlock, framingOf, framingOfModel, highlight, labelSubjects, openTooltip, regionScreenPoint, reveal, setCamera, shareScale } from "./scene";
 import { codeCard } from "./codecard";
+import { temperatureBars, temperatureCard, temperatureSays } from "./walkcards";
 import { num } from "./tooltip";
 import {
-  advance, closeUp, duration, framedRegionsAt, indexOf, missingStep, places, softmaxPhase, subjectsOf, termsShown, visualAt, type Card, type Place, type Visual, type Walk,
+  advance, closeUp, duration, framedRegionsAt, indexOf, missingStep, places, softmaxPhase, subjectsOf, termsShown, visualAt, type Card, type Place,
+  type TemperatureAction, type Visual, type Walk, type WalkView,
 } from "./walkstate";
 
 export interface WalkHost {
@@ -19,6 +21,16 @@ export interface WalkHost {
   load(input: string): Promise<void>;
   /** The walkthrough moved to chapter.step (null: closed); push: a new history entry. */
   moved(at: [number, number] | null, push: boolean): void;
+  /** Show the view a step is on (null: the walkthrough's own model and input): null when it is shown already,
+   * else a promise that resolves once the new view is drawn (the generated view: the Generator takes its step). */
+  show(view: WalkView, model: string, input: string | null): Promise<void> | null;
+  /** The view on screen, as a step names it (on another view than the input's pass, the walkthrough's model and
+   * input are its own, not the view's). */
+  shown(): WalkView;
+  /** Open the Across-layers panel on this tab (null: close it). */
+  insights(tab: "lens" | "attention" | null): void;
+  /** The generator's KV cache in numbers, as the Generate panel shows it ("" before its step). */
+  cache(): string;
 }
 
 export class Walkthrough {
@@ -32,7 +44,10 @@ export class Walkthrough {
   private speed = 1;
   private last = 0;
   private guessed = new Map<string, number>();
+  private temps = new Map<string, number>();  // a temperature step's slider stop, per step
   private applying = false;
+  private switching: Promise<void> | null = null;  // the view a step is on is being loaded
+  private opened: "lens" | "attention" | null = null;  // the Across-layers tab a step opened
   private reducedPref = matchMedia("(prefers-reduced-motion: reduce)");
   private $ = <T extends HTMLElement>(sel: string) => this.panel.querySelector(sel) as T;
 
@@ -49,6 +64,10 @@ export class Walkthrough {
     this.$<HTMLSelectElement>("#walk-speed").addEventListener("change", (e) => (this.speed = Number((e.target as HTMLSelectElement).value)));
     this.$<HTMLInputElement>("#walk-reduced").checked = this.reducedPref.matches;
     this.$<HTMLInputElement>("#walk-reduced").addEventListener("change", () => this.go(this.index, false));
+    panel.addEventListener("input", (e) => {  // a temperature step's slider: the bars redraw in place
+      const el = e.target as HTMLInputElement;
+      if (el.matches("[data-temperature]")) this.temperature(Number(el.value));
+    });
     this.$<HTMLFormElement>("#walk-try").addEventListener("submit", (e) => {
       e.preventDefault();
       void this.tryInput(this.$<HTMLInputElement>("#walk-input").value);
@@ -79,6 +98,16 @@ export class Walkthrough {
     return this.$<HTMLInputElement>("#walk-reduced").checked;
   }
 
+  /** The model and input the walkthrough is told for (a link to a step names these, whatever view the step is on). */
+  get subject(): { model: string; input: string | null } | null {
+    return this.active && this.walk ? { model: this.walk.model, input: this.walk.input } : null;
+  }
+
+  /** Whether no step's view is still loading (the scale view, the generator's step): the scene is the step's. */
+  get settled(): boolean {
+    return !this.switching;
+  }
+
   /** Where the walkthrough is, for the URL: chapter and step from 1. */
   get at(): [number, number] | null {
     const p = this.all[this.index];
@@ -95,7 +124,8 @@ export class Walkthrough {
     }
     document.body.classList.add("walking");
     const model = this.host.model(), input = this.host.input();
-    if (!this.walk || this.walk.model !== model || (this.walk.input ?? undefined) !== input) {
+    const own = this.walk && this.host.shown() !== null;  // a step's other view: the walkthrough is for its own input
+    if (!this.walk || (!own && (this.walk.model !== model || (this.walk.input ?? undefined) !== input))) {
       this.$<HTMLDivElement>("#walk-text").textContent = "loading the walkthrough…";
       try {
         this.walk = await fetchWalkthrough(model, input);
@@ -126,6 +156,8 @@ export class Walkthrough {
     labelSubjects(null);
     closeTooltip();
     this.travelChip(null);
+    if (this.opened) this.host.insights(null);
+    this.opened = null;
     notify("", "walk");
     this.host.moved(null, true);
   }
@@ -140,11 +172,29 @@ export class Walkthrough {
     this.t = animate && !this.reduced ? 0 : duration(p.s);
     this.hold = 0;
     this.renderText();
+    this.view(p);
     this.apply();
     this.host.moved([p.chapter, p.step], push);
     if (animate && !this.reduced) this.play(this.autoplay);
     else this.playing = false;
     this.controls();
+  }
+
+  /** The step's view: loaded if it is not the one on screen; the step is drawn once it is. */
+  private view(p: Place): void {
+    const loading = this.host.show(p.s.view ?? null, this.walk!.model, this.walk!.input);
+    if (!loading) return;
+    this.message("");
+    const done = (this.switching = loading.then(() => {
+      if (this.switching !== done) return;
+      this.switching = null;
+      this.apply();
+    }, (e: Error) => {
+      if (this.switching !== done) return;
+      this.switching = null;
+      this.message(e.message);
+      this.apply();
+    }));
   }
 
   next(): void {
@@ -188,7 +238,7 @@ export class Walkthrough {
 
   private tick(now: number): void {
     if (!this.playing || !this.active) return;
-    const dt = advance(this.last, now, this.speed);
+    const dt = this.switching ? 0 : advance(this.last, now, this.speed);  // the step's view first
     this.last = now;
     const end = duration(this.all[this.index].s);
     if (this.t < end) {
@@ -215,7 +265,7 @@ export class Walkthrough {
 
   /** Draw the state at the current step and time. */
   apply(): void {
-    if (!this.active) return;
+    if (!this.active || this.switching) return;
     this.applying = true;
     try {
       const v = visualAt(this.all, this.index, this.t, this.reduced, this.guessed.has(this.key()));
@@ -225,7 +275,10 @@ export class Walkthrough {
       labelSubjects(subjectsOf(v));  // what the step frames or lights is named, whatever else wants the place
       document.body.classList.toggle("guessing", v.guessing);  // the scene's "→ A next" waits for the guess too
       reveal(v.reveal?.tensor ?? null, v.reveal?.along, v.reveal?.fraction);
+      if (v.open !== this.opened) this.host.insights(v.open);  // a step's Across-layers tab, closed after it
+      this.opened = v.open;
       this.cards(v.cards, v.sameScale);
+      this.scaleRows(v);
       if (!v.tooltip || !openTooltip(v.tooltip.explain, v.tooltip.cell)) closeTooltip();
       this.travelChip(v.travel);
       const time = this.$<HTMLInputElement>("#walk-time");
@@ -236,6 +289,11 @@ export class Walkthrough {
   }
 
   private camera(v: Visual): void {
+    if (v.fly) {  // the scale view: from one model to the next
+      const to = framingOfModel(v.fly.to), from = (v.fly.from && framingOfModel(v.fly.from)) || to;
+      if (to && from) setCamera(from[0].clone().lerp(to[0], v.fly.p), from[1].clone().lerp(to[1], v.fly.p));
+      return;
+    }
     // The framed blocks whole, and the cells their step lights elsewhere (a weight's column, μ beside the rows).
     const at = (i: number) => [framedRegionsAt(this.all, i), closeUp(this.all, i)] as const;
     const to = v.camera.to && framingOf(v.camera.to, 1.3, ...at(this.index));
@@ -282,13 +340,27 @@ export class Walkthrough {
   }
 
   private cards(cards: Card[], same: Visual["sameScale"]): void {
-    const html = (same ? `<div class="walk-card walk-same">${this.named(same.copy)} is a copy of a row of ${this.named(same.weight)}: both are
-      drawn here in one palette on one colour scale, so the same number has the same colour</div>` : "") + cards.map((c) => this.card(c)).join("");
+    const html = this.cardsHtml(cards, same);
     const box = this.$<HTMLDivElement>("#walk-card");
     // Compared with what was last written, not with innerHTML: an unfolded <details> (open="") stays open.
     if (box.dataset.html !== html) {
       box.innerHTML = html;
       box.dataset.html = html;
+    }
+  }
+
+  private cardsHtml(cards: Card[], same: Visual["sameScale"]): string {
+    return (same ? `<div class="walk-card walk-same">${this.named(same.copy)} is a copy of a row of ${this.named(same.weight)}: both are
+      drawn here in one palette on one colour scale, so the same number has the same colour</div>` : "") + cards.map((c) => this.card(c)).join("");
+  }
+
+  /** The scale view's table (panels.ts draws it): the rows of the models the step has reached lit, the one the camera
+   * is at marked. */
+  private scaleRows(v: Visual): void {
+    for (const row of document.querySelectorAll<HTMLElement>("#scalebars [data-name]")) {
+      const name = row.dataset.name!;
+      row.classList.toggle("walk-lit", !!v.table?.includes(name));
+      row.classList.toggle("walk-here", v.fly?.to === name);
     }
   }
 
@@ -325,6 +397,12 @@ export class Walkthrough {
         <table><tr><th></th><th>x</th><th>exp(x − max)</th><th>p</th></tr>${rows.join("")}</table></div>`;
     }
     if (a.type === "code") return codeCard(a);
+    if (a.type === "temperature") return temperatureCard(a, this.temps.get(this.key()) ?? a.start, Math.min(1, c.p * 2));
+    if (a.type === "generate") {
+      const cache = this.host.cache();
+      return `<div class="walk-card walk-gen"><b>Generate, one step</b>: <code>${esc(a.token)}</code> appended, its position computed on
+        the KV cache${cache ? `<div class="walk-gen-cache">${cache}</div>` : ""}</div>`;
+    }
     if (a.type === "mask") return `<div class="walk-card">future keys: −∞, hatched grey; their attention will be 0</div>`;
     if (a.type === "add") return `<div class="walk-card">${a.inputs.map((x) => `<code>${esc(x)}</code>`).join(" + ")}${
       c.p >= 0.5 ? ` = <code>${esc(a.tensor)}</code>` : ""}</div>`;
@@ -337,6 +415,19 @@ export class Walkthrough {
       return `<div class="walk-card walk-guess"><b>try it</b> ${said}<div>${choices}</div></div>`;
     }
     return "";
+  }
+
+  /** The temperature slider moved to stop k: its bars redraw where they are (the slider keeps the pointer). */
+  private temperature(k: number): void {
+    const a = this.all[this.index]?.s.actions.find((x): x is TemperatureAction => x.type === "temperature");
+    const card = this.$<HTMLDivElement>("#walk-card");
+    if (!a) return;
+    this.temps.set(this.key(), k);
+    card.querySelector(".walk-temp-bars")!.innerHTML = temperatureBars(a, k);
+    card.querySelector(".walk-temp-says")!.textContent = `temperature ${temperatureSays(a.temperatures[k])}`;
+    card.querySelector("[data-temperature]")!.setAttribute("aria-valuetext", `temperature ${a.temperatures[k]}`);
+    const v = visualAt(this.all, this.index, this.t, this.reduced, this.guessed.has(this.key()));
+    card.dataset.html = this.cardsHtml(v.cards, v.sameScale);  // what is drawn now: not drawn again
   }
 
   private travelChip(t: Visual["travel"]): void {

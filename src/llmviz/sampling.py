@@ -70,6 +70,18 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
+def tempered(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """The distribution after dividing the logits by a temperature: softmax(logits / t); 0 is greedy (all on the
+    most probable token). Sampling's step 1-2, and the walkthrough's temperature slider."""
+    z = np.asarray(logits, dtype=np.float64)
+    if temperature == 0:
+        p = np.zeros_like(z)
+        p[int(np.argmax(z))] = 1.0
+        return p
+    with np.errstate(over="ignore", under="ignore"):  # a tiny temperature leaves only the top token
+        return softmax((z - z.max()) / temperature)
+
+
 def _stage(name: str, p: np.ndarray) -> dict:
     order = np.argsort(-p, kind="stable")[:SHOWN]
     return {"name": name, "kept": int(np.count_nonzero(p)), "top": [(int(i), float(p[i])) for i in order if p[i] > 0]}
@@ -83,12 +95,10 @@ def sample(logits: np.ndarray, s: Sampling, rng: np.random.Generator) -> Draw:
     raw = softmax(z)
     stages = [_stage("probabilities", raw)]
     if s.greedy:
-        token = int(np.argmax(z))
-        chosen = np.zeros_like(raw)
-        chosen[token] = 1.0
+        chosen = tempered(z, 0)
+        token = int(np.argmax(chosen))
         return Draw(token, float(raw[token]), 1.0, None, stages + [_stage("greedy", chosen)])
-    with np.errstate(over="ignore", under="ignore"):  # a tiny temperature leaves only the top token
-        p = softmax((z - z.max()) / s.temperature)
+    p = tempered(z, s.temperature)
     stages.append(_stage(f"÷ temperature {s.temperature:g}", p))
     order = np.argsort(-p, kind="stable")
     if s.top_k is not None and s.top_k < len(p):

@@ -188,8 +188,8 @@ class SceneBuilder:
 
         cfg = model.config
         scene = {
-            "model": {"name": model.name, "n_params": cfg.n_params, "has_weights": model.has_weights,
-                      "config": cfg.to_dict(), "description": cfg.description},
+            "model": {"name": model.name, "n_params": cfg.n_params, "param_parts": cfg.param_parts(),
+                      "has_weights": model.has_weights, "config": cfg.to_dict(), "description": cfg.description},
             "n_pos": self.n_pos,
             "past": graph.past,  # positions whose keys and values came from the KV cache
             "axes": graph.axes_json(),

@@ -91,6 +91,8 @@ class ModelInfo(BaseModel):
     description: str
     example: str | None = Field(None, description="an input to start with")
     n_params: int = Field(description="exact number of learned parameters")
+    param_parts: dict[str, int] = Field(description="where the parameters live: embedding, attention, mlp and other "
+                                                    "(the norms), adding up to n_params")
     has_weights: bool = Field(description="false: structure only, no numbers to show")
     config: dict
     source: str
@@ -695,7 +697,7 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
         """Every model this server knows, in selector order."""
         return [
             ModelInfo(name=name, description=m.config.description, example=example_input(m), n_params=m.config.n_params,
-                      has_weights=m.has_weights, config=m.config.to_dict(), source=m.source)
+                      param_parts=m.config.param_parts(), has_weights=m.has_weights, config=m.config.to_dict(), source=m.source)
             for name, m in registry.items()
         ]
 

@@ -32,16 +32,23 @@ Templates, `{{...}}`, in text and in actions:
     argmax CELL  argmax_token CELL                         where a row is largest (its index; its token)
     prediction  prediction_percent                         the predicted next token and its probability
                                                            (every percent as the readout prints it: sampling.percent)
+    lens_path last  lens_path busiest  lens_busiest        the logit lens: the top token after the embeddings and
+                                                           after each layer, at the last position or at the one
+                                                           where it changes most (lens_busiest: that position)
+    past                                                   (in a `@view generated` step) the cached positions
     tensor NAME  tensor NAME|words                         a term for a tensor (linked to its block)
     axis NAME                                              a term for an axis, in the axis's colour
 
 A CELL is `name[i, j, ...]`, one index per axis in the graph's order: a number, `last` (the axis's last
-index), a negative number (from the end), or `:` (the whole axis); missing trailing indices mean `:`.
+index), a negative number (from the end), `:` (the whole axis) or a range `start:stop` (as Python slices:
+`:6` is 0 to 5); missing trailing indices mean `:`.
 
 Actions (each takes about a second; a step runs its actions in order after a short pause):
     @frame NAME ...          the camera frames these blocks (computed from the layout); a step without one
                              frames every tensor its actions name
     @highlight CELL ...      light these cells, dim every other block
+    @light CELL ...          keep these cells in view beside the step's subject, undimmed and thinly outlined
+                             (where a highlight's subject is haloed), as a KV cache beside the new key
     @reveal NAME rows|cols   the tensor's cells appear in order
     @dot CELL                a row and a column meet and become this cell, the running sum shown
     @softmax CELL            the softmax of one row: max, exp, sum, divide (CELL: a row of a softmax's output)
@@ -52,10 +59,23 @@ Actions (each takes about a second; a step runs its actions in order after a sho
     @code OP                 this op's code: its plain version (Op.plain: a few lines of plain numpy for one
                              example; null when it has none) and the project's own numpy forward behind it
     @guess CELL              try it: the learner guesses where this row is largest, then sees it
+    @temperature CELL        a temperature slider over this row of probabilities: the distribution at each of
+                             TEMPERATURES, worked out here from the row's own logits (sampling.tempered)
+    @generate                the generator itself takes one step (greedy) on a KV cache: the view becomes
+                             that step's (only in a `@view generated` step)
+    @open lens|attention     the Across-layers panel opens on this tab (the logit lens; every head's attention)
+    @model NAME              the camera flies to this model of the scale view (only in a `@view scale` step),
+                             and the step's table gains its row (the scale view's: sizes, and where the
+                             parameters live, as the server sends them with each model's scene)
+    @table NAME ...          the scale view's table of these models (only in a `@view scale` step)
     @only KEY=VALUE          the step is for models of this kind only: norm=layer|rms, positions=learned|rotary,
                              mlp=plain|gated, kv=full|grouped, tokens=characters|pieces (its vocabulary),
                              weights=loaded|none (a chapter's steps adapt to the model's parts; a step that
                              speaks of the numbers on screen has a weights=none twin)
+    @view generated|scale    the step is shown on another view than the input's pass: `generated`, the next
+                             step of generation on a KV cache (the input plus its prediction, the input's keys
+                             and values cached; the step's tensors and templates are that step's), or `scale`,
+                             the scale view's models side by side
 
 Steps whose text or actions need numbers (token, value, prediction, dot, softmax, ...) are left out for a
 model without weights, and the answer says so. So every step that a model without weights keeps must read
@@ -67,6 +87,7 @@ from __future__ import annotations
 import difflib
 import html
 import inspect
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,15 +97,21 @@ import numpy as np
 from .config import PRESETS, ModelConfig
 from .errors import LlmvizError
 from .graph import AXES, Graph
+from .lens import logit_lens
+from .model import KVCache
 from .ops import OPS
 from .provenance import explain, fmt
-from .sampling import percent
+from .sampling import percent, tempered
 from .tokenizer import CharTokenizer
 
 CHAPTERS = Path(__file__).parent / "chapters"
-NUMBER_TEMPLATES = {"input", "token", "id", "value", "percent", "argmax", "argmax_token", "prediction", "prediction_percent"}
-NUMBER_ACTIONS = {"dot", "softmax", "tooltip", "travel", "guess"}
-ACTIONS = {"frame", "highlight", "reveal", "dot", "softmax", "mask", "add", "travel", "tooltip", "code", "guess"}
+NUMBER_TEMPLATES = {"input", "token", "id", "value", "percent", "argmax", "argmax_token", "prediction", "prediction_percent",
+                    "lens_path", "lens_busiest", "past"}
+NUMBER_ACTIONS = {"dot", "softmax", "tooltip", "travel", "guess", "temperature", "generate", "open"}
+ACTIONS = {"frame", "highlight", "light", "reveal", "dot", "softmax", "mask", "add", "travel", "tooltip", "code", "guess",
+           "temperature", "generate", "open", "model", "table"}
+VIEWS = {"generated", "scale"}
+TEMPERATURES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # the slider's stops (1: the model's own probabilities)
 SHOWN = 12  # a softmax or a guess shows a row of up to this many entries (a longer row: its largest)
 TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 CELL = re.compile(r"^([\w.]+)(?:\[(.*)\])?$")
@@ -109,6 +136,7 @@ class Step:
     text: list[tuple[int, str]] = field(default_factory=list)  # (line, Markdown)
     actions: list[tuple[int, str]] = field(default_factory=list)  # (line, "@name args")
     only: list[tuple[int, str]] = field(default_factory=list)  # (line, "key=value"): the models it is for
+    view: tuple[int, str] | None = None  # (line, "generated" | "scale"): shown on another view than the pass
 
 
 @dataclass
@@ -134,6 +162,8 @@ def parse(path: Path) -> Chapter:
                 raise WalkthroughError(f"{path.name}:{n}: an action before the first step (## title)")
             if line.startswith("@only "):
                 steps[-1].only.append((n, line[6:].strip()))
+            elif line.startswith("@view "):
+                steps[-1].view = (n, line[6:].strip())
             else:
                 steps[-1].actions.append((n, line[1:].strip()))
         elif steps:
@@ -161,6 +191,26 @@ class Context:
         self.graph: Graph = trace.graph if trace is not None else model.graph
         self.n_pos = len(trace.tokens) if trace is not None else min(8, self.config.n_ctx)  # structure: 8 positions
         self.sizes = self.graph.sizes(self.n_pos)
+        self._generated: Context | None = None
+        self._lens: dict | None = None
+
+    def generated(self) -> Context:
+        """The context of generation's next step: the prediction appended and computed on a KV cache of the input
+        (what the view shows after the generator's greedy Step, with its KV-cache view)."""
+        self.needs_numbers()
+        if self._generated is None:
+            if self.trace.past_tokens or len(self.trace.tokens) >= self.config.n_ctx:
+                raise _NotForThisModel()  # a full context has no next step
+            cache = KVCache(self.model)
+            self.model.step(cache, self.trace.tokens, keep=())
+            self._generated = Context(self.model, self.model.step(cache, [self.trace.predicted_ids[-1]]))
+        return self._generated
+
+    def lens(self) -> dict:
+        self.needs_numbers()
+        if self._lens is None:
+            self._lens = logit_lens(self.trace, k=1)
+        return self._lens
 
     def needs_numbers(self) -> None:
         if self.trace is None:
@@ -180,8 +230,14 @@ class Context:
             raise ValueError(f"{name} has {len(shape)} axes ({', '.join(t.axes)}), not {len(parts)}")
         index = []
         for p, n, axis in zip(parts, shape, t.axes):
-            if p == ":":
-                index.append(slice(None))
+            if ":" in p:  # a range, as Python slices it: start:stop (stop not included), either may be left out
+                ends = p.split(":")
+                if len(ends) != 2 or not all(re.fullmatch(r"-?\d*", e) for e in ends):
+                    raise ValueError(f"index {p!r} of {name}: give a number, last, :, or a range start:stop")
+                start, stop, _ = slice(*(int(e) if e else None for e in ends)).indices(n)
+                if start >= stop:
+                    raise ValueError(f"range {p} of {name}'s axis {axis} is empty (it has 0 to {n - 1})")
+                index.append(slice(start, stop))
                 continue
             i = n - 1 if p == "last" else int(p) if re.fullmatch(r"-?\d+", p) else None
             if i is None:
@@ -195,7 +251,7 @@ class Context:
     def region(self, ref: str, role: str = "target") -> dict:
         name, index = self.cell(ref)
         t = self.graph[name]
-        ranges = {a: [0, n - 1] if isinstance(i, slice) else [i, i]
+        ranges = {a: [i.indices(n)[0], i.indices(n)[1] - 1] if isinstance(i, slice) else [i, i]
                   for a, i, n in zip(t.axes, index, t.shape(self.sizes))}
         return {"tensor": name, "ranges": ranges, "role": role}
 
@@ -203,6 +259,25 @@ class Context:
         name, index = self.cell(ref)  # checked even without numbers
         self.needs_numbers()
         return name, index, np.asarray(self.trace[name][index])
+
+
+def _lens_path(tokens: list[str]) -> str:
+    """One position's top token at each boundary (embeddings, after layer 0, ...), each run of one token told once:
+    "**C** (embeddings), then **A** (after layers 0–1)"."""
+    runs: list[list] = []
+    for i, t in enumerate(tokens):
+        if runs and runs[-1][0] == t:
+            runs[-1][2] = i
+        else:
+            runs.append([t, i, i])
+    if len(runs) == 1:
+        return f"<strong>{html.escape(tokens[0])}</strong> at every depth, from the embeddings on"
+
+    def where(a: int, b: int) -> str:
+        if a == 0:
+            return "embeddings" if b == 0 else f"embeddings to after layer {b - 1}"
+        return f"after layer {a - 1}" if a == b else f"after layers {a - 1}–{b - 1}"
+    return ", then ".join(f"<strong>{html.escape(t)}</strong> ({where(a, b)})" for t, a, b in runs)
 
 
 class _NeedsNumbers(Exception):
@@ -224,7 +299,7 @@ def kinds(model, trace=None) -> dict[str, str]:
             "weights": "loaded" if trace is not None else "none"}
 
 
-def _check_only(ctx: "Context", cond: str) -> bool:
+def _check_only(ctx: Context, cond: str) -> bool:
     key, _, values = cond.partition("=")
     have = kinds(ctx.model, ctx.trace)
     if key.strip() not in have or not values:
@@ -284,8 +359,20 @@ def template(ctx: Context, expr: str) -> str:
         return html.escape(token)
     ctx.needs_numbers()
     tr = ctx.trace
-    if word == "input":
-        return html.escape(ctx.model.decode(tr.tokens))
+    if word in ("lens_path", "lens_busiest"):
+        lens = ctx.lens()
+        tops = [[pos[0]["token"] for pos in layer] for layer in lens["top"]]  # [boundary][position]
+        changes = [sum(a[i] != b[i] for a, b in itertools.pairwise(tops)) for i in range(ctx.n_pos)]
+        busiest = max(range(ctx.n_pos), key=lambda i: (changes[i], i))
+        if word == "lens_busiest":
+            return str(busiest)
+        if arg not in ("last", "busiest"):
+            raise ValueError("lens_path last|busiest: the last position, or the one whose top token changes most")
+        return _lens_path([t[ctx.n_pos - 1 if arg == "last" else busiest] for t in tops])
+    if word == "past":
+        return str(len(tr.past_tokens))
+    if word == "input":  # (a generation step's: the cached tokens, then the new)
+        return html.escape(ctx.model.decode(tr.past_tokens + tr.tokens))
     if word in ("token", "id"):
         i = int(arg) if arg not in ("last", "") else ctx.n_pos - 1
         if not -ctx.n_pos <= i < ctx.n_pos:
@@ -351,8 +438,8 @@ def action(ctx: Context, line: str) -> dict:
         if not args:
             raise ValueError("@frame needs at least one tensor")
         return {"type": "frame", "tensors": [ctx.cell(a)[0] for a in args]}
-    if word == "highlight":
-        return {"type": "highlight", "regions": [ctx.region(a) for a in args]}
+    if word in ("highlight", "light"):
+        return {"type": "highlight", "regions": [ctx.region(a, "target" if word == "highlight" else "kept") for a in args]}
     if word == "reveal":
         if len(args) != 2 or args[1] not in ("rows", "cols"):
             raise ValueError("@reveal NAME rows|cols")
@@ -374,6 +461,20 @@ def action(ctx: Context, line: str) -> dict:
         fn = inspect.unwrap(OPS[op].forward)  # a rowwise op's own function, not its wrapper's (ops/rows.py)
         return {"type": "code", "op": op, "plain": OPS[op].plain, "source": inspect.getsource(fn),
                 "file": inspect.getsourcefile(fn).split("llmviz/", 1)[-1]}
+    if word == "generate":
+        if not ctx.trace.past_tokens:
+            raise ValueError("@generate is for a `@view generated` step (the view it makes)")
+        return {"type": "generate", "token": ctx.trace.token_strs[-1]}
+    if word == "open":
+        if len(args) != 1 or args[0] not in ("lens", "attention"):
+            raise ValueError("@open lens|attention: the Across-layers panel's tab to open")
+        return {"type": "open", "tab": args[0]}
+    if word in ("model", "table"):
+        unknown = [a for a in args if a not in PRESETS]
+        if not args or unknown or (word == "model" and len(args) != 1):
+            raise ValueError(f"@{word} takes {'one model' if word == 'model' else 'models'} of the scale view: "
+                             f"one of {', '.join(PRESETS)}" + (f" (not {unknown[0]})" if unknown else ""))
+        return {"type": "model", "name": args[0]} if word == "model" else {"type": "table", "models": args}
     if word == "travel":  # from the last position's probabilities to the end of the input
         out, into = ctx.graph.names()[-1], ctx.graph.names("input")[0]
         return {"type": "travel", "token": ctx.model.token_strs([ctx.trace.predicted_ids[-1]])[0],
@@ -391,12 +492,22 @@ def action(ctx: Context, line: str) -> dict:
     row = ctx.region(args[0])
     axis = t.axes[-1]
     shown = np.arange(len(v)) if len(v) <= SHOWN else np.sort(np.argsort(-v)[:SHOWN])
-    if word == "guess":
-        return {"type": "guess", "row": row, "answer": int(np.argmax(v)), "axis": axis,
+    if word == "guess":  # (a softmax's row: the scores it reads would tell the answer too, so they are hidden with it)
+        hides = [{**row, "tensor": t.inputs[0]}] if t.op == "softmax" else []
+        return {"type": "guess", "row": row, "hides": hides, "answer": int(np.argmax(v)), "axis": axis,
                 "choices": [{"i": int(j), "name": ctx.trace.index_name(axis, int(j)) or str(j)} for j in shown]}
     if t.op != "softmax":
-        raise ValueError(f"@softmax takes a row of a softmax's output (such as hook_pattern), not {name}")
+        raise ValueError(f"@{word} takes a row of a softmax's output (such as hook_pattern), not {name}")
     x = np.asarray(ctx.trace[t.inputs[0]][index], dtype=np.float64)
+    if word == "temperature":  # each stop's distribution over the whole row; the shown entries, and the rest's share
+        at = [tempered(x, T) for T in TEMPERATURES]
+        return {"type": "temperature", "row": row, "of": t.inputs[0], "n": len(v), "temperatures": list(TEMPERATURES),
+                "start": TEMPERATURES.index(1.0),
+                "entries": [{"i": int(j), "name": ctx.trace.index_name(axis, int(j)) or str(j), "x": float(x[j]),
+                             "p": [float(p[j]) for p in at], "percent": [percent(float(p[j])) for p in at]}
+                            for j in shown],
+                "rest": None if len(v) == len(shown) else {"p": [float(1 - p[shown].sum()) for p in at],
+                                                             "percent": [percent(float(1 - p[shown].sum())) for p in at]}}
     m = float(np.max(x))
     entries = [{"i": int(j), "name": ctx.trace.index_name(axis, int(j)) or str(j), "x": float(x[j]),
                 "exp": float(np.exp(x[j] - m)), "p": float(v[j])} for j in shown]
@@ -422,6 +533,19 @@ def compile_step(ctx: Context, step: Step) -> dict:
     for n, cond in step.only:
         if not at(n, _check_only, ctx, cond):
             raise _NotForThisModel()
+    view = declared = step.view[1] if step.view else None
+    if step.view and view not in VIEWS:
+        raise _LineError(step.view[0], f"@view {view}: one of {', '.join(sorted(VIEWS))}")
+    if view == "generated":  # (a model without weights has no next step: its steps show the pass's structure)
+        ctx, view = (ctx.generated(), view) if ctx.trace is not None else (ctx, None)
+    generates = [n for n, a in step.actions if a.split(" ", 1)[0] == "generate"]
+    if [a for _, a in step.actions if a.split(" ", 1)[0] in ("model", "table")] and declared != "scale":
+        raise _LineError(step.line, "@model flies in the scale view: give the step `@view scale`")
+    if declared == "scale" and any(a.split(" ", 1)[0] not in ("model", "table") for _, a in step.actions):
+        raise _LineError(step.line, "a `@view scale` step's actions are @model and @table (the scale view has no "
+                                    "forward pass)")
+    if generates and declared != "generated":
+        raise _LineError(generates[0], "@generate makes the view of a `@view generated` step: give the step that line")
     title = at(step.line, fill, ctx, step.title)
     for n, text in step.text:  # each template on its own line first, so that a problem names its line
         for m in TEMPLATE.finditer(text):
@@ -435,7 +559,12 @@ def compile_step(ctx: Context, step: Step) -> dict:
     if shown and not any(a["type"] == "frame" for a in acts):  # the camera shows what the step is about
         acts.insert(0, {"type": "frame", "tensors": sorted(shown)})
     tensors = shown | set(re.findall(r'data-tensor="([^"]+)"', body))
-    return {"title": title, "html": body, "actions": acts, "tensors": sorted(tensors)}
+    if view == "generated":  # what the view is: the generator's step on the input's KV cache
+        tr = ctx.trace
+        view = {"kind": "generated", "input": ctx.model.decode(tr.past_tokens), "past": len(tr.past_tokens),
+                "text": ctx.model.decode(tr.past_tokens + tr.tokens)}
+    return {"title": title, "html": body, "actions": acts, "tensors": sorted(tensors),
+            "view": {"kind": view} if view == "scale" else view}
 
 
 def compile_chapters(model, trace=None, folder: Path = CHAPTERS) -> dict:
