@@ -40,7 +40,9 @@ export class LabelLayer {
   private nodes: HTMLDivElement[] = [];
   private tmp = new THREE.Vector3();
   private subjects: Set<string> | null = null;
-  constructor(private root: HTMLElement, private view: View, private maxVisible = 250) {}
+  /** covers: the boxes (canvas pixels: left, top, right, bottom) that controls laid over the view take, where no
+   * label goes (it would be hidden under them). */
+  constructor(private root: HTMLElement, private view: View, private maxVisible = 250, private covers: () => number[][] = () => []) {}
 
   set(labels: Label[]): void {
     this.labels = labels;
@@ -83,7 +85,7 @@ export class LabelLayer {
     }
     shown.sort((a, b) => b.rank - a.rank || b.px - a.px);
     // Largest first; a label that would cover one already placed falls back to its short form, else hides.
-    const placed: number[][] = [];
+    const placed: number[][] = this.covers();
     const text = (h: string) => h.replace(/<[^>]+>/g, "");
     const box = (l: Label, x: number, y: number, t: string, align = l.align, onScreen = l.width !== undefined): number[] | null => {
       const measured = l.widths && (l.compact !== undefined && t === text(l.compact) ? l.widths.compact : l.widths.full);

@@ -184,7 +184,11 @@ async function start() {
     fatal("The 3D view lost its graphics context (the GPU was reset or ran out of memory). Reload the page to draw it again.");
   });
   const view = (app.view = new View(canvas));
-  app.labels = new LabelLayer($<HTMLDivElement>("#labels"), view);
+  app.labels = new LabelLayer($<HTMLDivElement>("#labels"), view, undefined, () => {  // none under the toolbar or table
+    const c = canvas.getBoundingClientRect();
+    return ["#toolbar", "#scalebars"].map((s) => $<HTMLElement>(s).getBoundingClientRect()).filter((r) => r.height)
+      .map((r) => [r.left - c.left, r.top - c.top, r.right - c.left, r.bottom - c.top]);
+  });
   view.onCameraEnd = writeUrl;
   view.onCameraMove = onCameraMove;
   // The first scene is requested at once, beside the model list (the server picks its first model if the

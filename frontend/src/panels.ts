@@ -111,8 +111,10 @@ export function scaleBars() {
   const scale = app.placed.length > 1;
   box.hidden = !scale;
   document.body.classList.toggle("scale-view", scale);  // (on a phone, the notice moves out of the table's way)
-  $<HTMLDivElement>("#inset-label").hidden = !scale;
-  app.view!.inset = scale ? { box: wholeBox(app.placed[0]), width: 220, height: 170, only: app.placed[0].built.group } : null;
+  // (a phone walking through the scale view: its few pixels for the models the camera flies to, not the inset)
+  const inset = scale && !(narrow() && document.body.classList.contains("walking"));
+  $<HTMLDivElement>("#inset-label").hidden = !inset;
+  app.view!.inset = inset ? { box: wholeBox(app.placed[0]), width: 220, height: 170, only: app.placed[0].built.group } : null;
   if (!scale) return;
   box.innerHTML = scaleTableHtml(app.placed.map((p) => scaleRow(p.data.info.model)), { fly: true });
   const big = app.placed[app.placed.length - 1].data.info.model, nano = app.placed[0].data.info.model;

@@ -200,5 +200,7 @@ export function flyToRegion(r: Region, margin = 1.4) {
  * the part of the view that the panels (the table, the toolbar, the walkthrough) leave free; null: not shown. */
 export function framingOfModel(which: string | number, margin = 1.05): [THREE.Vector3, THREE.Vector3] | null {
   const p = typeof which === "number" ? app.placed[which] : app.placed.find((x) => x.data.info.model.name === which);
-  return p ? app.view!.framing(withTitles(wholeBox(p), screen()), margin, undefined, freeRect()) : null;
+  if (!p) return null;
+  const free = freeRect(), h = Math.max(free.bottom - free.top, 1);  // the title's room: in the part left free
+  return app.view!.framing(withTitles(wholeBox(p), { aspect: (free.right - free.left) / h, height: h }), margin, undefined, free);
 }
