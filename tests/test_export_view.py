@@ -202,3 +202,9 @@ def test_other_settings_and_views_say_what_the_export_holds(page: Page, site, sc
         expect(page.locator(".label.block", has_text="tokens")).to_contain_text("tokens C B A B B C")
         if link == "view=scale":
             page.screenshot(path=screenshots / "export-scale-link.png")
+    open_view(page, f"{site}?input=CBABBC&past=3")  # a KV-cache view the page does not hold: said for what it is
+    expect(page.locator("#notice")).to_contain_text("The link's KV-cache view (past=3) cannot be shown for CBABBC: its "
+                                                    "KV-cache view after 3 cached tokens is not saved in this page")
+    expect(page.locator("#notice")).to_contain_text("Showing the whole pass instead")
+    expect(page.locator("#notice")).not_to_contain_text("is not saved in this page: it holds")
+    expect(page.locator(".label.block", has_text="tokens")).to_contain_text("tokens C B A B B C")

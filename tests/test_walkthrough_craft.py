@@ -72,7 +72,7 @@ def uncovered(page: Page) -> dict:
 
 
 @pytest.mark.parametrize("viewport", SIZES)
-@pytest.mark.parametrize("key", ["5.1", "3.2", "4.1", "11.2"])
+@pytest.mark.parametrize("key", ["5.1", "3.2", "4.1", "6.2", "11.2"])
 def test_the_subject_is_labelled(page: Page, live_server, walk, key, viewport, screenshots):
     """Every tensor the step frames or highlights has its block label on screen, in the uncovered view, covering no other
     label and covered by none (K and V beside b_K and b_V, pos emb, μ beside x̂)."""
@@ -96,6 +96,7 @@ def test_the_first_view_names_the_token_path_and_the_first_layer(page: Page, liv
     open_view(page, live_server)
     landed(page)
     expect(page.locator("#labels .label.block[data-tensor='hook_embed']")).to_be_visible()  # "token emb"
+    expect(page.locator("#labels .label.block[data-tensor='hook_pos_embed']")).to_be_visible()  # "pos emb", beside W_pos
     assert_no_label_covers_another(page)
     open_view(page, f"{live_server}/?model=gpt2")  # structure only: its first view is its stack of layers, from Layer 0
     landed(page)

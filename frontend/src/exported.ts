@@ -158,6 +158,12 @@ async function answer(s: Stored): Promise<Response> {
 /** What a request the export holds no answer for gets: a 404 that says what the page holds. */
 function notExported(m: Manifest, body?: any): Response {
   const text = body?.text ?? body?.input;  // (the walkthrough names its input in the address)
+  const past = Number(body?.past);
+  if (typeof text === "string" && past > 0) {  // a KV-cache view (a link's past=N): what the page holds of those
+    return reply(404, { detail: `its KV-cache view after ${past} cached tokens is not saved in this page, which holds ` +
+      `each token the model wrote after ${m.inputs.length > 1 ? "a saved input" : `the saved input ${m.inputs[0]}`} as ` +
+      "its step on the cache (Generate, with the KV-cache view), and the whole pass of every text it shows" });
+  }
   const what = typeof text === "string" ? `${JSON.stringify(text)} is` : "This is";
   const inputs = m.inputs.length > 1 ? `the saved inputs ${m.inputs.join(", ")}` : `the saved input ${m.inputs[0]}`;
   return reply(404, { detail: `${what} not saved in this page: it holds ${m.model} on ${inputs} and what the model ` +

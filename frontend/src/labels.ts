@@ -112,8 +112,11 @@ export class LabelLayer {
       for (const s of batch) {
         const short = { ...s, px: Math.min(s.px, (s.l.fullPixels ?? Infinity) - 1) };
         const alt = s.alt && s.l.alt ? { x: s.alt.x, y: s.alt.y, align: s.l.alt.align } : null;
+        // (a subject both of whose places are taken by other subjects' labels: one line further out, still beside it)
+        const out = s.rank === SUBJECT_PRIORITY ? { x: s.x, y: s.y + (s.l.above ? -16 : 16) } : null;
         if (fits(s.l, s.x, s.y, text(s.l.compact ?? s.l.html))) kept.push(short);
         else if (alt && fits(s.l, alt.x, alt.y, text(s.l.compact ?? s.l.html), alt.align, true)) kept.push({ ...short, ...alt });
+        else if (out && fits(s.l, out.x, out.y, text(s.l.compact ?? s.l.html), s.align, true)) kept.push({ ...short, ...out });
         else continue;
         at.push({ k: kept.length - 1, p: placed.length - 1, s });
       }
@@ -146,6 +149,10 @@ export class LabelLayer {
       else if (s.l.compact !== undefined && fits(s.l, s.x, s.y, text(s.l.compact))) kept.push(short);
       // Its place taken: the other end of what it names (a block's top-right corner), in its short form.
       else if (alt && fits(s.l, alt.x, alt.y, text(s.l.compact ?? s.l.html), alt.align, true)) kept.push({ ...short, ...alt });
+      // An activation's name (what the input became: pos emb beside W_E and W_pos) one line further out.
+      else if (s.l.cls.includes("kind-activation") && fits(s.l, s.x, s.y + (s.l.above ? -16 : 16), text(s.l.compact ?? s.l.html), s.align, true)) {
+        kept.push({ ...short, y: s.y + (s.l.above ? -16 : 16) });
+      }
     }
     // A group (an axis's names) shows whole or not at all: every other token would read as half as many.
     const count = (list: typeof shown) => list.reduce((m, s) => (s.l.group ? m.set(s.l.group, (m.get(s.l.group) ?? 0) + 1) : m),
