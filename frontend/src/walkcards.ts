@@ -32,5 +32,6 @@ export function temperatureCard(a: TemperatureAction, k: number, p = 1): string 
         data-temperature aria-valuetext="temperature ${a.temperatures[k]}"></label>
     <datalist id="walk-temp-stops">${ticks}</datalist>
     <div class="walk-temp-says">temperature ${esc(temperatureSays(a.temperatures[k]))}</div>
+    <div class="walk-temp-note">(the view's probs block stays at 1, the model's own)</div>
     <div class="walk-temp-bars">${temperatureBars(a, k, p)}</div></div>`;
 }
