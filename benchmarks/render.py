@@ -12,8 +12,10 @@ highlighted (median over cells of different ops, each hovered for the first time
 click on Step to the frame that shows the new token (median of 5 steps).
 
 The walkthrough, at 1280 × 800 on nano-gpt: frames per second while each step animates (every step of
-every chapter, entered with the arrow key), and the time from navigation start to the first frame of a deep
-link to a step (?step=C.S), against the plain view's first frame in the same run.
+every chapter on the input's own view, entered with the arrow key; a step on another view, the generator's
+step or the scale view, is timed from the key to the end of its animation, its load included), and the time
+from navigation start to the first frame of a deep link to a step (?step=C.S), against the plain view's first
+frame in the same run.
 
 The baseline is Brendan Bycroft's llm-viz on this kind of machine, as measured for the project's issue
 (its figures are quoted, not measured in this run: its code is not on this machine): nano-gpt 909 KB
@@ -163,13 +165,19 @@ def walkthrough(browser, base: str) -> dict:
     page.add_init_script(path=TEST_HOOKS)
     page.goto(f"{base}/?step=1.1")
     page.wait_for_selector("#walk[data-shown-ms]", state="attached", timeout=60_000)
-    fps = []
+    fps, switches, slow = [], {}, []
+    view = "document.querySelector('#model').value + '|' + document.querySelector('#prompt').value"
     while not page.locator("[data-walk=next]").is_disabled():
-        f0, t0 = page.evaluate("[window.__llmviz.stats().frames, performance.now()]")
+        f0, t0, v0 = page.evaluate(f"[window.__llmviz.stats().frames, performance.now(), {view}]")
         page.keyboard.press("ArrowRight")
-        page.wait_for_function("document.querySelector('[data-walk=play]').textContent === 'Play'", timeout=30_000)
-        f1, t1 = page.evaluate("[window.__llmviz.stats().frames, performance.now()]")
-        fps.append((f1 - f0) / ((t1 - t0) / 1000))
+        page.wait_for_function("window.__llmviz.walk().settled && "
+                               "document.querySelector('[data-walk=play]').textContent === 'Play'", timeout=60_000)
+        f1, t1, v1 = page.evaluate(f"[window.__llmviz.stats().frames, performance.now(), {view}]")
+        if v1 != v0:  # a step on another view (the generator's step, the scale view): its load, then its animation
+            switches[".".join(map(str, page.evaluate("window.__llmviz.walk().at")))] = t1 - t0
+        else:
+            fps.append((f1 - f0) / ((t1 - t0) / 1000))
+            slow.append((fps[-1], ".".join(map(str, page.evaluate("window.__llmviz.walk().at")))))
     page.close()
     steps = ["1.1", "3.3", "5.2", "5.5", "8.2", "10.2", "12.1"]  # 5.5: the softmax of one row
     linked = []
@@ -181,21 +189,27 @@ def walkthrough(browser, base: str) -> dict:
         linked.append(float(page.get_attribute("#walk", "data-shown-ms")))
         page.close()
     plain = first_frame_ms(browser, f"{base}/", 5)
-    return {"fps": fps, "linked": dict(zip(steps, linked)), "plain_ms": plain}
+    return {"fps": fps, "slowest": sorted(slow)[:3], "switches": switches, "linked": dict(zip(steps, linked)), "plain_ms": plain}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--walkthrough-only", action="store_true", help="only the walkthrough's figures")
     args = ap.parse_args()
     base = serve()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         first_frame_ms(browser, f"{base}/", 2)  # warm the server and the browser once
-        results = {m: measure(browser, base, m, args.frames) for m in ("nano-gpt", "gpt2", "gpt3")}
+        results = {} if args.walkthrough_only else {m: measure(browser, base, m, args.frames) for m in ("nano-gpt", "gpt2", "gpt3")}
         walk = walkthrough(browser, base)
         browser.close()
+    if results:
+        report(results)
+    report_walkthrough(walk)
 
+
+def report(results: dict) -> None:
     print(f"canvas {CANVAS[0]} × {CANVAS[1]}, headless Chromium on SwiftShader; baseline: llm-viz (figures quoted in "
           f"the module doc)\n")
     print(f"{'view':10s} {'first frame':>12s} {'fps moving':>11s} {'draw calls':>11s} {'instances':>10s} "
@@ -218,10 +232,15 @@ def main() -> None:
     print(f"  Step to its frame     {nano['step_ms']:.0f} ms median ({', '.join(f'{h:.0f}' for h in nano['step_all'])} ms; "
           f"target at most 150 ms; llm-viz has no Step to compare with)")
 
+
+def report_walkthrough(walk: dict) -> None:
     fps, linked = walk["fps"], walk["linked"]
     print(f"\nwalkthrough, nano-gpt, 1280 × 800: {len(fps)} steps animated, fps min {min(fps):.0f}, median "
           f"{statistics.median(fps):.0f} (target at least 30; llm-viz's walkthrough runs at its 8 fps: "
-          f"{min(fps) / BASELINE['nano-gpt']['fps']:.1f}x at the slowest step)")
+          f"{min(fps) / BASELINE['nano-gpt']['fps']:.1f}x at the slowest step; the slowest: "
+          f"{', '.join(f'{k} {v:.0f} fps' for v, k in walk['slowest'])})")
+    print(f"  steps on another view (the generator's step, the scale view), from the arrow key to the end of their "
+          f"animation, load included: {', '.join(f'{k} {v:.0f} ms' for k, v in walk['switches'].items())}")
     print(f"  deep link to a step, first frame: {', '.join(f'{k} {v:.0f} ms' for k, v in linked.items())} (target at "
           f"most 1000 ms); the plain view {walk['plain_ms']:.0f} ms: {max(linked.values()) / walk['plain_ms']:.2f}x at the "
           f"slowest")
