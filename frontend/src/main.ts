@@ -310,8 +310,10 @@ async function start() {
       if (s.view !== "scale" && s.model === model && s.input === text && s.past === (want?.kind === "generated" ? want.past : undefined)) return null;
       return (async () => {
         app.gen!.forget();
-        app.state = { model, input: input ?? undefined, heads: s.heads, step, insights: s.insights };
-        await loadView();  // the walkthrough's own input first: the generator's prompt
+        if (s.view === "scale" || s.model !== model || s.input !== (input ?? undefined) || s.past !== undefined) {
+          app.state = { model, input: input ?? undefined, heads: s.heads, step, insights: s.insights };
+          await loadView();  // the walkthrough's own input first: the generator's prompt
+        }
         if (want?.kind !== "generated") return;
         $<HTMLInputElement>("#gen-kv").checked = true;  // its view: the step on the KV cache
         if (!(await app.gen!.step(performance.now(), { temperature: 0 })) && app.state.input !== want.text) {
