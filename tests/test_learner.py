@@ -152,7 +152,7 @@ def test_the_map_flies_to_any_section(page: Page, live_server, screenshots):
     expect(entries).to_have_count(1 + 1 + 3 * 3 + 1)  # whole model, embedding, 3 × (layer, attention, MLP), output
     page.screenshot(path=screenshots / "learner-map.png")
     page.click("#map [data-section='blocks.2.mlp']")
-    page.wait_for_timeout(900)
+    page.wait_for_function("!window.__llmviz.flying()")
     p = point(page, "blocks.2.mlp.hook_post")
     canvas = page.locator("#view").bounding_box()
     assert abs(p["x"] - (canvas["x"] + canvas["width"] / 2)) < canvas["width"] / 2

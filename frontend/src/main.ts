@@ -387,7 +387,7 @@ async function start() {
   });
   $<HTMLButtonElement>("#fit").addEventListener("click", () => {
     leave();
-    if (app.placed.length) view.flyTo(...view.framing(everything(), 1.05));
+    if (app.placed.length) view.flyTo(...view.framing(everything(), 1.05, undefined, freeRect()));
   });
   $<HTMLButtonElement>("#menu").addEventListener("click", () => document.body.classList.toggle("menu-open"));
   $<HTMLButtonElement>("#map-toggle").addEventListener("click", () => {
@@ -401,7 +401,7 @@ async function start() {
     if (!key || !p) return;
     leave();
     const box = key === "*" ? everything() : sectionBox(p, key);
-    if (box) view.flyTo(...view.framing(box, 1.1));
+    if (box) view.flyTo(...view.framing(box, 1.1, undefined, freeRect()));
     if (narrow()) $<HTMLDivElement>("#map").hidden = true;
   });
   $<HTMLDivElement>("#intro").addEventListener("click", (e) => {
@@ -410,7 +410,7 @@ async function start() {
     dismissIntro();
     $<HTMLDivElement>("#intro").hidden = true;
     if (action === "all") leave();
-    if (action === "all" && app.placed.length) view.flyTo(...view.framing(everything(), 1.05));
+    if (action === "all" && app.placed.length) view.flyTo(...view.framing(everything(), 1.05, undefined, freeRect()));
     if (action === "walk") void app.walk!.open([1, 1], true);
   });
   $<HTMLDivElement>("#scalebars").addEventListener("click", (e) => {
@@ -461,7 +461,7 @@ async function start() {
     writeUrl();
     if (!hit) return;
     const box = hit.placed.built.boxes[hit.block];
-    view.flyTo(...view.framing(box, 1.6));
+    view.flyTo(...view.framing(box, 1.6, undefined, freeRect()));
   });
   $<HTMLDivElement>("#legend").innerHTML = legendHtml(undefined);
   const known = !s0.model || app.models.some((m) => m.name === s0.model);
