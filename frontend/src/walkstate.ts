@@ -183,7 +183,9 @@ export function visualAt(all: Place[], index: number, t: number, reduced = false
   const v: Visual = { camera: { from: before ? framedAt(all, index - 1) : null, to: framedAt(all, index), p: 1 },
     regions: [], reveal: null, cards: [], tooltip: null, travel: null, guessing: false, sameScale: lookupOf(step),
     fly: null, table: null, open: null };
-  let flewFrom: string | null = null;
+  // The scale view's camera starts where the step before left it (its last @model), on the same view.
+  const lastModel = before ? [...all[index - 1].s.actions].reverse().find((a) => a.type === "model") : undefined;
+  let flewFrom: string | null = lastModel?.type === "model" ? lastModel.name : null;
   step.actions.forEach((a, k) => {
     const p = reduced ? 1 : progress(t, k);
     if (a.type === "frame") {
@@ -195,6 +197,7 @@ export function visualAt(all: Place[], index: number, t: number, reduced = false
       else v.regions.push(covered(a.row), ...(a.hides ?? []).map(covered));
       v.guessing ||= !answered;
     }
+    if (a.type === "model" && p <= 0 && !v.fly) v.fly = { from: flewFrom, to: a.name, p: 0 };  // (at its start: still there)
     if (p <= 0) return;
     switch (a.type) {
       case "highlight":

@@ -38,7 +38,7 @@ const walk: Walk = { model: "m", input: "AB", tokens: [0, 1], note: "", chapters
   step("lens", [{ type: "open", tab: "lens" }]),
   step("generated", [{ type: "generate", token: "A" }, { type: "frame", tensors: ["blocks.0.attn.cache_k"] }], generated),
   step("scale", [{ type: "model", name: "nano-gpt" }, { type: "model", name: "gpt2" }, { type: "model", name: "gpt3" }], { kind: "scale" }),
-  step("table", [{ type: "table", models: ["nano-gpt", "gpt2", "gpt3"] }], { kind: "scale" }),
+  step("table", [{ type: "model", name: "gpt2" }, { type: "table", models: ["nano-gpt", "gpt2", "gpt3"] }], { kind: "scale" }),
 ] }] };
 const all = places(walk);
 
@@ -65,6 +65,9 @@ test("the camera does not fly across a change of view, nor frame another view's 
 });
 
 test("the scale view's flight: model to model, one per second, each row lit as the camera arrives", () => {
+  // Before the first flight: the camera where the step before left it (here another view: from the first model).
+  assert.deepEqual(visualAt(all, 3, 0).fly, { from: null, to: "nano-gpt", p: 0 });
+  assert.deepEqual(visualAt(all, 3, 0).table, null);
   const start = visualAt(all, 3, 0.6 + 0.5);  // half way through the first flight
   assert.equal(start.fly!.from, null);
   assert.equal(start.fly!.to, "nano-gpt");
@@ -78,5 +81,7 @@ test("the scale view's flight: model to model, one per second, each row lit as t
   assert.deepEqual(end.fly, { from: "gpt2", to: "gpt3", p: 1 });
   assert.deepEqual(end.table, ["nano-gpt", "gpt2", "gpt3"]);
   assert.deepEqual(visualAt(all, 4, 99).table, ["nano-gpt", "gpt2", "gpt3"]);
-  assert.equal(visualAt(all, 4, 99).fly, null);
+  // the next step on the scale view starts where this one ended (at GPT-3), whatever happened in between
+  assert.deepEqual(visualAt(all, 4, 0).fly, { from: "gpt3", to: "gpt2", p: 0 });
+  assert.deepEqual(visualAt(all, 4, 99).fly, { from: "gpt3", to: "gpt2", p: 1 });
 });
