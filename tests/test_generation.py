@@ -265,6 +265,9 @@ def test_the_kv_cache_view_of_a_step(client, nano):
     blocks = {b["tensor"]: b for b in scene["blocks"]}
     assert scene["past"] == 6 and scene["n_pos"] == 1 and scene["context"] == [2, 1, 0, 1, 1, 2, 0]
     assert blocks["blocks.0.attn.past_k"]["dims"] == [["past_pos", 6], ["head", 3], ["d_head", 16]]
+    # the cached keys are drawn as the activations they are (the palette of K so far), the tokens as inputs
+    assert blocks["blocks.0.attn.past_k"]["kind"] == blocks["blocks.0.attn.cache_k"]["kind"] == "activation"
+    assert blocks["tokens"]["kind"] == "input"
     assert blocks["blocks.0.attn.cache_k"]["dims"][0] == ["key_pos", 7]  # 6 from the cache, 1 new
     assert blocks["blocks.0.attn.hook_attn_scores"]["rows"] == 1 and blocks["blocks.0.attn.hook_attn_scores"]["cols"] == 7
     assert scene["axis_names"]["key_pos"] == list("CBABBCA") and scene["token_strs"] == ["A"]

@@ -156,11 +156,15 @@ class SceneBuilder:
                     self.add(b.tensor, trace[b.tensor])
         blocks = []
         sizes = graph.sizes(self.n_pos)
+        # A step's cached keys and values are its inputs, but activations of the passes before: drawn as those,
+        # in the palette of the keys and values they are (K cache beside K so far).
+        cached = {name for pair in graph.kv_in for name in pair}
         for b in layout.blocks:
             spec = graph[b.tensor]
             grid, scale, tile = self.grids.get(b.tensor, (None, 0.0, [1, 1]))
             blocks.append({
-                "tensor": b.tensor, "short": short_name(b.tensor, spec), "title": spec.title, "kind": spec.kind,
+                "tensor": b.tensor, "short": short_name(b.tensor, spec), "title": spec.title,
+                "kind": "activation" if b.tensor in cached else spec.kind,
                 "op": spec.op, "group": spec.group, "layer": spec.layer,
                 "axes": [b.x_axis, b.y_axis, b.z_axis], "cols": b.cols, "rows": b.rows, "depth": b.depth,
                 "merged": b.merged, "residual": b.residual,
