@@ -40,10 +40,13 @@ def test_every_head_hover_and_fly(page: Page, live_server, console_errors, scree
     page.screenshot(path=screenshots / "insights-attention.png")
     before = page.evaluate("window.__llmviz.camera()")
     page.mouse.click(geo["left"] + margin + (cell + gap) * 2 + 2.5 * step, geo["top"] + margin + 5.5 * step)  # L0 h2
-    page.wait_for_timeout(900)
+    page.wait_for_function("!window.__llmviz.flying()")
     assert page.evaluate("window.__llmviz.camera()") != before
     p = page.evaluate("window.__llmviz.blockScreenPoint('blocks.0.attn.hook_pattern', 2, 2, 5)")
     assert 0 < p["x"] < 1280 and 40 < p["y"] < 800  # the head the click named is in view
+    panel = page.locator("#insights").bounding_box()  # beside the panel, which stays open: not under it
+    expect(page.locator("#insights")).to_be_visible()
+    assert not (panel["x"] <= p["x"] <= panel["x"] + panel["width"] and panel["y"] <= p["y"] <= panel["y"] + panel["height"])
     assert console_errors == []
 
 

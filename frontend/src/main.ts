@@ -262,7 +262,10 @@ async function start() {
   app.insights = new Insights($<HTMLElement>("#insights"), {
     model: () => app.state.model ?? app.models[0].name,
     text: () => app.state.input ?? "",
-    flyTo: (tensor, head) => scene.flyToRegion({ tensor, ranges: { head: [head, head] }, role: "target" }),
+    flyTo: (tensor, head) => {  // (a phone's panel covers the view: it steps aside, one panel at a time)
+      if (narrow()) app.insights!.close();
+      scene.flyToRegion({ tensor, ranges: { head: [head, head] }, role: "target" });
+    },
     tokens: () => app.placed[0]?.data.info.tokens ?? null,
     load: (text) => {
       const { model, heads, insights, branch } = app.state;

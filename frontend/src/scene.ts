@@ -105,9 +105,9 @@ export function framingOf(tensors: string[], margin = 1.3, regions: Region[] = [
 
 /** The part of the canvas (its own pixels) that nothing laid over it hides: the toolbar, the legend, the scale
  * view's table, and the walkthrough's panel or sheet wherever it sits over the view. */
-export function freeRect(): Rect {
+export function freeRect(also: string[] = []): Rect {
   const c = app.view!.canvas.getBoundingClientRect();
-  const covers = ["#toolbar", "#legend", "#walk", "#scalebars"].map((s) => document.querySelector<HTMLElement>(s))
+  const covers = ["#toolbar", "#legend", "#walk", "#scalebars", ...also].map((s) => document.querySelector<HTMLElement>(s))
     .filter((e): e is HTMLElement => !!e && !e.hidden && e.offsetParent !== null).map((e) => e.getBoundingClientRect())
     .map((r) => ({ left: r.left - c.left, top: r.top - c.top - 4, right: r.right - c.left, bottom: r.bottom - c.top + 4 }));
   return uncovered({ left: 0, top: 0, right: c.width, bottom: c.height }, covers);
@@ -193,7 +193,8 @@ export function flyToRegion(r: Region, margin = 1.4) {
     box.expandByPoint(new THREE.Vector3(rect.x + hit.placed.offsetX, rect.y, rect.z));
     box.expandByPoint(new THREE.Vector3(rect.x + hit.placed.offsetX + rect.w, rect.y - rect.h, rect.z - 1));
   }
-  app.view!.flyTo(...app.view!.framing(box, margin));
+  // (clear of the panels, the Across-layers panel included: its "click: fly to the head" shows the head beside it)
+  app.view!.flyTo(...app.view!.framing(box, margin, undefined, freeRect(["#insights"])));
 }
 
 /** The camera framing one placed model whole with its title above it (a scale view's model, by name or index), in
