@@ -202,6 +202,14 @@ def test_other_settings_and_views_say_what_the_export_holds(page: Page, site, sc
         expect(page.locator(".label.block", has_text="tokens")).to_contain_text("tokens C B A B B C")
         if link == "view=scale":
             page.screenshot(path=screenshots / "export-scale-link.png")
+    open_view(page, f"{site}?step=12.1")  # the scale chapter: the export has no scale view, and says so
+    expect(page.locator("#walk-title")).to_have_text("Same structure, bigger numbers")
+    expect(page.locator("#notice")).to_contain_text("The scale view is not part of this export (run llmviz serve")
+    expect(page.locator("#model")).to_have_value("nano-gpt")
+    page.keyboard.press("ArrowLeft")  # chapter 11's generation step works in an export: its session is stored
+    expect(page.locator("#walk-title")).to_have_text("One step on the KV cache")
+    expect(page.locator("#prompt")).to_have_value("CBABBCA")
+    expect(page.locator("#notice")).not_to_contain_text("scale view")
     open_view(page, f"{site}?input=CBABBC&past=3")  # a KV-cache view the page does not hold: said for what it is
     expect(page.locator("#notice")).to_contain_text("The link's KV-cache view (past=3) cannot be shown for CBABBC: its "
                                                     "KV-cache view after 3 cached tokens is not saved in this page")

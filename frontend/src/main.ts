@@ -304,6 +304,11 @@ async function start() {
     show: (want, model, input) => {
       const s = app.state, step = s.step;
       if (want?.kind === "scale") {
+        if (exported()) {  // (an export holds its own model's views only: the step is told on the model's view)
+          notify("The scale view is not part of this export (run llmviz serve to fly through it): the table and the " +
+            "models side by side are not shown here", "walk");
+          return null;
+        }
         if (s.view === "scale") return null;
         app.gen!.forget();
         app.state = { view: "scale", step };

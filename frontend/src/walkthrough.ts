@@ -141,7 +141,8 @@ export class Walkthrough {
     this.$<HTMLDivElement>("#walk-note").textContent = this.walk.note;
     this.$<HTMLDivElement>("#walk-note").hidden = !this.walk.note;
     this.go(indexOf(this.all, ...at), animate, false);
-    notify(missingStep(this.all, ...at), "walk");  // a link to a step that is not there says so (go cleared the last one)
+    const missing = missingStep(this.all, ...at);  // a link to a step that is not there says so (go cleared the last one)
+    if (missing) notify(missing, "walk");
     requestAnimationFrame(() => (this.panel.dataset.shownMs = performance.now().toFixed(0)));  // since navigation start
   }
 
