@@ -74,3 +74,28 @@ def test_llama_scene_and_its_hover(page: Page, llama_server, console_errors, scr
     np.testing.assert_allclose(float(tip.locator("[data-value]").get_attribute("data-value")),
                                trace["blocks.0.ln1.hook_scale"][3], rtol=1e-4)
     assert console_errors == []
+
+
+def test_llama_walkthrough_steps_its_generator_and_has_no_scale_view(page: Page, llama_server, console_errors):
+    """A grouped-query Llama walked through: chapter 11 runs its generator on the KV cache (the cache counted in
+    key/value heads), the shared-heads step stays on that view, and chapter 12 says this server has no scale view."""
+    url, model = llama_server
+    ids = "5 17 3 60 2 41"
+    c, trace = model.config, model.run(ids)
+    text = model.decode(trace.tokens + [trace.predicted_ids[-1]])
+    open_view(page, f"{url}/?model={model.name}&input={ids.replace(' ', '+')}&step=11.2")
+    page.wait_for_function("window.__llmviz.walk().settled && !window.__llmviz.flying()")
+    expect(page.locator("#walk-title")).to_have_text("One step on the KV cache")
+    expect(page.locator("#prompt")).to_have_value(text)
+    bytes_ = 2 * c.n_layer * c.kv_heads * c.d_head * 6 * 4
+    expect(page.locator(".walk-gen")).to_contain_text(f"2 · {c.n_layer} · {c.kv_heads} · {c.d_head} · 6 · 4 bytes = {bytes_:,} bytes")
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#walk-title")).to_have_text("A cache of shared heads")
+    page.wait_for_function("window.__llmviz.walk().settled")
+    expect(page.locator("#prompt")).to_have_value(text)  # the same view: no second step
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#walk-title")).to_have_text("Same structure, bigger numbers")
+    expect(page.locator("#notice")).to_contain_text("This server has no scale view")
+    expect(page.locator("#model")).to_have_value(model.name)
+    expect(page.locator("#scale")).to_be_hidden()
+    assert console_errors == []

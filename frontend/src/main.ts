@@ -23,6 +23,13 @@ import { Walkthrough } from "./walkthrough";
 
 const SCALE_MODELS = ["nano-gpt", "gpt2", "gpt2-xl", "gpt3"];
 
+/** The scale view's models that this server serves (nano-gpt first, whose positions the others are laid out for);
+ * none when it does not serve nano-gpt and at least one more: then there is no scale view. */
+function scaleModels(): string[] {
+  const served = SCALE_MODELS.filter((m) => app.models.some((x) => x.name === m));
+  return served[0] === "nano-gpt" && served.length > 1 && !exported() ? served : [];
+}
+
 /** Mark the saved input on show (an export's buttons). */
 function markSaved(): void {
   for (const b of document.querySelectorAll<HTMLButtonElement>("#saved button")) {
@@ -55,8 +62,7 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
     let datas: SceneData[];
     if (s.view === "scale") {
       const nano = await fetchScene({ model: "nano-gpt", heads });
-      const rest = await Promise.all(SCALE_MODELS.slice(1).filter((m) => app.models.some((x) => x.name === m))
-        .map((m) => fetchScene({ model: m, n_pos: nano.info.n_pos, heads })));
+      const rest = await Promise.all(scaleModels().slice(1).map((m) => fetchScene({ model: m, n_pos: nano.info.n_pos, heads })));
       datas = [nano, ...rest];
     } else {
       let info = app.models.find((m) => m.name === (s.model ?? app.models[0].name));
@@ -209,11 +215,14 @@ async function start() {
   const select_ = $<HTMLSelectElement>("#model");
   select_.replaceChildren(...app.models.map((m) => Object.assign(document.createElement("option"), {
     value: m.name, textContent: `${m.name} · ${formatCount(m.n_params)}${m.has_weights ? "" : " · structure only"}`,
-  })), ...(exported() ? [] : [Object.assign(document.createElement("option"), { value: "__scale", textContent: "scale view" })]));
-  // A static export holds its model's views of its inputs, laid out side by side: not the scale view or stacked heads.
-  if (exported()) for (const id of ["#scale", "#heads"]) $<HTMLButtonElement>(id).hidden = true;
-  if (exported() && s0.view === "scale") {  // (the export's page names its model and first input in any address)
-    linkNotes.push(`The scale view is not part of this export (run llmviz serve for it): showing ${app.models[0].name}`);
+  })), ...(scaleModels().length ? [Object.assign(document.createElement("option"), { value: "__scale", textContent: "scale view" })] : []));
+  // A static export holds its model's views of its inputs, laid out side by side: not the scale view or stacked heads
+  // (and a server of other models than nano-gpt and the presets has no scale view).
+  if (exported()) $<HTMLButtonElement>("#heads").hidden = true;
+  if (!scaleModels().length) $<HTMLButtonElement>("#scale").hidden = true;
+  if (!scaleModels().length && s0.view === "scale") {  // (the export's page names its model and first input in any address)
+    linkNotes.push(exported() ? `The scale view is not part of this export (run llmviz serve for it): showing ${app.models[0].name}`
+      : `This server has no scale view (it needs nano-gpt and the presets): showing ${app.models[0].name}`);
     delete s0.view;
   }
   if (exported() && s0.heads) {
@@ -304,9 +313,10 @@ async function start() {
     show: (want, model, input) => {
       const s = app.state, step = s.step;
       if (want?.kind === "scale") {
-        if (exported()) {  // (an export holds its own model's views only: the step is told on the model's view)
-          notify("The scale view is not part of this export (run llmviz serve to fly through it): the table and the " +
-            "models side by side are not shown here", "walk");
+        if (!scaleModels().length) {  // (an export, or a server of other models: the step is told on the model's view)
+          notify(exported() ? "The scale view is not part of this export (run llmviz serve to fly through it): the table " +
+            "and the models side by side are not shown here" : "This server has no scale view (it needs nano-gpt and the " +
+            "presets, which llmviz serve serves unless --model names others): the models side by side are not shown here", "walk");
           return null;
         }
         if (s.view === "scale") return null;
