@@ -127,9 +127,13 @@ def test_reset_returns_the_view_and_the_panel_to_the_prompt(page: Page, live_ser
     """Reset goes back to the view before the first Step (the prompt, the camera), after a setting change too, and
     a Play under way stops: no token is written after it."""
     open_view(page, live_server)
-    camera(page)  # the first view's flight has ended
+    first = camera(page)  # the first view's flight has ended
     page.locator("#view").focus()
     page.keyboard.press("ArrowRight")  # the learner has moved the camera
+    page.wait_for_function("""first => new Promise(done => {  // moved, and still for two frames
+        const now = () => JSON.stringify(window.__llmviz.camera()), a = now();
+        requestAnimationFrame(() => requestAnimationFrame(() => done(a !== JSON.stringify(first) && now() === a))); })""",
+                           arg=first)
     before = camera(page)
     page.click("#gen-toggle")
     step(page, 2)

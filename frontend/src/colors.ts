@@ -8,7 +8,7 @@ export interface Family { negative: string; positive: string; side: string; labe
 
 export const FAMILIES: Record<Kind, Family> = {
   input: { negative: "#868e96", positive: "#868e96", side: "#495057", label: "input tokens" },
-  weight: { negative: "#9c36b5", positive: "#0b7285", side: "#495057", label: "weights" },
+  weight: { negative: "#be4bdb", positive: "#095c6b", side: "#495057", label: "weights" },  // (apart for every CVD: test/colors.test.ts)
   activation: { negative: "#d9480f", positive: "#1864ab", side: "#343a40", label: "activations" },
   aggregate: { negative: "#5f3dc4", positive: "#2b8a3e", side: "#343a40", label: "aggregates (mean, σ, max, Σexp)" },
 };
