@@ -246,12 +246,24 @@ def test_rotation_stays_where_cells_face_the_camera(page: Page, live_server):
     assert page.evaluate("window.__llmviz.readPixels()") > 0.05
 
 
-def test_the_legend_folds_away(page: Page, live_server):
+def test_the_legend_is_a_chip_that_opens(page: Page, live_server):
+    """Folded by default (issue #21: it covers none of the model), with its families' swatches; a click opens it,
+    a new view keeps it open, another click folds it."""
     open_view(page, live_server)
     legend = page.locator("#legend-box")
-    expect(legend.locator(".legend-row").first).to_be_visible()
-    legend.locator("summary").click()
+    expect(legend).not_to_have_attribute("open", "")
     expect(legend.locator(".legend-row").first).to_be_hidden()
+    expect(legend.locator("summary .chip-swatch")).to_have_count(3)  # weights, activations, aggregates
+    chip = page.locator("#legend").bounding_box()
+    assert chip["width"] < 200 and chip["height"] < 40
+    legend.locator("summary").click()
+    expect(legend.locator(".legend-row").first).to_be_visible()
+    page.fill("#prompt", "AAB")
+    page.click("#run button")
+    expect(page.locator(".label.block", has_text="tokens")).to_contain_text("tokens A A B")
+    expect(page.locator("#legend-box")).to_have_attribute("open", "")
+    page.locator("#legend-box summary").click()
+    expect(page.locator("#legend .legend-row").first).to_be_hidden()
 
 
 def test_structure_only_legend_shows_what_applies(page: Page, live_server):

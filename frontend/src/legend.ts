@@ -17,5 +17,8 @@ export function legendHtml(info: SceneInfo | undefined): string {
   rows.push(`<div class="legend-row"><span class="bar masked" style="background:${MASKED}"></span>masked: a future position</div>`);
   const axes = info ? Object.entries(info.axes).map(([name, a]) =>
     `<span class="axis" title="${escapeHtml(a.description)}"><span style="color:${a.color}">■ ${escapeHtml(a.label)}</span> ${name}</span>`) : [];
-  return `<details id="legend-box" open><summary>Legend</summary>${rows.join("")}<div class="axes">${axes.join("")}</div></details>`;
+  // Folded to a chip by default (its swatches hint at what it explains), so that it covers none of the model.
+  const swatches = (!info || info.model.has_weights ? KINDS.filter((k) => k !== "input") : []).map((k) =>
+    `<span class="chip-swatch" style="background:linear-gradient(90deg, ${FAMILIES[k].negative}, #fff, ${FAMILIES[k].positive})"></span>`);
+  return `<details id="legend-box"><summary>Legend ${swatches.join("")}</summary>${rows.join("")}<div class="axes">${axes.join("")}</div></details>`;
 }

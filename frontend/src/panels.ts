@@ -96,9 +96,9 @@ export function updatePanels() {
   $<HTMLButtonElement>("#ins-toggle").hidden = !canGenerate;  // the panel's views all need the numbers
   if (!canGenerate && app.insights?.active) app.insights.close();
   if (!canGenerate) $<HTMLDivElement>("#gen").hidden = true;
-  const folded = document.querySelector<HTMLDetailsElement>("#legend-box")?.open === false;  // a new view keeps it so
+  const opened = document.querySelector<HTMLDetailsElement>("#legend-box")?.open === true;  // a new view keeps it so
   $<HTMLDivElement>("#legend").innerHTML = legendHtml(app.placed[0]?.data.info);
-  if (narrow() || folded) ($<HTMLDetailsElement>("#legend-box")).open = false;
+  ($<HTMLDetailsElement>("#legend-box")).open = opened && !narrow();
   const intro = $<HTMLDivElement>("#intro");
   intro.hidden = !one || introDismissed();
   if (!intro.hidden && one) intro.innerHTML = introHtml(one, matchMedia("(pointer: coarse)").matches);
