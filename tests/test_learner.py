@@ -294,3 +294,29 @@ def test_on_a_phone(page: Page, live_server, screenshots):
     page.click("#map-toggle")
     expect(page.locator("#map")).to_be_visible()
     expect(page.get_by_role("tooltip")).to_be_hidden()
+
+
+def test_dark_theme_follows_the_system(page: Page, live_server, screenshots):
+    """Under prefers-color-scheme: dark the scene's ground and the panels are dark, the text light, and a dimmed block
+    fades towards the dark ground (issue #21); the light theme is the default."""
+    def luminance(rgb) -> float:
+        return (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]) / 255
+
+    open_view(page, live_server)
+    box = page.locator("#view").bounding_box()
+    corner = page.evaluate(f"window.__llmviz.readPixels({box['x'] + 5}, {box['y'] + box['height'] - 5})")
+    assert luminance(corner) > 0.9  # light by default
+    page.emulate_media(color_scheme="dark")
+    open_view(page, f"{live_server}/?step=5.5")
+    box = page.locator("#view").bounding_box()
+    corner = page.evaluate(f"window.__llmviz.readPixels({box['x'] + 5}, {box['y'] + box['height'] - 5})")
+    assert luminance(corner) < 0.15, corner
+    css = page.evaluate("""() => ['#walk', '#walk-text'].map(s => getComputedStyle(document.querySelector(s)))
+        .map(c => [c.backgroundColor, c.color])""")
+    assert css[0][0] == "rgb(33, 37, 41)" and css[1][1] == "rgb(222, 226, 230)"
+    # a block the step does not light fades towards the dark ground, not towards white
+    z = page.evaluate("window.__llmviz.blockScreenRect('blocks.0.attn.hook_z')")
+    assert z and z["top"] < 800
+    cell = page.evaluate(f"window.__llmviz.readPixels({(z['left'] + z['right']) / 2}, {(z['top'] + min(z['bottom'], 790)) / 2})")
+    assert luminance(cell) < 0.6, cell
+    page.screenshot(path=screenshots / "dark-theme.png")

@@ -50,6 +50,7 @@ uniform vec3 uSide[4];
 uniform vec3 uMasked;
 uniform vec3 uStructure;
 uniform vec3 uBand;
+uniform vec3 uGround;  // the scene's background: a dimmed block fades towards it
 in vec2 vUv;
 in float vFront;
 flat in vec4 vAtlas;
@@ -68,7 +69,7 @@ void main() {
     return;
   }
   if (abs(vFront) < 0.5) {  // the thin sides: the family's dark tone
-    fragColor = vec4(mix(uSide[kind], vec3(0.97), 0.75 * vDim), 1.0);
+    fragColor = vec4(mix(uSide[kind], uGround, 0.75 * vDim), 1.0);
     return;
   }
   // Front and back show the cells (from behind, mirrored as through glass), so no angle hides them.
@@ -114,7 +115,7 @@ void main() {
   if (vSelected > 0.5 && border < 4.0) col = vec3(1.0, 0.75, 0.0);
   else if (border < 1.0) col *= 0.55;
   if (vFront < -0.5) col *= 0.85;
-  fragColor = vec4(mix(col, vec3(0.97), 0.75 * vDim), 1.0);
+  fragColor = vec4(mix(col, uGround, 0.75 * vDim), 1.0);
 }`;
 
 export interface SlabRef { block: number; slab: number }
@@ -217,7 +218,9 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
       uSide: { value: KINDS.map((k) => vec(FAMILIES[k].side)) },
       uMasked: { value: vec(MASKED) },
       uStructure: { value: vec(STRUCTURE) },
-      uBand: { value: vec("#e3f0fb") },
+      // (the page's theme: style.css --scene-bg and --band, light or dark)
+      uBand: { value: vec(themeColor("--band", "#e3f0fb")) },
+      uGround: { value: vec(themeColor("--scene-bg", "#f8f9fa")) },
       uSelected: { value: new THREE.Vector2(-1, -2) },
       uDim: { value: 0 },
       uReveal: { value: new THREE.Vector4(-1, -2, 2, 0) },
@@ -285,6 +288,12 @@ function links(data: SceneData, boxes: THREE.Box3[]): THREE.LineSegments {
   geo.setAttribute("position", new THREE.Float32BufferAttribute(pts, 3));
   geo.setAttribute("color", new THREE.Float32BufferAttribute(colors, 3));
   return new THREE.LineSegments(geo, new THREE.LineBasicMaterial({ vertexColors: true }));
+}
+
+/** A colour of the page's theme (a CSS custom property on :root), or the light theme's when there is none. */
+function themeColor(name: string, light: string): string {
+  const v = typeof document === "undefined" ? "" : getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  return /^#[0-9a-f]{6}$/i.test(v) ? v : light;
 }
 
 const SECTION_COLORS: Record<string, number> = { Embedding: 0x2f9e44, Attention: 0xe8590c, MLP: 0x7048e8, Output: 0x0c8599 };

@@ -1,3 +1,4 @@
+import * as THREE from "three";
 // Test hooks, for the end-to-end tests and the benchmarks only: a separate bundle (frontend/dist-test), never
 // part of the app. Loaded before the page (Playwright's add_init_script), it waits for the app to hand itself
 // over and then offers window.__llmviz: what is drawn, how fast, and the canvas's pixels.
@@ -78,7 +79,7 @@ function hooks(app: typeof App, scene: typeof SceneApi) {
       }
       const all = new Uint8Array(w * h * 4);
       gl.readPixels(0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, all);
-      const bg = [0xf8, 0xf9, 0xfa];
+      const bg = v.renderer.getClearColor(new THREE.Color()).toArray().map((c) => Math.round(c * 255));  // (the theme's)
       const r = v.canvas.getBoundingClientRect(), sx = w / r.width, sy = h / r.height;
       const [x0, x1] = rect ? [(rect.left - r.left) * sx, (rect.right - r.left) * sx] : [0, w];
       const [y0, y1] = rect ? [h - (rect.bottom - r.top) * sy, h - (rect.top - r.top) * sy] : [0, h];

@@ -25,7 +25,15 @@ export class View {
   constructor(readonly canvas: HTMLCanvasElement) {
     this.renderer = new THREE.WebGLRenderer({ canvas, antialias: false, powerPreference: "high-performance" });
     this.renderer.setPixelRatio(Math.min(window.devicePixelRatio, 2));
-    this.renderer.setClearColor(0xf8f9fa);
+    // The page's scene colour (style.css --scene-bg: light, or dark under prefers-color-scheme), and again when
+    // the system's scheme changes.
+    const ground = () => {
+      const bg = getComputedStyle(document.documentElement).getPropertyValue("--scene-bg").trim();
+      this.renderer.setClearColor(new THREE.Color(bg || "#f8f9fa"));
+      this.requestRender();
+    };
+    ground();
+    matchMedia("(prefers-color-scheme: dark)").addEventListener("change", ground);
     this.scene.matrixWorldAutoUpdate = true;
     const c = (this.controls = new OrbitControls(this.camera, canvas));
     c.zoomToCursor = true; // the point under the cursor stays put while zooming
