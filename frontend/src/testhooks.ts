@@ -79,7 +79,8 @@ function hooks(app: typeof App, scene: typeof SceneApi) {
       }
       const all = new Uint8Array(w * h * 4);
       gl.readPixels(0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, all);
-      const bg = v.renderer.getClearColor(new THREE.Color()).toArray().map((c) => Math.round(c * 255));  // (the theme's)
+      const hex = v.renderer.getClearColor(new THREE.Color()).getHex();  // the theme's ground, as sRGB bytes
+      const bg = [hex >> 16, (hex >> 8) & 255, hex & 255];
       const r = v.canvas.getBoundingClientRect(), sx = w / r.width, sy = h / r.height;
       const [x0, x1] = rect ? [(rect.left - r.left) * sx, (rect.right - r.left) * sx] : [0, w];
       const [y0, y1] = rect ? [h - (rect.bottom - r.top) * sy, h - (rect.top - r.top) * sy] : [0, h];
