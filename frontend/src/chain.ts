@@ -9,10 +9,16 @@ export interface Step { id: number; token: string; prob: number; chosen_prob: nu
 
 const esc = escapeHtml;
 
+/** One candidate's row: its token, a bar as long as its probability, the probability as printed (the walkthrough's
+ * temperature card draws its rows with it too). */
+export function barRow(token: string, prob: number, percent: string, chosen = false): string {
+  return `<div class="ch-row${chosen ? " chosen" : ""}">
+    <code>${esc(token)}</code><span class="ch-bar"><span style="width:${(prob * 100).toFixed(2)}%"></span></span>
+    <span class="ch-p">${esc(percent)}</span></div>`;
+}
+
 function bars(stage: Stage, chosen: number): string {
-  const rows = stage.top.slice(0, 5).map((c) => `<div class="ch-row${c.id === chosen ? " chosen" : ""}">
-    <code>${esc(c.token)}</code><span class="ch-bar"><span style="width:${(c.prob * 100).toFixed(2)}%"></span></span>
-    <span class="ch-p">${esc(c.percent)}</span></div>`);
+  const rows = stage.top.slice(0, 5).map((c) => barRow(c.token, c.prob, c.percent, c.id === chosen));
   return `<div class="ch-stage" data-stage="${esc(stage.name)}"><div class="ch-name">${esc(stage.name)}
     <small>${stage.kept.toLocaleString("en")} kept</small></div>${rows.join("")}</div>`;
 }

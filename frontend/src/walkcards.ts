@@ -1,19 +1,17 @@
 // The walkthrough's cards that operate a real feature: the temperature slider over the model's own logits, and
 // the generator's step with its KV cache. Pure functions of the server's data (no page access), so that they
 // are tested with node --test; walkthrough.ts puts them in the panel and wires their controls.
+import { barRow } from "./chain";
 import { escapeHtml as esc } from "./html";
 import type { TemperatureAction } from "./walkstate";
 
 /** The bars of a temperature step at stop k: each shown token's probability (grown in by p, the action's
  * progress), then the other tokens' share. The same rows as the Generate panel's sampling chain. */
 export function temperatureBars(a: TemperatureAction, k: number, p = 1): string {
-  const row = (name: string, prob: number, text: string, cls = "") => `<div class="ch-row${cls}">
-    <code>${esc(name)}</code><span class="ch-bar"><span style="width:${(prob * 100 * p).toFixed(2)}%"></span></span>
-    <span class="ch-p">${esc(text)}</span></div>`;
   const best = Math.max(...a.entries.map((e) => e.p[k]));
-  const rows = a.entries.map((e) => row(e.name, e.p[k], e.percent[k], e.p[k] === best ? " chosen" : ""));
+  const rows = a.entries.map((e) => barRow(e.name, e.p[k] * p, e.percent[k], e.p[k] === best));
   const left = a.n - a.entries.length;
-  if (a.rest) rows.push(row(`${left.toLocaleString("en")} others`, a.rest.p[k], a.rest.percent[k]));
+  if (a.rest) rows.push(barRow(`${left.toLocaleString("en")} others`, a.rest.p[k] * p, a.rest.percent[k]));
   return rows.join("");
 }
 
