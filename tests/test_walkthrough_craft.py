@@ -52,7 +52,9 @@ def subjects(step: dict) -> set[str]:
 
 def landed(page: Page):
     """The step's view is loaded, its camera has arrived (no flight under way) and a frame has been drawn since."""
-    page.wait_for_function("window.__llmviz.walk().settled && !window.__llmviz.flying()")
+    # (a link to a step: the walkthrough has opened at it; its view is loaded; the camera has arrived)
+    page.wait_for_function("(!new URLSearchParams(location.search).has('step') || window.__llmviz.walk().at !== null)"
+                           " && window.__llmviz.walk().settled && !window.__llmviz.flying()")
     page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 

@@ -19,7 +19,7 @@ def browser_context_args(browser_context_args):
 
 def settled(page: Page):
     """The step's view is loaded and its camera has landed."""
-    page.wait_for_function("window.__llmviz.walk().settled && !window.__llmviz.flying()")
+    page.wait_for_function("window.__llmviz.walk().at !== null && window.__llmviz.walk().settled && !window.__llmviz.flying()")
 
 
 def marks(page: Page, model: str) -> set[str]:
