@@ -105,6 +105,7 @@ export class LabelLayer {
       return true;
     };
     const kept: typeof shown = [];
+    const further = (s: Shown) => ({ x: s.x, y: s.y + (s.l.above ? -16 : 16) });  // one line out from what it names
     // A batch of labels each in its short form first (so that a big one's long form cannot crowd out a small
     // neighbour's name); then each grows to its full form where that covers nothing.
     const shortThenGrow = (batch: Shown[]) => {
@@ -113,7 +114,7 @@ export class LabelLayer {
         const short = { ...s, px: Math.min(s.px, (s.l.fullPixels ?? Infinity) - 1) };
         const alt = s.alt && s.l.alt ? { x: s.alt.x, y: s.alt.y, align: s.l.alt.align } : null;
         // (a subject both of whose places are taken by other subjects' labels: one line further out, still beside it)
-        const out = s.rank === SUBJECT_PRIORITY ? { x: s.x, y: s.y + (s.l.above ? -16 : 16) } : null;
+        const out = s.rank === SUBJECT_PRIORITY ? further(s) : null;
         if (fits(s.l, s.x, s.y, text(s.l.compact ?? s.l.html))) kept.push(short);
         else if (alt && fits(s.l, alt.x, alt.y, text(s.l.compact ?? s.l.html), alt.align, true)) kept.push({ ...short, ...alt });
         else if (out && fits(s.l, out.x, out.y, text(s.l.compact ?? s.l.html), s.align, true)) kept.push({ ...short, ...out });
@@ -150,8 +151,8 @@ export class LabelLayer {
       // Its place taken: the other end of what it names (a block's top-right corner), in its short form.
       else if (alt && fits(s.l, alt.x, alt.y, text(s.l.compact ?? s.l.html), alt.align, true)) kept.push({ ...short, ...alt });
       // An activation's name (what the input became: pos emb beside W_E and W_pos) one line further out.
-      else if (s.l.cls.includes("kind-activation") && fits(s.l, s.x, s.y + (s.l.above ? -16 : 16), text(s.l.compact ?? s.l.html), s.align, true)) {
-        kept.push({ ...short, y: s.y + (s.l.above ? -16 : 16) });
+      else if (s.l.cls.includes("kind-activation") && fits(s.l, s.x, further(s).y, text(s.l.compact ?? s.l.html), s.align, true)) {
+        kept.push({ ...short, ...further(s) });
       }
     }
     // A group (an axis's names) shows whole or not at all: every other token would read as half as many.

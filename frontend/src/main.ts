@@ -308,10 +308,11 @@ async function start() {
       writeUrl(push);
       tellHost("step", at ? at.join(".") : "");
     },
-    shown: () => app.state.view === "scale" ? { kind: "scale" }
-      : app.state.past !== undefined ? { kind: "generated", input: "", text: app.state.input ?? "", past: app.state.past } : null,
+    elsewhere: () => app.state.view === "scale" || app.state.past !== undefined,
     show: (want, model, input) => {
       const s = app.state, step = s.step;
+      // whether the view on screen is this model's pass of this text (on a KV cache of `past` positions)
+      const shows = (text: string | undefined, past?: number) => s.view !== "scale" && s.model === model && s.input === text && s.past === past;
       if (want?.kind === "scale") {
         if (!scaleModels().length) {  // (an export, or a server of other models: the step is told on the model's view)
           notify(exported() ? "The scale view is not part of this export (run llmviz serve to fly through it): the table " +
@@ -324,11 +325,10 @@ async function start() {
         app.state = { view: "scale", step };
         return loadView();
       }
-      const text = want?.kind === "generated" ? want.text : input ?? undefined;
-      if (s.view !== "scale" && s.model === model && s.input === text && s.past === (want?.kind === "generated" ? want.past : undefined)) return null;
+      if (want?.kind === "generated" ? shows(want.text, want.past) : shows(input ?? undefined)) return null;
       return (async () => {
         app.gen!.forget();
-        if (s.view === "scale" || s.model !== model || s.input !== (input ?? undefined) || s.past !== undefined) {
+        if (!shows(input ?? undefined)) {
           app.state = { model, input: input ?? undefined, heads: s.heads, step, insights: s.insights };
           await loadView();  // the walkthrough's own input first: the generator's prompt
         }

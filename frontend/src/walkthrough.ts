@@ -24,9 +24,9 @@ export interface WalkHost {
   /** Show the view a step is on (null: the walkthrough's own model and input): null when it is shown already,
    * else a promise that resolves once the new view is drawn (the generated view: the Generator takes its step). */
   show(view: WalkView, model: string, input: string | null): Promise<void> | null;
-  /** The view on screen, as a step names it (on another view than the input's pass, the walkthrough's model and
-   * input are its own, not the view's). */
-  shown(): WalkView;
+  /** Whether the view on screen is another than a model's pass (a step's: the scale view, the generator's step), so
+   * that the walkthrough's model and input are its own, not the view's. */
+  elsewhere(): boolean;
   /** Open the Across-layers panel on this tab (null: close it). */
   insights(tab: "lens" | "attention" | null): void;
   /** The generator's KV cache in numbers, as the Generate panel shows it ("" before its step). */
@@ -124,7 +124,7 @@ export class Walkthrough {
     }
     document.body.classList.add("walking");
     const model = this.host.model(), input = this.host.input();
-    const own = this.walk && this.host.shown() !== null;  // a step's other view: the walkthrough is for its own input
+    const own = this.walk && this.host.elsewhere();  // a step's other view: the walkthrough is for its own input
     if (!this.walk || (!own && (this.walk.model !== model || (this.walk.input ?? undefined) !== input))) {
       this.$<HTMLDivElement>("#walk-text").textContent = "loading the walkthrough…";
       try {

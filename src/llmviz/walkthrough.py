@@ -501,13 +501,13 @@ def action(ctx: Context, line: str) -> dict:
     x = np.asarray(ctx.trace[t.inputs[0]][index], dtype=np.float64)
     if word == "temperature":  # each stop's distribution over the whole row; the shown entries, and the rest's share
         at = [tempered(x, T) for T in TEMPERATURES]
+        rest = [float(1 - p[shown].sum()) for p in at]
         return {"type": "temperature", "row": row, "of": t.inputs[0], "n": len(v), "temperatures": list(TEMPERATURES),
                 "start": TEMPERATURES.index(1.0),
                 "entries": [{"i": int(j), "name": ctx.trace.index_name(axis, int(j)) or str(j), "x": float(x[j]),
                              "p": [float(p[j]) for p in at], "percent": [percent(float(p[j])) for p in at]}
                             for j in shown],
-                "rest": None if len(v) == len(shown) else {"p": [float(1 - p[shown].sum()) for p in at],
-                                                             "percent": [percent(float(1 - p[shown].sum())) for p in at]}}
+                "rest": None if len(v) == len(shown) else {"p": rest, "percent": [percent(r) for r in rest]}}
     m = float(np.max(x))
     entries = [{"i": int(j), "name": ctx.trace.index_name(axis, int(j)) or str(j), "x": float(x[j]),
                 "exp": float(np.exp(x[j] - m)), "p": float(v[j])} for j in shown]
