@@ -21,13 +21,39 @@ def test_every_tensor_has_a_block_and_data_flows_down(name):
     layout = build_layout(graph, 5)
     blocks = {b.tensor: b for b in layout.blocks}
     assert list(blocks) == graph.names()
+    columns = [band[0] + 1 for band in layout.bands]  # each column of layers: the residual stream down its left
     for t in graph:
         for i in t.inputs:
-            if graph[i].kind in ("activation", "input"):
-                assert blocks[t.name].y <= blocks[i].y, f"{t.name} sits above its input {i}"
+            a, b = blocks[i], blocks[t.name]
+            if graph[i].kind not in ("activation", "input") or a.x + a.width <= b.x:
+                continue  # (the stream's step to the next column, or the MLP beside its attention: read across)
+            assert b.y <= a.y, f"{t.name} sits above its input {i}"
     for b in layout.blocks:
-        assert b.residual == (b.x == 0)  # the residual stream is the centre column, and only it
+        assert b.residual == (b.x in columns)  # the residual stream is the left column of each, and only it
         assert b.merged == (b.depth > MERGE_HEADS_ABOVE)
+
+
+@pytest.mark.parametrize("name", ["nano-gpt", "gpt2", "gpt3", "smollm-135m"])
+def test_the_layout_uses_the_width(name):
+    """The MLP beside its attention, and the layers in columns: the whole model about as wide for its height as a
+    1280 × 800 screen below the toolbar (it was a column three times as tall as wide)."""
+    model = structure_only(name) if name != "nano-gpt" else None
+    layout = build_layout(model.graph if model else Graph(PRESETS[name]), 6)
+    x0, y0, x1, y1 = layout.bounds
+    assert 1.2 <= (x1 - x0) / (y0 - y1) <= 2.6
+    blocks = {b.tensor: b for b in layout.blocks}
+    attn, mlp = (next(s for s in layout.sections if s["key"] == f"blocks.0.{k}") for k in ("attn", "mlp"))
+    # the MLP beside its attention, level at the top, or below it: whichever makes the model's shape closer to a screen's
+    assert (mlp["x0"] > attn["x1"] and mlp["y0"] == attn["y0"]) or mlp["y0"] < attn["y1"]
+    if name == "nano-gpt":
+        assert mlp["x0"] > attn["x1"]
+    # The residual stream stays one path: down each column, in the order it flows, each band holding its adds.
+    res = [b for b in layout.blocks if b.residual]
+    assert len(layout.bands) >= 2 and [b[0] for b in layout.bands] == sorted(b[0] for b in layout.bands)
+    for b in res:
+        assert any(x0 <= b.x and b.x + b.width <= x1 and top >= b.y and b.y - b.height >= bottom
+                   for x0, top, x1, bottom in layout.bands), b.tensor
+    assert blocks["blocks.0.hook_resid_post"].y < blocks["blocks.0.hook_resid_mid"].y
 
 
 def test_blocks_of_a_row_do_not_overlap():
@@ -131,8 +157,10 @@ def test_large_tensors_are_downsampled_and_say_so(tmp_path):
     w = model.weights["embed.W_E"].T  # [d_model, vocab]
     np.testing.assert_allclose(got, tile_max_abs(w[None, :, :], 1, f)[0], rtol=1e-3)
     assert b["scale"] == pytest.approx(float(np.abs(w).max()))
-    b, logits = atlas_slab(scene, atlas, "logits")
-    assert b["tile"] == [1, f] and logits.shape == (-(-1500 // f), 3)  # every position keeps its column
+    b, logits = atlas_slab(scene, atlas, "logits")  # a long vocabulary lies across: one row per position
+    assert b["axes"][:2] == ["vocab", "pos"]
+    assert b["tile"] == [f, 1] and logits.shape == (3, -(-1500 // f))  # every position keeps its row
+    np.testing.assert_allclose(logits, tile_max_abs(trace["logits"][None], 1, f)[0], rtol=1e-3)
 
 
 def test_structure_only_scene_has_no_numbers():
@@ -155,6 +183,21 @@ def test_scene_endpoint(nano):
     bad = client.post("/api/scene", json={"text": "CBD"})
     assert bad.status_code == 422 and "unknown token 'D'" in bad.json()["detail"]
     assert client.post("/api/scene", json={"model": "gpt2", "n_pos": 0}).status_code == 422
+
+
+@pytest.mark.parametrize("model", ["nano-gpt", "gpt3"])
+def test_a_tower_stands_the_layers_in_one_column(nano, model):
+    """The scale view asks for towers: one column of layers, each MLP below its attention, the same numbers."""
+    client = local_client(create_app())
+    wide, tall = (json.loads(load_meta(client.post("/api/scene", json={"model": model, **extra}).content)["scene"])
+                  for extra in ({}, {"tower": True}))
+    assert len(wide["bands"]) >= 2 and len(tall["bands"]) == 1
+    (x0, y0, x1, y1), (w0, v0, w1, v1) = tall["bounds"], wide["bounds"]
+    assert (x1 - x0) / (y0 - y1) < 0.5 < (w1 - w0) / (v0 - v1)
+    mlp, attn = (next(s for s in tall["sections"] if s["key"] == f"blocks.0.{k}") for k in ("mlp", "attn"))
+    assert mlp["y0"] < attn["y1"]
+    assert [b["scale"] for b in tall["blocks"]] == [b["scale"] for b in wide["blocks"]]
+    assert client.post("/api/scene", json={"model": model, "tower": "yes"}).status_code == 422
 
 
 def load_meta(data: bytes) -> dict:

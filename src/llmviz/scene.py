@@ -110,10 +110,11 @@ class SceneBuilder:
     """The scene of one forward pass, built block by block: `add` reduces a tensor to its displayed grid
     (called while the pass runs, so no tensor has to outlive it), `finish` packs the atlas."""
 
-    def __init__(self, model: Model, n_pos: int, heads: str = "side", graph=None):
+    def __init__(self, model: Model, n_pos: int, heads: str = "side", graph=None, tower: bool = False):
         self.model, self.n_pos = model, n_pos
         self.graph = graph = graph or model.graph  # a generation step's graph, with a KV cache
-        self.layout: Layout = build_layout(graph, n_pos, heads)
+        # tower: the layers in one column, each MLP below its attention (the scale view's models side by side)
+        self.layout: Layout = build_layout(graph, n_pos, heads, (False, 1) if tower else None)
         self.index = {b.tensor: i for i, b in enumerate(self.layout.blocks)}
         # Weights and computed tensors have budgets of their own: the weights' cap does not depend on the
         # input, so their displayed grids are computed once per model and kept.
@@ -202,6 +203,7 @@ class SceneBuilder:
             "links": [[self.index[a], self.index[b]] for a, b in layout.links],
             "sections": layout.sections,
             "bounds": layout.bounds,
+            "bands": layout.bands,
             "max_display": self.caps,
         }
         if trace is not None:
@@ -259,9 +261,10 @@ def step_scene(model: Model, ids: list[int], past: int, heads: str = "side", sto
     return _payload(*builder.finish(trace))
 
 
-def build_scene(model: Model, trace: Trace | None, n_pos: int, heads: str = "side") -> tuple[dict, np.ndarray]:
+def build_scene(model: Model, trace: Trace | None, n_pos: int, heads: str = "side",
+                tower: bool = False) -> tuple[dict, np.ndarray]:
     """The scene description and the float16 atlas of every block's displayed cells."""
-    return SceneBuilder(model, n_pos, heads).finish(trace)
+    return SceneBuilder(model, n_pos, heads, tower=tower).finish(trace)
 
 
 def run_scene(model: Model, ids: list[int], stop=None, heads: str = "side") -> tuple[Trace, bytes]:
@@ -272,11 +275,12 @@ def run_scene(model: Model, ids: list[int], stop=None, heads: str = "side") -> t
     return trace, _payload(*builder.finish(trace))
 
 
-def scene_bytes(model: Model, trace: Trace | None = None, n_pos: int | None = None, heads: str = "side") -> bytes:
+def scene_bytes(model: Model, trace: Trace | None = None, n_pos: int | None = None, heads: str = "side",
+                tower: bool = False) -> bytes:
     """The payload for POST /api/scene: the scene of a forward pass (`trace`), or for a model without
     weights the structure alone for `n_pos` positions."""
     n = len(trace.tokens) if trace is not None else int(n_pos or min(8, model.config.n_ctx))
-    return _payload(*build_scene(model, trace, n, heads))
+    return _payload(*build_scene(model, trace, n, heads, tower))
 
 
 def _payload(scene: dict, atlas: np.ndarray) -> bytes:

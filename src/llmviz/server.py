@@ -120,6 +120,9 @@ class SceneRequest(StrictBody):
     tokens: list[int] | None = Field(None, max_length=10_000)
     n_pos: int | None = Field(None, ge=1, le=4096, description="positions to lay out for a structure-only model")
     heads: Literal["side", "stack"] = Field("side", description="a tensor's heads side by side, or stacked in depth")
+    tower: bool = Field(False, description="the layers in one column, each MLP below its attention (the scale view "
+                                           "stands models side by side as towers); default: the model's own "
+                                           "arrangement, about as wide as a screen")
     past: int | None = Field(None, ge=1, le=100_000, description="a generation step: the last tokens computed on a "
                                                                  "KV cache of the first `past` (the KV-cache view)")
 
@@ -833,21 +836,21 @@ def create_app(models: list[Model] | None = None, limits: Limits = Limits(), hos
 
         def compute(stop):
             if not m.has_weights:
-                return Response(cache.payload(("structure", m, req.n_pos, req.heads),
-                                              lambda: scene_bytes(m, None, req.n_pos, req.heads)),
+                return Response(cache.payload(("structure", m, req.n_pos, req.heads, req.tower),
+                                              lambda: scene_bytes(m, None, req.n_pos, req.heads, req.tower)),
                                 media_type=SCENE_MEDIA_TYPE)
             prompt = req.text if req.text is not None else req.tokens
             ids = m.encode(prompt if prompt is not None else (example_input(m) or [0]))
             if req.past is not None:
                 step_budget(m, ids, req.past)
                 return Response(step_scene(m, ids, req.past, req.heads, stop), media_type=SCENE_MEDIA_TYPE)
-            key = ("scene", m, tuple(ids), req.heads)
+            key = ("scene", m, tuple(ids), req.heads) + (("tower",) if req.tower else ())
             payload = cache.get(key)
             if payload is None:
                 def build(trace):  # the pass just computed built this scene; a cached pass, another layout, not
                     made = cache.get(key)
                     if made is None:
-                        made = scene_bytes(m, trace, heads=req.heads)
+                        made = scene_bytes(m, trace, heads=req.heads, tower=req.tower)
                         cache.put(key, made, len(made))
                     return made
 
