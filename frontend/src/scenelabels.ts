@@ -26,6 +26,16 @@ export function tileText(b: BlockInfo): string {
 
 const v3 = (x: number, y: number, z: number) => new THREE.Vector3(x, y, z);
 
+/** A block's box in the world, every slab of it: the box buildModel draws it in (blocks.ts), where no label goes. */
+export function blockBox(b: BlockInfo, offsetX: number): THREE.Box3 {
+  const box = new THREE.Box3();
+  for (let s = 0; s < (b.merged ? 1 : b.depth); s++) {
+    const g = slabGeometry(b, s);
+    box.expandByPoint(v3(g.x + offsetX, g.y - b.rows, g.z - g.thick)).expandByPoint(v3(g.x + offsetX + b.cols, g.y, g.z));
+  }
+  return box;
+}
+
 /** A model's title: drawn `offset` px above its anchor (its model's top-left corner), `height` px tall. */
 export const TITLE = { offset: 30, height: 44 };
 
@@ -49,7 +59,7 @@ export function sceneLabels(data: SceneData, offsetX: number, several = false): 
     const priority = input ? PRIORITY.input : b.kind === "weight" ? PRIORITY.weight : PRIORITY.block;
     out.push({ anchor: v3(x, input ? b.y - b.rows - 0.3 : b.y + 0.3, b.z), worldSize: Math.max(width, b.rows, 1.5),
       minPixels: input ? 0 : 14, compact: short, fullPixels: 110, html: `${short} ${shapeHtml(data, b)}${sampled}`,
-      cls: `block kind-${b.kind}`, above: !input, priority, data: { tensor: b.tensor },
+      cls: `block kind-${b.kind}`, above: !input, priority, data: { tensor: b.tensor }, of: blockBox(b, offsetX),
       alt: input ? undefined : { anchor: v3(x + width, b.y + 0.3, b.z), align: "right" } });
     if (b.residual && !input && !residualLabelled) {  // once: the centre column is one stream
       residualLabelled = true;
@@ -59,7 +69,10 @@ export function sceneLabels(data: SceneData, offsetX: number, several = false): 
     const symbol = b.op ? info.ops[b.op]?.symbol : null;
     if (symbol) {  // where two paths meet: drawn between the block and what flows into it
       out.push({ anchor: v3(x + b.cols / 2, b.y + 2.2, b.z + 0.5), worldSize: 4, minPixels: 6, align: "center",
-        html: escapeHtml(symbol), cls: "symbol", priority: PRIORITY.symbol, data: { tensor: b.tensor },
+        // (its box, which no block or title may meet, just the glyph's 16px, not a 22px line's 26px; centred where the
+        // line's was, 5px lower than the box's own middle)
+        html: `<span style="display:block;height:16px;line-height:16px">${escapeHtml(symbol)}</span>`, offsetY: 5,
+        cls: "symbol", priority: PRIORITY.symbol, data: { tensor: b.tensor },
         whole: true });  // (a + cut at the view's edge says nothing)
     }
     if (b.depth > 1 && !b.merged && b.x_step > 0) {  // heads side by side: each one named under its slab
@@ -89,10 +102,13 @@ export function sceneLabels(data: SceneData, offsetX: number, several = false): 
     // (15px text, 18px tall; above its anchor by 1.5em, beside it level: style.css)
     const cls = `section section-${s.title.split(" ")[0].toLowerCase()}`;
     out.push({ ...base, anchor: v3(s.x0 + offsetX - 3, s.y0 + 3, 1), cls, above: true, box: { dy: -23, h: 19 },
-      also: room === null ? undefined : { size: room, min: s.parent ? PART_GAP : SECTION_LINE } });
+      also: room === null ? undefined : { size: room, min: s.parent ? PART_GAP : SECTION_LINE },
+      // (its corner over cells of a section beside it: above the frame's other end)
+      alt: { anchor: v3(s.x1 + offsetX + 3, s.y0 + 3, 1), align: "right" } });
     if (!s.parent && room !== null) {
       out.push({ ...base, anchor: v3(s.x0 + offsetX - framePad(info.sections, s) - 1, s.y0 + framePad(info.sections, s), 1),
         cls: `${cls} beside`, align: "right", also: { size: room, max: SECTION_LINE }, box: { dy: 0, h: 19 },
+        offsetX: -4,  // (clear of the frame, and of the cells in it, however small the model is on screen)
         // (its corner taken, by the input's label above the first layer, say: halfway down its frame's side)
         alt: { anchor: v3(s.x0 + offsetX - framePad(info.sections, s) - 1, (s.y0 + s.y1) / 2, 1), align: "right" } });
     }
@@ -182,9 +198,10 @@ function predictionLabels(data: SceneData, offsetX: number, out: Label[]) {
       cls: `token predicted${next ? " next" : " given"}`, priority: next ? PRIORITY.prediction : PRIORITY.detail,
       charWidth: 9.5, data: { tensor: out_.tensor, position: String(i) } });
   });
-  // Beside the predictions, else (the view's edge or another label in the way) centred under them; 17em of 11px text, 4 lines.
+  // Beside the predictions, else (the view's edge or another label in the way) centred under them, clear of the next
+  // token's two lines (17px and 10px text); 17em of 11px text, 4 lines.
   out.push({ anchor: v3(out_.x + offsetX + out_.cols + 1, y, 0), worldSize: out_.cols, minPixels: 40,
     html: "only the last position predicts the next token; the grey ones predict tokens the input already gives",
     cls: "prediction-note", priority: PRIORITY.detail, width: 190, height: 58,
-    alt: { anchor: v3(out_.x + offsetX + out_.cols / 2, y - 1.4, 0), align: "center" } });
+    alt: { anchor: v3(out_.x + offsetX + out_.cols / 2, y, 0), align: "center", offsetY: 38 } });
 }

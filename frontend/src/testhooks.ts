@@ -57,6 +57,32 @@ function hooks(app: typeof App, scene: typeof SceneApi) {
       const xs = pts.map((p) => p!.x + r.left), ys = pts.map((p) => p!.y + r.top);
       return { left: Math.min(...xs), right: Math.max(...xs), top: Math.min(...ys), bottom: Math.max(...ys) };
     },
+    /** Every block of every placed model on screen: its model, tensor and screen rectangle (client pixels, its bounding
+     * box's eight corners projected); a block a corner of which is behind the camera is left out. */
+    blockRects: () => {
+      const v = app.view!, r = v.canvas.getBoundingClientRect(), p = new THREE.Vector3();
+      const out: { model: string; tensor: string; left: number; top: number; right: number; bottom: number }[] = [];
+      for (const placed of app.placed) {
+        placed.built.boxes.forEach((b, i) => {
+          if (b.isEmpty()) return;
+          let left = Infinity, top = Infinity, right = -Infinity, bottom = -Infinity;
+          for (let k = 0; k < 8; k++) {
+            const q = v.project(p.set(k & 1 ? b.max.x : b.min.x, k & 2 ? b.max.y : b.min.y, k & 4 ? b.max.z : b.min.z));
+            if (!q) return;
+            left = Math.min(left, q.x); right = Math.max(right, q.x); top = Math.min(top, q.y); bottom = Math.max(bottom, q.y);
+          }
+          out.push({ model: placed.data.info.model.name, tensor: placed.data.info.blocks[i].tensor,
+            left: left + r.left, top: top + r.top, right: right + r.left, bottom: bottom + r.top });
+        });
+      }
+      return out;
+    },
+    /** Place the labels `n` times over (as each frame of a moving camera does): the mean milliseconds it took. */
+    labelsMs: (n = 20) => {
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) app.labels!.update();
+      return (performance.now() - t0) / n;
+    },
     camera: () => [...app.view!.camera.position.toArray(), ...app.view!.controls.target.toArray()],
     /** True while a camera flight is under way: wait for false before reading where the camera is. */
     flying: () => app.view!.flying,
