@@ -33,7 +33,8 @@ export async function fetchModels(started?: Promise<Response>): Promise<ModelInf
   return (await check(await (started ?? request("/api/models")))).json();
 }
 
-export async function fetchScene(req: { model?: string; text?: string; n_pos?: number; heads?: string; past?: number }): Promise<SceneData> {
+export async function fetchScene(req: { model?: string; text?: string; n_pos?: number; heads?: string; past?: number;
+  tower?: boolean }): Promise<SceneData> {
   return parseScene(await (await check(await post("/api/scene", req))).arrayBuffer());
 }
 

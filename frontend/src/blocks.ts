@@ -14,8 +14,11 @@ in vec3 iColX;   // colour of the axis across (the ruler along the top edge)
 in vec3 iColY;   // colour of the axis down (the ruler along the left edge)
 in vec2 iCells;  // true columns and rows of the slab
 in float iFocus; // 1: drawn at full strength while others are dimmed (a hovered cell's sources)
+in float iOrder; // where the block comes in the forward pass, from 0 (the input) to 1 (the output)
 out vec2 vUv;
 out float vFront;
+out vec3 vNormal;
+flat out float vPulse;
 flat out vec4 vAtlas;
 flat out vec4 vStyle;
 flat out vec3 vColX;
@@ -27,11 +30,15 @@ flat out vec2 vReveal;  // fraction of the cells shown (2: all), and 0 to show r
 uniform vec2 uSelected; // first and last instance of the selected block
 uniform vec4 uReveal;   // first and last instance of a block being revealed, the fraction shown, rows (0), columns (1) or mask (2)
 uniform float uDim;     // 1 while a hovered cell's sources are shown: the other blocks fade
+uniform float uPulse;   // the flow pulse's front, 0 to 1 through the forward pass (below 0: none)
 void main() {
   vec3 p = position + 0.5;
   vec3 world = vec3(iPos.x + p.x * iSize.x, iPos.y - (1.0 - p.y) * iSize.y, iPos.z - (1.0 - p.z) * iSize.z);
   vUv = vec2(p.x, 1.0 - p.y);
   vFront = normal.z;
+  vNormal = normal;
+  // The pulse: blocks not reached yet wait faded (3), the ones at its front glow (up to 1), those behind it are done (0).
+  vPulse = uPulse < 0.0 || iOrder < 0.0 ? 0.0 : iOrder > uPulse ? 3.0 : exp(-pow((uPulse - iOrder) / 0.04, 2.0));
   vAtlas = iAtlas; vStyle = iStyle; vColX = iColX; vColY = iColY; vCells = iCells;
   float id = float(gl_InstanceID);
   vSelected = (id >= uSelected.x && id <= uSelected.y) ? 1.0 : 0.0;
@@ -53,6 +60,8 @@ uniform vec3 uBand;
 uniform vec3 uGround;  // the scene's background: a dimmed block fades towards it
 in vec2 vUv;
 in float vFront;
+in vec3 vNormal;
+flat in float vPulse;
 flat in vec4 vAtlas;
 flat in vec4 vStyle;
 flat in vec3 vColX;
@@ -64,12 +73,17 @@ flat in vec2 vReveal;
 out vec4 fragColor;
 void main() {
   int kind = int(vStyle.x + 0.5);
-  if (kind == 4) {  // the residual-stream band behind the centre column
-    fragColor = vec4(uBand, 1.0);
+  if (kind == 4) {  // the residual-stream band behind each column: chevrons pointing down, the way it flows
+    vec2 at = vUv * vCells;  // world units from the band's top-left
+    float v = (at.y + abs(at.x - 0.5 * vCells.x)) / (1.5 * vCells.x);
+    float mark = smoothstep(0.0, 0.05, fract(v)) * (1.0 - smoothstep(0.14, 0.19, fract(v)));
+    fragColor = vec4(mix(uBand, uBand * 0.9, mark), 1.0);
     return;
   }
-  if (abs(vFront) < 0.5) {  // the thin sides: the family's dark tone
-    fragColor = vec4(mix(uSide[kind], uGround, 0.75 * vDim), 1.0);
+  if (abs(vFront) < 0.5) {  // the sides: the family's tone, lit from the upper right (a little ambient light)
+    float light = 0.6 + 0.4 * max(dot(vNormal, normalize(vec3(0.45, 0.8, 0.4))), 0.0);
+    vec3 side = mix(uSide[kind], vec3(1.0), 0.45) * light;
+    fragColor = vec4(mix(side, uGround, 0.75 * max(vDim, 0.8 * float(vPulse > 2.5))), 1.0);
     return;
   }
   // Front and back show the cells (from behind, mirrored as through glass), so no angle hides them.
@@ -115,7 +129,9 @@ void main() {
   if (vSelected > 0.5 && border < 4.0) col = vec3(1.0, 0.75, 0.0);
   else if (border < 1.0) col *= 0.55;
   if (vFront < -0.5) col *= 0.85;
-  fragColor = vec4(mix(col, uGround, 0.75 * vDim), 1.0);
+  if (vPulse < 2.5) col = mix(col, vec3(1.0, 0.78, 0.2), 0.55 * vPulse);  // the pulse's front: warm light
+  float fade = vPulse > 2.5 ? 0.8 : 0.0;  // not reached yet
+  fragColor = vec4(mix(col, uGround, 0.75 * max(vDim, fade)), 1.0);
 }`;
 
 export interface SlabRef { block: number; slab: number }
@@ -151,8 +167,14 @@ export function blockWidth(b: BlockInfo): number {
  * (x_step) or one behind the other (z_step). */
 export function slabGeometry(b: BlockInfo, s: number): { x: number; y: number; z: number; thick: number } {
   if (b.merged) return { x: b.x, y: b.y, z: b.z, thick: b.depth * b.z_step };
-  const thick = b.z_step > 0 ? Math.min(1, b.z_step * 0.5) : 1;
+  const thick = b.z_step > 0 ? Math.min(1, b.z_step * 0.5) : slabThickness(b);
   return { x: b.x + s * b.x_step, y: b.y, z: b.z - s * b.z_step, thick };
+}
+
+/** How thick a slab is: a solid that reads as one at a three-quarter view, a twenty-fifth of its longer side, between
+ * one cell and half its shorter side. */
+export function slabThickness(b: { cols: number; rows: number }): number {
+  return Math.max(1, Math.min(0.04 * Math.max(b.cols, b.rows), 0.5 * Math.min(b.cols, b.rows)));
 }
 
 export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
@@ -164,11 +186,11 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
     const n = b.merged ? 1 : b.depth;
     for (let s = 0; s < n; s++) slabs.push({ block: i, slab: s });
   });
-  const band = residualBand(data);
-  const n = slabs.length + 1; // the last instance is the residual-stream band
+  const bands = data.info.bands ?? [];
+  const n = slabs.length + bands.length; // the last instances are the residual stream's bands, one per column
   const attr = (size: number) => new Float32Array(n * size);
   const iPos = attr(3), iSize = attr(3), iAtlas = attr(4), iStyle = attr(4), iColX = attr(3), iColY = attr(3), iCells = attr(2);
-  const iFocus = attr(1);
+  const iFocus = attr(1), iOrder = attr(1);
   const boxes = blocks.map(() => new THREE.Box3());
   slabs.forEach(({ block, slab }, k) => {
     const b = blocks[block];
@@ -181,16 +203,23 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
     iColX.set(axisColor(data, b.axes[0]), k * 3);
     iColY.set(axisColor(data, b.axes[1]), k * 3);
     iCells.set([b.cols, b.rows], k * 2);
+    iOrder[k] = block / Math.max(blocks.length - 1, 1);
     boxes[block].expandByPoint(new THREE.Vector3(g.x + offsetX, g.y - b.rows, g.z - g.thick));
     boxes[block].expandByPoint(new THREE.Vector3(g.x + offsetX + b.cols, g.y, g.z));
   });
-  iFocus[n - 1] = 1; // the residual band never fades
-  const k = n - 1;
-  iPos.set([band.x + offsetX, band.y, band.z], k * 3);
-  iSize.set([band.w, band.h, 0.01], k * 3);
-  iStyle.set([4, 0, 0, 0], k * 4);
-  iColX.set(NO_AXIS, k * 3);
-  iColY.set(NO_AXIS, k * 3);
+  // The bands stand behind the residual stream's slabs, never fade and take no part in the pulse.
+  const behind = -1 - Math.max(1, ...blocks.filter((b) => b.residual).map((b) => slabGeometry(b, 0).thick));
+  bands.forEach(([x0, y0, x1, y1], j) => {
+    const k = slabs.length + j;
+    iFocus[k] = 1;
+    iOrder[k] = -1;
+    iPos.set([x0 + offsetX, y0, behind], k * 3);
+    iSize.set([x1 - x0, y0 - y1, 0.01], k * 3);
+    iStyle.set([4, 0, 0, 0], k * 4);
+    iColX.set(NO_AXIS, k * 3);
+    iColY.set(NO_AXIS, k * 3);
+    iCells.set([x1 - x0, y0 - y1], k * 2);
+  });
 
   const geometry = new THREE.InstancedBufferGeometry();
   geometry.copy(new THREE.BoxGeometry(1, 1, 1) as unknown as THREE.InstancedBufferGeometry);
@@ -199,6 +228,7 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
     geometry.setAttribute(name, new THREE.InstancedBufferAttribute(arr, size));
   set("iPos", iPos, 3); set("iSize", iSize, 3); set("iAtlas", iAtlas, 4); set("iStyle", iStyle, 4);
   set("iColX", iColX, 3); set("iColY", iColY, 3); set("iCells", iCells, 2); set("iFocus", iFocus, 1);
+  set("iOrder", iOrder, 1);
 
   const atlas = new THREE.DataTexture(data.atlas.data, data.atlas.width, data.atlas.height,
     THREE.RedFormat, THREE.HalfFloatType);
@@ -223,6 +253,7 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
       uGround: { value: vec(themeColor("--scene-bg", "#f8f9fa")) },
       uSelected: { value: new THREE.Vector2(-1, -2) },
       uDim: { value: 0 },
+      uPulse: { value: -1 },
       uReveal: { value: new THREE.Vector4(-1, -2, 2, 0) },
     },
   });
@@ -263,14 +294,6 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
       atlas.dispose();
     },
   };
-}
-
-/** A pale band behind the centre column: the residual stream, one thing flowing down the model. It is drawn as
- * one more instance of the block mesh (no shader of its own to compile before the first frame). */
-function residualBand(data: SceneData): { x: number; y: number; z: number; w: number; h: number } {
-  const res = data.info.blocks.filter((b) => b.residual);
-  const top = Math.max(...res.map((b) => b.y)) + 2, bottom = Math.min(...res.map((b) => b.y - b.rows)) - 2;
-  return { x: -1, y: top, z: -2, w: Math.max(...res.map((b) => b.cols)) + 2, h: top - bottom };
 }
 
 /** Lines from each computed tensor to the tensors computed from it: bottom centre to top centre. */

@@ -4,7 +4,8 @@ import { fetchModels, fetchScene, sceneFrom, type EarlyResponse } from "./api";
 import { homeBox, sectionAt, sectionBox, ZOOM_OUT } from "./framing";
 import { Generator } from "./generate";
 import { onCameraMove, onHover, pinCellFromState, showCell, tooltipEl, unpin, hideTooltip } from "./hover";
-import { dismissIntro } from "./intro";
+import { dismissIntro, introDismissed } from "./intro";
+import { Pulse } from "./pulse";
 import { onKey } from "./keyboard";
 import { LabelLayer } from "./labels";
 import { legendHtml } from "./legend";
@@ -61,8 +62,10 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
   try {
     let datas: SceneData[];
     if (s.view === "scale") {
-      const nano = await fetchScene({ model: "nano-gpt", heads });
-      const rest = await Promise.all(scaleModels().slice(1).map((m) => fetchScene({ model: m, n_pos: nano.info.n_pos, heads })));
+      // (each model a tower of layers: side by side, their heights compare their depths)
+      const nano = await fetchScene({ model: "nano-gpt", heads, tower: true });
+      const rest = await Promise.all(scaleModels().slice(1).map((m) => fetchScene({ model: m, n_pos: nano.info.n_pos, heads,
+        tower: true })));
       datas = [nano, ...rest];
     } else {
       let info = app.models.find((m) => m.name === (s.model ?? app.models[0].name));
@@ -242,8 +245,10 @@ async function start() {
     const step = app.walk!.at ?? undefined;
     app.state = { model: app.state.model, input: text, heads: app.state.heads, step };
     app.gen!.forget();
+    const before = app.placed[0]?.data;
     await loadView();
     if (step) await app.walk!.open(step);  // the walkthrough's numbers follow the new input
+    else if (app.placed[0] && app.placed[0].data !== before) app.pulse!.start();  // the new numbers, computed in order
     app.insights!.refresh();
   };
   // An export holds a few inputs: each is a button, the one shown marked.
@@ -405,8 +410,9 @@ async function start() {
   });
   $<HTMLButtonElement>("#fit").addEventListener("click", () => {
     leave();
-    if (app.placed.length) view.flyTo(...view.framing(everything(), 1.05, undefined, freeRect()));
+    if (app.placed.length) view.flyTo(...scene.wholeFraming());
   });
+  $<HTMLButtonElement>("#faceon").addEventListener("click", () => view.flyTo(...view.faceOn()));
   $<HTMLButtonElement>("#menu").addEventListener("click", () => document.body.classList.toggle("menu-open"));
   $<HTMLButtonElement>("#map-toggle").addEventListener("click", () => {
     const map = $<HTMLDivElement>("#map");
@@ -418,8 +424,9 @@ async function start() {
     const p = app.placed[0];
     if (!key || !p) return;
     leave();
-    const box = key === "*" ? everything() : sectionBox(p, key);
-    if (box) view.flyTo(...view.framing(box, 1.1, undefined, freeRect()));
+    const box = key === "*" ? null : sectionBox(p, key);
+    if (key === "*") view.flyTo(...scene.wholeFraming());
+    else if (box) view.flyTo(...view.framing(box, 1.1, undefined, freeRect()));
     if (narrow()) $<HTMLDivElement>("#map").hidden = true;
   });
   $<HTMLDivElement>("#intro").addEventListener("click", (e) => {
@@ -428,7 +435,7 @@ async function start() {
     dismissIntro();
     $<HTMLDivElement>("#intro").hidden = true;
     if (action === "all") leave();
-    if (action === "all" && app.placed.length) view.flyTo(...view.framing(everything(), 1.05, undefined, freeRect()));
+    if (action === "all" && app.placed.length) view.flyTo(...scene.wholeFraming());
     if (action === "walk") void app.walk!.open([1, 1], true);
   });
   $<HTMLDivElement>("#scalebars").addEventListener("click", (e) => {
@@ -484,7 +491,14 @@ async function start() {
   $<HTMLDivElement>("#legend").innerHTML = legendHtml(undefined);
   const known = !s0.model || app.models.some((m) => m.name === s0.model);
   const { step, insights, branch } = s0;
+  app.pulse = new Pulse(scene.pulseAt, () => matchMedia("(prefers-reduced-motion: reduce)").matches);
+  // A first visit to a plain link opens on the whole model, as a solid, and the pulse runs through it once.
+  const first = !introDismissed() && !step && !insights && !s0.block && !s0.cell && !s0.camera && s0.view !== "scale";
   await loadView(known ? early : undefined);
+  if (first && app.placed.length === 1) {
+    view.flyTo(...scene.wholeFraming(), 0);
+    app.pulse.start();
+  }
   if (step && app.placed.length) await app.walk.open(step);  // a link into the walkthrough
   if (insights && app.placed.length) await app.insights.open(insights, branch ?? []);
 }

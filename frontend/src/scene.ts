@@ -4,6 +4,7 @@ import { buildModel, pick, slabGeometry } from "./blocks";
 import { HALO, regionRects } from "./highlight";
 import { allBox, uncovered, wholeBox, withTitles, type Placed, type Rect, type Screen } from "./framing";
 import { hideTooltip, showExplanation, unpin } from "./hover";
+import { THREE_QUARTER } from "./view";
 import { sceneLabels, titleNameWidth } from "./scenelabels";
 import { type BlockInfo, type SceneData } from "./scenedata";
 import { type Explanation, type Region } from "./tooltip";
@@ -129,6 +130,12 @@ export function shareScale(tensors: string[] | null) {
   app.view!.requestRender();
 }
 
+/** Draw the flow pulse's front through every placed model: 0 (its input) to 1 (its output); −1: none. */
+export function pulseAt(front: number) {
+  for (const p of app.placed) p.built.material.uniforms.uPulse.value = front;
+  app.view!.requestRender();
+}
+
 /** Put the camera here at once. */
 export function setCamera(position: THREE.Vector3, target: THREE.Vector3) {
   app.view!.flyTo(position, target, 0);
@@ -195,6 +202,11 @@ export function flyToRegion(r: Region, margin = 1.4) {
   }
   // (clear of the panels, the Across-layers panel included: its "click: fly to the head" shows the head beside it)
   app.view!.flyTo(...app.view!.framing(box, margin, undefined, freeRect(["#insights"])));
+}
+
+/** The camera on every placed model whole, as a solid: the three-quarter view, clear of the panels. */
+export function wholeFraming(): [THREE.Vector3, THREE.Vector3] {
+  return app.view!.framing(everything(), 1.02, undefined, freeRect(), THREE_QUARTER);
 }
 
 /** The camera framing one placed model whole with its title above it (a scale view's model, by name or index), in

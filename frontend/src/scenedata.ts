@@ -59,6 +59,7 @@ export interface SceneInfo {
   links: [number, number][];
   sections: Section[];
   bounds: [number, number, number, number];
+  bands?: [number, number, number, number][];  // the residual stream's band down each column of layers: x0, top, x1, bottom
   max_display: { weight: number; computed: number };
   tokens?: number[];
   token_strs?: string[];

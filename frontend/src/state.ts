@@ -10,6 +10,7 @@ import { formatState, parseState, type ViewState } from "./urlstate";
 import { type View } from "./view";
 import { type Walkthrough } from "./walkthrough";
 import { type Insights } from "./insights";
+import { type Pulse } from "./pulse";
 
 export const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
 
@@ -30,6 +31,7 @@ export const app = {
   gen: null as Generator | null,
   walk: null as Walkthrough | null,
   insights: null as Insights | null,
+  pulse: null as Pulse | null,
 };
 
 export interface CellRef { placed: Placed; block: number; slab: number; col: number; row: number }

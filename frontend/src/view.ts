@@ -3,6 +3,12 @@
 import * as THREE from "three";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
 
+/** Where the camera looks from, by default: the front, a little from the right and above (the cells face-on enough
+ * to read). */
+export const FRONT = new THREE.Vector3(0.12, 0.08, 1).normalize();
+/** The whole model as a solid: from the right and above, a three-quarter view that shows the slabs' thickness. */
+export const THREE_QUARTER = new THREE.Vector3(0.32, 0.26, 1).normalize();
+
 export class View {
   readonly renderer: THREE.WebGLRenderer;
   readonly scene = new THREE.Scene();
@@ -187,27 +193,60 @@ export class View {
     }
   }
 
-  /** A camera that shows the box whole, seen from the front, a little from the right and above. */
-  framing(box: THREE.Box3, margin = 1.15, camera = this.camera, free?: { left: number; top: number; right: number; bottom: number }):
-    [THREE.Vector3, THREE.Vector3] {
-    const size = box.getSize(new THREE.Vector3()), center = box.getCenter(new THREE.Vector3());
-    const fov = THREE.MathUtils.degToRad(camera.fov);
+  /** A camera that shows the box whole, seen from `dir` (by default from the front, a little from the right and
+   * above; THREE_QUARTER: the whole model as a solid), every corner of the box inside the view. */
+  framing(box: THREE.Box3, margin = 1.15, camera = this.camera, free?: { left: number; top: number; right: number; bottom: number },
+    dir: THREE.Vector3 = FRONT): [THREE.Vector3, THREE.Vector3] {
+    const center = box.getCenter(new THREE.Vector3());
+    const tan = Math.tan(THREE.MathUtils.degToRad(camera.fov) / 2);
     // free: the part of the canvas (its own pixels) the box must fit in, when panels or a toolbar cover the rest.
     const W = this.canvas.clientWidth || 1, H = this.canvas.clientHeight || 1;
     const fw = free ? Math.max(1, free.right - free.left) / W : 1, fh = free ? Math.max(1, free.bottom - free.top) / H : 1;
-    const fitH = size.y / 2 / Math.tan(fov / 2) / fh, fitW = size.x / 2 / Math.tan(fov / 2) / camera.aspect / fw;
-    const dist = Math.max(fitH, fitW, 5) * margin + size.z;
-    const dir = new THREE.Vector3(0.12, 0.08, 1).normalize();
+    const d = dir.clone().normalize(), forward = d.clone().negate();
+    const right = forward.clone().cross(new THREE.Vector3(0, 1, 0)).normalize();
+    const up = right.clone().cross(forward).normalize();
+    // Each corner, seen from the camera at distance D along d: it must be within the view's half-width and half-height
+    // (shrunk by the margin) at its own depth, D + its offset along `forward`.
+    let dist = 5;
+    const tx = tan * camera.aspect * fw / margin, ty = tan * fh / margin, p = new THREE.Vector3();
+    for (const x of [box.min.x, box.max.x]) for (const y of [box.min.y, box.max.y]) for (const z of [box.min.z, box.max.z]) {
+      p.set(x, y, z).sub(center);
+      const depth = p.dot(forward);
+      dist = Math.max(dist, Math.abs(p.dot(right)) / tx - depth, Math.abs(p.dot(up)) / ty - depth);
+    }
     const target = center.clone();
     if (free) {  // the box's centre at the free part's centre: move camera and target together, across the view
-      const perPixel = (2 * dist * Math.tan(fov / 2)) / H;
+      const perPixel = (2 * dist * tan) / H;
       const ox = (free.left + free.right) / 2 - W / 2, oy = (free.top + free.bottom) / 2 - H / 2;
-      const forward = dir.clone().negate();
-      const right = forward.clone().cross(new THREE.Vector3(0, 1, 0)).normalize();
-      const up = right.clone().cross(forward).normalize();
       target.addScaledVector(right, -ox * perPixel).addScaledVector(up, oy * perPixel);
     }
-    return [target.clone().addScaledVector(dir, dist), target];
+    // Seen at an angle, the near side of the box looks bigger than the far side: refine by projecting its corners,
+    // centring what they cover in the free part and scaling the distance until it just fits.
+    const cam = new THREE.PerspectiveCamera(camera.fov, camera.aspect, 0.01, 1e9);
+    const f = free ?? { left: 0, top: 0, right: W, bottom: H };
+    const fx = [(f.left / W) * 2 - 1, (f.right / W) * 2 - 1], fy = [1 - (f.bottom / H) * 2, 1 - (f.top / H) * 2];
+    for (let it = 0; it < 4 && dir !== FRONT; it++) {
+      cam.position.copy(target).addScaledVector(d, dist);
+      cam.lookAt(target);
+      cam.updateMatrixWorld();
+      let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+      for (const x of [box.min.x, box.max.x]) for (const y of [box.min.y, box.max.y]) for (const z of [box.min.z, box.max.z]) {
+        p.set(x, y, z).project(cam);
+        x0 = Math.min(x0, p.x); x1 = Math.max(x1, p.x); y0 = Math.min(y0, p.y); y1 = Math.max(y1, p.y);
+      }
+      const scale = margin * Math.max((x1 - x0) / (fx[1] - fx[0]), (y1 - y0) / (fy[1] - fy[0]));
+      const half = dist * tan;  // half the view's height, in world units, at the target
+      target.addScaledVector(right, ((x0 + x1) / 2 - (fx[0] + fx[1]) / 2) * half * camera.aspect)
+        .addScaledVector(up, ((y0 + y1) / 2 - (fy[0] + fy[1]) / 2) * half);
+      dist *= scale;
+    }
+    return [target.clone().addScaledVector(d, dist), target];
+  }
+
+  /** The camera straight in front of what it looks at, as far from it as it is: every cell face-on, for reading. */
+  faceOn(): [THREE.Vector3, THREE.Vector3] {
+    const t = this.controls.target.clone();
+    return [t.clone().add(new THREE.Vector3(0, 0, this.camera.position.distanceTo(t))), t];
   }
 
   /** Pan by a fraction of the view (keyboard). */
