@@ -72,6 +72,19 @@ def test_a_llama_whole_fills_half_the_canvas(page: Page, llama_server, screensho
     whole_model_fills_the_view(page, url, screenshots / "look-whole-llama.png")
 
 
+def test_home_frames_the_token_path_generously(page: Page, live_server):
+    """A returning visitor's first view: the tokens and their embeddings, face-on, as tall as the view allows (with the
+    titles above and a glimpse of the first layer below)."""
+    open_view(page, live_server)
+    embedding = {"tokens", "embed.W_E", "pos_embed.W_pos", "hook_embed", "hook_pos_embed"}
+    rects = [r for r in page.evaluate("window.__llmviz.blockRects()") if r["tensor"] in embedding]
+    assert len(rects) == len(embedding)
+    top, bottom = min(r["top"] for r in rects), max(r["bottom"] for r in rects)
+    c = page.locator("#view").bounding_box()
+    assert bottom - top >= 0.55 * c["height"], (top, bottom, c)
+    assert view_direction(page)[2] > 0.95  # face-on enough to read
+
+
 def test_the_map_whole_model_is_the_same_three_quarter_view(page: Page, live_server):
     open_view(page, live_server)
     page.click("#map-toggle")

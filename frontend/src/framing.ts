@@ -23,7 +23,7 @@ export function homeBox(p: Placed, screen: Screen): THREE.Box3 {
   const box = new THREE.Box3();
   for (const { b, i } of inside) if (b.kind !== "weight" || b.cols <= 4 * path) box.union(p.built.boxes[i]);
   const h = first.y0 - first.y1;
-  box.min.y = first.y1 - 0.6 * h;  // the start of the first layer, below
+  box.min.y = first.y1 - 0.2 * h;  // a glimpse of the first layer, below
   box.max.y = first.y0 + 0.3 * h;  // the section's and the model's titles, above, clear of the toolbar
   box.min.x -= 0.08 * (box.max.x - box.min.x);  // and the section's title, which starts left of its frame
   return box;
@@ -38,7 +38,11 @@ function stackBox(p: Placed, first: { y0: number }, screen: Screen): THREE.Box3 
   // The stack from the top, at most four screen-widths tall: GPT-2's twelve layers whole, GPT-3's first ones.
   const y1 = Math.max(Math.min(...layers.map((s) => s.y1)), first.y0 - 4 * (x1 - x0) / screen.aspect);
   const box = withTitles(new THREE.Box3(new THREE.Vector3(x0 + p.offsetX - 6, y1, -4), new THREE.Vector3(x1 + p.offsetX + 6, first.y0, 1)), screen);
-  // Room on the left for the layers' titles beside their frames ("Layer 10", 15px bold), on a phone too.
+  return withLayerTitles(box, screen);
+}
+
+/** A box with room on its left for the layers' titles beside their frames ("Layer 10", 15px bold), on a phone too. */
+export function withLayerTitles(box: THREE.Box3, screen: Screen): THREE.Box3 {
   const px = LAYER_TITLE / Math.max(screen.aspect * screen.height, 1);
   if (px < 0.5) box.min.x -= (px / (1 - px)) * (box.max.x - box.min.x);
   return box;

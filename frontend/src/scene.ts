@@ -2,7 +2,7 @@
 import * as THREE from "three";
 import { buildModel, pick, slabGeometry } from "./blocks";
 import { HALO, regionRects } from "./highlight";
-import { allBox, uncovered, wholeBox, withTitles, type Placed, type Rect, type Screen } from "./framing";
+import { allBox, uncovered, wholeBox, withLayerTitles, withTitles, type Placed, type Rect, type Screen } from "./framing";
 import { hideTooltip, showExplanation, unpin } from "./hover";
 import { THREE_QUARTER } from "./view";
 import { sceneLabels, titleNameWidth } from "./scenelabels";
@@ -206,7 +206,8 @@ export function flyToRegion(r: Region, margin = 1.4) {
 
 /** The camera on every placed model whole, as a solid: the three-quarter view, clear of the panels. */
 export function wholeFraming(): [THREE.Vector3, THREE.Vector3] {
-  return app.view!.framing(everything(), 1.02, undefined, freeRect(), THREE_QUARTER);
+  const box = app.placed.length === 1 ? withLayerTitles(everything(), screen()) : everything();  // (and its layers' titles)
+  return app.view!.framing(box, 1.02, undefined, freeRect(), THREE_QUARTER);
 }
 
 /** The camera framing one placed model whole with its title above it (a scale view's model, by name or index), in

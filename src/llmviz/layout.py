@@ -160,9 +160,9 @@ def build_layout(graph: Graph, n_pos: int, heads: str = "side", arranged: tuple[
         row_of[t.name] = len(rows) - 1
 
     # Order in a row: each activation, then its aggregates, then its weights (in input order); a weight far
-    # wider than the row's activations goes after them all, so that the token path stays together, and one as
-    # wide as a long vocabulary (GPT-2's 50,257-wide W_E and W_U) has a row of its own just above the row it
-    # feeds, so that the model is as wide as that weight, not twice.
+    # wider than the row's activations (GPT-2's 50,257-wide W_E) goes after them all, so that the token path
+    # stays together; a long vocabulary's weight that feeds activations as long (W_U, the logits) has a row of
+    # its own just above theirs, so that the model is as wide as one of them, not two.
     blocks: dict[str, Block] = {}
     ordered_rows: list[list[str]] = []
     for r, names in enumerate(rows):
@@ -184,7 +184,7 @@ def build_layout(graph: Graph, n_pos: int, heads: str = "side", arranged: tuple[
     split: list[list[str]] = []
     for out in ordered_rows:
         path = max((blocks[n].width for n in out if graph[n].kind != "weight"), default=0.0)
-        own = [n for n in out if graph[n].kind == "weight" and blocks[n].x_axis == "vocab" and blocks[n].cols > LONG_VOCAB]
+        own = [n for n in out if graph[n].kind == "weight" and blocks[n].x_axis == "vocab" and path > LONG_VOCAB]
         wide = [n for n in out if graph[n].kind == "weight" and blocks[n].width > WIDE_WEIGHT * path and n not in own]
         rest = [n for n in out if n not in wide and n not in own] + wide
         split += [own, rest] if own and rest else [rest or own]
