@@ -218,7 +218,9 @@ def ranges(browser, base: str, runs: int, frames: int) -> dict:
 
 
 def report_ranges(got: dict, runs: int) -> None:
-    span = lambda xs, f: f"{min(xs):{f}}–{max(xs):{f}}"  # noqa: E731
+    def span(xs: list[float], f: str) -> str:
+        return f"{min(xs):{f}}–{max(xs):{f}}"
+
     print(f"\nthe look's targets, {runs} runs (canvas {CANVAS[0]} × {CANVAS[1]}; range over the runs):")
     nano, gpt2 = got["nano-gpt"], got["gpt2-small"]
     ratio = [f / BASELINE["nano-gpt"]["first_frame_ms"] for f, _ in nano]

@@ -6,7 +6,6 @@ import json
 
 import pytest
 from playwright.sync_api import Page, expect
-
 from test_e2e import open_view
 from test_walkthrough_view import scrub, walkthrough
 

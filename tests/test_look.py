@@ -3,7 +3,6 @@ pulse of light runs through the forward pass on a first visit and on Run, skippa
 
 import pytest
 from playwright.sync_api import Page, expect
-
 from test_e2e import open_view
 from test_modern_view import serve_tiny_llama
 

@@ -425,8 +425,8 @@ async function start() {
     if (!key || !p) return;
     leave();
     const box = key === "*" ? null : sectionBox(p, key);
-    if (key === "*") view.flyTo(...scene.wholeFraming());
-    else if (box) view.flyTo(...view.framing(box, 1.1, undefined, freeRect()));
+    if (box) view.flyTo(...view.framing(box, 1.1, undefined, freeRect()));
+    else if (key === "*") view.flyTo(...scene.wholeFraming());
     if (narrow()) $<HTMLDivElement>("#map").hidden = true;
   });
   $<HTMLDivElement>("#intro").addEventListener("click", (e) => {

@@ -14,6 +14,9 @@ a `head` axis, one slab per head, side by side (or stacked in depth, z). One wor
   the tensor they feed, aggregates (mean, max, ...) beside the tensor they feed.
 - The residual stream (the input and every `add`) runs down a centre column; the branches (layer norm,
   attention, MLP) sit to its right and rejoin it.
+- The model uses the width of a screen (see arrangement): a layer's MLP, with its norm, may stand beside its
+  attention rather than below it, and the layers stand in columns side by side, the residual stream down the left of
+  each, stepping from the foot of one column to the head of the next.
 """
 
 from __future__ import annotations
@@ -195,13 +198,10 @@ def build_layout(graph: Graph, n_pos: int, heads: str = "side", arranged: tuple[
 
     # 2. Place the rows (see _place_rows), with each layer's MLP beside its attention or below it, and the layers in
     #    k columns: the model's arrangement (see arrangement), the same whatever the input or the generation step.
-    if arranged is None:
-        arranged = arrangement(graph.config, heads)
-    beside, k = arranged
-    if k == 0:  # (choosing the arrangement: placed beside, scored by the caller)
-        _place_rows(graph, ordered_rows, blocks, n_pos, beside)
-        return Layout(list(blocks.values()), [])
+    beside, k = arranged or arrangement(graph.config, heads)
     _place_rows(graph, ordered_rows, blocks, n_pos, beside)
+    if k == 0:  # (rows placed for arrangement() to score, not yet in columns)
+        return Layout(list(blocks.values()), [])
     _wrap_layers(graph, list(blocks.values()), k)
 
     links = [(i, t.name) for t in specs if t.kind in ("activation",)
@@ -344,9 +344,9 @@ def _columns(graph: Graph, blocks: list[Block]) -> tuple[float, int]:
 def _wrap_layers(graph: Graph, blocks: list[Block], k: int) -> None:
     """Lay the layers out in k columns side by side (see _shifts), each column with the residual stream down its
     left. The stream leaves the foot of one column for the head of the next, as a newspaper's text does."""
-    group, spans, layers, step = _layer_groups(graph, blocks)
     if k < 2:
         return
+    group, spans, layers, step = _layer_groups(graph, blocks)
     sh = _shifts(spans, layers, step, k)
     for b in blocks:
         dx, dy = sh[group[b.tensor]]
