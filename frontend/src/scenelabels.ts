@@ -63,7 +63,10 @@ export function sceneLabels(data: SceneData, offsetX: number, several = false): 
       alt: input ? undefined : { anchor: v3(x + width, b.y + 0.3, b.z), align: "right" } });
     if (b.residual && !input && !residualLabelled) {  // once: the centre column is one stream
       residualLabelled = true;
-      out.push({ anchor: v3(x - 1.2, b.y - b.rows / 2, b.z), worldSize: b.rows, minPixels: 30, align: "right",
+      // Beside the band where it leaves the input, in the first view, half way down to this first add.
+      const from = info.blocks.find((t) => t.kind === "input" && t.residual);
+      const y = from && from.x === b.x ? (from.y - from.rows + b.y) / 2 : b.y - b.rows / 2;
+      out.push({ anchor: v3(x - 1.2, y, b.z), worldSize: b.rows, minPixels: 30, align: "right",
         html: "residual stream ↓", cls: "residual-name", priority: PRIORITY.residual });
     }
     const symbol = b.op ? info.ops[b.op]?.symbol : null;
