@@ -109,6 +109,8 @@ def test_templated_numbers_are_shown(page: Page, live_server, nano):
 def test_deep_link_and_stepping_give_the_same_picture(page: Page, live_server, step):
     chapter, n = (int(x) for x in step.split("."))
     open_view(page, f"{live_server}/?step={chapter}.{n - 1}")
+    at = "(at) => JSON.stringify(window.__llmviz.walk().at) === JSON.stringify(at)"
+    page.wait_for_function(at, arg=[chapter, n - 1])  # the link's step is open: the key moves on from it
     page.keyboard.press("ArrowRight")
     expect(page.locator("#walk-title")).not_to_have_text("")
     assert page.evaluate("window.__llmviz.walk().at") == [chapter, n]
@@ -116,7 +118,8 @@ def test_deep_link_and_stepping_give_the_same_picture(page: Page, live_server, s
     stepped = page.evaluate("window.__llmviz.snapshot()")
     text = page.locator("#walk-body, #walk-text").first.inner_text()
     open_view(page, f"{live_server}/?step={step}")
-    page.wait_for_timeout(300)
+    page.wait_for_function(at, arg=[chapter, n])
+    page.wait_for_function("window.__llmviz.walk().settled && !window.__llmviz.flying()")
     linked = page.evaluate("window.__llmviz.snapshot()")
     assert differ(stepped, linked) < 6
     assert page.locator("#walk-text").inner_text() == text
