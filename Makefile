@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test build chromium bench clean
+.PHONY: run test test-fast build chromium bench clean
 
 run: $(VENV)/.installed build
 	$(BIN)/llmviz serve $(ARGS)
@@ -15,6 +15,10 @@ run: $(VENV)/.installed build
 test: $(VENV)/.installed-test build chromium
 	cd frontend && npm test
 	$(BIN)/python -m pytest $(ARGS)
+
+# The unit tier alone (no browser, nothing slow; about 35 s here): `pytest -m unit`. `-m browser` and `-m slow` pick the others.
+test-fast: $(VENV)/.installed-test build
+	$(BIN)/python -m pytest -m unit $(ARGS)
 
 bench: $(VENV)/.installed-test build chromium
 	$(BIN)/python benchmarks/trace_speed.py

@@ -99,3 +99,24 @@ def live_server():
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(5)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tiers: `browser` for the tests that drive a browser (Playwright's page or context, or the notebook's
+    JupyterLab); `slow` for the ones that take seconds each (listed in SLOW); `unit` for the rest, which
+    `make test-fast` runs."""
+    for item in items:
+        if item.get_closest_marker("browser") is None and {"page", "context", "browser", "browser_name"} & set(item.fixturenames):
+            item.add_marker(pytest.mark.browser)
+        if any(part in item.nodeid for part in SLOW):
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("browser") is None and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.unit)
+
+
+# Tests of seconds each (`pytest --durations` on this 2-core machine): the export's hover checked in node, models
+# built with torch and transformers, training.
+SLOW = ("test_train.py", "test_budgets.py", "test_memory.py", "test_packaging.py", "test_modern.py", "test_huggingface.py",
+        "test_nano_gpt.py::test_sorts_every_one_of_the_729_inputs", "test_cli.py::test_ctrl_c",
+        "test_cli.py::test_export_into_a_pages", "test_export.py::test_hover_in_the_export", "test_bad_files.py::test_a_zip",
+        "test_bad_files.py::test_cli_refuses_at_load_in_one_line[zip", "test_limits.py::test_an_unfinished_body")
