@@ -35,6 +35,9 @@ def test_short_training_run_is_reproducible(tmp_path):
     assert "30 steps" in card and f"{stats['final_loss']:.5f}" in card
     assert SafetensorsFile(a).metadata["model_card"] == card  # the card travels with the weights too
     assert stats["final_loss"] < 1.1  # ln 3 = 1.0986 is chance
+    # The accuracy it reports is the written model's, on all 729 inputs, and the card quotes it.
+    assert stats["accuracy"] == sort_accuracy(ma) and 0 <= stats["accuracy"] <= 1
+    assert f"sorts\n  {stats['accuracy']:.2%} of all 729" in card
 
 
 def test_train_with_force_replaces_the_weights_and_the_card(tmp_path):
