@@ -34,6 +34,13 @@ def open_view(page: Page, url: str, first_visit: bool = False):
     page.wait_for_function("window.__llmviz.stats().frames > 0")
 
 
+def fly_to_block(page: Page, tensor: str):
+    """Put the camera on a block at once, and wait for the frame drawn there (its labels placed)."""
+    before = page.evaluate("window.__llmviz.stats().frames")
+    page.evaluate(f"window.__llmviz.flyToBlock('{tensor}')")
+    page.wait_for_function("f => window.__llmviz.stats().frames > f && !window.__llmviz.flying()", arg=before)
+
+
 def stats(page: Page) -> dict:
     return page.evaluate("window.__llmviz.stats()")
 
@@ -62,8 +69,7 @@ def test_nano_gpt_view_draws_every_tensor(page: Page, live_server, console_error
 
 def test_labels_name_blocks_with_coloured_axes(page: Page, live_server, screenshots):
     open_view(page, live_server)
-    page.evaluate("window.__llmviz.flyToBlock('blocks.0.attn.hook_q')")
-    page.wait_for_timeout(300)
+    fly_to_block(page, "blocks.0.attn.hook_q")
     label = page.locator(".label.block[data-tensor='blocks.0.attn.hook_q']")
     expect(label).to_have_text("Q T × H × A = 6 × 3 × 16")  # hook_q is [pos, head, d_head]
     # Each axis letter carries its axis colour, the same as in the legend.
@@ -75,8 +81,7 @@ def test_labels_name_blocks_with_coloured_axes(page: Page, live_server, screensh
 
 def test_masked_attention_cells_are_drawn_masked(page: Page, live_server, screenshots):
     open_view(page, live_server)
-    page.evaluate("window.__llmviz.flyToBlock('blocks.0.attn.hook_pattern')")
-    page.wait_for_timeout(300)
+    fly_to_block(page, "blocks.0.attn.hook_pattern")
 
     def pixel(col, row):
         p = page.evaluate(f"window.__llmviz.blockScreenPoint('blocks.0.attn.hook_pattern', 0, {col}, {row})")
@@ -105,8 +110,7 @@ def test_model_selector_switches_to_structure_only(page: Page, live_server, cons
     open_view(page, live_server)
     before = page.screenshot()
     page.select_option("#model", "gpt3")
-    page.wait_for_function("window.__llmviz.stats().models[0] === 'gpt3'")
-    page.wait_for_timeout(300)
+    page.wait_for_function("window.__llmviz.stats().models[0] === 'gpt3' && !window.__llmviz.flying()")
     s = stats(page)
     assert s["blocks"] == len(graph_names(live_server, "gpt3"))  # all 96 layers
     assert s["drawCalls"] <= 5  # still bounded: 96 heads are merged into one box per tensor
@@ -193,8 +197,7 @@ def test_keyboard_moves_and_home_resets(page: Page, live_server):
     moved = page.url
     assert moved != start and "cam=" in moved
     page.keyboard.press("Home")
-    page.wait_for_timeout(900)
-    assert page.url != moved
+    page.wait_for_function("moved => location.href !== moved", arg=moved)  # Home flies back, and the link follows
 
 
 def test_no_webgl2_explains_itself(page: Page, live_server, screenshots):

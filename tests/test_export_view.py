@@ -65,8 +65,9 @@ CAM = "cam=48.8%2C-25.4%2C180.4%2C27.1%2C-39.8%2C-0.5"
 
 
 def canvas(page: Page) -> np.ndarray:
-    """The drawn picture as the mean colour of each of 64 × 40 patches."""
-    page.wait_for_timeout(300)
+    """The drawn picture as the mean colour of each of 64 × 40 patches, once the camera is still and a frame drawn."""
+    page.wait_for_function("!window.__llmviz.flying()")
+    page.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
     return np.array(page.evaluate("window.__llmviz.snapshot(64, 40)"))
 
 

@@ -4,7 +4,7 @@ chain, the KV-cache view, and a bad setting."""
 import pytest
 from playwright.sync_api import Page, expect
 
-from test_e2e import console_errors, open_view, stats  # noqa: F401
+from test_e2e import console_errors, fly_to_block, open_view, stats  # noqa: F401
 
 DESKTOP = {"width": 1280, "height": 800}
 
@@ -102,13 +102,11 @@ def test_the_kv_cache_view_shows_one_new_query_against_the_cache(page: Page, liv
     page.check("#gen-kv")
     step(page, 2)
     page.wait_for_function("window.__llmviz.stats().blocks > 0")
-    page.evaluate("window.__llmviz.flyToBlock('blocks.0.attn.cache_k')")
-    page.wait_for_timeout(300)
+    fly_to_block(page, "blocks.0.attn.cache_k")
     expect(page.locator(".label.cache-note[data-tensor='blocks.0.attn.cache_k']")).to_contain_text(
         "columns 0–6: from the cache · 7: new")
     page.screenshot(path=screenshots / "generate-kv-cache.png")
-    page.evaluate("window.__llmviz.flyToBlock('blocks.0.attn.hook_attn_scores')")
-    page.wait_for_timeout(300)
+    fly_to_block(page, "blocks.0.attn.hook_attn_scores")
     p = page.evaluate("window.__llmviz.blockScreenPoint('blocks.0.attn.hook_attn_scores', 0, 3, 0)")
     page.mouse.move(p["x"], p["y"])
     tip = page.get_by_role("tooltip")

@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from conftest import TEST_HOOKS
-from test_e2e import VIEWPORT, open_view  # noqa: F401  (browser_context_args fixture reused below)
+from test_e2e import VIEWPORT, fly_to_block, open_view  # noqa: F401  (browser_context_args fixture reused below)
 
 
 @pytest.fixture
@@ -36,8 +36,7 @@ CELLS = [
 
 
 def hover(page: Page, tensor: str, slab: int, col: int, row: int):
-    page.evaluate(f"window.__llmviz.flyToBlock('{tensor}')")
-    page.wait_for_timeout(150)
+    fly_to_block(page, tensor)
     p = page.evaluate(f"window.__llmviz.blockScreenPoint('{tensor}', {slab}, {col}, {row})")
     page.mouse.move(p["x"], p["y"])
     tip = page.get_by_role("tooltip")
@@ -137,8 +136,7 @@ def touch_context(browser):
 def test_tap_shows_and_pins(touch_context, live_server, nano):
     page = touch_context.new_page()
     open_view(page, live_server)
-    page.evaluate("window.__llmviz.flyToBlock('blocks.0.hook_resid_mid')")
-    page.wait_for_timeout(150)
+    fly_to_block(page, "blocks.0.hook_resid_mid")
     p = page.evaluate("window.__llmviz.blockScreenPoint('blocks.0.hook_resid_mid', 0, 2, 10)")
     page.touchscreen.tap(p["x"], p["y"])
     tip = page.get_by_role("tooltip")
@@ -149,8 +147,7 @@ def test_tap_shows_and_pins(touch_context, live_server, nano):
 
 def test_keyboard_alone_reaches_a_cell(page: Page, live_server, nano):
     open_view(page, live_server)
-    page.evaluate("window.__llmviz.flyToBlock('blocks.0.hook_resid_mid')")
-    page.wait_for_timeout(150)
+    fly_to_block(page, "blocks.0.hook_resid_mid")
     page.locator("#view").focus()
     page.keyboard.press("Enter")
     tip = page.get_by_role("tooltip")

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from test_e2e import open_view, stats
+from test_e2e import fly_to_block, open_view, stats
 
 DESKTOP = {"width": 1280, "height": 800}
 
@@ -22,8 +22,7 @@ def point(page: Page, tensor: str, slab=0, col=0, row=0):
 
 
 def fly(page: Page, tensor: str):
-    page.evaluate(f"window.__llmviz.flyToBlock('{tensor}')")
-    page.wait_for_timeout(200)
+    fly_to_block(page, tensor)
 
 
 def hover(page: Page, tensor: str, slab=0, col=0, row=0):
@@ -225,7 +224,7 @@ def test_a_double_click_flies_without_pinning(page: Page, live_server):
     fly(page, "blocks.0.attn.hook_q")
     p = point(page, "blocks.0.attn.hook_q", 0, 2, 3)
     page.mouse.dblclick(p["x"], p["y"])
-    page.wait_for_timeout(900)
+    page.wait_for_function("!window.__llmviz.flying()")  # the double-click's flight has landed
     # The pointer still rests on a cell, so its hover tooltip may show; but nothing is pinned.
     expect(page.locator("#tooltip")).not_to_have_class(re.compile("pinned"))  # hidden, or a mere hover
     assert "cell=" not in page.url

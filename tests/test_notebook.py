@@ -83,8 +83,9 @@ def test_show_draws_hovers_and_follows_python(page: Page, lab, screenshots):
     frame.locator("[data-intro=close]").click()  # the first-visit card, as on the served page
     # Hover a cell: its formula comes from the kernel.
     inner = next(f for f in page.frames if f.url == "about:srcdoc")
+    before = inner.evaluate("window.__llmviz.stats().frames")
     inner.evaluate("window.__llmviz.flyToBlock('blocks.0.attn.hook_attn_scores')")
-    page.wait_for_timeout(300)
+    inner.wait_for_function("f => window.__llmviz.stats().frames > f", arg=before)  # drawn there
     p = inner.evaluate("""(() => { const p = window.__llmviz.blockScreenPoint('blocks.0.attn.hook_attn_scores', 0, 1, 4),
         r = document.querySelector('#view').getBoundingClientRect(); return { x: p.x - r.left, y: p.y - r.top }; })()""")
     frame_el.scroll_into_view_if_needed()
