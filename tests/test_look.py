@@ -4,23 +4,9 @@ pulse of light runs through the forward pass on a first visit and on Run, skippa
 import pytest
 from playwright.sync_api import Page, expect
 from test_e2e import open_view
-from test_modern_view import serve_tiny_llama
+from test_modern_view import DESKTOP, browser_context_args, llama_server  # noqa: F401  (1280 × 800; a tiny Llama)
 
 pytestmark = pytest.mark.browser
-
-DESKTOP = {"width": 1280, "height": 800}
-
-
-@pytest.fixture
-def browser_context_args(browser_context_args):
-    return {**browser_context_args, "viewport": DESKTOP}
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    yield from serve_tiny_llama(tmp_path_factory)
 
 
 def settle(page: Page):
