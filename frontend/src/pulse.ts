@@ -8,6 +8,9 @@ export const PULSE_MS = 2200;
 
 export type PulseState = "never" | "running" | "done" | "skipped" | "reduced";
 
+/** What skips it. */
+const SKIP_ON = ["pointerdown", "keydown", "wheel"];
+
 /** Where it is: `document.body.dataset.pulse` says too (a signal for tests and for pages that embed the view). */
 export class Pulse {
   private _state: PulseState = "never";
@@ -33,7 +36,7 @@ export class Pulse {
       return;
     }
     this.state = "running";
-    for (const ev of ["pointerdown", "keydown", "wheel"]) window.addEventListener(ev, this.skip, { capture: true, once: true });
+    for (const ev of SKIP_ON) window.addEventListener(ev, this.skip, { capture: true, once: true });
     let t0 = -1;
     const tick = (now: number) => {
       if (t0 < 0) t0 = now;
@@ -47,7 +50,7 @@ export class Pulse {
 
   private stop(state: PulseState): void {
     cancelAnimationFrame(this.frame);
-    for (const ev of ["pointerdown", "keydown", "wheel"]) window.removeEventListener(ev, this.skip, { capture: true });
+    for (const ev of SKIP_ON) window.removeEventListener(ev, this.skip, { capture: true });
     if (this.state === "running") this.set(-1);
     this.state = state;
   }

@@ -2,11 +2,17 @@ import * as THREE from "three";
 // Test hooks, for the end-to-end tests and the benchmarks only: a separate bundle (frontend/dist-test), never
 // part of the app. Loaded before the page (Playwright's add_init_script), it waits for the app to hand itself
 // over and then offers window.__llmviz: what is drawn, how fast, and the canvas's pixels.
+import { screenRect } from "./labels";
 import type * as SceneApi from "./scene";
 import type { app as App } from "./state";
 
 function hooks(app: typeof App, scene: typeof SceneApi) {
   const { findBlock, cellScreenPoint, modelsBox } = scene;
+  /** A world box's rectangle on screen, in client pixels (labels' screenRect); null if a corner is behind the camera. */
+  const clientRect = (box: THREE.Box3) => {
+    const v = app.view!, c = v.canvas.getBoundingClientRect(), r = screenRect(box, (q) => v.project(q));
+    return r && { left: r[0] + c.left, top: r[1] + c.top, right: r[2] + c.left, bottom: r[3] + c.top };
+  };
   return {
     stats: () => {
       const info = app.view?.renderer.info;
@@ -49,34 +55,14 @@ function hooks(app: typeof App, scene: typeof SceneApi) {
     /** A block's screen rectangle (client pixels): its bounding box's eight corners projected. */
     blockScreenRect: (tensor: string) => {
       const hit = findBlock(tensor);
-      if (!hit) return null;
-      const b = hit.placed.built.boxes[hit.block], r = app.view!.canvas.getBoundingClientRect();
-      const pts = [b.min.x, b.max.x].flatMap((x) => [b.min.y, b.max.y].flatMap((y) => [b.min.z, b.max.z]
-        .map((z) => app.view!.project(b.min.clone().set(x, y, z)))));
-      if (pts.some((p) => !p)) return null;
-      const xs = pts.map((p) => p!.x + r.left), ys = pts.map((p) => p!.y + r.top);
-      return { left: Math.min(...xs), right: Math.max(...xs), top: Math.min(...ys), bottom: Math.max(...ys) };
+      return hit ? clientRect(hit.placed.built.boxes[hit.block]) : null;
     },
     /** Every block of every placed model on screen: its model, tensor and screen rectangle (client pixels, its bounding
      * box's eight corners projected); a block a corner of which is behind the camera is left out. */
-    blockRects: () => {
-      const v = app.view!, r = v.canvas.getBoundingClientRect(), p = new THREE.Vector3();
-      const out: { model: string; tensor: string; left: number; top: number; right: number; bottom: number }[] = [];
-      for (const placed of app.placed) {
-        placed.built.boxes.forEach((b, i) => {
-          if (b.isEmpty()) return;
-          let left = Infinity, top = Infinity, right = -Infinity, bottom = -Infinity;
-          for (let k = 0; k < 8; k++) {
-            const q = v.project(p.set(k & 1 ? b.max.x : b.min.x, k & 2 ? b.max.y : b.min.y, k & 4 ? b.max.z : b.min.z));
-            if (!q) return;
-            left = Math.min(left, q.x); right = Math.max(right, q.x); top = Math.min(top, q.y); bottom = Math.max(bottom, q.y);
-          }
-          out.push({ model: placed.data.info.model.name, tensor: placed.data.info.blocks[i].tensor,
-            left: left + r.left, top: top + r.top, right: right + r.left, bottom: bottom + r.top });
-        });
-      }
-      return out;
-    },
+    blockRects: () => app.placed.flatMap((placed) => placed.built.boxes.flatMap((b, i) => {
+      const rect = b.isEmpty() ? null : clientRect(b);
+      return rect ? [{ model: placed.data.info.model.name, tensor: placed.data.info.blocks[i].tensor, ...rect }] : [];
+    })),
     /** Place the labels `n` times over (as each frame of a moving camera does): the mean milliseconds it took. */
     labelsMs: (n = 20) => {
       const t0 = performance.now();

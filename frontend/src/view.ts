@@ -209,8 +209,10 @@ export class View {
     // (shrunk by the margin) at its own depth, D + its offset along `forward`.
     let dist = 5;
     const tx = tan * camera.aspect * fw / margin, ty = tan * fh / margin, p = new THREE.Vector3();
-    for (const x of [box.min.x, box.max.x]) for (const y of [box.min.y, box.max.y]) for (const z of [box.min.z, box.max.z]) {
-      p.set(x, y, z).sub(center);
+    const corners = [0, 1, 2, 3, 4, 5, 6, 7].map((k) =>
+      new THREE.Vector3(k & 1 ? box.max.x : box.min.x, k & 2 ? box.max.y : box.min.y, k & 4 ? box.max.z : box.min.z));
+    for (const c of corners) {
+      p.copy(c).sub(center);
       const depth = p.dot(forward);
       dist = Math.max(dist, Math.abs(p.dot(right)) / tx - depth, Math.abs(p.dot(up)) / ty - depth);
     }
@@ -225,13 +227,13 @@ export class View {
     const cam = new THREE.PerspectiveCamera(camera.fov, camera.aspect, 0.01, 1e9);
     const f = free ?? { left: 0, top: 0, right: W, bottom: H };
     const fx = [(f.left / W) * 2 - 1, (f.right / W) * 2 - 1], fy = [1 - (f.bottom / H) * 2, 1 - (f.top / H) * 2];
-    for (let it = 0; it < 4 && dir !== FRONT; it++) {
+    for (let it = 0; it < 4 && dir !== FRONT; it++) {  // (FRONT, nearly face-on, keeps the centred fit above)
       cam.position.copy(target).addScaledVector(d, dist);
       cam.lookAt(target);
       cam.updateMatrixWorld();
       let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-      for (const x of [box.min.x, box.max.x]) for (const y of [box.min.y, box.max.y]) for (const z of [box.min.z, box.max.z]) {
-        p.set(x, y, z).project(cam);
+      for (const c of corners) {
+        p.copy(c).project(cam);
         x0 = Math.min(x0, p.x); x1 = Math.max(x1, p.x); y0 = Math.min(y0, p.y); y1 = Math.max(y1, p.y);
       }
       const scale = margin * Math.max((x1 - x0) / (fx[1] - fx[0]), (y1 - y0) / (fy[1] - fy[0]));
