@@ -24,10 +24,9 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from render import CHROMIUM, CHROMIUM_ARGS, first_frame_ms, hover_times, open_view, serve  # noqa: E402
-
-import llmviz  # noqa: E402
-from llmviz.export import export  # noqa: E402
+import llmviz
+from llmviz.serve.export import export
+from render import CHROMIUM, CHROMIUM_ARGS, first_frame_ms, hover_times, open_view, serve
 
 
 class Quiet(SimpleHTTPRequestHandler):

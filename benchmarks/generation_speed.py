@@ -22,10 +22,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from reference import hf_gpt2_folder  # noqa: E402
-
-import llmviz  # noqa: E402
-from llmviz.model import KVCache  # noqa: E402
+import llmviz
+from llmviz.core.model import KVCache
+from reference import hf_gpt2_folder
 
 
 def timed(fn, repeats: int) -> tuple[float, list[float]]:

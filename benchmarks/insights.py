@@ -22,11 +22,10 @@ import uvicorn
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import CHROMIUM, CHROMIUM_ARGS, TEST_HOOKS, random_model  # noqa: E402
-
-import llmviz  # noqa: E402
-from llmviz.lens import logit_lens  # noqa: E402
-from llmviz.server import create_app  # noqa: E402
+import llmviz
+from conftest import CHROMIUM, CHROMIUM_ARGS, TEST_HOOKS, random_model
+from llmviz.serve.server import create_app
+from llmviz.views.lens import logit_lens
 
 RETURNING = "localStorage.setItem('llmviz.intro.dismissed', '1')"
 

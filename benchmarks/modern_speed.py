@@ -22,9 +22,8 @@ import torch
 import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trace_speed import median_seconds  # noqa: E402
-
-import llmviz  # noqa: E402
+import llmviz
+from trace_speed import median_seconds
 
 SMOLLM = dict(num_hidden_layers=30, hidden_size=576, num_attention_heads=9, num_key_value_heads=3, intermediate_size=1536,
               vocab_size=49152, max_position_embeddings=2048, tie_word_embeddings=True, rms_norm_eps=1e-5)
@@ -56,11 +55,11 @@ def main() -> None:
             ids = np.random.default_rng(n).integers(0, SMOLLM["vocab_size"], n)
             x = torch.tensor(ids[None])
 
-            def baseline():
+            def baseline(x=x):
                 with torch.no_grad():
                     hf(x, output_hidden_states=True, output_attentions=True)
 
-            ours, base = median_seconds(args.repeats, lambda: model.run(ids.tolist()), baseline)
+            ours, base = median_seconds(args.repeats, lambda ids=ids: model.run(ids.tolist()), baseline)
             print(f"{n:6d} {ours * 1e3:10.1f} ms {base * 1e3:10.1f} ms {ours / base:6.2f}x   (target at most 1.5x)")
         out = subprocess.run([sys.executable, "-c", LOAD, tmp], capture_output=True, text=True, check=True)
         load = json.loads(out.stdout.strip().splitlines()[-1])["load"]

@@ -43,9 +43,8 @@ import uvicorn
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import CHROMIUM, CHROMIUM_ARGS, TEST_HOOKS  # noqa: E402
-
-from llmviz.server import create_app  # noqa: E402
+from conftest import CHROMIUM, CHROMIUM_ARGS, TEST_HOOKS
+from llmviz.serve.server import create_app
 
 CANVAS = (768, 688)
 BASELINE = {  # llm-viz, quoted from the issue

@@ -50,10 +50,10 @@ LIMIT = 600  # seconds a scenario may run
 def make_model(folder: Path) -> Path:
     """GPT-2 small's shape with random weights (tied unembedding, as GPT-2), as an llmviz weights file."""
     sys.path.insert(0, str(ROOT / "src"))
-    from llmviz.config import PRESETS, ModelConfig
-    from llmviz.graph import Graph
-    from llmviz.loading import save_weights
-    from llmviz.model import Model
+    from llmviz.core.config import PRESETS, ModelConfig
+    from llmviz.core.graph import Graph
+    from llmviz.core.model import Model
+    from llmviz.io.loading import save_weights
 
     path = folder / "gpt2-shape.safetensors"
     if path.exists():
@@ -81,7 +81,7 @@ class Server:
         with socket.socket() as s:  # a free port (the baseline server printed 0 for --port 0)
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        self.proc = subprocess.Popen([sys.executable, "-m", "llmviz.cli", "serve", "--no-browser", "--port", str(port),
+        self.proc = subprocess.Popen([sys.executable, "-m", "llmviz.serve.cli", "serve", "--no-browser", "--port", str(port),
                                       "--model", str(model)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      env=env, cwd=tempfile.gettempdir())
         self.url = f"http://127.0.0.1:{port}"
@@ -247,7 +247,7 @@ def measure(src: Path, model: Path, only: str) -> dict:
         s = Server(src, model)
         start = time.perf_counter()
         done: list = []
-        worker = threading.Thread(target=lambda: done.append(run(s)), daemon=True)
+        worker = threading.Thread(target=lambda done=done, run=run, s=s: done.append(run(s)), daemon=True)
         worker.start()
         worker.join(LIMIT)
         timed_out = worker.is_alive()

@@ -13,7 +13,7 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test ever reaches for the network (the hub is unreachable here anyway)
 
-import llmviz  # noqa: E402
+import llmviz
 
 CHROMIUM = os.environ.get("LLMVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -38,9 +38,9 @@ def random_model(name="wide", n_layer=2, n_head=4, n_embd=64, vocab_size=5000, n
     """A random GPT of any shape, no torch needed."""
     import numpy as np
 
-    from llmviz.config import ModelConfig
-    from llmviz.graph import Graph
-    from llmviz.model import Model
+    from llmviz.core.config import ModelConfig
+    from llmviz.core.graph import Graph
+    from llmviz.core.model import Model
 
     cfg = ModelConfig(name, n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab_size, n_ctx=n_ctx,
                       tied_unembed=False)
@@ -84,7 +84,7 @@ def live_server():
     """The real app on a free localhost port, for the browser tests. Yields its base URL."""
     import uvicorn
 
-    from llmviz.server import create_app, static_dir
+    from llmviz.serve.server import create_app, static_dir
 
     if not (static_dir() / "index.html").is_file():
         pytest.fail("the front-end is not built: run `make build` (the README's test command does)")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from llmviz.config import ModelConfig
-from llmviz.arch.gpt2 import canonical_state, weights_from_state
-from llmviz.model import Model
-from llmviz.tokenizer import CharTokenizer
-from llmviz.torch_gpt import TorchGPT
+from llmviz.core.arch.gpt2 import canonical_state, weights_from_state
+from llmviz.core.config import ModelConfig
+from llmviz.core.model import Model
+from llmviz.io.tokenizer import CharTokenizer
+from llmviz.training.torch_gpt import TorchGPT
 
 
 def random_torch_gpt(cfg: ModelConfig, seed: int = 0) -> TorchGPT:
@@ -60,7 +60,7 @@ def torch_model_of(model: Model) -> TorchGPT:
     return net
 
 
-__all__ = ["random_torch_gpt", "numpy_model_of", "torch_record", "torch_model_of", "CharTokenizer"]
+__all__ = ["CharTokenizer", "numpy_model_of", "random_torch_gpt", "torch_model_of", "torch_record"]
 
 
 def train_bpe(vocab_size: int = 300):

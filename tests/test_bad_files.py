@@ -12,8 +12,8 @@ import pytest
 from safetensors.numpy import save_file
 
 import llmviz
-from llmviz.errors import LlmvizError
-from llmviz.loading import save_weights
+from llmviz.core.errors import LlmvizError
+from llmviz.io.loading import save_weights
 
 C, H, V, N, L = 8, 2, 10, 16, 2
 
@@ -21,7 +21,7 @@ C, H, V, N, L = 8, 2, 10, 16, 2
 def gpt2_state(n_layer=L):
     """A random GPT-2 state dict in Hugging Face's layout (Conv1D matrices [in, out])."""
     rng = np.random.default_rng(0)
-    r = lambda *s: rng.normal(0, 0.1, s).astype(np.float32)  # noqa: E731
+    r = lambda *s: rng.normal(0, 0.1, s).astype(np.float32)
     state = {"wte.weight": r(V, C), "wpe.weight": r(N, C), "ln_f.weight": r(C), "ln_f.bias": r(C)}
     for i in range(n_layer):
         h = f"h.{i}."
@@ -76,8 +76,8 @@ def llmviz_file(config=None, tokenizer=None, break_weight=None):
         m = llmviz.load_model("nano-gpt")
         path = tmp / "m.safetensors"
         save_weights(m, path)
-        from safetensors.numpy import load_file
         from safetensors import safe_open
+        from safetensors.numpy import load_file
         with safe_open(str(path), "np") as f:
             meta = dict(f.metadata())
         tensors = load_file(str(path))
@@ -247,7 +247,7 @@ def test_a_raw_pickle_with_an_object_is_named(tmp_path):
 def test_cli_prints_one_line_for_a_bad_file(tmp_path, case):
     make, message = CASES[case]
     path = make(tmp_path)
-    r = subprocess.run([sys.executable, "-m", "llmviz.cli", "generate", "--model", str(path), "--ids", "1 2"],
+    r = subprocess.run([sys.executable, "-m", "llmviz.serve.cli", "generate", "--model", str(path), "--ids", "1 2"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert r.stderr.startswith("Error: ") and message in r.stderr
@@ -271,7 +271,7 @@ HUGE_RULE = "llmviz refuses weights beyond ±1e6 (they overflow float32 in the f
 def llama_state():
     """A random one-layer Llama (GQA: 2 query heads, 1 key-value head of 4 channels) under Hugging Face's names."""
     rng = np.random.default_rng(1)
-    r = lambda *s: rng.normal(0, 0.2, s).astype(np.float32)  # noqa: E731
+    r = lambda *s: rng.normal(0, 0.2, s).astype(np.float32)
     p = "model.layers.0."
     return {"model.embed_tokens.weight": r(V, C), "model.norm.weight": r(C), p + "input_layernorm.weight": r(C),
             p + "post_attention_layernorm.weight": r(C), p + "self_attn.q_proj.weight": r(8, C),
@@ -602,7 +602,7 @@ except OSError:
 try:
     llmviz.load_model(sys.argv[1])
     message = None
-except llmviz.errors.LlmvizError as e:
+except llmviz.core.errors.LlmvizError as e:
     message = str(e)
 print(json.dumps({"message": message, "grew_mb": (peak_kib() - before) / 1024}))
 """
@@ -705,7 +705,7 @@ def test_a_huge_zip_directory_is_refused_before_it_is_parsed(tmp_path):
 def test_a_legacy_checkpoint_larger_than_memory_is_refused_by_its_size(tmp_path):
     """torch's pre-zip format is read as it is: its size is what it holds (a sparse file, nothing written)."""
     pytest.importorskip("torch")
-    from llmviz.convert import memory_bytes
+    from llmviz.io.convert import memory_bytes
 
     path = tmp_path / "old.pt"
     with open(path, "wb") as f:
@@ -737,7 +737,7 @@ def test_cli_refuses_at_load_in_one_line(tmp_path, case):
         path = make(tmp_path)
         message = f"{named(path)}: {rule}"
     script = Path(sys.executable).parent / "llmviz"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "llmviz.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "llmviz.serve.cli"]
     r = subprocess.run(command + ["generate", "AB", "--model", str(path)], capture_output=True, text=True, timeout=120)
     package = str(Path(llmviz.__file__).parent)
     assert r.returncode != 0

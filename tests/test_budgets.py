@@ -17,11 +17,11 @@ import pytest
 from safetensors.numpy import load
 
 from conftest import _free_port, local_client, random_model
-from llmviz.branches import branches, node_count, tree_bytes
-from llmviz.model import KVCache, Model
-from llmviz.sampling import Sampling
-from llmviz.server import Limits, create_app
-from llmviz.sessions import Session
+from llmviz.core.model import KVCache, Model
+from llmviz.core.sampling import Sampling
+from llmviz.serve.server import Limits, create_app
+from llmviz.serve.sessions import Session
+from llmviz.views.branches import branches, node_count, tree_bytes
 
 MB = 2**20
 
@@ -385,10 +385,10 @@ def test_cross_site_requests_to_the_api_are_refused(nano):
 
 @pytest.fixture
 def slow_server(nano):
-    from test_limits import Slow
-
     import uvicorn
-    from llmviz.config import ModelConfig
+
+    from llmviz.core.config import ModelConfig
+    from test_limits import Slow
 
     slow = Slow(nano)
     slow.config = ModelConfig.from_dict({**nano.config.to_dict(), "name": "slow"})

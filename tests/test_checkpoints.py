@@ -6,11 +6,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from llmviz import LlmvizError, ModelConfig, load_model  # noqa: E402
+from llmviz.core.errors import BadModelFile  # noqa: E402
 from reference import random_torch_gpt, torch_record  # noqa: E402
 from test_forward import assert_trace_matches  # noqa: E402
-
-from llmviz import LlmvizError, ModelConfig, load_model  # noqa: E402
-from llmviz.errors import BadModelFile  # noqa: E402
 
 
 def test_nanogpt_checkpoint_without_biases(tmp_path):
@@ -45,7 +44,7 @@ def test_mingpt_state_dict(tmp_path, shape, n_head):
     net = random_torch_gpt(cfg, seed=n_embd)
     torch.save(net.state_dict(), tmp_path / "sorter.pt")
     if n_head is not None:  # not one of minGPT's named sizes: the head count must be given
-        with pytest.raises(LlmvizError, match="does not record its number of heads .* pass n_head"):
+        with pytest.raises(LlmvizError, match=r"does not record its number of heads .* pass n_head"):
             load_model(str(tmp_path / "sorter.pt"))
     model = load_model(str(tmp_path / "sorter.pt"), n_head=n_head)
     assert model.config.n_head == cfg.n_head and not model.config.tied_unembed
@@ -72,13 +71,13 @@ def test_meta_pkl_with_objects_is_refused(tmp_path):
                tmp_path / "ckpt.pt")
     with open(tmp_path / "meta.pkl", "wb") as f:
         pickle.dump({"itos": Payload()}, f)
-    with pytest.raises(BadModelFile, match="meta.pkl: not a plain nanoGPT vocabulary"):
+    with pytest.raises(BadModelFile, match=r"meta.pkl: not a plain nanoGPT vocabulary"):
         load_model(str(tmp_path / "ckpt.pt"))
 
 
 def test_corrupt_checkpoint_is_refused(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(BadModelFile, match="bad.pt: cannot read it as a PyTorch checkpoint"):
+    with pytest.raises(BadModelFile, match=r"bad.pt: cannot read it as a PyTorch checkpoint"):
         load_model(str(tmp_path / "bad.pt"))
 
 

@@ -10,7 +10,7 @@ from safetensors.numpy import load_file
 
 
 def llmviz(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "llmviz.cli", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "llmviz.serve.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_generate_prints_the_completion():
@@ -86,7 +86,7 @@ def test_export_deletes_nothing_in_a_folder_that_only_looks_like_an_export(tmp_p
     (proj / "src" / "precious.txt").write_text("precious\n")
     (proj / "README.md").write_text("# my project\n")
     before = files(proj)
-    r = subprocess.run([sys.executable, "-m", "llmviz.cli", "export", "--input", "CBABBC", "--out", "proj"],
+    r = subprocess.run([sys.executable, "-m", "llmviz.serve.cli", "export", "--input", "CBABBC", "--out", "proj"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
     refused(r, f"proj/data/manifest.json is not marked as an llmviz export's manifest: {FOLDER_IN_USE}")
     assert files(proj) == before
@@ -171,7 +171,7 @@ def test_serve_prints_its_url_and_answers():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "llmviz.cli", "serve", "--no-browser", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "llmviz.serve.cli", "serve", "--no-browser", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -210,7 +210,7 @@ def test_a_tiny_temperature_is_greedy():
 
 def serve(*args):
     """`llmviz serve` as a process; returns it and the URL it printed."""
-    proc = subprocess.Popen([sys.executable, "-m", "llmviz.cli", "serve", "--no-browser", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "llmviz.serve.cli", "serve", "--no-browser", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     return proc, line.split(" at ")[1].split()[0] if " at " in line else line
@@ -286,7 +286,7 @@ def test_ctrl_c_exits_promptly_and_quietly_even_with_an_unfinished_request():
     hanging.sendall(b"POST /api/trace HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 50\r\n\r\n{")
     time.sleep(0.2)
     start = time.perf_counter()
-    out, err = stop(proc)
+    _out, err = stop(proc)
     hanging.close()
     assert time.perf_counter() - start < 6
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
@@ -297,20 +297,20 @@ def test_ctrl_c_ends_a_long_generation_promptly(tmp_path):
     import time
 
     from conftest import random_model
-    from llmviz.loading import save_weights
+    from llmviz.io.loading import save_weights
 
     path = tmp_path / "slowish.safetensors"
     save_weights(random_model("slowish", n_layer=4, n_embd=256, vocab_size=8000, n_ctx=1024), path)
     proc, url = serve("--model", str(path), "--port", "0")
     port = int(url.rstrip("/").rsplit(":", 1)[1])
     get_json(url + "api/models")
-    body = ('{"model": "slowish", "tokens": %s, "max_new_tokens": 200}' % list(range(900))).encode()
+    body = (f'{{"model": "slowish", "tokens": {list(range(900))}, "max_new_tokens": 200}}').encode()
     client = socket.create_connection(("127.0.0.1", port))
     client.sendall(b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                    b"Content-Length: %d\r\n\r\n" % len(body) + body)
     time.sleep(1.5)  # well into the 200 forward passes over 900+ tokens
     start = time.perf_counter()
-    out, err = stop(proc)
+    _out, err = stop(proc)
     assert proc.returncode == 0 and time.perf_counter() - start < 5
     assert "Traceback" not in err and "ERROR" not in err
     client.settimeout(2)
@@ -321,7 +321,7 @@ def test_ctrl_c_ends_a_long_generation_promptly(tmp_path):
 def test_numeric_trouble_is_one_line_naming_the_tensor(tmp_path):
     """Weights within the loaders' bounds that still drive a pass past float32's range: an error, not NaN output
     with numpy's multi-line warnings."""
-    from llmviz.loading import load_model, save_weights
+    from llmviz.io.loading import load_model, save_weights
 
     m = load_model("nano-gpt")
     m.weights["blocks.0.ln2.b"][:] = 1e6
@@ -334,7 +334,7 @@ def test_numeric_trouble_is_one_line_naming_the_tensor(tmp_path):
 
 
 def test_a_warning_from_any_library_is_one_line_without_a_source_path():
-    code = ("import numpy as np, llmviz.loading as l, llmviz.cli as cli\n"
+    code = ("import numpy as np, llmviz.io.loading as l, llmviz.serve.cli as cli\n"
             "load = l.load_model\n"
             "def warn_then_load(*a, **k):\n"
             "    np.float32(3e38) * np.float32(10)\n"

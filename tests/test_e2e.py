@@ -100,7 +100,7 @@ def test_masked_attention_cells_are_drawn_masked(page: Page, live_server, screen
     keys = page.locator(".label.axis-name[data-tensor='blocks.0.attn.hook_pattern'][data-axis='key_pos']")
     queries = page.locator(".label.axis-name[data-tensor='blocks.0.attn.hook_pattern'][data-axis='pos']")
     def in_order(loc, key):
-        return [t for _, t in sorted((l.bounding_box()[key], l.text_content()) for l in loc.all())]
+        return [t for _, t in sorted((el.bounding_box()[key], el.text_content()) for el in loc.all())]
 
     assert in_order(keys, "x")[:6] == list("CBABBC") and in_order(queries, "y") == list("CBABBC")
     page.screenshot(path=screenshots / "scene-masked-pattern.png")

@@ -18,16 +18,16 @@ import numpy as np
 import pytest
 
 import llmviz
-from llmviz.cli import main as cli
-from llmviz.config import ModelConfig
-from llmviz.errors import LlmvizError
-from llmviz.export import MANIFEST, Export, export, request_key
-from llmviz.graph import Graph
-from llmviz.inprocess import call, run_to_end
-from llmviz.model import KVCache, Model
-from llmviz.ops import OPS
-from llmviz.provenance import explain, pick_in_region
-from llmviz.server import create_app, json_safe
+from llmviz.core.config import ModelConfig
+from llmviz.core.errors import LlmvizError
+from llmviz.core.graph import Graph
+from llmviz.core.model import KVCache, Model
+from llmviz.core.ops import OPS
+from llmviz.serve.cli import main as cli
+from llmviz.serve.export import MANIFEST, Export, export, request_key
+from llmviz.serve.inprocess import call, run_to_end
+from llmviz.serve.server import create_app, json_safe
+from llmviz.views.provenance import explain, pick_in_region
 
 EXPORTCHECK = Path(__file__).resolve().parent.parent / "frontend" / "dist-test" / "exportcheck.mjs"
 
@@ -358,7 +358,7 @@ def test_a_failure_midway_leaves_the_earlier_export_whole(tmp_path, nano, monkey
 
 def test_request_keys_are_written_as_exported_ts_writes_them():
     """The same literals as frontend/test/export.test.ts: a stored answer is found by the key the page computes."""
-    from llmviz.export import _canonical
+    from llmviz.serve.export import _canonical
 
     assert _canonical({"b": [1, {"d": 1, "c": 2}], "a": "é"}) == '{"a":"é","b":[1,{"c":2,"d":1}]}'
     assert request_key("get", "/api/walkthrough?model=nano-gpt&input=CBABBC", None) == \

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Page, expect
 
-from llmviz.export import export
+from llmviz.serve.export import export
 from test_e2e import console_errors, open_view  # noqa: F401  (fixtures reused)
 from test_hover import CELLS, hover
 

@@ -5,9 +5,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from reference import numpy_model_of, random_torch_gpt, torch_model_of, torch_record  # noqa: E402
-
-from llmviz import ModelConfig  # noqa: E402
+from llmviz import ModelConfig
+from reference import numpy_model_of, random_torch_gpt, torch_model_of, torch_record
 
 
 def assert_trace_matches(trace, rec, atol=1e-5):
@@ -45,7 +44,7 @@ def test_random_models_every_tensor_equals_torch(shape):
 
 
 def test_threaded_ops_equal_one_thread_and_the_formula(monkeypatch):
-    from llmviz.ops import OPS, rows
+    from llmviz.core.ops import OPS, rows
 
     x = np.random.default_rng(1).standard_normal((700, 3000)).astype(np.float32)  # over rows._PARALLEL_FROM
     m = OPS["softmax_max"](x)

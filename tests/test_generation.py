@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import llmviz
-from llmviz.model import KVCache
+from llmviz.core.model import KVCache
 
 
 def window(step_trace, name: str, full_trace, past: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +84,7 @@ def test_a_full_context_is_refused(nano):
 
 # The sampling chain
 
-from llmviz.sampling import Sampling, sample  # noqa: E402
+from llmviz.core.sampling import Sampling, sample  # noqa: E402
 
 
 def test_the_chain_shows_each_stage_and_places_u_on_the_cumulative():
@@ -144,7 +144,7 @@ def test_greedy_tokens_equal_transformers_generate(tmp_path, shape):
 @pytest.fixture(scope="module")
 def client(nano):
     from conftest import local_client
-    from llmviz.server import create_app
+    from llmviz.serve.server import create_app
 
     return local_client(create_app([nano]))
 
@@ -209,7 +209,7 @@ def test_undo_takes_back_a_step_and_its_draw(client):
 
 
 def test_unknown_and_evicted_sessions(nano):
-    from llmviz.sessions import Session, Sessions
+    from llmviz.serve.sessions import Session, Sessions
 
     store = Sessions(size=1)
     a = store.add(Session(nano, [0], Sampling(), None))
@@ -231,7 +231,7 @@ def test_bad_settings_name_the_field(client, body, field):
 
 
 def test_probabilities_keep_the_digits_that_tell_them_apart():
-    from llmviz.sampling import percent
+    from llmviz.core.sampling import percent
 
     assert (percent(0.99995303), percent(0.5), percent(4.5e-5), percent(1.0)) == ("99.99 %", "50.00 %", "0.0045 %", "100.00 %")
 
@@ -240,13 +240,13 @@ def test_the_cli_prints_each_choice_with_its_alternatives():
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "llmviz.cli", "generate", "CBABBC", "--show-probs"],
+    r = subprocess.run([sys.executable, "-m", "llmviz.serve.cli", "generate", "CBABBC", "--show-probs"],
                        capture_output=True, text=True, timeout=60)
     lines = r.stdout.strip().splitlines()
     assert r.returncode == 0 and len(lines) == 7 and lines[-1] == "ABBBCC"
     assert lines[0].split() == ["'A'", "99.99", "%", "then", "'B'", "0.0045", "%,", "'C'", "0.00017", "%"]
     seeded = ["generate", "CAB", "-n", "8", "-t", "2", "--top-k", "2", "--min-p", "0.1", "--seed", "3"]
-    out = subprocess.run([sys.executable, "-m", "llmviz.cli", *seeded], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "llmviz.serve.cli", *seeded], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == llmviz.load_model("nano-gpt").generate("CAB", 8, temperature=2, top_k=2, min_p=0.1,
                                                                          seed=3).text
 

@@ -5,8 +5,8 @@ import json
 import numpy as np
 
 from llmviz import PRESETS, Graph
-from llmviz.graph import AXES
-from llmviz.ops import OPS
+from llmviz.core.graph import AXES
+from llmviz.core.ops import OPS
 
 TL_NAMES = [
     "hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre", "blocks.0.ln1.hook_scale",

@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from conftest import TEST_HOOKS
-from test_e2e import VIEWPORT, fly_to_block, open_view  # noqa: F401  (browser_context_args fixture reused below)
+from test_e2e import VIEWPORT, fly_to_block, open_view
 
 
 @pytest.fixture

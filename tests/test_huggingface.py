@@ -9,10 +9,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from reference import hf_gpt2_folder, train_bpe  # noqa: E402
-
 from llmviz import load_model  # noqa: E402
-from llmviz.errors import BadModelFile, ModelNotFound  # noqa: E402
+from llmviz.core.errors import BadModelFile, ModelNotFound  # noqa: E402
+from reference import hf_gpt2_folder, train_bpe  # noqa: E402
 
 SHAPES = {
     # name: transformers GPT2Config arguments
@@ -158,7 +157,7 @@ def test_unknown_activation_is_refused(folder):
 
 
 def test_folder_without_config_is_refused(tmp_path):
-    with pytest.raises(BadModelFile, match="no config.json"):
+    with pytest.raises(BadModelFile, match=r"no config.json"):
         load_model(str(tmp_path))
 
 
@@ -193,10 +192,10 @@ def test_hub_id_found_in_the_cache(folder, tmp_path_factory, monkeypatch):
 
 
 def test_served_like_nano_gpt(folder, nano):
-    from conftest import local_client
     from safetensors.numpy import load
 
-    from llmviz.server import create_app
+    from conftest import local_client
+    from llmviz.serve.server import create_app
 
     model = load_model(str(folder))
     client = local_client(create_app([model, nano, load_model(str(folder))]))
@@ -221,10 +220,10 @@ def test_cli_generates_from_a_folder(folder):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "llmviz.cli", "generate", "--model", str(folder), "-n", "4", "the lazy"],
+    r = subprocess.run([sys.executable, "-m", "llmviz.serve.cli", "generate", "--model", str(folder), "-n", "4", "the lazy"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout == load_model(str(folder)).generate("the lazy", 4).text + "\n"
-    bad = subprocess.run([sys.executable, "-m", "llmviz.cli", "generate", "--model", "no/such/dir/", "x"],
+    bad = subprocess.run([sys.executable, "-m", "llmviz.serve.cli", "generate", "--model", "no/such/dir/", "x"],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "unknown model 'no/such/dir/': no such file or folder" in bad.stderr

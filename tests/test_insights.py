@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
-from conftest import local_client, random_model
 
-from llmviz.branches import branches
-from llmviz.lens import boundaries, logit_lens
-from llmviz.server import create_app
+from conftest import local_client, random_model
+from llmviz.serve.server import create_app
+from llmviz.views.branches import branches
+from llmviz.views.lens import boundaries, logit_lens
 
 
 def direct_lens(trace, k):
@@ -57,7 +57,7 @@ def test_root_branches_are_the_top_k_and_a_grandchild_is_a_fresh_run(nano):
 
 def test_branches_respect_the_node_count_and_the_context(nano):
     tree = branches(nano, "CBABBC", k=3, depth=4, max_nodes=10)
-    count = lambda n: len(n["children"]) + sum(count(c) for c in n["children"])  # noqa: E731
+    count = lambda n: len(n["children"]) + sum(count(c) for c in n["children"])
     assert count(tree) == 10
     full = branches(nano, "CBABBCABBB", k=2, depth=3)  # 10 of 11 positions: one level more fits, not two
     assert all(len(c["children"]) == 2 and all(not g["children"] for g in c["children"]) for c in full["children"])

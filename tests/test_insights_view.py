@@ -51,7 +51,7 @@ def test_every_head_hover_and_fly(page: Page, live_server, console_errors, scree
 
 
 def test_logit_lens_grid_and_its_top_five(page: Page, live_server, screenshots, nano):
-    from llmviz.lens import logit_lens
+    from llmviz.views.lens import logit_lens
 
     lens = logit_lens(nano.run("CBABBC"), 5)
     open_view(page, f"{live_server}/?insights=lens")

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from playwright.sync_api import Page, expect
+
 from test_e2e import open_view
 from test_walkthrough_view import scrub, walkthrough
 
@@ -24,31 +25,31 @@ def browser_context_args(browser_context_args):
 
 # Every label shown (a direct child of the label layer, displayed): the rectangle it and its content take (a model's
 # title draws its text outside its own box), and every block's rectangle; both clipped to the view, where they show.
-RECTS = """() => {
+RECTS = f"""() => {{
     const view = document.querySelector('#view').getBoundingClientRect();
-    const clip = (r) => ({ left: Math.max(r.left, view.left), top: Math.max(r.top, view.top),
-                           right: Math.min(r.right, view.right), bottom: Math.min(r.bottom, view.bottom) });
+    const clip = (r) => ({{ left: Math.max(r.left, view.left), top: Math.max(r.top, view.top),
+                           right: Math.min(r.right, view.right), bottom: Math.min(r.bottom, view.bottom) }});
     const labels = [];
-    for (const node of document.querySelector('#labels').children) {
+    for (const node of document.querySelector('#labels').children) {{
         if (getComputedStyle(node).display === 'none') continue;
         let r = null;
-        for (const e of [node, ...node.querySelectorAll('*')]) {
+        for (const e of [node, ...node.querySelectorAll('*')]) {{
             const b = e.getBoundingClientRect();
             if (b.width <= 0 && b.height <= 0) continue;
-            r = r ? { left: Math.min(r.left, b.left), top: Math.min(r.top, b.top), right: Math.max(r.right, b.right),
-                      bottom: Math.max(r.bottom, b.bottom) } : { left: b.left, top: b.top, right: b.right, bottom: b.bottom };
-        }
+            r = r ? {{ left: Math.min(r.left, b.left), top: Math.min(r.top, b.top), right: Math.max(r.right, b.right),
+                      bottom: Math.max(r.bottom, b.bottom) }} : {{ left: b.left, top: b.top, right: b.right, bottom: b.bottom }};
+        }}
         if (!r) continue;
         const c = clip(r);
         if (c.right - c.left > 0 && c.bottom - c.top > 0)
-            labels.push({ text: node.textContent.trim(), cls: node.className, tensor: node.dataset.tensor || '', ...c });
-    }
+            labels.push({{ text: node.textContent.trim(), cls: node.className, tensor: node.dataset.tensor || '', ...c }});
+    }}
     const blocks = window.__llmviz.blockRects()
-        .filter((b) => b.right - b.left >= %(speck)s || b.bottom - b.top >= %(speck)s)
-        .map((b) => ({ ...b, ...clip(b) }))
+        .filter((b) => b.right - b.left >= {SPECK} || b.bottom - b.top >= {SPECK})
+        .map((b) => ({{ ...b, ...clip(b) }}))
         .filter((b) => b.right > b.left && b.bottom > b.top);
-    return { labels, blocks };
-}""" % {"speck": SPECK}
+    return {{ labels, blocks }};
+}}"""
 
 
 def overlaps(page: Page) -> tuple[list[str], int]:

@@ -72,7 +72,7 @@ def test_only_the_last_position_predicts_and_vocab_rows_are_named(page: Page, li
 def test_a_source_highlight_changes_pixels_visibly(page: Page, live_server, screenshots):
     open_view(page, live_server)
     fly(page, "blocks.1.attn.hook_pattern")
-    pixel = lambda p: page.evaluate(f"window.__llmviz.readPixels({p['x']}, {p['y']})")  # noqa: E731
+    pixel = lambda p: page.evaluate(f"window.__llmviz.readPixels({p['x']}, {p['y']})")
     # Head 2's pattern cell [query 4, key 2] comes from the score at the same place, in view at the left.
     src = point(page, "blocks.1.attn.hook_attn_scores", 2, 2, 4)
     canvas = page.locator("#view").bounding_box()
@@ -185,7 +185,7 @@ def test_the_structure_is_labelled_at_home(page: Page, live_server):
 
 def assert_no_label_covers_another(page: Page):
     labels = page.locator("#labels .label:visible").all()
-    boxes = [(l.text_content(), l.bounding_box()) for l in labels]
+    boxes = [(lab.text_content(), lab.bounding_box()) for lab in labels]
     for i, (ta, a) in enumerate(boxes):
         for tb, b in boxes[i + 1:]:
             overlap_x = min(a["x"] + a["width"], b["x"] + b["width"]) - max(a["x"], b["x"])

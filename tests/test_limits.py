@@ -11,9 +11,9 @@ import pytest
 from safetensors.numpy import load
 
 from conftest import local_client, random_model
-from llmviz.config import ModelConfig
-from llmviz.model import Model, Stopped
-from llmviz.server import Limits, Recent, create_app
+from llmviz.core.config import ModelConfig
+from llmviz.core.model import Model, Stopped
+from llmviz.serve.server import Limits, Recent, create_app
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_nan_weights_give_a_clear_error_not_nan_probabilities():
 
 
 def test_numeric_trouble_is_a_422_naming_the_tensor(nano):
-    from llmviz.loading import load_model
+    from llmviz.io.loading import load_model
 
     hot = load_model("nano-gpt")
     hot.weights["blocks.0.ln2.b"][:] = 1e6
@@ -84,12 +84,12 @@ def test_numeric_trouble_is_a_422_naming_the_tensor(nano):
 
 def test_an_unexpected_error_is_a_json_500_that_keeps_the_connection(nano, monkeypatch):
     c = local_client(create_app([nano]), raise_server_exceptions=False)
-    import llmviz.server
+    import llmviz.serve.server
 
     def boom(*a, **k):
         raise RuntimeError("secret internal state /home/someone")
 
-    monkeypatch.setattr(llmviz.server, "explain", boom)
+    monkeypatch.setattr(llmviz.serve.server, "explain", boom)
     r = c.post("/api/explain", json={"text": "AB", "tensor": "probs", "index": [0, 0]})
     assert r.status_code == 500 and r.json() == {"detail": "internal error: the server log has the details"}
     assert c.get("/api/models").status_code == 200
@@ -118,7 +118,7 @@ def test_allowed_hosts(nano):
 
 def test_no_absolute_paths_reach_the_page(tmp_path):
     import llmviz
-    from llmviz.loading import save_weights
+    from llmviz.io.loading import save_weights
 
     path = tmp_path / "mine.safetensors"
     save_weights(llmviz.load_model("nano-gpt"), path)

@@ -6,8 +6,8 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from llmviz import load_model
-from llmviz.errors import BadModelFile
-from llmviz.loading import bundled_path, save_weights
+from llmviz.core.errors import BadModelFile
+from llmviz.io.loading import bundled_path, save_weights
 
 
 def test_round_trip_gives_the_same_trace(nano, tmp_path):

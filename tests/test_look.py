@@ -3,6 +3,7 @@ pulse of light runs through the forward pass on a first visit and on Run, skippa
 
 import pytest
 from playwright.sync_api import Page, expect
+
 from test_e2e import open_view
 from test_modern_view import DESKTOP, browser_context_args, llama_server  # noqa: F401  (1280 × 800; a tiny Llama)
 

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from reference import hf_gpt2_folder  # noqa: E402
+from reference import hf_gpt2_folder
 
 MEASURE = r"""
 import re, sys

@@ -10,8 +10,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import llmviz  # noqa: E402
-from llmviz.errors import BadModelFile  # noqa: E402
-from llmviz.model import KVCache  # noqa: E402
+from llmviz.core.errors import BadModelFile  # noqa: E402
+from llmviz.core.model import KVCache  # noqa: E402
 
 BASE = dict(vocab_size=97, hidden_size=48, intermediate_size=80, num_hidden_layers=2, max_position_embeddings=64,
             attn_implementation="eager")
@@ -83,7 +83,7 @@ def test_tensors_carry_the_modern_parts(pair):
 
 
 def test_greedy_generation_on_the_kv_cache_equals_transformers(pair):
-    case, net, model = pair
+    _case, net, model = pair
     ids = [5, 17, 3, 60, 2]
     net.generation_config.eos_token_id = None  # no stop token: five tokens from both
     with torch.no_grad():
@@ -98,9 +98,9 @@ def test_greedy_generation_on_the_kv_cache_equals_transformers(pair):
 
 
 def test_hover_explains_rotation_rms_gate_and_shared_kv_head(pair):
-    from llmviz.provenance import explain
+    from llmviz.views.provenance import explain
 
-    case, net, model = pair
+    _case, _net, model = pair
     t = model.run("1 2 3 4 5 6")
     A = model.config.d_head
     e = explain(t, "blocks.0.attn.hook_rot_k", (4, 0, 1))
@@ -151,14 +151,14 @@ def test_what_llmviz_does_not_compute_is_refused_by_name(tmp_path, change, messa
 
 def test_mistral_sliding_window_shorter_than_the_context_is_refused(tmp_path):
     save(tmp_path, "mistral-mqa", sliding_window=16)
-    with pytest.raises(BadModelFile, match="sliding_window 16 .attention limited to the last 16 positions. is not supported"):
+    with pytest.raises(BadModelFile, match=r"sliding_window 16 .attention limited to the last 16 positions. is not supported"):
         llmviz.load_model(str(tmp_path))
 
 
 def test_sentencepiece_tokens_are_shown_readably(tmp_path):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-    from llmviz.tokenizer import HFTokenizer
+    from llmviz.io.tokenizer import HFTokenizer
 
     vocab = {"<unk>": 0, "<0x0A>": 1, "<0xE2>": 2, "▁": 3, "h": 4, "i": 5, "▁hi": 6, "hi": 7}
     tok = Tokenizer(models.BPE(vocab, [("h", "i"), ("▁", "hi")], unk_token="<unk>", byte_fallback=True))
@@ -170,9 +170,9 @@ def test_sentencepiece_tokens_are_shown_readably(tmp_path):
 
 
 def test_the_walkthrough_adapts_to_a_llama(pair):
-    from llmviz.walkthrough import compile_chapters
+    from llmviz.views.walkthrough import compile_chapters
 
-    case, net, model = pair
+    _case, _net, model = pair
     w = compile_chapters(model, model.run("1 2 3 4 5 6"))
     chapters = {c["title"]: c for c in w["chapters"]}
     assert "RMSNorm" in chapters and "Layer norm" not in chapters

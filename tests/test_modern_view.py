@@ -34,7 +34,7 @@ def serve_tiny_llama(tmp_path_factory):
     import uvicorn
 
     import llmviz
-    from llmviz.server import create_app
+    from llmviz.serve.server import create_app
     from test_modern import save
 
     folder = tmp_path_factory.mktemp("tiny-llama")

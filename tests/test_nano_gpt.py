@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from llmviz import LlmvizError, load_model
-from llmviz.errors import InputTooLong, ModelNotFound, NoWeights
+from llmviz.core.errors import InputTooLong, ModelNotFound, NoWeights
 
 
 def test_sorts_every_one_of_the_729_inputs(nano):
@@ -75,6 +75,6 @@ def test_trace_is_float32_without_batch_axis(nano):
 
 
 def test_bundled_weights_carry_the_preset_config(nano):
-    from llmviz.config import PRESETS
+    from llmviz.core.config import PRESETS
 
     assert nano.config == PRESETS["nano-gpt"]  # the task, its length and its answer length included

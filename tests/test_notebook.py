@@ -123,7 +123,7 @@ def test_show_draws_hovers_and_follows_python(page: Page, lab, screenshots):
 def test_a_widget_exports_its_view(tmp_path):
     """w.export(folder): the widget's model on the widget's input, as `llmviz export` writes it."""
     import llmviz
-    from llmviz.export import MANIFEST
+    from llmviz.serve.export import MANIFEST
 
     w = llmviz.show("nano-gpt", "AABCCB")
     w.text = "CCBBAA"  # (as Python or the page set it)

@@ -6,9 +6,9 @@ import re
 import numpy as np
 import pytest
 
-from llmviz.ops import OPS
-from llmviz.ops.norm import ln_mean, ln_scale, rms_scale
-from llmviz.walkthrough import chapters
+from llmviz.core.ops import OPS
+from llmviz.core.ops.norm import ln_mean, ln_scale, rms_scale
+from llmviz.views.walkthrough import chapters
 
 EPS = 1e-5
 rng = np.random.default_rng(0)
@@ -46,7 +46,7 @@ def run_plain(name: str, inputs: dict) -> np.ndarray:
     """The op's plain version, executed with numpy and these inputs; its result is what its last line assigns."""
     code = OPS[name].plain
     scope = {"np": np, **{k: v.copy() if isinstance(v, np.ndarray) else v for k, v in inputs.items()}}
-    exec(code, scope)  # noqa: S102: our own snippet, the one the walkthrough shows
+    exec(code, scope)  # our own snippet, the one the walkthrough shows
     result = re.match(r"\s*(\w+)\s*\[?.*?=", code.strip().splitlines()[-1]).group(1)
     return np.asarray(scope[result])
 
@@ -79,11 +79,11 @@ def test_the_plain_attention_scores_mask_the_future():
 
 
 def test_the_code_action_carries_plain_and_source(nano):
-    from llmviz.walkthrough import compile_chapters
+    from llmviz.views.walkthrough import compile_chapters
 
     w = compile_chapters(nano, nano.run("CBABBC"))
     codes = [a for c in w["chapters"] for s in c["steps"] for a in s["actions"] if a["type"] == "code"]
     assert codes and all(set(a) == {"type", "op", "plain", "source", "file"} for a in codes)
     gelu = next(a for a in codes if a["op"] == "gelu")
     assert gelu["plain"] == OPS["gelu"].plain and "np.tanh" in gelu["plain"] and "def gelu" in gelu["source"]
-    assert gelu["file"] == "ops/activations.py"
+    assert gelu["file"] == "core/ops/activations.py"

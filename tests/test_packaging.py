@@ -19,8 +19,8 @@ def wheel(tmp_path_factory):
 def test_wheel_carries_front_end_weights_and_card(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for f in ["llmviz/static/index.html", "llmviz/static/app.js", "llmviz/weights/nano-gpt.safetensors",
-              "llmviz/weights/nano-gpt.safetensors.md", "llmviz/server.py", "llmviz/chapters/01-overview.md",
-              "llmviz/chapters/12-scale.md"]:
+              "llmviz/weights/nano-gpt.safetensors.md", "llmviz/serve/server.py", "llmviz/views/chapters/01-overview.md",
+              "llmviz/views/chapters/12-scale.md"]:
         assert f in names
 
 
@@ -29,7 +29,7 @@ def test_installed_package_runs_outside_the_repo(wheel, tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)
     code = ("import llmviz, sys; assert llmviz.__file__.startswith(sys.argv[1]), llmviz.__file__; "
-            "from llmviz.cli import main; main(['generate', 'CBABBC'])")
+            "from llmviz.serve.cli import main; main(['generate', 'CBABBC'])")
     r = subprocess.run([sys.executable, "-c", code, str(target)], cwd=tmp_path, capture_output=True, text=True,
                        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr

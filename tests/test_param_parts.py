@@ -5,13 +5,13 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import local_client
 
+from conftest import local_client
 from llmviz import PRESETS
-from llmviz.graph import Graph
-from llmviz.loading import structure_only
-from llmviz.scene import build_scene
-from llmviz.server import create_app
+from llmviz.core.graph import Graph
+from llmviz.io.loading import structure_only
+from llmviz.serve.server import create_app
+from llmviz.views.scene import build_scene
 
 # A Llama-family model of every kind the count must handle: grouped-query attention, q/k/v biases, untied W_U.
 LLAMA = dataclasses.replace(PRESETS["smollm-135m"], name="llama-t", n_layer=3, qkv_bias=True, tied_unembed=False)

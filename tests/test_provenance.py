@@ -4,11 +4,11 @@ import math
 
 import numpy as np
 import pytest
-from conftest import local_client
 
-from llmviz.errors import LlmvizError
-from llmviz.provenance import explain, pick_in_region
-from llmviz.server import create_app
+from conftest import local_client
+from llmviz.core.errors import LlmvizError
+from llmviz.serve.server import create_app
+from llmviz.views.provenance import explain, pick_in_region
 
 
 @pytest.fixture(scope="module")

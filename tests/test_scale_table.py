@@ -4,10 +4,10 @@ each model's title at its own model, there when the camera flies to it."""
 import re
 
 from playwright.sync_api import Page, expect
-from test_e2e import open_view
-from test_learner import browser_context_args  # noqa: F401  (the desktop viewport, 1280 × 800)
 
 from llmviz import PRESETS
+from test_e2e import open_view
+from test_learner import browser_context_args  # noqa: F401  (the desktop viewport, 1280 × 800)
 
 MODELS = ["nano-gpt", "gpt2", "gpt2-xl", "gpt3"]
 COUNTS = {"nano-gpt": "85.7 k", "gpt2": "124.4 M", "gpt2-xl": "1.6 B", "gpt3": "174.6 B"}  # as the page rounds them

@@ -1,18 +1,19 @@
 """The 3D layout and the scene payload: derived from the graph, every number the trace's, downsampled honestly."""
 
+import itertools
 import json
 
 import numpy as np
 import pytest
-from conftest import local_client
 from safetensors.numpy import load
 
+from conftest import local_client
 from llmviz import Graph
-from llmviz.config import PRESETS
-from llmviz.layout import MERGE_HEADS_ABOVE, build_layout
-from llmviz.loading import structure_only
-from llmviz.scene import MAX_DISPLAY, build_scene, tile_max_abs
-from llmviz.server import create_app
+from llmviz.core.config import PRESETS
+from llmviz.io.loading import structure_only
+from llmviz.serve.server import create_app
+from llmviz.views.layout import MERGE_HEADS_ABOVE, build_layout
+from llmviz.views.scene import MAX_DISPLAY, build_scene, tile_max_abs
 
 
 @pytest.mark.parametrize("name", ["nano-gpt", "gpt2", "gpt3"])
@@ -63,7 +64,7 @@ def test_blocks_of_a_row_do_not_overlap():
         by_row.setdefault(b.row, []).append(b)
     for row in by_row.values():
         spans = sorted((b.x, b.x + b.width) for b in row)
-        for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
+        for (_a0, a1), (b0, _b1) in itertools.pairwise(spans):
             assert a1 <= b0
 
 
@@ -143,9 +144,8 @@ def test_tiles_keep_the_value_of_largest_magnitude():
 
 def test_large_tensors_are_downsampled_and_say_so(tmp_path):
     pytest.importorskip("transformers")
-    from reference import hf_gpt2_folder
-
     from llmviz import load_model
+    from reference import hf_gpt2_folder
 
     hf_gpt2_folder(tmp_path, n_layer=1, n_head=2, n_embd=16, vocab_size=1500, n_positions=8)
     model = load_model(str(tmp_path))
@@ -207,8 +207,8 @@ def load_meta(data: bytes) -> dict:
 
 def tiny_llama(qkv_bias=True):
     """A Llama-shaped model (4 query heads, 2 key/value heads, biases on Q, K and V as Qwen2's), random weights."""
-    from llmviz.config import ModelConfig
-    from llmviz.model import Model
+    from llmviz.core.config import ModelConfig
+    from llmviz.core.model import Model
 
     cfg = ModelConfig("tiny-llama", n_layer=2, n_head=4, n_kv_head=2, n_embd=32, vocab_size=50, n_ctx=32, arch="llama",
                       norm="rms", mlp="gated", activation="silu", bias=False, rope_theta=10000.0, n_inner=64,
@@ -239,7 +239,7 @@ def test_every_block_has_a_readable_label(nano, which):
              "blocks.0.mlp.hook_act": "SiLU(gate)", "blocks.0.mlp.hook_post": "gate × up"})
     assert {n: short[n] for n in want} == want
     if which != "nano-gpt":  # a generation step's graph too: the cached keys and values
-        from llmviz.layout import short_name
+        from llmviz.views.layout import short_name
 
         cfg = PRESETS["gpt2"] if which == "gpt2" else tiny_llama().config
         step = Graph(cfg, past=3)

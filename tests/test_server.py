@@ -5,10 +5,10 @@ import struct
 
 import numpy as np
 import pytest
-from conftest import local_client
 from safetensors.numpy import load
 
-from llmviz.server import MAX_BODY_BYTES, TRACE_MEDIA_TYPE, create_app
+from conftest import local_client
+from llmviz.serve.server import MAX_BODY_BYTES, TRACE_MEDIA_TYPE, create_app
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def client():
 
 def test_models(client):
     models = {m["name"]: m for m in client.get("/api/models").json()}
-    assert list(models)[0] == "nano-gpt"
+    assert next(iter(models)) == "nano-gpt"
     assert models["nano-gpt"]["has_weights"] and models["nano-gpt"]["n_params"] == 85_728
     assert not models["gpt3"]["has_weights"] and models["gpt3"]["config"]["n_layer"] == 96
     assert models["gpt2"]["n_params"] == 124_439_808 and models["gpt2-xl"]["description"]

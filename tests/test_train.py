@@ -6,12 +6,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from test_cli import llmviz  # noqa: E402
-
-from llmviz import load_model  # noqa: E402
-from llmviz.files import card_path  # noqa: E402
-from llmviz.safetensors_file import SafetensorsFile  # noqa: E402
-from llmviz.train import sort_accuracy, sort_batch, train_nano_gpt  # noqa: E402
+from llmviz import load_model
+from llmviz.io.files import card_path
+from llmviz.io.safetensors_file import SafetensorsFile
+from llmviz.training.train import sort_accuracy, sort_batch, train_nano_gpt
+from test_cli import llmviz
 
 
 def test_sort_batch_is_minGPT_sort_task():

@@ -6,15 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import local_client
 
-from llmviz.cli import main
-from llmviz.config import PRESETS
-from llmviz.loading import structure_only
-from llmviz.provenance import fmt
-from llmviz.sampling import percent
-from llmviz.server import create_app
-from llmviz.walkthrough import CHAPTERS, TEMPLATE, Context, chapters, check, compile_chapters, template
+from conftest import local_client
+from llmviz.core.config import PRESETS
+from llmviz.core.sampling import percent
+from llmviz.io.loading import structure_only
+from llmviz.serve.cli import main
+from llmviz.serve.server import create_app
+from llmviz.views.provenance import fmt
+from llmviz.views.walkthrough import CHAPTERS, TEMPLATE, Context, chapters, check, compile_chapters, template
 
 BAD = Path(__file__).parent / "fixtures" / "bad-chapters"
 
@@ -137,9 +137,9 @@ def test_chapters_are_the_package_files():
 
 def tiny_llama(qkv_bias=False, seed=0):
     """A Llama-shaped model with 4 query heads and 2 key/value heads, random weights, no torch (text is token ids)."""
-    from llmviz.config import ModelConfig
-    from llmviz.graph import Graph
-    from llmviz.model import Model
+    from llmviz.core.config import ModelConfig
+    from llmviz.core.graph import Graph
+    from llmviz.core.model import Model
 
     cfg = ModelConfig("tiny-llama", n_layer=2, n_head=4, n_kv_head=2, n_embd=32, vocab_size=50, n_ctx=32, arch="llama",
                       norm="rms", mlp="gated", activation="silu", bias=False, rope_theta=10000.0, n_inner=64,
@@ -254,7 +254,7 @@ def test_a_model_with_numbers_keeps_its_own_sentences(nano):
 
 
 def test_probabilities_are_printed_as_the_readout_prints_them(nano):
-    from llmviz.scene import prediction
+    from llmviz.views.scene import prediction
 
     trace = nano.run("CBABBC")
     p = float(trace.next_probs[trace.predicted_ids[-1]])

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_walkthrough import steps_of, tiny_llama
 
-from llmviz.config import PRESETS
-from llmviz.lens import logit_lens
-from llmviz.loading import structure_only
-from llmviz.model import KVCache
-from llmviz.sampling import percent
-from llmviz.walkthrough import (
+from llmviz.core.config import PRESETS
+from llmviz.core.model import KVCache
+from llmviz.core.sampling import percent
+from llmviz.io.loading import structure_only
+from llmviz.views.lens import logit_lens
+from llmviz.views.walkthrough import (
     TEMPERATURES,
     Context,
     WalkthroughError,
@@ -22,6 +21,7 @@ from llmviz.walkthrough import (
     compile_chapters,
     template,
 )
+from test_walkthrough import steps_of, tiny_llama
 
 
 def actions(step, kind):

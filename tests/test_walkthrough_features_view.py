@@ -4,10 +4,10 @@ redraws its bars from the model's real logits, chapter 11 steps the real generat
 
 import pytest
 from playwright.sync_api import Page, expect
-from test_e2e import console_errors, open_view  # noqa: F401
 
-from llmviz.sampling import percent, tempered
-from llmviz.walkthrough import TEMPERATURES
+from llmviz.core.sampling import percent, tempered
+from llmviz.views.walkthrough import TEMPERATURES
+from test_e2e import console_errors, open_view  # noqa: F401
 
 DESKTOP = {"width": 1280, "height": 800}
 

@@ -210,7 +210,7 @@ def test_a_steps_subject_is_lit_at_normal_zoom(page: Page, live_server, screensh
     b = page.evaluate("window.__llmviz.blockScreenPoint('embed.W_E', 0, 2, 20)")  # token C's column (id 2)
     dx = b["x"] - a["x"]
     assert dx > 6, dx  # a cell is several pixels wide: normal zoom
-    lime = lambda p: p[1] > 190 and p[0] < 160 and p[2] < 120  # noqa: E731
+    lime = lambda p: p[1] > 190 and p[0] < 160 and p[2] < 120
     band = [page.evaluate(f"window.__llmviz.readPixels({b['x'] - k * dx / 10}, {b['y']})") for k in range(5, 10)]
     assert any(lime(p) for p in band), band  # the halo, just left of the column
     assert not lime(page.evaluate(f"window.__llmviz.readPixels({b['x']}, {b['y']})"))  # the cell's own colour shows

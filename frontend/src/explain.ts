@@ -1,6 +1,6 @@
 // Where one number came from, computed in the browser: a static export (llmviz export) runs no server, so the
 // page explains a cell itself from the float32 numbers of the pass. This is the second copy of the server's
-// provenance.explain and of each op's explain_* (src/llmviz/ops/): the same arithmetic in float64, the same
+// provenance.explain and of each op's explain_* (src/llmviz/core/ops/): the same arithmetic in float64, the same
 // text. tests/test_export.py runs both on every tensor and checks that they agree, text for text.
 
 import { fmt, formatG, npSum, pyRepr, thousands } from "./pyformat";

@@ -2,7 +2,7 @@
 // data/. manifest.json maps each request the exporter made for its inputs to the stored answer; a generation
 // session replays the steps stored for it; hover explains a cell here (explain.ts) from the pass's stored
 // float32 numbers. A request for anything else gets a 404 that says what the export holds.
-// The files are written by src/llmviz/export.py.
+// The files are written by src/llmviz/serve/export.py.
 
 import { ExplainError, explain, jsonSafe, pickInRegion, type GraphJson, type Numbers, type Pass } from "./explain";
 import { parseTrace } from "./trace";

@@ -21,7 +21,7 @@ export function dismissIntro(): void {
   }
 }
 
-// How a tokenizer's whitespace tokens are shown in the scene (llmviz.tokenizer.VISIBLE), and what they stand for.
+// How a tokenizer's whitespace tokens are shown in the scene (llmviz.io.tokenizer.VISIBLE), and what they stand for.
 const MARKERS: Record<string, string> = { "␣": " ", "↵": " ", "⇥": " ", "␍": "" };
 
 /** The input as a person reads it in a sentence: the decoded text, else the tokens with their whitespace markers

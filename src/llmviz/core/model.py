@@ -1,0 +1,445 @@
+"""A GPT in numpy whose forward pass is the model graph, run in order.
+
+    model = llmviz.load_model("nano-gpt")
+    trace = model.run("CBABBC")          # every tensor of the forward pass, by name
+    trace["blocks.0.attn.hook_pattern"]  # [head, pos, key_pos]
+    model.generate("CBABBC").text        # 'ABBBCC'
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..io.safetensors_file import bf16_to_f32
+from ..io.safetensors_file import to_bytes as safetensors_bytes
+from ..io.safetensors_file import write as safetensors_write
+from .config import ModelConfig
+from .errors import InputTooLong, LlmvizError, NoWeights, NumericTrouble
+from .graph import NAMED_BY, Graph
+from .ops import OPS
+from .sampling import Draw, Sampling, sample
+
+Prompt = str | Sequence[int]
+
+# numpy asks the kernel for huge pages on every large array (madvise). Where transparent huge pages defragment
+# on request (defrag = madvise, the common default), each such allocation may stall on memory compaction: a
+# full trace allocates gigabytes at once, and fresh arrays filled 4-5x slower here with the hint than without.
+# The hint changes speed only, never a number.
+if hasattr(np, "_core") and hasattr(np._core.multiarray, "_set_madvise_hugepage"):
+    np._core.multiarray._set_madvise_hugepage(False)
+
+
+class Stopped(Exception):
+    """A forward pass or a generation was asked to stop (its client went away, or the server is stopping)."""
+
+
+class Model:
+    """A config, its graph, its tokenizer and (unless structure only) its weights.
+
+    `weights` maps each weight name of the graph to an array in the storage dtype (float32 by default;
+    float16, or bfloat16 as uint16 bits, when loaded with dtype=...). `trace[name]` is always float32.
+    """
+
+    def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray] | None, tokenizer, source: str = ""):
+        self.config = config
+        self.graph = Graph(config)
+        self.weights = weights
+        if weights is not None:  # a tied weight is the weight it names, its axes reordered: never a copy
+            for name in self.graph.names("weight"):
+                if "tied_to" in self.graph[name].attrs:
+                    weights[name] = tie(self.graph, name, weights[self.graph[name].attrs["tied_to"]])
+        self.tokenizer = tokenizer
+        self.source = source
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def has_weights(self) -> bool:
+        return self.weights is not None
+
+    def require_weights(self) -> None:
+        if self.weights is None:
+            raise NoWeights(f"{self.name} is structure only: no weights are loaded, so there is nothing to compute")
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        """Token ids for a string or a list of ids, checked against the vocabulary and the context."""
+        if isinstance(prompt, str) and self.tokenizer is None:
+            try:  # without a tokenizer, text is token ids: "464 2068 7586"
+                prompt = [int(p) for p in prompt.replace(",", " ").split()]
+            except ValueError:
+                raise LlmvizError(f"{self.name} has no tokenizer: give token ids separated by spaces, "
+                                  "such as '464 2068'") from None
+        if isinstance(prompt, str):
+            ids = self.tokenizer.encode(prompt)
+        else:
+            ids = [int(i) for i in prompt]
+            bad = [i for i in ids if not 0 <= i < self.config.vocab_size]
+            if bad:
+                raise LlmvizError(f"token id {bad[0]} is out of range: {self.name} has ids 0 to {self.config.vocab_size - 1}")
+        if not ids:
+            raise LlmvizError("the input is empty: give at least one token")
+        if len(ids) > self.config.n_ctx:
+            raise InputTooLong(f"the input has {len(ids)} tokens; {self.name}'s context holds at most {self.config.n_ctx}")
+        return ids
+
+    def token_strs(self, ids: Sequence[int]) -> list[str]:
+        """Each token as readable text (a BPE token's leading space shown as ␣); ids without a tokenizer."""
+        return self.tokenizer.token_strs(ids) if self.tokenizer else [str(i) for i in ids]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Tokens back to plain text; ids separated by spaces without a tokenizer."""
+        return self.tokenizer.decode(ids) if self.tokenizer else " ".join(str(i) for i in ids)
+
+    def run(self, prompt: Prompt, keep: Collection[str] | None = None,
+            visit: Callable[[str, np.ndarray], None] | None = None, stop: Callable[[], bool] | None = None,
+            only: Collection[str] | None = None) -> Trace:
+        """The forward pass: compute every tensor of the graph, in order.
+
+        keep: the tensors to hold on to (default: all). Any other tensor is dropped once its last reader has
+        run, and the trace recomputes it from the nearest kept residual tensors when asked for it (pass
+        `graph.checkpoints()` to keep just those: memory for a long input stays small).
+        visit: called with each tensor as soon as it is computed (to reduce or copy it while it exists).
+        stop: checked between ops; when it returns true the pass ends with `Stopped`.
+        only: compute just the tensors these need (the trace predicts nothing unless that includes the output).
+        """
+        self.require_weights()
+        ids = self.encode(prompt)
+        out = Output(self.graph, visit)
+        keep = None if keep is None else set(keep)
+        names = self.graph.names() if only is None else self.graph.ancestors(only)
+        values = self._compute(self.graph, ids, {}, names, keep, out.visit, stop)
+        return Trace(self, ids, values, out.predicted, out.next_probs, next_logits=out.next_logits)
+
+    def step(self, cache: KVCache, new: Prompt, keep: Collection[str] | None = None,
+             visit: Callable[[str, np.ndarray], None] | None = None, stop: Callable[[], bool] | None = None) -> Trace:
+        """One step of generation with a KV cache: compute only the new positions, reading every earlier
+        position's keys and values from `cache` (empty: the prompt's whole pass), then add theirs to it.
+
+        The trace is the step's: its graph is `Graph(config, past=len(cache))`, its `pos` are the new
+        positions, and each layer's `attn.cache_k` / `attn.cache_v` hold the keys and values so far.
+        keep, visit, stop: as for `run` (the cache's tensors are always kept).
+        """
+        self.require_weights()
+        ids = [int(i) for i in (new if not isinstance(new, str) else self.encode(new))]
+        if not ids:
+            raise LlmvizError("a step needs at least one new token")
+        if len(cache) + len(ids) > self.config.n_ctx:
+            raise InputTooLong(f"the context is full: {self.name} holds {self.config.n_ctx} tokens, and this step would "
+                               f"make {len(cache) + len(ids)}")
+        self.encode(cache.tokens + ids)  # checks every id against the vocabulary
+        graph = Graph(self.config, past=len(cache)) if len(cache) else self.graph
+        known = {name: cache.kv[c][i] for i, pair in enumerate(graph.kv_in) for c, name in zip("kv", pair)}
+        out = Output(graph, visit)
+        held = None if keep is None else set(keep).union(*graph.kv_out)
+        values = self._compute(graph, ids, known, graph.names(), held, out.visit, stop)
+        trace = Trace(self, ids, {**known, **values} if keep is None else values, out.predicted, out.next_probs,
+                      graph=graph, past_tokens=list(cache.tokens), next_logits=out.next_logits)
+        for i, pair in enumerate(graph.kv_out):  # the keys and values so far become the cache
+            for c, name in zip("kv", pair):
+                cache.kv[c][i] = values[name]
+        cache.tokens += ids
+        return trace
+
+    def _compute(self, graph: Graph, ids: list[int], known: Mapping[str, np.ndarray], names: list[str],
+                 keep: set | None, visit=None, stop=None) -> dict[str, np.ndarray]:
+        """Compute `names` (in graph order) from `known` tensors, the weights and the tokens."""
+        last, order = graph.last_readers(names), graph.position()
+        values: dict[str, np.ndarray] = {}
+
+        def get(name):
+            if name in values:
+                return values[name]
+            if name in known:
+                return known[name]
+            return self._leaf(graph, name, ids)
+
+        for name in names:
+            if stop is not None and stop():
+                raise Stopped("stopped before the forward pass finished")
+            t = graph[name]
+            if t.kind in ("weight", "input"):
+                if (keep is None or name in keep) and name not in known:
+                    values[name] = self._leaf(graph, name, ids, values)
+                continue
+            try:  # an op whose numbers leave float32's range stops the pass (an op that expects it says so itself)
+                with np.errstate(over="raise", invalid="raise", divide="raise"):
+                    values[name] = OPS[t.op](*(get(i) for i in t.inputs), **t.attrs)
+            except FloatingPointError as e:
+                raise NumericTrouble(f"computing {name} went out of float32's range ({e}): {self.name}'s weights or "
+                                     "this input drive the forward pass to numbers it cannot hold") from None
+            if visit is not None:
+                visit(name, values[name])
+            if keep is not None:
+                i = order[name]
+                for n in (*t.inputs, name):
+                    if n in values and n not in keep and last.get(n, -1) <= i:
+                        del values[n]
+        return values
+
+    def _leaf(self, graph: Graph, name: str, ids: list[int], values: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """A weight as float32, or the input tokens."""
+        if graph[name].kind == "input":
+            return np.asarray(ids, dtype=np.int64)
+        tied = graph[name].attrs.get("tied_to")
+        if tied and values and tied in values:
+            return tie(graph, name, values[tied])  # the same numbers, widened once
+        return widen(self.weights[name])
+
+    def generate(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float = 0.0,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                 stop: Callable[[], bool] | None = None, min_p: float | None = None,
+                 on_token: Callable[[Draw], None] | None = None) -> Generation:
+        """Sample tokens one at a time with a KV cache (each step computes only the new position) and the
+        sampling chain of `sampling.sample`; temperature 0 is greedy. The same seed and settings give the
+        same tokens.
+
+        With no max_new_tokens, generate until the context is full (at most 32 tokens). A context that
+        overflows keeps its last n_ctx tokens, as minGPT does (that window is computed afresh).
+        stop: checked between ops; when it returns true generation ends with `Stopped`.
+        on_token: called with each draw as soon as it is made.
+        """
+        self.require_weights()
+        ids = self.encode(prompt)
+        if max_new_tokens is None:
+            max_new_tokens = max(1, min(self.config.n_ctx + 1 - len(ids), 32))
+        if max_new_tokens < 0:
+            raise LlmvizError(f"max_new_tokens must be 0 or more (got {max_new_tokens})")
+        if seed is not None and not 0 <= seed < 2**63:
+            raise LlmvizError(f"seed must be from 0 to 2**63 - 1 (got {seed})")
+        settings = Sampling(temperature, top_k, top_p, min_p)
+        rng = np.random.default_rng(seed)
+        cache, pending, draws = KVCache(self), ids, []
+        for _ in range(max_new_tokens):
+            if len(cache) + len(pending) > self.config.n_ctx:  # full: start again from the last n_ctx tokens
+                cache, pending = KVCache(self), (cache.tokens + pending)[-self.config.n_ctx:]
+            logits = self.step(cache, pending, keep=(), stop=stop).next_logits
+            draw = sample(logits, settings, rng)
+            draws.append(draw)
+            pending = [draw.token]
+            if on_token is not None:
+                on_token(draw)
+        new = [d.token for d in draws]
+        return Generation(ids, new, self.token_strs(new), self.decode(new), [d.prob for d in draws], draws)
+
+
+class Output:
+    """Watches a pass for what it predicts: the most probable token after each position, and the last
+    position's logits and probabilities (the next token's distribution), whether or not they are kept."""
+
+    def __init__(self, graph: Graph, visit=None):
+        self.graph, self.then = graph, visit
+        self.logits_name = graph[graph.output].inputs[0]  # the output is the softmax of the logits
+        self.predicted: list[int] = []
+        self.next_probs: np.ndarray | None = None
+        self.next_logits: np.ndarray | None = None
+
+    def visit(self, name: str, a: np.ndarray) -> None:
+        if name == self.graph.output:
+            self.predicted = a.argmax(-1).tolist()
+            self.next_probs = a[-1].copy()
+        elif name == self.logits_name:
+            self.next_logits = a[-1].copy()
+        if self.then is not None:
+            self.then(name, a)
+
+
+class KVCache:
+    """What generation keeps between steps: the tokens so far and, for each layer, their keys and values
+    ([position, kv_head, d_head]). Memory: 2 · n_layer · n_kv_head · d_head · positions · 4 bytes."""
+
+    def __init__(self, model: Model):
+        self.tokens: list[int] = []
+        self.kv = {"k": [None] * model.config.n_layer, "v": [None] * model.config.n_layer}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def nbytes(self) -> int:
+        """The memory its arrays hold (an array that is a view counts the whole array it views)."""
+        owners = {id(o): o for o in (_owner(a) for c in "kv" for a in self.kv[c] if a is not None)}
+        return sum(o.nbytes for o in owners.values())
+
+    def copy(self) -> KVCache:
+        """A cache to go on from without changing this one (steps replace, never change, the arrays)."""
+        other = KVCache.__new__(KVCache)
+        other.tokens, other.kv = list(self.tokens), {c: list(a) for c, a in self.kv.items()}
+        return other
+
+    def truncate(self, n: int) -> None:
+        """Keep the first n positions only (copied, so that the longer arrays are freed): Undo."""
+        self.tokens = self.tokens[:n]
+        self.kv = {c: [None if a is None or n == 0 else a[:n].copy() for a in arrays] for c, arrays in self.kv.items()}
+
+    def tail(self, start: int) -> KVCache:
+        """The positions from `start` on, copied: what a branch keeps of its own (see join)."""
+        other = KVCache.__new__(KVCache)
+        other.tokens = self.tokens[start:]
+        other.kv = {c: [None if a is None else a[start:].copy() for a in arrays] for c, arrays in self.kv.items()}
+        return other
+
+    @staticmethod
+    def join(parts: Sequence[KVCache]) -> KVCache:
+        """One cache of the parts' positions in order: a prefix that branches share, then one branch's own."""
+        if len(parts) == 1:
+            return parts[0].copy()
+        other = parts[0].copy()
+        other.tokens = [t for p in parts for t in p.tokens]
+        other.kv = {c: [np.concatenate([p.kv[c][i] for p in parts]) for i in range(len(arrays))]
+                    for c, arrays in parts[0].kv.items()}
+        return other
+
+
+def _owner(a: np.ndarray) -> np.ndarray:
+    """The array whose memory `a` uses (itself, or the array it is a view of)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def tie(graph: Graph, name: str, source: np.ndarray) -> np.ndarray:
+    """A tied weight's numbers: those of the weight it names (`source`), its axes in this weight's order."""
+    src = graph[graph[name].attrs["tied_to"]].axes
+    return source.transpose([src.index(a) for a in graph[name].axes])
+
+
+def widen(w: np.ndarray) -> np.ndarray:
+    """A weight as float32 for computing: float16 is cast, bfloat16 (kept as uint16 bits) is expanded."""
+    if w.dtype == np.float32:
+        return w
+    return bf16_to_f32(w) if w.dtype == np.uint16 else w.astype(np.float32)
+
+
+@dataclass
+class Generation:
+    prompt: list[int]
+    tokens: list[int]  # the new tokens only
+    token_strs: list[str]  # each new token, readable
+    text: str  # the new tokens decoded to plain text
+    probs: list[float] = field(default_factory=list)  # probability of each chosen token when it was chosen
+    draws: list = field(default_factory=list)  # each choice with its sampling stages (sampling.Draw)
+
+
+class Trace(Mapping):
+    """Every tensor of one forward pass by its graph name: the input, weights, activations, aggregates.
+
+    float32 (tokens int64), no batch axis; axes as in `model.graph[name].axes`. A trace run with `keep`
+    holds only those tensors; any other one is recomputed when asked for, from the kept tensors it depends
+    on (with the residual stream kept, that is its own layer), and the last such group is remembered.
+    """
+
+    def __init__(self, model: Model, tokens: list[int], values: dict[str, np.ndarray], predicted: list[int],
+                 next_probs: np.ndarray | None = None, graph: Graph | None = None, past_tokens: list[int] = (),
+                 next_logits: np.ndarray | None = None):
+        self.model = model
+        self.graph = graph or model.graph  # a step with a KV cache has a graph of its own (see Model.step)
+        self.tokens = tokens  # the positions computed: all of them, or a step's new ones
+        self.past_tokens = list(past_tokens)  # the tokens before them, whose keys and values came from a cache
+        self.values = values
+        self.predicted_ids = predicted
+        self.next_probs = next_probs  # the last position's probabilities: the prediction of the next token
+        self.next_logits = next_logits  # and its logits
+        self._recent: dict[str, np.ndarray] = {}  # recomputed tensors of one layer
+        self._recent_layer: int | None = None
+        self._lock = threading.Lock()
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in self.values:
+            return self.values[name]
+        if name not in self.graph:
+            raise KeyError(f"{name!r} is not a tensor of {self.model.name}'s graph")
+        with self._lock:
+            if name not in self._recent:
+                # What was recomputed for the same layer stays: reading a layer's tensors one by one costs
+                # one pass over that layer. Another layer starts afresh, so at most one layer is held.
+                layer = self.graph[name].layer
+                if self._recent_layer != layer:
+                    self._recent, self._recent_layer = {}, layer
+                self._recent.update(self._recompute(name))
+            return self._recent[name]
+
+    def _recompute(self, name: str) -> dict[str, np.ndarray]:
+        known = {**self._recent, **self.values}
+        return self.model._compute(self.graph, self.tokens, known, self.graph.ancestors([name], known), keep=None)
+
+    def __contains__(self, name) -> bool:  # without computing anything
+        return name in self.graph
+
+    def __iter__(self):
+        return iter(self.graph.tensors)
+
+    def __len__(self) -> int:
+        return len(self.graph.tensors)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory this trace holds beyond the model's weights (recomputed tensors included)."""
+        own = {id(w) for w in self.model.weights.values()} if self.model.weights else set()
+        extra = [a for a in (self.next_probs, self.next_logits) if a is not None]
+        held = {id(v): v for v in [*self.values.values(), *self._recent.values(), *extra]}
+        return sum(v.nbytes for v in held.values() if id(v) not in own and id(v.base) not in own)
+
+    def forget(self) -> None:
+        """Let go of the recomputed tensors (they are recomputed again when asked for)."""
+        with self._lock:
+            self._recent, self._recent_layer = {}, None
+
+    @property
+    def token_strs(self) -> list[str]:
+        return self.model.token_strs(self.tokens)
+
+    @property
+    def predicted(self) -> list[str]:
+        """The most probable next token after each position, readable."""
+        return self.model.token_strs(self.predicted_ids)
+
+    def index_name(self, axis: str, i: int) -> str | None:
+        """What an index of an axis stands for: the input's token at a position, the token string of a
+        vocabulary entry (see graph.NAMED_BY); None for other axes."""
+        by = NAMED_BY.get(axis)
+        if by == "input":  # `pos` counts the positions computed; key and cached positions count from the start
+            return self.model.token_strs([(self.past_tokens + self.tokens)[i + (len(self.past_tokens) if axis == "pos" else 0)]])[0]
+        return self.model.token_strs([i])[0] if by == "vocabulary" else None
+
+    def computed(self) -> list[str]:
+        """Names of the tensors the forward pass computed (not weights)."""
+        return self.graph.names("input", "activation", "aggregate")
+
+    def metadata(self) -> dict[str, str]:
+        """The tokens, and the predicted next tokens when this pass computed them."""
+        meta = {"model": self.model.name, "tokens": json.dumps(self.tokens), "token_strs": json.dumps(self.token_strs)}
+        if self.predicted_ids:
+            meta["predicted"] = json.dumps(self.predicted)
+        return meta
+
+    def show(self):
+        """This trace's input in a notebook widget (see llmviz.show)."""
+        from ..serve.notebook import Widget
+
+        return Widget(self.model, self.model.decode(self.past_tokens + self.tokens))
+
+    def to_bytes(self, include_weights: bool = False, names: Sequence[str] | None = None) -> memoryview:
+        """The trace in safetensors format: a JSON header of names, dtypes, shapes and offsets, then one
+        little-endian buffer. Tokens are stored as int32, everything else as float32. names: just these."""
+        return safetensors_bytes(self._tensors(include_weights, names), self.metadata())
+
+    def save(self, path, include_weights: bool = True) -> None:
+        """The same bytes as to_bytes, written to a file one tensor at a time."""
+        safetensors_write(path, self._tensors(include_weights), self.metadata())
+
+    def _tensors(self, include_weights: bool, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        if names is None:
+            names = self.graph.names() if include_weights else self.computed()
+        return {n: _plain(self[n]) for n in names}
+
+
+def _plain(a: np.ndarray) -> np.ndarray:
+    dtype = np.int32 if a.dtype.kind in "iu" else np.float32
+    return a if a.dtype == dtype else a.astype(dtype)  # the writer reads strided views in place

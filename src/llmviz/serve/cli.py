@@ -1,0 +1,341 @@
+"""The `llmviz` command: serve the app, list models, generate, save a trace, export a static site, train nano-gpt,
+check the walkthrough."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import math
+import socket
+import sys
+import threading
+import warnings
+import webbrowser
+
+import click
+
+from ..core.errors import LlmvizError
+
+DEFAULT_PORT = 8765
+
+
+def _fail(e: Exception) -> None:
+    raise click.ClickException(str(e))
+
+
+class OneLineErrors(click.Group):
+    """Every error, a usage error included, is one line on stderr and a non-zero exit; Ctrl+C exits quietly."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        warnings.showwarning = _one_line_warning
+        try:
+            rv = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.ClickException as e:
+            click.echo(f"Error: {' '.join(e.format_message().split())}", err=True)
+            sys.exit(e.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning from any library, as the one line a user reads: no source path, no code."""
+    click.echo(f"Warning: {' '.join(str(message).split())}", err=True)
+
+
+class Finite(click.FloatRange):
+    """A float range that refuses nan and inf."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return v
+
+
+SEED = click.IntRange(0, 2**63 - 1)
+
+
+def model_options(f):
+    """--dtype and --n-head, shared by every command that loads a model."""
+    f = click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32",
+                     show_default=True, help="How weights are kept in memory (computing is always float32).")(f)
+    return click.option("--n-head", type=click.IntRange(1), default=None,
+                        help="Head count of a minGPT state dict of a non-standard size.")(f)
+
+
+def _load(source: str, dtype: str, n_head):
+    from ..io.loading import load_model
+
+    return load_model(source, dtype=dtype, n_head=n_head)
+
+
+def _parse_prompt(prompt: str, as_ids: bool):
+    if not as_ids:
+        return prompt
+    try:
+        return [int(p) for p in prompt.replace(",", " ").split()]
+    except ValueError:
+        raise click.BadParameter("with --ids the prompt is token ids separated by spaces or commas",
+                                 param_hint="PROMPT") from None
+
+
+@click.group(cls=OneLineErrors, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="llmviz")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """See every number of a GPT's forward pass. With no command, same as `llmviz serve`."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+@main.command()
+@click.option("--model", "models", multiple=True, default=["nano-gpt"], show_default=True,
+              help="Model to serve: nano-gpt, a Hugging Face folder or hub id (gpt2, distilgpt2 ...), a nanoGPT/minGPT "
+                   "checkpoint or an llmviz .safetensors file. Repeat for several.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Anything but loopback exposes the server to the network.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
+              help="0 picks a free port.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests whose Host header is NAME (repeatable; '*' for any). Loopback names and "
+                   "--host are always allowed.")
+@click.option("--cache-mb", default=256, show_default=True, type=click.IntRange(0),
+              help="Memory for forward passes and scenes kept for the next request, in MiB.")
+@click.option("--request-mb", default=1024, show_default=True, type=click.IntRange(16),
+              help="Memory one request may use; a larger one gets 413 saying how to get the data otherwise.")
+@click.option("--sessions-mb", default=512, show_default=True, type=click.IntRange(1),
+              help="Memory for the KV caches of generation sessions together, in MiB; past it, the least recently "
+                   "used session ends.")
+@click.option("--unsent-mb", default=512, show_default=True, type=click.IntRange(1),
+              help="Memory for answers computed but not yet read by their clients, together, in MiB; past it, 503.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Forward passes computed at once.")
+@click.option("--queue", default=16, show_default=True, type=click.IntRange(0, 10_000),
+              help="Requests waiting for a worker; past that, 503 with Retry-After.")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser tab.")
+@model_options
+def serve(models, host, port, allow_hosts, cache_mb, request_mb, sessions_mb, unsent_mb, workers, queue, no_browser, dtype,
+          n_head) -> None:
+    """Start the local server and open the app in the browser."""
+    from .server import Limits, create_app, run
+
+    sock = _listen(host, port)
+    try:
+        loaded = [_load(m, dtype, n_head) for m in models]
+    except LlmvizError as e:
+        sock.close()
+        _fail(e)
+    limits = Limits(cache_mb=cache_mb, request_mb=request_mb, sessions_mb=sessions_mb, unsent_mb=unsent_mb,
+                    workers=workers, queue=queue)
+    app = create_app(loaded, limits, hosts=[host, *allow_hosts])
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{sock.getsockname()[1]}/"
+    if not _is_loopback(host):
+        click.echo(f"Warning: listening on {host} exposes llmviz to the network: anyone who reaches this machine can "
+                   "run the model. Requests must name an allowed host (--allow-host NAME).", err=True)
+    click.echo(f"llmviz is serving {', '.join(models)} at {url}  (Ctrl+C to stop)")
+    if not no_browser:
+        threading.Timer(1.0, lambda: webbrowser.open(url)).start()
+    run(app, sock)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (IPv4 or IPv6), or a one-line error saying why not."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                                          flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        _fail(f"cannot listen on {host}: {e.strerror}; pass an address of this machine with --host")
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        hint = "pass another --port" if e.errno == errno.EADDRINUSE else "pass an address of this machine with --host"
+        _fail(f"cannot listen on {host}:{port} ({e.strerror}): {hint}")
+    return sock
+
+
+@main.command("models")
+def list_models() -> None:
+    """List the known models with their size."""
+    from ..core.config import PRESETS
+    from ..io.loading import BUNDLED
+
+    for name, cfg in PRESETS.items():
+        weights = "weights bundled" if name in BUNDLED else "structure only"
+        click.echo(f"{name:12s} {cfg.n_params:>16,d} params  {cfg.n_layer:>3d} layers  {weights:16s} {cfg.description}")
+    click.echo("\nAlso: a Hugging Face model folder or hub id (gpt2, distilgpt2 ...; downloaded when named), "
+               "a nanoGPT ckpt.pt, a minGPT state dict, or an llmviz .safetensors file.")
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("--model", default="nano-gpt", show_default=True,
+              help="nano-gpt, a Hugging Face folder or hub id, a nanoGPT/minGPT checkpoint or an llmviz .safetensors file.")
+@click.option("--ids", is_flag=True, help="PROMPT is token ids, not text.")
+@click.option("--max-new-tokens", "-n", type=click.IntRange(0, 1024), default=None,
+              help="Default: fill the context, at most 32.")
+@click.option("--temperature", "-t", type=Finite(0), default=0.0, show_default=True,
+              help="0 is greedy; close to 0 tends to greedy.")
+@click.option("--top-k", type=click.IntRange(1), default=None, help="Keep the k most probable tokens.")
+@click.option("--top-p", type=Finite(0, 1, min_open=True), default=None,
+              help="Keep the fewest tokens whose probabilities add up to P.")
+@click.option("--min-p", type=Finite(0, 1, min_open=True), default=None,
+              help="Keep tokens at least MIN_P times as probable as the most probable one.")
+@click.option("--seed", type=SEED, default=None, help="The same seed and settings give the same tokens.")
+@click.option("--show-probs", is_flag=True, help="One line per token: its probability and the top alternatives.")
+@model_options
+def generate(prompt, model, ids, max_new_tokens, temperature, top_k, top_p, min_p, seed, show_probs, dtype, n_head) -> None:
+    """Print the model's continuation of PROMPT as it is produced, token by token (with a KV cache)."""
+    from ..core.sampling import percent
+
+    made: list[int] = []
+    try:
+        m = _load(model, dtype, n_head)
+
+        def show(draw) -> None:  # each token as soon as it is drawn
+            before = m.decode(made) if made else ""
+            made.append(draw.token)
+            if not show_probs:
+                click.echo(m.decode(made)[len(before):], nl=False)
+                return
+            others = [(i, p) for i, p in draw.stages[0]["top"] if i != draw.token][:3]
+            click.echo(f"{m.token_strs([draw.token])[0]!r:>8}  {percent(draw.prob):>9}   then "
+                       + ", ".join(f"{m.token_strs([i])[0]!r} {percent(p)}" for i, p in others))
+
+        g = m.generate(_parse_prompt(prompt, ids), max_new_tokens, temperature, top_k, top_p, seed, min_p=min_p,
+                       on_token=show)
+    except LlmvizError as e:
+        if made and not show_probs:
+            click.echo("")  # end the line of tokens before the error
+        _fail(e)
+    click.echo(g.text if show_probs else "")
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("--model", default="nano-gpt", show_default=True,
+              help="nano-gpt, a Hugging Face folder or hub id, a nanoGPT/minGPT checkpoint or an llmviz .safetensors file.")
+@click.option("--ids", is_flag=True, help="PROMPT is token ids, not text.")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="The .safetensors file to write.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option("--no-weights", is_flag=True, help="Only the tensors the forward pass computed.")
+@model_options
+def trace(prompt, model, ids, out, force, no_weights, dtype, n_head) -> None:
+    """Run the forward pass on PROMPT and save every tensor to a safetensors file."""
+    from ..io.files import check_new_file, replacing
+
+    try:
+        check_new_file(out, force)
+        t = _load(model, dtype, n_head).run(_parse_prompt(prompt, ids))
+        with replacing(out, force) as tmp:
+            t.save(tmp, include_weights=not no_weights)
+    except (LlmvizError, OSError) as e:
+        _fail(e)
+    click.echo(f"wrote {len(t.computed()) if no_weights else len(t)} tensors for {len(t.tokens)} tokens to {out}")
+
+
+@main.command("export")
+@click.option("--model", default="nano-gpt", show_default=True,
+              help="nano-gpt, a Hugging Face folder or hub id, a nanoGPT/minGPT checkpoint or an llmviz .safetensors file.")
+@click.option("--input", "inputs", multiple=True, required=True, metavar="TEXT",
+              help="An input the page shows; give --input again for more. The first opens the page.")
+@click.option("--out", "-o", required=True, type=click.Path(),
+              help="The folder to write: new, empty, or an earlier llmviz export (its files are replaced).")
+@click.option("--force", is_flag=True,
+              help="Also write into a folder that holds other files. They are kept, never deleted; files with the "
+                   "export's own names (index.html, style.css, app.js.gz, data/manifest.json, data/*.gz) are "
+                   "replaced.")
+@click.option("--steps", default=8, show_default=True, type=click.IntRange(0, 64),
+              help="Generated tokens stored per input (greedy), each with its view.")
+@model_options
+def export_site(model, inputs, out, force, steps, dtype, n_head) -> None:
+    """Write the page and its answers for these inputs into a folder that any static web host serves: the 3D
+    view, hover with formulas, the walkthrough, the panels, and generation step by step. No server runs."""
+    from .export import check_folder, export
+
+    try:
+        check_folder(out, force)
+        done = export(_load(model, dtype, n_head), list(inputs), out, steps, force=force)
+    except (LlmvizError, OSError) as e:
+        _fail(e)
+    n = len(done["inputs"])
+    click.echo(f"wrote {done['files']} files, {done['bytes'] / 1e6:.2f} MB, for {n} input{'s' if n > 1 else ''} to {out}: "
+               "serve the folder from any static web host")
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["nano-gpt"]))
+@click.option("--steps", default=3000, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=3407, show_default=True, type=SEED)
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
+              help="The .safetensors file to write. The model card goes into its metadata and beside it, as OUT.md.")
+@click.option("--force", is_flag=True, help="Replace OUT and OUT.md if they exist.")
+def train(name, steps, seed, out, force) -> None:
+    """Train nano-gpt on the sort task (needs the `train` extra: torch) and write its weights and model card."""
+    from ..io.files import card_path, check_new_file
+
+    try:
+        for path in (out, card_path(out)):
+            check_new_file(path, force)  # before torch is even imported: a refusal comes at once
+    except LlmvizError as e:
+        _fail(e)
+    try:
+        from ..training.train import train_nano_gpt
+    except ImportError:
+        _fail("training needs PyTorch: pip install 'llmviz[train]'")
+    try:
+        train_nano_gpt(out, steps=steps, seed=seed, log=click.echo, force=force)
+    except (LlmvizError, OSError) as e:
+        _fail(e)
+
+
+@main.group()
+def walkthrough() -> None:
+    """The guided walkthrough's chapters (Markdown files)."""
+
+
+@walkthrough.command("check")
+@click.argument("folder", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("--model", "models", multiple=True, help="Also check against this model, on its example input.")
+def check_walkthrough(folder, models) -> None:
+    """Check every tensor name, cell index and template of the chapters (default: the bundled ones) against
+    each bundled model; print each problem as file:line: message, and exit 1 if there is any."""
+    from pathlib import Path
+
+    from ..core.config import PRESETS
+    from ..io.loading import load_model, structure_only
+    from ..views.walkthrough import CHAPTERS, chapters, check
+
+    folder = Path(folder) if folder else CHAPTERS
+    try:
+        targets = [load_model("nano-gpt")] + [structure_only(n) for n in PRESETS if n != "nano-gpt"]
+        targets += [load_model(m) for m in models]
+    except LlmvizError as e:
+        _fail(e)
+    problems = check(targets, folder)
+    for p in problems:
+        click.echo(p)
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem{'s' * (len(problems) != 1)} in {folder}")
+    parsed = chapters(folder)
+    click.echo(f"{len(parsed)} chapters, {sum(len(c.steps) for c in parsed)} steps: every tensor, cell and template "
+               f"fits {', '.join(m.name for m in targets)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,614 @@
+"""The guided walkthrough: chapters written in Markdown (src/llmviz/views/chapters/*.md), compiled for one model
+and one input into steps whose text carries that forward pass's own numbers.
+
+A chapter file:
+
+    # Embedding
+    stage: Embedding
+
+    ## Token row plus position row
+    Each token picks one row of {{tensor embed.W_E}}: the first token {{token 0}} is id {{id 0}}.
+
+    @frame hook_embed hook_pos_embed
+    @highlight embed.W_E[{{id 0}}]
+
+`# ` starts the chapter (its title); `stage:` names its place on the walkthrough's map (chapters in a row with
+one stage share its place; titles and places are each named once, for what they teach; both may hold templates,
+such as {{norm_name}}); each `## ` starts a step. In a step, a line starting with `@` is an action; every other
+line is Markdown text (paragraphs, `- ` lists, **bold**, *italics*, `code`).
+
+Templates, `{{...}}`, in text and in actions:
+    n_embd n_head n_kv_head d_head n_layer d_mlp vocab_size n_ctx   the model's sizes
+    kv_group                                               query heads per key/value head (1 without GQA)
+    kv_cache_bytes                                         the KV cache's bytes per position (ModelConfig's)
+    last_layer params                                      the last layer's index; the parameter count
+    d_mlp gpt2  params gpt3 ...                            any of these, of another model (a preset)
+    norm_name                                              LayerNorm or RMSNorm
+    n_pos last                                             the input's length, its last position
+    model                                                  the model's name
+    input  token I  id I                                   the input; position I's token and its id
+    value CELL                                             one number of the forward pass
+    percent CELL                                           a probability (a softmax's cell), as a percent
+    argmax CELL  argmax_token CELL                         where a row is largest (its index; its token)
+    prediction  prediction_percent                         the predicted next token and its probability
+                                                           (every percent as the readout prints it: sampling.percent)
+    lens_path last  lens_path busiest  lens_busiest        the logit lens: the top token after the embeddings and
+                                                           after each layer, at the last position or at the one
+                                                           where it changes most (lens_busiest: that position)
+    past                                                   (in a `@view generated` step) the cached positions
+    tensor NAME  tensor NAME|words                         a term for a tensor (linked to its block)
+    axis NAME                                              a term for an axis, in the axis's colour
+
+A CELL is `name[i, j, ...]`, one index per axis in the graph's order: a number, `last` (the axis's last
+index), a negative number (from the end), `:` (the whole axis) or a range `start:stop` (as Python slices:
+`:6` is 0 to 5); missing trailing indices mean `:`.
+
+Actions (each takes about a second; a step runs its actions in order after a short pause):
+    @frame NAME ...          the camera frames these blocks (computed from the layout); a step without one
+                             frames every tensor its actions name
+    @highlight CELL ...      light these cells, dim every other block
+    @light CELL ...          keep these cells in view beside the step's subject, undimmed and thinly outlined
+                             (where a highlight's subject is haloed), as a KV cache beside the new key
+    @reveal NAME rows|cols   the tensor's cells appear in order
+    @dot CELL                a row and a column meet and become this cell, the running sum shown
+    @softmax CELL            the softmax of one row: max, exp, sum, divide (CELL: a row of a softmax's output)
+    @mask NAME               the causal mask appears on the attention scores
+    @add NAME                a residual add: the two inputs and the sum
+    @travel                  the predicted token travels from the output back to the input
+    @tooltip CELL            the tooltip of this cell opens
+    @code OP                 this op's code: its plain version (Op.plain: a few lines of plain numpy for one
+                             example; null when it has none) and the project's own numpy forward behind it
+    @guess CELL              try it: the learner guesses where this row is largest, then sees it
+    @temperature CELL        a temperature slider over this row of probabilities: the distribution at each of
+                             TEMPERATURES, worked out here from the row's own logits (sampling.tempered)
+    @generate                the generator itself takes one step (greedy) on a KV cache: the view becomes
+                             that step's (only in a `@view generated` step)
+    @open lens|attention     the Across-layers panel opens on this tab (the logit lens; every head's attention)
+    @model NAME              the camera flies to this model of the scale view (only in a `@view scale` step),
+                             and the step's table gains its row (the scale view's: sizes, and where the
+                             parameters live, as the server sends them with each model's scene)
+    @table NAME ...          the scale view's table of these models (only in a `@view scale` step)
+    @only KEY=VALUE          the step is for models of this kind only: norm=layer|rms, positions=learned|rotary,
+                             mlp=plain|gated, kv=full|grouped, tokens=characters|pieces (its vocabulary),
+                             weights=loaded|none (a chapter's steps adapt to the model's parts; a step that
+                             speaks of the numbers on screen has a weights=none twin)
+    @view generated|scale    the step is shown on another view than the input's pass: `generated`, the next
+                             step of generation on a KV cache (the input plus its prediction, the input's keys
+                             and values cached; the step's tensors and templates are that step's), or `scale`,
+                             the scale view's models side by side
+
+Steps whose text or actions need numbers (token, value, prediction, dot, softmax, ...) are left out for a
+model without weights, and the answer says so. So every step that a model without weights keeps must read
+whole on its own: it may not lean on a step before it that needs numbers ("Finally ...", "this stream").
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import inspect
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..core.config import PRESETS, ModelConfig
+from ..core.errors import LlmvizError
+from ..core.graph import AXES, Graph
+from ..core.model import KVCache
+from ..core.ops import OPS
+from ..core.sampling import percent, tempered
+from ..io.tokenizer import CharTokenizer
+from .lens import logit_lens
+from .provenance import explain, fmt
+
+CHAPTERS = Path(__file__).parent / "chapters"
+NUMBER_TEMPLATES = {"input", "token", "id", "value", "percent", "argmax", "argmax_token", "prediction", "prediction_percent",
+                    "lens_path", "lens_busiest", "past"}
+NUMBER_ACTIONS = {"dot", "softmax", "tooltip", "travel", "guess", "temperature", "generate", "open"}
+ACTIONS = {"frame", "highlight", "light", "reveal", "dot", "softmax", "mask", "add", "travel", "tooltip", "code", "guess",
+           "temperature", "generate", "open", "model", "table"}
+VIEWS = {"generated", "scale"}
+TEMPERATURES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # the slider's stops (1: the model's own probabilities)
+SHOWN = 12  # a softmax or a guess shows a row of up to this many entries (a longer row: its largest)
+TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
+CELL = re.compile(r"^([\w.]+)(?:\[(.*)\])?$")
+ARG = re.compile(r"[^\s\[]+(?:\[[^\]]*\])?")
+SIZES = {  # a model's sizes, as the text prints them; each also of a preset ({{n_embd gpt2}})
+    "n_embd": lambda c: str(c.n_embd), "n_head": lambda c: str(c.n_head), "n_kv_head": lambda c: str(c.kv_heads),
+    "kv_group": lambda c: str(c.n_head // c.kv_heads), "d_head": lambda c: str(c.d_head),
+    "n_layer": lambda c: str(c.n_layer), "last_layer": lambda c: str(c.n_layer - 1), "d_mlp": lambda c: str(c.d_mlp),
+    "vocab_size": lambda c: str(c.vocab_size), "n_ctx": lambda c: str(c.n_ctx), "params": lambda c: f"{c.n_params:,}",
+    "kv_cache_bytes": lambda c: f"{c.kv_cache_bytes(1):,}",
+}
+
+
+class WalkthroughError(LlmvizError):
+    """A chapter that does not fit a model: the file and line, and what is wrong."""
+
+
+@dataclass
+class Step:
+    title: str
+    line: int
+    text: list[tuple[int, str]] = field(default_factory=list)  # (line, Markdown)
+    actions: list[tuple[int, str]] = field(default_factory=list)  # (line, "@name args")
+    only: list[tuple[int, str]] = field(default_factory=list)  # (line, "key=value"): the models it is for
+    view: tuple[int, str] | None = None  # (line, "generated" | "scale"): shown on another view than the pass
+
+
+@dataclass
+class Chapter:
+    file: Path
+    title: str
+    stage: str
+    steps: list[Step]
+
+
+def parse(path: Path) -> Chapter:
+    """One chapter file, read into its steps; a file that is not a chapter raises with file:line."""
+    title, stage, steps = None, "", []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.startswith("# "):
+            title = line[2:].strip()
+        elif line.startswith("## "):
+            steps.append(Step(line[3:].strip(), n))
+        elif not steps and line.startswith("stage:"):
+            stage = line.split(":", 1)[1].strip()
+        elif line.startswith("@"):
+            if not steps:
+                raise WalkthroughError(f"{path.name}:{n}: an action before the first step (## title)")
+            if line.startswith("@only "):
+                steps[-1].only.append((n, line[6:].strip()))
+            elif line.startswith("@view "):
+                steps[-1].view = (n, line[6:].strip())
+            else:
+                steps[-1].actions.append((n, line[1:].strip()))
+        elif steps:
+            steps[-1].text.append((n, line))
+        elif line.strip():
+            raise WalkthroughError(f"{path.name}:{n}: text before the first step (## title)")
+    if title is None:
+        raise WalkthroughError(f"{path.name}:1: a chapter starts with its title: '# Title'")
+    if not steps:
+        raise WalkthroughError(f"{path.name}:1: no steps: each step starts with '## Step title'")
+    return Chapter(path, title, stage or title, steps)
+
+
+def chapters(folder: Path = CHAPTERS) -> list[Chapter]:
+    """Every chapter of a folder, in file-name order (01-overview.md, 02-tokens.md, ...)."""
+    return [parse(p) for p in sorted(folder.glob("*.md"))]
+
+
+class Context:
+    """What a chapter's templates and actions read: the model, its graph, and (with weights) the trace."""
+
+    def __init__(self, model, trace=None):
+        self.model, self.trace = model, trace
+        self.config: ModelConfig = model.config
+        self.graph: Graph = trace.graph if trace is not None else model.graph
+        self.n_pos = len(trace.tokens) if trace is not None else min(8, self.config.n_ctx)  # structure: 8 positions
+        self.sizes = self.graph.sizes(self.n_pos)
+        self._generated: Context | None = None
+        self._lens: dict | None = None
+
+    def generated(self) -> Context:
+        """The context of generation's next step: the prediction appended and computed on a KV cache of the input
+        (what the view shows after the generator's greedy Step, with its KV-cache view)."""
+        self.needs_numbers()
+        if self._generated is None:
+            if self.trace.past_tokens or len(self.trace.tokens) >= self.config.n_ctx:
+                raise _NotForThisModel()  # a full context has no next step
+            cache = KVCache(self.model)
+            self.model.step(cache, self.trace.tokens, keep=())
+            self._generated = Context(self.model, self.model.step(cache, [self.trace.predicted_ids[-1]]))
+        return self._generated
+
+    def lens(self) -> dict:
+        self.needs_numbers()
+        if self._lens is None:
+            self._lens = logit_lens(self.trace, k=1)
+        return self._lens
+
+    def needs_numbers(self) -> None:
+        if self.trace is None:
+            raise _NeedsNumbers()
+
+    def cell(self, ref: str) -> tuple[str, tuple]:
+        """'name[i, j]' -> (name, index with slices); checked against the graph."""
+        m = CELL.match(ref.replace(" ", ""))
+        if not m or m.group(1) not in self.graph:
+            name = m.group(1) if m else ref
+            close = difflib.get_close_matches(name, self.graph.names(), n=1)
+            raise ValueError(f"unknown tensor {name!r}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+        name, t = m.group(1), self.graph[m.group(1)]
+        shape = t.shape(self.sizes)
+        parts = [p for p in (m.group(2) or "").split(",") if p != ""] if m.group(2) is not None else []
+        if len(parts) > len(shape):
+            raise ValueError(f"{name} has {len(shape)} axes ({', '.join(t.axes)}), not {len(parts)}")
+        index = []
+        for p, n, axis in zip(parts, shape, t.axes):
+            if ":" in p:  # a range, as Python slices it: start:stop (stop not included), either may be left out
+                ends = p.split(":")
+                if len(ends) != 2 or not all(re.fullmatch(r"-?\d*", e) for e in ends):
+                    raise ValueError(f"index {p!r} of {name}: give a number, last, :, or a range start:stop")
+                start, stop, _ = slice(*(int(e) if e else None for e in ends)).indices(n)
+                if start >= stop:
+                    raise ValueError(f"range {p} of {name}'s axis {axis} is empty (it has 0 to {n - 1})")
+                index.append(slice(start, stop))
+                continue
+            i = n - 1 if p == "last" else int(p) if re.fullmatch(r"-?\d+", p) else None
+            if i is None:
+                raise ValueError(f"index {p!r} of {name}: give a number, last, or :")
+            i = i + n if i < 0 else i
+            if not 0 <= i < n:
+                raise ValueError(f"index {p} is outside {name}'s axis {axis} (0 to {n - 1})")
+            index.append(i)
+        return name, tuple(index) + (slice(None),) * (len(shape) - len(index))
+
+    def region(self, ref: str, role: str = "target") -> dict:
+        name, index = self.cell(ref)
+        t = self.graph[name]
+        ranges = {a: [i.indices(n)[0], i.indices(n)[1] - 1] if isinstance(i, slice) else [i, i]
+                  for a, i, n in zip(t.axes, index, t.shape(self.sizes))}
+        return {"tensor": name, "ranges": ranges, "role": role}
+
+    def values(self, ref: str) -> tuple[str, tuple, np.ndarray]:
+        name, index = self.cell(ref)  # checked even without numbers
+        self.needs_numbers()
+        return name, index, np.asarray(self.trace[name][index])
+
+
+def _lens_path(tokens: list[str]) -> str:
+    """One position's top token at each boundary (embeddings, after layer 0, ...), each run of one token told once:
+    "**C** (embeddings), then **A** (after layers 0–1)"."""
+    runs: list[list] = []
+    for i, t in enumerate(tokens):
+        if runs and runs[-1][0] == t:
+            runs[-1][2] = i
+        else:
+            runs.append([t, i, i])
+    if len(runs) == 1:
+        return f"<strong>{html.escape(tokens[0])}</strong> at every depth, from the embeddings on"
+
+    def where(a: int, b: int) -> str:
+        if a == 0:
+            return "embeddings" if b == 0 else f"embeddings to after layer {b - 1}"
+        return f"after layer {a - 1}" if a == b else f"after layers {a - 1}–{b - 1}"
+    return ", then ".join(f"<strong>{html.escape(t)}</strong> ({where(a, b)})" for t, a, b in runs)
+
+
+class _NeedsNumbers(Exception):
+    """A template or action that reads the forward pass's numbers, on a model without weights."""
+
+
+class _NotForThisModel(Exception):
+    """A step about a part this model does not have (its @only names another kind)."""
+
+
+def kinds(model, trace=None) -> dict[str, str]:
+    """What @only can ask of a model: which norm, position scheme, MLP and attention it has, whether its vocabulary
+    is of single characters (a CharTokenizer, as nano-gpt's) or of pieces of text, and whether its numbers are shown
+    (weights loaded)."""
+    c = model.config
+    return {"norm": c.norm, "positions": "rotary" if c.rope_theta else "learned", "mlp": c.mlp,
+            "kv": "grouped" if c.kv_heads < c.n_head else "full",
+            "tokens": "characters" if isinstance(model.tokenizer, CharTokenizer) else "pieces",
+            "weights": "loaded" if trace is not None else "none"}
+
+
+def _check_only(ctx: Context, cond: str) -> bool:
+    key, _, values = cond.partition("=")
+    have = kinds(ctx.model, ctx.trace)
+    if key.strip() not in have or not values:
+        raise ValueError(f"@only {cond}: give KEY=VALUE with KEY one of {', '.join(have)}")
+    return have[key.strip()] in [v.strip() for v in values.split("|")]
+
+
+def _term(cls: str, data: str, words: str, color: str | None = None) -> str:
+    style = f' style="--term:{color}"' if color else ""
+    return f'<span class="term {cls}" {data}{style}>{html.escape(words)}</span>'
+
+
+def template(ctx: Context, expr: str) -> str:
+    """One {{...}}: its text (HTML for terms)."""
+    word, _, arg = expr.partition(" ")
+    c, arg = ctx.config, arg.strip()
+    if word == "norm_name" and not arg:
+        return "RMSNorm" if c.norm == "rms" else "Layer norm"
+    if word in SIZES:  # this model's, or (with an argument) a preset's: {{d_mlp gpt2}}, {{params gpt3}}
+        other = PRESETS.get(arg) if arg else c
+        if other is None:
+            raise ValueError(f"{word} of an unknown model {arg!r}: one of {', '.join(PRESETS)}")
+        return SIZES[word](other)
+    if word in ("n_pos", "last") and not arg:
+        return str(ctx.n_pos - (word == "last"))
+    if word == "model":
+        return html.escape(c.name)
+    if word == "tensor":
+        name, _, words = arg.partition("|")
+        name = name.strip()
+        ctx.cell(name)
+        t = ctx.graph[name]
+        return _term("tensor", f'data-tensor="{html.escape(name)}" data-kind="{t.kind}"', words.strip() or t.title)
+    if word == "axis":
+        if arg not in AXES:
+            raise ValueError(f"unknown axis {arg!r}: one of {', '.join(AXES)}")
+        return _term("axis", f'data-axis="{arg}"', AXES[arg][0] + f" ({arg})", AXES[arg][2])
+    if word not in NUMBER_TEMPLATES:
+        raise ValueError(f"unknown template {{{{{expr}}}}}")
+    if word in ("value", "percent"):
+        name, _, v = ctx.values(arg)
+        if v.ndim:
+            raise ValueError(f"{word} {arg}: give one index per axis (one number)")
+        if word == "percent" and ctx.graph[name].op != "softmax":
+            raise ValueError(f"percent {arg}: give a cell of a softmax's output (a probability), not of {name}")
+        return fmt(float(v)) if word == "value" else percent(float(v))
+    if word in ("argmax", "argmax_token"):
+        name, _, v = ctx.values(arg)
+        if v.ndim != 1:
+            raise ValueError(f"{word} {arg}: give every index but the last (one row)")
+        j = int(np.argmax(v))
+        if word == "argmax":
+            return str(j)
+        token = ctx.trace.index_name(ctx.graph[name].axes[-1], j)
+        if token is None:
+            raise ValueError(f"argmax_token {arg}: its last axis is not positions or the vocabulary")
+        return html.escape(token)
+    ctx.needs_numbers()
+    tr = ctx.trace
+    if word in ("lens_path", "lens_busiest"):
+        lens = ctx.lens()
+        tops = [[pos[0]["token"] for pos in layer] for layer in lens["top"]]  # [boundary][position]
+        changes = [sum(a[i] != b[i] for a, b in itertools.pairwise(tops)) for i in range(ctx.n_pos)]
+        busiest = max(range(ctx.n_pos), key=lambda i: (changes[i], i))
+        if word == "lens_busiest":
+            return str(busiest)
+        if arg not in ("last", "busiest"):
+            raise ValueError("lens_path last|busiest: the last position, or the one whose top token changes most")
+        return _lens_path([t[ctx.n_pos - 1 if arg == "last" else busiest] for t in tops])
+    if word == "past":
+        return str(len(tr.past_tokens))
+    if word == "input":  # (a generation step's: the cached tokens, then the new)
+        return html.escape(ctx.model.decode(tr.past_tokens + tr.tokens))
+    if word in ("token", "id"):
+        i = int(arg) if arg not in ("last", "") else ctx.n_pos - 1
+        if not -ctx.n_pos <= i < ctx.n_pos:
+            raise ValueError(f"token {i}: the input has positions 0 to {ctx.n_pos - 1}")
+        return html.escape(tr.token_strs[i]) if word == "token" else str(tr.tokens[i])
+    token, p = tr.predicted_ids[-1], float(tr.next_probs[tr.predicted_ids[-1]])
+    return html.escape(ctx.model.token_strs([token])[0]) if word == "prediction" else percent(p)
+
+
+def fill(ctx: Context, text: str) -> str:
+    """Every template of a directive's arguments, as plain text."""
+    return TEMPLATE.sub(lambda m: html.unescape(re.sub("<[^>]+>", "", template(ctx, m.group(1)))), text)
+
+
+def markdown(ctx: Context, lines: list[str]) -> str:
+    """A step's text as HTML: paragraphs, lists, **bold**, *italics*, `code`, and its templates filled in."""
+    out, para, items = [], [], []
+
+    def inline(s: str) -> str:
+        held: list[str] = []
+        s = TEMPLATE.sub(lambda m: held.append(template(ctx, m.group(1))) or f"\x00{len(held) - 1}\x00", s)
+        s = html.escape(s, quote=False)
+        s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+        s = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", s)
+        s = re.sub(r"\*([^*]+)\*", r"<em>\1</em>", s)
+        return re.sub("\x00(\\d+)\x00", lambda m: held[int(m.group(1))], s)
+
+    def flush():
+        if para:
+            out.append(f"<p>{inline(' '.join(para))}</p>")
+            para.clear()
+        if items:
+            out.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    for line in lines:
+        s = line.strip()
+        if not s:
+            flush()
+        elif s.startswith("- "):
+            if para:
+                flush()
+            items.append(s[2:])
+        elif items and line.startswith("  "):
+            items[-1] += " " + s
+        else:
+            if items:
+                flush()
+            para.append(s)
+    flush()
+    return "\n".join(out)
+
+
+def action(ctx: Context, line: str) -> dict:
+    """One @action, as the view plays it."""
+    word, _, rest = line.partition(" ")
+    if word not in ACTIONS:
+        raise ValueError(f"unknown action @{word}: one of {', '.join('@' + a for a in sorted(ACTIONS))}")
+    if word in NUMBER_ACTIONS:
+        ctx.needs_numbers()
+    args = ARG.findall(fill(ctx, rest))  # split on spaces outside [...]
+    if word == "frame":
+        if not args:
+            raise ValueError("@frame needs at least one tensor")
+        return {"type": "frame", "tensors": [ctx.cell(a)[0] for a in args]}
+    if word in ("highlight", "light"):
+        return {"type": "highlight", "regions": [ctx.region(a, "target" if word == "highlight" else "kept") for a in args]}
+    if word == "reveal":
+        if len(args) != 2 or args[1] not in ("rows", "cols"):
+            raise ValueError("@reveal NAME rows|cols")
+        return {"type": "reveal", "tensor": ctx.cell(args[0])[0], "along": args[1]}
+    if word == "mask":
+        name = ctx.cell(args[0])[0] if len(args) == 1 else ""
+        if ctx.graph[name].op != "attn_scores" if name else True:
+            raise ValueError("@mask takes one tensor: attention scores")
+        return {"type": "mask", "tensor": name}
+    if word == "add":
+        name = ctx.cell(args[0])[0] if len(args) == 1 else ""
+        if not name or ctx.graph[name].op != "add":
+            raise ValueError("@add takes one tensor made by an add (a residual stream)")
+        return {"type": "add", "tensor": name, "inputs": list(ctx.graph[name].inputs)}
+    if word == "code":
+        op = args[0] if len(args) == 1 else ""
+        if op not in OPS:
+            raise ValueError(f"@code takes one op: one of {', '.join(OPS)}")
+        fn = inspect.unwrap(OPS[op].forward)  # a rowwise op's own function, not its wrapper's (ops/rows.py)
+        return {"type": "code", "op": op, "plain": OPS[op].plain, "source": inspect.getsource(fn),
+                "file": inspect.getsourcefile(fn).split("llmviz/", 1)[-1]}
+    if word == "generate":
+        if not ctx.trace.past_tokens:
+            raise ValueError("@generate is for a `@view generated` step (the view it makes)")
+        return {"type": "generate", "token": ctx.trace.token_strs[-1]}
+    if word == "open":
+        if len(args) != 1 or args[0] not in ("lens", "attention"):
+            raise ValueError("@open lens|attention: the Across-layers panel's tab to open")
+        return {"type": "open", "tab": args[0]}
+    if word in ("model", "table"):
+        unknown = [a for a in args if a not in PRESETS]
+        if not args or unknown or (word == "model" and len(args) != 1):
+            raise ValueError(f"@{word} takes {'one model' if word == 'model' else 'models'} of the scale view: "
+                             f"one of {', '.join(PRESETS)}" + (f" (not {unknown[0]})" if unknown else ""))
+        return {"type": "model", "name": args[0]} if word == "model" else {"type": "table", "models": args}
+    if word == "travel":  # from the last position's probabilities to the end of the input
+        out, into = ctx.graph.names()[-1], ctx.graph.names("input")[0]
+        return {"type": "travel", "token": ctx.model.token_strs([ctx.trace.predicted_ids[-1]])[0],
+                "from": ctx.region(f"{out}[last]"), "to": ctx.region(f"{into}[last]")}
+    if len(args) != 1:
+        raise ValueError(f"@{word} takes one cell")
+    name, index, v = ctx.values(args[0])
+    t = ctx.graph[name]
+    if word in ("dot", "tooltip"):
+        if v.ndim:
+            raise ValueError(f"@{word} {args[0]}: give one index per axis (one cell)")
+        return {"type": word, "cell": ctx.region(args[0]), "explain": explain(ctx.trace, name, index)}
+    if v.ndim != 1:
+        raise ValueError(f"@{word} {args[0]}: give every index but the last (one row)")
+    row = ctx.region(args[0])
+    axis = t.axes[-1]
+    shown = np.arange(len(v)) if len(v) <= SHOWN else np.sort(np.argsort(-v)[:SHOWN])
+    if word == "guess":  # (a softmax's row: the scores it reads would tell the answer too, so they are hidden with it)
+        hides = [{**row, "tensor": t.inputs[0]}] if t.op == "softmax" else []
+        return {"type": "guess", "row": row, "hides": hides, "answer": int(np.argmax(v)), "axis": axis,
+                "choices": [{"i": int(j), "name": ctx.trace.index_name(axis, int(j)) or str(j)} for j in shown]}
+    if t.op != "softmax":
+        raise ValueError(f"@{word} takes a row of a softmax's output (such as hook_pattern), not {name}")
+    x = np.asarray(ctx.trace[t.inputs[0]][index], dtype=np.float64)
+    if word == "temperature":  # each stop's distribution over the whole row; the shown entries, and the rest's share
+        at = [tempered(x, T) for T in TEMPERATURES]
+        rest = [float(1 - p[shown].sum()) for p in at]
+        return {"type": "temperature", "row": row, "of": t.inputs[0], "n": len(v), "temperatures": list(TEMPERATURES),
+                "start": TEMPERATURES.index(1.0),
+                "entries": [{"i": int(j), "name": ctx.trace.index_name(axis, int(j)) or str(j), "x": float(x[j]),
+                             "p": [float(p[j]) for p in at], "percent": [percent(float(p[j])) for p in at]}
+                            for j in shown],
+                "rest": None if len(v) == len(shown) else {"p": rest, "percent": [percent(r) for r in rest]}}
+    m = float(np.max(x))
+    entries = [{"i": int(j), "name": ctx.trace.index_name(axis, int(j)) or str(j), "x": float(x[j]),
+                "exp": float(np.exp(x[j] - m)), "p": float(v[j])} for j in shown]
+    return {"type": "softmax", "row": row, "of": t.inputs[0], "n": len(v), "max": m,
+            "sum": float(np.sum(np.exp(x - m))), "entries": entries}
+
+
+class _LineError(Exception):
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line = line
+
+
+def compile_step(ctx: Context, step: Step) -> dict:
+    """One step, compiled: its title, its text as HTML, its actions and the tensors they name. A problem
+    raises _LineError with the line it is on; a step that needs numbers a model lacks raises _NeedsNumbers."""
+    def at(line, fn, *args):
+        try:
+            return fn(*args)
+        except (ValueError, LlmvizError) as e:
+            raise _LineError(line, str(e)) from None
+
+    for n, cond in step.only:
+        if not at(n, _check_only, ctx, cond):
+            raise _NotForThisModel()
+    view = declared = step.view[1] if step.view else None
+    if step.view and view not in VIEWS:
+        raise _LineError(step.view[0], f"@view {view}: one of {', '.join(sorted(VIEWS))}")
+    if view == "generated":  # (a model without weights has no next step: its steps show the pass's structure)
+        ctx, view = (ctx.generated(), view) if ctx.trace is not None else (ctx, None)
+    generates = [n for n, a in step.actions if a.split(" ", 1)[0] == "generate"]
+    if [a for _, a in step.actions if a.split(" ", 1)[0] in ("model", "table")] and declared != "scale":
+        raise _LineError(step.line, "@model flies in the scale view: give the step `@view scale`")
+    if declared == "scale" and any(a.split(" ", 1)[0] not in ("model", "table") for _, a in step.actions):
+        raise _LineError(step.line, "a `@view scale` step's actions are @model and @table (the scale view has no "
+                                    "forward pass)")
+    if generates and declared != "generated":
+        raise _LineError(generates[0], "@generate makes the view of a `@view generated` step: give the step that line")
+    title = at(step.line, fill, ctx, step.title)
+    for n, text in step.text:  # each template on its own line first, so that a problem names its line
+        for m in TEMPLATE.finditer(text):
+            at(n, template, ctx, m.group(1))
+    body = markdown(ctx, [t for _, t in step.text])
+    acts = [at(n, action, ctx, a) for n, a in step.actions]
+    shown = ({r["tensor"] for a in acts for r in a.get("regions", [])} | {x for a in acts for x in a.get("tensors", [])}
+             | {a[k]["tensor"] for a in acts for k in ("cell", "row", "from", "to") if k in a} | {a["of"] for a in acts if "of" in a}
+             | {r["tensor"] for a in acts if "explain" in a for r in a["explain"]["sources"]}
+             | {a["tensor"] for a in acts if "tensor" in a} | {x for a in acts for x in a.get("inputs", [])})
+    if shown and not any(a["type"] == "frame" for a in acts):  # the camera shows what the step is about
+        acts.insert(0, {"type": "frame", "tensors": sorted(shown)})
+    tensors = shown | set(re.findall(r'data-tensor="([^"]+)"', body))
+    if view == "generated":  # what the view is: the generator's step on the input's KV cache
+        tr = ctx.trace
+        view = {"kind": "generated", "input": ctx.model.decode(tr.past_tokens), "past": len(tr.past_tokens),
+                "text": ctx.model.decode(tr.past_tokens + tr.tokens)}
+    return {"title": title, "html": body, "actions": acts, "tensors": sorted(tensors),
+            "view": {"kind": view} if view == "scale" else view}
+
+
+def compile_chapters(model, trace=None, folder: Path = CHAPTERS) -> dict:
+    """The walkthrough for this model and trace (None: a model without weights, its steps that need no
+    numbers). Raises WalkthroughError naming the file and line of the first problem."""
+    ctx = Context(model, trace)
+    out, dropped = [], 0
+    for number, ch in enumerate(chapters(folder), 1):
+        steps = []
+        for s in ch.steps:
+            try:
+                steps.append(compile_step(ctx, s))
+            except _NeedsNumbers:
+                dropped += 1
+            except _NotForThisModel:
+                pass
+            except _LineError as e:
+                raise WalkthroughError(f"{ch.file.name}:{e.line}: {e}") from None
+        if steps:
+            out.append({"number": number, "title": fill(ctx, ch.title), "stage": fill(ctx, ch.stage), "file": ch.file.name,
+                        "steps": steps})
+    note = ("" if trace is not None else
+            f"{model.name} is structure only: the {dropped} steps that need its numbers are left out")
+    return {"model": model.name, "tokens": list(trace.tokens) if trace is not None else None,
+            "input": model.decode(trace.tokens) if trace is not None else None, "note": note, "chapters": out}
+
+
+def check(models, folder: Path = CHAPTERS) -> list[str]:
+    """Every problem of every chapter against each model (with weights: on its example input), as
+    'file:line: message (model)' lines; empty when all is well."""
+    try:
+        parsed = chapters(folder)
+    except WalkthroughError as e:
+        return [str(e)]
+    problems: dict[str, list[str]] = {}  # "file:line: message" -> the models it fails for
+    for model in models:
+        trace = model.run(model.config.example) if model.has_weights and model.config.example else None
+        ctx = Context(model, trace)
+        for ch in parsed:
+            for s in ch.steps:
+                try:
+                    compile_step(ctx, s)
+                except (_NeedsNumbers, _NotForThisModel):
+                    pass
+                except _LineError as e:
+                    problems.setdefault(f"{ch.file}:{e.line}: {e}", []).append(model.name)
+    return [f"{p} ({', '.join(names)})" for p, names in problems.items()]
