@@ -52,7 +52,7 @@ from ..io.loading import load_model, structure_only
 from ..io.safetensors_file import allocate
 from ..views.branches import MAX_DEPTH, MAX_K, MAX_NODES, branches, node_count, tree_bytes
 from ..views.lens import logit_lens
-from ..views.provenance import explain, pick_in_region
+from ..views.provenance import cells, explain, pick_in_region
 from ..views.scene import run_scene, scene_bytes, step_scene
 from ..views.walkthrough import compile_chapters
 from .sessions import ContextFull, Session, Sessions
@@ -147,6 +147,29 @@ class ExplainRequest(PromptRequest):
         if (self.index is None) == (self.region is None):
             raise ValueError("give exactly one of 'index' or 'region'")
         return self
+
+
+class CellSlice(StrictBody):
+    tensor: str = Field(examples=["blocks.0.attn.hook_pattern"])
+    at: dict[str, int] = Field(default_factory=dict, description="the axes fixed, by name; the others come whole")
+
+
+class CellsRequest(PromptRequest):
+    past: int | None = Field(None, ge=1, le=100_000, description="a generation step's pass (see /api/scene)")
+    slices: list[CellSlice] = Field(default_factory=list, max_length=64)
+
+
+class CellsSlice(BaseModel):
+    tensor: str
+    at: dict[str, int]
+    axes: list[str] = Field(description="the axes left, in the tensor's order")
+    shape: list[int]
+    values: str = Field(description="the numbers, little-endian float32, base64")
+
+
+class CellsResponse(BaseModel):
+    shapes: dict[str, list[int]] = Field(description="every tensor of this pass, by name")
+    slices: list[CellsSlice]
 
 
 def allowed_range(field: str) -> str:
@@ -888,6 +911,24 @@ def create_app(models: list[Model] | None = None, limits: Limits | None = None, 
             kv = KVCache(m)
             m.step(kv, ids[:req.past], keep=(), stop=stop)
             return answer(m.step(kv, ids[req.past:], stop=stop))
+
+        return await workers.run(request, compute)
+
+    @app.post("/api/cells", response_model=CellsResponse)
+    async def cells_of(req: CellsRequest, request: Request):
+        """Numbers of one forward pass for the page to explain cells with (frontend/src/explain.ts): every
+        tensor's shape, and the slices asked for."""
+        m = get_model(req.model)
+        slices = [s.model_dump() for s in req.slices]
+
+        def compute(stop):
+            ids = request_ids(m, req.prompt)
+            if req.past is None:
+                return with_pass(m, ids, stop, lambda t: cells(t, slices))
+            step_budget(m, ids, req.past)
+            kv = KVCache(m)
+            m.step(kv, ids[:req.past], keep=(), stop=stop)
+            return cells(m.step(kv, ids[req.past:], stop=stop), slices)
 
         return await workers.run(request, compute)
 

@@ -10,6 +10,8 @@ own numbers (see ops.base.Op). frontend/src/explain.ts is this module's copy for
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 
 from ..core.axes import AXES, NAMED_BY
@@ -18,7 +20,7 @@ from ..core.model import Trace
 from ..core.ops import OPS, fmt
 from ..core.ops.base import region
 
-__all__ = ["explain", "fmt", "pick_in_region"]
+__all__ = ["cells", "explain", "fmt", "pick_in_region"]
 
 
 def pick_in_region(trace: Trace, tensor: str, ranges: dict[str, list[int]]) -> tuple[int, ...]:
@@ -84,3 +86,28 @@ def explain(trace: Trace, tensor: str, index) -> dict:
     out["formula"]["description"] = op.description
     out["sources"] = out["formula"].pop("sources")
     return out
+
+
+def cells(trace: Trace, slices: list[dict]) -> dict:
+    """Numbers of one pass for the page to explain a cell with: the shape of every tensor of the pass, and each
+    asked slice (a tensor with the axes of `at` fixed, the others whole) as little-endian float32, base64."""
+    graph = trace.graph
+    sizes = graph.sizes(len(trace.tokens))
+    out = []
+    for s in slices:
+        name, at = s["tensor"], dict(s.get("at") or {})
+        if name not in graph:
+            raise LlmvizError(f"unknown tensor {name!r}: not in {trace.model.name}'s graph")
+        t = graph[name]
+        shape = t.shape(sizes)
+        for ax, i in at.items():
+            if ax not in t.axes:
+                raise LlmvizError(f"{name} has no axis {ax!r}: its axes are {', '.join(t.axes)}")
+            n = shape[t.axes.index(ax)]
+            if not 0 <= i < n:
+                raise LlmvizError(f"{ax} {i} is outside {name}, whose {ax} runs from 0 to {n - 1}")
+        a = trace[name][tuple(at.get(ax, slice(None)) for ax in t.axes)]
+        a = np.ascontiguousarray(a, dtype="<f4")
+        out.append({"tensor": name, "at": at, "axes": [ax for ax in t.axes if ax not in at], "shape": list(a.shape),
+                    "values": base64.b64encode(a.tobytes()).decode("ascii")})
+    return {"shapes": {n: list(graph[n].shape(sizes)) for n in graph.names()}, "slices": out}
