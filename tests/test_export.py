@@ -26,7 +26,8 @@ from llmviz.core.ops import OPS
 from llmviz.serve.cli import main as cli
 from llmviz.serve.export import MANIFEST, Export, export, request_key
 from llmviz.serve.inprocess import call, run_to_end
-from llmviz.serve.server import create_app, json_safe
+from llmviz.serve.schemas import json_safe
+from llmviz.serve.server import create_app
 from llmviz.views.provenance import explain, pick_in_region
 
 EXPORTCHECK = Path(__file__).resolve().parent.parent / "frontend" / "dist-test" / "exportcheck.mjs"

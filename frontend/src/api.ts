@@ -1,19 +1,13 @@
-// The server's API, typed. Every failure becomes an Error whose message is the server's `detail`.
-import { parseScene, type ModelConfig, type SceneData } from "./scenedata";
+// The server's API, typed by the types generated from its OpenAPI schema (api-schema.ts). Every failure becomes an Error whose message is the server's `detail`.
+import type { components } from "./api-schema";
+import { parseScene, type SceneData } from "./scenedata";
 import { parseTrace, type Trace } from "./trace";
 import { request } from "./transport";
 import type { Explanation } from "./tooltip";
 import type { Walk } from "./walkstate";
 
-export interface ModelInfo {
-  name: string;
-  description: string;
-  example: string | null;
-  n_params: number;
-  param_parts: Record<string, number>;  // where the parameters live: embedding, attention, mlp, other (the norms)
-  has_weights: boolean;
-  config: ModelConfig;
-}
+type Schemas = components["schemas"];
+export type ModelInfo = Schemas["ModelInfo"];
 
 async function check(res: Response): Promise<Response> {
   if (res.ok) return res;
@@ -66,15 +60,15 @@ export async function fetchWalkthrough(model: string, input?: string): Promise<W
   return (await check(await request(`/api/walkthrough?${q}`))).json();
 }
 
-export interface LensTop { id: number; token: string; prob: number }
-export interface Lens { layers: string[]; labels: string[]; tokens: number[]; token_strs: string[]; top: LensTop[][][] }
+export type LensTop = Schemas["LensTop"];
+export type Lens = Schemas["Lens"];
 
 export async function fetchLens(model: string, text: string, k = 5): Promise<Lens> {
   return (await check(await post("/api/lens", { model, text, k }))).json();
 }
 
-export interface Branch { id: number; token: string; prob: number; text: string; children: Branch[] }
-export interface BranchRoot { tokens: number[]; token_strs: string[]; text: string; children: Branch[] }
+export type Branch = Schemas["Branch"];
+export type BranchRoot = Schemas["BranchRoot"];
 
 export async function fetchBranches(model: string, tokens: number[], k: number, depth: number): Promise<BranchRoot> {
   return (await check(await post("/api/branches", { model, tokens, k, depth }))).json();

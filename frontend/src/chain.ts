@@ -2,10 +2,10 @@
 // model's probabilities, after temperature, top-k, top-p, min-p, renormalised), then the cumulative bar
 // with the draw u marked on it and the chosen token highlighted. All numbers come from the server.
 import { escapeHtml } from "./html";
-import type { Candidate } from "./scenedata";
+import type { components } from "./api-schema";
 
-export interface Stage { name: string; kept: number; top: Candidate[] }
-export interface Step { id: number; token: string; prob: number; chosen_prob: number; u: number | null; stages: Stage[]; position: number }
+export type Stage = components["schemas"]["Stage"];
+export type Step = components["schemas"]["Step"];
 
 const esc = escapeHtml;
 

@@ -1,19 +1,14 @@
 // The generation panel: Step, Play/Stop, Undo and Reset on a server session (a KV cache), the sampling
 // settings, the tokens so far (click a generated one for the distribution it was drawn from), the sampling
 // chain of the chosen step, and the cache in numbers. The view reloads on the longer input after each step.
+import type { components } from "./api-schema";
 import { request } from "./transport";
 import { exported } from "./exported";
 import { chainHtml, type Step } from "./chain";
 import { escapeHtml } from "./html";
 import { formatCount } from "./trace";
 
-interface SessionState {
-  session: string; tokens: number[]; token_strs: string[]; text: string; view_text: string; steps: Step[]; n_ctx: number;
-  done: boolean;
-  message: string | null;
-  cache: { positions: number; bytes: number; formula: string; at_scale: { model: string; positions: number; bytes: number }[];
-    step_multiply_adds: number; full_multiply_adds: number };
-}
+type SessionState = components["schemas"]["SessionState"];
 
 export interface GeneratorHost {
   model(): string;

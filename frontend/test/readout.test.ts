@@ -4,12 +4,12 @@ import { lengthNote, readoutHtml, taskHint } from "../src/readout";
 import { overviewHtml } from "../src/overview";
 import type { SceneInfo } from "../src/scenedata";
 
-const config = { n_layer: 3, n_head: 3, n_embd: 48, vocab_size: 3, n_ctx: 11, task: "six letters from A, B, C; the model sorts them",
+const config = { n_layer: 3, n_head: 3, n_embd: 48, d_head: 16, vocab_size: 3, n_ctx: 11, task: "six letters from A, B, C; the model sorts them",
   task_tokens: 6, answer_tokens: 6 };
 
 function info(tokens: string[]): SceneInfo {
-  return { model: { name: "nano-gpt", n_params: 85728, has_weights: true, description: "", config }, n_pos: tokens.length,
-    axes: {}, ops: {}, blocks: [], links: [], sections: [], bounds: [0, 0, 1, 1], max_display: { weight: 1, computed: 1 },
+  return { model: { name: "nano-gpt", n_params: 85728, param_parts: {}, has_weights: true, description: "", config }, n_pos: tokens.length,
+    past: 0, axes: {}, ops: {}, blocks: [], links: [], sections: [], bounds: [0, 0, 1, 1], bands: [], max_display: { weight: 1, computed: 1 },
     tokens: tokens.map((t) => "ABC".indexOf(t)), token_strs: tokens,
     prediction: { position: tokens.length - 1, top: [{ id: 0, token: "A", prob: 0.99995303, percent: "99.99 %" },
       { id: 1, token: "B", prob: 4.5e-5, percent: "0.0045 %" }],

@@ -120,7 +120,8 @@ def main(ctx: click.Context) -> None:
 def serve(models, host, port, allow_hosts, cache_mb, request_mb, sessions_mb, unsent_mb, workers, queue, no_browser, dtype,
           n_head) -> None:
     """Start the local server and open the app in the browser."""
-    from .server import Limits, create_app, run
+    from .limits import Limits
+    from .server import create_app, run
 
     sock = _listen(host, port)
     try:

@@ -41,7 +41,9 @@ from ..core.model import KVCache, Model, widen
 from ..io.files import InTheWay, refuse_to_replace, write_bytes
 from ..io.safetensors_file import to_bytes as safetensors_bytes
 from .inprocess import call, run_to_end
-from .server import create_app, json_safe, page_with, static_dir
+from .routes.page import page_with, static_dir
+from .schemas import json_safe
+from .server import create_app
 
 BRANCH_K, BRANCH_DEPTH = 3, 2  # what the branch panel asks for first (frontend/src/branchtree.ts)
 BRANCH_EXPAND = 2  # levels below the first tree whose expansion is stored too

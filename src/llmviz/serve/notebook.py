@@ -28,7 +28,8 @@ from ..core.model import Model
 from ..io.loading import load_model
 from .export import STEPS, export
 from .inprocess import call
-from .server import create_app, page_with, static_dir
+from .routes.page import page_with, static_dir
+from .server import create_app
 
 
 def page(model: str, text: str | None) -> str:

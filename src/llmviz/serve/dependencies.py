@@ -1,0 +1,131 @@
+"""What every route shares, handed to it as a FastAPI dependency (`Depends(served)`): the models this server
+knows, the cache of recent passes, the worker pool, the generation sessions and the memory budget per request;
+and the preamble most routes begin with (`on_pass`): get the model, require its weights, encode the input,
+check the budget, and compute on a worker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from ..core.errors import LlmvizError, ModelNotFound, OverBudget
+from ..core.model import KVCache, Model, Trace
+from ..io.loading import load_model, structure_only
+from ..views.scene import run_scene
+from .limits import MB, Limits, Unsent
+from .schemas import PromptRequest
+from .sessions import Sessions
+from .workers import Recent, Workers
+
+STRUCTURE_ONLY = ["gpt2", "gpt2-xl", "gpt3"]  # always listed, for the scale view
+
+
+class Served:
+    """One server's models and resources."""
+
+    def __init__(self, models: list[Model] | None, limits: Limits):
+        self.registry: dict[str, Model] = {}
+        for m in models or [load_model("nano-gpt")]:
+            name, n = m.name, 2
+            while name in self.registry:  # two folders of the same name: the second is "name-2"
+                name, n = f"{m.name}-{n}", n + 1
+            self.registry[name] = m
+        for name in STRUCTURE_ONLY:
+            self.registry.setdefault(name, structure_only(name))
+        self.unsent = Unsent(limits.unsent_mb * MB)
+        self.workers = Workers(limits.workers, limits.queue, self.unsent)
+        self.sessions = Sessions(limits.sessions, budget=limits.sessions_mb * MB)
+        self.stopping = asyncio.Event()  # set when the server begins to stop (see server.run)
+        self.cache = Recent(limits.cache_mb * MB)  # forward passes (their residual stream) and scene payloads
+        self.budget = limits.request_mb * MB
+
+    def model(self, name: str) -> Model:
+        if name not in self.registry:
+            raise ModelNotFound(f"unknown model {name!r}: this server has {', '.join(self.registry)}")
+        return self.registry[name]
+
+    def within_budget(self, need: int, what: str, advice: str) -> None:
+        if need > self.budget:
+            raise OverBudget(f"{what} needs about {need / MB:,.0f} MiB of memory, over this server's budget of "
+                             f"{self.budget / MB:,.0f} MiB per request (llmviz serve --request-mb): {advice}")
+
+    def pass_budget(self, m: Model, ids: list[int]) -> None:
+        self.within_budget(m.graph.peak_bytes(len(ids), m.graph.checkpoints()), f"a forward pass of {len(ids)} tokens",
+                           "give fewer tokens")
+
+    def step_budget(self, m: Model, ids: list[int], past: int) -> None:
+        """A generation step's view (scene or cells): `past` must leave at least one new token."""
+        if not 0 < past < len(ids):
+            raise LlmvizError(f"past must be from 1 to {len(ids) - 1}: the tokens before the step's new ones")
+        self.pass_budget(m, ids)
+
+    def request_ids(self, m: Model, prompt) -> list[int]:
+        """The tokens a request names, for a model with weights."""
+        m.require_weights()
+        return m.encode(prompt)
+
+    def with_pass(self, m: Model, ids: list[int], stop, use: Callable[[Trace], Any], heads: str = "side"):
+        """use(trace) on the forward pass of ids: the cached one, or one computed now (within the request budget),
+        kept as its residual stream with its scene built on the way. A tensor `use` reads is recomputed from its
+        layer; that layer stays for the next request if it fits in half the cache, and the cache counts it."""
+        key = ("trace", m, tuple(ids))
+        trace = self.cache.get(key)
+        if trace is None:
+            self.pass_budget(m, ids)
+            trace, payload = run_scene(m, ids, stop, heads)
+            self.cache.put(("scene", m, tuple(ids), heads), payload, len(payload))
+        try:
+            return use(trace)
+        finally:
+            if trace.nbytes > self.cache.capacity // 2:
+                trace.forget()
+            self.cache.put(key, trace, trace.nbytes)
+
+    async def run(self, request: Request, fn: Callable[[Callable[[], bool]], Any]):
+        """fn(stop) on a worker thread (see workers.Workers.run)."""
+        return await self.workers.run(request, fn)
+
+    async def on_pass(self, request: Request, req: PromptRequest, use: Callable[[Trace], Any],
+                      past: int | None = None):
+        """The preamble of a route that reads one forward pass: use(trace) on the pass of the request's input,
+        computed on a worker within the budget (cached for the next request); with `past`, the pass of a
+        generation step, its first `past` tokens on a KV cache."""
+        m = self.model(req.model)
+
+        def compute(stop):
+            ids = self.request_ids(m, req.prompt)
+            if past is None:
+                return self.with_pass(m, ids, stop, use)
+            self.step_budget(m, ids, past)
+            kv = KVCache(m)
+            m.step(kv, ids[:past], keep=(), stop=stop)
+            return use(m.step(kv, ids[past:], stop=stop))
+
+        return await self.run(request, compute)
+
+
+def served(request: Request) -> Served:
+    """The dependency every route takes: this app's `Served`."""
+    return request.app.state.served
+
+
+def example_input(m: Model) -> str | None:
+    """A first input for the view: the model's own example, else a short sentence its tokenizer accepts
+    (without a tokenizer, a few token ids)."""
+    if not m.has_weights:
+        return None
+    if m.tokenizer is None:
+        return " ".join(str(i) for i in range(min(4, m.config.n_ctx, m.config.vocab_size)))
+    for text in (m.config.example, "The quick brown fox"):
+        try:
+            if text and len(m.encode(text)) <= m.config.n_ctx:
+                return text
+        except LlmvizError:
+            pass
+    return m.decode([0, 1, 2][: m.config.n_ctx])
+
+
+ServedDep = Annotated[Served, Depends(served)]  # a route's parameter `s: ServedDep`

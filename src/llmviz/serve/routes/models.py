@@ -1,0 +1,50 @@
+"""The models this server knows, a model's graph, and the walkthrough compiled for a model and an input."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from ...views.walkthrough import compile_chapters
+from ..dependencies import ServedDep, example_input
+from ..schemas import GraphJson, ModelInfo, Walk, json_safe
+
+router = APIRouter()
+
+
+@router.get("/api/models", response_model=list[ModelInfo])
+def list_models(s: ServedDep):
+    """Every model this server knows, in selector order."""
+    return [
+        ModelInfo(name=name, description=m.config.description, example=example_input(m), n_params=m.config.n_params,
+                  param_parts=m.config.param_parts(), has_weights=m.has_weights, config=m.config.to_dict(),
+                  source=m.source)
+        for name, m in s.registry.items()
+    ]
+
+
+@router.get("/api/walkthrough", response_model=Walk)
+async def walkthrough_for(request: Request, s: ServedDep, model: str = "nano-gpt",
+                          input: str | None = Query(None, max_length=20_000)):
+    """The guided walkthrough's chapters and steps for this model and input (default: its example): the
+    text with this forward pass's numbers filled in, each step's actions and the tensors they name. A
+    model without weights gets the steps that need no numbers, and a note saying so."""
+    m = s.model(model)
+
+    def compute(stop):
+        if not m.has_weights:
+            return JSONResponse(json_safe(compile_chapters(m)))
+        ids = m.encode(input if input is not None else example_input(m))
+        return s.with_pass(m, ids, stop, lambda t: JSONResponse(json_safe(compile_chapters(m, t))))
+
+    return await s.run(request, compute)
+
+
+@router.get("/api/models/{name}/graph", response_model=GraphJson)
+def model_graph(name: str, s: ServedDep):
+    """The model graph: every tensor with its axes, kind, op and inputs; the axes with their colours;
+    the ops with their formulas. `pos` and `key_pos` sizes are null: they depend on the input."""
+    m = s.model(name)
+    g = m.graph.to_json()
+    g["tokenizer"] = m.tokenizer.to_dict() if m.tokenizer else None
+    return g

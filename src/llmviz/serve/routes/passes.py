@@ -1,0 +1,126 @@
+"""One forward pass: its tensors (a trace), what the 3D view draws of it (the scene), and the numbers the page
+explains a cell with (cells)."""
+
+from __future__ import annotations
+
+import fnmatch
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from ...core.errors import LlmvizError
+from ...core.graph import Graph
+from ...core.model import Trace
+from ...views.provenance import cells, explain, pick_in_region
+from ...views.scene import scene_bytes, step_scene
+from ..dependencies import ServedDep, example_input
+from ..limits import MB
+from ..schemas import CellsRequest, CellsResponse, ExplainRequest, SceneRequest, TraceRequest, json_safe
+
+TRACE_MEDIA_TYPE = "application/vnd.llmviz.trace+safetensors"
+SCENE_MEDIA_TYPE = "application/vnd.llmviz.scene+safetensors"
+
+router = APIRouter()
+
+
+def matching(graph_names: list[str], names: list[str], patterns: list[str], model: str) -> list[str]:
+    """The names that the patterns (names, or with * and ? wildcards) pick, in graph order; each pattern, checked
+    once against the graph's names, must name a tensor."""
+    known, picked = set(graph_names), set()
+    for p in dict.fromkeys(patterns):
+        hits = [p] if p in known else [n for n in graph_names if fnmatch.fnmatchcase(n, p)]
+        if not hits:
+            raise LlmvizError(f"tensors: {p!r} names no tensor of {model}'s graph")
+        picked.update(hits)
+    return [n for n in names if n in picked]
+
+
+@router.post("/api/trace", response_class=Response,
+             responses={200: {"content": {TRACE_MEDIA_TYPE: {}},
+                              "description": "safetensors bytes: 8-byte little-endian header length, JSON header "
+                                             "(name -> dtype, shape, offsets; __metadata__ has the tokens), buffer"},
+                        413: {"description": "the trace is larger than the server's budget for one request"}})
+async def trace(req: TraceRequest, request: Request, s: ServedDep):
+    """Run the forward pass and return the tensors it computed (and the weights, if asked)."""
+    m = s.model(req.model)
+
+    def compute(stop):
+        ids = s.request_ids(m, req.prompt)
+        g, sizes = m.graph, m.graph.sizes(len(ids))
+        names = g.names() if req.include_weights else g.names("input", "activation", "aggregate")
+        if req.tensors is not None:
+            names = matching(g.names(), names, req.tensors, m.name)
+        computed = [n for n in names if g[n].kind != "weight"]
+        size = sum(g[n].nbytes(sizes) for n in names)
+        s.within_budget(g.peak_bytes(len(ids), names, only=computed) + size,
+                        f"this trace is {size / MB:,.0f} MiB ({len(names)} tensors, {len(ids)} tokens) and",
+                        "ask for fewer tensors ('tensors': [\"blocks.0.*\"]) or fewer tokens, or save it from the "
+                        "command line: llmviz trace --out FILE")
+        s.unsent.admit(size)
+        t = m.run(ids, keep=computed, stop=stop, only=computed)
+        return Response(t.to_bytes(names=names), media_type=TRACE_MEDIA_TYPE)
+
+    return await s.run(request, compute)
+
+
+@router.post("/api/scene", response_class=Response,
+             responses={200: {"content": {SCENE_MEDIA_TYPE: {}},
+                              "description": "safetensors bytes: a float16 `atlas` of every block's displayed cells; "
+                                             "__metadata__.scene is the JSON scene (SceneInfo: blocks, positions, "
+                                             "axes, links)"}})
+async def scene(req: SceneRequest, request: Request, s: ServedDep):
+    """What the 3D view draws: every tensor as a block, placed, with its numbers (structure only for a model
+    without weights). With no input, a model with weights runs its example input."""
+    m = s.model(req.model or next(iter(s.registry)))
+    cache = s.cache
+
+    def compute(stop):
+        if not m.has_weights:
+            return Response(cache.payload(("structure", m, req.n_pos, req.heads, req.tower),
+                                          lambda: scene_bytes(m, None, req.n_pos, req.heads, req.tower)),
+                            media_type=SCENE_MEDIA_TYPE)
+        prompt = req.text if req.text is not None else req.tokens
+        ids = m.encode(prompt if prompt is not None else (example_input(m) or [0]))
+        if req.past is not None:
+            s.step_budget(m, ids, req.past)
+            return Response(step_scene(m, ids, req.past, req.heads, stop), media_type=SCENE_MEDIA_TYPE)
+        key = ("scene", m, tuple(ids), req.heads) + (("tower",) if req.tower else ())
+        payload = cache.get(key)
+        if payload is None:
+            def build(trace):  # the pass just computed built this scene; a cached pass, another layout, not
+                made = cache.get(key)
+                if made is None:
+                    made = scene_bytes(m, trace, heads=req.heads, tower=req.tower)
+                    cache.put(key, made, len(made))
+                return made
+
+            payload = s.with_pass(m, ids, stop, build, req.heads)
+        return Response(payload, media_type=SCENE_MEDIA_TYPE)
+
+    return await s.run(request, compute)
+
+
+@router.post("/api/cells", response_model=CellsResponse)
+async def cells_of(req: CellsRequest, request: Request, s: ServedDep):
+    """Numbers of one forward pass for the page to explain cells with (frontend/src/explain.ts): every
+    tensor's shape, and the slices asked for."""
+    slices = [c.model_dump() for c in req.slices]
+    return await s.on_pass(request, req, lambda t: cells(t, slices), req.past)
+
+
+@router.post("/api/explain")
+async def explain_cell(req: ExplainRequest, request: Request, s: ServedDep):
+    """Where one number came from: its value, its op's formula filled in with the real numbers of the
+    forward pass (ending in the same value), and the cells it was computed from."""
+    m = s.model(req.model)
+    m.require_weights()
+    graph = Graph(m.config, past=req.past) if req.past else m.graph  # a step's graph has the cache's tensors
+    if req.tensor not in graph:
+        raise LlmvizError(f"unknown tensor {req.tensor!r}: not in {m.name}'s graph")
+
+    def answer(t: Trace):
+        index = req.index if req.index is not None else pick_in_region(t, req.tensor, req.region)
+        return JSONResponse(json_safe(explain(t, req.tensor, index)))
+
+    return await s.on_pass(request, req, answer, req.past)
+

@@ -1,0 +1,468 @@
+"""Every request and response body of the API, declared once. FastAPI checks requests against them and writes
+them into /openapi.json; the front-end's types (frontend/src/api-schema.ts) are generated from that schema when
+the front-end is built, so the page reads what the server sends under the same names.
+
+Binary answers (/api/trace, /api/attention, /api/scene) are safetensors bytes; the scene's JSON metadata is
+`SceneInfo`, added to the schema's components (see server.openapi_with_scene).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..core.sampling import Sampling
+from ..views.branches import MAX_DEPTH, MAX_K, MAX_NODES
+
+MAX_PATTERNS = 256  # tensor names or patterns one trace request may give
+
+
+# Requests
+
+
+class StrictBody(BaseModel):
+    """A request body: JSON types as declared (no "1" for 1, no 1.0 for 1, no "yes" for true), no unknown fields."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class PromptRequest(StrictBody):
+    model: str = Field("nano-gpt", examples=["nano-gpt"])
+    text: str | None = Field(None, max_length=20_000, examples=["CBABBC"])
+    tokens: list[int] | None = Field(None, max_length=10_000, description="token ids instead of text")
+
+    @model_validator(mode="after")
+    def one_of_text_or_tokens(self):
+        if (self.text is None) == (self.tokens is None):
+            raise ValueError("give exactly one of 'text' or 'tokens'")
+        return self
+
+    @property
+    def prompt(self):
+        return self.text if self.text is not None else self.tokens
+
+
+class SceneRequest(StrictBody):
+    model: str | None = Field(None, examples=["nano-gpt"], description="default: the server's first model")
+    text: str | None = Field(None, max_length=20_000, examples=["CBABBC"])
+    tokens: list[int] | None = Field(None, max_length=10_000)
+    n_pos: int | None = Field(None, ge=1, le=4096, description="positions to lay out for a structure-only model")
+    heads: Literal["side", "stack"] = Field("side", description="a tensor's heads side by side, or stacked in depth")
+    tower: bool = Field(False, description="the layers in one column, each MLP below its attention (the scale view "
+                                           "stands models side by side as towers); default: the model's own "
+                                           "arrangement, about as wide as a screen")
+    past: int | None = Field(None, ge=1, le=100_000, description="a generation step: the last tokens computed on a "
+                                                                 "KV cache of the first `past` (the KV-cache view)")
+
+    @model_validator(mode="after")
+    def not_both(self):
+        if self.text is not None and self.tokens is not None:
+            raise ValueError("give at most one of 'text' or 'tokens'")
+        return self
+
+
+class ExplainRequest(PromptRequest):
+    tensor: str = Field(examples=["blocks.0.attn.hook_q"])
+    past: int | None = Field(None, ge=1, le=100_000, description="a cell of a generation step's scene (see /api/scene)")
+    index: list[int] | None = Field(None, max_length=8, description="the cell's index, one number per axis")
+    region: dict[str, list[int]] | None = Field(
+        None, description="instead of index: {axis: [first, last]}; the cell of largest magnitude in it is explained "
+                          "(a downsampled cell of the view stands for such a tile)")
+
+    @model_validator(mode="after")
+    def index_or_region(self):
+        if (self.index is None) == (self.region is None):
+            raise ValueError("give exactly one of 'index' or 'region'")
+        return self
+
+
+class CellSlice(StrictBody):
+    tensor: str = Field(examples=["blocks.0.attn.hook_pattern"])
+    at: dict[str, int] = Field(default_factory=dict, description="the axes fixed, by name; the others come whole")
+
+
+class CellsRequest(PromptRequest):
+    past: int | None = Field(None, ge=1, le=100_000, description="a generation step's pass (see /api/scene)")
+    slices: list[CellSlice] = Field(default_factory=list, max_length=64)
+
+
+class LensRequest(PromptRequest):
+    k: int = Field(5, ge=1, le=20, description="how many tokens to keep at each layer and position")
+
+
+class BranchesRequest(PromptRequest):
+    k: int = Field(3, ge=1, le=MAX_K, description="children per node: the k most probable next tokens")
+    depth: int = Field(1, ge=1, le=MAX_DEPTH, description="levels below the input")
+    max_nodes: int = Field(200, ge=1, le=MAX_NODES, description="at most this many nodes")
+
+
+class TraceRequest(PromptRequest):
+    include_weights: bool = Field(False, description="also send every weight tensor")
+    tensors: list[str] | None = Field(None, max_length=MAX_PATTERNS, examples=[["blocks.0.attn.*", "probs"]],
+                                      description="only these tensors: names, or patterns with * and ?")
+
+
+class SamplingFields(BaseModel):
+    temperature: float = Field(0.0, ge=0.0, le=10.0, allow_inf_nan=False,
+                               description="0 is greedy; close to 0 tends to greedy")
+    top_k: int | None = Field(None, ge=1, description="keep the k most probable tokens")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False,
+                                description="keep the fewest tokens whose probabilities add up to top_p")
+    min_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False,
+                                description="keep tokens at least min_p times as probable as the most probable")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="the same seed and settings give the same tokens")
+
+    def sampling(self) -> Sampling:
+        return Sampling(self.temperature, self.top_k, self.top_p, self.min_p)
+
+
+class GenerateRequest(PromptRequest, SamplingFields):
+    max_new_tokens: int | None = Field(None, ge=0, le=256)
+
+
+class SessionRequest(PromptRequest, SamplingFields):
+    pass
+
+
+class StepRequest(StrictBody):
+    count: int = Field(1, ge=1, le=256, description="tokens to generate; fewer when the context fills")
+
+
+def allowed_range(field: str) -> str:
+    """' (allowed: from 1 to 20)' for a numeric request field with both bounds (the same in every request that
+    has it); '' otherwise."""
+    ranges = set()
+    todo: list[type[BaseModel]] = [StrictBody]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        info = cls.model_fields.get(field)
+        if info is not None:
+            bound = {k: getattr(m, k) for m in info.metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)}
+            ranges.add((bound.get("ge", bound.get("gt")), bound.get("le", bound.get("lt"))))
+    (lo, hi), = ranges if len(ranges) == 1 else [(None, None)]
+    return f" (allowed: from {lo} to {hi})" if lo is not None and hi is not None else ""
+
+
+# Responses
+
+
+class Reply(BaseModel):
+    """A response body: every field declared (the tests validate real answers against these, so a field the
+    server adds without declaring it here fails them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+
+class ModelConfig(Reply):
+    """A model's shape (ModelConfig.to_dict): the sizes every model has, and its architecture's own fields."""
+
+    model_config = ConfigDict(extra="allow")
+    n_layer: int
+    n_head: int
+    n_embd: int
+    vocab_size: int
+    n_ctx: int
+    d_head: int = Field(description="channels per head")
+    task: str | None = None
+    task_tokens: int | None = None
+    answer_tokens: int | None = None
+
+
+class ModelInfo(Reply):
+    name: str
+    description: str
+    example: str | None = Field(None, description="an input to start with")
+    n_params: int = Field(description="exact number of learned parameters")
+    param_parts: dict[str, int] = Field(description="where the parameters live: embedding, attention, mlp and other "
+                                                    "(the norms), adding up to n_params")
+    has_weights: bool = Field(description="false: structure only, no numbers to show")
+    config: ModelConfig
+    source: str
+
+
+class AxisInfo(Reply):
+    label: str = Field(description="its letter in formulas")
+    description: str
+    color: str = Field(description="its colour, the same everywhere")
+    size: int | None = Field(None, description="null: it depends on the input")
+    named_by: str | None = Field(None, description="'input' or 'vocabulary': its indices stand for tokens")
+
+
+class OpInfo(Reply):
+    formula: str
+    description: str
+    symbol: str | None = None
+
+
+class TensorInfo(Reply):
+    name: str
+    title: str
+    kind: Literal["input", "weight", "activation", "aggregate"]
+    group: str
+    layer: int | None
+    axes: list[str]
+    shape: list[int | None] = Field(description="null where the size depends on the input")
+    op: str | None
+    inputs: list[str]
+    attrs: dict[str, Any]
+
+
+class GraphJson(Reply):
+    model: ModelConfig
+    axes: dict[str, AxisInfo]
+    ops: dict[str, OpInfo]
+    tensors: list[TensorInfo]
+    tokenizer: dict[str, Any] | None = None
+
+
+class LensTop(Reply):
+    id: int
+    token: str
+    prob: float
+
+
+class Lens(Reply):
+    layers: list[str] = Field(description="the residual stream's tensors it decodes, in order")
+    labels: list[str]
+    tokens: list[int]
+    token_strs: list[str]
+    top: list[list[list[LensTop]]] = Field(description="[layer][position]: the k most probable tokens")
+
+
+class Branch(Reply):
+    id: int
+    token: str
+    prob: float = Field(description="the model's probability of this token after its parent's path")
+    text: str
+    children: list[Branch]
+
+
+class BranchRoot(Reply):
+    tokens: list[int]
+    token_strs: list[str]
+    text: str
+    children: list[Branch]
+
+
+class WalkView(Reply):
+    kind: Literal["generated", "scale"]
+    input: str | None = None
+    text: str | None = None
+    past: int | None = None
+
+
+class WalkAction(Reply):
+    """One thing a step does to the view; its other fields depend on `type` (frontend/src/walkstate.ts)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+
+class WalkStep(Reply):
+    title: str
+    html: str
+    actions: list[WalkAction]
+    tensors: list[str]
+    view: WalkView | None = None
+
+
+class WalkChapter(Reply):
+    number: int
+    title: str
+    stage: str
+    file: str
+    steps: list[WalkStep]
+
+
+class Walk(Reply):
+    model: str
+    input: str | None
+    tokens: list[int] | None
+    note: str
+    chapters: list[WalkChapter]
+
+
+class CellsSlice(Reply):
+    tensor: str
+    at: dict[str, int]
+    axes: list[str] = Field(description="the axes left, in the tensor's order")
+    shape: list[int]
+    values: str = Field(description="the numbers, little-endian float32, base64")
+
+
+class CellsResponse(Reply):
+    shapes: dict[str, list[int]] = Field(description="every tensor of this pass, by name")
+    slices: list[CellsSlice]
+
+
+class Candidate(Reply):
+    id: int
+    token: str
+    prob: float
+    percent: str = Field(description="the probability as the page shows it")
+
+
+class Stage(Reply):
+    name: str = Field(description="probabilities, ÷ temperature T, top-k k, top-p p, min-p p, renormalised (or greedy)")
+    kept: int = Field(description="how many tokens this stage keeps")
+    top: list[Candidate] = Field(description="its most probable tokens")
+
+
+class Step(Reply):
+    id: int
+    token: str
+    prob: float = Field(description="the model's probability of the token")
+    chosen_prob: float = Field(description="its probability after the sampling chain, which the draw used")
+    u: float | None = Field(description="the uniform draw placed on the cumulative distribution; null when greedy")
+    stages: list[Stage]
+    position: int = Field(description="where the token goes in the sequence")
+
+
+class GenerateResponse(Reply):
+    prompt_tokens: list[int]
+    tokens: list[int]
+    token_strs: list[str]
+    text: str
+    probs: list[float] = Field(description="probability of each chosen token when it was chosen")
+    steps: list[Step] = Field(description="each choice, with every stage of the sampling chain")
+
+
+class CacheAtScale(Reply):
+    model: str
+    positions: int
+    bytes: int
+
+
+class CacheFacts(Reply):
+    """The KV cache in numbers: its bytes now (2 · n_layer · n_head · d_head · positions · 4 bytes), at GPT-2's and
+    GPT-3's full context, and the multiply-adds of the next step with the cache and without it."""
+
+    positions: int
+    bytes: int
+    formula: str
+    at_scale: list[CacheAtScale]
+    step_multiply_adds: int
+    full_multiply_adds: int
+
+
+class SessionState(Reply):
+    session: str
+    model: str
+    prompt_tokens: list[int]
+    tokens: list[int] = Field(description="the prompt and every token generated so far")
+    token_strs: list[str]
+    text: str = Field(description="the generated tokens, decoded")
+    view_text: str = Field(description="the input a view of the sequence shows: the tokens so far, at most a context "
+                                       "(the pass that predicted the last token)")
+    steps: list[Step] = Field(description="this request's steps (after a step), or every step so far")
+    n_ctx: int
+    done: bool = Field(description="the context is full: no further step")
+    message: str | None = None
+    cache: CacheFacts
+
+
+# The scene's JSON (the metadata of POST /api/scene's safetensors answer)
+
+
+class BlockInfo(Reply):
+    tensor: str
+    short: str = Field(description="its label in the view")
+    title: str
+    kind: Literal["input", "weight", "activation", "aggregate"]
+    op: str | None
+    group: str
+    layer: int | None
+    axes: tuple[str | None, str | None, str | None] = Field(description="the axes across, down and in depth")
+    cols: int
+    rows: int
+    depth: int
+    merged: bool
+    residual: bool
+    x: float
+    y: float
+    z: float
+    z_step: float = Field(description="distance between heads stacked in depth")
+    x_step: float = Field(description="distance between heads side by side")
+    causal: bool = Field(description="a key after its query is masked: columns (keys) right of the diagonal")
+    dims: list[tuple[str, int]] = Field(description="the tensor's axes, in its own order, with their sizes")
+    tile: tuple[int, int] = Field(description="tensor cells per displayed cell, across and down")
+    scale: float
+    slabs: list[tuple[int, int, int, int]] | None = Field(description="atlas x, y, width, height per slab")
+
+
+class Section(Reply):
+    key: str
+    title: str
+    parent: str | None
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+
+
+class SceneModel(Reply):
+    name: str
+    n_params: int
+    param_parts: dict[str, int] = Field(description="embedding, attention, mlp, other (the norms): adding up to n_params")
+    has_weights: bool
+    description: str
+    config: ModelConfig
+
+
+class Answer(Reply):
+    """The greedy answer; after an input with part of the answer written, its first `written` tokens are that part."""
+
+    ids: list[int]
+    tokens: list[str]
+    text: str
+    probs: list[float]
+    written: int | None = None
+
+
+class Prediction(Reply):
+    position: int
+    top: list[Candidate]
+    answer: Answer | None
+
+
+class MaxDisplay(Reply):
+    weight: float
+    computed: float
+
+
+class SceneInfo(Reply):
+    model: SceneModel
+    n_pos: int
+    past: int = Field(description="a generation step's scene: positions whose keys and values came from the KV cache")
+    axes: dict[str, AxisInfo]
+    ops: dict[str, OpInfo]
+    blocks: list[BlockInfo]
+    links: list[tuple[int, int]]
+    sections: list[Section]
+    bounds: tuple[float, float, float, float]
+    bands: list[tuple[float, float, float, float]] = Field(
+        description="the residual stream's band down each column of layers: x0, top, x1, bottom")
+    max_display: MaxDisplay
+    tokens: list[int] | None = None
+    token_strs: list[str] | None = None
+    text: str | None = Field(None, description="the input (with a KV cache, the whole context) as a person reads it")
+    predicted: list[str] | None = None
+    axis_names: dict[str, list[str]] | None = Field(
+        None, description="what each index of a named axis stands for (tokens)")
+    prediction: Prediction | None = None
+    context: list[int] | None = Field(None, description="a step's tokens, the cached ones first")
+
+
+def json_safe(x):
+    """JSON has no infinities: write them as the strings JavaScript's Number() reads back ("-Infinity")."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    return x
