@@ -11,6 +11,7 @@ import sys
 import threading
 import warnings
 import webbrowser
+from typing import NoReturn
 
 import click
 
@@ -19,14 +20,14 @@ from ..core.errors import LlmvizError
 DEFAULT_PORT = 8765
 
 
-def _fail(e: Exception) -> None:
+def _fail(e: Exception | str) -> NoReturn:
     raise click.ClickException(str(e))
 
 
 class OneLineErrors(click.Group):
     """Every error, a usage error included, is one line on stderr and a non-zero exit; Ctrl+C exits quietly."""
 
-    def main(self, args=None, prog_name=None, **extra):
+    def main(self, args=None, prog_name=None, **extra):  # type: ignore[override]  # always exits
         warnings.showwarning = _one_line_warning
         try:
             rv = super().main(args, prog_name, standalone_mode=False, **extra)

@@ -140,13 +140,15 @@ class Export:
         """Each weight's float32 file: the weights a scene draws whole share one (the page needs them all to
         draw), every other weight has its own (a hover fetches the one it reads)."""
         m = self.model
+        weights = m.weights
+        assert weights is not None  # an export computes passes: its model has weights
         names = m.graph.names("weight")
         drawn = [n for n in names if n in self.drawn]
 
-        def file(group):
-            return self.float32(bytes(safetensors_bytes({n: np.ascontiguousarray(widen(m.weights[n])) for n in group}, {})))
+        def file(group) -> dict:
+            return self.float32(bytes(safetensors_bytes({n: np.ascontiguousarray(widen(weights[n])) for n in group}, {})))
 
-        shared = file(drawn) if drawn else None
+        shared = file(drawn) if drawn else {}
         return {n: shared if n in self.drawn else file([n]) for n in names}
 
     def save_manifest(self) -> dict:
@@ -378,6 +380,7 @@ def check_folder(out, force: bool = False) -> set[str]:
     if not out.is_dir():
         raise InTheWay(f"{out} is not a folder: give a folder for the export (new, empty, or an earlier export)")
     own = earlier_export(out)
+    foreign: str | None
     if own_file(out, MANIFEST) and not own:  # named first: it is why the folder is not an earlier export
         foreign, why = MANIFEST, "is not marked as an llmviz export's manifest"
     else:
@@ -427,8 +430,8 @@ def export(model: Model, inputs: list[str], out: str | Path, steps: int = STEPS,
     for rel in sorted(earlier - set(manifest["files"])):
         if own_file(out, rel):
             (out / rel).unlink()
-            for folder in PurePosixPath(rel).parents[:-1]:
-                _remove_if_empty(out / folder)
+            for parent in PurePosixPath(rel).parents[:-1]:
+                _remove_if_empty(out / parent)
     sizes = [(out / f).stat().st_size for f in manifest["files"]]
     return {"files": len(sizes), "bytes": sum(sizes), "inputs": inputs}
 

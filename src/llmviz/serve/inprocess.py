@@ -17,7 +17,8 @@ async def call(app, method: str, url: str, body: str | None) -> tuple[int, str, 
              "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
                          (b"content-length", str(len(data)).encode())],
              "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 80), "root_path": ""}
-    sent, out = False, {"status": 500, "headers": [], "body": bytearray()}
+    sent = False
+    out: dict = {"status": 500, "headers": [], "body": bytearray()}
 
     async def receive():
         nonlocal sent

@@ -60,6 +60,7 @@ class Session:
                               "and all of them are used")
         before = (len(self.cache), self.rng.bit_generator.state, list(self.pending))
         logits = self.model.step(self.cache, self.pending, keep=(), stop=stop).next_logits
+        assert logits is not None  # a step always predicts
         draw = sample(logits, self.sampling, self.rng)
         self.history.append(before)
         self.draws.append(draw)

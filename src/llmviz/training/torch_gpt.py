@@ -36,6 +36,8 @@ def layer_norm(ln: nn.LayerNorm, x, prefix: str, rec: dict | None):
 
 
 class CausalSelfAttention(nn.Module):
+    bias: torch.Tensor  # the causal mask, a buffer
+
     def __init__(self, cfg: ModelConfig, pdrop: float):
         super().__init__()
         self.n_head = cfg.n_head
@@ -62,14 +64,22 @@ class CausalSelfAttention(nn.Module):
         return y
 
 
+class MLP(nn.Module):
+    """nanoGPT's MLP's two linear maps (its state names: mlp.c_fc, mlp.c_proj)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, cfg.d_mlp, bias=cfg.bias)
+        self.c_proj = nn.Linear(cfg.d_mlp, cfg.n_embd, bias=cfg.bias)
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, pdrop: float):
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
         self.attn = CausalSelfAttention(cfg, pdrop)
         self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
-        self.mlp = nn.ModuleDict(dict(c_fc=nn.Linear(cfg.n_embd, cfg.d_mlp, bias=cfg.bias),
-                                      c_proj=nn.Linear(cfg.d_mlp, cfg.n_embd, bias=cfg.bias)))
+        self.mlp = MLP(cfg)
         self.mlp_dropout = nn.Dropout(pdrop)
         self.act = ACTIVATIONS[cfg.activation]
 
@@ -87,17 +97,23 @@ class Block(nn.Module):
         return mid + mlp_out
 
 
+class Trunk(nn.Module):
+    """nanoGPT's `transformer`: the embeddings, the blocks and the final norm (its state names: transformer.wte, …)."""
+
+    def __init__(self, cfg: ModelConfig, pdrop: float):
+        super().__init__()
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.n_ctx, cfg.n_embd)
+        self.drop = nn.Dropout(pdrop)
+        self.h = nn.ModuleList([Block(cfg, pdrop) for _ in range(cfg.n_layer)])
+        self.ln_f = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
+
+
 class TorchGPT(nn.Module):
     def __init__(self, cfg: ModelConfig, pdrop: float = 0.0):
         super().__init__()
         self.cfg = cfg
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
-            wpe=nn.Embedding(cfg.n_ctx, cfg.n_embd),
-            drop=nn.Dropout(pdrop),
-            h=nn.ModuleList([Block(cfg, pdrop) for _ in range(cfg.n_layer)]),
-            ln_f=nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias),
-        ))
+        self.transformer = Trunk(cfg, pdrop)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.apply(self._init_weights)
         if cfg.tied_unembed:  # nanoGPT's weight tying

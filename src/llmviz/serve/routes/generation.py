@@ -96,7 +96,8 @@ async def session_step(sid: str, req: StepRequest, request: Request, s: ServedDe
             s.within_budget(session.model.graph.peak_bytes(len(session.tokens), ()),
                             f"a step at {len(session.tokens)} tokens", "start shorter")
             s.sessions.make_room(sid, req.count)
-            steps, message = [], None
+            steps: list[Step] = []
+            message: str | None = None
             for _ in range(req.count):
                 try:
                     draw = session.step(stop)

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from ...views.walkthrough import compile_chapters
 from ..dependencies import ServedDep, example_input
-from ..schemas import GraphJson, ModelInfo, Walk, json_safe
+from ..schemas import GraphJson, ModelConfig, ModelInfo, Walk, json_safe
 
 router = APIRouter()
 
@@ -17,7 +17,8 @@ def list_models(s: ServedDep):
     """Every model this server knows, in selector order."""
     return [
         ModelInfo(name=name, description=m.config.description, example=example_input(m), n_params=m.config.n_params,
-                  param_parts=m.config.param_parts(), has_weights=m.has_weights, config=m.config.to_dict(),
+                  param_parts=m.config.param_parts(), has_weights=m.has_weights,
+                  config=ModelConfig.model_validate(m.config.to_dict()),
                   source=m.source)
         for name, m in s.registry.items()
     ]
@@ -34,7 +35,7 @@ async def walkthrough_for(request: Request, s: ServedDep, model: str = "nano-gpt
     def compute(stop):
         if not m.has_weights:
             return JSONResponse(json_safe(compile_chapters(m)))
-        ids = m.encode(input if input is not None else example_input(m))
+        ids = m.encode(input if input is not None else example_input(m) or [0])
         return s.with_pass(m, ids, stop, lambda t: JSONResponse(json_safe(compile_chapters(m, t))))
 
     return await s.run(request, compute)

@@ -119,7 +119,7 @@ async def explain_cell(req: ExplainRequest, request: Request, s: ServedDep):
         raise LlmvizError(f"unknown tensor {req.tensor!r}: not in {m.name}'s graph")
 
     def answer(t: Trace):
-        index = req.index if req.index is not None else pick_in_region(t, req.tensor, req.region)
+        index = req.index if req.index is not None else pick_in_region(t, req.tensor, req.region or {})
         return JSONResponse(json_safe(explain(t, req.tensor, index)))
 
     return await s.on_pass(request, req, answer, req.past)
