@@ -274,7 +274,7 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
     },
     focus(keep) {
       material.uniforms.uDim.value = keep ? 1 : 0;
-      if (keep) slabs.forEach(({ block }, k) => (iFocus[k] = keep.has(block) ? 1 : 0));
+      if (keep) slabs.forEach(({ block }, k) => { iFocus[k] = keep.has(block) ? 1 : 0; });
       (geometry.getAttribute("iFocus") as THREE.BufferAttribute).needsUpdate = true;
     },
     reveal(block, along = "rows", fraction = 1) {

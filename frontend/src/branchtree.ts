@@ -54,7 +54,7 @@ export class BranchTree {
     const model = this.host.model();
     if (!this.root || this.root.model !== model || this.root.tokens.join() !== tokens.join()) {
       this.root = { ...(await fetchBranches(model, tokens, K, 2)), model };
-      this.root.children.forEach((c: Node) => (c.expanded = true));
+      for (const c of this.root.children as Node[]) c.expanded = true;
       this.focus = [];
       this.at = [0, 0];
     }
@@ -216,7 +216,7 @@ export class BranchTree {
   importJson(text: string): boolean {
     try {
       const t = JSON.parse(text);
-      const ok = (n: any): boolean => typeof n.id === "number" && typeof n.token === "string" && typeof n.prob === "number" &&
+      const ok = (n: Record<string, unknown>): boolean => typeof n.id === "number" && typeof n.token === "string" && typeof n.prob === "number" &&
         typeof n.text === "string" && Array.isArray(n.children) && n.children.every(ok);
       if (typeof t.model !== "string" || !Array.isArray(t.tokens) || !Array.isArray(t.children) || !t.children.every(ok)) {
         throw new Error("not an llmviz branch tree (it needs model, tokens and children)");

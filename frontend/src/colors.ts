@@ -26,6 +26,6 @@ export function valueColor(kind: Kind, value: number, scale: number): [number, n
   if (value === -Infinity) return hexToRgb(MASKED);
   const t = scale > 0 ? Math.max(-1, Math.min(1, value / scale)) : 0;
   const hue = hexToRgb(t < 0 ? f.negative : f.positive);
-  const a = Math.pow(Math.abs(t), 0.6);
+  const a = Math.abs(t) ** 0.6;
   return [1 + (hue[0] - 1) * a, 1 + (hue[1] - 1) * a, 1 + (hue[2] - 1) * a];
 }

@@ -131,7 +131,7 @@ export class RectGrid {
     for (let j = j0; j <= j1; j++) {
       for (let i = i0; i <= i1; i++) {
         const list = this.cells.get(j * 65536 + i);
-        if (list && list.some((b) => b !== except && meets(r, b))) return true;
+        if (list?.some((b) => b !== except && meets(r, b))) return true;
       }
     }
     return false;
@@ -223,7 +223,10 @@ export class LabelLayer {
       if (mine?.has(html)) continue;
       const cls = LabelLayer.className(l), key = `${cls}\n${html}`, known = this.extents.get(key);
       if (known) {
-        if (!mine) this.sized.set(l, (mine = new Map()));
+        if (!mine) {
+          mine = new Map();
+          this.sized.set(l, mine);
+        }
         mine.set(html, known);
         continue;
       }
@@ -258,7 +261,10 @@ export class LabelLayer {
       this.extents.set(key, e);
       for (const [l, html] of waiting) {
         let mine = this.sized.get(l);
-        if (!mine) this.sized.set(l, (mine = new Map()));
+        if (!mine) {
+          mine = new Map();
+          this.sized.set(l, mine);
+        }
         mine.set(html, e);
       }
     });

@@ -12,7 +12,7 @@ import { legendHtml } from "./legend";
 import { deselect, notify, onlyPanel, scaleBars, select, syncControls, updateNotice, updatePanels } from "./panels";
 import * as scene from "./scene";
 import { everything, findBlock, freeRect, pickAt, place, screen } from "./scene";
-import { type SceneData } from "./scenedata";
+import type { SceneData } from "./scenedata";
 import { app, narrow, showError, writeUrl, $ } from "./state";
 import { formatCount } from "./trace";
 import { linkProblems, parseState, type ViewState } from "./urlstate";
@@ -192,7 +192,8 @@ async function start() {
     e.preventDefault();
     fatal("The 3D view lost its graphics context (the GPU was reset or ran out of memory). Reload the page to draw it again.");
   });
-  const view = (app.view = new View(canvas));
+  const view = new View(canvas);
+  app.view = view;
   app.labels = new LabelLayer($<HTMLDivElement>("#labels"), view, undefined, () => {  // none under the toolbar or table
     const c = canvas.getBoundingClientRect();
     return ["#toolbar", "#scalebars"].map((s) => $<HTMLElement>(s).getBoundingClientRect()).filter((r) => r.height)

@@ -6,8 +6,8 @@ import { allBox, uncovered, wholeBox, withLayerTitles, withTitles, type Placed, 
 import { hideTooltip, showExplanation, unpin } from "./hover";
 import { THREE_QUARTER } from "./view";
 import { sceneLabels, titleNameWidth } from "./scenelabels";
-import { type BlockInfo, type SceneData } from "./scenedata";
-import { type Explanation, type Region } from "./tooltip";
+import type { BlockInfo, SceneData } from "./scenedata";
+import type { Explanation, Region } from "./tooltip";
 import { app, type CellRef } from "./state";
 
 export function clearScene() {

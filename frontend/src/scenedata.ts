@@ -20,7 +20,7 @@ export interface SceneData {
 export function parseScene(bytes: ArrayBuffer): SceneData {
   const t = parseTrace(bytes);
   const atlas = t.tensors.get("atlas");
-  if (!atlas || atlas.dtype !== "F16") throw new Error("scene payload has no float16 atlas");
+  if (atlas?.dtype !== "F16") throw new Error("scene payload has no float16 atlas");
   return {
     info: JSON.parse(t.metadata.scene),
     atlas: { height: atlas.shape[0], width: atlas.shape[1], data: atlas.data as Uint16Array },

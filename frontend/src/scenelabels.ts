@@ -118,7 +118,7 @@ export function sceneLabels(data: SceneData, offsetX: number, several = false): 
   }
   const tok = info.blocks.find((b) => b.kind === "input");
   if (tok && info.token_strs) {
-    info.token_strs.forEach((t, i) => out.push({ anchor: v3(tok.x + offsetX + i + 0.5, tok.y + 1.6, 0),
+    info.token_strs.forEach((t, i) => void out.push({ anchor: v3(tok.x + offsetX + i + 0.5, tok.y + 1.6, 0),
       worldSize: 1, minPixels: 12, html: `${escapeHtml(t)}<small>${info.tokens![i]}</small>`, cls: "token", above: true,
       align: "center", priority: PRIORITY.input, charWidth: 9.5 }));
   }
@@ -172,13 +172,13 @@ function axisNames(b: BlockInfo, names: Record<string, string[]>, offsetX: numbe
     if (s > 0 && b.x_step === 0) break;  // stacked: the front slab's names serve them all
     const colNames = across ? names[across] : undefined;
     if (colNames && b.tile[0] === 1 && colNames.length === b.cols && b.kind !== "input") {
-      colNames.forEach((n, i) => out.push({ anchor: v3(g.x + offsetX + i + 0.5, b.y - b.rows - 0.2, g.z), worldSize: 1,
+      colNames.forEach((n, i) => void out.push({ anchor: v3(g.x + offsetX + i + 0.5, b.y - b.rows - 0.2, g.z), worldSize: 1,
         minPixels: 13, html: escapeHtml(n), cls: "axis-name", align: "center", priority: PRIORITY.detail,
         data: { tensor: b.tensor, axis: across! }, group: `${b.tensor}|${across}|${s}` }));
     }
     const rowNames = down ? names[down] : undefined;
     if (rowNames && b.tile[1] === 1 && rowNames.length === b.rows && s === 0) {
-      rowNames.forEach((n, i) => out.push({ anchor: v3(g.x + offsetX - 0.3, b.y - i - 0.5, g.z), worldSize: 1,
+      rowNames.forEach((n, i) => void out.push({ anchor: v3(g.x + offsetX - 0.3, b.y - i - 0.5, g.z), worldSize: 1,
         minPixels: 13, html: escapeHtml(n), cls: "axis-name row", align: "right", priority: PRIORITY.detail,
         data: { tensor: b.tensor, axis: down! }, group: `${b.tensor}|${down}` }));
     }

@@ -23,7 +23,8 @@ export function parseTrace(bytes: ArrayBuffer): Trace {
   const base = 8 + headerLen;
   const tensors = new Map<string, TensorView>();
   let metadata: Record<string, string> = {};
-  for (const [name, info] of Object.entries<any>(header)) {
+  // The header's entries: { dtype, shape, data_offsets } per tensor, and the string metadata.
+  for (const [name, info] of Object.entries<{ dtype: string; shape: number[]; data_offsets: [number, number] } & Record<string, string>>(header)) {
     if (name === "__metadata__") {
       metadata = info;
       continue;

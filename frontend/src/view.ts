@@ -41,7 +41,8 @@ export class View {
     ground();
     matchMedia("(prefers-color-scheme: dark)").addEventListener("change", ground);
     this.scene.matrixWorldAutoUpdate = true;
-    const c = (this.controls = new OrbitControls(this.camera, canvas));
+    const c = new OrbitControls(this.camera, canvas);
+    this.controls = c;
     c.zoomToCursor = true; // the point under the cursor stays put while zooming
     c.screenSpacePanning = true;
     c.mouseButtons = { LEFT: THREE.MOUSE.PAN, MIDDLE: THREE.MOUSE.DOLLY, RIGHT: THREE.MOUSE.ROTATE };
@@ -135,9 +136,9 @@ export class View {
     r.setClearColor(0xffffff);
     r.clear();
     const shown = this.scene.children.map((c) => c.visible);
-    this.scene.children.forEach((c) => (c.visible = c === inset.only));  // the inset shows its subject alone
+    for (const c of this.scene.children) c.visible = c === inset.only;  // the inset shows its subject alone
     r.render(this.scene, cam);
-    this.scene.children.forEach((c, i) => (c.visible = shown[i]));
+    this.scene.children.forEach((c, i) => { c.visible = shown[i]; });
     r.setClearColor(clear);
     r.setScissorTest(false);
     r.setViewport(0, 0, size.x, size.y);
@@ -175,7 +176,7 @@ export class View {
   private stepFlight(now: number): void {
     const f = this.flight!;
     const t = Math.min(1, (now - f.start) / f.ms);
-    const e = t < 0.5 ? 4 * t * t * t : 1 - Math.pow(-2 * t + 2, 3) / 2;
+    const e = t < 0.5 ? 4 * t * t * t : 1 - (-2 * t + 2) ** 3 / 2;
     // Fly in log-distance so a jump from GPT-3 scale to one block neither crawls nor overshoots.
     const d0 = f.from[0].distanceTo(f.from[1]), d1 = f.to[0].distanceTo(f.to[1]);
     const dist = Math.exp(Math.log(d0) + (Math.log(d1) - Math.log(d0)) * e);

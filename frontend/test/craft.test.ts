@@ -76,7 +76,7 @@ test("the uncovered part of the view: a side panel, a bottom sheet and a toolbar
 test("the code card: plain code under 'the code', the real source folded; no plain version, the source as today", () => {
   const plain = codeCard({ plain: "y = x * 2", source: "def f(x):\n    return x<<1", file: "ops/a.py" });
   assert.match(plain, /<b>the code<\/b><pre class="plain"><code>y = x \* 2<\/code>/);
-  assert.match(plain, /<details class="real"><summary>how it is really computed \(llmviz\/ops\/a\.py\)<\/summary><pre><code>def f\(x\):\n    return x&lt;&lt;1/);
+  assert.match(plain, /<details class="real"><summary>how it is really computed \(llmviz\/ops\/a\.py\)<\/summary><pre><code>def f\(x\):\n {4}return x&lt;&lt;1/);
   const real = codeCard({ plain: null, source: "def f(x): pass", file: "ops/a.py" });
   assert.ok(!real.includes("<details"));
   assert.match(real, /<b>the code<\/b> \(llmviz\/ops\/a\.py\)<pre><code>def f\(x\): pass/);

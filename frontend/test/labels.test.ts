@@ -6,7 +6,10 @@ import { aroundPlaces, BLOCK_GAP, cellsOnScreen, meets, nearestPlaces, projector
 /** A deterministic stream of numbers in [0, 1). */
 function random(seed: number): () => number {
   let s = seed;
-  return () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+  return () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return s / 2147483648;
+  };
 }
 
 const grown = (r: Rect, by: number): Rect => [r[0] - by, r[1] - by, r[2] + by, r[3] + by];

@@ -32,7 +32,7 @@ test("each part's share: a segment as wide as its share, titled with its exact c
     .map((m) => [m[1], Number(m[2]), m[3]] as const);
   assert.deepEqual(segs.map(([k]) => k), ["embedding", "attention", "mlp", "other"]);
   const total = 124_439_808;
-  segs.forEach(([k, w]) => assert.ok(Math.abs(w - (100 * gpt2.parts[k]) / total) < 1e-4, k));
+  segs.forEach(([k, w]) => void assert.ok(Math.abs(w - (100 * gpt2.parts[k]) / total) < 1e-4, k));
   assert.equal(segs[0][2], "gpt2: embedding 39,383,808 parameters (32%): the token and position embeddings (and an unembedding of its own)");
   assert.equal(segs[3][2], "gpt2: norms 38,400 parameters (0.031%): the layer norms' gains and biases");
   assert.match(html, /aria-label="embedding 32%, attention 23%, MLP 46%, norms 0.031%"/);
