@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import local_client
-from llmviz import PRESETS
+from llmviz import PRESETS, ModelConfig
 from llmviz.core.graph import Graph
 from llmviz.io.loading import structure_only
 from llmviz.serve.server import create_app
@@ -15,6 +15,12 @@ from llmviz.views.scene import build_scene
 
 # A Llama-family model of every kind the count must handle: grouped-query attention, q/k/v biases, untied W_U.
 LLAMA = dataclasses.replace(PRESETS["smollm-135m"], name="llama-t", n_layer=3, qkv_bias=True, tied_unembed=False)
+# GPT-NeoX in both block orders, tied and untied; Phi (one LayerNorm a layer, a bias on W_U) with grouped-query heads.
+NEOX = ModelConfig("neox-t", 3, 4, 64, 97, 64, arch="neox", activation="gelu", tied_unembed=False, n_inner=80,
+                   rope_theta=10000.0, rotary_fraction=0.25, parallel=True)
+NEOX_SEQ = dataclasses.replace(NEOX, name="neox-seq", parallel=False, tied_unembed=True, rotary_fraction=1.0)
+PHI = ModelConfig("phi-t", 2, 4, 64, 97, 64, arch="phi", n_kv_head=2, tied_unembed=False, unembed_bias=True, n_inner=80,
+                  rope_theta=10000.0, rotary_fraction=0.5, parallel=True)
 
 
 def part_of(weight: str) -> str:
@@ -47,7 +53,7 @@ def test_gpt2_parts_are_its_published_count_split():
 
 
 @pytest.mark.parametrize("cfg", [PRESETS["nano-gpt"], PRESETS["gpt2"], PRESETS["gpt2-xl"], PRESETS["gpt3"],
-                                 PRESETS["smollm-135m"], LLAMA], ids=lambda c: c.name)
+                                 PRESETS["smollm-135m"], LLAMA, NEOX, NEOX_SEQ, PHI], ids=lambda c: c.name)
 def test_parts_add_up_and_equal_the_graph_weights(cfg):
     parts = cfg.param_parts()
     assert sum(parts.values()) == cfg.n_params

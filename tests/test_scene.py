@@ -238,9 +238,9 @@ def test_every_block_has_a_readable_label(nano, which):
              "blocks.0.mlp.W_gate": "W_gate", "blocks.0.mlp.hook_pre": "gate", "blocks.0.mlp.hook_pre_linear": "up",
              "blocks.0.mlp.hook_act": "SiLU(gate)", "blocks.0.mlp.hook_post": "gate × up"})
     assert {n: short[n] for n in want} == want
-    if which != "nano-gpt":  # a generation step's graph too: the cached keys and values
-        from llmviz.views.layout import short_name
-
+    if which != "nano-gpt":  # a generation step's graph too: the cached keys and values, labelled where declared
         cfg = PRESETS["gpt2"] if which == "gpt2" else tiny_llama().config
         step = Graph(cfg, past=3)
-        assert all("hook_" not in short_name(t.name, t) and "." not in short_name(t.name, t) for t in step)
+        assert all(t.label and "hook_" not in t.label and "." not in t.label for t in step)
+        assert [step[f"blocks.0.attn.{n}"].label for n in ("past_k", "cache_k", "past_v", "cache_v")] == \
+            ["K cache", "K so far", "V cache", "V so far"]

@@ -1,15 +1,20 @@
 """Model configurations: the handful of numbers that fix a GPT's shape.
 
-Every preset's parameter count is computed from these numbers, never typed in.
+Every preset's parameter count is computed from these numbers, never typed in: by its architecture's module
+(llmviz.core.arch), which reads a config. Config sits below the architectures and imports none of them; each
+registers its count in PARAM_PARTS (see ModelConfig.param_parts).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from .ops.activations import ACTIVATIONS
+from .ops.attention import inv_freq
 
 # The longest context llmviz computes: 2**24 = 16,777,216 positions. Rotary angles are position × frequency in float32,
 # which holds every whole number only up to 2**24; the longest released contexts (10 million tokens) fit below it.
@@ -42,7 +47,9 @@ def explain(e: Exception, names: Mapping[str, str]) -> str:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The shape of a decoder-only transformer: GPT-2's, or (arch "llama") a Llama-family one."""
+    """The shape of a decoder-only transformer. `arch` names the architecture module (llmviz.core.arch) that
+    builds its graph and counts its parameters: "gpt2" (GPT-2, nanoGPT, minGPT), "llama" (Llama, Mistral, Qwen2,
+    Gemma), "neox" (GPT-NeoX, Pythia) or "phi"."""
 
     name: str
     n_layer: int
@@ -78,6 +85,8 @@ class ModelConfig:
     rope_original_max: int = 0
     embed_scale: bool = False  # the token embedding is multiplied by √n_embd (Gemma)
     rms_offset: float = 0.0  # RMSNorm's gain is offset + w (Gemma: 1); the graph's gain holds the sum
+    rotary_fraction: float = 1.0  # the share of each head's channels the rotary embedding turns (the first ones)
+    parallel: bool = False  # attention and the MLP both read the layer's input, and both outputs are added to it
 
     def __post_init__(self) -> None:
         """Refuse a config that describes no model, naming the setting and what it must be."""
@@ -102,7 +111,8 @@ class ModelConfig:
             need(v is None or (whole(v) and v >= 1), key, f"must be null or a whole number >= 1 (got {got(v)})")
         eps = self.layer_norm_eps
         need(number(eps) and eps > 0, "layer_norm_eps", f"must be a number > 0 (got {got(eps)})", "layer_norm_epsilon")
-        for key in ("tied_unembed", "unembed_bias", "bias", "scale_attn_weights", "scale_attn_by_inverse_layer_idx"):
+        for key in ("tied_unembed", "unembed_bias", "bias", "scale_attn_weights", "scale_attn_by_inverse_layer_idx",
+                    "parallel"):
             need(isinstance(getattr(self, key), bool), key, f"must be true or false (got {got(getattr(self, key))})")
         for key, allowed in (("norm", ("layer", "rms")), ("mlp", ("plain", "gated")), ("rope_type", ("default", "llama3"))):
             need(getattr(self, key) in allowed, key, f"must be one of {', '.join(allowed)} (got {got(getattr(self, key))})")
@@ -114,6 +124,12 @@ class ModelConfig:
              f"must be null or a whole number >= 1 (got {got(self.head_dim)})")
         need(not (self.n_embd % self.n_head and self.head_dim is None), "n_embd",
              f"({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        f = self.rotary_fraction
+        need(number(f) and 0 < f <= 1, "rotary_fraction", f"must be a number above 0 and at most 1 (got {got(f)})")
+        need(self.d_rotary >= 2 and self.d_rotary % 2 == 0, "rotary_fraction",
+             f"({f:g}) turns {self.d_rotary} of each head's {self.d_head} channels: the rotary embedding turns pairs, "
+             "so an even number of them, at least 2")
+        object.__setattr__(self, "rotary_fraction", float(f))
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unsupported activation {got(self.activation)}: llmviz supports {', '.join(ACTIVATIONS)}")
         self._check_rope(need, whole, number)
@@ -123,8 +139,8 @@ class ModelConfig:
         difference), and frequencies and angles over the whole context that are float32 numbers, so that nothing
         overflows or divides by zero when the model runs. Stored as floats."""
         llama3 = self.rope_type == "llama3"
-        v = self.rope_theta  # None: learned positions (GPT-2); a Llama's positions are rotary
-        need(self.arch != "llama" if v is None else number(v) and 0 < v <= F32_MAX, "rope_theta",
+        v = self.rope_theta  # None: learned positions (GPT-2); a rotary architecture refuses it (ops.attention.inv_freq)
+        need(v is None or (number(v) and 0 < v <= F32_MAX), "rope_theta",
              f"must be a number > 0 that float32 holds (at most {F32_MAX:.3g}) (got {got(v)})")
         for key in ("rope_factor", "rope_low_freq_factor", "rope_high_freq_factor"):
             v = getattr(self, key)
@@ -141,8 +157,6 @@ class ModelConfig:
              f"must be a whole number from {1 if llama3 else 0} to {MAX_CONTEXT:,} (got {got(original)})")
         if self.rope_theta is None:
             return
-        from .arch.llama import inv_freq
-
         try:
             with np.errstate(over="raise", divide="raise", invalid="raise"):
                 freq = np.asarray(inv_freq(self), np.float32)
@@ -175,6 +189,12 @@ class ModelConfig:
         return self.n_inner or 4 * self.n_embd
 
     @property
+    def d_rotary(self) -> int:
+        """The channels of each head that the rotary embedding turns, the first ones: int(d_head · rotary_fraction),
+        as transformers counts them (all of them by default)."""
+        return int(self.d_head * self.rotary_fraction)
+
+    @property
     def n_params(self) -> int:
         """Exact number of learned parameters (a tied unembedding counts once): the sum of `param_parts`."""
         return sum(self.param_parts().values())
@@ -188,10 +208,13 @@ class ModelConfig:
         - ``mlp``: every layer's MLP weights (gate, in, out) and their biases;
         - ``other``: the normalisations' gains and biases (each layer's two and the final one).
 
-        Each architecture counts its own (llmviz.core.arch's `param_parts`)."""
-        from .arch import architecture
-
-        return architecture(self.arch).param_parts(self)
+        Each architecture counts its own: its module's `param_parts`, which llmviz.core.arch puts in PARAM_PARTS under
+        the architecture's name. The architectures read ModelConfig, so ModelConfig imports none of them; the table is
+        filled whenever any part of llmviz is imported (the package's __init__ imports the graph, which imports the
+        architectures)."""
+        if self.arch not in PARAM_PARTS:
+            raise ValueError(f"unknown architecture {got(self.arch)}: llmviz has {', '.join(PARAM_PARTS) or 'none loaded'}")
+        return PARAM_PARTS[self.arch](self)
 
     def kv_cache_bytes(self, positions: int) -> int:
         """Memory of a KV cache over `positions`: 2 · n_layer · n_kv_head · d_head · positions · 4 bytes (float32)."""
@@ -222,11 +245,9 @@ class ModelConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-# HF `activation_function` / `hidden_act` names -> the op that computes them (see llmviz.core.ops).
-ACTIVATIONS = {
-    "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu",
-    "gelu": "gelu_erf", "relu": "relu", "silu": "silu", "swish": "silu",
-}
+# Each architecture's parameter count by part, by its name (a config's `arch`): its module's `param_parts`, put here
+# by llmviz.core.arch (see ModelConfig.param_parts).
+PARAM_PARTS: dict[str, Callable[[ModelConfig], dict[str, int]]] = {}
 
 _GPT2 = dict(vocab_size=50257, n_ctx=1024, layer_norm_eps=1e-5)
 

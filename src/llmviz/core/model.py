@@ -12,6 +12,7 @@ import json
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -333,7 +334,12 @@ class Trace(Mapping):
     float32 (tokens int64), no batch axis; axes as in `model.graph[name].axes`. A trace run with `keep`
     holds only those tensors; any other one is recomputed when asked for, from the kept tensors it depends
     on (with the residual stream kept, that is its own layer), and the last such group is remembered.
+
+    `trace.show()`, its input in a notebook widget, is given to Trace by the llmviz package (llmviz/__init__.py),
+    which owns llmviz.show: the core imports nothing from the layers that draw it.
     """
+
+    show: ClassVar[Callable[[Trace], Any]]  # a method (see above: set by llmviz/__init__.py)
 
     def __init__(self, model: Model, tokens: list[int], values: dict[str, np.ndarray], predicted: list[int],
                  next_probs: np.ndarray | None = None, graph: Graph | None = None, past_tokens: list[int] = (),
@@ -418,12 +424,6 @@ class Trace(Mapping):
         if self.predicted_ids:
             meta["predicted"] = json.dumps(self.predicted)
         return meta
-
-    def show(self):
-        """This trace's input in a notebook widget (see llmviz.show)."""
-        from ..serve.notebook import Widget
-
-        return Widget(self.model, self.model.decode(self.past_tokens + self.tokens))
 
     def to_bytes(self, include_weights: bool = False, names: Sequence[str] | None = None) -> memoryview:
         """The trace in safetensors format: a JSON header of names, dtypes, shapes and offsets, then one

@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..core.arch import architecture
+from ..core.arch import architecture, for_model_type
 from ..core.config import ModelConfig
 from ..core.errors import BadModelFile, LlmvizError, ModelNotFound
 from ..core.model import Model
@@ -23,7 +23,7 @@ def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig
     if not isinstance(cfg, dict):
         raise BadModelFile(f"{source}: config.json must be a JSON object, not a {type(cfg).__name__}")
     model_type = cfg.get("model_type")
-    arch = architecture(model_type if isinstance(model_type, str) else str(model_type or cfg.get("architectures")), source)
+    arch = for_model_type(model_type if isinstance(model_type, str) else str(model_type or cfg.get("architectures")), source)
     return arch.config_from_hf(cfg, name, source, shown)
 
 
@@ -69,8 +69,7 @@ def load_folder(folder, dtype: str = "float32", name: str | None = None, shown: 
     else:
         raise BadModelFile(f"{folder}: no model.safetensors")
     arch = architecture(config.arch)
-    weights = arch.weights_from_state(LazyState(files, arch.canonical), config, layout="conv1d", source=str(files[0].path),
-                                      dtype=dtype)
+    weights = arch.weights_from_state(LazyState(files, arch.canonical), config, source=str(files[0].path), dtype=dtype)
     tok_path = folder / "tokenizer.json"
     tokenizer = HFTokenizer(tok_path) if tok_path.is_file() else None
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:

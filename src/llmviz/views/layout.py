@@ -41,31 +41,6 @@ COLUMN_GAP = 0.2  # between columns of layers, as a share of a column's width (r
 LONG_VOCAB = 512
 MERGE_HEADS_ABOVE = 32  # with more heads, a stack is one box (bounded draw cost at GPT-3 scale)
 
-# Short names for labels, keyed by the last part of a tensor's name (GPT-2's; a tensor that means something else
-# under the same name, such as RMSNorm's `hook_scale`, declares its own label with it: TensorSpec.label).
-SHORT = {
-    "tokens": "tokens", "W_E": "W_E", "W_pos": "W_pos", "hook_embed": "token emb", "hook_pos_embed": "pos emb",
-    "hook_resid_pre": "residual", "hook_resid_mid": "residual", "hook_resid_post": "residual",
-    "hook_mean": "μ", "hook_scale": "σ", "hook_normalized": "x̂", "hook_out": "LN out", "w": "γ", "b": "β",
-    "hook_q": "Q", "hook_k": "K", "hook_v": "V", "W_Q": "W_Q", "W_K": "W_K", "W_V": "W_V",
-    "b_Q": "b_Q", "b_K": "b_K", "b_V": "b_V", "hook_attn_scores": "scores", "hook_pattern_max": "max",
-    "hook_pattern_sum_exp": "Σexp", "hook_pattern": "softmax", "hook_z": "z", "W_O": "W_O", "b_O": "b_O",
-    "hook_attn_out": "attn out", "hook_pre": "MLP pre", "hook_post": "activation", "W_in": "W_in", "b_in": "b_in",
-    "W_out": "W_out", "b_out": "b_out", "hook_mlp_out": "MLP out", "W_U": "W_U", "b_U": "b_U",
-    "logits": "logits", "probs_max": "max", "probs_sum_exp": "Σexp", "probs": "probs",
-    "past_k": "K cache", "past_v": "V cache", "cache_k": "K so far", "cache_v": "V so far",
-}
-
-
-def short_name(name: str, spec: TensorSpec | None = None) -> str:
-    """A block's label: the one its tensor declares, else SHORT's for its name's last part, else that part
-    without `hook_` (never a whole hook name such as blocks.0.attn.hook_rot_q)."""
-    if spec is not None and spec.label:
-        return spec.label
-    last = name.rsplit(".", 1)[-1]
-    return SHORT.get(last, last.removeprefix("hook_"))
-
-
 @dataclass
 class Block:
     tensor: str
@@ -235,7 +210,8 @@ def _place_rows(graph: Graph, ordered_rows: list[list[str]], blocks: dict[str, B
 
     With `beside`, a layer's MLP sits beside its attention, in the order data flows: its norm and its rows form a
     column of their own that starts level with the layer's first row, right of everything else in the layer, while the
-    residual stream stays one path down the centre column (the MLP's add below the attention's)."""
+    residual stream stays one path down the centre column (the MLP's add below the attention's; a parallel block's one
+    add, of attention's output and the MLP's, below both)."""
     rows: list[tuple[list[str], bool]] = []  # each row, and whether it is in the MLP's column
     for names in ordered_rows:
         lead = graph[names[0]]
@@ -260,8 +236,9 @@ def _place_rows(graph: Graph, ordered_rows: list[list[str]], blocks: dict[str, B
                 mlp_at[layer] = right.get(layer, branch_x) + 2 * GAP
                 mlp_y = layer_top.get(layer, y)
             x_branch, y = mlp_at[layer], mlp_y
-            if any(blocks[n].residual for n in names):  # its add stays below the attention's, in the centre column
-                y = min(y, res_bottom - ROW_GAP)
+            if any(blocks[n].residual for n in names):  # its add stays below the attention's, in the centre column,
+                read = [blocks[i] for n in names if blocks[n].residual for i in graph[n].inputs if i not in names]
+                y = min(y, res_bottom - ROW_GAP, *(b.y - b.height - ROW_GAP for b in read))  # and below what it adds
         elif layer is not None:
             layer_top.setdefault(layer, y)
         for n in names:

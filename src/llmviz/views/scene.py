@@ -22,7 +22,7 @@ from ..core.graph import NAMED_BY, Graph
 from ..core.model import Model, Trace
 from ..core.sampling import percent
 from ..io.safetensors_file import to_bytes as safetensors_bytes
-from .layout import Block, Layout, build_layout, short_name
+from .layout import Block, Layout, build_layout
 
 MAX_DISPLAY = 512  # displayed cells per side of one block, at most
 DISPLAY_BUDGET = {"weight": 2_000_000, "computed": 1_000_000}  # displayed cells, at most (GPT-2 small: 124 M weights)
@@ -164,7 +164,7 @@ class SceneBuilder:
             spec = graph[b.tensor]
             grid, scale, tile = self.grids.get(b.tensor, (None, 0.0, [1, 1]))
             blocks.append({
-                "tensor": b.tensor, "short": short_name(b.tensor, spec), "title": spec.title,
+                "tensor": b.tensor, "short": spec.label, "title": spec.title,
                 "kind": "activation" if b.tensor in cached else spec.kind,
                 "op": spec.op, "group": spec.group, "layer": spec.layer,
                 "axes": [b.x_axis, b.y_axis, b.z_axis], "cols": b.cols, "rows": b.rows, "depth": b.depth,

@@ -1,5 +1,5 @@
-"""GPT-2 (and the nanoGPT and minGPT models that share its design): its graph, its Hugging Face config and
-its checkpoints' weight names, in one place.
+"""GPT-2 (and the nanoGPT and minGPT models that share its design): its graph, its parameter count, its Hugging
+Face config and its checkpoints' weight names, in one place (see base.Architecture).
 
     x = x + attn(ln_1(x))      # a block, as nanoGPT's Block.forward reads
     x = x + mlp(ln_2(x))
@@ -17,12 +17,15 @@ from collections.abc import Mapping
 import numpy as np
 
 from ...io.convert import check_shape, check_weight, to_storage
-from ..config import ACTIVATIONS, ModelConfig, explain
+from ..config import ModelConfig, explain
 from ..errors import BadModelFile
-from ..graph import Graph, Scope, token_embedding, unembedding
 from ..ops import OPS
+from ..ops.activations import ACTIVATIONS
+from ..ops.norm import layer_norm
+from ..scope import Scope, token_embedding, unembedding
 
-MODEL_TYPE = "gpt2"
+NAME = "gpt2"
+MODEL_TYPES = ("gpt2",)
 NAMES = "GPT-2-architecture models (Hugging Face model_type 'gpt2', e.g. gpt2, distilgpt2) and nanoGPT/minGPT checkpoints"
 
 
@@ -43,27 +46,27 @@ def param_parts(cfg: ModelConfig) -> dict[str, int]:
 
 # ---- The graph ----
 
-def build(g: Graph) -> None:
+def build(g) -> None:
     cfg = g.config
     embed, tokens, W_E = token_embedding(g)
-    W_pos = embed.weight("pos_embed.W_pos", ["n_ctx", "d_model"], "Position embedding matrix")
-    e = embed.op("hook_embed", ["pos", "d_model"], "embed", (W_E, tokens), "Token embedding")
-    p = embed.op("hook_pos_embed", ["pos", "d_model"], "pos_embed", (W_pos, tokens), "Position embedding", offset=g.past)
-    x = None
+    W_pos = embed.weight("pos_embed.W_pos", ["n_ctx", "d_model"], "Position embedding matrix", label="W_pos")
+    e = embed.op("hook_embed", ["pos", "d_model"], "embed", (W_E, tokens), "Token embedding", label="token emb")
+    p = embed.op("hook_pos_embed", ["pos", "d_model"], "pos_embed", (W_pos, tokens), "Position embedding",
+                 label="pos emb", offset=g.past)
+    x = ""  # the stream into each layer: into layer 0, the two embeddings added
     for i in range(cfg.n_layer):
         blk = Scope(g, f"blocks.{i}", layer=i)
-        x = blk.add("hook_resid_pre", e, p, f"Residual stream into layer {i}") if i == 0 else \
-            blk.op("hook_resid_pre", ["pos", "d_model"], "identity", (x,), f"Residual stream into layer {i}")
+        x = blk.residual("hook_resid_pre", (e, p), f"Residual stream into layer {i}") if i == 0 else blk.carry(x, i)
         x = block(blk, i, x)
-    unembedding(g, Scope(g).layer_norm("ln_final", x, "Final LayerNorm"), W_E)
+    unembedding(g, layer_norm(Scope(g), "ln_final", x, "Final LayerNorm"), W_E)
 
 
 def block(blk: Scope, i: int, x: str) -> str:
     """x + attention(LayerNorm 1(x)), then + MLP(LayerNorm 2(·))."""
-    mid = blk.add("hook_resid_mid", x, attention(blk, i, blk.layer_norm("ln1", x, f"LayerNorm 1, layer {i}")),
-                  f"Residual stream after attention, layer {i}")
-    return blk.add("hook_resid_post", mid, mlp(blk, i, blk.layer_norm("ln2", mid, f"LayerNorm 2, layer {i}")),
-                   f"Residual stream after layer {i}")
+    mid = blk.residual("hook_resid_mid", (x, attention(blk, i, layer_norm(blk, "ln1", x, f"LayerNorm 1, layer {i}"))),
+                       f"Residual stream after attention, layer {i}")
+    return blk.residual("hook_resid_post", (mid, mlp(blk, i, layer_norm(blk, "ln2", mid, f"LayerNorm 2, layer {i}"))),
+                        f"Residual stream after layer {i}")
 
 
 def attention(blk: Scope, i: int, x: str) -> str:
@@ -71,28 +74,32 @@ def attention(blk: Scope, i: int, x: str) -> str:
     at, g = blk.sub("attn"), blk.g
     qkv = {}
     for c, plain in (("Q", "Query"), ("K", "Key"), ("V", "Value")):
-        W = at.weight(f"W_{c}", ["head", "d_model", "d_head"], f"{plain} weight, layer {i}")
-        b = at.bias(f"b_{c}", ["head", "d_head"], f"{plain} bias, layer {i}")
-        qkv[c] = at.linear(f"hook_{c.lower()}", x, W, b, f"{plain} vector, layer {i}")
+        W = at.weight(f"W_{c}", ["head", "d_model", "d_head"], f"{plain} weight, layer {i}", label=f"W_{c}")
+        b = at.bias(f"b_{c}", ["head", "d_head"], f"{plain} bias, layer {i}", label=f"b_{c}")
+        qkv[c] = at.linear(f"hook_{c.lower()}", x, W, b, f"{plain} vector, layer {i}", label=c)
     qkv["K"], qkv["V"] = at.kv_cache(qkv["K"], qkv["V"], "head", i)  # with a KV cache: the cached ones, then these
     scores = at.op("hook_attn_scores", ["head", "pos", "key_pos"], "attn_scores", (qkv["Q"], qkv["K"]),
-                   f"Attention scores, layer {i}", scale=g.config.attn_scale(i))
-    pattern = at.softmax("hook_pattern", scores, f"Attention pattern, layer {i}")
-    z = at.op("hook_z", ["pos", "head", "d_head"], "weighted_sum", (pattern, qkv["V"]), f"Attention output per head, layer {i}")
-    W_O = at.weight("W_O", ["head", "d_head", "d_model"], f"Output projection weight, layer {i}")
-    b_O = at.bias("b_O", ["d_model"], f"Output projection bias, layer {i}")
-    return at.linear(blk.name("hook_attn_out"), z, W_O, b_O, f"Attention output, layer {i}")
+                   f"Attention scores, layer {i}", label="scores", scale=g.config.attn_scale(i))
+    pattern = at.softmax("hook_pattern", scores, f"Attention pattern, layer {i}", label="softmax")
+    z = at.op("hook_z", ["pos", "head", "d_head"], "weighted_sum", (pattern, qkv["V"]),
+              f"Attention output per head, layer {i}", label="z")
+    W_O = at.weight("W_O", ["head", "d_head", "d_model"], f"Output projection weight, layer {i}", label="W_O")
+    b_O = at.bias("b_O", ["d_model"], f"Output projection bias, layer {i}", label="b_O")
+    return at.linear(blk.name("hook_attn_out"), z, W_O, b_O, f"Attention output, layer {i}", label="attn out")
 
 
 def mlp(blk: Scope, i: int, x: str) -> str:
     """W_out · act(W_in · x + b_in) + b_out."""
     ml = blk.sub("mlp")
-    pre = ml.linear("hook_pre", x, ml.weight("W_in", ["d_model", "d_mlp"], f"MLP input weight, layer {i}"),
-                    ml.bias("b_in", ["d_mlp"], f"MLP input bias, layer {i}"), f"MLP pre-activation, layer {i}")
+    W_in = ml.weight("W_in", ["d_model", "d_mlp"], f"MLP input weight, layer {i}", label="W_in")
+    b_in = ml.bias("b_in", ["d_mlp"], f"MLP input bias, layer {i}", label="b_in")
+    pre = ml.linear("hook_pre", x, W_in, b_in, f"MLP pre-activation, layer {i}", label="MLP pre")
     act = ACTIVATIONS[blk.config.activation]
-    post = ml.op("hook_post", ["pos", "d_mlp"], act, (pre,), f"MLP activation ({OPS[act].label}), layer {i}")
-    return ml.linear(blk.name("hook_mlp_out"), post, ml.weight("W_out", ["d_mlp", "d_model"], f"MLP output weight, layer {i}"),
-                     ml.bias("b_out", ["d_model"], f"MLP output bias, layer {i}"), f"MLP output, layer {i}")
+    post = ml.op("hook_post", ["pos", "d_mlp"], act, (pre,), f"MLP activation ({OPS[act].label}), layer {i}",
+                 label="activation")
+    W_out = ml.weight("W_out", ["d_mlp", "d_model"], f"MLP output weight, layer {i}", label="W_out")
+    b_out = ml.bias("b_out", ["d_model"], f"MLP output bias, layer {i}", label="b_out")
+    return ml.linear(blk.name("hook_mlp_out"), post, W_out, b_out, f"MLP output, layer {i}", label="MLP out")
 
 
 # ---- Hugging Face's config.json ----
@@ -128,12 +135,13 @@ def canonical_state(state: Mapping) -> dict:
     return {canonical(k): v for k, v in state.items()}
 
 
-def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, layout: str,
-                       source: str = "", dtype: str = "float32") -> dict[str, np.ndarray]:
+def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, source: str = "", dtype: str = "float32",
+                       layout: str = "conv1d") -> dict[str, np.ndarray]:
     """Convert a state dict with canonical names to graph weights, checking each tensor's presence and shape.
 
     `state` may read lazily (see huggingface.LazyState), one tensor at a time, so that loading never
-    holds two copies of the model. layout: "conv1d" (matrices stored [in, out]) or "linear" ([out, in]).
+    holds two copies of the model. layout: "conv1d" (matrices stored [in, out], as Hugging Face's GPT-2) or
+    "linear" ([out, in], as nanoGPT's and minGPT's).
     A tied unembedding is not read: the graph says whose numbers it holds (see model.tie).
     """
     names = set(state.keys())

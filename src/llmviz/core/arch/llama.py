@@ -1,5 +1,5 @@
-"""The Llama family: Llama (with Llama 3's rope scaling), Mistral, Qwen2 and Gemma. Its graph, its Hugging
-Face config.json and its checkpoints' weight names, in one place. Gemma differs in three details: its token
+"""The Llama family: Llama (with Llama 3's rope scaling), Mistral, Qwen2 and Gemma. Its graph, its parameter count,
+its Hugging Face config.json and its checkpoints' weight names, in one place (see base.Architecture). Gemma differs in three details: its token
 embedding is scaled by √C (`hook_embed_scaled`), its RMSNorm gains are 1 + w (the graph's `w` holds the sum,
 as TransformerLens's does), and its MLP gate is GELU (GeGLU).
 
@@ -14,109 +14,82 @@ gated MLP's `mlp.hook_pre` (gate), `mlp.hook_pre_linear` (up) and `mlp.hook_post
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
 
 from ...io.convert import check_shape, check_weight, to_storage
-from ..config import ACTIVATIONS, ModelConfig, explain
+from ..config import ModelConfig, explain
 from ..errors import BadModelFile
-from ..graph import Graph, Scope, token_embedding, unembedding
 from ..ops import OPS
+from ..ops.activations import ACTIVATIONS
+from ..ops.attention import rotate
+from ..ops.norm import rms_norm
+from ..scope import Scope, token_embedding, unembedding
 
-MODEL_TYPE = "llama"
+NAME = "llama"
 MODEL_TYPES = ("llama", "mistral", "qwen2", "gemma")
 NAMES = "Llama, Mistral, Qwen2 and Gemma (model_type 'llama', 'mistral', 'qwen2', 'gemma')"
 
 
 # ---- The graph ----
 
-def build(g: Graph) -> None:
+def build(g) -> None:
     cfg = g.config
     embed, tokens, W_E = token_embedding(g)
-    x = embed.op("hook_embed", ["pos", "d_model"], "embed", (W_E, tokens), "Token embedding")
+    x = embed.op("hook_embed", ["pos", "d_model"], "embed", (W_E, tokens), "Token embedding", label="token emb")
     if cfg.embed_scale:
-        x = embed.op("hook_embed_scaled", ["pos", "d_model"], "scale", (x,), "Token embedding × √C",
-                     factor=float(np.float32(cfg.n_embd ** 0.5)), factor_name="√C", label="emb × √C")
+        x = embed.op("hook_embed_scaled", ["pos", "d_model"], "scale", (x,), "Token embedding × √C", label="emb × √C",
+                     factor=float(np.float32(cfg.n_embd ** 0.5)), factor_name="√C")
     for i in range(cfg.n_layer):
         blk = Scope(g, f"blocks.{i}", layer=i)
-        x = blk.op("hook_resid_pre", ["pos", "d_model"], "identity", (x,), f"Residual stream into layer {i}")
-        x = block(blk, i, x)
+        x = block(blk, i, blk.carry(x, i))
     unembedding(g, rms_norm(Scope(g), "ln_final", x, "Final RMSNorm"), W_E)
 
 
 def block(blk: Scope, i: int, x: str) -> str:
     """x + attention(RMSNorm 1(x)), then + MLP(RMSNorm 2(·))."""
-    mid = blk.add("hook_resid_mid", x, attention(blk, i, rms_norm(blk, "ln1", x, f"RMSNorm 1, layer {i}")),
-                  f"Residual stream after attention, layer {i}")
-    return blk.add("hook_resid_post", mid, mlp(blk, i, rms_norm(blk, "ln2", mid, f"RMSNorm 2, layer {i}")),
-                   f"Residual stream after layer {i}")
-
-
-def rms_norm(s: Scope, name: str, x: str, title: str) -> str:
-    """RMSNorm in its visible steps: the root mean square s, x / s, then the gain."""
-    ln = s.sub(name)
-    w = ln.weight("w", ["d_model"], f"{title} gain γ")
-    scale = ln.aggregate("hook_scale", ["pos"], "rms_scale", (x,), f"{title} root mean square s",
-                         eps=s.config.layer_norm_eps, label="s (rms)")
-    norm = ln.op("hook_normalized", ["pos", "d_model"], "rms_normalize", (x, scale), f"{title} normalized", label="x / s")
-    return ln.op("hook_out", ["pos", "d_model"], "ln_affine", (norm, w), f"{title} output", label="RMS out")
+    mid = blk.residual("hook_resid_mid", (x, attention(blk, i, rms_norm(blk, "ln1", x, f"RMSNorm 1, layer {i}"))),
+                       f"Residual stream after attention, layer {i}")
+    return blk.residual("hook_resid_post", (mid, mlp(blk, i, rms_norm(blk, "ln2", mid, f"RMSNorm 2, layer {i}"))),
+                        f"Residual stream after layer {i}")
 
 
 def attention(blk: Scope, i: int, x: str) -> str:
     """Grouped-query attention with rotary positions: softmax(rot(q) · rot(k) / √A) · v per head, then W_O."""
-    at, g, cfg = blk.sub("attn"), blk.g, blk.config
+    at, cfg = blk.sub("attn"), blk.config
     heads = {"Q": "head", "K": "kv_head", "V": "kv_head"}
     qkv = {}
     for c, plain in (("Q", "Query"), ("K", "Key"), ("V", "Value")):
-        W = at.weight(f"W_{c}", [heads[c], "d_model", "d_head"], f"{plain} weight, layer {i}")
-        b = at.weight(f"b_{c}", [heads[c], "d_head"], f"{plain} bias, layer {i}") if cfg.qkv_bias else None
-        qkv[c] = at.linear(f"hook_{c.lower()}", x, W, b, f"{plain} vector, layer {i}")
+        W = at.weight(f"W_{c}", [heads[c], "d_model", "d_head"], f"{plain} weight, layer {i}", label=f"W_{c}")
+        b = at.weight(f"b_{c}", [heads[c], "d_head"], f"{plain} bias, layer {i}", label=f"b_{c}") if cfg.qkv_bias else None
+        qkv[c] = at.linear(f"hook_{c.lower()}", x, W, b, f"{plain} vector, layer {i}", label=c)
         if c != "V":
-            qkv[c] = at.op(f"hook_rot_{c.lower()}", ["pos", heads[c], "d_head"], "rotary", (qkv[c],),
-                           f"{plain} vector after rotary embedding, layer {i}", inv_freq=inv_freq(cfg), offset=g.past,
-                           label=f"{c} rotated")
+            qkv[c] = rotate(at, c, qkv[c], heads[c], f"{plain} vector after rotary embedding, layer {i}")
     qkv["K"], qkv["V"] = at.kv_cache(qkv["K"], qkv["V"], "kv_head", i)  # with a KV cache: the cached ones, then these
     group = {"kv_group": cfg.n_head // cfg.kv_heads} if cfg.kv_heads != cfg.n_head else {}
     scores = at.op("hook_attn_scores", ["head", "pos", "key_pos"], "attn_scores", (qkv["Q"], qkv["K"]),
-                   f"Attention scores, layer {i}", scale=cfg.attn_scale(i), **group)
-    pattern = at.softmax("hook_pattern", scores, f"Attention pattern, layer {i}")
+                   f"Attention scores, layer {i}", label="scores", scale=cfg.attn_scale(i), **group)
+    pattern = at.softmax("hook_pattern", scores, f"Attention pattern, layer {i}", label="softmax")
     z = at.op("hook_z", ["pos", "head", "d_head"], "weighted_sum", (pattern, qkv["V"]),
-              f"Attention output per head, layer {i}", **group)
-    W_O = at.weight("W_O", ["head", "d_head", "d_model"], f"Output projection weight, layer {i}")
-    return at.linear(blk.name("hook_attn_out"), z, W_O, None, f"Attention output, layer {i}")
+              f"Attention output per head, layer {i}", label="z", **group)
+    W_O = at.weight("W_O", ["head", "d_head", "d_model"], f"Output projection weight, layer {i}", label="W_O")
+    return at.linear(blk.name("hook_attn_out"), z, W_O, None, f"Attention output, layer {i}", label="attn out")
 
 
 def mlp(blk: Scope, i: int, x: str) -> str:
     """SwiGLU: (act(x · W_gate) × x · W_in) · W_out."""
     ml = blk.sub("mlp")
-    gate = ml.linear("hook_pre", x, ml.weight("W_gate", ["d_model", "d_mlp"], f"MLP gate weight, layer {i}", label="W_gate"),
-                     None, f"MLP gate, layer {i}", label="gate")
-    up = ml.linear("hook_pre_linear", x, ml.weight("W_in", ["d_model", "d_mlp"], f"MLP up weight, layer {i}"), None,
-                   f"MLP up projection, layer {i}", label="up")
+    W_gate = ml.weight("W_gate", ["d_model", "d_mlp"], f"MLP gate weight, layer {i}", label="W_gate")
+    gate = ml.linear("hook_pre", x, W_gate, None, f"MLP gate, layer {i}", label="gate")
+    W_in = ml.weight("W_in", ["d_model", "d_mlp"], f"MLP up weight, layer {i}", label="W_in")
+    up = ml.linear("hook_pre_linear", x, W_in, None, f"MLP up projection, layer {i}", label="up")
     act = ACTIVATIONS[blk.config.activation]
     a = ml.op("hook_act", ["pos", "d_mlp"], act, (gate,), f"MLP activated gate ({OPS[act].label}), layer {i}",
               label=f"{OPS[act].label}(gate)")
     post = ml.op("hook_post", ["pos", "d_mlp"], "mul", (a, up), f"MLP gate × up, layer {i}", label="gate × up")
-    return ml.linear(blk.name("hook_mlp_out"), post, ml.weight("W_out", ["d_mlp", "d_model"], f"MLP down weight, layer {i}"),
-                     None, f"MLP output, layer {i}")
-
-
-def inv_freq(cfg: ModelConfig) -> list[float]:
-    """Each channel pair's rotary frequency, θ^(−2i/A), with Llama 3's scaling if the config has it (as
-    transformers computes them)."""
-    A = cfg.d_head
-    freq = 1.0 / (cfg.rope_theta ** (np.arange(0, A, 2, dtype=np.int64).astype(np.float32) / A))
-    if cfg.rope_type == "llama3":
-        low, high = cfg.rope_original_max / cfg.rope_low_freq_factor, cfg.rope_original_max / cfg.rope_high_freq_factor
-        wavelen = 2 * math.pi / freq
-        scaled = np.where(wavelen > low, freq / cfg.rope_factor, freq)
-        smooth = (cfg.rope_original_max / wavelen - cfg.rope_low_freq_factor) / (cfg.rope_high_freq_factor - cfg.rope_low_freq_factor)
-        smoothed = (1 - smooth) * scaled / cfg.rope_factor + smooth * scaled
-        medium = ~(wavelen < high) & ~(wavelen > low)
-        freq = np.where(medium, smoothed, scaled)
-    return [float(f) for f in np.asarray(freq, np.float32)]
+    W_out = ml.weight("W_out", ["d_mlp", "d_model"], f"MLP down weight, layer {i}", label="W_out")
+    return ml.linear(blk.name("hook_mlp_out"), post, W_out, None, f"MLP output, layer {i}", label="MLP out")
 
 
 def param_parts(cfg: ModelConfig) -> dict[str, int]:
@@ -204,8 +177,8 @@ def canonical(name: str) -> str:
     return name[len("model."):] if name.startswith("model.") else name
 
 
-def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, layout: str = "linear",
-                       source: str = "", dtype: str = "float32") -> dict[str, np.ndarray]:
+def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, source: str = "",
+                       dtype: str = "float32") -> dict[str, np.ndarray]:
     """Hugging Face's nn.Linear weights ([out, in]) to the graph's per-head weights, each checked."""
     names = set(state.keys())
     check_shape(config, len({k.split(".")[1] for k in names if k.startswith("layers.")}), dtype, source)

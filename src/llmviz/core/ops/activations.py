@@ -1,4 +1,5 @@
-"""The MLP's activations, each with its curve for the hover."""
+"""The MLP's activations, each with its curve for the hover, and which of them each Hugging Face activation name
+means (ACTIVATIONS)."""
 
 from __future__ import annotations
 
@@ -115,3 +116,10 @@ def explain_mul(trace, t, at, value):
 
 MUL = Op('mul', 'gate × up', "A gated MLP's product: the activated gate scales the up projection, unit by unit.",
          mul, explain_mul, plain='y = gate * up  # unit by unit')
+
+
+# Hugging Face's activation names (config.json's `activation_function` or `hidden_act`) -> the op that computes each.
+ACTIVATIONS = {
+    "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu",
+    "gelu": "gelu_erf", "relu": "relu", "silu": "silu", "swish": "silu",
+}

@@ -1,6 +1,7 @@
-"""Attention: rotary position embeddings of the queries and keys, each query against each key (scaled, the
-future masked), and the pattern's mix of the values. With grouped-query attention the keys and values have
-fewer heads (`kv_head`): query head h reads key-value head h // group."""
+"""Attention: rotary position embeddings of the queries and keys (their frequencies, and the graph's rotated
+tensors), each query against each key (scaled, the future masked), and the pattern's mix of the values. With
+grouped-query attention the keys and values have fewer heads (`kv_head`): query head h reads key-value head
+h // group."""
 
 from __future__ import annotations
 
@@ -107,14 +108,18 @@ def _kv_head(t, h):
     return h // group, group
 
 
-def rotary(x, inv_freq, offset=0):
-    """Rotate each pair of channels (i, i + A/2) of each position p by the angle p · inv_freq[i]: the rotary
-    position embedding, as Hugging Face's Llama computes it (angles in float32)."""
-    n, half = x.shape[0], x.shape[-1] // 2
+def rotary(x, inv_freq, offset=0, rotary_dims=None):
+    """Rotate each pair of channels (i, i + R/2) of each position p by the angle p · inv_freq[i], where R =
+    rotary_dims is how many of each head's first channels turn (None: all of them); the channels after the first R
+    pass through unchanged (partial rotary, as GPT-NeoX's and Phi's). The rotary position embedding as Hugging
+    Face computes it (angles in float32)."""
+    n = x.shape[0]
+    r = x.shape[-1] if rotary_dims is None else rotary_dims
+    half = r // 2
     angles = np.arange(offset, offset + n, dtype=np.float32)[:, None] * np.asarray(inv_freq, np.float32)[None, :]
     cos, sin = np.cos(angles)[:, None, :], np.sin(angles)[:, None, :]
-    a, b = x[..., :half], x[..., half:]
-    return np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)
+    a, b = x[..., :half], x[..., half:r]
+    return np.concatenate([a * cos - b * sin, b * cos + a * sin, x[..., r:]], axis=-1)
 
 
 def explain_rotary(trace, t, at, value):
@@ -141,5 +146,32 @@ def explain_rotary(trace, t, at, value):
 ROTARY = Op(
     'rotary', 'rotate (a, b) by θ = position × frequency',
     'Rotary position embedding: each pair of channels of a query or key turns by an angle that grows with the '
-    'position, so that q · k depends on how far apart the two positions are.',
+    'position, so that q · k depends on how far apart the two positions are (where only the first channels of a '
+    'head turn, the others pass through unchanged).',
     rotary, explain_rotary)
+
+
+def inv_freq(cfg) -> list[float]:
+    """Each rotated channel pair's frequency, θ^(−2i/R) for the R = cfg.d_rotary channels that turn, with Llama 3's
+    scaling if the config has it (as transformers computes them, in float32)."""
+    if cfg.rope_theta is None:
+        raise ValueError(f"rope_theta must be a number > 0 (got None): {cfg.name}'s positions are rotary")
+    R = cfg.d_rotary
+    freq = 1.0 / (cfg.rope_theta ** (np.arange(0, R, 2, dtype=np.int64).astype(np.float32) / R))
+    if cfg.rope_type == "llama3":
+        low, high = cfg.rope_original_max / cfg.rope_low_freq_factor, cfg.rope_original_max / cfg.rope_high_freq_factor
+        wavelen = 2 * math.pi / freq
+        scaled = np.where(wavelen > low, freq / cfg.rope_factor, freq)
+        smooth = (cfg.rope_original_max / wavelen - cfg.rope_low_freq_factor) / (cfg.rope_high_freq_factor - cfg.rope_low_freq_factor)
+        smoothed = (1 - smooth) * scaled / cfg.rope_factor + smooth * scaled
+        medium = ~(wavelen < high) & ~(wavelen > low)
+        freq = np.where(medium, smoothed, scaled)
+    return [float(f) for f in np.asarray(freq, np.float32)]
+
+
+def rotate(at, c: str, x: str, head_axis: str, title: str) -> str:
+    """Declare the rotated queries or keys (c: "Q" or "K") in the attention scope `at`: `hook_rot_q` or `hook_rot_k`,
+    x turned by the rotary embedding, its positions after any cached ones (a step's graph has `past` of them)."""
+    cfg = at.config
+    return at.op(f"hook_rot_{c.lower()}", ["pos", head_axis, "d_head"], "rotary", (x,), title, inv_freq=inv_freq(cfg),
+                 offset=at.g.past, rotary_dims=cfg.d_rotary, label=f"{c} rotated")

@@ -72,8 +72,13 @@ CONCAT = Op(
     concat, explain_concat)
 
 
-def add(a, b):
-    return a + b
+def add(*xs):
+    """The sum of two tensors (the residual connection: the stream plus what a branch computed from it), or of three
+    (a parallel block: the stream plus attention's output plus the MLP's, both computed from the same stream)."""
+    out = xs[0] + xs[1]
+    for x in xs[2:]:
+        out += x
+    return out
 
 
 def explain_add(trace, t, at, value):
@@ -87,7 +92,7 @@ def explain_add(trace, t, at, value):
             "sources": [region(trace, a_name, dict(at), "input"), region(trace, b_name, dict(at), "input")]}
 
 
-ADD = Op('add', 'a + b', 'Add two tensors element by element (the residual connection).', add, explain_add, symbol='+')
+ADD = Op('add', 'a + b', 'Add tensors element by element (the residual connection).', add, explain_add, symbol='+')
 
 
 def identity(x):

@@ -1,5 +1,6 @@
 """Layer norm, in four steps that each show: the mean, the standard deviation, the normalised vector, and
-the learned gain and bias. RMSNorm: the root mean square, the normalised vector, and the gain."""
+the learned gain and bias. RMSNorm: the root mean square, the normalised vector, and the gain. Each norm's ops,
+and how an architecture declares the norm's tensors in its graph (`layer_norm`, `rms_norm`)."""
 
 from __future__ import annotations
 
@@ -144,3 +145,30 @@ RMS_NORMALIZE = Op(
     'rms_normalize', 'x / s', 'Scale each vector to a root mean square of 1.', rms_normalize, explain_rms_normalize, plain=(
         "s = np.sqrt((x ** 2).mean() + eps)  # x: one position's vector\n"
         'x_hat = x / s'))
+
+
+# ---- The norms' tensors, as an architecture declares them ----
+
+def layer_norm(s, name: str, x: str, title: str) -> str:
+    """LayerNorm of x in its four visible steps, declared in the scope `s` under `name` (`ln1`, `ln_final`): μ, σ,
+    (x − μ) / σ, then the gain γ and the bias β (none in a model without biases). Returns its output."""
+    ln = s.sub(name)
+    w = ln.weight("w", ["d_model"], f"{title} gain γ", label="γ")
+    b = ln.bias("b", ["d_model"], f"{title} bias β", label="β")
+    mean = ln.aggregate("hook_mean", ["pos"], "ln_mean", (x,), f"{title} mean μ", label="μ")
+    scale = ln.aggregate("hook_scale", ["pos"], "ln_scale", (x, mean), f"{title} std σ", label="σ",
+                         eps=s.config.layer_norm_eps)
+    norm = ln.op("hook_normalized", ["pos", "d_model"], "ln_normalize", (x, mean, scale), f"{title} normalized", label="x̂")
+    return ln.op("hook_out", ["pos", "d_model"], "ln_affine", (norm, w) if b is None else (norm, w, b), f"{title} output",
+                 label="LN out")
+
+
+def rms_norm(s, name: str, x: str, title: str) -> str:
+    """RMSNorm of x in its visible steps, declared in the scope `s` under `name`: the root mean square s, x / s,
+    then the gain γ. Returns its output."""
+    ln = s.sub(name)
+    w = ln.weight("w", ["d_model"], f"{title} gain γ", label="γ")
+    scale = ln.aggregate("hook_scale", ["pos"], "rms_scale", (x,), f"{title} root mean square s", label="s (rms)",
+                         eps=s.config.layer_norm_eps)
+    norm = ln.op("hook_normalized", ["pos", "d_model"], "rms_normalize", (x, scale), f"{title} normalized", label="x / s")
+    return ln.op("hook_out", ["pos", "d_model"], "ln_affine", (norm, w), f"{title} output", label="RMS out")
