@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -249,7 +250,7 @@ class ModelConfig:
 # by llmviz.core.arch (see ModelConfig.param_parts).
 PARAM_PARTS: dict[str, Callable[[ModelConfig], dict[str, int]]] = {}
 
-_GPT2 = dict(vocab_size=50257, n_ctx=1024, layer_norm_eps=1e-5)
+_GPT2: dict[str, Any] = dict(vocab_size=50257, n_ctx=1024, layer_norm_eps=1e-5)
 
 PRESETS: dict[str, ModelConfig] = {
     c.name: c

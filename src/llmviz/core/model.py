@@ -65,9 +65,11 @@ class Model:
     def has_weights(self) -> bool:
         return self.weights is not None
 
-    def require_weights(self) -> None:
+    def require_weights(self) -> dict[str, np.ndarray]:
+        """The weights; a structure-only model says it has none."""
         if self.weights is None:
             raise NoWeights(f"{self.name} is structure only: no weights are loaded, so there is nothing to compute")
+        return self.weights
 
     def encode(self, prompt: Prompt) -> list[int]:
         """Token ids for a string or a list of ids, checked against the vocabulary and the context."""
@@ -136,7 +138,8 @@ class Model:
                                f"make {len(cache) + len(ids)}")
         self.encode(cache.tokens + ids)  # checks every id against the vocabulary
         graph = Graph(self.config, past=len(cache)) if len(cache) else self.graph
-        known = {name: cache.kv[c][i] for i, pair in enumerate(graph.kv_in) for c, name in zip("kv", pair)}
+        known = {name: a for i, pair in enumerate(graph.kv_in) for c, name in zip("kv", pair)
+                 if (a := cache.kv[c][i]) is not None}  # a cache of len(cache) positions holds every layer's
         out = Output(graph, visit)
         held = None if keep is None else set(keep).union(*graph.kv_out)
         values = self._compute(graph, ids, known, graph.names(), held, out.visit, stop)
@@ -171,7 +174,7 @@ class Model:
                 continue
             try:  # an op whose numbers leave float32's range stops the pass (an op that expects it says so itself)
                 with np.errstate(over="raise", invalid="raise", divide="raise"):
-                    values[name] = OPS[t.op](*(get(i) for i in t.inputs), **t.attrs)
+                    values[name] = OPS[t.op or ""](*(get(i) for i in t.inputs), **t.attrs)
             except FloatingPointError as e:
                 raise NumericTrouble(f"computing {name} went out of float32's range ({e}): {self.name}'s weights or "
                                      "this input drive the forward pass to numbers it cannot hold") from None
@@ -191,7 +194,7 @@ class Model:
         tied = graph[name].attrs.get("tied_to")
         if tied and values and tied in values:
             return tie(graph, name, values[tied])  # the same numbers, widened once
-        return widen(self.weights[name])
+        return widen(self.require_weights()[name])
 
     def generate(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float = 0.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
@@ -221,6 +224,7 @@ class Model:
             if len(cache) + len(pending) > self.config.n_ctx:  # full: start again from the last n_ctx tokens
                 cache, pending = KVCache(self), (cache.tokens + pending)[-self.config.n_ctx:]
             logits = self.step(cache, pending, keep=(), stop=stop).next_logits
+            assert logits is not None  # a step always predicts
             draw = sample(logits, settings, rng)
             draws.append(draw)
             pending = [draw.token]
@@ -257,7 +261,7 @@ class KVCache:
 
     def __init__(self, model: Model):
         self.tokens: list[int] = []
-        self.kv = {"k": [None] * model.config.n_layer, "v": [None] * model.config.n_layer}
+        self.kv: dict[str, list[np.ndarray | None]] = {"k": [None] * model.config.n_layer, "v": [None] * model.config.n_layer}
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -342,13 +346,13 @@ class Trace(Mapping):
     show: ClassVar[Callable[[Trace], Any]]  # a method (see above: set by llmviz/__init__.py)
 
     def __init__(self, model: Model, tokens: list[int], values: dict[str, np.ndarray], predicted: list[int],
-                 next_probs: np.ndarray | None = None, graph: Graph | None = None, past_tokens: list[int] = (),
+                 next_probs: np.ndarray | None = None, graph: Graph | None = None, past_tokens: Sequence[int] = (),
                  next_logits: np.ndarray | None = None):
         self.model = model
         self.graph = graph or model.graph  # a step with a KV cache has a graph of its own (see Model.step)
         self.tokens = tokens  # the positions computed: all of them, or a step's new ones
         self.past_tokens = list(past_tokens)  # the tokens before them, whose keys and values came from a cache
-        self.values = values
+        self.kept = values  # the tensors the pass kept (any other is recomputed when asked for)
         self.predicted_ids = predicted
         self.next_probs = next_probs  # the last position's probabilities: the prediction of the next token
         self.next_logits = next_logits  # and its logits
@@ -357,8 +361,8 @@ class Trace(Mapping):
         self._lock = threading.Lock()
 
     def __getitem__(self, name: str) -> np.ndarray:
-        if name in self.values:
-            return self.values[name]
+        if name in self.kept:
+            return self.kept[name]
         if name not in self.graph:
             raise KeyError(f"{name!r} is not a tensor of {self.model.name}'s graph")
         with self._lock:
@@ -372,7 +376,7 @@ class Trace(Mapping):
             return self._recent[name]
 
     def _recompute(self, name: str) -> dict[str, np.ndarray]:
-        known = {**self._recent, **self.values}
+        known = {**self._recent, **self.kept}
         return self.model._compute(self.graph, self.tokens, known, self.graph.ancestors([name], known), keep=None)
 
     def __contains__(self, name) -> bool:  # without computing anything
@@ -389,7 +393,7 @@ class Trace(Mapping):
         """Memory this trace holds beyond the model's weights (recomputed tensors included)."""
         own = {id(w) for w in self.model.weights.values()} if self.model.weights else set()
         extra = [a for a in (self.next_probs, self.next_logits) if a is not None]
-        held = {id(v): v for v in [*self.values.values(), *self._recent.values(), *extra]}
+        held = {id(v): v for v in [*self.kept.values(), *self._recent.values(), *extra]}
         return sum(v.nbytes for v in held.values() if id(v) not in own and id(v.base) not in own)
 
     def forget(self) -> None:

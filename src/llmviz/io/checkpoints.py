@@ -225,8 +225,8 @@ def _forbidden_global(path: Path) -> str | None:
         strings: list[str] = []
         for op, arg, _ in pickletools.genops(data):
             if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
-                strings.append(arg)
-            name = arg.replace(" ", ".") if op.name in ("GLOBAL", "INST") else (
+                strings.append(str(arg))
+            name = str(arg).replace(" ", ".") if op.name in ("GLOBAL", "INST") else (
                 ".".join(strings[-2:]) if op.name == "STACK_GLOBAL" and len(strings) >= 2 else None)
             if name and not name.startswith(SAFE_MODULES):
                 return name

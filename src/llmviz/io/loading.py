@@ -101,7 +101,7 @@ def save_weights(model: Model, path, metadata: dict[str, str] | None = None) -> 
     from ..core.model import widen
 
     tensors = {
-        n: np.ascontiguousarray(widen(model.weights[n]))
+        n: np.ascontiguousarray(widen(model.require_weights()[n]))
         for n in model.graph.names("weight")
         if "tied_to" not in model.graph[n].attrs
     }

@@ -50,6 +50,7 @@ def branches(model: Model, prompt: Prompt, k: int = 3, depth: int = 1, max_nodes
                 cache = joined.copy()
                 probs = model.step(cache, path[-1:], keep=(), stop=stop).next_probs
                 own = [*above, cache.tail(len(joined))]
+            assert probs is not None  # a step always predicts
             for i in _top(probs, k):
                 if count >= max_nodes:
                     return root

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..core.config import ModelConfig
 from ..core.graph import Graph, TensorSpec
@@ -284,7 +285,7 @@ def _layer_groups(graph: Graph, blocks: list[Block]):
     first_layer = min((i for i, b in enumerate(blocks) if layer_of[b.tensor] is not None), default=0)
     group = {n: ("layer", v) if v is not None else ("embed" if i < first_layer else "output")
              for i, (n, v) in enumerate(layer_of.items())}
-    spans = {}
+    spans: dict[Any, tuple[float, float, float, float]] = {}  # by group: a layer ("layer", i), "embed" or "output"
     for b in blocks:
         x0, top, x1, bottom = spans.get(group[b.tensor], (math.inf, -math.inf, -math.inf, math.inf))
         spans[group[b.tensor]] = (min(x0, b.x), max(top, b.y), max(x1, b.x + b.width), min(bottom, b.y - b.height))
@@ -297,7 +298,7 @@ def _shifts(spans: dict, layers: list[int], step: float, k: int) -> dict:
     the next, and so on; the embedding stays above the first column, the output goes below the last layer."""
     per = -(-len(layers) // k)
     tops = [spans[("layer", i)][1] for i in layers]
-    out = {("layer", i): ((i // per) * step, tops[i % per] - tops[i]) for i in layers}
+    out: dict[Any, tuple[float, float]] = {("layer", i): ((i // per) * step, tops[i % per] - tops[i]) for i in layers}
     out["embed"] = (0.0, 0.0)
     out["output"] = out[("layer", layers[-1])] if layers else (0.0, 0.0)
     return out

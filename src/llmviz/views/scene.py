@@ -15,6 +15,7 @@ import math
 import threading
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -220,7 +221,7 @@ MAX_NAMED = 256  # an axis longer than this (GPT-2's vocabulary) has no names in
 def axis_names(trace: Trace, sizes: dict[str, int]) -> dict[str, list[str]]:
     """What the indices of the named axes stand for: the input's tokens along positions, the token strings
     along a small vocabulary (labels for rows and columns)."""
-    return {a: [trace.index_name(a, i) for i in range(sizes[a])]
+    return {a: [trace.index_name(a, i) or str(i) for i in range(sizes[a])]
             for a in sizes if NAMED_BY.get(a) and 0 < sizes[a] <= MAX_NAMED}
 
 
@@ -232,7 +233,7 @@ def prediction(trace: Trace, top: int = 5) -> dict | None:
         return None
     p, m = trace.next_probs, trace.model
     order = np.argsort(-p, kind="stable")[:top].tolist()
-    out = {"position": len(trace.tokens) - 1, "answer": None,
+    out: dict[str, Any] = {"position": len(trace.tokens) - 1, "answer": None,
            "top": [{"id": i, "token": m.token_strs([i])[0], "prob": float(p[i]), "percent": percent(float(p[i]))}
                    for i in order]}
     cfg = m.config

@@ -15,6 +15,7 @@ gated MLP's `mlp.hook_pre` (gate), `mlp.hook_pre_linear` (up) and `mlp.hook_post
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NoReturn
 
 import numpy as np
 
@@ -109,7 +110,7 @@ def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig
     ModelConfig's refusals name the field as config.json does."""
     kind = cfg.get("model_type")
 
-    def refuse(what: str):
+    def refuse(what: str) -> NoReturn:
         raise BadModelFile(f"{source}: {what} is not supported: llmviz computes no approximation of it")
 
     # transformers 5 writes rope_parameters (rope_theta inside); earlier configs, rope_scaling and rope_theta.
