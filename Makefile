@@ -7,12 +7,12 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test test-fast build chromium bench clean
+.PHONY: run test test-fast build chromium firefox bench clean
 
 run: $(VENV)/.installed build
 	$(BIN)/llmviz serve $(ARGS)
 
-test: $(VENV)/.installed-test build chromium
+test: $(VENV)/.installed-test build chromium firefox
 	cd frontend && npm test
 	$(BIN)/python -m pytest $(ARGS)
 
@@ -49,9 +49,14 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 frontend/node_modules/.package-lock.json: frontend/package.json frontend/package-lock.json
 	cd frontend && npm ci --no-audit --no-fund
 
-# The browser tests drive Debian's Chromium (never a browser that Playwright downloads).
+# The browser tests drive Debian's Chromium (never a browser that Playwright downloads), and tests/test_firefox.py
+# Debian's Firefox ESR, under Xvfb for a real WebGL2 context (driven by puppeteer-core, which downloads nothing).
 chromium:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+firefox:
+	@command -v firefox-esr >/dev/null && command -v xvfb-run >/dev/null && command -v xauth >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq firefox-esr xvfb xauth; }
 
 clean:
 	rm -rf $(VENV) frontend/node_modules frontend/.test-build src/llmviz/static screenshots

@@ -6,7 +6,6 @@ import os
 import shutil
 import socket
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test ever reaches for the network (the hub is unreachable here anyway)
 
 import llmviz
+from waiting import wait_until
 
 CHROMIUM = os.environ.get("LLMVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -84,7 +84,8 @@ def live_server():
     """The real app on a free localhost port, for the browser tests. Yields its base URL."""
     import uvicorn
 
-    from llmviz.serve.server import create_app, static_dir
+    from llmviz.serve.routes.page import static_dir
+    from llmviz.serve.server import create_app
 
     if not (static_dir() / "index.html").is_file():
         pytest.fail("the front-end is not built: run `make build` (the README's test command does)")
@@ -92,10 +93,7 @@ def live_server():
     server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
+    wait_until(lambda: server.started, 20, "the test server to start")
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(5)

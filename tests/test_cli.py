@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from waiting import json_when_up, wait_until
+
 
 def llmviz(*args, timeout=60):
     return subprocess.run([sys.executable, "-m", "llmviz.serve.cli", *args], capture_output=True, text=True, timeout=timeout)
@@ -164,9 +166,7 @@ def test_serve_refuses_a_busy_port():
 
 
 def test_serve_prints_its_url_and_answers():
-    import json
     import socket
-    import urllib.request
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -176,13 +176,7 @@ def test_serve_prints_its_url_and_answers():
     try:
         line = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}/" in line and "nano-gpt" in line
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models", timeout=2) as r:
-                    models = json.load(r)
-                break
-            except OSError:
-                __import__("time").sleep(0.1)
+        models = json_when_up(f"http://127.0.0.1:{port}/api/models")
         assert models[0]["name"] == "nano-gpt" and models[0]["has_weights"]
     finally:
         proc.terminate()
@@ -217,17 +211,34 @@ def serve(*args):
 
 
 def get_json(url):
-    import json
-    import time
-    import urllib.request
+    return json_when_up(url)
 
-    for _ in range(100):
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                return json.load(r)
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"no answer from {url}")
+
+def unread_by_server(client) -> int | None:
+    """How many bytes `client` sent that the server's end of the connection holds unread (Linux's /proc/net/tcp:
+    the server's socket and its receive queue); None while the connection is not there."""
+    import socket
+
+    def where(addr):
+        host, port = addr[:2]
+        return f"{int.from_bytes(socket.inet_aton(host), 'little'):08X}:{port:04X}"
+
+    server, me = where(client.getpeername()), where(client.getsockname())
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            local, remote, _state, queues = line.split()[1:5]
+            if (local, remote) == (server, me):
+                return int(queues.split(":")[1], 16)
+    return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process has used so far (user and system, from /proc)."""
+    import os
+
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stop(proc, sig=None):
@@ -284,7 +295,7 @@ def test_ctrl_c_exits_promptly_and_quietly_even_with_an_unfinished_request():
     get_json(url + "api/models")
     hanging = socket.create_connection(("127.0.0.1", port))  # a body that never arrives
     hanging.sendall(b"POST /api/trace HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 50\r\n\r\n{")
-    time.sleep(0.2)
+    wait_until(lambda: unread_by_server(hanging) == 0, 10, "the server to read the unfinished request")
     start = time.perf_counter()
     _out, err = stop(proc)
     hanging.close()
@@ -306,9 +317,11 @@ def test_ctrl_c_ends_a_long_generation_promptly(tmp_path):
     get_json(url + "api/models")
     body = (f'{{"model": "slowish", "tokens": {list(range(900))}, "max_new_tokens": 200}}').encode()
     client = socket.create_connection(("127.0.0.1", port))
+    idle = cpu_seconds(proc.pid)
     client.sendall(b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                    b"Content-Length: %d\r\n\r\n" % len(body) + body)
-    time.sleep(1.5)  # well into the 200 forward passes over 900+ tokens
+    # Well into the 200 forward passes over 900+ tokens (about 30 s of CPU time here): a second of it spent.
+    wait_until(lambda: cpu_seconds(proc.pid) > idle + 1.0, 30, "the server to compute the generation for a second")
     start = time.perf_counter()
     _out, err = stop(proc)
     assert proc.returncode == 0 and time.perf_counter() - start < 5

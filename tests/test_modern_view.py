@@ -2,7 +2,6 @@
 explains a rotated key and a query head that shares its key-value head."""
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from playwright.sync_api import Page, expect
 from conftest import _free_port
 from test_e2e import console_errors, open_view  # noqa: F401
 from test_hover import hover
+from waiting import wait_until
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -43,8 +43,7 @@ def serve_tiny_llama(tmp_path_factory):
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app([model]), host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
+    wait_until(lambda: server.started, 20, "the tiny Llama's server to start")
     yield f"http://127.0.0.1:{port}", model
     server.should_exit = True
 

@@ -5,13 +5,12 @@ widget.text set from Python changing the view, and a second widget."""
 import json
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from conftest import _free_port
+from waiting import json_when_up
 
 pytest.importorskip("anywidget")
 pytest.importorskip("jupyterlab")
@@ -52,12 +51,7 @@ def lab(request, tmp_path_factory):
                              "--ServerApp.disable_check_xsrf=True", "--allow-root"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
+    json_when_up(f"{base}/api/status?token={TOKEN}", 60)
     yield base + APPS[app], app
     proc.terminate()
     proc.wait(10)
@@ -73,7 +67,10 @@ def test_show_draws_hovers_and_follows_python(page: Page, lab, screenshots):
     url, app = lab
     page.goto(f"{url}?token={TOKEN}")
     expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
-    page.wait_for_timeout(1500)  # the kernel starts
+    # The kernel started: the toolbar names it (a cell run before that, with "No Kernel", is dropped), and its
+    # execution indicator says idle (JupyterLab's and Notebook 7's toolbars alike).
+    expect(page.locator(".jp-Toolbar-kernelName")).to_contain_text("Python 3", timeout=60_000)
+    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status=idle]")).to_be_attached(timeout=60_000)
     run_cell(page, 0)
     frame_el = page.locator(".jp-OutputArea-output iframe").first
     expect(frame_el).to_be_visible(timeout=60_000)
