@@ -7,14 +7,20 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test test-fast build chromium firefox bench clean
+.PHONY: run test test-fast check build chromium firefox bench clean
 
 run: $(VENV)/.installed build
 	$(BIN)/llmviz serve $(ARGS)
 
-test: $(VENV)/.installed-test build chromium firefox
+test: check chromium firefox
 	cd frontend && npm test
 	$(BIN)/python -m pytest $(ARGS)
+
+# The static checks: any finding fails (config in pyproject.toml and frontend/biome.json).
+check: $(VENV)/.installed-test build
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	cd frontend && npx biome lint
 
 # The unit tier alone (no browser, nothing slow; about 35 s here): `pytest -m unit`. `-m browser` and `-m slow` pick the others.
 test-fast: $(VENV)/.installed-test build
@@ -29,7 +35,8 @@ bench: $(VENV)/.installed-test build chromium
 	$(BIN)/python benchmarks/modern_speed.py
 	$(BIN)/python benchmarks/export.py
 
-build: frontend/node_modules/.package-lock.json
+# The front-end's API types come from the server's OpenAPI schema, so the build needs the package installed.
+build: $(VENV)/.installed frontend/node_modules/.package-lock.json
 	cd frontend && npm run build
 
 $(VENV)/bin/python:

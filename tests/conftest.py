@@ -1,4 +1,4 @@
-"""Shared fixtures: the bundled model, a live server, and Debian's Chromium for Playwright."""
+"""Shared fixtures: the bundled model, a live server, and Debian's Chromium for Playwright (Firefox has its own test)."""
 
 from __future__ import annotations
 
