@@ -26,10 +26,13 @@ if (tests) {
     entryPoints: ["src/testhooks.ts"], bundle: true, format: "iife", target: "es2022",
     outfile: "dist-test/testhooks.js", logLevel: "warning",
   });
-  // What an exported page answers, computed in node: tests/test_export.py compares it with the server's.
-  await build({
-    entryPoints: ["tools/exportcheck.ts"], bundle: true, platform: "node", format: "esm", target: "es2022",
-    outfile: "dist-test/exportcheck.mjs", logLevel: "warning",
-  });
+  // What an exported page answers, computed in node: tests/test_export.py compares it with the server's. The page's
+  // explanations of cells of a pass Python wrote: the Python tests of explanations read them (tests/pagexplain.py).
+  for (const tool of ["exportcheck", "explaincheck"]) {
+    await build({
+      entryPoints: [`tools/${tool}.ts`], bundle: true, platform: "node", format: "esm", target: "es2022",
+      outfile: `dist-test/${tool}.mjs`, logLevel: "warning",
+    });
+  }
   console.log(`built the front-end into ${out} (test hooks: frontend/dist-test)`);
 }

@@ -22,6 +22,7 @@ from llmviz.core.sampling import Sampling
 from llmviz.serve.server import Limits, create_app
 from llmviz.serve.sessions import Session
 from llmviz.views.branches import branches, node_count, tree_bytes
+from waiting import wait_until
 
 MB = 2**20
 
@@ -141,7 +142,7 @@ def test_the_api_reports_the_real_bytes_of_the_cache(nano):
     c = local_client(create_app([nano]))
     sid = c.post("/api/sessions", json={"text": "CBABBC"}).json()["session"]
     state = c.post(f"/api/sessions/{sid}/step", json={"count": 3}).json()
-    session = c.app.state.sessions.get(sid)
+    session = c.app.state.served.sessions.get(sid)
     facts = state["cache"]
     assert facts["positions"] == len(session.cache) == 8  # the prompt and two drawn tokens; the third waits
     assert facts["bytes"] == session.cache_bytes == 2 * 3 * 3 * 16 * 8 * 4
@@ -160,7 +161,7 @@ def test_sessions_share_a_budget_the_least_recently_used_end_first(deep):
     assert c.post(f"/api/sessions/{b}/step", json={"count": 20}).status_code == 200  # 49: a must go
     gone = c.get(f"/api/sessions/{a}")
     assert gone.status_code == 410 and "1 MiB of KV cache" in gone.json()["detail"]
-    assert c.app.state.sessions.nbytes <= MB
+    assert c.app.state.served.sessions.nbytes <= MB
     big = c.post(f"/api/sessions/{b}/step", json={"count": 40})
     assert big.status_code == 413
     assert big.json()["detail"] == ("this session's KV cache would hold 1.4 MiB after 40 more steps, over the sessions' "
@@ -174,11 +175,11 @@ def test_delete_frees_the_sessions_memory(deep):
     with Peak() as m:
         sid = c.post("/api/sessions", json={"model": "deep", "tokens": list(range(10))}).json()["session"]
         assert c.post(f"/api/sessions/{sid}/step", json={"count": 200}).status_code == 200
-        held = c.app.state.sessions.nbytes
+        held = c.app.state.served.sessions.nbytes
         assert held == deep.config.kv_cache_bytes(209)
         assert c.delete(f"/api/sessions/{sid}").status_code == 204
         gc.collect()
-    assert c.app.state.sessions.nbytes == 0
+    assert c.app.state.served.sessions.nbytes == 0
     assert m.held < held / 4, (m.held / MB, held / MB)
 
 
@@ -190,15 +191,16 @@ def test_the_cache_counts_what_it_holds_after_a_mixed_workload(wide):
     c.get("/api/models")
     c.get("/api/walkthrough", params={"model": "wide", "input": "1 2 3"})  # what any first request sets up, once
     c.post("/api/scene", json={"model": "wide", "tokens": [1, 2, 3], "heads": "stack"})
-    cache = app.state.cache
+    cache = app.state.served.cache
     with Peak() as m:
         for n, start in [(300, 0), (200, 1000), (300, 0), (120, 2000)]:
             tokens = list(range(start, start + n))
             assert c.get("/api/walkthrough", params={"model": "wide", "input": " ".join(map(str, tokens))}).status_code == 200
-            for tensor, index in [("probs", [n - 1, 3]), ("blocks.1.attn.hook_pattern", [1, n - 1, 2]),
-                                  ("blocks.0.mlp.hook_post", [4, 9])]:
-                r = c.post("/api/explain", json={"model": "wide", "tokens": tokens, "tensor": tensor, "index": index})
-                assert r.status_code == 200
+            # a hover's numbers: its cell, and a row of what it reads
+            slices = [{"tensor": "probs", "at": {"pos": n - 1, "vocab": 3}}, {"tensor": "blocks.1.attn.hook_pattern",
+                      "at": {"head": 1, "pos": n - 1}}, {"tensor": "blocks.0.mlp.hook_post", "at": {"pos": 4}}]
+            r = c.post("/api/cells", json={"model": "wide", "tokens": tokens, "slices": slices})
+            assert r.status_code == 200
             assert c.post("/api/lens", json={"model": "wide", "tokens": tokens, "k": 3}).status_code == 200
             assert c.post("/api/scene", json={"model": "wide", "tokens": tokens, "heads": "stack"}).status_code == 200
             assert c.post("/api/attention", json={"model": "wide", "tokens": tokens}).status_code == 200
@@ -238,7 +240,7 @@ def test_no_request_dependent_work_runs_on_the_event_loop(nano, monkeypatch):
     monkeypatch.setattr(Model, "encode", encode)
     c = local_client(create_app([nano]))
     for path, body in [("/api/trace", {"text": "AB", "tensors": ["probs"]}), ("/api/scene", {"text": "ABC"}),
-                       ("/api/explain", {"text": "AB", "tensor": "probs", "index": [0, 0]}),
+                       ("/api/cells", {"text": "AB", "slices": [{"tensor": "probs", "at": {"pos": 0}}]}),
                        ("/api/lens", {"text": "AB"}), ("/api/attention", {"text": "AB"}),
                        ("/api/branches", {"text": "AB"}), ("/api/generate", {"text": "AB", "max_new_tokens": 1}),
                        ("/api/sessions", {"text": "AB"})]:
@@ -277,7 +279,7 @@ def served():
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
-        until(lambda: server.started)
+        wait_until(lambda: server.started, what="the test server to start")
         apps.append((server, thread))
         return app, port
 
@@ -285,13 +287,6 @@ def served():
     for server, thread in apps:
         server.should_exit = True
         thread.join(5)
-
-
-def until(condition, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def ask(port, body: dict, rcvbuf: int | None = None) -> socket.socket:
@@ -315,20 +310,20 @@ def read_all(s: socket.socket) -> bytes:
 
 def test_unread_answers_are_capped_and_a_slow_reader_still_gets_every_byte(served, wide):
     app, port = served([wide], Limits(unsent_mb=40))
-    unsent = app.state.unsent
+    unsent = app.state.served.unsent
     tokens = list(range(450))
     size = len(wide.run(tokens).to_bytes(names=wide.graph.names("input", "activation", "aggregate")))
     assert size > 30 * MB
     with Peak() as m:
         idle = ask(port, {"model": "wide", "tokens": tokens})  # asks, then does not read (the kernel takes a few MiB)
-        until(lambda: unsent.bytes > 0)
+        wait_until(lambda: unsent.bytes > 0, what="the idle client's answer to be computed and held")
         for i in range(1, 4):  # three more clients: each is refused, none of their answers is held
             other = read_all(ask(port, {"model": "wide", "tokens": tokens[i:]}))
             assert other.startswith(b"HTTP/1.1 503") and b"retry-after: 2" in other.lower()
             assert b"have not read yet (at most 40 MiB, llmviz serve --unsent-mb)" in other
             assert unsent.bytes <= size
     got = read_all(idle)  # it reads at last: every byte arrives, and the bytes are no longer held
-    until(lambda: unsent.bytes == 0)
+    wait_until(lambda: unsent.bytes == 0, what="the answer read at last to be no longer held")
     head, body = got.split(b"\r\n\r\n", 1)
     assert head.startswith(b"HTTP/1.1 200") and len(body) == size
     np.testing.assert_array_equal(load(body)["probs"], wide.run(tokens)["probs"])
@@ -354,9 +349,9 @@ def test_the_attention_answer_is_written_as_it_is_computed(deep):
 def test_an_answer_whose_client_left_is_no_longer_counted(served, wide):
     app, port = served([wide], Limits(unsent_mb=40))
     s = ask(port, {"model": "wide", "tokens": list(range(450))}, rcvbuf=4096)
-    until(lambda: app.state.unsent.bytes > 0)
+    wait_until(lambda: app.state.served.unsent.bytes > 0, what="the answer to be computed and held")
     s.close()
-    until(lambda: app.state.unsent.bytes == 0)
+    wait_until(lambda: app.state.served.unsent.bytes == 0, what="the answer of a client gone to be no longer held")
 
 
 # Smaller: the Host header, cross-site requests, one log line for a client gone
@@ -397,7 +392,7 @@ def slow_server(nano):
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    until(lambda: server.started)
+    wait_until(lambda: server.started, what="the slow model's server to start")
     yield slow, port
     server.should_exit = True
     thread.join(5)
@@ -413,7 +408,8 @@ def test_a_client_that_leaves_is_one_log_line_not_a_traceback(slow_server, caplo
     assert slow.started.wait(5)
     s.close()
     assert slow.stopped.wait(5)
-    until(lambda: any("a computation stopped" in r.getMessage() for r in caplog.records))
+    wait_until(lambda: any("a computation stopped" in r.getMessage() for r in caplog.records),
+               what="the log line of the stopped computation")
     gc.collect()
     lines = [r for r in caplog.records if r.levelno >= logging.INFO]
     assert [r.getMessage() for r in lines] == ["a computation stopped: its client went away or the server is stopping"]

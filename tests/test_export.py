@@ -1,8 +1,10 @@
 """`llmviz export`: a folder any static host serves. What the exported page answers (computed in node by the same
-code the page runs: frontend/src/exported.ts and explain.ts) equals the server's answers: every stored response,
-every scene byte for byte once its weights are filled back in, and the hover explanation of cells of every
-tensor of several architectures, text for text. Then the folder itself: its size, the CLI, and Chromium on a
-plain static file server."""
+code the page runs: frontend/src/exported.ts) equals the server's answers: every stored response, and every scene
+byte for byte once its weights are filled back in. Hover explains cells in the page (explain.ts, the only copy),
+here from the export's stored numbers: for cells of every tensor of six architectures, of a whole pass and of a
+generation step, exactly as the served page explains them from the numbers /api/cells gives it, and each one's
+value and recomputed result the trace's. Then the folder itself: its size, the CLI, and Chromium on a plain static
+file server."""
 
 from __future__ import annotations
 
@@ -22,13 +24,13 @@ from llmviz.core.config import ModelConfig
 from llmviz.core.errors import LlmvizError
 from llmviz.core.graph import Graph
 from llmviz.core.model import KVCache, Model
-from llmviz.core.ops import OPS
+from llmviz.core.ops import OPS, fmt
 from llmviz.serve.cli import main as cli
 from llmviz.serve.export import MANIFEST, Export, export, request_key
 from llmviz.serve.inprocess import call, run_to_end
 from llmviz.serve.schemas import json_safe
 from llmviz.serve.server import create_app
-from llmviz.views.provenance import explain, pick_in_region
+from pagexplain import explain_all, step_graph
 
 EXPORTCHECK = Path(__file__).resolve().parent.parent / "frontend" / "dist-test" / "exportcheck.mjs"
 
@@ -96,10 +98,43 @@ def model_named(name: str, tmp_path_factory, nano) -> Model:
     return _BUILT[name]
 
 
+def explained(folder: Path, model: str, context: list[int], past: int, cells: list[dict]) -> list[dict] | dict:
+    """The exported page's explanations of cells of a stored pass ({"error"} if it cannot)."""
+    [(_, _, body)] = browser(folder, [{"explain": {"model": model, "context": context, "past": past, "cells": cells}}])
+    return json.loads(body)
+
+
+def is_right(e: dict, t, tensor: str, index: tuple) -> None:
+    """An explanation shows the trace's value, its formula's result ends in it, and its sources are what the op read."""
+    spec, where = t.graph[tensor], f"{tensor}{list(index)}"
+    v = float(t[tensor][index])
+    value = e["value"] if isinstance(e["value"], float) else float(e["value"])
+    assert value == v or (math.isnan(v) and math.isnan(value)), where
+    assert [i["i"] for i in e["index"]] == list(index), where
+    assert e["target"] == {"tensor": tensor, "ranges": {a: [i, i] for a, i in zip(spec.axes, index)}, "role": "target"}
+    if spec.kind in ("weight", "input"):
+        assert e["formula"] is None and e["sources"] == [] and (e.get("parameter") or e.get("note")), where
+        return
+    f = e["formula"]
+    result = float(f["result"])
+    if v == -math.inf:
+        assert result == -math.inf and f["masked"], where
+    else:
+        assert result == pytest.approx(v, rel=1e-4, abs=1e-5), (where, f["text"])
+        # the text ends in the result (in float64: its 4th digit may differ from the float32 value's in a tie)
+        assert f["text"].endswith((e["value_text"], fmt(result))) or "no attention" in f["text"] \
+            or spec.op in ("embed", "pos_embed", "softmax_max"), (where, f["text"])
+    assert e["sources"] and {r["tensor"] for r in e["sources"]} <= set(spec.inputs), where
+    for r in e["sources"]:
+        shape = t[r["tensor"]].shape
+        assert list(r["ranges"]) == list(t.graph[r["tensor"]].axes), where
+        assert all(0 <= lo <= hi < n for (lo, hi), n in zip(r["ranges"].values(), shape)), where
+
+
 @pytest.fixture(scope="module", params=MODELS)
 def passes(request, tmp_path_factory, nano):
     """A model's passes written as an export writes them (a whole pass, and a step on a KV cache of all but its
-    last token), with the server's explanation of cells of every tensor of each and the requests for them."""
+    last token), with cells of every tensor of each: (model, folder, [(past, trace, cells)])."""
     name = request.param
     m = model_named(name, tmp_path_factory, nano)
     ids = [2, 1, 0, 1, 1, 2] if name == "nano-gpt" else [3, 1, 4, 1, 5, 9, 2]
@@ -110,30 +145,54 @@ def passes(request, tmp_path_factory, nano):
     ex.trace(ids, len(ids) - 1)
     ex.save_manifest()
     rng = np.random.default_rng(0)
-    wanted, requests = [], []
     cache = KVCache(m)
     m.step(cache, ids[:-1], keep=())
+    out = []
     for past, t in ((0, m.run(ids)), (len(ids) - 1, m.step(cache, ids[-1:]))):
+        asked = []
         for tensor in t.graph.names():
-            for index in cells(t[tensor].shape, rng):
-                wanted.append(json_safe(explain(t, tensor, index)))
-                requests.append({"method": "POST", "url": "/api/explain", "body": {
-                    "model": m.name, "tokens": ids, "tensor": tensor, "index": list(index), **({"past": past} if past else {})}})
-            # A region (a downsampled cell stands for one): the cell of largest magnitude in it, as pick_in_region.
-            ranges = {a: [0, n - 1] for a, n in zip(t.graph[tensor].axes, t[tensor].shape)}
-            wanted.append(json_safe(explain(t, tensor, pick_in_region(t, tensor, ranges))))
-            requests.append({"method": "POST", "url": "/api/explain", "body": {
-                "model": m.name, "tokens": ids, "tensor": tensor, "region": ranges, **({"past": past} if past else {})}})
-    return name, folder, wanted, requests
+            asked += [(tensor, index) for index in cells(t[tensor].shape, rng)]
+            # a region (a downsampled cell stands for one): its cell of largest magnitude is explained
+            asked.append((tensor, {a: [0, n - 1] for a, n in zip(t.graph[tensor].axes, t[tensor].shape)}))
+        out.append((past, t, asked))
+    return m, ids, folder, out
 
 
-def test_hover_in_the_export_explains_every_tensor_as_the_server_does(passes):
-    name, folder, wanted, requests = passes
-    answers = browser(folder, requests)
-    assert len(answers) == len(wanted) > 300
-    for want, req, (status, _, body) in zip(wanted, requests, answers):
-        assert status == 200, body
-        same(want, json.loads(body), f"{name} {req['body']['tensor']}{req['body'].get('index', req['body'].get('region'))}")
+def test_hover_in_the_export_explains_every_tensor_as_the_served_page(passes):
+    """Every tensor of each pass: the exported page's explanations (its stored numbers) are the served page's (the
+    numbers /api/cells gives, fetched as the explanation asks: one fetch for a cell, two for a region), and right."""
+    m, ids, folder, runs = passes
+    n = 0
+    for past, t, asked in runs:
+        queries = [{"tensor": x, "region" if isinstance(i, dict) else "index": i if isinstance(i, dict) else list(i)}
+                   for x, i in asked]
+        stored = explained(folder, m.name, ids, past, queries)
+        served = explain_all(t, asked, stats=True)
+        assert len(stored) == len(served) == len(asked)
+        for (tensor, index), e, s in zip(asked, stored, served):
+            where = f"{m.name} past={past} {tensor}{index}"
+            assert e == json.loads(json.dumps(json_safe(s["explanation"]))), where
+            if isinstance(index, dict):  # the region's cell of largest magnitude (the first, in a tie)
+                a = t[tensor]
+                mag = np.where(np.isfinite(a), np.abs(a), -1.0)
+                index = tuple(int(i) for i in np.unravel_index(int(np.argmax(mag)), a.shape))
+                assert s["rounds"] <= 2, where
+            else:
+                assert s["rounds"] == 1, where
+            is_right(s["explanation"], t, tensor, tuple(index))
+            n += 1
+    assert n > 600
+
+
+def test_the_page_makes_a_steps_graph_as_the_server(passes):
+    """cells.ts's stepGraph (a bridge until the server describes a step's graph) is Graph(config, past) exactly."""
+    m, ids, _, _ = passes
+    g = Graph(m.config, past=len(ids) - 1)
+    base = json.loads(json.dumps(json_safe(m.graph.to_json())))
+    made = step_graph(base, g.past, json.loads(json.dumps(json_safe(g.axes_json()))))
+    want = json.loads(json.dumps(json_safe(g.to_json())))
+    assert [t["name"] for t in made["tensors"]] == [t["name"] for t in want["tensors"]]
+    assert made["tensors"] == want["tensors"] and made["past"] == g.past
 
 
 def test_every_op_is_explained_in_the_browser_too(tmp_path_factory, nano):
@@ -201,8 +260,8 @@ def test_a_wide_model_with_downsampled_weights_and_a_step_limit(tmp_path):
     export(m, ["3 1 4 1 5 9"], tmp_path / "site", steps=2)
     manifest = json.loads((tmp_path / "site" / MANIFEST).read_text())
     scene = next(k for k in manifest["responses"] if '"/api/scene"' in k)
-    status, _, payload = browser(tmp_path / "site", [{"method": "POST", "url": "/api/scene",
-                                                      "body": json.loads(scene)[3]}])[0]
+    _, _, payload = browser(tmp_path / "site", [{"method": "POST", "url": "/api/scene",
+                                                 "body": json.loads(scene)[3]}])[0]
     n = int.from_bytes(payload[:8], "little")
     blocks = json.loads(json.loads(payload[8:8 + n])["__metadata__"]["scene"])["blocks"]
     assert any(b["kind"] == "weight" and b["tile"] != [1, 1] for b in blocks)  # the case this test is for
@@ -213,11 +272,11 @@ def test_a_wide_model_with_downsampled_weights_and_a_step_limit(tmp_path):
     assert list(files.values()).count(files["blocks.0.attn.W_Q"]) > 1  # drawn whole, with the others so drawn
     ids, t = [3, 1, 4, 1, 5, 9], m.run([3, 1, 4, 1, 5, 9])
     cells = [("hook_embed", (2, 7)), ("blocks.0.attn.hook_q", (1, 2, 3)), ("embed.W_E", (4000, 5)), ("logits", (5, 4321))]
-    answers = browser(tmp_path / "site", [{"method": "POST", "url": "/api/explain", "body": {
-        "model": m.name, "tokens": ids, "tensor": tensor, "index": list(index)}} for tensor, index in cells])
-    for (tensor, index), (status, _, body) in zip(cells, answers):
-        assert status == 200, body
-        same(json_safe(explain(t, tensor, index)), json.loads(body), tensor)
+    got = explained(tmp_path / "site", m.name, ids, 0, [{"tensor": x, "index": list(i)} for x, i in cells])
+    for (tensor, index), e, s in zip(cells, got, explain_all(t, cells)):
+        assert e == json.loads(json.dumps(json_safe(s))), tensor
+        is_right(s, t, tensor, index)
+    assert got[3]["index"][1]["shown"] == "4321"  # (a vocabulary without a tokenizer: ids)
     body = {"model": m.name, "text": "3 1 4 1 5 9", "temperature": 0, "seed": 0}
     steps = browser(tmp_path / "site", [{"method": "POST", "url": "/api/sessions", "body": body}]
                     + [{"method": "POST", "url": "/api/sessions/exported/step", "body": {"count": 1}}] * 3)
@@ -229,12 +288,11 @@ def test_what_was_not_exported_gets_a_clear_404(nano_export):
     folder, _ = nano_export
     other = browser(folder, [
         {"method": "POST", "url": "/api/scene", "body": {"model": "nano-gpt", "text": "AAB", "heads": "side"}},
-        {"method": "POST", "url": "/api/explain", "body": {"model": "nano-gpt", "tokens": [0, 0, 1], "tensor": "probs",
-                                                         "index": [0, 0]}},
+        {"explain": {"model": "nano-gpt", "context": [0, 0, 1], "past": 0, "cells": [{"tensor": "probs", "index": [0, 0]}]}},
         {"method": "POST", "url": "/api/sessions", "body": {"model": "nano-gpt", "text": "CBABBC", "temperature": 1,
                                                           "seed": 0}},
     ])
-    said = [json.loads(body)["detail"] for _, _, body in other]
+    said = [json.loads(body).get("detail") or json.loads(body)["error"] for _, _, body in other]
     assert [status for status, _, _ in other] == [404] * 3
     assert said[0] == ('"AAB" is not saved in this page: it holds nano-gpt on the saved input CBABBC and what the model '
                        "writes after it only. Pick a saved input above; to try any input, run llmviz on a computer "

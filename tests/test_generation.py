@@ -271,13 +271,20 @@ def test_the_kv_cache_view_of_a_step(client, nano):
     assert blocks["blocks.0.attn.cache_k"]["dims"][0] == ["key_pos", 7]  # 6 from the cache, 1 new
     assert blocks["blocks.0.attn.hook_attn_scores"]["rows"] == 1 and blocks["blocks.0.attn.hook_attn_scores"]["cols"] == 7
     assert scene["axis_names"]["key_pos"] == list("CBABBCA") and scene["token_strs"] == ["A"]
-    e = client.post("/api/explain", json={"tokens": [2, 1, 0, 1, 1, 2, 0], "past": 6, "tensor": "blocks.1.attn.cache_k",
-                                          "index": [3, 0, 5]}).json()
+    # Its cells, as the page explains them (explain.ts, in node) from the step's numbers
+    from pagexplain import explain_all
+
+    cache = KVCache(nano)
+    nano.step(cache, [2, 1, 0, 1, 1, 2], keep=())
+    step = nano.step(cache, [0])
+    whole = nano.run([2, 1, 0, 1, 1, 2, 0])
+    e, new, past = explain_all(step, [("blocks.1.attn.cache_k", (3, 0, 5)), ("blocks.1.attn.hook_attn_scores", (0, 0, 4)),
+                                      ("blocks.1.attn.past_v", (2, 1, 0))])
     assert e["formula"]["text"].startswith("from the cache") and e["value"] == pytest.approx(
-        float(nano.run([2, 1, 0, 1, 1, 2, 0])["blocks.1.attn.hook_k"][3, 0, 5]), abs=1e-5)
-    new = client.post("/api/explain", json={"tokens": [2, 1, 0, 1, 1, 2, 0], "past": 6,
-                                            "tensor": "blocks.1.attn.hook_attn_scores", "index": [0, 0, 4]}).json()
-    assert new["value"] == pytest.approx(float(nano.run([2, 1, 0, 1, 1, 2, 0])["blocks.1.attn.hook_attn_scores"][0, 6, 4]),
-                                         abs=1e-5)
+        float(whole["blocks.1.attn.hook_k"][3, 0, 5]), abs=1e-5)
+    assert e["sources"][0]["tensor"] == "blocks.1.attn.past_k"
+    assert new["value"] == pytest.approx(float(whole["blocks.1.attn.hook_attn_scores"][0, 6, 4]), abs=1e-5)
+    assert new["formula"]["result"] == pytest.approx(new["value"], abs=1e-5)
+    assert past["note"] == "cached at an earlier step: position 2 ('A'); this step reads it, nothing recomputes it"
     bad = client.post("/api/scene", json={"tokens": [2, 1], "past": 2})
     assert bad.status_code == 422 and "past must be from 1 to 1" in bad.json()["detail"]

@@ -90,6 +90,32 @@ def test_formula_kinds_read_as_a_learner_expects(page: Page, live_server, nano, 
     expect(tip).to_contain_text("one of the 2,304 numbers of the parameter blocks.0.attn.W_K")
 
 
+def test_the_page_explains_a_cell_with_one_request_for_its_numbers(page: Page, live_server, nano):
+    """The page explains a hovered cell itself (explain.ts): a fresh cell costs one POST /api/cells for exactly the
+    numbers its formula reads; the model's graph is asked for once; a cell explained before costs nothing."""
+    asked = []
+    page.on("request", lambda r: asked.append((r.url.split("/api/", 1)[-1], r.post_data)) if "/api/" in r.url else None)
+    open_view(page, live_server)
+    trace = nano.run("CBABBC")
+    tip, _ = hover(page, "blocks.1.attn.hook_q", 0, 3, 5)
+    expect(tip.locator(".tt-formula")).to_contain_text("Σ C x·W (48 terms) = ")
+    expect(tip.locator(".tt-template")).to_have_text("b + Σ x · W")
+    assert float(tip.locator("[data-value]").get_attribute("data-value")) == float(trace["blocks.1.attn.hook_q"][3, 0, 5])
+    cells = [json.loads(body) for url, body in asked if url == "cells"]
+    assert len(cells) == 1 and [u for u, _ in asked].count("models/nano-gpt/graph") == 1
+    assert sorted(s["tensor"] for s in cells[0]["slices"]) == [
+        "blocks.1.attn.W_Q", "blocks.1.attn.b_Q", "blocks.1.attn.hook_q", "blocks.1.ln1.hook_out"]
+    assert not [u for u, _ in asked if u.startswith("explain")]
+    for tensor, slab, col, row, _ in CELLS[7:10]:  # three fresh cells more: one request each
+        tip, _ = hover(page, tensor, slab, col, row)
+        expect(tip.locator(".tt-formula")).to_be_visible()
+    assert [u for u, _ in asked].count("cells") == 4
+    hover(page, "blocks.1.attn.hook_q", 0, 3, 5)  # explained before: no request
+    expect(tip).to_have_attribute("data-index", "[3,0,5]")
+    assert [u for u, _ in asked].count("cells") == 4
+    assert page.evaluate("window.__llmviz.hoverMs()") is not None
+
+
 def test_pin_copy_keyboard_and_escape(page: Page, live_server, nano, screenshots):
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     trace = nano.run("CBABBC")

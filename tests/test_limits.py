@@ -1,6 +1,7 @@
 """The server under real use: bad values, strict types, the Host check, memory budgets, the worker pool,
 computations that stop when their client goes away, and request bodies that never finish."""
 
+import base64
 import json
 import socket
 import threading
@@ -13,7 +14,9 @@ from safetensors.numpy import load
 from conftest import local_client, random_model
 from llmviz.core.config import ModelConfig
 from llmviz.core.model import Model, Stopped
-from llmviz.serve.server import Limits, Recent, create_app
+from llmviz.serve.server import Limits, create_app
+from llmviz.serve.workers import Recent
+from waiting import poll, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +79,7 @@ def test_numeric_trouble_is_a_422_naming_the_tensor(nano):
     hot.weights["blocks.0.mlp.W_in"][:] = 1e6
     c = local_client(create_app([hot]))
     for path, body in [("/api/generate", {"text": "CBA", "max_new_tokens": 1}), ("/api/scene", {"text": "CBA"}),
-                       ("/api/explain", {"text": "CBA", "tensor": "probs", "index": [0, 0]})]:
+                       ("/api/cells", {"text": "CBA", "slices": [{"tensor": "probs", "at": {"pos": 0}}]})]:
         r = c.post(path, json=body)
         assert r.status_code == 422 and r.json()["detail"].startswith(
             "computing blocks.0.mlp.hook_post went out of float32's range (overflow encountered in multiply)"), path
@@ -84,13 +87,13 @@ def test_numeric_trouble_is_a_422_naming_the_tensor(nano):
 
 def test_an_unexpected_error_is_a_json_500_that_keeps_the_connection(nano, monkeypatch):
     c = local_client(create_app([nano]), raise_server_exceptions=False)
-    import llmviz.serve.server
+    import llmviz.serve.routes.passes
 
     def boom(*a, **k):
         raise RuntimeError("secret internal state /home/someone")
 
-    monkeypatch.setattr(llmviz.serve.server, "explain", boom)
-    r = c.post("/api/explain", json={"text": "AB", "tensor": "probs", "index": [0, 0]})
+    monkeypatch.setattr(llmviz.serve.routes.passes, "cells", boom)
+    r = c.post("/api/cells", json={"text": "AB", "slices": [{"tensor": "probs"}]})
     assert r.status_code == 500 and r.json() == {"detail": "internal error: the server log has the details"}
     assert c.get("/api/models").status_code == 200
 
@@ -174,17 +177,20 @@ def test_a_scene_over_the_budget_is_413_before_computing(wide):
     assert c.post("/api/scene", json={"model": "wide", "tokens": list(range(32))}).status_code == 200
 
 
-def test_explain_recomputes_a_layer_from_the_kept_residual_stream(wide):
+def test_cells_recompute_a_layer_from_the_kept_residual_stream(wide):
+    """The numbers a hover reads (POST /api/cells) of any layer come from the kept residual stream."""
     c = local_client(create_app([wide]))
     tokens = list(range(40))
     ref = wide.run(tokens)
     for tensor, index in [("blocks.1.attn.hook_pattern", [2, 30, 7]), ("probs", [39, 17]),
                           ("blocks.0.mlp.hook_post", [5, 100]), ("blocks.1.ln2.hook_scale", [9])]:
-        r = c.post("/api/explain", json={"model": "wide", "tokens": tokens, "tensor": tensor, "index": index})
+        at = dict(zip(wide.graph[tensor].axes, index))
+        r = c.post("/api/cells", json={"model": "wide", "tokens": tokens, "slices": [{"tensor": tensor, "at": at}]})
         assert r.status_code == 200
-        assert r.json()["value"] == pytest.approx(float(ref[tensor][tuple(index)]), rel=1e-6)
-    trace = c.app.state.cache.get(("trace", wide, tuple(tokens)))
-    kept = set(trace.values)
+        value = np.frombuffer(base64.b64decode(r.json()["slices"][0]["values"]), "<f4")
+        assert value.tolist() == [pytest.approx(float(ref[tensor][tuple(index)]), rel=1e-6)]
+    trace = c.app.state.served.cache.get(("trace", wide, tuple(tokens)))
+    kept = set(trace.kept)
     assert kept == set(wide.graph.checkpoints())  # the residual stream only
     assert trace.nbytes < ref.nbytes / 5
 
@@ -194,7 +200,7 @@ def test_the_cache_is_bounded_in_bytes(wide):
     c = local_client(app)
     for start in range(0, 400, 100):
         assert c.post("/api/scene", json={"model": "wide", "tokens": list(range(start, start + 100))}).status_code == 200
-    cache = app.state.cache
+    cache = app.state.served.cache
     assert 0 < cache.used <= 2**20 and cache.used == sum(size for _, size in cache.items.values())
 
 
@@ -221,11 +227,9 @@ class Slow(Model):
 
     def step(self, cache, new, keep=None, visit=None, stop=None):
         self.started.set()
-        for _ in range(100):
-            if stop is not None and stop():
-                self.stopped.set()
-                raise Stopped("stopped")
-            time.sleep(0.05)
+        if poll(lambda: stop is not None and stop(), 5.0, 0.05):  # ~5 s of work, looking whether to stop as it goes
+            self.stopped.set()
+            raise Stopped("stopped")
         return super().step(cache, new, keep, visit, stop)
 
 
@@ -242,8 +246,7 @@ def slow_server(nano):
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    while not server.started:
-        time.sleep(0.02)
+    wait_until(lambda: server.started, 20, "the slow model's server to start")
     yield slow, port
     server.should_exit = True
     thread.join(5)

@@ -98,7 +98,7 @@ def test_greedy_generation_on_the_kv_cache_equals_transformers(pair):
 
 
 def test_hover_explains_rotation_rms_gate_and_shared_kv_head(pair):
-    from llmviz.views.provenance import explain
+    from pagexplain import explain  # the page's explanation (explain.ts), in node
 
     _case, _net, model = pair
     t = model.run("1 2 3 4 5 6")

@@ -1,14 +1,16 @@
-"""Hover provenance: every cell's formula, filled in with the trace's numbers, ends in the cell's value."""
+"""Hover provenance, as the page explains a cell (frontend/src/explain.ts, run in node: tests/pagexplain.py): every
+cell's formula, filled in with the trace's numbers, ends in the cell's value; and POST /api/cells, which hands the
+served page the numbers it reads."""
 
+import base64
 import math
 
 import numpy as np
 import pytest
 
 from conftest import local_client
-from llmviz.core.errors import LlmvizError
 from llmviz.serve.server import create_app
-from llmviz.views.provenance import explain, pick_in_region
+from pagexplain import explain, explain_all
 
 
 @pytest.fixture(scope="module")
@@ -22,26 +24,29 @@ def cells(shape, rng, n=4):
 
 def test_every_computed_cell_explains_its_value(trace):
     rng = np.random.default_rng(0)
+    asked = [(spec.name, idx) for spec in trace.model.graph if spec.kind in ("activation", "aggregate")
+             for idx in cells(trace[spec.name].shape, rng)]
     ops = set()
-    for spec in trace.model.graph:
-        if spec.kind not in ("activation", "aggregate"):
-            continue
-        for idx in cells(trace[spec.name].shape, rng):
-            e = explain(trace, spec.name, idx)
-            f = e["formula"]
-            v = float(trace[spec.name][idx])
-            if v == -math.inf:
-                assert f["result"] == -math.inf and f["masked"]
-            else:
-                assert f["result"] == pytest.approx(v, rel=1e-4, abs=1e-6), (spec.name, idx, f["text"])
-            assert f["text"].endswith(e["value_text"]) or f.get("masked") or "no attention" in f["text"] \
-                or spec.op in ("embed", "pos_embed", "softmax_max"), f["text"]
-            for src in e["sources"]:
-                shape = trace[src["tensor"]].shape
-                axes = trace.model.graph[src["tensor"]].axes
-                assert list(src["ranges"]) == list(axes)
-                assert all(0 <= lo <= hi < n for (lo, hi), n in zip(src["ranges"].values(), shape))
-            ops.add(spec.op)
+    for (name, idx), e in zip(asked, explain_all(trace, asked)):
+        spec = trace.model.graph[name]
+        f = e["formula"]
+        v = float(trace[name][idx])
+        assert e["value"] == v  # the shown value is the trace's float32 number
+        if v == -math.inf:
+            assert f["result"] == -math.inf and f["masked"]
+        else:
+            assert f["result"] == pytest.approx(v, rel=1e-4, abs=1e-6), (name, idx, f["text"])
+        assert f["text"].endswith(e["value_text"]) or f.get("masked") or "no attention" in f["text"] \
+            or spec.op in ("embed", "pos_embed", "softmax_max"), f["text"]
+        assert f["template"] and f["description"]
+        assert {s["tensor"] for s in e["sources"]} <= set(spec.inputs) and e["sources"]
+        for src in e["sources"]:
+            shape = trace[src["tensor"]].shape
+            axes = trace.model.graph[src["tensor"]].axes
+            assert list(src["ranges"]) == list(axes)
+            assert all(0 <= lo <= hi < n for (lo, hi), n in zip(src["ranges"].values(), shape))
+        assert e["target"] == {"tensor": name, "ranges": {a: [i, i] for a, i in zip(spec.axes, idx)}, "role": "target"}
+        ops.add(spec.op)
     assert ops == {"embed", "pos_embed", "add", "identity", "ln_mean", "ln_scale", "ln_normalize", "ln_affine",
                    "linear", "attn_scores", "softmax_max", "softmax_sum_exp", "softmax", "weighted_sum", "gelu"}
 
@@ -64,6 +69,8 @@ def test_linear_shows_its_largest_terms(trace):
         "blocks.0.attn.W_Q": {"head": [2, 2], "d_model": [0, 47], "d_head": [5, 5]},
         "blocks.0.attn.b_Q": {"head": [2, 2], "d_head": [5, 5]},
     }
+    f = e["formula"]
+    assert f["text"] == f"{f['rows'][0][1]} + Σ C x·W (48 terms) = {e['value_text']}"
 
 
 def test_output_projection_sums_over_heads(trace):
@@ -75,50 +82,78 @@ def test_output_projection_sums_over_heads(trace):
 def test_masked_score_and_gelu_curve(trace):
     e = explain(trace, "blocks.0.attn.hook_attn_scores", (1, 2, 4))
     assert e["formula"]["text"] == "future position: masked to −∞" and e["value_text"] == "−∞"
+    assert e["value"] == -math.inf
     g = explain(trace, "blocks.1.mlp.hook_post", (2, 7))["formula"]
     assert g["curve"]["name"] == "GELU" and len(g["curve"]["xs"]) == 48
     assert min(g["curve"]["xs"]) <= g["curve"]["x"] <= max(g["curve"]["xs"])
+    p = explain(trace, "blocks.0.attn.hook_pattern", (1, 2, 4))["formula"]
+    assert p["text"].startswith("exp(−∞ − ") and p["text"].endswith("= 0: a masked (future) position gets no attention")
 
 
 def test_weights_and_tokens(trace):
     w = explain(trace, "blocks.2.mlp.W_out", (10, 3))
     assert w["formula"] is None and "one of the 9,216 numbers of the parameter blocks.2.mlp.W_out" in w["parameter"]["text"]
+    assert w["sources"] == [] and w["value"] == float(trace["blocks.2.mlp.W_out"][10, 3])
     t = explain(trace, "tokens", (2,))
     assert t["note"] == "token 'A' (id 0) at position 2"
+    e = explain(trace, "hook_embed", (2, 7))
+    assert e["formula"]["text"].startswith("W_E[0, 7] = ") and "token 'A' (id 0) picks W_E[0]" in e["formula"]["text"]
 
 
 def test_region_picks_the_largest_magnitude(trace):
     ranges = {"pos": [0, 5], "d_model": [0, 47]}
-    idx = pick_in_region(trace, "blocks.0.hook_resid_mid", ranges)
     a = np.abs(trace["blocks.0.hook_resid_mid"])
-    assert a[idx] == a.max()
+    picked, tile = explain_all(trace, [("blocks.0.hook_resid_mid", ranges),
+                                       ("blocks.0.hook_resid_mid", {"pos": [1, 2], "d_model": [8, 15]})], stats=True)
+    assert a[tuple(i["i"] for i in picked["explanation"]["index"])] == a.max()
+    sub = a[1:3, 8:16]
+    r, c = np.unravel_index(np.argmax(sub), sub.shape)
+    assert [i["i"] for i in tile["explanation"]["index"]] == [1 + r, 8 + c]
+    assert tile["rounds"] == 2  # the tile's numbers, then those of its cell's formula
+
+
+def test_a_cell_takes_one_fetch_of_its_numbers(trace):
+    """Explaining a cell of a pass that holds nothing yet fetches what it reads in one request: the cell's own
+    number and its formula's inputs (the served page's one /api/cells request)."""
+    for a in explain_all(trace, [("blocks.0.attn.hook_q", (3, 2, 5)), ("probs", (5, 0)), ("blocks.1.ln1.hook_scale", (4,)),
+                                 ("blocks.2.attn.hook_z", (1, 2, 3))], stats=True):
+        assert a["rounds"] == 1 and a["slices"] <= 6, a
 
 
 def test_bad_cells_are_refused(trace):
-    with pytest.raises(LlmvizError, match=r"index \[9, 0\] is outside blocks.0.hook_resid_mid of shape \[6, 48\]"):
-        explain(trace, "blocks.0.hook_resid_mid", (9, 0))
-    with pytest.raises(LlmvizError, match="unknown tensor 'nope'"):
-        explain(trace, "nope", (0,))
-
-
-def test_explain_endpoint(nano):
-    c = local_client(create_app())
-    r = c.post("/api/explain", json={"text": "CBABBC", "tensor": "probs", "index": [5, 0]})
-    assert r.status_code == 200 and r.json()["value"] == pytest.approx(float(nano.run("CBABBC")["probs"][5, 0]))
-    r = c.post("/api/explain", json={"text": "CBABBC", "tensor": "logits", "region": {"pos": [0, 5], "vocab": [0, 2]}})
-    assert r.status_code == 200
-    bad = c.post("/api/explain", json={"text": "CBABBC", "tensor": "nope", "index": [0]})
-    assert bad.status_code == 422 and "unknown tensor 'nope'" in bad.json()["detail"]
-    for region in ({"pos": [5, 2]}, {"pos": [0, 99]}, {"head": [0, 0]}):  # empty, too long, no such axis
-        bad = c.post("/api/explain", json={"text": "CBABBC", "tensor": "probs", "region": region})
-        assert bad.status_code == 422 and "does not fit probs, whose axes are pos (0 to 5), vocab (0 to 2)" \
-            in bad.json()["detail"]
-    bad = c.post("/api/explain", json={"text": "CBABBC", "tensor": "probs"})
-    assert bad.status_code == 422 and "exactly one of 'index' or 'region'" in bad.json()["detail"]
-    assert c.post("/api/explain", json={"model": "gpt3", "tokens": [1], "tensor": "probs", "index": [0, 0]}).status_code == 409
+    bad = explain_all(trace, [("blocks.0.hook_resid_mid", (9, 0)), ("nope", (0,)),
+                              ("probs", {"pos": [0, 99]}), ("probs", {"head": [0, 0]})])
+    assert bad[0] == {"error": "index [9, 0] is outside blocks.0.hook_resid_mid of shape [6, 48]"}
+    assert bad[1] == {"error": "unknown tensor 'nope': not in nano-gpt's graph"}
+    assert bad[2]["error"].startswith("region pos=[0, 99] does not fit probs, whose axes are pos (0 to 5), vocab (0 to 2)")
+    assert bad[3]["error"].startswith("region head=[0, 0] does not fit probs")
 
 
 def test_a_vocabulary_index_reads_as_its_token(trace):
     e = explain(trace, "probs", (5, 0))
     assert [(a["label"], a["shown"]) for a in e["index"]] == [("T", "5"), ("V", "A")]
     assert e["index"][0]["name"] == "C"  # position 5 holds the token C
+
+
+def test_cells_endpoint(nano):
+    c = local_client(create_app())
+    t = nano.run("CBABBC")
+    r = c.post("/api/cells", json={"text": "CBABBC", "slices": [{"tensor": "probs", "at": {"pos": 5}},
+                                                              {"tensor": "blocks.0.attn.W_Q", "at": {"head": 1, "d_head": 2}}]})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["shapes"]["probs"] == [6, 3] and body["shapes"]["blocks.0.attn.W_Q"] == [3, 48, 16]
+    probs, w = body["slices"]
+    assert probs["axes"] == ["vocab"] and probs["shape"] == [3]
+    np.testing.assert_array_equal(np.frombuffer(base64.b64decode(probs["values"]), "<f4"), t["probs"][5])
+    assert w["axes"] == ["d_model"]
+    np.testing.assert_array_equal(np.frombuffer(base64.b64decode(w["values"]), "<f4"), t["blocks.0.attn.W_Q"][1, :, 2])
+    for slices, said in [([{"tensor": "nope"}], "unknown tensor 'nope'"), ([{"tensor": "probs", "at": {"head": 0}}],
+                         "probs has no axis 'head'"), ([{"tensor": "probs", "at": {"pos": 6}}], "pos 6 is outside probs")]:
+        bad = c.post("/api/cells", json={"text": "CBABBC", "slices": slices})
+        assert bad.status_code == 422 and said in bad.json()["detail"]
+    step = c.post("/api/cells", json={"tokens": [2, 1, 0, 1, 1, 2, 0], "past": 6,
+                                      "slices": [{"tensor": "blocks.1.attn.past_k", "at": {"past_pos": 3}}]}).json()
+    assert step["shapes"]["blocks.1.attn.cache_k"] == [7, 3, 16]
+    np.testing.assert_allclose(np.frombuffer(base64.b64decode(step["slices"][0]["values"]), "<f4").reshape(3, 16),
+                               nano.run([2, 1, 0, 1, 1, 2, 0])["blocks.1.attn.hook_k"][3], atol=1e-5)

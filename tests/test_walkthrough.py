@@ -15,6 +15,7 @@ from llmviz.serve.cli import main
 from llmviz.serve.server import create_app
 from llmviz.views.provenance import fmt
 from llmviz.views.walkthrough import CHAPTERS, TEMPLATE, Context, chapters, check, compile_chapters, template
+from pagexplain import explain
 
 BAD = Path(__file__).parent / "fixtures" / "bad-chapters"
 
@@ -72,9 +73,13 @@ def test_actions_carry_the_trace(nano):
     assert guesses["blocks.0.attn.hook_pattern"]["answer"] == int(np.argmax(trace["blocks.0.attn.hook_pattern"][0, 5]))
     assert guesses["probs"]["answer"] == trace.predicted_ids[-1]
     assert [c["name"] for c in guesses["probs"]["choices"]] == ["A", "B", "C"]
-    dot = acts["dot"]
-    assert dot["explain"]["value"] == pytest.approx(float(trace[dot["cell"]["tensor"]][
-        tuple(r[0] for r in dot["cell"]["ranges"].values())]))
+    dot = acts["dot"]  # a cell the page explains (explain.ts); the step is about what its op reads too
+    assert dot["index"] == [r[0] for r in dot["cell"]["ranges"].values()]
+    assert "explain" not in dot
+    e = explain(trace, dot["cell"]["tensor"], dot["index"])
+    assert e["value"] == float(trace[dot["cell"]["tensor"]][tuple(dot["index"])])
+    step = next(s for c in w["chapters"] for s in c["steps"] if dot in s["actions"])
+    assert {r["tensor"] for r in e["sources"]} <= set(step["tensors"])  # the tensors the step is about
     assert "def attn_scores" in next(a["source"] for c in w["chapters"] for s in c["steps"] for a in s["actions"]
                                      if a["type"] == "code" and a["op"] == "attn_scores")
     assert acts["add"]["inputs"] == list(nano.graph[acts["add"]["tensor"]].inputs)
@@ -123,7 +128,7 @@ def test_check_catches_a_misspelled_tensor(nano):
     assert any(":8: index 7 is outside blocks.0.attn.hook_pattern's axis head (0 to 2)" in p for p in problems)
     assert any(":11: unknown template {{colour blue}}" in p for p in problems)
     assert any(":14: unknown action @zoom" in p for p in problems)
-    assert any(":17: @only colour=red: give KEY=VALUE with KEY one of norm, positions, mlp, kv, tokens, weights" in p for p in problems)
+    assert any(":17: @only colour=red: give KEY=VALUE with KEY one of norm, positions, rotary, mlp, kv, block, tokens, weights" in p for p in problems)
     r = CliRunner().invoke(main, ["walkthrough", "check", str(BAD)])
     assert r.exit_code == 1
     assert r.output.splitlines()[0].startswith(f"{BAD / '01-misspelled.md'}:5: unknown tensor")

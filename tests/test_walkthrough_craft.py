@@ -211,20 +211,22 @@ def test_code_for_a_newcomer(page: Page, live_server, walk, viewport, screenshot
 
 
 @pytest.mark.parametrize("viewport", SIZES)
-def test_a_dot_product_is_framed_close(page: Page, live_server, walk, viewport, screenshots):
+def test_a_dot_product_is_framed_close(page: Page, live_server, walk, viewport, screenshots, nano):
     """Expand to 4C (8.1): the MLP's 192-long row no longer sets the framing, so the sum's cells are big enough to see."""
-    key, action = find_step(walk, lambda a: a["type"] == "dot" and a["explain"]["target"]["tensor"].endswith("mlp.hook_pre"))
+    from pagexplain import explain
+
+    key, action = find_step(walk, lambda a: a["type"] == "dot" and a["cell"]["tensor"].endswith("mlp.hook_pre"))
     page.set_viewport_size(viewport)
     open_view(page, f"{live_server}/?step={key}")
     landed(page)
-    target = action["explain"]["target"]
+    target = action["cell"]
     axis = next(a for a in target["ranges"] if a.startswith("d_mlp"))
     at = [page.evaluate("r => window.__llmviz.regionPoint(r)", {**target, "ranges": {**target["ranges"], axis: [i, i]}})
           for i in (0, 1)]
     cell = max(abs(at[1]["x"] - at[0]["x"]), abs(at[1]["y"] - at[0]["y"]))
     assert cell >= (7.5 if viewport is DESKTOP else 3.5), cell  # pixels per cell (it was 2 at 1280×800)
     area = uncovered(page)
-    for region in action["explain"]["sources"] + [target]:
+    for region in explain(nano.run("CBABBC"), target["tensor"], action["index"])["sources"] + [target]:  # as the page lights them
         p = page.evaluate("r => window.__llmviz.regionPoint(r)", region)
         assert inside({"left": p["x"], "right": p["x"], "top": p["y"], "bottom": p["y"]}, area), (region, p, area)
     page.screenshot(path=screenshots / f"craft-close-{key}-{viewport['width']}.png")

@@ -3,13 +3,12 @@ import type { components } from "./api-schema";
 import { parseScene, type SceneData } from "./scenedata";
 import { parseTrace, type Trace } from "./trace";
 import { request } from "./transport";
-import type { Explanation } from "./tooltip";
 import type { Walk } from "./walkstate";
 
 type Schemas = components["schemas"];
 export type ModelInfo = Schemas["ModelInfo"];
 
-async function check(res: Response): Promise<Response> {
+export async function check(res: Response): Promise<Response> {
   if (res.ok) return res;
   let detail = `${res.status} ${res.statusText}`;
   try {
@@ -20,7 +19,7 @@ async function check(res: Response): Promise<Response> {
   throw new Error(detail);
 }
 
-const post = (url: string, body: unknown) =>
+export const post = (url: string, body: unknown) =>
   request(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
 export async function fetchModels(started?: Promise<Response>): Promise<ModelInfo[]> {
@@ -48,11 +47,6 @@ export async function sceneFrom(early: Promise<EarlyResponse>): Promise<SceneDat
     throw new Error(detail);
   }
   return parseScene(r.body);
-}
-
-export async function fetchExplanation(req: { model: string; tokens: number[]; tensor: string;
-  region: Record<string, [number, number]>; past?: number }): Promise<Explanation> {
-  return (await check(await post("/api/explain", req))).json();
 }
 
 export async function fetchWalkthrough(model: string, input?: string): Promise<Walk> {

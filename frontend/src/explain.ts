@@ -1,41 +1,110 @@
-// Where one number came from, computed in the browser: a static export (llmviz export) runs no server, so the
-// page explains a cell itself from the float32 numbers of the pass. This is the second copy of the server's
-// provenance.explain and of each op's explain_* (src/llmviz/core/ops/): the same arithmetic in float64, the same
-// text. tests/test_export.py runs both on every tensor and checks that they agree, text for text.
+// Where one number came from: a cell's value, its op's formula filled in with the numbers of the pass, a result
+// recomputed in float64 that ends in the same value, and the cells it was computed from (lit on hover). This is
+// the only copy: the served page, the notebook widget and a static export all run it. It reads the pass through a
+// `Pass` (a HeldPass here): the numbers it holds, NaN for those it does not yet, which it lists as wanted, so that
+// cells.ts can fetch them all in one request and run it again (see explainCells).
 
-import { fmt, formatG, npSum, pyRepr, thousands } from "./pyformat";
+import { fmt, formatG, pyRepr, thousands } from "./pyformat";
 
 export interface Spec {
   name: string; title: string; kind: string; axes: string[]; op: string | null; inputs: string[];
-  attrs: Record<string, any>;
+  attrs: Record<string, any>; group?: string; layer?: number | null;
 }
 
 export interface GraphJson {
-  axes: Record<string, { label: string; color: string; named_by: string | null }>;
+  axes: Record<string, { label: string; color: string; named_by?: string | null; size?: number | null }>;
   ops: Record<string, { formula: string; description: string }>;
-  tensors: Spec[];
+  tensors: (Spec & { shape?: (number | null)[] })[];
   past: number;
 }
 
-export interface Numbers { shape: number[]; data: ArrayLike<number> }
+export interface Region { tensor: string; ranges: Record<string, [number, number]>; role: string }
 
-/** One pass, as explain reads it: what Python's Trace answers. */
-export interface Pass {
-  model: string;
-  graph: GraphJson;
-  tensor(name: string): Numbers;  // any tensor of the graph: a weight or a computed one
-  tokens: number[];  // this pass's tokens (after the `past` cached ones)
-  tokenStrs: string[];
-  contextNames: string[];  // each token of the context (cached, then new) on its own
-  vocab: string[];  // each vocabulary entry's token
+export interface Explanation {
+  tensor: string;
+  title: string;
+  kind: string;
+  op: string | null;
+  index: { axis: string; label: string; i: number; color: string; name?: string | null; shown?: string }[];
+  value: number;  // −∞ for a masked score
+  value_text: string;
+  code: string;
+  note?: string;
+  parameter?: { name: string; title: string; numbers: number; text: string };
+  formula: null | {
+    template: string;
+    description: string;
+    text: string;
+    result: number;
+    masked?: boolean;
+    rows: [string, string][];
+    terms?: { count: number; shown: { at: Record<string, number>; x: number; w: number; product: number }[]; rest: number; x: string; w: string };
+    curve?: { name: string; xs: number[]; ys: number[]; x: number; y: number };
+  };
+  sources: Region[];
+  target: Region;
 }
 
-type At = Record<string, number>;  // an index by axis, in the tensor's axis order
-type Region = { tensor: string; ranges: Record<string, [number, number]>; role: string };
+export type At = Record<string, number>;  // an index by axis
+
+/** Numbers of one tensor with some axes fixed: the axes left, in the tensor's order, their sizes and the values. */
+export interface Slice { axes: string[]; shape: number[]; values: ArrayLike<number> }
+
+/** One pass, as explain reads it. */
+export interface Pass {
+  model: string;
+  graph: GraphJson;  // this pass's graph: a generation step's has the KV cache's tensors, and past > 0
+  tokens: number[];  // this pass's tokens (after the `past` cached ones)
+  tokenStrs: string[];
+  /** Any tensor's shape (a weight or a computed one); undefined: not in the graph. */
+  shape(name: string): number[] | undefined;
+  /** The tensor's numbers at `fixed` (only the tensor's own axes), an axis not named whole. */
+  select(name: string, fixed: At): Slice;
+  /** What an index of a named axis stands for (a token), else null. */
+  indexName(axis: string, i: number): string | null;
+}
+
+type Ranges = Record<string, [number, number]>;
+
+/** The slice of `s` at `fixed` (axes of `s` only), its other axes whole. */
+export function subSlice(s: Slice, fixed: At): Slice {
+  const { axes, shape, values } = s;
+  const strides = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
+  const left = axes.map((a, i) => [a, i] as const).filter(([a]) => !(a in fixed));
+  if (left.length === axes.length) return s;
+  const n = left.reduce((k, [, i]) => k * shape[i], 1);
+  let base = 0;
+  axes.forEach((a, i) => { if (a in fixed) base += fixed[a] * strides[i]; });
+  const out = new Float64Array(n);
+  for (let k = 0; k < n; k++) {
+    let rem = k, off = base;
+    for (let j = left.length - 1; j >= 0; j--) {
+      const i = left[j][1];
+      off += (rem % shape[i]) * strides[i];
+      rem = Math.floor(rem / shape[i]);
+    }
+    out[k] = values[off];
+  }
+  return { axes: left.map(([a]) => a), shape: left.map(([, i]) => shape[i]), values: out };
+}
+
+/** The shape of every tensor of a pass of `n` new tokens after `past` cached ones, from its graph (a size the graph
+ * leaves null depends on the input: positions, key positions, cached positions). */
+export function shapesOf(graph: GraphJson, n: number): Map<string, number[]> {
+  const sizes: Record<string, number> = { pos: n, key_pos: graph.past + n, past_pos: graph.past };
+  for (const [a, info] of Object.entries(graph.axes)) if (info.size != null && !(a in sizes)) sizes[a] = info.size;
+  return new Map(graph.tensors.map((t) => [t.name, t.axes.map((a, i) => t.shape?.[i] ?? sizes[a])]));
+}
+
+const sum = (a: ArrayLike<number>) => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i];
+  return s;
+};
 
 const TOP_TERMS = 5, CURVE_POINTS = 48;
 
-/** An error the server answers with a 422: its message is the same. */
+/** An error in what was asked (a tensor not in the graph, an index outside it): its message says what. */
 export class ExplainError extends Error {}
 
 class Reader {
@@ -48,25 +117,14 @@ class Reader {
     return this.specs.get(name)!;
   }
 
+  shape(name: string): number[] {
+    return this.p.shape(name)!;
+  }
+
   /** The tensor's numbers at `fixed` (an axis not named stays whole), in float64, with the axes left in order. */
   select(name: string, fixed: At): { axes: string[]; shape: number[]; values: Float64Array } {
-    const axes = this.spec(name).axes, { shape, data } = this.p.tensor(name);
-    const strides = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
-    const left = axes.map((a, i) => [a, i] as const).filter(([a]) => !(a in fixed));
-    const n = left.reduce((k, [, i]) => k * shape[i], 1);
-    let base = 0;
-    axes.forEach((a, i) => { if (a in fixed) base += fixed[a] * strides[i]; });
-    const values = new Float64Array(n);
-    for (let k = 0; k < n; k++) {
-      let rem = k, off = base;
-      for (let j = left.length - 1; j >= 0; j--) {
-        const i = left[j][1];
-        off += (rem % shape[i]) * strides[i];
-        rem = Math.floor(rem / shape[i]);
-      }
-      values[k] = data[off];
-    }
-    return { axes: left.map(([a]) => a), shape: left.map(([, i]) => shape[i]), values };
+    const s = this.p.select(name, pick(fixed, this.spec(name).axes.filter((a) => a in fixed)));
+    return { ...s, values: Float64Array.from(s.values) };
   }
 
   /** The number at `at` (which may name more axes than the tensor has). */
@@ -74,8 +132,8 @@ class Reader {
     return this.select(name, pick(at, this.spec(name).axes)).values[0];
   }
 
-  full(name: string): Record<string, [number, number]> {
-    const shape = this.p.tensor(name).shape;
+  full(name: string): Ranges {
+    const shape = this.shape(name);
     return Object.fromEntries(this.spec(name).axes.map((a, i) => [a, [0, shape[i] - 1]]));
   }
 
@@ -83,12 +141,6 @@ class Reader {
     const ranges = this.full(name);
     for (const [a, i] of Object.entries(fixed)) if (a in ranges) ranges[a] = [i, i];
     return { tensor: name, ranges, role };
-  }
-
-  indexName(axis: string, i: number): string | null {
-    const by = this.p.graph.axes[axis]?.named_by;
-    if (by === "input") return this.p.contextNames[i + (axis === "pos" ? this.p.graph.past : 0)];
-    return by === "vocabulary" ? this.p.vocab[i] : null;
   }
 }
 
@@ -103,7 +155,7 @@ function topTerms(terms: Float64Array): number[] {
 function termsOf(terms: Float64Array, order: number[], where: (k: number) => At, x: Float64Array, w: Float64Array,
   xName: string, wName: string) {
   const shown = order.map((k) => ({ at: where(k), x: x[k], w: w[k], product: terms[k] }));
-  return { count: terms.length, shown, rest: npSum(terms) - npSum(order.map((k) => terms[k])), x: xName, w: wName };
+  return { count: terms.length, shown, rest: sum(terms) - sum(order.map((k) => terms[k])), x: xName, w: wName };
 }
 
 type Explainer = (r: Reader, t: Spec, at: At, value: number) => Record<string, any>;
@@ -136,14 +188,14 @@ const linear: Explainer = (r, t, at) => {
   }
   const terms = x.values.map((v, k) => v * w[k]);
   const bias = bName ? r.value(bName, at) : 0;
-  const sum = npSum(terms), result = bias + sum;
+  const total = sum(terms), result = bias + total;
   const order = topTerms(terms);
   const where = (k: number) => Object.fromEntries(unravel(k, x.shape).map((i, j) => [contract[j], i]));
   const sumLabel = "Σ " + contract.map((a) => r.p.graph.axes[a].label).join(",");
   const text = (bName ? `${fmt(bias)} + ${sumLabel} x·W` : `${sumLabel} x·W`) + ` (${terms.length} terms) = ${fmt(result)}`;
   const sources = [r.region(xName, xFixed, "input"), r.region(wName, wFixed, "weight")];
   if (bName) sources.push(r.region(bName, pick(at, r.spec(bName).axes), "bias"));
-  return { text, result, rows: [...(bName ? [["bias b", fmt(bias)]] : []), [sumLabel + " x·W", fmt(sum)]],
+  return { text, result, rows: [...(bName ? [["bias b", fmt(bias)]] : []), [sumLabel + " x·W", fmt(total)]],
     terms: termsOf(terms, order, where, x.values, w, xName, wName), sources };
 };
 
@@ -179,11 +231,12 @@ const concat: Explainer = (r, t, at) => {
 };
 
 const add: Explainer = (r, t, at) => {
-  const [aName, bName] = t.inputs;
-  const a = r.value(aName, at), b = r.value(bName, at), result = a + b;
-  return { text: `a + b = ${fmt(a)} + ${fmt(b)} = ${fmt(result)}`, result,
-    rows: [[`a: ${r.spec(aName).title}`, fmt(a)], [`b: ${r.spec(bName).title}`, fmt(b)]],
-    sources: [r.region(aName, at, "input"), r.region(bName, at, "input")] };
+  // two tensors (the residual connection), or more (a parallel block: the stream, attention's output and the MLP's)
+  const letters = t.inputs.map((_, k) => "abcdefgh"[k]);
+  const xs = t.inputs.map((name) => r.value(name, at)), result = xs.reduce((sum, x) => sum + x, 0);
+  return { text: `${letters.join(" + ")} = ${xs.map(fmt).join(" + ")} = ${fmt(result)}`, result,
+    rows: t.inputs.map((name, k) => [`${letters[k]}: ${r.spec(name).title}`, fmt(xs[k])]),
+    sources: t.inputs.map((name) => r.region(name, at, "input")) };
 };
 
 const identity: Explainer = (r, t, at) => {
@@ -201,8 +254,8 @@ const scale: Explainer = (r, t, at) => {
 
 const lnMean: Explainer = (r, t, at) => {
   const row = r.select(t.inputs[0], { pos: at.pos }).values;
-  const sum = npSum(row), result = sum / row.length;
-  return { text: `Σ x / ${row.length} = ${fmt(sum)} / ${row.length} = ${fmt(result)}`, result, rows: [],
+  const total = sum(row), result = total / row.length;
+  return { text: `Σ x / ${row.length} = ${fmt(total)} / ${row.length} = ${fmt(result)}`, result, rows: [],
     sources: [r.region(t.inputs[0], { pos: at.pos }, "input")] };
 };
 
@@ -210,7 +263,7 @@ const lnScale: Explainer = (r, t, at) => {
   const [xName, mName] = t.inputs;
   const row = r.select(xName, { pos: at.pos }).values;
   const mu = r.value(mName, { pos: at.pos }), eps = Number(t.attrs.eps);
-  const variance = npSum(row.map((v) => (v - mu) ** 2)) / row.length;
+  const variance = sum(row.map((v) => (v - mu) ** 2)) / row.length;
   const result = Math.sqrt(variance + eps);
   return { text: `√(${fmt(variance)} + ${formatG(eps)}) = ${fmt(result)}`, result,
     rows: [["μ", fmt(mu)], ["variance Σ(x − μ)²/C", fmt(variance)], ["ε", formatG(eps)]],
@@ -245,7 +298,7 @@ const lnAffine: Explainer = (r, t, at) => {
 
 const rmsScale: Explainer = (r, t, at) => {
   const row = r.select(t.inputs[0], { pos: at.pos }).values;
-  const ms = npSum(row.map((v) => v ** 2)) / row.length, eps = Number(t.attrs.eps);
+  const ms = sum(row.map((v) => v ** 2)) / row.length, eps = Number(t.attrs.eps);
   const result = Math.sqrt(ms + eps);
   return { text: `√(Σ x² / ${row.length} + ${formatG(eps)}) = √(${fmt(ms)} + ${formatG(eps)}) = ${fmt(result)}`, result,
     rows: [["mean square Σ x²/C", fmt(ms)], ["ε", formatG(eps)]], sources: [r.region(t.inputs[0], { pos: at.pos }, "input")] };
@@ -277,7 +330,7 @@ const attnScores: Explainer = (r, t, at) => {
   const q = r.select(qName, { [r.spec(qName).axes[0]]: i, [r.spec(qName).axes[1]]: h }).values;
   const k = r.select(kName, { [kAxes[0]]: j, [kAxes[1]]: kh }).values;
   const terms = q.map((v, a) => v * k[a]);
-  const dot = npSum(terms), sc = Number(t.attrs.scale), result = dot / sc;
+  const dot = sum(terms), sc = Number(t.attrs.scale), result = dot / sc;
   const order = topTerms(terms);
   return { text: `q · k / ${fmt(sc)} = ${fmt(dot)} / ${fmt(sc)} = ${fmt(result)}`, result,
     rows: [["q · k", fmt(dot)], ["√A", fmt(sc)], ...shared],
@@ -292,7 +345,7 @@ const weightedSum: Explainer = (r, t, at) => {
   const p = r.select(pName, { head: h, pos: i }).values;
   const v = r.select(vName, { [vAxes[1]]: kh, d_head: a }).values;
   const terms = p.map((x, j) => x * v[j]);
-  const result = npSum(terms), order = topTerms(terms);
+  const result = sum(terms), order = topTerms(terms);
   return { text: `Σ T' p·v (${terms.length} terms) = ${fmt(result)}`, result,
     rows: [["Σ T' p·v", fmt(result)], ...(group > 1 ? [["value head", `${kh} (shared by ${group} query heads)`]] : [])],
     terms: termsOf(terms, order, (j) => ({ key_pos: j }), p, v, pName, vName),
@@ -301,12 +354,17 @@ const weightedSum: Explainer = (r, t, at) => {
 
 const rotary: Explainer = (r, t, at) => {
   const xName = t.inputs[0];
-  const shape = r.p.tensor(xName).shape, half = shape[shape.length - 1] / 2;
+  const shape = r.shape(xName), turned = Number(t.attrs.rotary_dims ?? shape[shape.length - 1]), half = turned / 2;
   const d = at.d_head, i = d % half;
   const p = at.pos + (t.attrs.offset ?? 0);
+  const head = without(at, ["pos", "d_head"]);
+  if (d >= turned) {  // partial rotary: the channels after the first `turned` pass through
+    const x = r.value(xName, at);
+    return { text: `channel ${d} does not turn (only the first ${turned} do): ${fmt(x)}`, result: x,
+      rows: [["x", fmt(x)]], sources: [r.region(xName, at, "input")] };
+  }
   const freq = Number(t.attrs.inv_freq[i]);
   const theta = Math.fround(Math.fround(p) * Math.fround(freq));
-  const head = without(at, ["pos", "d_head"]);
   const x = r.select(xName, { pos: at.pos, ...head }).values;
   const a = x[i], b = x[i + half], c = Math.cos(theta), s = Math.sin(theta);
   const result = d < half ? a * c - b * s : b * c + a * s;
@@ -340,7 +398,7 @@ const softmaxMax: Explainer = (r, t, at) => {
 const softmaxSumExp: Explainer = (r, t, at) => {
   const { xName, rowAt, row } = rowOf(r, t, at);
   const m = r.value(t.inputs[1], rowAt);
-  const result = npSum(row.map((v) => Math.exp(v - m)));
+  const result = sum(row.map((v) => Math.exp(v - m)));
   return { text: `Σ exp(x − ${fmt(m)}) over ${row.length} values = ${fmt(result)}`, result, rows: [["m (row max)", fmt(m)]],
     sources: [r.region(xName, rowAt, "input"), r.region(t.inputs[1], rowAt, "aggregate")] };
 };
@@ -363,12 +421,12 @@ const softmax: Explainer = (r, t, at) => {
 function erf(x: number): number {
   const z = Math.abs(x);
   if (z > 6) return Math.sign(x);
-  let term = z, sum = z;
-  for (let n = 1; term > sum * 1e-17; n++) {
+  let term = z, acc = z;
+  for (let n = 1; term > acc * 1e-17; n++) {
     term *= (2 * z * z) / (2 * n + 1);
-    sum += term;
+    acc += term;
   }
-  return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * Math.exp(-z * z) * sum;
+  return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * Math.exp(-z * z) * acc;
 }
 
 const CURVES: Record<string, [string, (x: number) => number]> = {
@@ -404,10 +462,26 @@ const EXPLAIN: Record<string, Explainer> = {
   gelu: activation, gelu_erf: activation, relu: activation, silu: activation, mul,
 };
 
+/** The slices of `tensor` that hold a region's numbers: the axes whose range is one index fixed, and of the others all
+ * but one (the one that leaves the fewest numbers to send) fixed at each index of its range. */
+function regionSlices(axes: string[], shape: number[], ranges: Ranges): At[] {
+  const wide = axes.filter((a) => ranges[a][0] < ranges[a][1]);
+  const len = (a: string) => ranges[a][1] - ranges[a][0] + 1;
+  const cost = (whole: string) => shape[axes.indexOf(whole)] * wide.filter((a) => a !== whole).reduce((k, a) => k * len(a), 1);
+  const whole = wide.reduce<string | null>((best, a) => (best === null || cost(a) < cost(best) ? a : best), null);
+  let out: At[] = [Object.fromEntries(axes.filter((a) => !wide.includes(a)).map((a) => [a, ranges[a][0]]))];
+  for (const a of wide) {
+    if (a === whole) continue;
+    out = out.flatMap((at) => Array.from({ length: len(a) }, (_, k) => ({ ...at, [a]: ranges[a][0] + k })));
+  }
+  return out;
+}
+
 /** The cell of largest magnitude inside a region (a downsampled cell stands for a tile). */
 export function pickInRegion(p: Pass, tensor: string, ranges: Record<string, number[]>): number[] {
-  const r = new Reader(p);
-  const t = r.spec(tensor), { shape, data } = p.tensor(tensor);
+  const t = new Reader(p).spec(tensor);
+  if (!t) throw new ExplainError(`unknown tensor ${pyRepr(tensor)}: not in ${p.model}'s graph`);
+  const shape = p.shape(tensor)!;
   for (const [ax, rg] of Object.entries(ranges)) {
     const size = t.axes.includes(ax) ? shape[t.axes.indexOf(ax)] : undefined;
     if (size === undefined || rg.length !== 2 || !(0 <= rg[0] && rg[0] <= rg[1] && rg[1] < size)) {
@@ -415,38 +489,45 @@ export function pickInRegion(p: Pass, tensor: string, ranges: Record<string, num
         t.axes.map((x, i) => `${x} (0 to ${shape[i] - 1})`).join(", "));
     }
   }
-  const lo = t.axes.map((a) => ranges[a]?.[0] ?? 0), hi = t.axes.map((a, i) => ranges[a]?.[1] ?? shape[i] - 1);
-  let best: number[] = lo, bestMag = -2;
-  const idx = [...lo];
-  for (;;) {
-    let off = 0;
-    idx.forEach((v, i) => { off = off * shape[i] + v; });
-    const v = data[off], mag = Number.isFinite(v) ? Math.abs(v) : -1;
-    if (mag > bestMag) [best, bestMag] = [[...idx], mag];
-    let j = idx.length - 1;
-    while (j >= 0 && idx[j] === hi[j]) idx[j--] = lo[j + 1];
-    if (j < 0) return best;
-    idx[j]++;
+  const full: Ranges = Object.fromEntries(t.axes.map((a, i) => [a, (ranges[a] as [number, number]) ?? [0, shape[i] - 1]]));
+  let best: number[] = t.axes.map((a) => full[a][0]), bestMag = -2;
+  for (const at of regionSlices(t.axes, shape, full)) {
+    const s = p.select(tensor, at);
+    const idx = t.axes.map((a) => at[a] ?? full[a][0]);
+    const free = s.axes.map((a) => t.axes.indexOf(a));  // (at most one axis is left whole)
+    const lo = free.length ? full[s.axes[0]][0] : 0, hi = free.length ? full[s.axes[0]][1] : 0;
+    for (let k = lo; k <= hi; k++) {
+      const v = s.values[k], mag = Number.isFinite(v) ? Math.abs(v) : -1;
+      if (free.length) idx[free[0]] = k;
+      if (mag > bestMag || (mag === bestMag && before(idx, best))) [best, bestMag] = [[...idx], mag];  // a tie: the first
+    }
   }
+  return best;
 }
 
-/** provenance.explain: the cell's value, its op's formula with the pass's numbers, and the cells it came from. */
-export function explain(p: Pass, tensor: string, index: number[]): Record<string, any> {
+/** Whether index a comes before b in row-major order. */
+function before(a: number[], b: number[]): boolean {
+  const k = a.findIndex((v, i) => v !== b[i]);
+  return k >= 0 && a[k] < b[k];
+}
+
+/** Where one number came from: the cell's value, its op's formula with the pass's numbers, and the cells it came from. */
+export function explain(p: Pass, tensor: string, index: number[]): Explanation {
   const r = new Reader(p);
   const t = r.spec(tensor);
   if (!t) throw new ExplainError(`unknown tensor ${pyRepr(tensor)}: not in ${p.model}'s graph`);
-  const { shape } = p.tensor(tensor);
+  const shape = r.shape(tensor);
   if (index.length !== shape.length || index.some((i, k) => !(0 <= i && i < shape[k]))) {
     throw new ExplainError(`index [${index.join(", ")}] is outside ${tensor} of shape [${shape.join(", ")}]`);
   }
   const at: At = Object.fromEntries(t.axes.map((a, k) => [a, index[k]]));
   const value = r.value(tensor, at);
-  const out: Record<string, any> = {
+  const out: Explanation = {
     tensor, title: t.title + ("head" in at ? `, head ${at.head}` : ""), kind: t.kind, op: t.op,
     index: t.axes.map((a) => {
-      const name = r.indexName(a, at[a]);
+      const name = p.indexName(a, at[a]);
       return { axis: a, label: p.graph.axes[a].label, i: at[a], color: p.graph.axes[a].color, name,
-        shown: p.graph.axes[a].named_by === "vocabulary" ? name : String(at[a]) };
+        shown: p.graph.axes[a].named_by === "vocabulary" && name !== null ? name : String(at[a]) };
     }),
     value, value_text: fmt(value),
     code: `trace["${tensor}"][${index.join(", ")}]`,
@@ -459,7 +540,7 @@ export function explain(p: Pass, tensor: string, index: number[]): Record<string
     return out;
   }
   if (t.kind === "input" && !("pos" in at)) {
-    out.note = `cached at an earlier step: position ${at.past_pos} (${pyRepr(r.indexName("past_pos", at.past_pos)!)}); ` +
+    out.note = `cached at an earlier step: position ${at.past_pos} (${pyRepr(p.indexName("past_pos", at.past_pos) ?? "")}); ` +
       "this step reads it, nothing recomputes it";
     return out;
   }
@@ -467,13 +548,127 @@ export function explain(p: Pass, tensor: string, index: number[]): Record<string
     out.note = `token ${pyRepr(p.tokenStrs[at.pos])} (id ${p.tokens[at.pos]}) at position ${at.pos + p.graph.past}`;
     return out;
   }
-  const formula = EXPLAIN[t.op!](r, t, at, value);
-  formula.template = p.graph.ops[t.op!].formula;
-  formula.description = p.graph.ops[t.op!].description;
-  out.sources = formula.sources;
-  delete formula.sources;
-  out.formula = formula;
+  const { sources, ...formula } = EXPLAIN[t.op!](r, t, at, value);
+  out.sources = sources;
+  out.formula = { ...formula, template: p.graph.ops[t.op!].formula, description: p.graph.ops[t.op!].description } as Explanation["formula"];
   return out;
+}
+
+/** A slice held, and the axes it fixes. */
+interface Held extends Slice { at: At }
+
+/** The numbers of one pass held so far, as explain reads them: slices of its tensors (a whole tensor is the slice
+ * that fixes no axis) and the names of its tokens. What explain reads and this does not hold it answers with NaN
+ * (a name with null) and lists in `wanted` (`wantedNames`): the caller fetches those and runs explain again. */
+export class HeldPass implements Pass {
+  private held = new Map<string, Held[]>();
+  private specs: Map<string, Spec>;
+  bytes = 0;
+  misses = 0;  // reads answered with NaN, ever
+  wanted: { tensor: string; at: At }[] = [];
+  wantedNames = new Set<number>();  // token ids whose text is not held
+  names = new Map<number, string>();  // token id -> its text
+
+  /** context: every token of the pass, the `graph.past` cached ones first. */
+  constructor(readonly model: string, readonly graph: GraphJson, readonly context: number[], readonly tokenStrs: string[],
+    public shapes: Map<string, number[]>) {
+    this.specs = new Map(graph.tensors.map((t) => [t.name, t]));
+  }
+
+  get tokens(): number[] {
+    return this.context.slice(this.graph.past);
+  }
+
+  shape(name: string): number[] | undefined {
+    return this.shapes.get(name);
+  }
+
+  /** Hold a slice of `tensor` that fixes the axes of `at`. */
+  hold(tensor: string, at: At, s: Slice): void {
+    const list = this.held.get(tensor) ?? [];
+    if (list.some((h) => sameAt(h.at, at))) return;
+    list.push({ ...s, at });
+    this.held.set(tensor, list);
+    this.bytes += s.values.length * 4;
+  }
+
+  /** Forget every slice (the held numbers grew past a budget). */
+  drop(): void {
+    this.held.clear();
+    this.bytes = 0;
+  }
+
+  select(name: string, fixed: At): Slice {
+    for (const h of this.held.get(name) ?? []) {
+      if (Object.entries(h.at).every(([a, i]) => fixed[a] === i)) return subSlice(h, without(fixed, Object.keys(h.at)));
+    }
+    const axes = this.specs.get(name)!.axes, shape = this.shapes.get(name)!;
+    this.misses++;
+    if (!this.wanted.some((w) => w.tensor === name && sameAt(w.at, fixed))) this.wanted.push({ tensor: name, at: { ...fixed } });
+    const left = axes.map((a, i) => [a, shape[i]] as const).filter(([a]) => !(a in fixed));
+    return { axes: left.map(([a]) => a), shape: left.map(([, n]) => n), values: new Float64Array(left.reduce((k, [, n]) => k * n, 1)).fill(NaN) };
+  }
+
+  indexName(axis: string, i: number): string | null {
+    const by = this.graph.axes[axis]?.named_by;
+    const id = by === "input" ? this.context[i + (axis === "pos" ? this.graph.past : 0)] : by === "vocabulary" ? i : null;
+    if (id === null || id === undefined) return null;
+    const name = this.names.get(id);
+    if (name === undefined) this.wantedNames.add(id);
+    return name ?? null;
+  }
+
+  /** Whether the last run of explain read something not held. */
+  get wanting(): boolean {
+    return this.wanted.length > 0 || this.wantedNames.size > 0;
+  }
+}
+
+function sameAt(a: At, b: At): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
+}
+
+/** A cell to explain: by its index, or by a region (a downsampled cell: its cell of largest magnitude). */
+export interface CellQuery { tensor: string; index?: number[]; region?: Record<string, [number, number]> }
+
+/** Where a pass's numbers come from: its HeldPass, and a way to fetch what an explanation wanted into it. */
+export interface PassSource {
+  pass(): Promise<HeldPass>;
+  fetch(p: HeldPass): Promise<void>;
+}
+
+export const MAX_ROUNDS = 4;
+
+/** A region that is one cell (every axis one index): its index. */
+function oneCell(p: Pass, c: CellQuery): number[] | undefined {
+  const axes = p.graph.tensors.find((t) => t.name === c.tensor)?.axes;
+  const r = c.region ?? {};
+  if (axes?.every((a) => r[a]?.[0] === r[a]?.[1] && r[a]?.[0] !== undefined)) return axes.map((a) => r[a][0]);
+}
+
+/** Explain these cells of one pass: run explain, fetch all it wanted at once, run again, until nothing is wanted
+ * (usually one fetch; a region's cell is known only once the region's numbers are, so it takes two). */
+export async function explainCells(src: PassSource, cells: CellQuery[]): Promise<Explanation[]> {
+  const p = await src.pass();
+  for (let round = 0; ; round++) {
+    p.wanted = [];
+    p.wantedNames.clear();
+    const out = cells.map((c) => {
+      let index = c.index ?? oneCell(p, c);
+      if (!index) {
+        const misses = p.misses;
+        index = pickInRegion(p, c.tensor, c.region!);
+        if (p.misses > misses) return null;  // the region's numbers first: then its cell
+      }
+      return explain(p, c.tensor, index);
+    });
+    if (!p.wanting) return out as Explanation[];
+    if (round === MAX_ROUNDS) {
+      throw new Error(`could not explain ${cells.map((c) => c.tensor).join(", ")}: its numbers did not arrive in ${MAX_ROUNDS} requests`);
+    }
+    await src.fetch(p);
+  }
 }
 
 /** As the server's json_safe: JSON has no infinities, so they are written as the strings Number() reads back. */

@@ -1,11 +1,14 @@
 // A static export (`llmviz export`): no server runs, so the page answers its own requests from the folder's
 // data/. manifest.json maps each request the exporter made for its inputs to the stored answer; a generation
-// session replays the steps stored for it; hover explains a cell here (explain.ts) from the pass's stored
-// float32 numbers. A request for anything else gets a 404 that says what the export holds.
+// session replays the steps stored for it. A request for anything else gets a 404 that says what the export holds.
+// Hover explains a cell as on a server (explain.ts), from the pass's stored float32 numbers (exportedSource): every
+// computed tensor of the pass is held whole, and a weight is fetched when an explanation reads it.
 // The files are written by src/llmviz/serve/export.py.
 
-import { ExplainError, explain, jsonSafe, pickInRegion, type GraphJson, type Numbers, type Pass } from "./explain";
+import { HeldPass, shapesOf, type GraphJson, type PassSource } from "./explain";
 import { parseTrace } from "./trace";
+
+interface Numbers { shape: number[]; data: ArrayLike<number> }
 
 interface Stored { file: string; status?: number; type?: string; shuffle?: [number, number]; weights?: boolean }
 interface PassEntry { numbers: Stored; graph: string; token_strs: string[]; past: number; context_names: string[] }
@@ -101,7 +104,7 @@ function fillWeights({ view, scene, width, base }: ReturnType<typeof readScene>,
 
 let manifest: Promise<Manifest> | null = null;
 const files = new Map<string, Promise<Uint8Array>>();
-const passes = new Map<string, Promise<LoadedPass>>();
+const passes = new Map<string, Promise<HeldPass>>();
 const sessions = new Map<string, { entry: SessionEntry; n: number }>();
 
 async function bytesOf(file: string): Promise<Uint8Array> {
@@ -157,17 +160,21 @@ async function answer(s: Stored): Promise<Response> {
 
 /** What a request the export holds no answer for gets: a 404 that says what the page holds. */
 function notExported(m: Manifest, body?: any): Response {
+  return reply(404, { detail: notExportedDetail(m, body) });
+}
+
+function notExportedDetail(m: Manifest, body?: any): string {
   const text = body?.text ?? body?.input;  // (the walkthrough names its input in the address)
   const past = Number(body?.past);
   if (typeof text === "string" && past > 0) {  // a KV-cache view (a link's past=N): what the page holds of those
-    return reply(404, { detail: `its KV-cache view after ${past} cached tokens is not saved in this page, which holds ` +
+    return `its KV-cache view after ${past} cached tokens is not saved in this page, which holds ` +
       `each token the model wrote after ${m.inputs.length > 1 ? "a saved input" : `the saved input ${m.inputs[0]}`} as ` +
-      "its step on the cache (Generate, with the KV-cache view), and the whole pass of every text it shows" });
+      "its step on the cache (Generate, with the KV-cache view), and the whole pass of every text it shows";
   }
   const what = typeof text === "string" ? `${JSON.stringify(text)} is` : "This is";
   const inputs = m.inputs.length > 1 ? `the saved inputs ${m.inputs.join(", ")}` : `the saved input ${m.inputs[0]}`;
-  return reply(404, { detail: `${what} not saved in this page: it holds ${m.model} on ${inputs} and what the model ` +
-    `writes after ${m.inputs.length > 1 ? "them" : "it"} only. Pick a saved input above; to try any input, run llmviz on a computer (llmviz serve).` });
+  return `${what} not saved in this page: it holds ${m.model} on ${inputs} and what the model ` +
+    `writes after ${m.inputs.length > 1 ? "them" : "it"} only. Pick a saved input above; to try any input, run llmviz on a computer (llmviz serve).`;
 }
 
 /** The inputs an export holds, in the order they were given. */
@@ -193,44 +200,53 @@ function loadManifest(): Promise<Manifest> {
   return manifest;
 }
 
-/** A pass with its weights held so far (`read` adds those a cell's explanation needs). */
-interface LoadedPass extends Pass { held: Map<string, Numbers> }
-
-async function pass(m: Manifest, model: string, tokens: number[], past: number): Promise<LoadedPass | null> {
-  const key = canonical([model, tokens, past]);
+/** One stored pass as explain reads it: its computed tensors held whole, its graph and its tokens' names. */
+async function loadPass(m: Manifest, model: string, context: number[], past: number): Promise<HeldPass | null> {
+  const key = canonical([model, context, past]);
   const entry = m.traces[key];
   if (!entry) return null;
   if (!passes.has(key)) {
     passes.set(key, (async () => {
-      const [numbers, graph, vocab] = await Promise.all([contents(entry.numbers), contents({ file: entry.graph }),
+      const [numbers, graphBytes, vocabBytes] = await Promise.all([contents(entry.numbers), contents({ file: entry.graph }),
         contents({ file: m.vocab })]);
       const own = parseTrace(numbers.buffer as ArrayBuffer);
       const text = (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b));
-      const held = new Map<string, Numbers>();
-      return {
-        model, graph: text(graph) as GraphJson, tokens: tokens.slice(past), tokenStrs: entry.token_strs,
-        contextNames: entry.context_names, vocab: text(vocab), held,
-        tensor: (name: string) => (own.tensors.get(name) ?? held.get(name)) as Numbers,
-      };
+      const graph = text(graphBytes) as GraphJson, vocab = text(vocabBytes) as string[];
+      const p = new HeldPass(model, graph, context, entry.token_strs, shapesOf(graph, context.length - past));
+      for (const [i, s] of vocab.entries()) p.names.set(i, s);
+      const axes = new Map(graph.tensors.map((t) => [t.name, t.axes]));
+      for (const [name, t] of own.tensors) {
+        p.shapes.set(name, t.shape);
+        p.hold(name, {}, { axes: axes.get(name)!, shape: t.shape, values: t.data });
+      }
+      return p;
     })());
   }
   return passes.get(key)!;
 }
 
-async function explainRequest(m: Manifest, body: any): Promise<Response> {
-  const p = await pass(m, body.model, body.tokens ?? [], body.past ?? 0);
-  if (!p) return notExported(m, body);
-  // The weights this cell's explanation reads: the cell's own tensor if a weight, and its op's weight inputs.
-  const spec = p.graph.tensors.find((t) => t.name === body.tensor);
-  const needed = spec ? [spec.name, ...spec.inputs].filter((n) => n in m.weights && !p.held.has(n)) : [];
-  for (const [name, numbers] of await weights(needed)) p.held.set(name, numbers);
-  try {
-    const index = body.index ?? pickInRegion(p, body.tensor, body.region);
-    return reply(200, jsonSafe(explain(p, body.tensor, index)));
-  } catch (e) {
-    if (e instanceof ExplainError) return reply(422, { detail: e.message });
-    throw e;
-  }
+/** A stored pass (context: every token, the `past` cached ones first) for explain; a weight is fetched when an
+ * explanation reads it. A pass the export does not hold: an error that says what it holds. */
+export function exportedSource(model: string, context: number[], past: number): PassSource {
+  return {
+    pass: async () => {
+      const m = await loadManifest();
+      const p = await loadPass(m, model, context, past);
+      if (!p) throw new Error(notExportedDetail(m, past ? { text: "", past } : {}));
+      return p;
+    },
+    fetch: async (p) => {
+      const m = await loadManifest();
+      const names = [...new Set(p.wanted.map((w) => w.tensor))];
+      const missing = names.filter((n) => !(n in m.weights));
+      if (missing.length) throw new Error(`this export holds no numbers of ${missing.join(", ")}`);
+      for (const [name, numbers] of await weights(names)) {
+        const spec = p.graph.tensors.find((t) => t.name === name)!;
+        p.hold(name, {}, { axes: spec.axes, shape: numbers.shape, values: numbers.data });
+      }
+      if (p.wantedNames.size) throw new Error(`this export holds no name of the tokens ${[...p.wantedNames].join(", ")}`);
+    },
+  };
 }
 
 /** A generation session's settings: its request without the model and the text. */
@@ -290,7 +306,6 @@ export async function exportedRequest(url: string, init: RequestInit = {}): Prom
   const method = (init.method ?? "GET").toUpperCase();
   const body = typeof init.body === "string" ? JSON.parse(init.body) : null;
   const path = new URL(url, "http://export/").pathname;
-  if (path === "/api/explain") return explainRequest(m, body);
   if (path.startsWith("/api/sessions")) return sessionRequest(m, method, path, body);
   const stored = m.responses[requestKey(method, url, body)];
   return stored ? answer(stored) : notExported(m, body ?? Object.fromEntries(new URL(url, "http://export/").searchParams));

@@ -1,5 +1,5 @@
 // Hover and pin: one cell's value and where it came from, in the tooltip, with its sources highlighted.
-import { fetchExplanation } from "./api";
+import { explainInScene } from "./cells";
 import { cellRegion } from "./highlight";
 import { findBlock, cellScreenPoint, pickAt } from "./scene";
 import { onlyPanel } from "./panels";
@@ -81,7 +81,8 @@ export function showExplanation(e: Explanation, clientX: number, clientY: number
   placeTooltip(clientX, clientY);
 }
 
-/** Explain a cell: ask the server (once per cell), then show the tooltip and highlight its sources. */
+/** Explain a cell (once per cell; explain.ts, with the numbers it reads fetched as needed), then show the tooltip
+ * and highlight its sources. */
 export async function showCell(c: CellRef, clientX: number, clientY: number, t0: number, pinned: boolean) {
   const b = c.placed.data.info.blocks[c.block];
   const info = c.placed.data.info;
@@ -102,7 +103,7 @@ export async function showCell(c: CellRef, clientX: number, clientY: number, t0:
     let e = app.explained.get(ckey);
     if (!e) {
       try {
-        e = await fetchExplanation({ model: info.model.name, tokens, tensor: b.tensor, region, past: info.past || undefined });
+        [e] = await explainInScene(info, [{ tensor: b.tensor, region }]);
       } catch (err) {
         if (seq === app.hover.seq) showError((err as Error).message);
         return;

@@ -6,7 +6,7 @@ import { app, writeUrl, $ } from "./state";
 
 /** Escape closes one thing per press, the nearest first: a pinned block description or tooltip, then the
  * walkthrough. False: nothing was open. */
-export function escape(): boolean {
+export function closeNearest(): boolean {
   if (app.hover.pinned || app.selected || !$<HTMLElement>("#selection").hidden) {
     unpin();
     deselect();
@@ -21,7 +21,7 @@ export function escape(): boolean {
 
 export function onKey(ev: KeyboardEvent) {
   if (ev.key === "Escape" && !ev.defaultPrevented) {  // from anywhere, the walkthrough's timeline and input too
-    if (escape()) {
+    if (closeNearest()) {
       ev.preventDefault();
       writeUrl();
     }

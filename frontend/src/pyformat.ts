@@ -1,5 +1,5 @@
-// Python's number and string formatting, for text the browser writes that must read exactly as the server's:
-// format(x, ".4g"), format(x, "g"), format(n, ","), repr(s), and numpy's pairwise sum.
+// Python's number and string formatting, so that the numbers of an explanation (explain.ts) read as those of the
+// text Python writes (the walkthrough's, with core/ops' fmt): format(x, ".4g"), format(x, "g"), format(n, ","), repr(s).
 
 /** format(x, `.${p}g`): p significant digits, rounded half to even on the exact value, trailing zeros dropped,
  * exponent form below 1e-4 or from 10^p, with a signed exponent of at least two digits. */
@@ -58,24 +58,4 @@ export function pyRepr(s: string): string {
     } else out += ch;
   }
   return out + q;
-}
-
-/** numpy's sum of float64 numbers: pairwise, in blocks of 8 (numpy's pairwise_sum), so that the last digits agree. */
-export function npSum(a: ArrayLike<number>, from = 0, n = a.length): number {
-  if (n < 8) {
-    let res = 0;  // numpy starts the reduction from add's identity, 0 (so −0 sums to 0)
-    for (let i = 0; i < n; i++) res += a[from + i];
-    return res;
-  }
-  if (n <= 128) {
-    const r = [0, 1, 2, 3, 4, 5, 6, 7].map((j) => a[from + j]);
-    let i = 8;
-    for (; i < n - (n % 8); i += 8) for (let j = 0; j < 8; j++) r[j] += a[from + i + j];
-    let res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-    for (; i < n; i++) res += a[from + i];
-    return res;
-  }
-  let n2 = Math.floor(n / 2);
-  n2 -= n2 % 8;
-  return npSum(a, from, n2) + npSum(a, from + n2, n - n2);
 }

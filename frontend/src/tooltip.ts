@@ -1,34 +1,10 @@
-// The hover tooltip: what the server says about one cell (POST /api/explain), as HTML a learner can read
-// and select: names, the index on named axes, the value and the op's formula with the real numbers.
+// The hover tooltip: one cell's explanation (explain.ts), as HTML a learner can read and select: names, the index
+// on named axes, the value and the op's formula with the real numbers.
+import type { Explanation } from "./explain";
 import { escapeHtml } from "./html";
 import type { BlockInfo, SceneInfo } from "./scenedata";
 
-export interface Region { tensor: string; ranges: Record<string, [number, number]>; role: string }
-
-export interface Explanation {
-  tensor: string;
-  title: string;
-  kind: string;
-  op: string | null;
-  index: { axis: string; label: string; i: number; color: string; name?: string | null; shown?: string }[];
-  value: number | string; // "-Infinity" for a masked score (JSON has no infinities)
-  value_text: string;
-  code: string;
-  note?: string;
-  parameter?: { name: string; title: string; numbers: number; text: string };
-  formula: null | {
-    template: string;
-    description: string;
-    text: string;
-    result: number | string;
-    masked?: boolean;
-    rows: [string, string][];
-    terms?: { count: number; shown: { at: Record<string, number>; x: number; w: number; product: number }[]; rest: number; x: string; w: string };
-    curve?: { name: string; xs: number[]; ys: number[]; x: number; y: number };
-  };
-  sources: Region[];
-  target: Region;
-}
+export type { Explanation, Region } from "./explain";
 
 const esc = escapeHtml;
 export const num = (v: number) => (v === -Infinity ? "−∞" : Number(v.toPrecision(4)).toString().replace("-", "−"));

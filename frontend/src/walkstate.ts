@@ -9,8 +9,10 @@ export type WalkAction =
   | { type: "frame"; tensors: string[] }
   | { type: "highlight"; regions: Region[] }
   | { type: "reveal"; tensor: string; along: "rows" | "cols" }
-  | { type: "dot"; cell: Region; explain: Explanation }
-  | { type: "tooltip"; cell: Region; explain: Explanation }
+  // a cell the step explains (index: one per axis of cell.tensor); explain: its explanation, which the page computes
+  // (explain.ts) once the step's view is shown (walkthrough.ts)
+  | { type: "dot"; cell: Region; index: number[]; explain?: Explanation }
+  | { type: "tooltip"; cell: Region; index: number[]; explain?: Explanation }
   | { type: "softmax"; row: Region; of: string; n: number; max: number; sum: number; entries: SoftmaxEntry[] }
   | { type: "mask"; tensor: string }
   | { type: "add"; tensor: string; inputs: string[] }
@@ -216,7 +218,7 @@ export function visualAt(all: Place[], index: number, t: number, reduced = false
         v.cards.push({ kind: "add", action: a, p });
         break;
       case "dot":
-        v.regions.push(...a.explain.sources, a.explain.target);
+        if (a.explain) v.regions.push(...a.explain.sources, a.explain.target);
         v.cards.push({ kind: "dot", action: a, p });
         break;
       case "softmax":  // the row of scores it reads lit, the row it makes outlined
@@ -224,7 +226,7 @@ export function visualAt(all: Place[], index: number, t: number, reduced = false
         v.cards.push({ kind: "softmax", action: a, p });
         break;
       case "tooltip":
-        if (p >= 0.5) v.tooltip = { cell: a.cell, explain: a.explain };
+        if (p >= 0.5 && a.explain) v.tooltip = { cell: a.cell, explain: a.explain };
         break;
       case "travel":
         v.travel = { token: a.token, from: a.from, to: a.to, p: ease(p) };

@@ -2,6 +2,7 @@
 // the scene's public API (scene.ts) only. What is shown at each moment comes from walkstate.ts (a pure function of step and
 // time); this module turns it into camera, highlights, cards and controls.
 import { fetchWalkthrough } from "./api";
+import { explainInScene } from "./cells";
 import { FAMILIES, type Kind } from "./colors";
 import { escapeHtml as esc } from "./html";
 import { deselect, notify } from "./panels";
@@ -10,9 +11,11 @@ import { codeCard } from "./codecard";
 import { temperatureBars, temperatureCard, temperatureSays } from "./walkcards";
 import { num } from "./tooltip";
 import {
-  advance, closeUp, duration, framedRegionsAt, indexOf, missingStep, places, softmaxPhase, subjectsOf, termsShown, visualAt, type Card, type Place,
-  type TemperatureAction, type Visual, type Walk, type WalkView,
+  advance, closeUp, duration, framedRegionsAt, indexOf, missingStep, places, sameView, softmaxPhase, subjectsOf, termsShown, visualAt, type Card,
+  type Place, type TemperatureAction, type Visual, type Walk, type WalkAction, type WalkView,
 } from "./walkstate";
+
+type Explained = Extract<WalkAction, { type: "dot" | "tooltip" }>;
 
 export interface WalkHost {
   model(): string;
@@ -47,6 +50,8 @@ export class Walkthrough {
   private temps = new Map<string, number>();  // a temperature step's slider stop, per step
   private applying = false;
   private switching: Promise<void> | null = null;  // the view a step is on is being loaded
+  private explaining: Promise<void> | null = null;  // the cells the steps on this view explain are being explained
+  private asked = new WeakSet<WalkAction>();  // (each cell once)
   private opened: "lens" | "attention" | null = null;  // the Across-layers tab a step opened
   private reducedPref = matchMedia("(prefers-reduced-motion: reduce)");
   private $ = <T extends HTMLElement>(sel: string) => this.panel.querySelector(sel) as T;
@@ -103,9 +108,10 @@ export class Walkthrough {
     return this.active && this.walk ? { model: this.walk.model, input: this.walk.input } : null;
   }
 
-  /** Whether no step's view is still loading (the scale view, the generator's step): the scene is the step's. */
+  /** Whether no step's view is still loading (the scale view, the generator's step) and its cells are explained:
+   * the scene is the step's. */
   get settled(): boolean {
-    return !this.switching;
+    return !this.switching && !this.explaining;
   }
 
   /** Where the walkthrough is, for the URL: chapter and step from 1. */
@@ -184,18 +190,43 @@ export class Walkthrough {
   /** The step's view: loaded if it is not the one on screen; the step is drawn once it is. */
   private view(p: Place): void {
     const loading = this.host.show(p.s.view ?? null, this.walk!.model, this.walk!.input);
-    if (!loading) return;
+    if (!loading) {
+      this.explainView(p);
+      return;
+    }
     this.message("");
-    const done = (this.switching = loading.then(() => {
+    const done: Promise<void> = loading.then(() => {
       if (this.switching !== done) return;
       this.switching = null;
+      this.explainView(p);
       this.apply();
     }, (e: Error) => {
       if (this.switching !== done) return;
       this.switching = null;
       this.message(e.message);
       this.apply();
-    }));
+    });
+    this.switching = done;
+  }
+
+  /** Explain the cells that the steps on this step's view explain (@dot, @tooltip), all at once (their numbers in one
+   * request), in the page as hover does; the step is drawn once they are. */
+  private explainView(p: Place): void {
+    const actions = this.all.filter((q) => sameView(q.s.view, p.s.view)).flatMap((q) => q.s.actions)
+      .filter((a): a is Explained => (a.type === "dot" || a.type === "tooltip") && !a.explain && !this.asked.has(a));
+    const info = actions.length ? findBlock(actions[0].cell.tensor)?.placed.data.info : undefined;
+    if (!info) return;
+    for (const a of actions) this.asked.add(a);
+    const done: Promise<void> = explainInScene(info, actions.map((a) => ({ tensor: a.cell.tensor, index: a.index })))
+      .then((es) => {
+        for (const [i, e] of es.entries()) actions[i].explain = e;
+      }, (e: Error) => this.message(e.message))
+      .then(() => {
+        if (this.explaining !== done) return;
+        this.explaining = null;
+        this.apply();
+      });
+    this.explaining = done;
   }
 
   next(): void {
@@ -239,7 +270,7 @@ export class Walkthrough {
 
   private tick(now: number): void {
     if (!this.playing || !this.active) return;
-    const dt = this.switching ? 0 : advance(this.last, now, this.speed);  // the step's view first
+    const dt = this.switching || this.explaining ? 0 : advance(this.last, now, this.speed);  // the step's view first
     this.last = now;
     const end = duration(this.all[this.index].s);
     if (this.t < end) {
@@ -266,7 +297,7 @@ export class Walkthrough {
 
   /** Draw the state at the current step and time. */
   apply(): void {
-    if (!this.active || this.switching) return;
+    if (!this.active || this.switching || this.explaining) return;
     this.applying = true;
     try {
       const v = visualAt(this.all, this.index, this.t, this.reduced, this.guessed.has(this.key()));
@@ -374,6 +405,7 @@ export class Walkthrough {
   private card(c: Card): string {
     const a = c.action;
     if (a.type === "dot") {
+      if (!a.explain) return "";
       const f = a.explain.formula!;
       const terms = f.terms?.shown ?? [];
       const k = termsShown(terms.length, c.p);

@@ -2,7 +2,7 @@
 // float16 rounding, the byte shuffle and the request key that export.py writes the same way.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { fmt, formatG, npSum, pyRepr, thousands } from "../src/pyformat";
+import { fmt, formatG, pyRepr, thousands } from "../src/pyformat";
 import { canonical, requestKey, toHalf, unshuffle } from "../src/exported";
 
 test("format(x, '.4g') as Python writes it, an exact tie rounded to the even digit", () => {
@@ -27,14 +27,6 @@ test("repr(s) as Python writes it", () => {
   assert.equal(pyRepr("\u2028"), "'\\u2028'");
   assert.equal(pyRepr("é"), "'é'");
   assert.equal(pyRepr("\x7f"), "'\\x7f'");
-});
-
-test("numpy's pairwise sum: blocks of 8 below 128 numbers, halves above", () => {
-  const a = Array.from({ length: 300 }, (_, i) => Math.sin(i) * 10 ** ((i % 7) - 3));
-  let n2 = 150;
-  n2 -= n2 % 8;
-  assert.equal(npSum(a), npSum(a, 0, n2) + npSum(a, n2, 300 - n2));
-  assert.equal(npSum([1, 2, 3]), 6);
 });
 
 test("float16 bits as numpy's astype(float16) rounds them", () => {

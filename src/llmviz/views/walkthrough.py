@@ -19,6 +19,7 @@ line is Markdown text (paragraphs, `- ` lists, **bold**, *italics*, `code`).
 
 Templates, `{{...}}`, in text and in actions:
     n_embd n_head n_kv_head d_head n_layer d_mlp vocab_size n_ctx   the model's sizes
+    d_rotary                                               the channels of each head that the rotary embedding turns
     kv_group                                               query heads per key/value head (1 without GQA)
     kv_cache_bytes                                         the KV cache's bytes per position (ModelConfig's)
     last_layer params                                      the last layer's index; the parameter count
@@ -37,6 +38,9 @@ Templates, `{{...}}`, in text and in actions:
                                                            where it changes most (lens_busiest: that position)
     past                                                   (in a `@view generated` step) the cached positions
     tensor NAME  tensor NAME|words                         a term for a tensor (linked to its block)
+    reads NAME                                             the name of the tensor NAME is computed from (its op's
+                                                           first input that is not a weight), for an action: the
+                                                           MLP's input is ln2's output in one model, ln1's in another
     axis NAME                                              a term for an axis, in the axis's colour
 
 A CELL is `name[i, j, ...]`, one index per axis in the graph's order: a number, `last` (the axis's last
@@ -69,7 +73,10 @@ Actions (each takes about a second; a step runs its actions in order after a sho
                              parameters live, as the server sends them with each model's scene)
     @table NAME ...          the scale view's table of these models (only in a `@view scale` step)
     @only KEY=VALUE          the step is for models of this kind only: norm=layer|rms, positions=learned|rotary,
-                             mlp=plain|gated, kv=full|grouped, tokens=characters|pieces (its vocabulary),
+                             rotary=all|partial|none (a rotary embedding turns every channel of a head or only the
+                             first d_rotary), mlp=plain|gated, kv=full|grouped, block=sequential|parallel (attention,
+                             then the MLP on the stream it added to; or both on the layer's input, added at once),
+                             tokens=characters|pieces (its vocabulary),
                              weights=loaded|none (a chapter's steps adapt to the model's parts; a step that
                              speaks of the numbers on screen has a weights=none twin)
     @view generated|scale    the step is shown on another view than the input's pass: `generated`, the next
@@ -102,7 +109,7 @@ from ..core.ops import OPS
 from ..core.sampling import percent, tempered
 from ..io.tokenizer import CharTokenizer
 from .lens import logit_lens
-from .provenance import explain, fmt
+from .provenance import fmt
 
 CHAPTERS = Path(__file__).parent / "chapters"
 NUMBER_TEMPLATES = {"input", "token", "id", "value", "percent", "argmax", "argmax_token", "prediction", "prediction_percent",
@@ -121,7 +128,7 @@ SIZES = {  # a model's sizes, as the text prints them; each also of a preset ({{
     "kv_group": lambda c: str(c.n_head // c.kv_heads), "d_head": lambda c: str(c.d_head),
     "n_layer": lambda c: str(c.n_layer), "last_layer": lambda c: str(c.n_layer - 1), "d_mlp": lambda c: str(c.d_mlp),
     "vocab_size": lambda c: str(c.vocab_size), "n_ctx": lambda c: str(c.n_ctx), "params": lambda c: f"{c.n_params:,}",
-    "kv_cache_bytes": lambda c: f"{c.kv_cache_bytes(1):,}",
+    "kv_cache_bytes": lambda c: f"{c.kv_cache_bytes(1):,}", "d_rotary": lambda c: str(c.d_rotary),
 }
 
 
@@ -289,12 +296,13 @@ class _NotForThisModel(Exception):
 
 
 def kinds(model, trace=None) -> dict[str, str]:
-    """What @only can ask of a model: which norm, position scheme, MLP and attention it has, whether its vocabulary
-    is of single characters (a CharTokenizer, as nano-gpt's) or of pieces of text, and whether its numbers are shown
-    (weights loaded)."""
+    """What @only can ask of a model: which norm, position scheme, MLP and attention it has, whether its layers run
+    attention and the MLP one after the other or side by side, whether its vocabulary is of single characters (a
+    CharTokenizer, as nano-gpt's) or of pieces of text, and whether its numbers are shown (weights loaded)."""
     c = model.config
-    return {"norm": c.norm, "positions": "rotary" if c.rope_theta else "learned", "mlp": c.mlp,
-            "kv": "grouped" if c.kv_heads < c.n_head else "full",
+    rotary = "none" if not c.rope_theta else "partial" if c.d_rotary < c.d_head else "all"
+    return {"norm": c.norm, "positions": "rotary" if c.rope_theta else "learned", "rotary": rotary, "mlp": c.mlp,
+            "kv": "grouped" if c.kv_heads < c.n_head else "full", "block": "parallel" if c.parallel else "sequential",
             "tokens": "characters" if isinstance(model.tokenizer, CharTokenizer) else "pieces",
             "weights": "loaded" if trace is not None else "none"}
 
@@ -333,6 +341,12 @@ def template(ctx: Context, expr: str) -> str:
         ctx.cell(name)
         t = ctx.graph[name]
         return _term("tensor", f'data-tensor="{html.escape(name)}" data-kind="{t.kind}"', words.strip() or t.title)
+    if word == "reads":
+        name = ctx.cell(arg)[0]
+        read = [i for i in ctx.graph[name].inputs if ctx.graph[i].kind != "weight"]
+        if not read:
+            raise ValueError(f"reads {name}: it is computed from no tensor but weights")
+        return read[0]
     if word == "axis":
         if arg not in AXES:
             raise ValueError(f"unknown axis {arg!r}: one of {', '.join(AXES)}")
@@ -486,7 +500,8 @@ def action(ctx: Context, line: str) -> dict:
     if word in ("dot", "tooltip"):
         if v.ndim:
             raise ValueError(f"@{word} {args[0]}: give one index per axis (one cell)")
-        return {"type": word, "cell": ctx.region(args[0]), "explain": explain(ctx.trace, name, index)}
+        # the page explains the cell (frontend/src/explain.ts), as on hover
+        return {"type": word, "cell": ctx.region(args[0]), "index": [int(i) for i in index]}
     if v.ndim != 1:
         raise ValueError(f"@{word} {args[0]}: give every index but the last (one row)")
     row = ctx.region(args[0])
@@ -554,7 +569,7 @@ def compile_step(ctx: Context, step: Step) -> dict:
     acts = [at(n, action, ctx, a) for n, a in step.actions]
     shown = ({r["tensor"] for a in acts for r in a.get("regions", [])} | {x for a in acts for x in a.get("tensors", [])}
              | {a[k]["tensor"] for a in acts for k in ("cell", "row", "from", "to") if k in a} | {a["of"] for a in acts if "of" in a}
-             | {r["tensor"] for a in acts if "explain" in a for r in a["explain"]["sources"]}
+             | {i for a in acts if a["type"] in ("dot", "tooltip") for i in ctx.graph[a["cell"]["tensor"]].inputs}
              | {a["tensor"] for a in acts if "tensor" in a} | {x for a in acts for x in a.get("inputs", [])})
     if shown and not any(a["type"] == "frame" for a in acts):  # the camera shows what the step is about
         acts.insert(0, {"type": "frame", "tensors": sorted(shown)})
