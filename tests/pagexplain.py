@@ -54,8 +54,3 @@ def explain(trace: Trace, tensor: str, index) -> dict:
     if "error" in a:
         raise ValueError(a["error"])
     return a
-
-
-def step_graph(base: dict, past: int, axes: dict) -> dict:
-    """The page's generation-step graph made from the model's (cells.ts's stepGraph)."""
-    return node([{"kind": "stepgraph", "base": base, "past": past, "axes": axes}])[0]

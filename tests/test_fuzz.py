@@ -113,8 +113,7 @@ POSTS = ["/api/trace", "/api/scene", "/api/cells", "/api/generate", "/api/sessio
 
 
 def test_every_post_endpoint_is_covered(openapi):
-    # (POST /api/explain is being removed: the page explains cells itself, from /api/cells)
-    assert {p for p, _ in post_endpoints(openapi)} - {"/api/explain"} == set(POSTS)
+    assert {p for p, _ in post_endpoints(openapi)} == set(POSTS)
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,7 @@ def test_the_page_explains_a_cell_with_one_request_for_its_numbers(page: Page, l
     expect(tip.locator(".tt-template")).to_have_text("b + Σ x · W")
     assert float(tip.locator("[data-value]").get_attribute("data-value")) == float(trace["blocks.1.attn.hook_q"][3, 0, 5])
     cells = [json.loads(body) for url, body in asked if url == "cells"]
-    assert len(cells) == 1 and [u for u, _ in asked].count("models/nano-gpt/graph") == 1
+    assert len(cells) == 1 and [u for u, _ in asked].count("models/nano-gpt/graph?past=0") == 1
     assert sorted(s["tensor"] for s in cells[0]["slices"]) == [
         "blocks.1.attn.W_Q", "blocks.1.attn.b_Q", "blocks.1.attn.hook_q", "blocks.1.ln1.hook_out"]
     assert not [u for u, _ in asked if u.startswith("explain")]

@@ -9,11 +9,11 @@ from click.testing import CliRunner
 
 from conftest import local_client
 from llmviz.core.config import PRESETS
+from llmviz.core.ops import fmt
 from llmviz.core.sampling import percent
 from llmviz.io.loading import structure_only
 from llmviz.serve.cli import main
 from llmviz.serve.server import create_app
-from llmviz.views.provenance import fmt
 from llmviz.views.walkthrough import CHAPTERS, TEMPLATE, Context, chapters, check, compile_chapters, template
 from pagexplain import explain
 

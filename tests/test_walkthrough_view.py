@@ -99,7 +99,7 @@ def test_every_step_of_every_chapter(page: Page, live_server, console_errors, sc
 def test_templated_numbers_are_shown(page: Page, live_server, nano):
     trace = nano.run("CBABBC")
     open_view(page, f"{live_server}/?step=3.3")
-    from llmviz.views.provenance import fmt
+    from llmviz.core.ops import fmt
 
     want = " + ".join(fmt(float(trace[n][0, 0])) for n in ("hook_embed", "hook_pos_embed"))
     expect(page.locator("#walk-text")).to_contain_text(f"{want} = {fmt(float(trace['blocks.0.hook_resid_pre'][0, 0]))}")

@@ -6,10 +6,9 @@
 // The slices stay for the next cells of the same pass (a few passes, a bounded number of bytes each).
 // In a static export the pass is stored whole (exported.ts's exportedSource).
 import { check, post } from "./api";
-import { explainCells, HeldPass, shapesOf, type CellQuery, type Explanation, type GraphJson, type PassSource, type Spec } from "./explain";
+import { explainCells, HeldPass, shapesOf, type CellQuery, type Explanation, type GraphJson, type PassSource } from "./explain";
 import { exported, exportedSource } from "./exported";
 import type { SceneInfo } from "./scenedata";
-import { parseTrace } from "./trace";
 import { request } from "./transport";
 
 const MAX_SLICES = 64;  // in one /api/cells request (the server's limit)
@@ -30,52 +29,31 @@ export function float32s(b64: string): Float32Array {
 }
 
 const graphs = new Map<string, Promise<GraphJson>>();
+const vocabs = new Map<string, Promise<string[]>>();
 
-/** The model's graph, as the server describes it (the graph of a whole pass: past 0). */
-function modelGraph(model: string): Promise<GraphJson> {
-  if (!graphs.has(model)) {
-    const g = request(`/api/models/${encodeURIComponent(model)}/graph`).then(check).then((r) => r.json())
-      .then((json) => ({ ...json, past: 0 }) as GraphJson);
-    g.catch(() => graphs.delete(model));  // (asked again next time)
-    graphs.set(model, g);
+/** What the server says once per model (and per generation step's `past`), asked once and kept. */
+function once<T>(kept: Map<string, Promise<T>>, key: string, url: string, read: (json: any) => T): Promise<T> {
+  if (!kept.has(key)) {
+    const answer = request(url).then(check).then((r) => r.json()).then(read);
+    answer.catch(() => kept.delete(key));  // (asked again next time)
+    kept.set(key, answer);
   }
-  return graphs.get(model)!;
+  return kept.get(key)!;
 }
 
-/** A generation step's graph (past > 0) from the model's: each layer's keys and values read through the KV cache,
- * as core/scope.py's kv_cache declares them: `past_k`, an input (the cached keys of the earlier positions), and
- * `cache_k`, the concat of those and this step's keys, which attention reads; the same for values. Positions count
- * from `past`. `axes`: the step's axes (its scene's), the cached positions among them.
- * A bridge until the server describes a step's graph itself (GET /api/models/{name}/graph?past=N): tests/test_export.py
- * checks that it equals Graph(config, past).to_json() for every architecture it covers. */
-export function stepGraph(base: GraphJson, past: number, axes: GraphJson["axes"]): GraphJson {
-  const specs = new Map(base.tensors.map((t) => [t.name, t]));
-  const scope = (name: string) => name.slice(0, name.lastIndexOf("."));
-  const cached = new Map<string, string>();  // this step's keys (values) -> the cache that holds them after the past ones
-  const tensors: GraphJson["tensors"] = [];
-  for (const t of base.tensors) {
-    if (t.op === "attn_scores" && !cached.has(t.inputs[1])) {
-      const values = base.tensors.find((x) => x.op === "weighted_sum" && scope(x.name) === scope(t.name))!.inputs[1];
-      for (const [c, plain, source] of [["k", "Key", t.inputs[1]], ["v", "Value", values]] as const) {
-        const s = specs.get(source)!, at = scope(t.name), head = s.axes[1];
-        const common = { group: t.group, layer: t.layer, attrs: {} };
-        const p: Spec = { ...common, name: `${at}.past_${c}`, title: `Cached ${plain.toLowerCase()}s of earlier positions, layer ${common.layer}`,
-          kind: "input", axes: ["past_pos", head, "d_head"], op: null, inputs: [] };
-        const k: Spec = { ...common, name: `${at}.cache_${c}`, title: `${plain}s so far (cache and this step), layer ${common.layer}`,
-          kind: "activation", axes: ["key_pos", head, "d_head"], op: "concat", inputs: [p.name, source] };
-        tensors.push({ ...p, shape: [past, ...s.shape!.slice(1)] }, { ...k, shape: [null, ...s.shape!.slice(1)] });
-        cached.set(source, k.name);
-      }
-    }
-    const inputs = t.op === "attn_scores" || t.op === "weighted_sum" ? [t.inputs[0], cached.get(t.inputs[1])!, ...t.inputs.slice(2)] : t.inputs;
-    const attrs = "offset" in t.attrs ? { ...t.attrs, offset: past } : t.attrs;
-    tensors.push({ ...t, inputs, attrs });
-  }
-  return { ...base, axes, tensors, past };
+/** The model's graph for a pass after `past` cached positions (0: a whole pass), as the server describes it. */
+function modelGraph(model: string, past: number): Promise<GraphJson> {
+  return once(graphs, JSON.stringify([model, past]), `/api/models/${encodeURIComponent(model)}/graph?past=${past}`,
+    (json) => json as GraphJson);
+}
+
+/** Every vocabulary entry's token, as the view shows it. */
+function modelVocab(model: string): Promise<string[]> {
+  return once(vocabs, model, `/api/models/${encodeURIComponent(model)}/vocab`, (json) => json.tokens as string[]);
 }
 
 /** One pass on the server: its numbers fetched from /api/cells as explanations want them, its tokens' names from its
- * scene (or, past the scene's, from POST /api/trace of those tokens, whose answer names them). */
+ * scene (or, past the scene's, from the model's vocabulary). */
 class ServedPass implements PassSource {
   private held: Promise<HeldPass> | null = null;
 
@@ -85,8 +63,7 @@ class ServedPass implements PassSource {
     if (!this.held) {
       const { info, context, past } = this;
       this.held = (async () => {
-        const base = await modelGraph(info.model.name);
-        const graph = past ? stepGraph(base, past, info.axes as GraphJson["axes"]) : base;
+        const graph = await modelGraph(info.model.name, past);
         const p = new HeldPass(info.model.name, graph, context, info.token_strs ?? [], shapesOf(graph, context.length - past));
         const seed = (ids: number[], names: string[] | undefined) => {
           for (const [i, id] of ids.entries()) if (names?.[i] !== undefined) p.names.set(id, names[i]);
@@ -116,11 +93,9 @@ class ServedPass implements PassSource {
       })());
     }
     if (p.wantedNames.size) {
-      const ids = [...p.wantedNames], input = p.graph.tensors.find((t) => t.kind === "input" && t.axes.length === 1)!.name;
       jobs.push((async () => {
-        const trace = parseTrace(await (await check(await post("/api/trace", { model: info.model.name, tokens: ids, tensors: [input] })))
-          .arrayBuffer());
-        for (const [i, id] of ids.entries()) p.names.set(id, trace.tokenStrs[i]);
+        const vocab = await modelVocab(info.model.name);
+        for (const id of p.wantedNames) p.names.set(id, vocab[id]);
       })());
     }
     await Promise.all(jobs);

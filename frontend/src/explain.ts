@@ -4,18 +4,19 @@
 // `Pass` (a HeldPass here): the numbers it holds, NaN for those it does not yet, which it lists as wanted, so that
 // cells.ts can fetch them all in one request and run it again (see explainCells).
 
+import type { components } from "./api-schema";
 import { fmt, formatG, pyRepr, thousands } from "./pyformat";
 
-export interface Spec {
-  name: string; title: string; kind: string; axes: string[]; op: string | null; inputs: string[];
-  attrs: Record<string, any>; group?: string; layer?: number | null;
-}
-
+type Schemas = components["schemas"];
+/** What explain reads of a tensor and of a pass's graph, from the server's description of them (GET
+ * /api/models/{name}/graph, whose generated type is api-schema.ts's GraphJson; an export stores the same JSON). */
+export type Spec = Pick<Schemas["TensorInfo"], "name" | "title" | "kind" | "axes" | "op" | "inputs" | "attrs">
+  & Partial<Schemas["TensorInfo"]>;
 export interface GraphJson {
-  axes: Record<string, { label: string; color: string; named_by?: string | null; size?: number | null }>;
-  ops: Record<string, { formula: string; description: string }>;
-  tensors: (Spec & { shape?: (number | null)[] })[];
-  past: number;
+  past: Schemas["GraphJson"]["past"];
+  axes: Record<string, Pick<Schemas["AxisInfo"], "label" | "color"> & Partial<Schemas["AxisInfo"]>>;
+  ops: Record<string, Pick<Schemas["OpInfo"], "formula" | "description">>;
+  tensors: Spec[];
 }
 
 export interface Region { tensor: string; ranges: Record<string, [number, number]>; role: string }
@@ -172,7 +173,7 @@ function unravel(k: number, shape: number[]): number[] {
 const linear: Explainer = (r, t, at) => {
   const [xName, wName] = t.inputs, bName = t.inputs[2] ?? null;
   const xs = r.spec(xName), ws = r.spec(wName);
-  const contract: string[] = t.attrs.contract;
+  const contract = t.attrs.contract as string[];
   const xFixed = pick(at, xs.axes.filter((a) => !contract.includes(a)));
   const wFixed = pick(at, ws.axes.filter((a) => !contract.includes(a)));
   const x = r.select(xName, xFixed);
@@ -210,7 +211,7 @@ const embed: Explainer = (r, t, at) => {
 
 const posEmbed: Explainer = (r, t, at) => {
   const wName = t.inputs[0];
-  const n = at.pos + (t.attrs.offset ?? 0);
+  const n = at.pos + Number(t.attrs.offset ?? 0);
   const result = r.value(wName, { n_ctx: n, d_model: at.d_model });
   return { text: `W_pos[${n}, ${at.d_model}] = ${fmt(result)}: position ${n} picks W_pos[${n}], the vector of position ${n}`,
     result, rows: [], sources: [r.region(wName, { n_ctx: n, d_model: at.d_model }, "weight")] };
@@ -356,14 +357,14 @@ const rotary: Explainer = (r, t, at) => {
   const xName = t.inputs[0];
   const shape = r.shape(xName), turned = Number(t.attrs.rotary_dims ?? shape[shape.length - 1]), half = turned / 2;
   const d = at.d_head, i = d % half;
-  const p = at.pos + (t.attrs.offset ?? 0);
+  const p = at.pos + Number(t.attrs.offset ?? 0);
   const head = without(at, ["pos", "d_head"]);
   if (d >= turned) {  // partial rotary: the channels after the first `turned` pass through
     const x = r.value(xName, at);
     return { text: `channel ${d} does not turn (only the first ${turned} do): ${fmt(x)}`, result: x,
       rows: [["x", fmt(x)]], sources: [r.region(xName, at, "input")] };
   }
-  const freq = Number(t.attrs.inv_freq[i]);
+  const freq = Number((t.attrs.inv_freq as number[])[i]);
   const theta = Math.fround(Math.fround(p) * Math.fround(freq));
   const x = r.select(xName, { pos: at.pos, ...head }).values;
   const a = x[i], b = x[i + half], c = Math.cos(theta), s = Math.sin(theta);

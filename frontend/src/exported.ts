@@ -11,7 +11,7 @@ import { parseTrace } from "./trace";
 interface Numbers { shape: number[]; data: ArrayLike<number> }
 
 interface Stored { file: string; status?: number; type?: string; shuffle?: [number, number]; weights?: boolean }
-interface PassEntry { numbers: Stored; graph: string; token_strs: string[]; past: number; context_names: string[] }
+interface PassEntry { numbers: Stored; graph: string; token_strs: string[]; past: number }
 interface SessionEntry { start: Stored; steps?: Stored[]; undo?: Stored[]; over?: Stored }
 interface Manifest {
   model: string; inputs: string[]; vocab: string;

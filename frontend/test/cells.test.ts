@@ -80,7 +80,7 @@ test("an add of three tensors (a parallel block) and a channel past a partial ro
     axes: { pos: { label: "T", color: "#1" }, d_head: { label: "A", color: "#2", size: 4 } },
     ops: { add: { formula: "a + b", description: "add" }, rotary: { formula: "rot", description: "turn" } },
     tensors: [
-      ...["s", "f", "m"].map((name) => ({ name, title: name.toUpperCase(), kind: "input", axes: ["pos", "d_head"], op: null,
+      ...["s", "f", "m"].map((name) => ({ name, title: name.toUpperCase(), kind: "input" as const, axes: ["pos", "d_head"], op: null,
         inputs: [], attrs: {} })),
       { name: "r", title: "R", kind: "activation", axes: ["pos", "d_head"], op: "add", inputs: ["s", "f", "m"], attrs: {} },
       { name: "q", title: "Q", kind: "activation", axes: ["pos", "d_head"], op: "rotary", inputs: ["s"],

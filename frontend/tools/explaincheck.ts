@@ -4,12 +4,10 @@
 // tokens' names arrive as asked; each answer says how many fetches that took (`rounds`) and how many slices.
 //   node dist-test/explaincheck.mjs < jobs.json
 // jobs: [{kind: "explain", trace: FILE (safetensors: every tensor of the pass, weights too), pass: {model, graph,
-//   context, token_strs, vocab}, cells: [{tensor, index} | {tensor, region}]}
-//  | {kind: "stepgraph", base, past, axes}]  (cells.ts's stepGraph of a model graph)
-// Writes one answer per job: a list of {explanation, rounds, slices} | {error}, or the step's graph. JSON, with
+//   context, token_strs, vocab}, cells: [{tensor, index} | {tensor, region}]}]
+// Writes one answer per job: a list of {explanation, rounds, slices} | {error}. JSON, with
 // infinities and NaN as Python's json reads them.
 import { readFile } from "node:fs/promises";
-import { stepGraph } from "../src/cells";
 import { ExplainError, explainCells, HeldPass, type GraphJson, type PassSource, subSlice } from "../src/explain";
 import { parseTrace } from "../src/trace";
 
@@ -53,7 +51,7 @@ let input = "";
 for await (const chunk of process.stdin) input += chunk;
 const answers = [];
 for (const job of JSON.parse(input)) {
-  answers.push(job.kind === "stepgraph" ? stepGraph(job.base, job.past, job.axes) : await explainJob(job));
+  answers.push(await explainJob(job));
 }
 // Python's json reads the bare words -Infinity, Infinity and NaN.
 const marks: Record<string, string> = { "-Infinity": "\u0000-inf", Infinity: "\u0000inf", NaN: "\u0000nan" };

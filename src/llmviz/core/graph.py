@@ -152,11 +152,12 @@ class Graph:
         sizes = {**self.config.axis_sizes(), "pos": None, "key_pos": None, "past_pos": self.past or None}
         return {
             "model": self.config.to_dict(),
+            "past": self.past,
             "axes": self.axes_json(),
             "ops": self.ops_json(),
             "tensors": [
                 {
-                    "name": t.name, "title": t.title, "kind": t.kind, "group": t.group,
+                    "name": t.name, "title": t.title, "label": t.label, "kind": t.kind, "group": t.group,
                     "layer": t.layer, "axes": list(t.axes), "shape": [sizes[a] for a in t.axes],
                     "op": t.op, "inputs": list(t.inputs), "attrs": t.attrs,
                 }

@@ -6,8 +6,8 @@ walkthrough, the lens, the attention maps, the branch tree, a generation session
 the server's app in this process (see inprocess.call) and its response stored, gzip-compressed, under
 `data/`. `data/manifest.json` maps each request to its file; the page's exported transport
 (frontend/src/exported.ts) looks requests up there. Hover explanations are computed in the browser
-(frontend/src/explain.ts) from the float32 numbers of each pass, stored here; tests/test_export.py checks
-that they equal provenance.explain's, cell by cell.
+(frontend/src/explain.ts, the one copy of every explanation) from the float32 numbers of each pass, stored here;
+tests/test_export.py checks that they equal the served page's, cell by cell.
 
 Every scene holds the same weights: each scene's file leaves the cells of the weights it draws whole out, and the
 page fills them in from the float32 weights, which it has for hover (one file for those; every other weight a
@@ -127,13 +127,10 @@ class Export:
         else:
             t, graph = m.run(ids), m.graph
         g = json_safe(graph.to_json())
-        g["past"] = graph.past
-        context = t.past_tokens + t.tokens
         self.traces[key] = {
             "numbers": self.float32(bytes(t.to_bytes(names=t.computed()))),
             "graph": self.write(_canonical(g).encode(), "json"),
             "token_strs": t.token_strs, "past": past,
-            "context_names": [m.token_strs([i])[0] for i in context],
         }
 
     def weight_files(self) -> dict[str, dict]:

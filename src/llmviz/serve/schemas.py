@@ -63,21 +63,6 @@ class SceneRequest(StrictBody):
         return self
 
 
-class ExplainRequest(PromptRequest):
-    tensor: str = Field(examples=["blocks.0.attn.hook_q"])
-    past: int | None = Field(None, ge=1, le=100_000, description="a cell of a generation step's scene (see /api/scene)")
-    index: list[int] | None = Field(None, max_length=8, description="the cell's index, one number per axis")
-    region: dict[str, list[int]] | None = Field(
-        None, description="instead of index: {axis: [first, last]}; the cell of largest magnitude in it is explained "
-                          "(a downsampled cell of the view stands for such a tile)")
-
-    @model_validator(mode="after")
-    def index_or_region(self):
-        if (self.index is None) == (self.region is None):
-            raise ValueError("give exactly one of 'index' or 'region'")
-        return self
-
-
 class CellSlice(StrictBody):
     tensor: str = Field(examples=["blocks.0.attn.hook_pattern"])
     at: dict[str, int] = Field(default_factory=dict, description="the axes fixed, by name; the others come whole")
@@ -201,6 +186,7 @@ class OpInfo(Reply):
 class TensorInfo(Reply):
     name: str
     title: str
+    label: str = Field(description="its short label in the view")
     kind: Literal["input", "weight", "activation", "aggregate"]
     group: str
     layer: int | None
@@ -213,10 +199,15 @@ class TensorInfo(Reply):
 
 class GraphJson(Reply):
     model: ModelConfig
+    past: int = Field(description="a generation step's graph: positions whose keys and values come from the KV cache")
     axes: dict[str, AxisInfo]
     ops: dict[str, OpInfo]
     tensors: list[TensorInfo]
     tokenizer: dict[str, Any] | None = None
+
+
+class Vocab(Reply):
+    tokens: list[str] = Field(description="each vocabulary entry's token, as the view shows it")
 
 
 class LensTop(Reply):

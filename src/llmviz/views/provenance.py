@@ -14,20 +14,8 @@ import numpy as np
 
 from ..core.errors import LlmvizError
 from ..core.model import Trace
-from ..core.ops import fmt
 
-__all__ = ["cells", "explain", "fmt", "pick_in_region"]
-
-
-def explain(*_args, **_kwargs):
-    """Gone: the page explains a cell itself (frontend/src/explain.ts) from the numbers of POST /api/cells. This
-    stub keeps the import of serve/routes/passes.py working until its /api/explain route is removed (then remove
-    this and pick_in_region with it): that route now answers 422 with this message."""
-    raise LlmvizError("POST /api/explain is gone: the page explains a cell itself (frontend/src/explain.ts) from the "
-                      "numbers of POST /api/cells")
-
-
-pick_in_region = explain
+__all__ = ["cells"]
 
 
 def cells(trace: Trace, slices: list[dict]) -> dict:

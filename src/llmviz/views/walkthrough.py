@@ -105,11 +105,10 @@ from ..core.config import PRESETS, ModelConfig
 from ..core.errors import LlmvizError
 from ..core.graph import AXES, Graph
 from ..core.model import KVCache
-from ..core.ops import OPS
+from ..core.ops import OPS, fmt
 from ..core.sampling import percent, tempered
 from ..io.tokenizer import CharTokenizer
 from .lens import logit_lens
-from .provenance import fmt
 
 CHAPTERS = Path(__file__).parent / "chapters"
 NUMBER_TEMPLATES = {"input", "token", "id", "value", "percent", "argmax", "argmax_token", "prediction", "prediction_percent",

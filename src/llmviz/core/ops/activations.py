@@ -7,23 +7,10 @@ import math
 
 import numpy as np
 
-from .base import CURVE_POINTS, Op, fmt, region
+from .base import Op
 from .rows import rowwise
 
 GELU_C = np.float32(np.sqrt(2.0 / np.pi))
-
-
-def curve_explainer(name, fn):
-    def explain_act(trace, t, at, value):
-        x_name = t.inputs[0]
-        x = float(trace[x_name][tuple(at[a] for a in trace.graph[x_name].axes)])
-        result = float(fn(np.array([x], np.float64))[0])
-        lo, hi = min(-4.0, x - 0.5), max(4.0, x + 0.5)
-        xs = np.linspace(lo, hi, CURVE_POINTS)
-        return {"text": f"{name}({fmt(x)}) = {fmt(result)}", "result": result, "rows": [["x", fmt(x)]],
-                "curve": {"name": name, "xs": xs.tolist(), "ys": fn(xs).tolist(), "x": x, "y": result},
-                "sources": [region(trace, x_name, dict(at), "input")]}
-    return explain_act
 
 
 @rowwise
@@ -49,7 +36,7 @@ def _gelu_tanh64(x):
 GELU = Op(
     'gelu', '0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))',
     "GPT-2's smooth ReLU-like activation.",
-    gelu, curve_explainer("GELU", _gelu_tanh64), label='GELU',
+    gelu, label='GELU',
     plain='y = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))')
 
 
@@ -76,7 +63,7 @@ def _gelu_erf64(x):
 GELU_ERF = Op(
     'gelu_erf', '0.5 x (1 + erf(x / √2))',
     'The exact GELU activation.',
-    gelu_erf, curve_explainer("GELU", _gelu_erf64), label='GELU')
+    gelu_erf, label='GELU')
 
 
 def relu(x):
@@ -86,7 +73,7 @@ def relu(x):
 RELU = Op(
     'relu', 'max(0, x)',
     'Keep positive values, zero the rest.',
-    relu, curve_explainer("ReLU", lambda x: np.maximum(x, 0.0)), label='ReLU', plain='y = np.maximum(x, 0)')
+    relu, label='ReLU', plain='y = np.maximum(x, 0)')
 
 
 def silu(x):
@@ -97,25 +84,15 @@ def silu(x):
 SILU = Op(
     'silu', 'x / (1 + exp(−x))',
     'SiLU (swish) activation.',
-    silu, curve_explainer("SiLU", silu), label='SiLU', plain='y = x / (1 + np.exp(-x))')
+    silu, label='SiLU', plain='y = x / (1 + np.exp(-x))')
 
 
 def mul(a, b):
     return a * b
 
 
-def explain_mul(trace, t, at, value):
-    a_name, b_name = t.inputs
-    graph = trace.graph
-    a = float(trace[a_name][tuple(at[x] for x in graph[a_name].axes)])
-    b = float(trace[b_name][tuple(at[x] for x in graph[b_name].axes)])
-    return {"text": f"gate × up = {fmt(a)} × {fmt(b)} = {fmt(a * b)}", "result": a * b,
-            "rows": [[f"gate: {graph[a_name].title}", fmt(a)], [f"up: {graph[b_name].title}", fmt(b)]],
-            "sources": [region(trace, a_name, dict(at), "input"), region(trace, b_name, dict(at), "input")]}
-
-
 MUL = Op('mul', 'gate × up', "A gated MLP's product: the activated gate scales the up projection, unit by unit.",
-         mul, explain_mul, plain='y = gate * up  # unit by unit')
+         mul, plain='y = gate * up  # unit by unit')
 
 
 # Hugging Face's activation names (config.json's `activation_function` or `hidden_act`) -> the op that computes each.

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .base import TOP_TERMS, Op, fmt, region
+from .base import Op
 from .rows import by_rows
 
 
@@ -34,34 +34,10 @@ def attn_scores(q, k, scale, kv_group=1):
     return s
 
 
-def explain_attn_scores(trace, t, at, value):
-    q_name, k_name = t.inputs
-    h, i, j = at["head"], at["pos"], at["key_pos"]
-    kh, group = _kv_head(t, h)
-    k_axes = trace.graph[k_name].axes  # `pos`, or with a KV cache `key_pos` (the cache and the new keys)
-    sources = [region(trace, q_name, {"pos": i, "head": h}, "input"), region(trace, k_name, {k_axes[0]: j, k_axes[1]: kh}, "input")]
-    shared = [["key head", f"{kh} (shared by query heads {kh * group} to {kh * group + group - 1})"]] if group > 1 else []
-    if j > i + trace.graph.past:  # query i sits at key position i + past: a later key is its future
-        return {"text": "future position: masked to −∞", "result": -math.inf, "masked": True,
-                "rows": [["query position", str(i)], ["key position", str(j)]], "sources": sources}
-    q = trace[q_name][i, h].astype(np.float64)
-    k = trace[k_name][j, kh].astype(np.float64)
-    terms = q * k
-    dot, scale = float(terms.sum()), float(t.attrs["scale"])
-    result = dot / scale
-    order = np.argsort(-np.abs(terms), kind="stable")[:TOP_TERMS]
-    shown = [{"at": {"d_head": int(a)}, "x": float(q[a]), "w": float(k[a]), "product": float(terms[a])} for a in order]
-    return {"text": f"q · k / {fmt(scale)} = {fmt(dot)} / {fmt(scale)} = {fmt(result)}", "result": result,
-            "rows": [["q · k", fmt(dot)], ["√A", fmt(scale)], *shared],
-            "terms": {"count": int(terms.size), "shown": shown, "rest": float(terms.sum() - terms[order].sum()),
-                      "x": q_name, "w": k_name},
-            "sources": sources}
-
-
 ATTN_SCORES = Op(
     'attn_scores', 'q · k / √A, −∞ for future keys',
     'Dot product of each query with each earlier key, scaled; future keys are masked.',
-    attn_scores, explain_attn_scores, plain=(
+    attn_scores, plain=(
         "# q, k: one head's queries and keys, one row per position\n"
         'd_head = q.shape[-1]\n'
         'scores = q @ k.T / np.sqrt(d_head)\n'
@@ -76,36 +52,12 @@ def weighted_sum(pattern, v, kv_group=1):
     return np.ascontiguousarray(z.transpose(1, 0, 2))
 
 
-def explain_weighted_sum(trace, t, at, value):
-    p_name, v_name = t.inputs
-    h, i, a = at["head"], at["pos"], at["d_head"]
-    kh, group = _kv_head(t, h)
-    p = trace[p_name][h, i].astype(np.float64)
-    v = trace[v_name][:, kh, a].astype(np.float64)
-    terms = p * v
-    result = float(terms.sum())
-    order = np.argsort(-np.abs(terms), kind="stable")[:TOP_TERMS]
-    shown = [{"at": {"key_pos": int(j)}, "x": float(p[j]), "w": float(v[j]), "product": float(terms[j])} for j in order]
-    return {"text": f"Σ T' p·v ({terms.size} terms) = {fmt(result)}", "result": result,
-            "rows": [["Σ T' p·v", fmt(result)]] + ([["value head", f"{kh} (shared by {group} query heads)"]] if group > 1 else []),
-            "terms": {"count": int(terms.size), "shown": shown, "rest": float(terms.sum() - terms[order].sum()),
-                      "x": p_name, "w": v_name},
-            "sources": [region(trace, p_name, {"head": h, "pos": i}, "input"),
-                        region(trace, v_name, {trace.graph[v_name].axes[1]: kh, "d_head": a}, "input")]}
-
-
 WEIGHTED_SUM = Op(
     'weighted_sum', 'Σ p · v',
     'Mix the value vectors, weighted by the attention pattern.',
-    weighted_sum, explain_weighted_sum, plain=(
+    weighted_sum, plain=(
         "# p: one head's attention pattern, v: its values, one row per position\n"
         'z = p @ v'))
-
-
-def _kv_head(t, h):
-    """The key-value head query head h reads, and how many query heads share it."""
-    group = int(t.attrs.get("kv_group", 1))
-    return h // group, group
 
 
 def rotary(x, inv_freq, offset=0, rotary_dims=None):
@@ -122,33 +74,12 @@ def rotary(x, inv_freq, offset=0, rotary_dims=None):
     return np.concatenate([a * cos - b * sin, b * cos + a * sin, x[..., r:]], axis=-1)
 
 
-def explain_rotary(trace, t, at, value):
-    x_name = t.inputs[0]
-    d, half = at["d_head"], trace[x_name].shape[-1] // 2
-    i = d % half
-    p = at["pos"] + t.attrs.get("offset", 0)
-    theta = float(np.float32(p) * np.float32(t.attrs["inv_freq"][i]))
-    head = {a: at[a] for a in at if a not in ("pos", "d_head")}
-    x = trace[x_name][(at["pos"], *head.values())].astype(np.float64)
-    a, b = x[i], x[i + half]
-    c, s = math.cos(theta), math.sin(theta)
-    result = a * c - b * s if d < half else b * c + a * s
-    formula = (f"a cos θ − b sin θ = {fmt(a)} × {fmt(c)} − {fmt(b)} × {fmt(s)}" if d < half else
-               f"b cos θ + a sin θ = {fmt(b)} × {fmt(c)} + {fmt(a)} × {fmt(s)}")
-    return {"text": f"{formula} = {fmt(result)}", "result": result,
-            "rows": [["pair", f"channels {i} and {i + half}"],
-                     ["θ = position × frequency", f"{p} × {fmt(float(t.attrs['inv_freq'][i]))} = {fmt(theta)} rad"],
-                     ["a", fmt(a)], ["b", fmt(b)]],
-            "sources": [region(trace, x_name, {"pos": at["pos"], **head, "d_head": i}, "input"),
-                        region(trace, x_name, {"pos": at["pos"], **head, "d_head": i + half}, "input")]}
-
-
 ROTARY = Op(
     'rotary', 'rotate (a, b) by θ = position × frequency',
     'Rotary position embedding: each pair of channels of a query or key turns by an angle that grows with the '
     'position, so that q · k depends on how far apart the two positions are (where only the first channels of a '
     'head turn, the others pass through unchanged).',
-    rotary, explain_rotary)
+    rotary)
 
 
 def inv_freq(cfg) -> list[float]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from ...core.graph import Graph
 from ...views.walkthrough import compile_chapters
 from ..dependencies import ServedDep, example_input
-from ..schemas import GraphJson, ModelConfig, ModelInfo, Walk, json_safe
+from ..schemas import GraphJson, ModelConfig, ModelInfo, Vocab, Walk, json_safe
 
 router = APIRouter()
 
@@ -42,10 +43,18 @@ async def walkthrough_for(request: Request, s: ServedDep, model: str = "nano-gpt
 
 
 @router.get("/api/models/{name}/graph", response_model=GraphJson)
-def model_graph(name: str, s: ServedDep):
+def model_graph(name: str, s: ServedDep, past: int = Query(0, ge=0, le=100_000)):
     """The model graph: every tensor with its axes, kind, op and inputs; the axes with their colours;
-    the ops with their formulas. `pos` and `key_pos` sizes are null: they depend on the input."""
+    the ops with their formulas. `pos` and `key_pos` sizes are null: they depend on the input. With `past`, the
+    graph of a generation step after `past` cached positions (each layer's keys and values read through the cache)."""
     m = s.model(name)
-    g = m.graph.to_json()
+    g = (Graph(m.config, past=past) if past else m.graph).to_json()
     g["tokenizer"] = m.tokenizer.to_dict() if m.tokenizer else None
     return g
+
+
+@router.get("/api/models/{name}/vocab", response_model=Vocab)
+def model_vocab(name: str, s: ServedDep):
+    """Every vocabulary entry's token as the view shows it (what a hovered cell's token is called)."""
+    m = s.model(name)
+    return Vocab(tokens=m.token_strs(list(range(m.config.vocab_size))))

@@ -6,16 +6,14 @@ from __future__ import annotations
 import fnmatch
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from ...core.errors import LlmvizError
-from ...core.graph import Graph
-from ...core.model import Trace
-from ...views.provenance import cells, explain, pick_in_region
+from ...views.provenance import cells
 from ...views.scene import scene_bytes, step_scene
 from ..dependencies import ServedDep, example_input
 from ..limits import MB
-from ..schemas import CellsRequest, CellsResponse, ExplainRequest, SceneRequest, TraceRequest, json_safe
+from ..schemas import CellsRequest, CellsResponse, SceneRequest, TraceRequest
 
 TRACE_MEDIA_TYPE = "application/vnd.llmviz.trace+safetensors"
 SCENE_MEDIA_TYPE = "application/vnd.llmviz.scene+safetensors"
@@ -106,21 +104,3 @@ async def cells_of(req: CellsRequest, request: Request, s: ServedDep):
     tensor's shape, and the slices asked for."""
     slices = [c.model_dump() for c in req.slices]
     return await s.on_pass(request, req, lambda t: cells(t, slices), req.past)
-
-
-@router.post("/api/explain")
-async def explain_cell(req: ExplainRequest, request: Request, s: ServedDep):
-    """Where one number came from: its value, its op's formula filled in with the real numbers of the
-    forward pass (ending in the same value), and the cells it was computed from."""
-    m = s.model(req.model)
-    m.require_weights()
-    graph = Graph(m.config, past=req.past) if req.past else m.graph  # a step's graph has the cache's tensors
-    if req.tensor not in graph:
-        raise LlmvizError(f"unknown tensor {req.tensor!r}: not in {m.name}'s graph")
-
-    def answer(t: Trace):
-        index = req.index if req.index is not None else pick_in_region(t, req.tensor, req.region or {})
-        return JSONResponse(json_safe(explain(t, req.tensor, index)))
-
-    return await s.on_pass(request, req, answer, req.past)
-
