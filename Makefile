@@ -20,7 +20,7 @@ test: check chromium firefox
 check: $(VENV)/.installed-test build
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
-	cd frontend && npx biome lint
+	cd frontend && npm run -s lint
 
 # The unit tier alone (no browser, nothing slow; about 35 s here): `pytest -m unit`. `-m browser` and `-m slow` pick the others.
 test-fast: $(VENV)/.installed-test build

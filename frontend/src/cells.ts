@@ -32,7 +32,7 @@ const graphs = new Map<string, Promise<GraphJson>>();
 const vocabs = new Map<string, Promise<string[]>>();
 
 /** What the server says once per model (and per generation step's `past`), asked once and kept. */
-function once<T>(kept: Map<string, Promise<T>>, key: string, url: string, read: (json: any) => T): Promise<T> {
+function once<T>(kept: Map<string, Promise<T>>, key: string, url: string, read: (json: unknown) => T): Promise<T> {
   if (!kept.has(key)) {
     const answer = request(url).then(check).then((r) => r.json()).then(read);
     answer.catch(() => kept.delete(key));  // (asked again next time)
@@ -49,7 +49,7 @@ function modelGraph(model: string, past: number): Promise<GraphJson> {
 
 /** Every vocabulary entry's token, as the view shows it. */
 function modelVocab(model: string): Promise<string[]> {
-  return once(vocabs, model, `/api/models/${encodeURIComponent(model)}/vocab`, (json) => json.tokens as string[]);
+  return once(vocabs, model, `/api/models/${encodeURIComponent(model)}/vocab`, (json) => (json as { tokens: string[] }).tokens);
 }
 
 /** One pass on the server: its numbers fetched from /api/cells as explanations want them, its tokens' names from its

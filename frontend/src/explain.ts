@@ -38,7 +38,7 @@ export interface Explanation {
     text: string;
     result: number;
     masked?: boolean;
-    rows: [string, string][];
+    rows: string[][];  // each a label and its number
     terms?: { count: number; shown: { at: Record<string, number>; x: number; w: number; product: number }[]; rest: number; x: string; w: string };
     curve?: { name: string; xs: number[]; ys: number[]; x: number; y: number };
   };
@@ -159,7 +159,9 @@ function termsOf(terms: Float64Array, order: number[], where: (k: number) => At,
   return { count: terms.length, shown, rest: sum(terms) - sum(order.map((k) => terms[k])), x: xName, w: wName };
 }
 
-type Explainer = (r: Reader, t: Spec, at: At, value: number) => Record<string, any>;
+/** An op's part of an explanation: its formula's text, result and rows (and terms or a curve), and the cells it read. */
+type Worked = Omit<NonNullable<Explanation["formula"]>, "template" | "description"> & { sources: Region[] };
+type Explainer = (r: Reader, t: Spec, at: At, value: number) => Worked;
 
 function unravel(k: number, shape: number[]): number[] {
   const out = new Array(shape.length).fill(0);
@@ -192,11 +194,11 @@ const linear: Explainer = (r, t, at) => {
   const total = sum(terms), result = bias + total;
   const order = topTerms(terms);
   const where = (k: number) => Object.fromEntries(unravel(k, x.shape).map((i, j) => [contract[j], i]));
-  const sumLabel = "Σ " + contract.map((a) => r.p.graph.axes[a].label).join(",");
-  const text = (bName ? `${fmt(bias)} + ${sumLabel} x·W` : `${sumLabel} x·W`) + ` (${terms.length} terms) = ${fmt(result)}`;
+  const sumLabel = `Σ ${contract.map((a) => r.p.graph.axes[a].label).join(",")}`;
+  const text = `${bName ? `${fmt(bias)} + ${sumLabel} x·W` : `${sumLabel} x·W`} (${terms.length} terms) = ${fmt(result)}`;
   const sources = [r.region(xName, xFixed, "input"), r.region(wName, wFixed, "weight")];
   if (bName) sources.push(r.region(bName, pick(at, r.spec(bName).axes), "bias"));
-  return { text, result, rows: [...(bName ? [["bias b", fmt(bias)]] : []), [sumLabel + " x·W", fmt(total)]],
+  return { text, result, rows: [...(bName ? [["bias b", fmt(bias)]] : []), [`${sumLabel} x·W`, fmt(total)]],
     terms: termsOf(terms, order, where, x.values, w, xName, wName), sources };
 };
 
@@ -248,7 +250,7 @@ const identity: Explainer = (r, t, at) => {
 
 const scale: Explainer = (r, t, at) => {
   const x = r.value(t.inputs[0], at);
-  const c = Number(t.attrs.factor), name = t.attrs.factor_name ?? "c";
+  const c = Number(t.attrs.factor), name = String(t.attrs.factor_name ?? "c");
   return { text: `x × ${name} = ${fmt(x)} × ${fmt(c)} = ${fmt(x * c)}`, result: x * c, rows: [["x", fmt(x)], [name, fmt(c)]],
     sources: [r.region(t.inputs[0], at, "input")] };
 };

@@ -6,6 +6,7 @@
 // The files are written by src/llmviz/serve/export.py.
 
 import { HeldPass, shapesOf, type GraphJson, type PassSource } from "./explain";
+import type { BlockInfo, SceneInfo } from "./scenedata";
 import { parseTrace } from "./trace";
 
 interface Numbers { shape: number[]; data: ArrayLike<number> }
@@ -71,14 +72,14 @@ export function toHalf(v: number): number {
 }
 
 /** Whether a scene block's cells are its weight's numbers one for one (export.py's from_weights). */
-const fromWeights = (b: any) => b.kind === "weight" && b.tile[0] === 1 && b.tile[1] === 1 && !b.merged && !!b.slabs?.length;
+const fromWeights = (b: BlockInfo) => b.kind === "weight" && b.tile[0] === 1 && b.tile[1] === 1 && !b.merged && !!b.slabs?.length;
 
 /** A scene payload's header, its scene, and where its atlas's bytes start. */
 function readScene(payload: Uint8Array) {
   const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   const headerLen = Number(view.getBigUint64(0, true));
   const header = JSON.parse(new TextDecoder().decode(payload.subarray(8, 8 + headerLen)));
-  return { view, scene: JSON.parse(header.__metadata__.scene), width: header.atlas.shape[1] as number,
+  return { view, scene: JSON.parse(header.__metadata__.scene) as SceneInfo, width: header.atlas.shape[1] as number,
     base: 8 + headerLen + header.atlas.data_offsets[0] };
 }
 
@@ -91,7 +92,7 @@ function fillWeights({ view, scene, width, base }: ReturnType<typeof readScene>,
     const strides = sizes.map((_, i) => sizes.slice(i + 1).reduce((a, c) => a * c, 1));
     const stride = (a: string | null) => (a ? strides[axes.indexOf(a)] : 0);
     const [sx, sy, sz] = [stride(b.axes[0]), stride(b.axes[1]), stride(b.axes[2])];
-    b.slabs.forEach(([x0, y0, w, h]: number[], s: number) => {
+    (b.slabs ?? []).forEach(([x0, y0, w, h]: number[], s: number) => {
       for (let r = 0; r < h; r++) {
         for (let c = 0; c < w; c++) {
           const v = Math.min(65504, Math.max(-65504, data[s * sz + r * sy + c * sx]));
@@ -126,7 +127,7 @@ async function contents(s: Stored): Promise<Uint8Array> {
   const plain = s.shuffle ? unshuffle(raw, ...s.shuffle) : raw.slice();
   if (s.weights) {  // a scene, without the cells of the weights it draws whole
     const read = readScene(plain);
-    const w = await weights(read.scene.blocks.filter(fromWeights).map((b: any) => b.tensor));
+    const w = await weights(read.scene.blocks.filter(fromWeights).map((b) => b.tensor));
     fillWeights(read, (name) => w.get(name)!);
   }
   return plain;
@@ -159,11 +160,14 @@ async function answer(s: Stored): Promise<Response> {
 }
 
 /** What a request the export holds no answer for gets: a 404 that says what the page holds. */
-function notExported(m: Manifest, body?: any): Response {
+/** A request's body (or its address's query), as the export reads it. */
+type Body = Record<string, unknown>;
+
+function notExported(m: Manifest, body?: Body): Response {
   return reply(404, { detail: notExportedDetail(m, body) });
 }
 
-function notExportedDetail(m: Manifest, body?: any): string {
+function notExportedDetail(m: Manifest, body?: Body): string {
   const text = body?.text ?? body?.input;  // (the walkthrough names its input in the address)
   const past = Number(body?.past);
   if (typeof text === "string" && past > 0) {  // a KV-cache view (a link's past=N): what the page holds of those
@@ -275,7 +279,7 @@ export function settingsRefusal(stored: Record<string, unknown>[], body: Record<
     "Other settings need llmviz serve: run it on a computer to sample with them, or set the panel back.";
 }
 
-async function sessionRequest(m: Manifest, method: string, path: string, body: any): Promise<Response> {
+async function sessionRequest(m: Manifest, method: string, path: string, body: Body): Promise<Response> {
   if (path === "/api/sessions" && method === "POST") {
     const entry = m.sessions[canonical(body)];
     const refusal = entry ? null : settingsRefusal(Object.keys(m.sessions).map((k) => JSON.parse(k)), body);
@@ -304,9 +308,9 @@ async function sessionRequest(m: Manifest, method: string, path: string, body: a
 export async function exportedRequest(url: string, init: RequestInit = {}): Promise<Response> {
   const m = await loadManifest();
   const method = (init.method ?? "GET").toUpperCase();
-  const body = typeof init.body === "string" ? JSON.parse(init.body) : null;
+  const body: Body | null = typeof init.body === "string" ? JSON.parse(init.body) : null;
   const path = new URL(url, "http://export/").pathname;
-  if (path.startsWith("/api/sessions")) return sessionRequest(m, method, path, body);
+  if (path.startsWith("/api/sessions")) return sessionRequest(m, method, path, body ?? {});
   const stored = m.responses[requestKey(method, url, body)];
   return stored ? answer(stored) : notExported(m, body ?? Object.fromEntries(new URL(url, "http://export/").searchParams));
 }

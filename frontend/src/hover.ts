@@ -6,7 +6,7 @@ import { onlyPanel } from "./panels";
 import { app, showError, $, type CellRef } from "./state";
 import { explanationHtml, structureHtml, type Explanation } from "./tooltip";
 import { tellHost } from "./transport";
-import { type ViewState } from "./urlstate";
+import type { ViewState } from "./urlstate";
 
 export function tooltipEl(): HTMLDivElement {
   return $<HTMLDivElement>("#tooltip");

@@ -9,7 +9,7 @@ export function formatG(x: number, p = 6): string {
   const sign = x < 0 || Object.is(x, -0) ? "-" : "";
   const a = Math.abs(x);
   if (a === 0) return `${sign}0`;
-  let [m, e] = a.toExponential(p - 1).split("e");
+  const [m, e] = a.toExponential(p - 1).split("e");
   let digits = m.replace(".", ""), exp = Number(e);
   // JavaScript rounds an exact tie up; Python to the even digit.
   const [xm, xe] = a.toExponential(p + 24).split("e");

@@ -1,16 +1,16 @@
 // App state: what is loaded and shown, what is selected and pinned, and the page's small shared helpers.
 import { Highlights } from "./highlight";
-import { type ModelInfo } from "./api";
-import { type Placed } from "./framing";
-import { type Generator } from "./generate";
-import { type LabelLayer } from "./labels";
-import { type Explanation } from "./tooltip";
+import type { ModelInfo } from "./api";
+import type { Placed } from "./framing";
+import type { Generator } from "./generate";
+import type { LabelLayer } from "./labels";
+import type { Explanation } from "./tooltip";
 import { embedded } from "./transport";
 import { formatState, parseState, type ViewState } from "./urlstate";
-import { type View } from "./view";
-import { type Walkthrough } from "./walkthrough";
-import { type Insights } from "./insights";
-import { type Pulse } from "./pulse";
+import type { View } from "./view";
+import type { Walkthrough } from "./walkthrough";
+import type { Insights } from "./insights";
+import type { Pulse } from "./pulse";
 
 export const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
 

@@ -234,7 +234,7 @@ class Context:
         parts = [p for p in (m.group(2) or "").split(",") if p != ""] if m.group(2) is not None else []
         if len(parts) > len(shape):
             raise ValueError(f"{name} has {len(shape)} axes ({', '.join(t.axes)}), not {len(parts)}")
-        index = []
+        index: list[int | slice] = []
         for p, n, axis in zip(parts, shape, t.axes):
             if ":" in p:  # a range, as Python slices it: start:stop (stop not included), either may be left out
                 ends = p.split(":")
@@ -402,11 +402,17 @@ def fill(ctx: Context, text: str) -> str:
 
 def markdown(ctx: Context, lines: list[str]) -> str:
     """A step's text as HTML: paragraphs, lists, **bold**, *italics*, `code`, and its templates filled in."""
-    out, para, items = [], [], []
+    out: list[str] = []
+    para: list[str] = []
+    items: list[str] = []
 
     def inline(s: str) -> str:
         held: list[str] = []
-        s = TEMPLATE.sub(lambda m: held.append(template(ctx, m.group(1))) or f"\x00{len(held) - 1}\x00", s)
+        def hold(m: re.Match) -> str:  # a template's HTML, kept out of the escaping below
+            held.append(template(ctx, m.group(1)))
+            return f"\x00{len(held) - 1}\x00"
+
+        s = TEMPLATE.sub(hold, s)
         s = html.escape(s, quote=False)
         s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
         s = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", s)
@@ -473,7 +479,7 @@ def action(ctx: Context, line: str) -> dict:
             raise ValueError(f"@code takes one op: one of {', '.join(OPS)}")
         fn = inspect.unwrap(OPS[op].forward)  # a rowwise op's own function, not its wrapper's (ops/rows.py)
         return {"type": "code", "op": op, "plain": OPS[op].plain, "source": inspect.getsource(fn),
-                "file": inspect.getsourcefile(fn).split("llmviz/", 1)[-1]}
+                "file": str(inspect.getsourcefile(fn)).split("llmviz/", 1)[-1]}
     if word == "generate":
         if not ctx.trace.past_tokens:
             raise ValueError("@generate is for a `@view generated` step (the view it makes)")
@@ -515,13 +521,13 @@ def action(ctx: Context, line: str) -> dict:
     x = np.asarray(ctx.trace[t.inputs[0]][index], dtype=np.float64)
     if word == "temperature":  # each stop's distribution over the whole row; the shown entries, and the rest's share
         at = [tempered(x, T) for T in TEMPERATURES]
-        rest = [float(1 - p[shown].sum()) for p in at]
+        left = [float(1 - p[shown].sum()) for p in at]  # the other entries' share at each temperature
         return {"type": "temperature", "row": row, "of": t.inputs[0], "n": len(v), "temperatures": list(TEMPERATURES),
                 "start": TEMPERATURES.index(1.0),
                 "entries": [{"i": int(j), "name": ctx.trace.index_name(axis, int(j)) or str(j), "x": float(x[j]),
                              "p": [float(p[j]) for p in at], "percent": [percent(float(p[j])) for p in at]}
                             for j in shown],
-                "rest": None if len(v) == len(shown) else {"p": rest, "percent": [percent(r) for r in rest]}}
+                "rest": None if len(v) == len(shown) else {"p": left, "percent": [percent(r) for r in left]}}
     m = float(np.max(x))
     entries = [{"i": int(j), "name": ctx.trace.index_name(axis, int(j)) or str(j), "x": float(x[j]),
                 "exp": float(np.exp(x[j] - m)), "p": float(v[j])} for j in shown]
@@ -547,6 +553,7 @@ def compile_step(ctx: Context, step: Step) -> dict:
     for n, cond in step.only:
         if not at(n, _check_only, ctx, cond):
             raise _NotForThisModel()
+    view: str | dict | None
     view = declared = step.view[1] if step.view else None
     if step.view and view not in VIEWS:
         raise _LineError(step.view[0], f"@view {view}: one of {', '.join(sorted(VIEWS))}")
