@@ -58,8 +58,10 @@ def test_the_json_answers_are_their_declared_models(client):
     for name in ("nano-gpt", "tiny-llama", "gpt2"):
         graph = valid(schemas.GraphJson, client.get(f"/api/models/{name}/graph").json())
         assert any(t.kind == "weight" for t in graph.tensors)
-    walk = valid(schemas.Walk, client.get("/api/walkthrough", params={"model": "nano-gpt"}).json())
-    assert walk.chapters and all(a.type for c in walk.chapters for s in c.steps for a in s.actions)
+    for name in ("nano-gpt", "tiny-llama"):  # every action of every step, each of its declared kind
+        walk = valid(schemas.Walk, client.get("/api/walkthrough", params={"model": name}).json())
+        kinds = {a.type for c in walk.chapters for s in c.steps for a in s.actions}
+        assert {"frame", "highlight", "dot", "tooltip", "softmax", "code"} <= kinds, kinds
     assert valid(schemas.Walk, client.get("/api/walkthrough", params={"model": "gpt2"}).json()).note
     lens = valid(schemas.Lens, client.post("/api/lens", json={"text": "CBABBC", "k": 2}).json())
     assert len(lens.top[0][0]) == 2

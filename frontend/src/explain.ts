@@ -19,7 +19,8 @@ export interface GraphJson {
   tensors: Spec[];
 }
 
-export interface Region { tensor: string; ranges: Record<string, [number, number]>; role: string }
+/** Cells of a tensor: a range [first, last] on each axis, and what they are to the op (input, weight, ...). */
+export type Region = Schemas["Region"];
 
 export interface Explanation {
   tensor: string;

@@ -1,53 +1,30 @@
 // The walkthrough's timeline: what the view shows at (step, time within the step), as a pure function. The
 // player (walkthrough.ts) applies it to the scene; nothing here touches the page, so scrubbing back, stepping
 // forward or arriving by a link all give the same picture.
+import type { components } from "./api-schema";
 import type { Explanation, Region } from "./tooltip";
 
-export interface SoftmaxEntry { i: number; name: string; x: number; exp: number; p: number }
+type Schemas = components["schemas"];
+export type SoftmaxEntry = Schemas["SoftmaxEntry"];
+export type TemperatureAction = Schemas["TemperatureAction"];
 
-export type WalkAction =
-  | { type: "frame"; tensors: string[] }
-  | { type: "highlight"; regions: Region[] }
-  | { type: "reveal"; tensor: string; along: "rows" | "cols" }
-  // a cell the step explains (index: one per axis of cell.tensor); explain: its explanation, which the page computes
-  // (explain.ts) once the step's view is shown (walkthrough.ts)
-  | { type: "dot"; cell: Region; index: number[]; explain?: Explanation }
-  | { type: "tooltip"; cell: Region; index: number[]; explain?: Explanation }
-  | { type: "softmax"; row: Region; of: string; n: number; max: number; sum: number; entries: SoftmaxEntry[] }
-  | { type: "mask"; tensor: string }
-  | { type: "add"; tensor: string; inputs: string[] }
-  | { type: "travel"; token: string; from: Region; to: Region }
-  // plain: the op written for a newcomer (null or absent: only the real source is shown)
-  | { type: "code"; op: string; plain?: string | null; source: string; file: string }
-  // hides: other rows that would give the answer away (a softmax's scores), covered with it until the guess
-  | { type: "guess"; row: Region; hides?: Region[]; answer: number; axis: string; choices: { i: number; name: string }[] }
-  | TemperatureAction
-  // the generator's greedy step (the step's view: the token appended, computed on the input's KV cache)
-  | { type: "generate"; token: string }
-  | { type: "open"; tab: "lens" | "attention" }  // the Across-layers panel, on this tab
-  | { type: "model"; name: string }  // the scale view's camera flies to this model
-  | { type: "table"; models: string[] };
-
-/** A temperature slider's data, worked out by the server from one row's logits: each entry's probability (and as
- * the readout prints it) at each of the temperatures; rest: the other tokens' share at each (null: none left out). */
-export interface TemperatureAction {
-  type: "temperature"; row: Region; of: string; n: number; temperatures: number[]; start: number;
-  entries: { i: number; name: string; x: number; p: number[]; percent: string[] }[];
-  rest: { p: number[]; percent: string[] } | null;
-}
+/** What a step does to the view, as the server sends it (generated types: api-schema.ts); a cell it explains (a dot
+ * or a tooltip) gets its explanation here, computed by the page (explain.ts) once the step's view is shown. */
+type Explained<A> = A extends { type: "dot" | "tooltip" } ? A & { explain?: Explanation } : A;
+export type WalkAction = Explained<Schemas["WalkStep"]["actions"][number]>;
 
 /** The view a step is shown on: the input's pass (null); generation's next step, `text` = the input and its
  * prediction, computed on a KV cache of the input's `past` positions; or the scale view. */
-export type WalkView = { kind: "generated"; input: string; text: string; past: number } | { kind: "scale" } | null;
+export type WalkView = Schemas["WalkStep"]["view"];
 
 /** Whether two steps are shown on the same view (the same blocks are on screen). */
 export function sameView(a: WalkView | undefined, b: WalkView | undefined): boolean {
   return (a?.kind ?? null) === (b?.kind ?? null) && (a?.kind !== "generated" || (b?.kind === "generated" && a.text === b.text));
 }
 
-export interface WalkStep { title: string; html: string; actions: WalkAction[]; tensors: string[]; view?: WalkView }
-export interface WalkChapter { number: number; title: string; stage: string; file: string; steps: WalkStep[] }
-export interface Walk { model: string; input: string | null; tokens: number[] | null; note: string; chapters: WalkChapter[] }
+export type WalkStep = Omit<Schemas["WalkStep"], "actions"> & { actions: WalkAction[] };
+export type WalkChapter = Omit<Schemas["WalkChapter"], "steps"> & { steps: WalkStep[] };
+export type Walk = Omit<Schemas["Walk"], "chapters"> & { chapters: WalkChapter[] };
 
 /** One step of the walkthrough in reading order, with where it sits. */
 export interface Place { chapter: number; step: number; c: WalkChapter; s: WalkStep }

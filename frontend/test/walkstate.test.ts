@@ -61,7 +61,7 @@ test("a dot product shows its largest terms one by one; a softmax goes max, exp,
 test("a guess gives nothing away until the learner picks: its row covered, no answer cell; then lit and outlined", () => {
   const row = { tensor: "probs", ranges: { pos: [5, 5] as [number, number] }, role: "input" };
   const guess: Walk = { ...walk, chapters: [{ number: 1, title: "G", stage: "S", file: "g.md", steps: [
-    { title: "g", html: "", tensors: [], actions: [{ type: "guess", row, answer: 2, axis: "vocab",
+    { title: "g", html: "", tensors: [], actions: [{ type: "guess", row, hides: [], answer: 2, axis: "vocab",
       choices: [{ i: 0, name: "A" }, { i: 1, name: "B" }, { i: 2, name: "C" }] }] },
   ] }] };
   const g = places(guess);

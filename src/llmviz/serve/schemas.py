@@ -9,7 +9,7 @@ Binary answers (/api/trace, /api/attention, /api/scene) are safetensors bytes; t
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -239,18 +239,161 @@ class BranchRoot(Reply):
     children: list[Branch]
 
 
-class WalkView(Reply):
-    kind: Literal["generated", "scale"]
-    input: str | None = None
-    text: str | None = None
-    past: int | None = None
+class GeneratedView(Reply):
+    """Generation's next step: `text` (the input and its prediction) computed on a KV cache of the input's `past`
+    positions."""
+
+    kind: Literal["generated"]
+    input: str
+    text: str
+    past: int
 
 
-class WalkAction(Reply):
-    """One thing a step does to the view; its other fields depend on `type` (frontend/src/walkstate.ts)."""
+class ScaleView(Reply):
+    kind: Literal["scale"]
 
-    model_config = ConfigDict(extra="allow")
-    type: str
+
+class Region(Reply):
+    """Cells of a tensor: a range [first, last] on each axis; `role` says what they are to the step or the op."""
+
+    tensor: str
+    ranges: dict[str, tuple[int, int]]
+    role: str
+
+
+class FrameAction(Reply):
+    type: Literal["frame"]
+    tensors: list[str]
+
+
+class HighlightAction(Reply):
+    type: Literal["highlight"]
+    regions: list[Region]
+
+
+class RevealAction(Reply):
+    type: Literal["reveal"]
+    tensor: str
+    along: Literal["rows", "cols"]
+
+
+class CellAction(Reply):
+    """A cell the step explains (the page explains it, as on hover): a dot on it, or its tooltip open."""
+
+    type: Literal["dot", "tooltip"]
+    cell: Region
+    index: list[int] = Field(description="one per axis of the cell's tensor")
+
+
+class MaskAction(Reply):
+    type: Literal["mask"]
+    tensor: str
+
+
+class AddAction(Reply):
+    type: Literal["add"]
+    tensor: str
+    inputs: list[str]
+
+
+class TravelAction(Reply):
+    type: Literal["travel"]
+    token: str
+    from_: Region = Field(alias="from")
+    to: Region
+
+
+class CodeAction(Reply):
+    type: Literal["code"]
+    op: str
+    plain: str | None = Field(description="the op for one example in plain numpy (null: only its real source)")
+    source: str
+    file: str
+
+
+class Choice(Reply):
+    i: int
+    name: str
+
+
+class GuessAction(Reply):
+    type: Literal["guess"]
+    row: Region
+    hides: list[Region] = Field(description="rows that would give the answer away, covered until the guess")
+    answer: int
+    axis: str
+    choices: list[Choice]
+
+
+class TemperatureEntry(Reply):
+    i: int
+    name: str
+    x: float
+    p: list[float]
+    percent: list[str]
+
+
+class TemperatureRest(Reply):
+    p: list[float]
+    percent: list[str]
+
+
+class TemperatureAction(Reply):
+    """A temperature slider's data, worked out from one row's logits: each entry's probability (and as the readout
+    prints it) at each temperature; rest: the other tokens' share at each (null: none left out)."""
+
+    type: Literal["temperature"]
+    row: Region
+    of: str
+    n: int
+    temperatures: list[float]
+    start: int
+    entries: list[TemperatureEntry]
+    rest: TemperatureRest | None
+
+
+class SoftmaxEntry(Reply):
+    i: int
+    name: str
+    x: float
+    exp: float
+    p: float
+
+
+class SoftmaxAction(Reply):
+    type: Literal["softmax"]
+    row: Region
+    of: str
+    n: int
+    max: float
+    sum: float
+    entries: list[SoftmaxEntry]
+
+
+class GenerateAction(Reply):
+    type: Literal["generate"]
+    token: str
+
+
+class OpenAction(Reply):
+    type: Literal["open"]
+    tab: Literal["lens", "attention"]
+
+
+class ModelAction(Reply):
+    type: Literal["model"]
+    name: str
+
+
+class TableAction(Reply):
+    type: Literal["table"]
+    models: list[str]
+
+
+WalkAction = Annotated[
+    FrameAction | HighlightAction | RevealAction | CellAction | MaskAction | AddAction | TravelAction | CodeAction
+    | GuessAction | TemperatureAction | SoftmaxAction | GenerateAction | OpenAction | ModelAction | TableAction,
+    Field(discriminator="type")]
 
 
 class WalkStep(Reply):
@@ -258,7 +401,7 @@ class WalkStep(Reply):
     html: str
     actions: list[WalkAction]
     tensors: list[str]
-    view: WalkView | None = None
+    view: Annotated[GeneratedView | ScaleView, Field(discriminator="kind")] | None = None
 
 
 class WalkChapter(Reply):
