@@ -6,6 +6,7 @@
 // The slices stay for the next cells of the same pass (a few passes, a bounded number of bytes each).
 // In a static export the pass is stored whole (exported.ts's exportedSource).
 import { check, post } from "./api";
+import type { components } from "./api-schema";
 import { explainCells, HeldPass, shapesOf, type CellQuery, type Explanation, type GraphJson, type PassSource } from "./explain";
 import { exported, exportedSource } from "./exported";
 import type { SceneInfo } from "./scenedata";
@@ -15,10 +16,7 @@ const MAX_SLICES = 64;  // in one /api/cells request (the server's limit)
 const KEPT_PASSES = 4;  // passes whose fetched numbers stay
 const PASS_BYTES = 32 << 20;  // a pass's numbers beyond this are dropped before more are fetched
 
-interface CellsAnswer {
-  shapes: Record<string, number[]>;
-  slices: { tensor: string; at: Record<string, number>; axes: string[]; shape: number[]; values: string }[];
-}
+type CellsAnswer = components["schemas"]["CellsResponse"];
 
 /** Little-endian float32 numbers from base64. */
 export function float32s(b64: string): Float32Array {
