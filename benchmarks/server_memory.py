@@ -1,7 +1,7 @@
 """Peak memory of `llmviz serve` under heavy requests, on a GPT-2-small-shaped model (random weights).
 
 Scenarios, each on a freshly started server at its default limits:
-  A. a 1,024-token trace, then the scene and three hovers (explain) of the same input;
+  A. a 1,024-token trace, then the scene and three hovers (the numbers behind each cell) of the same input;
   B. three distinct 1,024-token scenes in sequence;
   C. twenty concurrent scenes of distinct 64-token inputs;
   D. branch trees: k 20, depth 3 on 100 tokens, then k 20, depth 6 on 1,000 tokens;
@@ -154,10 +154,16 @@ def scenario_a(s: Server) -> Counter:
     out = Counter()
     out[("trace", s.post("/api/trace", {"model": "gpt2-shape", "tokens": ids}))] += 1
     out[("scene", s.post("/api/scene", {"model": "gpt2-shape", "tokens": ids}))] += 1
-    for tensor, index in [("blocks.5.attn.hook_pattern", [3, 1000, 10]), ("probs", [1023, 7]),
-                          ("blocks.11.mlp.hook_post", [512, 100])]:
-        out[("explain", s.post("/api/explain", {"model": "gpt2-shape", "tokens": ids, "tensor": tensor,
-                                                "index": index}))] += 1
+    # three hovers: the slices the page's explanation of each cell reads (POST /api/cells, one request a cell)
+    pattern, head = {"head": 3, "pos": 1000}, "blocks.5.attn."
+    for slices in ([(head + n, pattern) for n in ("hook_pattern", "hook_attn_scores", "hook_pattern_max",
+                                                  "hook_pattern_sum_exp")],
+                   [("probs", {"pos": 1023, "vocab": 7}), ("logits", {"pos": 1023}), ("probs_max", {"pos": 1023}),
+                    ("probs_sum_exp", {"pos": 1023})],
+                   [("blocks.11.mlp.hook_post", {"pos": 512, "d_mlp": 100}),
+                    ("blocks.11.mlp.hook_pre", {"pos": 512, "d_mlp": 100})]):
+        out[("cells", s.post("/api/cells", {"model": "gpt2-shape", "tokens": ids,
+                                            "slices": [{"tensor": n, "at": at} for n, at in slices]}))] += 1
     return out
 
 
@@ -229,7 +235,7 @@ def scenario_g(s: Server) -> Counter:
 
 
 SCENARIOS = {
-    "A: 1,024-token trace, scene, 3 explains": scenario_a,
+    "A: 1,024-token trace, scene, 3 hovers": scenario_a,
     "B: 3 distinct 1,024-token scenes in sequence": scenario_b,
     "C: 20 concurrent 64-token scenes": scenario_c,
     "D: branches, k 20 depth 3 on 100 tokens, k 20 depth 6 on 1,000": scenario_d,

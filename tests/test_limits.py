@@ -170,6 +170,24 @@ def test_fewer_tensors_fit_the_budget(wide):
     assert bad.status_code == 422 and "'blocks.9.*' names no tensor" in bad.json()["detail"]
 
 
+def test_cells_over_the_budget_are_413_and_a_row_fits(wide):
+    """The numbers behind a cell come in slices; a slice as big as a whole matrix is refused with its size, before any
+    pass is computed, and the row or column an explanation reads is answered."""
+    c = local_client(create_app([wide], Limits(request_mb=1)))
+    whole = [{"tensor": "embed.W_E"}] * 2  # 5,000 × 64 float32, twice: 3.3 MiB in base64
+    r = c.post("/api/cells", json={"model": "wide", "tokens": [1, 2], "slices": whole})
+    assert r.status_code == 413, r.text
+    assert "these 2 slices are 3 MiB" in r.json()["detail"] and "fix more of their axes" in r.json()["detail"]
+    assert c.app.state.served.cache.get(("trace", wide, (1, 2))) is None  # refused before the pass
+    row = c.post("/api/cells", json={"model": "wide", "tokens": [1, 2],
+                                     "slices": [{"tensor": "embed.W_E", "at": {"vocab": 2}}]})
+    assert row.status_code == 200
+    got = np.frombuffer(base64.b64decode(row.json()["slices"][0]["values"]), "<f4")
+    np.testing.assert_array_equal(got, wide.weights["embed.W_E"][2])
+    bad = c.post("/api/cells", json={"model": "wide", "tokens": [1, 2], "slices": [{"tensor": "embed.W_E", "at": {"pos": 0}}]})
+    assert bad.status_code == 422 and bad.json()["detail"] == "embed.W_E has no axis 'pos': its axes are vocab, d_model"
+
+
 def test_a_scene_over_the_budget_is_413_before_computing(wide):
     c = local_client(create_app([wide], Limits(request_mb=16)))
     r = c.post("/api/scene", json={"model": "wide", "tokens": list(range(512))})

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from ..core.errors import LlmvizError, ModelNotFound, OverBudget
+from ..core.graph import Graph
 from ..core.model import KVCache, Model, Trace
 from ..io.loading import load_model, structure_only
 from ..views.scene import run_scene
@@ -89,17 +90,21 @@ class Served:
         return await self.workers.run(request, fn)
 
     async def on_pass(self, request: Request, req: PromptRequest, use: Callable[[Trace], Any],
-                      past: int | None = None):
+                      past: int | None = None, before: Callable[[Graph, int], None] | None = None):
         """The preamble of a route that reads one forward pass: use(trace) on the pass of the request's input,
         computed on a worker within the budget (cached for the next request); with `past`, the pass of a
-        generation step, its first `past` tokens on a KV cache."""
+        generation step, its first `past` tokens on a KV cache. before(graph, new positions), if given, runs first,
+        on the worker: a check of the request against the pass's graph."""
         m = self.model(req.model)
 
         def compute(stop):
             ids = self.request_ids(m, req.prompt)
+            if past is not None:
+                self.step_budget(m, ids, past)
+            if before is not None:
+                before(Graph(m.config, past=past) if past else m.graph, len(ids) - (past or 0))
             if past is None:
                 return self.with_pass(m, ids, stop, use)
-            self.step_budget(m, ids, past)
             kv = KVCache(m)
             m.step(kv, ids[:past], keep=(), stop=stop)
             return use(m.step(kv, ids[past:], stop=stop))

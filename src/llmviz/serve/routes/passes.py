@@ -9,7 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ...core.errors import LlmvizError
-from ...views.provenance import cells
+from ...core.graph import Graph
+from ...views.provenance import cells, slice_bytes
 from ...views.scene import scene_bytes, step_scene
 from ..dependencies import ServedDep, example_input
 from ..limits import MB
@@ -102,5 +103,12 @@ async def scene(req: SceneRequest, request: Request, s: ServedDep):
 async def cells_of(req: CellsRequest, request: Request, s: ServedDep):
     """Numbers of one forward pass for the page to explain cells with (frontend/src/explain.ts): every
     tensor's shape, and the slices asked for."""
-    slices = [c.model_dump() for c in req.slices]
-    return await s.on_pass(request, req, lambda t: cells(t, slices), req.past)
+    slices, name = [c.model_dump() for c in req.slices], s.model(req.model).name
+
+    def fits(graph: Graph, n_pos: int) -> None:  # before the pass: the slices are checked, their answer budgeted
+        size = slice_bytes(graph, n_pos, slices, name)
+        s.within_budget(size, f"these {len(slices)} slices are {size / MB:,.0f} MiB and",
+                        "fix more of their axes (a row or a column is what an explanation reads)")
+        s.unsent.admit(size)
+
+    return await s.on_pass(request, req, lambda t: cells(t, slices), req.past, before=fits)
