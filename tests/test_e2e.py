@@ -32,6 +32,8 @@ def open_view(page: Page, url: str, first_visit: bool = False):
     page.goto(url)
     expect(page.locator("body[data-ready=true]")).to_be_attached(timeout=30_000)
     page.wait_for_function("window.__llmviz.stats().frames > 0")
+    if "step=" in url:  # a link to a walkthrough step: it opens after the first frame, and its cells are explained
+        page.wait_for_function("window.__llmviz.walk().at !== null && window.__llmviz.walk().settled")
 
 
 def fly_to_block(page: Page, tensor: str):

@@ -144,7 +144,8 @@ def test_reset_returns_the_view_and_the_panel_to_the_prompt(page: Page, live_ser
     expect(page.locator(".label.block.kind-input")).to_contain_text("tokens C B A B B C")
     expect(page.locator("#gen-tokens .gen-chip")).to_have_count(0)
     expect(page.locator("#gen-tokens")).to_have_text("Step draws the next token and feeds it back.")
-    assert camera(page) == pytest.approx(before, abs=1e-3)
+    after = camera(page)
+    assert after == pytest.approx(before, abs=1e-3), f"first view {first}, moved to {before}, after Reset {after}"
 
     page.fill("#gen-temperature", "0")
     page.locator("#gen-temperature").dispatch_event("change")

@@ -75,6 +75,17 @@ function hooks(app: typeof App, scene: typeof SceneApi) {
     hoverMs: () => app.hover.lastMs,
     stepMs: () => app.gen?.lastStepMs ?? null,
     highlighted: () => app.highlights.count,
+    /** Draw now and sum the canvas's bytes, each weighted by its place: two pictures that differ anywhere differ here. */
+    canvasDigest: () => {
+      const v = app.view!;
+      v.renderer.render(v.scene, v.camera);
+      const gl = v.renderer.getContext();
+      const all = new Uint8Array(gl.drawingBufferWidth * gl.drawingBufferHeight * 4);
+      gl.readPixels(0, 0, gl.drawingBufferWidth, gl.drawingBufferHeight, gl.RGBA, gl.UNSIGNED_BYTE, all);
+      let digest = 0;
+      for (let i = 0; i < all.length; i++) digest = (digest * 31 + all[i]) % 2147483647;
+      return digest;
+    },
     /** Draw now and read the canvas: the RGB at a client point, or with no point the share of pixels that differ
      * from the background (within a client rectangle, if given). */
     readPixels: (clientX?: number, clientY?: number, rect?: { left: number; top: number; right: number; bottom: number }) => {

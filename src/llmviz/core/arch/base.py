@@ -1,5 +1,5 @@
 """What an architecture module is: everything llmviz knows of one architecture, in one module, behind this Protocol.
-core/arch/__init__.py lists the modules; tests/test_arch.py checks that each has every member, with its signature."""
+core/arch/__init__.py lists the modules; tests/test_architectures.py checks that each has every member, with its signature."""
 
 from __future__ import annotations
 
