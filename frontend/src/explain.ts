@@ -161,7 +161,7 @@ function termsOf(terms: Float64Array, order: number[], where: (k: number) => At,
 }
 
 /** An op's part of an explanation: its formula's text, result and rows (and terms or a curve), and the cells it read. */
-type Worked = Omit<NonNullable<Explanation["formula"]>, "template" | "description"> & { sources: Region[] };
+type Worked = Omit<NonNullable<Explanation["formula"]>, "template" | "description"> & { sources: Region[]; template?: string };
 type Explainer = (r: Reader, t: Spec, at: At, value: number) => Worked;
 
 function unravel(k: number, shape: number[]): number[] {
@@ -239,6 +239,7 @@ const add: Explainer = (r, t, at) => {
   const letters = t.inputs.map((_, k) => "abcdefgh"[k]);
   const xs = t.inputs.map((name) => r.value(name, at)), result = xs.reduce((sum, x) => sum + x, 0);
   return { text: `${letters.join(" + ")} = ${xs.map(fmt).join(" + ")} = ${fmt(result)}`, result,
+    ...(xs.length > 2 ? { template: letters.join(" + ") } : {}),
     rows: t.inputs.map((name, k) => [`${letters[k]}: ${r.spec(name).title}`, fmt(xs[k])]),
     sources: t.inputs.map((name) => r.region(name, at, "input")) };
 };
@@ -554,7 +555,9 @@ export function explain(p: Pass, tensor: string, index: number[]): Explanation {
   }
   const { sources, ...formula } = EXPLAIN[t.op!](r, t, at, value);
   out.sources = sources;
-  out.formula = { ...formula, template: p.graph.ops[t.op!].formula, description: p.graph.ops[t.op!].description } as Explanation["formula"];
+  // the op's formula, unless this use of it reads otherwise (an add of three tensors: a + b + c)
+  out.formula = { ...formula, template: formula.template ?? p.graph.ops[t.op!].formula,
+    description: p.graph.ops[t.op!].description } as Explanation["formula"];
   return out;
 }
 

@@ -93,6 +93,7 @@ test("an add of three tensors (a parallel block) and a channel past a partial ro
   const src: PassSource = { pass: async () => p, fetch: async () => assert.fail("all held") };
   const [add, still] = await explainCells(src, [{ tensor: "r", index: [0, 2] }, { tensor: "q", index: [0, 3] }]);
   assert.equal(add.formula!.text, "a + b + c = 3 + 30 + 300 = 333");
+  assert.equal(add.formula!.template, "a + b + c");  // the op reads a + b; this use of it adds three
   assert.deepEqual(add.sources.map((x) => x.tensor), ["s", "f", "m"]);
   assert.equal(still.formula!.text, "channel 3 does not turn (only the first 2 do): 4");
 });
