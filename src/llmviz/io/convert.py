@@ -64,6 +64,23 @@ def check_weight(a: np.ndarray, dtype: str, source, name: str) -> None:
                            "float32 or bfloat16")
 
 
+def reader(state, dtype: str, source):
+    """get(name, shape): a checkpoint's tensor as float32, refused by name if it is missing, misshapen, or holds values
+    llmviz cannot compute with (see check_weight; checked before it is narrowed)."""
+
+    def get(name: str, shape: tuple) -> np.ndarray:
+        if name not in state:
+            raise BadModelFile(f"{source}: tensor {name!r} is missing")
+        a = state[name]
+        if tuple(a.shape) != shape:
+            raise BadModelFile(f"{source}: tensor {name!r} has shape {list(a.shape)}, expected {list(shape)}")
+        a = np.asarray(a)
+        check_weight(a, dtype, source, name)  # before narrowing: a float64 value beyond float32 is named, never cast to inf
+        return np.asarray(a, dtype=np.float32)
+
+    return get
+
+
 def to_storage(a: np.ndarray, dtype: str) -> np.ndarray:
     """Keep a weight as float32, float16, or bfloat16 (as its uint16 bits; see model.widen)."""
     if dtype == "float32":

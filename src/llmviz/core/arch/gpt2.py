@@ -19,8 +19,7 @@ import numpy as np
 from ...io.convert import check_shape, check_weight, to_storage
 from ..config import ModelConfig, explain
 from ..errors import BadModelFile
-from ..ops import OPS
-from ..ops.activations import ACTIVATIONS
+from ..ops.activations import mlp
 from ..ops.norm import layer_norm
 from ..scope import Scope, token_embedding, unembedding
 
@@ -87,19 +86,6 @@ def attention(blk: Scope, i: int, x: str) -> str:
     b_O = at.bias("b_O", ["d_model"], f"Output projection bias, layer {i}", label="b_O")
     return at.linear(blk.name("hook_attn_out"), z, W_O, b_O, f"Attention output, layer {i}", label="attn out")
 
-
-def mlp(blk: Scope, i: int, x: str) -> str:
-    """W_out · act(W_in · x + b_in) + b_out."""
-    ml = blk.sub("mlp")
-    W_in = ml.weight("W_in", ["d_model", "d_mlp"], f"MLP input weight, layer {i}", label="W_in")
-    b_in = ml.bias("b_in", ["d_mlp"], f"MLP input bias, layer {i}", label="b_in")
-    pre = ml.linear("hook_pre", x, W_in, b_in, f"MLP pre-activation, layer {i}", label="MLP pre")
-    act = ACTIVATIONS[blk.config.activation]
-    post = ml.op("hook_post", ["pos", "d_mlp"], act, (pre,), f"MLP activation ({OPS[act].label}), layer {i}",
-                 label="activation")
-    W_out = ml.weight("W_out", ["d_mlp", "d_model"], f"MLP output weight, layer {i}", label="W_out")
-    b_out = ml.bias("b_out", ["d_model"], f"MLP output bias, layer {i}", label="b_out")
-    return ml.linear(blk.name("hook_mlp_out"), post, W_out, b_out, f"MLP output, layer {i}", label="MLP out")
 
 
 # ---- Hugging Face's config.json ----

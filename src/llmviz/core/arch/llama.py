@@ -19,7 +19,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from ...io.convert import check_shape, check_weight, to_storage
+from ...io.convert import check_shape, reader, to_storage
 from ..config import ModelConfig, explain
 from ..errors import BadModelFile
 from ..ops import OPS
@@ -185,16 +185,7 @@ def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, sou
     check_shape(config, len({k.split(".")[1] for k in names if k.startswith("layers.")}), dtype, source)
     C, H, G, A, M, V = config.n_embd, config.n_head, config.kv_heads, config.d_head, config.d_mlp, config.vocab_size
 
-    def get(name: str, shape: tuple) -> np.ndarray:
-        if name not in names:
-            raise BadModelFile(f"{source}: tensor {name!r} is missing")
-        a = state[name]
-        if tuple(a.shape) != shape:
-            raise BadModelFile(f"{source}: tensor {name!r} has shape {list(a.shape)}, expected {list(shape)}")
-        a = np.asarray(a)
-        check_weight(a, dtype, source, name)  # before narrowing: a float64 value beyond float32 is named, never cast to inf
-        a = np.asarray(a, dtype=np.float32)
-        return a
+    get = reader(state, dtype, source)
 
     def keep(a):
         return to_storage(np.ascontiguousarray(a), dtype)

@@ -16,11 +16,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ...io.convert import check_shape, check_weight, to_storage
+from ...io.convert import check_shape, reader, to_storage
 from ..config import ModelConfig, explain
 from ..errors import BadModelFile
-from ..ops import OPS
-from ..ops.activations import ACTIVATIONS
+from ..ops.activations import ACTIVATIONS, mlp
 from ..ops.attention import rotate
 from ..ops.norm import layer_norm
 from ..scope import Scope, token_embedding, unembedding
@@ -74,19 +73,6 @@ def attention(blk: Scope, i: int, x: str) -> str:
     b_O = at.weight("b_O", ["d_model"], f"Output projection bias, layer {i}", label="b_O")
     return at.linear(blk.name("hook_attn_out"), z, W_O, b_O, f"Attention output, layer {i}", label="attn out")
 
-
-def mlp(blk: Scope, i: int, x: str) -> str:
-    """W_out · act(W_in · x + b_in) + b_out."""
-    ml = blk.sub("mlp")
-    W_in = ml.weight("W_in", ["d_model", "d_mlp"], f"MLP input weight, layer {i}", label="W_in")
-    b_in = ml.weight("b_in", ["d_mlp"], f"MLP input bias, layer {i}", label="b_in")
-    pre = ml.linear("hook_pre", x, W_in, b_in, f"MLP pre-activation, layer {i}", label="MLP pre")
-    act = ACTIVATIONS[blk.config.activation]
-    post = ml.op("hook_post", ["pos", "d_mlp"], act, (pre,), f"MLP activation ({OPS[act].label}), layer {i}",
-                 label="activation")
-    W_out = ml.weight("W_out", ["d_mlp", "d_model"], f"MLP output weight, layer {i}", label="W_out")
-    b_out = ml.weight("b_out", ["d_model"], f"MLP output bias, layer {i}", label="b_out")
-    return ml.linear(blk.name("hook_mlp_out"), post, W_out, b_out, f"MLP output, layer {i}", label="MLP out")
 
 
 # ---- The parameters ----
@@ -155,15 +141,7 @@ def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, sou
     check_shape(config, len({k.split(".")[1] for k in names if k.startswith("layers.")}), dtype, source)
     C, H, A, M, V = config.n_embd, config.n_head, config.d_head, config.d_mlp, config.vocab_size
 
-    def get(name: str, shape: tuple) -> np.ndarray:
-        if name not in names:
-            raise BadModelFile(f"{source}: tensor {name!r} is missing")
-        a = state[name]
-        if tuple(a.shape) != shape:
-            raise BadModelFile(f"{source}: tensor {name!r} has shape {list(a.shape)}, expected {list(shape)}")
-        a = np.asarray(a)
-        check_weight(a, dtype, source, name)  # before narrowing: a float64 value beyond float32 is named, never cast to inf
-        return np.asarray(a, dtype=np.float32)
+    get = reader(state, dtype, source)
 
     def keep(a):
         return to_storage(np.ascontiguousarray(a), dtype)

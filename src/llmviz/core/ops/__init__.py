@@ -1,4 +1,5 @@
-"""Every op the model graph names, each one object (see base.Op): formula, numpy forward, explanation, label.
+"""Every op the model graph names, each one object (see base.Op): formula, numpy forward, label (its hover
+explanation is the page's: frontend/src/explain.ts).
 
     from llmviz.core.ops import OPS
     OPS["softmax"].formula          # 'exp(x − m) / s'

@@ -100,3 +100,20 @@ ACTIVATIONS = {
     "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu",
     "gelu": "gelu_erf", "relu": "relu", "silu": "silu", "swish": "silu",
 }
+ACTIVATION_OPS = {op.name: op for op in (GELU, GELU_ERF, RELU, SILU)}
+
+
+def mlp(blk, i: int, x: str) -> str:
+    """Declare a plain MLP into the block scope `blk` (layer i) on its input x: W_out · act(W_in · x + b_in) + b_out,
+    the activation the config names (GPT-2's, GPT-NeoX's and Phi's; a model without biases has none)."""
+    ml = blk.sub("mlp")
+    W_in = ml.weight("W_in", ["d_model", "d_mlp"], f"MLP input weight, layer {i}", label="W_in")
+    b_in = ml.bias("b_in", ["d_mlp"], f"MLP input bias, layer {i}", label="b_in")
+    pre = ml.linear("hook_pre", x, W_in, b_in, f"MLP pre-activation, layer {i}", label="MLP pre")
+    act = ACTIVATIONS[blk.config.activation]
+    post = ml.op("hook_post", ["pos", "d_mlp"], act, (pre,), f"MLP activation ({ACTIVATION_OPS[act].label}), layer {i}",
+                 label="activation")
+    W_out = ml.weight("W_out", ["d_mlp", "d_model"], f"MLP output weight, layer {i}", label="W_out")
+    b_out = ml.bias("b_out", ["d_model"], f"MLP output bias, layer {i}", label="b_out")
+    return ml.linear(blk.name("hook_mlp_out"), post, W_out, b_out, f"MLP output, layer {i}", label="MLP out")
+
