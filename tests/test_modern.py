@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import llmviz  # noqa: E402
+from hf_models import random_net  # noqa: E402
 from llmviz.core.errors import BadModelFile  # noqa: E402
 from llmviz.core.model import KVCache  # noqa: E402
 
@@ -30,12 +31,7 @@ CASES = {
 
 def save(folder, case, seed=0, **extra):
     cfg_cls, model_cls, kw = CASES[case]
-    torch.manual_seed(seed)
-    cfg = getattr(transformers, cfg_cls)(**{**BASE, **kw, **extra})
-    net = getattr(transformers, model_cls)(cfg).eval()
-    with torch.no_grad():  # random init is near uniform: noise makes clear argmaxes
-        for p in net.parameters():
-            p.add_(torch.randn_like(p) * 0.2)
+    net = random_net(cfg_cls, model_cls, {**BASE, **kw, **extra}, seed)
     net.save_pretrained(folder)
     return net
 

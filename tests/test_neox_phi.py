@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import llmviz  # noqa: E402
+from hf_models import random_net  # noqa: E402
 from llmviz.core.errors import BadModelFile  # noqa: E402
 from llmviz.core.model import KVCache  # noqa: E402
 
@@ -38,14 +39,8 @@ CASES = {  # several shapes: the rotary share, the block order, the GELU, heads,
 
 def build(case, seed=0, **extra):
     cfg_cls, model_cls, kw = CASES[case]
-    torch.manual_seed(seed)
-    cfg = getattr(transformers, cfg_cls)(**{"vocab_size": VOCAB, "max_position_embeddings": 64,
-                                            "attn_implementation": "eager", **kw, **extra})
-    net = getattr(transformers, model_cls)(cfg).eval()
-    with torch.no_grad():  # random init is near uniform: noise makes clear argmaxes
-        for p in net.parameters():
-            p.add_(torch.randn_like(p) * 0.2)
-    return net
+    return random_net(cfg_cls, model_cls, {"vocab_size": VOCAB, "max_position_embeddings": 64,
+                                           "attn_implementation": "eager", **kw, **extra}, seed)
 
 
 def save(folder, case, **extra):
