@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test ever reaches for the network (the hub is unreachable here anyway)
 
 import llmviz
-from waiting import wait_until
 
 CHROMIUM = os.environ.get("LLMVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -82,21 +80,14 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def live_server():
     """The real app on a free localhost port, for the browser tests. Yields its base URL."""
-    import uvicorn
-
     from llmviz.serve.routes.page import static_dir
     from llmviz.serve.server import create_app
+    from serving import serving
 
     if not (static_dir() / "index.html").is_file():
         pytest.fail("the front-end is not built: run `make build` (the README's test command does)")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 20, "the test server to start")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(5)
+    with serving(create_app()) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -115,6 +106,6 @@ def pytest_collection_modifyitems(config, items):
 # Tests of seconds each (`pytest --durations` on this 2-core machine): the export's hover checked in node, models
 # built with torch and transformers, training.
 SLOW = ("test_train.py", "test_budgets.py", "test_memory.py", "test_packaging.py", "test_modern.py", "test_huggingface.py",
-        "test_nano_gpt.py::test_sorts_every_one_of_the_729_inputs", "test_cli.py::test_ctrl_c",
+        "test_interventions_hf.py", "test_nano_gpt.py::test_sorts_every_one_of_the_729_inputs", "test_cli.py::test_ctrl_c",
         "test_cli.py::test_export_into_a_pages", "test_export.py::test_hover_in_the_export", "test_bad_files.py::test_a_zip",
         "test_bad_files.py::test_cli_refuses_at_load_in_one_line[zip", "test_limits.py::test_an_unfinished_body")

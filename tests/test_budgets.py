@@ -8,20 +8,21 @@ import gc
 import json
 import logging
 import socket
-import threading
 import time
 import tracemalloc
+from contextlib import ExitStack
 
 import numpy as np
 import pytest
 from safetensors.numpy import load
 
-from conftest import _free_port, local_client, random_model
+from conftest import local_client, random_model
 from llmviz.core.model import KVCache, Model
 from llmviz.core.sampling import Sampling
 from llmviz.serve.server import Limits, create_app
 from llmviz.serve.sessions import Session
 from llmviz.views.branches import branches, node_count, tree_bytes
+from serving import serving
 from waiting import wait_until
 
 MB = 2**20
@@ -269,24 +270,13 @@ def test_a_stalling_request_does_not_stall_a_plain_get(slow_server):
 @pytest.fixture
 def served():
     """A server of its own (uvicorn on a free port) for the wide model, with a small budget for unsent answers."""
-    import uvicorn
+    with ExitStack() as servers:
 
-    apps = []
+        def start(models, limits):
+            app = create_app(models, limits)
+            return app, servers.enter_context(serving(app))
 
-    def start(models, limits):
-        app = create_app(models, limits)
-        port = _free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        wait_until(lambda: server.started, what="the test server to start")
-        apps.append((server, thread))
-        return app, port
-
-    yield start
-    for server, thread in apps:
-        server.should_exit = True
-        thread.join(5)
+        yield start
 
 
 def ask(port, body: dict, rcvbuf: int | None = None) -> socket.socket:
@@ -380,22 +370,13 @@ def test_cross_site_requests_to_the_api_are_refused(nano):
 
 @pytest.fixture
 def slow_server(nano):
-    import uvicorn
-
     from llmviz.core.config import ModelConfig
     from test_limits import Slow
 
     slow = Slow(nano)
     slow.config = ModelConfig.from_dict({**nano.config.to_dict(), "name": "slow"})
-    app = create_app([slow, nano], Limits(workers=1, queue=4))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, what="the slow model's server to start")
-    yield slow, port
-    server.should_exit = True
-    thread.join(5)
+    with serving(create_app([slow, nano], Limits(workers=1, queue=4)), "the slow model's server") as port:
+        yield slow, port
 
 
 def test_a_client_that_leaves_is_one_log_line_not_a_traceback(slow_server, caplog):

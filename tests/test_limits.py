@@ -16,7 +16,8 @@ from llmviz.core.config import ModelConfig
 from llmviz.core.model import Model, Stopped
 from llmviz.serve.server import Limits, create_app
 from llmviz.serve.workers import Recent
-from waiting import poll, wait_until
+from serving import serving
+from waiting import poll
 
 
 @pytest.fixture(scope="module")
@@ -253,21 +254,10 @@ class Slow(Model):
 
 @pytest.fixture
 def slow_server(nano):
-    import uvicorn
-
-    from conftest import _free_port
-
     slow = Slow(nano)
     slow.config = ModelConfig.from_dict({**nano.config.to_dict(), "name": "slow"})
-    app = create_app([slow], Limits(workers=1, queue=0, body_timeout=1.0))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 20, "the slow model's server to start")
-    yield slow, port
-    server.should_exit = True
-    thread.join(5)
+    with serving(create_app([slow], Limits(workers=1, queue=0, body_timeout=1.0)), "the slow model's server") as port:
+        yield slow, port
 
 
 def http(port, raw: bytes, wait=5.0) -> bytes:

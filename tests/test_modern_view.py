@@ -1,16 +1,14 @@
 """A Llama-family model in Debian's headless Chromium: its scene draws every tensor of its graph, and hover
 explains a rotated key and a query head that shares its key-value head."""
 
-import threading
 
 import numpy as np
 import pytest
 from playwright.sync_api import Page, expect
 
-from conftest import _free_port
+from serving import serving
 from test_e2e import console_errors, open_view  # noqa: F401
 from test_hover import hover
-from waiting import wait_until
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -31,8 +29,6 @@ def llama_server(tmp_path_factory):
 def serve_tiny_llama(tmp_path_factory):
     """A tiny Llama with grouped-query attention (random weights, no tokenizer), served on a free port: yields
     (its URL, the model) and stops the server after."""
-    import uvicorn
-
     import llmviz
     from llmviz.serve.server import create_app
     from test_modern import save
@@ -40,12 +36,8 @@ def serve_tiny_llama(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-llama")
     save(folder, "llama-gqa3")
     model = llmviz.load_model(str(folder))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app([model]), host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    wait_until(lambda: server.started, 20, "the tiny Llama's server to start")
-    yield f"http://127.0.0.1:{port}", model
-    server.should_exit = True
+    with serving(create_app([model]), "the tiny Llama's server") as port:
+        yield f"http://127.0.0.1:{port}", model
 
 
 def test_llama_scene_and_its_hover(page: Page, llama_server, console_errors, screenshots):
