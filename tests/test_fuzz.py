@@ -37,8 +37,8 @@ def inline(schema, components):
 
 def from_schema(schema):
     """Values that fit a JSON schema, for the keywords the API's schemas use; short, and near the edges."""
-    if "anyOf" in schema:
-        return st.one_of([from_schema(s) for s in schema["anyOf"]])
+    if "anyOf" in schema or "oneOf" in schema:
+        return st.one_of([from_schema(s) for s in schema.get("anyOf", schema.get("oneOf"))])
     examples = st.sampled_from(schema["examples"]) if schema.get("examples") else st.nothing()
     kind = schema.get("type")
     if kind == "object":
@@ -95,6 +95,9 @@ def plausible(body):
     elif "tokens" not in body or body["tokens"] is None:
         body["tokens"] = [0, 2, 1]
     body.pop("text", None) if body.get("tokens") is not None else None
+    if isinstance(body.get("edits"), list):  # interventions: tensors of nano-gpt
+        body["edits"] = [{**e, "tensor": TENSORS[len(str(e.get("tensor"))) % len(TENSORS)]} if isinstance(e, dict) else e
+                         for e in body["edits"]]
     if isinstance(body.get("slices"), list):  # cells: tensors of nano-gpt
         body["slices"] = [{**s, "tensor": TENSORS[len(str(s.get("tensor"))) % len(TENSORS)]} if isinstance(s, dict) else s
                           for s in body["slices"]]
@@ -109,7 +112,7 @@ def assert_answered(r):
 
 
 POSTS = ["/api/trace", "/api/scene", "/api/cells", "/api/generate", "/api/sessions", "/api/sessions/{sid}/step",
-         "/api/attention", "/api/lens", "/api/branches"]
+         "/api/attention", "/api/lens", "/api/branches", "/api/intervene"]
 
 
 def test_every_post_endpoint_is_covered(openapi):

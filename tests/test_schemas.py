@@ -70,6 +70,13 @@ def test_the_json_answers_are_their_declared_models(client):
     cells = valid(schemas.CellsResponse, client.post("/api/cells", json={
         "text": "CBABBC", "slices": [{"tensor": "blocks.0.attn.hook_pattern", "at": {"head": 0}}]}).json())
     assert cells.slices[0].shape == [6, 6]
+    edits = [{"tensor": "blocks.0.attn.hook_z", "where": {"head": 1}, "set": "zero"},
+             {"tensor": "blocks.1.hook_resid_post", "where": {"pos": [1, 2]}, "set": {"from_tokens": [1, 2, 3, 4]}},
+             {"tensor": "blocks.0.mlp.hook_post", "set": {"scale": 2}}, {"tensor": "logits", "set": "mean"}]
+    edited = valid(schemas.InterveneResponse, client.post("/api/intervene", json={
+        "model": "tiny-llama", "tokens": [1, 2, 3, 5], "edits": edits}).json())
+    assert len(edited.probs) == len(edited.clean_probs) == 4 and edited.changed["logits"] > 0
+    assert [e.cells for e in edited.edits] == [4 * 8, 2 * 32, 4 * 48, 4 * 40]
     gen = valid(schemas.GenerateResponse, client.post("/api/generate", json={"text": "CBABBC", "max_new_tokens": 2}).json())
     assert len(gen.steps) == 2
     state = client.post("/api/sessions", json={"text": "CBABBC"}).json()

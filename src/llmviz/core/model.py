@@ -20,6 +20,8 @@ from ..io.safetensors_file import bf16_to_f32
 from ..io.safetensors_file import to_bytes as safetensors_bytes
 from ..io.safetensors_file import write as safetensors_write
 from .config import ModelConfig
+from .edits import Edit, by_tensor, parse_edits, with_sources
+from .edits import apply as apply_edits
 from .errors import InputTooLong, LlmvizError, NoWeights, NumericTrouble
 from .graph import NAMED_BY, Graph
 from .ops import OPS
@@ -102,7 +104,7 @@ class Model:
 
     def run(self, prompt: Prompt, keep: Collection[str] | None = None,
             visit: Callable[[str, np.ndarray], None] | None = None, stop: Callable[[], bool] | None = None,
-            only: Collection[str] | None = None) -> Trace:
+            only: Collection[str] | None = None, edits: Sequence[Edit | Mapping] = ()) -> Trace:
         """The forward pass: compute every tensor of the graph, in order.
 
         keep: the tensors to hold on to (default: all). Any other tensor is dropped once its last reader has
@@ -111,14 +113,28 @@ class Model:
         visit: called with each tensor as soon as it is computed (to reduce or copy it while it exists).
         stop: checked between ops; when it returns true the pass ends with `Stopped`.
         only: compute just the tensors these need (the trace predicts nothing unless that includes the output).
+        edits: interventions (core/edits.py), each made right after its tensor is computed, so that everything
+        downstream reads the edited numbers; the trace is the edited pass, and recomputes with them too.
         """
         self.require_weights()
         ids = self.encode(prompt)
+        made = self.edits(edits, len(ids), stop) if edits else []
         out = Output(self.graph, visit)
         keep = None if keep is None else set(keep)
         names = self.graph.names() if only is None else self.graph.ancestors(only)
-        values = self._compute(self.graph, ids, {}, names, keep, out.visit, stop)
-        return Trace(self, ids, values, out.predicted, out.next_probs, next_logits=out.next_logits)
+        values = self._compute(self.graph, ids, {}, names, keep, out.visit, stop, by_tensor(made))
+        return Trace(self, ids, values, out.predicted, out.next_probs, next_logits=out.next_logits, edits=made)
+
+    def edits(self, raw: Sequence[Edit | Mapping], n_pos: int, stop: Callable[[], bool] | None = None) -> list[Edit]:
+        """Edits (their JSON form or Edit objects) checked against this model for an input of n_pos tokens, each
+        patch with its numbers from the clean pass of its input (see core/edits.py)."""
+        self.require_weights()
+        checked = parse_edits(self.graph, raw, n_pos, self.encode)
+
+        def source(ids: list[int], names: list[str]) -> dict[str, np.ndarray]:
+            return self._compute(self.graph, ids, {}, self.graph.ancestors(names), set(names), stop=stop)
+
+        return with_sources(checked, source)
 
     def step(self, cache: KVCache, new: Prompt, keep: Collection[str] | None = None,
              visit: Callable[[str, np.ndarray], None] | None = None, stop: Callable[[], bool] | None = None) -> Trace:
@@ -152,8 +168,10 @@ class Model:
         return trace
 
     def _compute(self, graph: Graph, ids: list[int], known: Mapping[str, np.ndarray], names: list[str],
-                 keep: set | None, visit=None, stop=None) -> dict[str, np.ndarray]:
-        """Compute `names` (in graph order) from `known` tensors, the weights and the tokens."""
+                 keep: set | None, visit=None, stop=None,
+                 edits: Mapping[str, Sequence[Edit]] | None = None) -> dict[str, np.ndarray]:
+        """Compute `names` (in graph order) from `known` tensors, the weights and the tokens; a tensor `edits`
+        names is edited as soon as it is computed, before anything reads it."""
         last, order = graph.last_readers(names), graph.position()
         values: dict[str, np.ndarray] = {}
 
@@ -175,6 +193,8 @@ class Model:
             try:  # an op whose numbers leave float32's range stops the pass (an op that expects it says so itself)
                 with np.errstate(over="raise", invalid="raise", divide="raise"):
                     values[name] = OPS[t.op or ""](*(get(i) for i in t.inputs), **t.attrs)
+                    if edits and name in edits:
+                        values[name] = apply_edits(graph, values[name], edits[name])
             except FloatingPointError as e:
                 raise NumericTrouble(f"computing {name} went out of float32's range ({e}): {self.name}'s weights or "
                                      "this input drive the forward pass to numbers it cannot hold") from None
@@ -347,7 +367,7 @@ class Trace(Mapping):
 
     def __init__(self, model: Model, tokens: list[int], values: dict[str, np.ndarray], predicted: list[int],
                  next_probs: np.ndarray | None = None, graph: Graph | None = None, past_tokens: Sequence[int] = (),
-                 next_logits: np.ndarray | None = None):
+                 next_logits: np.ndarray | None = None, edits: Sequence[Edit] = ()):
         self.model = model
         self.graph = graph or model.graph  # a step with a KV cache has a graph of its own (see Model.step)
         self.tokens = tokens  # the positions computed: all of them, or a step's new ones
@@ -356,6 +376,7 @@ class Trace(Mapping):
         self.predicted_ids = predicted
         self.next_probs = next_probs  # the last position's probabilities: the prediction of the next token
         self.next_logits = next_logits  # and its logits
+        self.edits = list(edits)  # the interventions of this pass (core/edits.py), made again when it recomputes
         self._recent: dict[str, np.ndarray] = {}  # recomputed tensors of one layer
         self._recent_layer: int | None = None
         self._lock = threading.Lock()
@@ -377,7 +398,8 @@ class Trace(Mapping):
 
     def _recompute(self, name: str) -> dict[str, np.ndarray]:
         known = {**self._recent, **self.kept}
-        return self.model._compute(self.graph, self.tokens, known, self.graph.ancestors([name], known), keep=None)
+        return self.model._compute(self.graph, self.tokens, known, self.graph.ancestors([name], known), keep=None,
+                                   edits=by_tensor(self.edits))
 
     def __contains__(self, name) -> bool:  # without computing anything
         return name in self.graph
@@ -392,7 +414,7 @@ class Trace(Mapping):
     def nbytes(self) -> int:
         """Memory this trace holds beyond the model's weights (recomputed tensors included)."""
         own = {id(w) for w in self.model.weights.values()} if self.model.weights else set()
-        extra = [a for a in (self.next_probs, self.next_logits) if a is not None]
+        extra = [a for a in (self.next_probs, self.next_logits, *(e.source for e in self.edits)) if a is not None]
         held = {id(v): v for v in [*self.kept.values(), *self._recent.values(), *extra]}
         return sum(v.nbytes for v in held.values() if id(v) not in own and id(v.base) not in own)
 
@@ -427,6 +449,8 @@ class Trace(Mapping):
         meta = {"model": self.model.name, "tokens": json.dumps(self.tokens), "token_strs": json.dumps(self.token_strs)}
         if self.predicted_ids:
             meta["predicted"] = json.dumps(self.predicted)
+        if self.edits:
+            meta["edits"] = json.dumps([e.to_json() for e in self.edits])
         return meta
 
     def to_bytes(self, include_weights: bool = False, names: Sequence[str] | None = None) -> memoryview:

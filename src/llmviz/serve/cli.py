@@ -236,19 +236,35 @@ def generate(prompt, model, ids, max_new_tokens, temperature, top_k, top_p, min_
               help="The .safetensors file to write.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--no-weights", is_flag=True, help="Only the tensors the forward pass computed.")
+@click.option("--edit", "edits", multiple=True, metavar="JSON",
+              help='An intervention, made right after its tensor is computed (repeatable, in order), e.g. '
+                   '\'{"tensor": "blocks.0.attn.hook_z", "where": {"head": 1}, "set": "zero"}\'. The trace saved is '
+                   'the edited pass.')
 @model_options
-def trace(prompt, model, ids, out, force, no_weights, dtype, n_head) -> None:
+def trace(prompt, model, ids, out, force, no_weights, edits, dtype, n_head) -> None:
     """Run the forward pass on PROMPT and save every tensor to a safetensors file."""
     from ..io.files import check_new_file, replacing
 
     try:
         check_new_file(out, force)
-        t = _load(model, dtype, n_head).run(_parse_prompt(prompt, ids))
+        t = _load(model, dtype, n_head).run(_parse_prompt(prompt, ids), edits=[_parse_edit(e) for e in edits])
         with replacing(out, force) as tmp:
             t.save(tmp, include_weights=not no_weights)
     except (LlmvizError, OSError) as e:
         _fail(e)
-    click.echo(f"wrote {len(t.computed()) if no_weights else len(t)} tensors for {len(t.tokens)} tokens to {out}")
+    made = f" with {len(edits)} edit{'s' if len(edits) > 1 else ''}" if edits else ""
+    click.echo(f"wrote {len(t.computed()) if no_weights else len(t)} tensors for {len(t.tokens)} tokens{made} to {out}")
+
+
+def _parse_edit(text: str):
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise click.BadParameter(f"not JSON ({e}): give an edit such as "
+                                 '\'{"tensor": "blocks.0.attn.hook_z", "where": {"head": 1}, "set": "zero"}\'',
+                                 param_hint="--edit") from None
 
 
 @main.command("export")

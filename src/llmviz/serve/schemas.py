@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from ..core.sampling import Sampling
 from ..views.branches import MAX_DEPTH, MAX_K, MAX_NODES
@@ -87,6 +87,60 @@ class TraceRequest(PromptRequest):
     include_weights: bool = Field(False, description="also send every weight tensor")
     tensors: list[str] | None = Field(None, max_length=MAX_PATTERNS, examples=[["blocks.0.attn.*", "probs"]],
                                       description="only these tensors: names, or patterns with * and ?")
+
+
+class SetValue(StrictBody):
+    value: float = Field(allow_inf_nan=False, description="set the cells to this number")
+
+
+class SetScale(StrictBody):
+    scale: float = Field(allow_inf_nan=False, description="multiply the cells by this factor")
+
+
+class SetFromText(StrictBody):
+    from_text: str = Field(max_length=20_000, description="activation patching: the cells' numbers in the clean pass "
+                                                          "of this text, which must have as many tokens as the input")
+
+
+class SetFromTokens(StrictBody):
+    from_tokens: list[int] = Field(max_length=10_000, description="activation patching, from these token ids")
+
+
+class EditRequest(StrictBody):
+    """One intervention (core/edits.py): set some cells of one tensor right after it is computed."""
+
+    tensor: str = Field(examples=["blocks.0.attn.hook_z"], description="a tensor of the model's graph (an activation)")
+    where: dict[str, int | Annotated[list[int], Field(min_length=2, max_length=2)]] = Field(
+        default_factory=dict, examples=[{"head": 1}, {"pos": [0, 2]}],
+        description="the cells, by the tensor's axis names: an index or [start, end], both inclusive; an axis not "
+                    "named is all of it")
+    set: Annotated[Annotated[Literal["zero", "mean"], Tag("word")] | Annotated[SetValue, Tag("value")]
+                   | Annotated[SetScale, Tag("scale")] | Annotated[SetFromText, Tag("from_text")]
+                   | Annotated[SetFromTokens, Tag("from_tokens")],
+                   Discriminator(lambda v: _set_form(v), custom_error_type="set",
+                                 custom_error_message=SET_MESSAGE)] = Field(
+        examples=["zero"], description="'zero'; 'mean' (the mean over this input's positions); {value}; {scale}; "
+                                       "{from_text} or {from_tokens} (activation patching)")
+
+
+SET_MESSAGE = ("set must be 'zero', 'mean', {\"value\": x}, {\"scale\": k}, {\"from_text\": \"...\"} or "
+               "{\"from_tokens\": [...]}")
+
+
+def _set_form(v) -> str | None:
+    """Which form of `set` a value is (None: none of them), so that an error names just that form's problem."""
+    if isinstance(v, str):
+        return "word"
+    if isinstance(v, dict) and len(v) == 1 and next(iter(v)) in ("value", "scale", "from_text", "from_tokens"):
+        return next(iter(v))
+    if isinstance(v, BaseModel):
+        return next(iter(type(v).model_fields))
+    return None
+
+
+class InterveneRequest(PromptRequest):
+    edits: list[EditRequest] = Field(max_length=64, description="made in this order, each right after its tensor is "
+                                                                "computed")
 
 
 class SamplingFields(BaseModel):
@@ -222,6 +276,26 @@ class Lens(Reply):
     tokens: list[int]
     token_strs: list[str]
     top: list[list[list[LensTop]]] = Field(description="[layer][position]: the k most probable tokens")
+
+
+class EditInfo(Reply):
+    tensor: str
+    where: dict[str, tuple[int, int]] = Field(description="every axis of the tensor: the [first, last] cells set")
+    set: Any = Field(description="what the cells were set to, as in the request (from_tokens for a patch by ids)")
+    cells: int = Field(description="how many numbers the edit set")
+
+
+class InterveneResponse(Reply):
+    model: str
+    tokens: list[int]
+    token_strs: list[str]
+    edits: list[EditInfo] = Field(description="where each edit was made")
+    probs: list[list[float]] = Field(description="[pos][vocab]: the edited pass's next-token probabilities")
+    clean_probs: list[list[float]] = Field(description="[pos][vocab]: the clean pass's")
+    predicted: list[str] = Field(description="the edited pass's most probable next token after each position")
+    clean_predicted: list[str]
+    changed: dict[str, float] = Field(description="every computed tensor: the largest |edited - clean| of its "
+                                                  "numbers (0 upstream of the edits)")
 
 
 class Branch(Reply):

@@ -10,6 +10,8 @@ the routers in serve/routes/, one per concern:
     layers      POST /api/attention            every head's attention pattern, float16 safetensors
                 POST /api/lens                 the logit lens: the top tokens after each layer, at each position
                 POST /api/branches             a tree of the most probable continuations
+    interventions
+                POST /api/intervene            the pass with edits (zero, mean, value, scale, patch) beside the clean one
     generation  POST /api/generate             sample a continuation, with every stage of the sampling chain
                 POST /api/sessions             generate step by step on a KV cache: .../step, .../undo, GET, DELETE
     page        /                              the built front-end
@@ -36,7 +38,7 @@ from ..core.errors import LlmvizError
 from ..core.model import Model, Stopped
 from .dependencies import Served
 from .limits import BodyLimit, HostCheck, JsonErrors, Limits, NoCrossSite, SendLimit
-from .routes import generation, layers, passes
+from .routes import generation, interventions, layers, passes
 from .routes import models as model_routes
 from .routes.page import mount_page
 from .schemas import SceneInfo, allowed_range
@@ -85,7 +87,7 @@ def create_app(models: list[Model] | None = None, limits: Limits | None = None, 
     async def stopped(request: Request, exc: Stopped):
         return JSONResponse({"detail": "the server is stopping"}, status_code=503)
 
-    for module in (model_routes, passes, layers, generation):
+    for module in (model_routes, passes, layers, generation, interventions):
         app.include_router(module.router)
     app.openapi = lambda: openapi_with_scene(app)  # type: ignore[method-assign]
     mount_page(app)
