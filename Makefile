@@ -13,9 +13,12 @@ run: $(VENV)/.installed build
 	$(BIN)/llmviz serve $(ARGS)
 
 # pytest runs on every core (pytest-xdist's -n auto: two here, where it takes the suite from about 7 to 5 minutes).
+# The generation panel's view tests run alone after: under two workers, Reset's reload of the prompt's view was at
+# times overtaken by the stepped view's (a race in the page, not yet found; see the README's Tests section).
 test: check chromium firefox
 	cd frontend && npm test
-	$(BIN)/python -m pytest -n auto $(ARGS)
+	$(BIN)/python -m pytest -n auto --ignore=tests/test_generate_view.py $(ARGS)
+	$(BIN)/python -m pytest tests/test_generate_view.py $(ARGS)
 
 # The static checks: any finding fails (config in pyproject.toml and frontend/biome.json).
 check: $(VENV)/.installed-test build
@@ -23,7 +26,7 @@ check: $(VENV)/.installed-test build
 	$(BIN)/mypy
 	cd frontend && npm run -s lint
 
-# The unit tier alone (no browser, nothing slow; about 35 s here): `pytest -m unit`. `-m browser` and `-m slow` pick the others.
+# The unit tier alone (no browser, nothing slow; under a minute here): `pytest -m unit`. `-m browser` and `-m slow` pick the others.
 test-fast: $(VENV)/.installed-test build
 	$(BIN)/python -m pytest -m unit $(ARGS)
 
