@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from .errors import BadModelFile
 from .ops.activations import ACTIVATIONS
 from .ops.attention import inv_freq
 
@@ -39,6 +41,18 @@ def got(v) -> str:
         return f"an integer of {v.bit_length():,} bits"
     r = repr(v)
     return r if len(r) <= 40 else r[:37] + "..."
+
+
+@contextmanager
+def reading_hf_config(source, names: Mapping[str, str]):
+    """Around making a ModelConfig from a Hugging Face config.json: a missing key, or a value ModelConfig refuses, is
+    one line naming the file and the setting as config.json names it (`names`: ModelConfig field -> its name there)."""
+    try:
+        yield
+    except KeyError as e:
+        raise BadModelFile(f"{source}: config.json lacks {e.args[0]!r}") from None
+    except (ValueError, TypeError) as e:
+        raise BadModelFile(f"{source}: {explain(e, names)}") from None
 
 
 def explain(e: Exception, names: Mapping[str, str]) -> str:

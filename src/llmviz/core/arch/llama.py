@@ -20,7 +20,7 @@ from typing import NoReturn
 import numpy as np
 
 from ...io.convert import check_shape, reader, to_storage
-from ..config import ModelConfig, explain
+from ..config import ModelConfig, reading_hf_config
 from ..errors import BadModelFile
 from ..ops import OPS
 from ..ops.activations import ACTIVATIONS
@@ -152,7 +152,7 @@ def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig
             if key not in rope:
                 raise BadModelFile(f"{source}: {where} of type llama3 lacks {key!r}")
             scaling[field] = rope[key]
-    try:
+    with reading_hf_config(source, names):
         H = cfg["num_attention_heads"]
         gemma = kind == "gemma"
         return ModelConfig(
@@ -165,10 +165,6 @@ def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig
             rope_theta=rope["rope_theta"] if "rope_theta" in rope else cfg.get("rope_theta", 10000.0),
             rope_type=rope_type, **scaling, description=f"Hugging Face {kind} model {shown or name}",
         )
-    except KeyError as e:
-        raise BadModelFile(f"{source}: config.json lacks {e.args[0]!r}") from None
-    except (ValueError, TypeError) as e:
-        raise BadModelFile(f"{source}: {explain(e, names)}") from None
 
 
 # ---- Checkpoint weight names -> the graph's weights ----

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ...io.convert import check_shape, reader, to_storage
-from ..config import ModelConfig, explain
+from ..config import ModelConfig, reading_hf_config
 from ..errors import BadModelFile
 from ..ops.activations import ACTIVATIONS, mlp
 from ..ops.attention import rotate
@@ -111,7 +111,7 @@ def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig
              "n_inner": "intermediate_size", "n_ctx": "max_position_embeddings", "layer_norm_eps": "layer_norm_eps",
              "tied_unembed": "tie_word_embeddings", "rope_theta": theta, "rotary_fraction": where,
              "parallel": "use_parallel_residual"}
-    try:
+    with reading_hf_config(source, names):
         return ModelConfig(
             name, arch=NAME, n_layer=cfg["num_hidden_layers"], n_head=cfg["num_attention_heads"], n_embd=cfg["hidden_size"],
             vocab_size=cfg["vocab_size"], n_ctx=cfg.get("max_position_embeddings", 2048),
@@ -120,10 +120,6 @@ def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig
             rope_theta=rope.get("rope_theta", cfg.get("rotary_emb_base", 10000.0)), rotary_fraction=pct,
             parallel=cfg.get("use_parallel_residual", True), description=f"Hugging Face GPT-NeoX model {shown or name}",
         )
-    except KeyError as e:
-        raise BadModelFile(f"{source}: config.json lacks {e.args[0]!r}") from None
-    except (ValueError, TypeError) as e:
-        raise BadModelFile(f"{source}: {explain(e, names)}") from None
 
 
 # ---- Checkpoint weight names -> the graph's weights ----

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ...io.convert import check_shape, reader, to_storage
-from ..config import ModelConfig, explain
+from ..config import ModelConfig, reading_hf_config
 from ..errors import BadModelFile
 from ..ops.activations import ACTIVATIONS, mlp
 from ..ops.attention import rotate
@@ -112,7 +112,7 @@ def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig
              "n_inner": "intermediate_size", "n_ctx": "max_position_embeddings", "layer_norm_eps": "layer_norm_eps",
              "n_kv_head": "num_key_value_heads", "tied_unembed": "tie_word_embeddings", "rope_theta": theta,
              "rotary_fraction": fraction}
-    try:
+    with reading_hf_config(source, names):
         H = cfg["num_attention_heads"]
         return ModelConfig(
             name, arch=NAME, n_layer=cfg["num_hidden_layers"], n_head=H, n_embd=cfg["hidden_size"],
@@ -124,10 +124,6 @@ def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig
             rotary_fraction=rope.get("partial_rotary_factor", cfg.get("partial_rotary_factor", 0.5)), parallel=True,
             description=f"Hugging Face Phi model {shown or name}",
         )
-    except KeyError as e:
-        raise BadModelFile(f"{source}: config.json lacks {e.args[0]!r}") from None
-    except (ValueError, TypeError) as e:
-        raise BadModelFile(f"{source}: {explain(e, names)}") from None
 
 
 # ---- Checkpoint weight names -> the graph's weights ----
