@@ -112,7 +112,7 @@ def assert_answered(r):
 
 
 POSTS = ["/api/trace", "/api/scene", "/api/cells", "/api/generate", "/api/sessions", "/api/sessions/{sid}/step",
-         "/api/attention", "/api/lens", "/api/branches", "/api/intervene"]
+         "/api/attention", "/api/lens", "/api/branches", "/api/intervene", "/api/attribution", "/api/patching"]
 
 
 def test_every_post_endpoint_is_covered(openapi):

@@ -1,11 +1,15 @@
-// The "Across the model" panel: three views of the whole forward pass, one tab each: every head's attention,
-// the logit lens and the branch tree. Each tab loads its data when first shown, and again when the input changes.
+// The "Across the model" panel: five views of the whole forward pass, one tab each: every head's attention,
+// the logit lens, the branch tree, the direct logit attribution of a prediction and the activation-patching sweep.
+// Each tab loads its data when first shown, and again when the input changes.
 import { AttentionMap, type AttentionHost } from "./attnmap";
+import { type AnalysisHost, AttributionBars } from "./attribution";
 import { BranchTree, type BranchHost } from "./branchtree";
 import { LensGrid, type LensHost } from "./lensgrid";
+import { PatchGrid } from "./patchgrid";
 
-export type Tab = "attention" | "lens" | "branches";
-export interface InsightsHost extends AttentionHost, LensHost, BranchHost {
+export type Tab = "attention" | "lens" | "branches" | "attribution" | "patching";
+export const TABS: Tab[] = ["attention", "lens", "branches", "attribution", "patching"];
+export interface InsightsHost extends AttentionHost, LensHost, BranchHost, AnalysisHost {
   /** The open tab changed (null: the panel closed), for the URL. */
   shown(tab: Tab | null): void;
 }
@@ -14,13 +18,17 @@ export class Insights {
   readonly attention: AttentionMap;
   readonly lens: LensGrid;
   readonly branches: BranchTree;
-  private loadedFor: Record<Tab, string> = { attention: "", lens: "", branches: "" };
+  readonly attribution: AttributionBars;
+  readonly patching: PatchGrid;
+  private loadedFor: Record<Tab, string> = { attention: "", lens: "", branches: "", attribution: "", patching: "" };
   tab: Tab = "attention";
 
   constructor(private panel: HTMLElement, private host: InsightsHost) {
     this.attention = new AttentionMap(panel.querySelector("#ins-attention")!, host);
     this.lens = new LensGrid(panel.querySelector("#ins-lens")!, host);
     this.branches = new BranchTree(panel.querySelector("#ins-branches")!, host);
+    this.attribution = new AttributionBars(panel.querySelector("#ins-attribution")!, host);
+    this.patching = new PatchGrid(panel.querySelector("#ins-patching")!, host);
     panel.addEventListener("click", (e) => {
       const t = (e.target as HTMLElement).closest<HTMLElement>("[data-tab]")?.dataset.tab as Tab | undefined;
       if (t) void this.open(t);
@@ -38,7 +46,7 @@ export class Insights {
     this.panel.hidden = false;
     document.body.classList.add("insights-open");
     for (const b of this.panel.querySelectorAll<HTMLElement>("[data-tab]")) b.setAttribute("aria-selected", String(b.dataset.tab === tab));
-    for (const t of ["attention", "lens", "branches"] as Tab[]) this.panel.querySelector<HTMLElement>(`#ins-${t}`)!.hidden = t !== tab;
+    for (const t of TABS) this.panel.querySelector<HTMLElement>(`#ins-${t}`)!.hidden = t !== tab;
     this.host.shown(tab);
     const key = `${this.host.model()}|${this.host.text()}`;
     if (this.loadedFor[tab] === key && !focus.length) return;
@@ -46,6 +54,8 @@ export class Insights {
     try {
       if (tab === "attention") await this.attention.load();
       else if (tab === "lens") await this.lens.load();
+      else if (tab === "attribution") await this.attribution.load();
+      else if (tab === "patching") await this.patching.load();
       else await this.branches.load(focus);
       this.loadedFor[tab] = key;
       this.say("");
