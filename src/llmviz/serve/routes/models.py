@@ -1,14 +1,18 @@
-"""The models this server knows, a model's graph, and the walkthrough compiled for a model and an input."""
+"""The models this server knows, a model's graph and its embedding map, and the walkthrough compiled for a model and
+an input."""
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ...core.graph import Graph
+from ...views.embedmap import embedding_map
 from ...views.walkthrough import compile_chapters
 from ..dependencies import ServedDep, example_input
-from ..schemas import GraphJson, ModelConfig, ModelInfo, Vocab, Walk, json_safe
+from ..schemas import EmbeddingMap, GraphJson, ModelConfig, ModelInfo, Vocab, Walk, json_safe
 
 router = APIRouter()
 
@@ -58,3 +62,19 @@ def model_vocab(name: str, s: ServedDep):
     """Every vocabulary entry's token as the view shows it (what a hovered cell's token is called)."""
     m = s.model(name)
     return Vocab(tokens=m.token_strs(list(range(m.config.vocab_size))))
+
+
+@router.get("/api/models/{name}/embedding-map", response_model=EmbeddingMap)
+async def model_embedding_map(name: str, request: Request, s: ServedDep):
+    """The rows of the token embedding W_E, and of the position embedding W_pos if the model learned one, on their
+    first two principal components: each row's coordinates, label and numbers, and the share of the variance each
+    component keeps (views/embedmap.py). A large vocabulary shows its lowest 2,000 ids. A structure-only model has
+    no numbers to map."""
+    m = s.model(name)
+    m.require_weights()
+
+    def compute(stop):  # (the weights do not change: the map is made once, and kept while the cache has room)
+        return Response(s.cache.payload(("embedding-map", m), lambda: json.dumps(embedding_map(m)).encode()),
+                        media_type="application/json")
+
+    return await s.run(request, compute)
