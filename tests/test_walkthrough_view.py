@@ -71,7 +71,9 @@ def test_every_step_of_every_chapter(page: Page, live_server, console_errors, sc
         drawn = [k for k, a in enumerate(s["actions"])
                  if a["type"] not in ("code", "travel", "tooltip", "frame", "open", "table", "generate", "model")]
         for a in s["actions"]:
-            if a["type"] == "open":
+            if a["type"] == "open" and a["tab"] == "map":  # the embedding map, a panel of its own
+                expect(page.locator("#embmap .em-pt").first).to_be_visible()
+            elif a["type"] == "open":
                 expect(page.locator(f"#insights [data-tab={a['tab']}]")).to_have_attribute("aria-selected", "true")
                 expect(page.locator(f"#ins-{a['tab']}")).to_be_visible()
         # The canvas changes while the step plays: halfway through its first drawn action (a reveal ends as it
@@ -130,7 +132,7 @@ def test_keyboard_timeline_and_back_button(page: Page, live_server):
     page.keyboard.press("ArrowRight")
     expect(page.locator("#walk-where")).to_contain_text("step 2 of")
     page.keyboard.press("ArrowLeft")
-    expect(page.locator("#walk-where")).to_contain_text("Chapter 2 of 12 · step 1 of")
+    expect(page.locator("#walk-where")).to_contain_text("Chapter 2 of 13 · step 1 of")
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowRight")
     expect(page.locator("#walk-where")).to_contain_text("step 3 of")
@@ -214,7 +216,7 @@ def test_terms_and_blocks_light_each_other(page: Page, live_server):
 def test_first_visit_offers_the_walkthrough_and_a_model_change_keeps_the_step(page: Page, live_server):
     open_view(page, live_server, first_visit=True)
     page.click("[data-intro=walk]")
-    expect(page.locator("#walk-where")).to_have_text("Chapter 1 of 12 · step 1 of 3")
+    expect(page.locator("#walk-where")).to_have_text("Chapter 1 of 13 · step 1 of 3")
     page.keyboard.press("ArrowRight")
     page.select_option("#model", "gpt2")  # structure only: the same place, told without numbers
     expect(page.locator("#walk-note")).to_contain_text("gpt2 is structure only")

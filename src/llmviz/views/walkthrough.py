@@ -14,7 +14,9 @@ A chapter file:
 
 `# ` starts the chapter (its title); `stage:` names its place on the walkthrough's map (chapters in a row with
 one stage share its place; titles and places are each named once, for what they teach; both may hold templates,
-such as {{norm_name}}); each `## ` starts a step. In a step, a line starting with `@` is an action; every other
+such as {{norm_name}}); `only: KEY=VALUE` (also before the first step) makes each of the chapter's steps say
+`@only KEY=VALUE`, so that a chapter about one trained model (`only: model=nano-gpt`) is left out of every other
+model's walkthrough; each `## ` starts a step. In a step, a line starting with `@` is an action; every other
 line is Markdown text (paragraphs, `- ` lists, **bold**, *italics*, `code`).
 
 Templates, `{{...}}`, in text and in actions:
@@ -42,6 +44,14 @@ Templates, `{{...}}`, in text and in actions:
                                                            first input that is not a weight), for an action: the
                                                            MLP's input is ln2's output in one model, ln1's in another
     axis NAME                                              a term for an axis, in the axis's colour
+    edit_top EDITS  edit_percent EDITS                     with these edits made (EDITS: see @edit), the top token
+                                                           at the last position and its probability
+    sort_accuracy [LETTER] [EDITS]                         for a model trained to sort (its config's task_tokens and
+                                                           answer_tokens: nano-gpt's six), the share of every input
+                                                           of task_tokens tokens (all 729 of nano-gpt's) whose answer
+                                                           the model writes sorted with these edits made; LETTER
+                                                           (1, 2, ...): that letter of the answer only, after the
+                                                           input and the answer's letters before it (sort_results)
 
 A CELL is `name[i, j, ...]`, one index per axis in the graph's order: a number, `last` (the axis's last
 index), a negative number (from the end), `:` (the whole axis) or a range `start:stop` (as Python slices:
@@ -67,16 +77,27 @@ Actions (each takes about a second; a step runs its actions in order after a sho
                              TEMPERATURES, worked out here from the row's own logits (sampling.tempered)
     @generate                the generator itself takes one step (greedy) on a KV cache: the view becomes
                              that step's (only in a `@view generated` step)
-    @open lens|attention     the Across-layers panel opens on this tab (the logit lens; every head's attention)
+    @open lens|attention|map the Across-layers panel opens on this tab (the logit lens; every head's attention), or
+                             the embedding map opens (W_E's rows, and W_pos's, on their first two principal components)
     @model NAME              the camera flies to this model of the scale view (only in a `@view scale` step),
                              and the step's table gains its row (the scale view's: sizes, and where the
                              parameters live, as the server sends them with each model's scene)
     @table NAME ...          the scale view's table of these models (only in a `@view scale` step)
+    @edit LABEL :: EDITS     a one-click intervention: a button labelled LABEL that makes these edits to the view's
+                             pass (core/edits.py) and shows what changes. EDITS: one edit or a JSON list of them, in
+                             /api/intervene's form ({"tensor": ..., "where": {"head": 1}, "set": "zero"}); a `where`
+                             index may be "last" (the axis's last index: the input's last position). Checked against
+                             the graph like any action (a wrong tensor or axis fails with the file and line), it
+                             compiles to the edits as Edit.to_json gives them, the position it is read at, and the
+                             readout there before and after: the top token and its probability (sampling.percent).
+                             Read at the last position; `@edit LABEL :: EDITS :: at POS` reads at POS (a number,
+                             `last`, or negative from the end)
     @only KEY=VALUE          the step is for models of this kind only: norm=layer|rms, positions=learned|rotary,
                              rotary=all|partial|none (a rotary embedding turns every channel of a head or only the
                              first d_rotary), mlp=plain|gated, kv=full|grouped, block=sequential|parallel (attention,
                              then the MLP on the stream it added to; or both on the layer's input, added at once),
-                             tokens=characters|pieces (its vocabulary),
+                             tokens=characters|pieces (its vocabulary), model=NAME (a step about what one trained
+                             model learned: `only: model=nano-gpt` in a chapter's header),
                              weights=loaded|none (a chapter's steps adapt to the model's parts; a step that
                              speaks of the numbers on screen has a weights=none twin)
     @view generated|scale    the step is shown on another view than the input's pass: `generated`, the next
@@ -92,19 +113,24 @@ whole on its own: it may not lean on a step before it that needs numbers ("Final
 from __future__ import annotations
 
 import difflib
+import hashlib
 import html
 import inspect
 import itertools
+import json
 import re
+import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..core.config import PRESETS, ModelConfig
+from ..core.edits import parse_edits
 from ..core.errors import LlmvizError
 from ..core.graph import AXES, Graph
-from ..core.model import KVCache
+from ..core.model import KVCache, Trace
 from ..core.ops import OPS, fmt
 from ..core.sampling import percent, tempered
 from ..io.tokenizer import CharTokenizer
@@ -112,14 +138,16 @@ from .lens import logit_lens
 
 CHAPTERS = Path(__file__).parent / "chapters"
 NUMBER_TEMPLATES = {"input", "token", "id", "value", "percent", "argmax", "argmax_token", "prediction", "prediction_percent",
-                    "lens_path", "lens_busiest", "past"}
-NUMBER_ACTIONS = {"dot", "softmax", "tooltip", "travel", "guess", "temperature", "generate", "open"}
+                    "lens_path", "lens_busiest", "past", "edit_top", "edit_percent", "sort_accuracy"}
+NUMBER_ACTIONS = {"dot", "softmax", "tooltip", "travel", "guess", "temperature", "generate", "open", "edit"}
 ACTIONS = {"frame", "highlight", "light", "reveal", "dot", "softmax", "mask", "add", "travel", "tooltip", "code", "guess",
-           "temperature", "generate", "open", "model", "table"}
+           "temperature", "generate", "open", "model", "table", "edit"}
 VIEWS = {"generated", "scale"}
 TEMPERATURES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # the slider's stops (1: the model's own probabilities)
 SHOWN = 12  # a softmax or a guess shows a row of up to this many entries (a longer row: its largest)
-TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
+# {{...}}; what is inside may hold JSON objects, two deep ({{sort_accuracy {"tensor": ..., "where": {"head": 0}, ...}}})
+TEMPLATE = re.compile(r"\{\{\s*((?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*?)\s*\}\}")
+SORT_INPUTS = 4096  # sort_accuracy enumerates every input of the task's length: at most this many
 CELL = re.compile(r"^([\w.]+)(?:\[(.*)\])?$")
 ARG = re.compile(r"[^\s\[]+(?:\[[^\]]*\])?")
 SIZES = {  # a model's sizes, as the text prints them; each also of a preset ({{n_embd gpt2}})
@@ -156,13 +184,16 @@ class Chapter:
 def parse(path: Path) -> Chapter:
     """One chapter file, read into its steps; a file that is not a chapter raises with file:line."""
     title, stage, steps = None, "", []
+    only: list[tuple[int, str]] = []  # the header's `only:` lines: every step's @only
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.startswith("# "):
             title = line[2:].strip()
         elif line.startswith("## "):
-            steps.append(Step(line[3:].strip(), n))
+            steps.append(Step(line[3:].strip(), n, only=list(only)))
         elif not steps and line.startswith("stage:"):
             stage = line.split(":", 1)[1].strip()
+        elif not steps and line.startswith("only:"):
+            only.append((n, line.split(":", 1)[1].strip()))
         elif line.startswith("@"):
             if not steps:
                 raise WalkthroughError(f"{path.name}:{n}: an action before the first step (## title)")
@@ -199,6 +230,7 @@ class Context:
         self.sizes = self.graph.sizes(self.n_pos)
         self._generated: Context | None = None
         self._lens: dict | None = None
+        self._edited: dict[tuple[str, str], dict] = {}  # (EDITS, POS) -> what the edits change there (edited())
 
     def generated(self) -> Context:
         """The context of generation's next step: the prediction appended and computed on a KV cache of the input
@@ -266,6 +298,148 @@ class Context:
         self.needs_numbers()
         return name, index, np.asarray(self.trace[name][index])
 
+    def edited(self, text: str, at: str = "last") -> dict:
+        """EDITS (an @edit's, or a template's) made to this input's pass: the edits as Edit.to_json gives them, the
+        position POS they are read at, and the readout there without and with them (the top token and its
+        probability). The edits are checked against the graph before anything needs numbers."""
+        if (text, at) in self._edited:
+            return self._edited[(text, at)]
+        out = self.graph.output
+        edits = parse_edits(self.graph, last_index(self.graph, edits_json(text), self.n_pos), self.n_pos, self.model.encode)
+        pos = self.cell(f"{out}[{at}]")[1][0]
+        if not isinstance(pos, int):
+            raise ValueError(f"at {at}: one position (a number, last, or negative from the end)")
+        self.needs_numbers()
+        if self.trace.past_tokens:
+            raise ValueError("edits are made to the input's own pass, not in a `@view generated` step")
+        after = self.model.run(self.trace.tokens, keep=[out], edits=edits)[out][pos]
+        self._edited[(text, at)] = {"edits": [e.to_json() for e in edits], "pos": pos,
+                                    "before": readout(self.model, self.trace[out][pos]), "after": readout(self.model, after)}
+        return self._edited[(text, at)]
+
+
+def readout(model, probs: np.ndarray) -> dict:
+    """What the readout shows of one position's probabilities: the top token and its probability."""
+    i = int(np.argmax(probs))
+    return {"token": model.token_strs([i])[0], "id": i, "prob": float(probs[i]), "percent": percent(float(probs[i]))}
+
+
+def edits_json(text: str) -> list:
+    """EDITS as written in a chapter: one edit or a JSON list of them, in /api/intervene's form."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"edits are JSON, one edit or a list of them ({{\"tensor\": ..., \"where\": {{...}}, "
+                         f"\"set\": ...}}): {e.msg} at character {e.pos + 1} of {text!r}") from None
+    return raw if isinstance(raw, list) else [raw]
+
+
+def last_index(graph: Graph, raw: list, n_pos: int, model=None) -> list:
+    """The edits for a pass of n_pos tokens: each `where` index "last" made the axis's last index. With the model:
+    the edits of a longer pass made to what this one has (each range cut at the end of its axis, an edit left with
+    no cells dropped, a patch from the first n_pos tokens of its input)."""
+    out = []
+    for e in raw:
+        where = e.get("where") or {} if isinstance(e, dict) else None
+        if not isinstance(where, dict) or e.get("tensor") not in graph:
+            out.append(e)  # (parse_edits says what is wrong with it)
+            continue
+        t = graph[e["tensor"]]
+        size = dict(zip(t.axes, t.shape(graph.sizes(n_pos))))
+        cells = {}
+        for a, r in where.items():
+            ends = [size[a] - 1 if i == "last" and a in size else i for i in (r if isinstance(r, list) else [r])]
+            if model is not None and a in size and all(isinstance(i, int) for i in ends):
+                if ends[0] >= size[a]:
+                    break  # nothing of it in this pass
+                ends = [min(i, size[a] - 1) for i in ends]
+            cells[a] = ends if isinstance(r, list) else ends[0]
+        else:
+            s = e.get("set")
+            if model is not None and isinstance(s, dict) and len(s) == 1 and ("from_text" in s or "from_tokens" in s):
+                s = {"from_tokens": model.encode(next(iter(s.values())))[:n_pos]}
+            out.append({**e, "where": cells, **({"set": s} if "set" in e else {})})
+    return out
+
+
+_SORTED: dict[tuple[str, str], np.ndarray] = {}  # (the model's fingerprint, the edits' JSON) -> sort_results
+_STREAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its clean passes' residual stream
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> fingerprint(model)
+_SORTED_LOCK = threading.Lock()
+
+
+def fingerprint(model) -> str:
+    """A digest of the model's config and weights: two models with the same give the same numbers."""
+    if model not in _FINGERPRINTS:
+        h = hashlib.blake2b(repr(model.config).encode(), digest_size=16)
+        for name in sorted(model.require_weights()):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(model.weights[name]).tobytes())
+        _FINGERPRINTS[model] = h.hexdigest()
+    return _FINGERPRINTS[model]
+
+
+def sort_task(config: ModelConfig) -> tuple[int, int]:
+    """(input tokens, answer tokens) of a model trained to sort its input (nano-gpt: 6, 6); else ValueError."""
+    n, k = config.task_tokens, config.answer_tokens
+    if not n or k != n or n + k - 1 > config.n_ctx:
+        raise ValueError(f"sort_accuracy is for a model trained to sort an input of task_tokens tokens into as many "
+                         f"(answer_tokens), such as nano-gpt; {config.name} is not")
+    if config.vocab_size ** n > SORT_INPUTS:
+        raise ValueError(f"sort_accuracy tries every input: {config.name} has {config.vocab_size ** n:,}, more than "
+                         f"{SORT_INPUTS:,}")
+    return n, k
+
+
+def sort_results(model, raw: list) -> np.ndarray:
+    """[input, letter]: whether the model, with these edits made, writes that letter of the sorted input right, after
+    the input and the answer's letters before it; every input of task_tokens tokens, in itertools.product's order.
+    An input's row is all true exactly when greedy decoding, with the edits made to each step's pass, writes its whole
+    answer sorted. Edits that reach no further back than their own position (zero, value, scale, patch, on tensors
+    without a key_pos axis, no "last") are made once to the pass of the input and the answer's first k - 1 letters,
+    whose positions predict every letter at once; any other (a mean over the pass's positions, a `last`) to each
+    letter's own pass, cut to what it has (last_index). Each pass starts from the clean pass's residual stream just
+    before the first tensor edited (Trace recomputes from it, with the edits). Kept: the results, for any model with
+    the same config and weights (fingerprint), and while the model lives, its clean passes' residual stream (nano-gpt:
+    729 × 9 × 11 × 48 numbers, 14 MB). Nano-gpt's chapter takes 2–4 s the first time, on two cores."""
+    n, k = sort_task(model.config)
+    key = (fingerprint(model), json.dumps(raw, sort_keys=True))
+    with _SORTED_LOCK:
+        if key not in _SORTED:
+            _SORTED[key] = _sort_results(model, raw, n, k)
+        return _SORTED[key]
+
+
+def _sort_results(model, raw: list, n: int, k: int) -> np.ndarray:
+    graph, full, vocab = model.graph, n + k - 1, model.config.vocab_size
+    inputs = [list(ids) for ids in itertools.product(range(vocab), repeat=n)]
+    texts = [ids + sorted(ids)[:k - 1] for ids in inputs]
+    logits = graph[graph.output].inputs[0]
+    if model not in _STREAMS:  # the clean passes' residual stream, [checkpoint][input, pos, d_model]
+        names = graph.checkpoints()
+        kept = [model.run(t, keep=names, only=[logits]).kept for t in texts]
+        _STREAMS[model] = {c: np.stack([x[c] for x in kept]) for c in names}
+    stream = _STREAMS[model]
+    whole = model.edits(last_index(graph, raw, full), full)
+    order = graph.position()
+    first = min((order[e.tensor] for e in whole), default=len(order))
+    start = [c for c in stream if order[c] < first][-1:]  # the stream just before the first edit
+    names_last = any("last" in (r if isinstance(r, list) else [r]) for e in raw for r in (e.get("where") or {}).values())
+    at_once = not names_last and not any(e.kind == "mean" or "key_pos" in graph[e.tensor].axes for e in whole)
+    passes = [(full, whole)] if at_once else [(n + j, model.edits(last_index(graph, raw, n + j, model), n + j))
+                                              for j in range(k)]
+    ok = np.zeros((len(inputs), k), dtype=bool)
+    for i, text in enumerate(texts):
+        answer = sorted(inputs[i])
+        for length, edits in passes:
+            known = {c: stream[c][i, :length] for c in start}
+            top = Trace(model, text[:length], known, [], edits=edits)[logits].argmax(-1)
+            if at_once:
+                ok[i] = top[n - 1:] == answer
+            else:
+                ok[i, length - n] = top[-1] == answer[length - n]
+    return ok
+
 
 def _lens_path(tokens: list[str]) -> str:
     """One position's top token at each boundary (embeddings, after layer 0, ...), each run of one token told once:
@@ -297,13 +471,14 @@ class _NotForThisModel(Exception):
 def kinds(model, trace=None) -> dict[str, str]:
     """What @only can ask of a model: which norm, position scheme, MLP and attention it has, whether its layers run
     attention and the MLP one after the other or side by side, whether its vocabulary is of single characters (a
-    CharTokenizer, as nano-gpt's) or of pieces of text, and whether its numbers are shown (weights loaded)."""
+    CharTokenizer, as nano-gpt's) or of pieces of text, whether its numbers are shown (weights loaded), and which
+    model it is (its name: for a chapter about what one trained model learned)."""
     c = model.config
     rotary = "none" if not c.rope_theta else "partial" if c.d_rotary < c.d_head else "all"
     return {"norm": c.norm, "positions": "rotary" if c.rope_theta else "learned", "rotary": rotary, "mlp": c.mlp,
             "kv": "grouped" if c.kv_heads < c.n_head else "full", "block": "parallel" if c.parallel else "sequential",
             "tokens": "characters" if isinstance(model.tokenizer, CharTokenizer) else "pieces",
-            "weights": "loaded" if trace is not None else "none"}
+            "weights": "loaded" if trace is not None else "none", "model": c.name}
 
 
 def _check_only(ctx: Context, cond: str) -> bool:
@@ -352,6 +527,21 @@ def template(ctx: Context, expr: str) -> str:
         return _term("axis", f'data-axis="{arg}"', AXES[arg][0] + f" ({arg})", AXES[arg][2])
     if word not in NUMBER_TEMPLATES:
         raise ValueError(f"unknown template {{{{{expr}}}}}")
+    if word in ("edit_top", "edit_percent"):
+        if not arg:
+            raise ValueError(f"{word} EDITS: the edits (one edit or a JSON list of them)")
+        after = ctx.edited(arg)["after"]
+        return html.escape(after["token"]) if word == "edit_top" else after["percent"]
+    if word == "sort_accuracy":  # [LETTER] [EDITS]
+        n, k = sort_task(c)
+        letter, _, rest = arg.partition(" ") if re.match(r"\d+(\s|$)", arg) else ("", "", arg)
+        if letter and not 1 <= int(letter) <= k:
+            raise ValueError(f"sort_accuracy {letter}: the answer has letters 1 to {k}")
+        raw = edits_json(rest) if rest.strip() else []
+        parse_edits(ctx.graph, last_index(ctx.graph, raw, n + k - 1), n + k - 1, ctx.model.encode)  # checked first
+        ctx.needs_numbers()
+        ok = sort_results(ctx.model, raw)
+        return percent(float(ok[:, int(letter) - 1].mean() if letter else ok.all(axis=1).mean()))
     if word in ("value", "percent"):
         name, _, v = ctx.values(arg)
         if v.ndim:
@@ -450,6 +640,14 @@ def action(ctx: Context, line: str) -> dict:
     word, _, rest = line.partition(" ")
     if word not in ACTIONS:
         raise ValueError(f"unknown action @{word}: one of {', '.join('@' + a for a in sorted(ACTIONS))}")
+    if word == "edit":  # (its edits checked against the graph first, with numbers or without)
+        label, sep, edits = rest.partition("::")
+        read = re.search(r"::\s*at\s+(\S+)\s*$", edits)  # where the readout is read
+        label = fill(ctx, label).strip()
+        if not sep or not label or not edits.strip():
+            raise ValueError("@edit LABEL :: EDITS (one edit or a JSON list of them), optionally followed by :: at POS")
+        return {"type": "edit", "label": label,
+                **ctx.edited(fill(ctx, edits[:read.start()] if read else edits).strip(), fill(ctx, read[1]) if read else "last")}
     if word in NUMBER_ACTIONS:
         ctx.needs_numbers()
     args = ARG.findall(fill(ctx, rest))  # split on spaces outside [...]
@@ -485,8 +683,8 @@ def action(ctx: Context, line: str) -> dict:
             raise ValueError("@generate is for a `@view generated` step (the view it makes)")
         return {"type": "generate", "token": ctx.trace.token_strs[-1]}
     if word == "open":
-        if len(args) != 1 or args[0] not in ("lens", "attention"):
-            raise ValueError("@open lens|attention: the Across-layers panel's tab to open")
+        if len(args) != 1 or args[0] not in ("lens", "attention", "map"):
+            raise ValueError("@open lens|attention|map: the Across-layers panel's tab to open, or the embedding map")
         return {"type": "open", "tab": args[0]}
     if word in ("model", "table"):
         unknown = [a for a in args if a not in PRESETS]
@@ -576,7 +774,8 @@ def compile_step(ctx: Context, step: Step) -> dict:
     shown = ({r["tensor"] for a in acts for r in a.get("regions", [])} | {x for a in acts for x in a.get("tensors", [])}
              | {a[k]["tensor"] for a in acts for k in ("cell", "row", "from", "to") if k in a} | {a["of"] for a in acts if "of" in a}
              | {i for a in acts if a["type"] in ("dot", "tooltip") for i in ctx.graph[a["cell"]["tensor"]].inputs}
-             | {a["tensor"] for a in acts if "tensor" in a} | {x for a in acts for x in a.get("inputs", [])})
+             | {a["tensor"] for a in acts if "tensor" in a} | {x for a in acts for x in a.get("inputs", [])}
+             | {e["tensor"] for a in acts if a["type"] == "edit" for e in a["edits"]})
     if shown and not any(a["type"] == "frame" for a in acts):  # the camera shows what the step is about
         acts.insert(0, {"type": "frame", "tensors": sorted(shown)})
     tensors = shown | set(re.findall(r'data-tensor="([^"]+)"', body))
