@@ -25,6 +25,7 @@ from llmviz.core.errors import LlmvizError
 from llmviz.core.graph import Graph
 from llmviz.core.model import KVCache, Model
 from llmviz.core.ops import OPS, fmt
+from llmviz.io.loading import BUNDLED
 from llmviz.serve.cli import main as cli
 from llmviz.serve.export import MANIFEST, Export, export, request_key
 from llmviz.serve.inprocess import call, run_to_end
@@ -91,14 +92,16 @@ def modern(tmp_path_factory, case: str) -> Model:
 
 # Every op of every architecture: GPT-2 (three activations), Llama with GQA, Gemma, Qwen2 with biases, GPT-NeoX with a
 # partial rotary and the parallel block (a three-input add), Phi.
-MODELS = ["nano-gpt", "relu", "gelu", "llama-gqa3", "gemma-geglu", "qwen2-headdim", "neox-quarter-parallel", "phi-half"]
+MODELS = ["nano-gpt", "relu", "gelu", "llama-gqa3", "gemma-geglu", "qwen2-headdim", "neox-quarter-parallel", "phi-half",
+          "shakespeare-char"]
 _BUILT: dict[str, Model] = {}
 
 
 def model_named(name: str, tmp_path_factory, nano) -> Model:
     """One of MODELS, built once per session."""
     if name not in _BUILT:
-        _BUILT[name] = nano if name == "nano-gpt" else gpt(name) if name in ("relu", "gelu") else modern(tmp_path_factory, name)
+        _BUILT[name] = (nano if name == "nano-gpt" else gpt(name) if name in ("relu", "gelu")
+                        else llmviz.load_model(name) if name in BUNDLED else modern(tmp_path_factory, name))
     return _BUILT[name]
 
 

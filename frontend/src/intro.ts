@@ -1,5 +1,7 @@
-// The first-visit card: what the model does, where its input and its answer are, and what to do next.
+// The first-visit card: what the model does, where its input and its answer are, and what to do next; and, when the
+// server has more than one model with weights, a choice between them, each named with what it was trained to do.
 // Dismissed once, it stays dismissed (localStorage).
+import type { ModelInfo } from "./api";
 import { escapeHtml } from "./html";
 import type { SceneInfo } from "./scenedata";
 
@@ -40,7 +42,19 @@ export function modelSentence(name: string, description: string): string {
   return what ? `${name}: ${what}.` : "";
 }
 
-export function introHtml(info: SceneInfo, touch: boolean): string {
+/** The served models with weights, each a button that shows it (data-intro="model"), the one shown pressed; empty
+ * when there is no choice to make. */
+export function modelChoiceHtml(shown: string, models: Pick<ModelInfo, "name" | "has_weights" | "config" | "description">[]): string {
+  const real = models.filter((m) => m.has_weights);
+  if (real.length < 2) return "";
+  return `<div class="intro-models" role="group" aria-label="models to try"><span>Try a model:</span>${real.map((m) => {
+    const what = m.config.task || m.description;
+    return `<button type="button" data-intro="model" data-model="${escapeHtml(m.name)}" aria-pressed="${m.name === shown}">
+      <b>${escapeHtml(m.name)}</b>${what ? ` <span>${escapeHtml(what)}</span>` : ""}</button>`;
+  }).join("")}</div>`;
+}
+
+export function introHtml(info: SceneInfo, touch: boolean, models: ModelInfo[] = []): string {
   const m = info.model, c = m.config;
   const what = c.task ? `It was trained on one task: ${escapeHtml(c.task)}.` : escapeHtml(modelSentence(m.name, m.description));
   const text = readableInput(info);
@@ -52,6 +66,7 @@ export function introHtml(info: SceneInfo, touch: boolean): string {
     the <b>next token</b> box says what it answers.</p>
     <p>${touch ? "Tap" : "Hover"} any cell to see its value and how it was computed. The <b>Map</b> takes you to any part
     of the model; <b>Whole model</b> shows all of it; the <b>Walkthrough</b> tells it step by step.</p>
+    ${modelChoiceHtml(m.name, models)}
     <div class="intro-actions"><button type="button" data-intro="walk">Take the guided walkthrough</button>
     <button type="button" data-intro="all">Show the whole model</button>
     <button type="button" data-intro="close">Got it</button></div>`;

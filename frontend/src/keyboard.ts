@@ -1,12 +1,17 @@
 // The keyboard: move and zoom the view, explain the cell in the middle, move a pinned cell.
 import { movePinned, showCell, unpin } from "./hover";
+import { closeNeuron } from "./neurons";
 import { deselect } from "./panels";
 import { pickAt } from "./scene";
 import { app, writeUrl, $ } from "./state";
 
-/** Escape closes one thing per press, the nearest first: a pinned block description or tooltip, then the
- * walkthrough. False: nothing was open. */
+/** Escape closes one thing per press, the nearest first: a neuron's panel, a pinned block description or tooltip,
+ * then the walkthrough. False: nothing was open. */
 export function closeNearest(): boolean {
+  if (!$<HTMLElement>("#neuron").hidden) {
+    closeNeuron();
+    return true;
+  }
   if (app.hover.pinned || app.selected || !$<HTMLElement>("#selection").hidden) {
     unpin();
     deselect();

@@ -1,7 +1,7 @@
 """Finding a model by name or path and reading its weights.
 
 `load_model` accepts:
-- `nano-gpt` (bundled weights) and the structure-only preset `gpt3`;
+- `nano-gpt` and `shakespeare-char` (bundled weights) and the structure-only preset `gpt3`;
 - a Hugging Face model folder (config.json + model.safetensors [+ tokenizer.json]);
 - a hub id such as `gpt2` or `distilgpt2`, downloaded into the Hugging Face cache only when named;
 - a nanoGPT `ckpt.pt` or a minGPT state dict (`.pt`, `.pth`, `.bin`), when torch is installed;
@@ -27,7 +27,10 @@ from .safetensors_file import SafetensorsFile
 from .tokenizer import CharTokenizer
 
 FORMAT = "llmviz-weights-1"
-BUNDLED = {"nano-gpt": "nano-gpt.safetensors"}  # presets whose weights ship with the package
+NEURONS_FORMAT = "llmviz-neurons-1"  # the neuron contexts beside a weights file (neurons_path)
+# Models whose weights ship with the package; the first is what `llmviz serve` shows first.
+BUNDLED = {"nano-gpt": "nano-gpt.safetensors", "shakespeare-char": "shakespeare-char.safetensors"}
+DEFAULT_MODELS = list(BUNDLED)  # what a server serves when given no model
 NOT_ON_HUB = {"gpt3"}  # presets that are structure only: their weights were never released
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -35,6 +38,19 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 def bundled_path(name: str) -> Path:
     return Path(str(resources.files("llmviz") / "weights" / BUNDLED[name]))
+
+
+def neurons_path(weights) -> Path:
+    """Where a weights file's MLP neurons' top contexts are stored (training/top_contexts.py), beside it:
+    `shakespeare-char.safetensors` -> `shakespeare-char.neurons.json`."""
+    weights = Path(weights)
+    return weights.with_name(weights.name.removesuffix(".safetensors") + ".neurons.json")
+
+
+def bundled_neurons(name: str) -> Path | None:
+    """The stored neuron contexts of a bundled model, or None for a model that has none."""
+    path = neurons_path(bundled_path(name)) if name in BUNDLED else None
+    return path if path is not None and path.is_file() else None
 
 
 def structure_only(name: str) -> Model:
@@ -93,15 +109,17 @@ def _load(source: str, dtype: str, n_head: int | None) -> Model:
                         f"({', '.join(PRESETS)}) or a Hugging Face hub id")
 
 
-def save_weights(model: Model, path, metadata: dict[str, str] | None = None) -> None:
+def save_weights(model: Model, path, metadata: dict[str, str] | None = None, storage: str = "float32") -> None:
     """Write the model's weights (a tied weight is not stored twice) with its config and tokenizer, and any other
-    `metadata` (strings, such as a "model_card")."""
+    `metadata` (strings, such as a "model_card"). storage: "float32", or "float16" for half the bytes."""
     from safetensors.numpy import save_file
 
     from ..core.model import widen
 
+    if storage not in ("float32", "float16"):
+        raise LlmvizError(f"weights are stored as float32 or float16, not {storage!r}")
     tensors = {
-        n: np.ascontiguousarray(widen(model.require_weights()[n]))
+        n: np.ascontiguousarray(widen(model.require_weights()[n]).astype(storage))
         for n in model.graph.names("weight")
         if "tied_to" not in model.graph[n].attrs
     }

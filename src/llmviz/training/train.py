@@ -10,18 +10,14 @@ Needs the `train` extra (torch).
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from ..core.arch.gpt2 import canonical_state, weights_from_state
 from ..core.config import PRESETS
 from ..core.model import Model
-from ..io.files import card_path, check_new_file, replacing
-from ..io.loading import save_weights
 from ..io.tokenizer import CharTokenizer
+from .fit import check_outputs, fit, to_model, write_model
 from .torch_gpt import TorchGPT
 
 LENGTH, CHARS = 6, "ABC"
@@ -45,40 +41,18 @@ def train_nano_gpt(out: str | Path, steps: int = 3000, seed: int = 3407, log=pri
     """Train nano-gpt and write its weights to `out` and its model card to `out`.md (card_path), with the card in
     the weights' metadata too ("model_card"). An existing file at either is refused before training, unless
     `force`."""
-    out, card = Path(out), card_path(out)
-    for path in (out, card):
-        check_new_file(path, force)
+    check_outputs(out, force)
     cfg = PRESETS["nano-gpt"]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     net = TorchGPT(cfg, pdrop=0.1)
-    decay = [p for n, p in net.named_parameters() if p.dim() >= 2 and "wpe" not in n and "wte" not in n]
-    no_decay = [p for n, p in net.named_parameters() if not (p.dim() >= 2 and "wpe" not in n and "wte" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=5e-4, betas=(0.9, 0.95))
-    t0, losses = time.time(), []
-    net.train()
-    for step in range(steps):
-        x, y = sort_batch(64, gen)
-        _, loss = net(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if step % 500 == 0 or step == steps - 1:
-            log(f"step {step:5d}  loss {loss.item():.5f}")
-    state = {k: v.detach().numpy() for k, v in net.state_dict().items()}
-    model = Model(cfg, weights_from_state(canonical_state(state), cfg, layout="linear"), CharTokenizer(CHARS), "trained")
+    run = fit(net, lambda _: sort_batch(64, gen), steps, lr=5e-4, log=log)
+    model = to_model(net, cfg, CharTokenizer(CHARS))
     acc = sort_accuracy(model)
-    stats = {"steps": steps, "seed": seed, "final_loss": float(np.mean(losses[-100:])), "accuracy": acc,
-             "seconds": round(time.time() - t0, 1), "torch": torch.__version__}
+    stats = {"steps": steps, "seed": seed, "final_loss": run["final_loss"], "accuracy": acc,
+             "seconds": run["seconds"], "torch": torch.__version__}
     log(f"greedy sort accuracy on all {len(CHARS) ** LENGTH} inputs: {acc:.2%}")
-    text = model_card(stats)
-    with replacing(out, force) as tmp_weights, replacing(card, force) as tmp_card:
-        save_weights(model, tmp_weights, metadata={"model_card": text})
-        tmp_card.write_text(text, encoding="utf-8")
-    log(f"wrote {out} ({out.stat().st_size} bytes) and {card}")
+    write_model(model, out, model_card(stats), force, log=log)
     return stats
 
 
