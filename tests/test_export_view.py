@@ -94,12 +94,12 @@ def test_scene_hover_and_walkthrough_equal_the_servers(page: Page, context, live
     for p in (page, server):
         p.mouse.move(5, 400)
         p.get_by_role("button", name="Walkthrough").click()
-        expect(p.locator("#walk-where")).to_have_text("Chapter 1 of 12 · step 1 of 3")
+        expect(p.locator("#walk-where")).to_have_text("Chapter 1 of 13 · step 1 of 3")
         for n in (2, 3):
             p.keyboard.press("ArrowRight")
-            expect(p.locator("#walk-where")).to_have_text(f"Chapter 1 of 12 · step {n} of 3")
+            expect(p.locator("#walk-where")).to_have_text(f"Chapter 1 of 13 · step {n} of 3")
         p.keyboard.press("ArrowRight")
-        expect(p.locator("#walk-where")).to_contain_text("Chapter 2 of 12 · step 1 of")
+        expect(p.locator("#walk-where")).to_contain_text("Chapter 2 of 13 · step 1 of")
     assert page.locator("#walk-text").inner_text() == server.locator("#walk-text").inner_text() != ""
     assert page.locator("#walk-title").inner_text() == server.locator("#walk-title").inner_text()
 
@@ -143,6 +143,15 @@ def test_generation_panels_and_an_input_not_exported(page: Page, site, screensho
     expect(box).to_have_attribute("data-nodes", "15")
     expect(page.locator("#prompt")).to_have_value("CBABBCAB")
     expect(page.locator("#error")).to_be_hidden()
+    page.click("#ins-toggle")
+    page.locator("#saved button").first.click()  # the attribution and patching tabs as they open, stored too
+    expect(page.locator("#prompt")).to_have_value("CBABBC")
+    page.click("#ins-toggle")
+    page.get_by_role("tab", name="Attribution").click()
+    expect(page.locator("#ins-attribution .at-row")).not_to_have_count(0)
+    page.get_by_role("tab", name="Patching").click()
+    expect(page.locator("#ins-patching td[data-kind=resid]").first).to_be_attached()
+    expect(page.locator("#ins-status")).to_have_text("")
     page.click("#ins-toggle")
 
     saved = page.locator("#saved button")  # the inputs the page holds, one click each

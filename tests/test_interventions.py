@@ -169,9 +169,10 @@ def test_intervene_answers_both_passes(client, nano, clean):
     np.testing.assert_array_equal(np.array(a["clean_probs"], np.float32), clean["probs"])
     assert a["tokens"] == [2, 1, 0, 1, 1, 2] and a["predicted"] == ref.predicted and a["clean_predicted"] == clean.predicted
     assert a["edits"] == [
-        {"tensor": Z, "where": {"pos": [2, 3], "head": [1, 1], "d_head": [0, 15]}, "set": "zero", "cells": 32},
+        {"tensor": Z, "where": {"pos": [2, 3], "head": [1, 1], "d_head": [0, 15]}, "set": "zero", "cells": 32,
+         "label": f"zero {Z} at token positions 2–3, attention head 1"},
         {"tensor": "blocks.1.hook_resid_post", "where": {"pos": [4, 4], "d_model": [0, 47]}, "set": {"from_text": OTHER},
-         "cells": 48}]
+         "cells": 48, "label": f"patch blocks.1.hook_resid_post at token position 4 from “{OTHER}”"}]
     computed = nano.graph.names("activation", "aggregate")
     assert list(a["changed"]) == computed
     for name in computed:
@@ -191,6 +192,69 @@ def test_intervene_answers_both_passes(client, nano, clean):
 def test_intervene_refuses_with_a_detail(client, body, status, message):
     r = client.post("/api/intervene", json={"model": "nano-gpt", **body})
     assert r.status_code == status and message in r.json()["detail"], r.text
+
+
+def scene_of(r):
+    """An /api/scene answer: its JSON and its atlases."""
+    assert r.status_code == 200, r.text
+    from safetensors.numpy import load
+
+    n = int.from_bytes(r.content[:8], "little")
+    meta = json.loads(r.content[8:8 + n])["__metadata__"]
+    return json.loads(meta["scene"]), load(r.content)
+
+
+def test_the_scene_of_an_edited_pass_and_its_change(client, nano, clean):
+    """The page's view of an edit: the edited pass's numbers, a second atlas of edited − clean packed the same way,
+    each block's largest change, the edits and the clean pass's prediction."""
+    from test_scene import atlas_slab
+
+    edits = [{"tensor": Z, "where": {"head": 1}, "set": "zero"}]
+    scene, atlases = scene_of(client.post("/api/scene", json={"model": "nano-gpt", "text": TEXT, "edits": edits}))
+    ref = nano.run(TEXT, edits=edits)
+    for name, slab in (("blocks.1.attn.hook_q", 2), ("blocks.2.hook_resid_post", 0), ("blocks.0.attn.hook_z", 1)):
+        b, got = atlas_slab(scene, atlases["atlas"], name, slab)
+        shown = ref[name][:, slab, :].T if ref[name].ndim == 3 else ref[name].T
+        np.testing.assert_allclose(got, shown, rtol=1e-3, atol=1e-4)
+        _, change = atlas_slab(scene, atlases["change"], name, slab)
+        before = clean[name][:, slab, :].T if clean[name].ndim == 3 else clean[name].T
+        np.testing.assert_allclose(change, shown - before, rtol=1e-3, atol=1e-4)
+        assert b["change"] == pytest.approx(float(np.abs(ref[name] - clean[name]).max()), rel=1e-6)
+    _, z1 = atlas_slab(scene, atlases["atlas"], Z, 1)
+    assert not z1.any()  # the zeroed head
+    blocks = {b["tensor"]: b for b in scene["blocks"]}
+    assert blocks["blocks.0.attn.hook_v"]["change"] == 0 and blocks["embed.W_E"]["change"] == 0  # upstream, weights
+    _, scores = atlas_slab(scene, atlases["change"], "blocks.1.attn.hook_attn_scores", 0)
+    assert np.array_equal(np.isinf(scores), np.triu(np.ones((6, 6), bool), 1))  # masked in both: still masked
+    assert scene["edits"] == [{"tensor": Z, "where": {"pos": [0, 5], "head": [1, 1], "d_head": [0, 15]}, "set": "zero",
+                               "cells": 96, "label": f"zero {Z} at attention head 1"}]
+    assert scene["predicted"] == ref.predicted and scene["clean_predicted"] == clean.predicted
+    top = scene["prediction"]["top"][0]
+    assert top["prob"] == pytest.approx(float(ref["probs"][-1].max())) and scene["prediction"]["answer"] is None
+    assert scene["clean_prediction"]["top"][0]["prob"] == pytest.approx(float(clean["probs"][-1].max()))
+
+
+def test_the_cells_of_an_edited_pass(client, nano):
+    """A hover in an edited view reads the edited pass's numbers (/api/cells with the same edits)."""
+    edits = [{"tensor": "blocks.1.hook_resid_post", "where": {"pos": 4}, "set": {"from_text": OTHER}}]
+    r = client.post("/api/cells", json={"model": "nano-gpt", "text": TEXT, "edits": edits,
+                                        "slices": [{"tensor": "blocks.2.attn.hook_pattern", "at": {"head": 0}}]})
+    assert r.status_code == 200, r.text
+    (got,) = r.json()["slices"]
+    values = np.frombuffer(__import__("base64").b64decode(got["values"]), np.float32).reshape(got["shape"])
+    np.testing.assert_array_equal(values, nano.run(TEXT, edits=edits)["blocks.2.attn.hook_pattern"][0])
+    assert not np.array_equal(values, nano.run(TEXT)["blocks.2.attn.hook_pattern"][0])
+
+
+@pytest.mark.parametrize("route,body,message", [
+    ("/api/scene", {"edits": [{"tensor": Z, "where": {"head": 3}, "set": "zero"}]}, "head goes from 0 to 2"),
+    ("/api/scene", {"edits": [{"tensor": Z, "set": {"from_text": "CB"}}]}, "has 2 tokens and this input 6"),
+    ("/api/scene", {"past": 2, "edits": [{"tensor": Z, "set": "zero"}]}, "give 'edits' or 'past', not both"),
+    ("/api/cells", {"edits": [{"tensor": "embed.W_E", "set": "zero"}], "slices": []}, "embed.W_E is a weight"),
+])
+def test_an_edited_view_refuses_with_a_detail(client, route, body, message):
+    r = client.post(route, json={"model": "nano-gpt", "text": TEXT, **body})
+    assert r.status_code == 422 and message in r.json()["detail"], r.text
 
 
 def test_intervene_is_budgeted(nano):

@@ -38,6 +38,7 @@ def valid(model: type[BaseModel], answer) -> BaseModel:
 @pytest.mark.parametrize("body", [
     {"model": "nano-gpt", "text": "CBABBC"},
     {"model": "nano-gpt", "text": "CBABBCAB", "past": 7},
+    {"model": "nano-gpt", "text": "CBABBC", "edits": [{"tensor": "blocks.0.attn.hook_z", "where": {"head": 1}, "set": "zero"}]},
     {"model": "wide", "tokens": [5, 7, 9]},
     {"model": "tiny-llama", "tokens": [1, 2, 3, 4]},
     {"model": "gpt2", "n_pos": 4},
@@ -65,6 +66,10 @@ def test_the_json_answers_are_their_declared_models(client):
     assert valid(schemas.Walk, client.get("/api/walkthrough", params={"model": "gpt2"}).json()).note
     lens = valid(schemas.Lens, client.post("/api/lens", json={"text": "CBABBC", "k": 2}).json())
     assert len(lens.top[0][0]) == 2
+    split = valid(schemas.Attribution, client.post("/api/attribution", json={"model": "tiny-llama", "tokens": [1, 2, 3]}).json())
+    assert len(split.parts) == 1 + 2 * (4 + 1)  # the embedding, then each layer's four heads and its MLP
+    sweep = valid(schemas.Patching, client.post("/api/patching", json={"clean": "CBABBC", "corrupted": "CBCBBC"}).json())
+    assert len(sweep.resid.probs) == 4 and len(sweep.heads.probs[0]) == 3
     tree = valid(schemas.BranchRoot, client.post("/api/branches", json={"text": "CBABBC", "k": 2, "depth": 2}).json())
     assert len(tree.children) == 2 and len(tree.children[0].children) == 2
     cells = valid(schemas.CellsResponse, client.post("/api/cells", json={

@@ -1,5 +1,6 @@
 // The server's API, typed by the types generated from its OpenAPI schema (api-schema.ts). Every failure becomes an Error whose message is the server's `detail`.
 import type { components } from "./api-schema";
+import type { Edit } from "./edits";
 import { parseScene, type SceneData } from "./scenedata";
 import { parseTrace, type Trace } from "./trace";
 import { request } from "./transport";
@@ -27,7 +28,7 @@ export async function fetchModels(started?: Promise<Response>): Promise<ModelInf
 }
 
 export async function fetchScene(req: { model?: string; text?: string; n_pos?: number; heads?: string; past?: number;
-  tower?: boolean }): Promise<SceneData> {
+  tower?: boolean; edits?: Edit[] }): Promise<SceneData> {
   return parseScene(await (await check(await post("/api/scene", req))).arrayBuffer());
 }
 

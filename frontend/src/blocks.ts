@@ -149,6 +149,8 @@ export interface BuiltModel {
   reveal(block: number | null, along?: "rows" | "cols" | "mask", fraction?: number): void;
   /** Draw these blocks in one palette on one colour scale (a lookup and the row it copies); null: each its own. */
   restyle(blocks: Map<number, { kind: Kind; scale: number }> | null): void;
+  /** Colour the cells by the atlas's values, or (an edited pass) by how much each changed from the clean pass. */
+  colourBy(what: "values" | "change"): void;
   dispose(): void;
 }
 
@@ -271,6 +273,12 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
         if (st) iStyle.set([KINDS.indexOf(st.kind), st.scale], k * 4);
       });
       (geometry.getAttribute("iStyle") as THREE.BufferAttribute).needsUpdate = true;
+    },
+    colourBy(what) {
+      const bits = what === "change" && data.change ? data.change : data.atlas.data;
+      if (atlas.image.data === bits) return;
+      atlas.image.data = bits;
+      atlas.needsUpdate = true;
     },
     focus(keep) {
       material.uniforms.uDim.value = keep ? 1 : 0;

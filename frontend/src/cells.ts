@@ -57,12 +57,18 @@ class ServedPass implements PassSource {
 
   constructor(private info: SceneInfo, private context: number[], private past: number) {}
 
+  /** An edited pass's edits, as the server takes them back. */
+  private get edits() {
+    return (this.info.edits ?? []).map(({ tensor, where, set }) => ({ tensor, where, set }));
+  }
+
   pass(): Promise<HeldPass> {
     if (!this.held) {
       const { info, context, past } = this;
       this.held = (async () => {
         const graph = await modelGraph(info.model.name, past);
-        const p = new HeldPass(info.model.name, graph, context, info.token_strs ?? [], shapesOf(graph, context.length - past));
+        const p = new HeldPass(info.model.name, graph, context, info.token_strs ?? [], shapesOf(graph, context.length - past),
+          info.edits ?? []);
         const seed = (ids: number[], names: string[] | undefined) => {
           for (const [i, id] of ids.entries()) if (names?.[i] !== undefined) p.names.set(id, names[i]);
         };
@@ -80,7 +86,8 @@ class ServedPass implements PassSource {
   async fetch(p: HeldPass): Promise<void> {
     if (p.bytes > PASS_BYTES) p.drop();
     const { info, context, past } = this;
-    const body = { model: info.model.name, tokens: context, ...(past ? { past } : {}) };
+    const edits = this.edits;
+    const body = { model: info.model.name, tokens: context, ...(past ? { past } : {}), ...(edits.length ? { edits } : {}) };
     const jobs: Promise<void>[] = [];
     for (let k = 0; k < p.wanted.length; k += MAX_SLICES) {
       const slices = p.wanted.slice(k, k + MAX_SLICES);
@@ -107,7 +114,7 @@ export function sourceFor(info: SceneInfo): PassSource {
   const past = info.past ?? 0;
   const context = past ? info.context! : info.tokens!;  // a generation step: its whole context, the cached tokens first
   if (exported()) return exportedSource(info.model.name, context, past);
-  const key = JSON.stringify([info.model.name, context, past]);
+  const key = JSON.stringify([info.model.name, context, past, info.edits ?? []]);
   let s = served.get(key);
   if (s) served.delete(key);
   else s = new ServedPass(info, context, past);

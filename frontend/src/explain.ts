@@ -45,7 +45,13 @@ export interface Explanation {
   };
   sources: Region[];
   target: Region;
+  /** A cell an intervention set: the edit, in words, and the value the pass computed before it (the formula's). */
+  edited?: { label: string; computed: number; computed_text: string };
 }
+
+/** An intervention on the pass (an edited pass's scene lists them, core/edits.py): the tensor, the cells it set by
+ * axis ([first, last]), and what it did, in words. */
+export interface EditMark { tensor: string; where: Record<string, [number, number]>; label: string }
 
 export type At = Record<string, number>;  // an index by axis
 
@@ -64,6 +70,8 @@ export interface Pass {
   select(name: string, fixed: At): Slice;
   /** What an index of a named axis stands for (a token), else null. */
   indexName(axis: string, i: number): string | null;
+  /** The interventions of an edited pass (none: a clean one). */
+  edits?: EditMark[];
 }
 
 type Ranges = Record<string, [number, number]>;
@@ -558,6 +566,12 @@ export function explain(p: Pass, tensor: string, index: number[]): Explanation {
   // the op's formula, unless this use of it reads otherwise (an add of three tensors: a + b + c)
   out.formula = { ...formula, template: formula.template ?? p.graph.ops[t.op!].formula,
     description: p.graph.ops[t.op!].description } as Explanation["formula"];
+  // An edited cell: the last edit that set it, and what the op computed here before it did.
+  const edit = (p.edits ?? []).filter((e) => e.tensor === tensor && t.axes.every((a) => {
+    const r = e.where[a];
+    return !r || (r[0] <= at[a] && at[a] <= r[1]);
+  })).pop();
+  if (edit) out.edited = { label: edit.label, computed: formula.result, computed_text: fmt(formula.result) };
   return out;
 }
 
@@ -578,7 +592,7 @@ export class HeldPass implements Pass {
 
   /** context: every token of the pass, the `graph.past` cached ones first. */
   constructor(readonly model: string, readonly graph: GraphJson, readonly context: number[], readonly tokenStrs: string[],
-    public shapes: Map<string, number[]>) {
+    public shapes: Map<string, number[]>, readonly edits: EditMark[] = []) {
     this.specs = new Map(graph.tensors.map((t) => [t.name, t]));
   }
 

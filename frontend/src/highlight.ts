@@ -7,14 +7,16 @@ import type { Region } from "./tooltip";
 
 // Outside every data palette (no data colour is a bright lime, nor black), so sources stand out at any zoom.
 export const SOURCE_COLOR = 0x66ff00;
+// Where an intervention was made: a magenta halo (as the walkthrough's subject's), the colour of the edits panel.
+export const EDIT_COLOR = 0xd6336c;
 // A guess's row before the learner picks: one flat grey over its cells, so no cell stands out.
 export const COVER_COLOR = 0xced4da;
 const ROLE_COLORS: Record<string, number> = { input: SOURCE_COLOR, weight: SOURCE_COLOR, bias: SOURCE_COLOR,
-  aggregate: SOURCE_COLOR, target: 0x000000, cover: COVER_COLOR, subject: SOURCE_COLOR, kept: SOURCE_COLOR };
+  aggregate: SOURCE_COLOR, target: 0x000000, cover: COVER_COLOR, subject: SOURCE_COLOR, kept: SOURCE_COLOR, edit: EDIT_COLOR };
 const MAX = 512;
 /** The shader's mode per role: 0 a translucent fill, 1 an outline, 2 an opaque cover, 3 a halo. (kept: what a
  * walkthrough step keeps in view beside its subject, as a KV cache beside the new key: outlined, undimmed.) */
-const MODE: Record<string, number> = { target: 1, cover: 2, subject: 3, kept: 1 };
+const MODE: Record<string, number> = { target: 1, cover: 2, subject: 3, kept: 1, edit: 3 };
 // The walkthrough's subject (what a step talks about): a lime halo with dark edges just outside its cells, so it
 // shows at any zoom on any colour and leaves the numbers readable. Its width, in cells.
 export const HALO = 0.45;
@@ -84,7 +86,7 @@ export class Highlights {
       const { block: b, offsetX } = hit;
       for (const rect of regionRects(b, r)) {
         if (n >= MAX) break;
-        const pad = r.role === "subject" ? HALO : 0;
+        const pad = MODE[r.role] === 3 ? HALO : 0;
         this.rect.set([rect.x + offsetX - pad, rect.y + pad, rect.w + 2 * pad, rect.h + 2 * pad], n * 4);
         this.z.set([rect.z, MODE[r.role] ?? 0], n * 2);
         this.color.set(new THREE.Color(ROLE_COLORS[r.role] ?? 0xf59f00).toArray(), n * 3);

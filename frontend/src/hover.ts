@@ -99,20 +99,24 @@ export async function showCell(c: CellRef, clientX: number, clientY: number, t0:
   } else {
     const region = cellRegion(b, c.slab, c.col, c.row);
     const tokens = info.past ? info.context! : info.tokens;  // a generation step: its whole context, and where it starts
-    const ckey = `${info.model.name}|${tokens.join(",")}|${info.past ?? 0}|${b.tensor}|${JSON.stringify(region)}`;
-    let e = app.explained.get(ckey);
-    if (!e) {
-      try {
+    const edits = JSON.stringify(info.edits ?? []);
+    const ckey = `${info.model.name}|${tokens.join(",")}|${info.past ?? 0}|${b.tensor}|${JSON.stringify(region)}|${edits}`;
+    let e = app.explained.get(ckey), clean: number | undefined;
+    try {
+      if (!e) {
         [e] = await explainInScene(info, [{ tensor: b.tensor, region }]);
-      } catch (err) {
-        if (seq === app.hover.seq) showError((err as Error).message);
-        return;
+        if (app.explained.size > 2000) app.explained.clear();
+        app.explained.set(ckey, e);
       }
-      if (app.explained.size > 2000) app.explained.clear();
-      app.explained.set(ckey, e);
+      if (info.edits?.length) {  // an edited pass: the same cell in the clean one, beside it
+        [{ value: clean }] = await explainInScene({ ...info, edits: null }, [{ tensor: b.tensor, index: e.index.map((a) => a.i) }]);
+      }
+    } catch (err) {
+      if (seq === app.hover.seq) showError((err as Error).message);
+      return;
     }
     if (seq !== app.hover.seq) return; // the pointer has moved on
-    tip.innerHTML = explanationHtml(e, pinned);
+    tip.innerHTML = explanationHtml(e, pinned, clean);
     tip.dataset.tensor = e.tensor;
     tip.dataset.index = JSON.stringify(e.index.map((a) => a.i));
     if (pinned) tellHost("selected", { tensor: e.tensor, index: e.index.map((a) => a.i) });
@@ -147,14 +151,14 @@ export async function showCell(c: CellRef, clientX: number, clientY: number, t0:
 }
 
 export function onHover(e: PointerEvent) {
-  if (app.hover.pinned || e.buttons !== 0 || e.pointerType === "touch") return;
+  if (app.hover.pinned || e.buttons !== 0 || e.pointerType === "touch" || !$<HTMLElement>("#edit-menu").hidden) return;
   const first = app.hover.pendingEvent === null;
   app.hover.pendingEvent = e;
   if (!first) return;
   requestAnimationFrame(() => {  // at most one pick per frame, for the latest position
     const ev = app.hover.pendingEvent;
     app.hover.pendingEvent = null;
-    if (!ev || app.hover.pinned) return;  // the pointer left, or a cell was pinned meanwhile
+    if (!ev || app.hover.pinned || !$<HTMLElement>("#edit-menu").hidden) return;  // the pointer left, a cell was pinned, a menu opened
     const hit = pickAt(ev.clientX, ev.clientY);
     if (!hit) hideTooltip();
     else void showCell(hit, ev.clientX, ev.clientY, ev.timeStamp, false);

@@ -12,14 +12,18 @@ import { legendHtml } from "./legend";
 import { deselect, notify, onlyPanel, scaleBars, select, syncControls, updateNotice, updatePanels } from "./panels";
 import * as scene from "./scene";
 import { everything, findBlock, freeRect, pickAt, place, screen } from "./scene";
-import type { SceneData } from "./scenedata";
+import type { BlockInfo, SceneData, SceneInfo } from "./scenedata";
 import { app, narrow, showError, writeUrl, $ } from "./state";
+import { EditMenu, editsPanelHtml, wireEditsPanel, type EditHost } from "./editmenu";
+import type { Edit } from "./edits";
+import { cellRegion } from "./highlight";
 import { formatCount } from "./trace";
 import { linkProblems, parseState, type ViewState } from "./urlstate";
 import { embedded, tellHost } from "./transport";
 import { exported, savedInputs, storedStep } from "./exported";
 import { View } from "./view";
 import { Insights } from "./insights";
+import { closeEmbedMap, embedMap } from "./embedmap";
 import { Walkthrough } from "./walkthrough";
 
 const SCALE_MODELS = ["nano-gpt", "gpt2", "gpt2-xl", "gpt3"];
@@ -39,13 +43,74 @@ function markSaved(): void {
 }
 
 
+/** An edited pass: its edits listed in the panel and outlined where they were made, and its cells coloured by how
+ * much they changed (or, asked for, by their values). A clean pass: no panel, no outlines, values. */
+function showEdits() {
+  const p = app.placed.length === 1 ? app.placed[0] : null;
+  const edits = p?.data.info.edits ?? [];
+  const colour = app.state.show === "values" ? "values" : "change";
+  for (const q of app.placed) q.built.colourBy(edits.length ? colour : "values");
+  const panel = $<HTMLDivElement>("#edits");
+  panel.innerHTML = editsPanelHtml(edits, colour);
+  panel.hidden = !edits.length;
+  const blocks = p?.data.info.blocks ?? [];
+  app.editMarks.set(edits.map((e) => ({ tensor: e.tensor, ranges: e.where, role: "edit" })), (tensor) => {
+    const b = blocks.find((x) => x.tensor === tensor);
+    return b && p ? { block: b, offsetX: p.offsetX } : null;
+  });
+  app.view?.requestRender();
+}
+
+/** Why a block of this view cannot be edited ("": it can). */
+function editBlocked(info: SceneInfo, b: BlockInfo): string {
+  if (exported()) return "Edits need llmviz serve: this saved page has no server to run the edited pass.";
+  if (!info.model.has_weights) return "This model is structure only: no weights are loaded, so there is no pass to edit.";
+  if (app.state.view === "scale") return "Edits are made on one model's view: choose a model to leave the scale view.";
+  if (info.past) return "Edits are made on a whole pass: turn off the KV-cache view (in Generate) first.";
+  if (b.kind === "weight") return "Weights are not edited here: edit an activation that reads this weight, such as the block below it.";
+  if (b.kind === "input") return "These are the input's tokens: type another input, or patch an activation from another input.";
+  return "";
+}
+
+/** Add an edit: the edited pass is asked for first, so that an edit the server refuses leaves the view as it was
+ * (and says why). */
+function addEdit(edit: Edit) {
+  return setEdits([...(app.state.edits ?? []), edit]);
+}
+
+/** Make the view the pass with these edits (asked for first: an edit the server refuses leaves the view as it was). */
+async function setEdits(next: Edit[]) {
+  const s = app.state;
+  const status = $<HTMLSpanElement>("#status");
+  status.textContent = "computing the edited pass…";
+  try {
+    const data = await fetchScene({ model: s.model, text: s.input, heads: s.heads ?? "side", edits: next });
+    s.edits = next;
+    await loadView(Promise.resolve(data), { here: true });
+  } catch (e) {
+    status.textContent = "";
+    showError(`Could not make this edit: ${(e as Error).message}`);
+  }
+}
+
+/** Remove an edit (-1: the last one; null: all of them). */
+function removeEdit(i: number | null): Promise<void> {
+  const list = [...(app.state.edits ?? [])];
+  if (i === null) list.length = 0;
+  else list.splice(i < 0 ? list.length - 1 : i, 1);
+  app.state.edits = list.length ? list : undefined;
+  if (!list.length) delete app.state.show;
+  return loadView(undefined, { here: true });
+}
+
 /** What the first view's link asked for that this page cannot show (an export's scale view, say): said in the
  * notice with the first view's other such notes. */
 const linkNotes: string[] = [];
 
 /** Where the camera goes after a reload that changes the layout but not what is looked at (Stack heads): the same
- * section re-framed, Home, or (null) the camera as it was. */
-type Keep = { section: string } | { home: true } | null;
+ * section re-framed, Home, where it is now (an edit: the same layout, other numbers), or (null) the camera as the
+ * state says. */
+type Keep = { section: string } | { home: true } | { here: true } | null;
 
 /** Load and show the view the state names. A link with an unknown model or an input the model refuses says
  * so, keeps the input field to correct it, and shows the model's own example instead of nothing. A failure
@@ -82,10 +147,22 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
       syncControls();  // the input field is there to correct, whatever happens next
       if (!early && s.past === undefined && text !== undefined) s.past = await storedStep(text);  // (an export's)
       let got: SceneData | null = null, failure: unknown = null;
+      const edits = s.past === undefined && info.has_weights ? s.edits : undefined;
       try {
-        got = await (early ?? fetchScene({ model: info.name, text, heads, past: s.past }));
+        got = await (early ?? fetchScene({ model: info.name, text, heads, past: s.past, edits }));
       } catch (e) {
         failure = e;
+      }
+      if (failure && edits?.length) {
+        // Edits this input cannot take (a link's, or kept from the input before): say why, and show the clean pass.
+        notes.push(`The edits could not be made on this input: ${(failure as Error).message}. Showing the clean pass`);
+        delete s.edits;
+        failure = null;
+        try {
+          got = await fetchScene({ model: info.name, text, heads, past: s.past });
+        } catch (e) {
+          failure = e;
+        }
       }
       if (failure && s.past !== undefined && !app.placed.length) {
         // A link to a KV-cache view this input has no step for: say so, and show the input's whole pass.
@@ -109,6 +186,7 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
     }
     if (seq !== app.loadSeq) return;
     place(datas);
+    showEdits();
     app.view!.ready = true;
     updateNotice();
     scaleBars();
@@ -139,7 +217,8 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
     }
     const target = s.block ? findBlock(s.block) : null;
     const section = keep && "section" in keep ? sectionBox(app.placed[0], keep.section) : null;
-    if (keep && "home" in keep) v.goHome(false);
+    if (keep && "here" in keep) { /* the camera stays */ }
+    else if (keep && "home" in keep) v.goHome(false);
     else if (section) v.flyTo(...v.framing(section, 1.1), 0);  // the same section, in the new layout
     else if (s.camera) {
       v.flyTo(new THREE.Vector3(...s.camera.slice(0, 3)), new THREE.Vector3(...s.camera.slice(3)), 0);
@@ -207,7 +286,7 @@ async function start() {
   const { __earlyScene: started, __earlyModels: startedModels } =
     window as { __earlyScene?: Promise<EarlyResponse>; __earlyModels?: Promise<Response> };
   // (index.html asks for the default layout's whole pass: a link to stacked heads or a KV-cache step asks here)
-  const plain = s0.view !== "scale" && !s0.heads && s0.past === undefined;
+  const plain = s0.view !== "scale" && !s0.heads && s0.past === undefined && !s0.edits;
   const early = plain ? (started ? sceneFrom(started) : fetchScene({ model: s0.model, text: s0.input })) : undefined;
   early?.catch(() => {});
   try {
@@ -234,6 +313,7 @@ async function start() {
     delete s0.heads;
   }
   select_.addEventListener("change", async () => {
+    deselect();  // another model: the block description goes now (see runInput)
     const at = app.walk!.at;
     app.state = select_.value === "__scale" ? { view: "scale" } : { model: select_.value, heads: app.state.heads };
     app.gen!.forget();
@@ -243,8 +323,11 @@ async function start() {
   });
 
   const runInput = async (text: string) => {
+    deselect();  // a new input: the old view's block description goes now, not after the pass (a camera move
+    // meanwhile would write it back into the state, and the new view would select it again)
     const step = app.walk!.at ?? undefined;
-    app.state = { model: app.state.model, input: text, heads: app.state.heads, step };
+    const { edits, show } = app.state;  // the edits stay, if the new input takes them (loadView)
+    app.state = { model: app.state.model, input: text, heads: app.state.heads, step, edits, show };
     app.gen!.forget();
     const before = app.placed[0]?.data;
     await loadView();
@@ -280,6 +363,10 @@ async function start() {
     flyTo: (tensor, head) => {  // (a phone's panel covers the view: it steps aside, one panel at a time)
       if (narrow()) app.insights!.close();
       scene.flyToRegion({ tensor, ranges: { head: [head, head] }, role: "target" });
+    },
+    flyToCells: (tensor, ranges) => {
+      if (narrow()) app.insights!.close();
+      scene.flyToRegion({ tensor, ranges, role: "target" });
     },
     tokens: () => app.placed[0]?.data.info.tokens ?? null,
     load: (text) => {
@@ -318,7 +405,8 @@ async function start() {
     show: (want, model, input) => {
       const s = app.state, step = s.step;
       // whether the view on screen is this model's pass of this text (on a KV cache of `past` positions)
-      const shows = (text: string | undefined, past?: number) => s.view !== "scale" && s.model === model && s.input === text && s.past === past;
+      const shows = (text: string | undefined, past?: number) => s.view !== "scale" && s.model === model && s.input === text &&
+        s.past === past && !s.edits?.length;
       if (want?.kind === "scale") {
         if (!scaleModels().length) {  // (an export, or a server of other models: the step is told on the model's view)
           notify(exported() ? "The scale view is not part of this export (run llmviz serve to fly through it): the table " +
@@ -346,10 +434,15 @@ async function start() {
       })();
     },
     insights: (tab) => {
-      if (tab) void app.insights!.open(tab);
+      if (tab !== "map") closeEmbedMap();
+      if (tab === "map") app.insights!.close();  // (the embedding map: one panel on the right at a time)
+      if (tab === "map") void embedMap().open(app.state.model ?? app.models[0].name);
+      else if (tab) void app.insights!.open(tab);
       else app.insights!.close();
     },
     cache: () => app.gen!.cache,
+    intervene: (edits) => (edits ? setEdits(edits) : removeEdit(null)),
+    edits: () => app.state.edits ?? [],
   });
   $<HTMLButtonElement>("#walk-toggle").addEventListener("click", () => {
     if (app.walk!.active) app.walk!.close();
@@ -433,6 +526,11 @@ async function start() {
   $<HTMLDivElement>("#intro").addEventListener("click", (e) => {
     const action = (e.target as HTMLElement).closest<HTMLElement>("[data-intro]")?.dataset.intro;
     if (!action) return;
+    if (action === "model") {  // another model: the selector switches (the card stays, told for that model)
+      select_.value = (e.target as HTMLElement).closest<HTMLElement>("[data-model]")!.dataset.model!;
+      select_.dispatchEvent(new Event("change"));
+      return;
+    }
     dismissIntro();
     $<HTMLDivElement>("#intro").hidden = true;
     if (action === "all") leave();
@@ -469,6 +567,46 @@ async function start() {
     writeUrl();
   });
   canvas.addEventListener("pointermove", onHover);
+  // A right-click on a cell (not the end of a right-drag, which rotates): the edit menu.
+  const editHost: EditHost = {
+    add: (edit) => void addEdit(edit),
+    remove: (i) => void removeEdit(i),
+    colourBy: (what) => {
+      app.state.show = what === "values" ? "values" : undefined;
+      showEdits();
+      writeUrl();
+    },
+    input: () => app.state.input ?? "",
+  };
+  const menu = new EditMenu($<HTMLDivElement>("#edit-menu"), editHost);
+  wireEditsPanel($<HTMLDivElement>("#edits"), editHost);
+  // (on release, not on the contextmenu event, which some systems send as the button goes down: a right-drag rotates)
+  const openMenu = (x: number, y: number) => {
+    const hit = pickAt(x, y);
+    if (!hit) return;
+    const info = hit.placed.data.info, b = info.blocks[hit.block];
+    unpin();
+    menu.show(info, b, cellRegion(b, hit.slab, hit.col, hit.row), x, y, editBlocked(info, b));
+  };
+  let rightDown = { x: 0, y: 0 }, touched = false;
+  canvas.addEventListener("pointerdown", (e) => {
+    touched = e.pointerType === "touch";
+    if (e.button === 2) rightDown = { x: e.clientX, y: e.clientY };
+    if (menu.open) menu.close();
+  });
+  canvas.addEventListener("pointerup", (e) => {
+    if (e.button === 2 && Math.hypot(e.clientX - rightDown.x, e.clientY - rightDown.y) <= 4) openMenu(e.clientX, e.clientY);
+  });
+  canvas.addEventListener("contextmenu", (e) => {
+    e.preventDefault();
+    if (touched) openMenu(e.clientX, e.clientY);  // a long press on a touch screen
+  });
+  window.addEventListener("keydown", (ev) => {  // Ctrl+Z (⌘Z): undo the last edit
+    if (!(ev.ctrlKey || ev.metaKey) || ev.key.toLowerCase() !== "z" || !app.state.edits?.length) return;
+    if ((ev.target as HTMLElement).closest("input, select, textarea")) return;
+    ev.preventDefault();
+    void removeEdit(-1);
+  });
   canvas.addEventListener("pointerleave", () => {
     app.hover.pendingEvent = null;  // a pick already scheduled is for a pointer no longer here
     if (!app.hover.pinned) hideTooltip();
@@ -480,7 +618,7 @@ async function start() {
     void navigator.clipboard?.writeText(code).then(() => (button.textContent = "copied"),
       () => (button.textContent = "select the code to copy"));
   });
-  view.scene.add(app.highlights.mesh);
+  view.scene.add(app.highlights.mesh, app.editMarks.mesh);
   canvas.addEventListener("dblclick", (e) => {
     const hit = pickAt(e.clientX, e.clientY);
     unpin();  // the double-click's clicks pinned a tooltip: a fly-to is not a pin

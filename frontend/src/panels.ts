@@ -1,8 +1,10 @@
 // Panels: the selection, the notice, the readout, map, legend and intro, the scale table and the toolbar.
+import { offerMap } from "./embedmap";
 import { escapeHtml } from "./html";
 import { unpin } from "./hover";
 import { introDismissed, introHtml } from "./intro";
 import { legendHtml } from "./legend";
+import { keepNeuronFor, offerNeuron } from "./neurons";
 import { overviewHtml } from "./overview";
 import { readoutHtml, taskHint } from "./readout";
 import { scaleRow, scaleTableHtml } from "./scaletable";
@@ -69,6 +71,8 @@ export function select(hit: { placed: Placed; block: number } | null) {
       ${op ? `<p>${escapeHtml(op.description)} <code>${escapeHtml(op.formula)}</code></p>` : ""}
       ${b.slabs ? `<p>colour scale: ±${b.scale.toPrecision(4)}</p>` : "<p>no numbers: structure only</p>"}
       ${b.tile[0] * b.tile[1] > 1 ? `<p>shown downsampled: ${tileText(b)} (${b.rows} × ${b.cols} cells)</p>` : ""}`;
+    offerNeuron(panel, hit);  // a cell of one MLP neuron: "What does neuron L.i do?"
+    offerMap(panel, placed.data.info.model.name, b.map);  // an embedding's table: "Map these vectors"
   }
   app.view!.requestRender();
 }
@@ -85,6 +89,7 @@ export function deselect(): boolean {
 export function updatePanels() {
   deselect();  // a new scene: the old one's block description goes (a link's block comes after)
   const one = app.placed.length === 1 ? app.placed[0].data.info : undefined;
+  keepNeuronFor(one?.model.name);  // the neuron panel goes with its model
   const readout = $<HTMLDivElement>("#readout");
   readout.innerHTML = one ? readoutHtml(one) : "";
   readout.hidden = readout.innerHTML === "";
@@ -101,7 +106,7 @@ export function updatePanels() {
   ($<HTMLDetailsElement>("#legend-box")).open = opened && !narrow();
   const intro = $<HTMLDivElement>("#intro");
   intro.hidden = !one || introDismissed();
-  if (!intro.hidden && one) intro.innerHTML = introHtml(one, matchMedia("(pointer: coarse)").matches);
+  if (!intro.hidden && one) intro.innerHTML = introHtml(one, matchMedia("(pointer: coarse)").matches, app.models);
 }
 
 /** In the scale view: the models' table (their shapes, parameter counts on a log scale and where the parameters

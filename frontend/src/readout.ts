@@ -12,9 +12,14 @@ export function readoutHtml(info: SceneInfo): string {
   if (!p || !info.token_strs) return "";
   const [best, ...rest] = p.top;
   const input = info.text ?? (info.past ? info.axis_names?.key_pos ?? info.token_strs : info.token_strs).join("");  // a step: its context
-  const parts = [`<div class="ro-next"><span class="ro-label">next token after <code>${esc(input)}</code></span>
-    <span class="ro-token" data-token="${esc(best.token)}">${esc(best.token)}</span>
+  const clean = info.clean_prediction?.top[0];  // an edited pass: the clean pass's answer, then the edited one's
+  const before = clean ? `<span class="ro-before"><span class="ro-token" data-clean-token="${esc(clean.token)}">${esc(clean.token)}</span>
+    <span class="ro-prob">${esc(clean.percent)}</span> →</span> ` : "";
+  const parts = [`<div class="ro-next"><span class="ro-label">next token after <code>${esc(input)}</code>${clean ? ", clean → edited" : ""}</span>
+    ${before}<span class="ro-token" data-token="${esc(best.token)}">${esc(best.token)}</span>
     <span class="ro-prob">${esc(best.percent)}</span></div>`];
+  const moved = changedPredictions(info);
+  if (moved) parts.push(`<div class="ro-changed">${esc(moved)}</div>`);
   if (rest.length) {
     parts.push(`<div class="ro-rest">then ${rest.slice(0, 3).map((c) => `<code>${esc(c.token)}</code> (${esc(c.percent)})`).join(" · ")}</div>`);
   }
@@ -29,6 +34,17 @@ export function readoutHtml(info: SceneInfo): string {
   const note = lengthNote(info.model.name, info.model.config, (info.context ?? info.token_strs).length);
   if (note) parts.push(`<div class="ro-note">${esc(note)}</div>`);
   return parts.join("");
+}
+
+/** An edited pass: where its most probable next token differs from the clean pass's ("the prediction changed at 2
+ * of 11 positions: after position 4, B → C; ..."), or that it changed nowhere; "" for a clean pass. */
+export function changedPredictions(info: Pick<SceneInfo, "predicted" | "clean_predicted">): string {
+  const after = info.predicted, before = info.clean_predicted;
+  if (!after || !before) return "";
+  const at = after.flatMap((t, i) => (t !== before[i] ? [i] : []));
+  if (!at.length) return `the most probable next token is the same at all ${after.length} positions`;
+  const shown = at.slice(0, 4).map((i) => `after position ${i}, ${before[i]} → ${after[i]}`).join("; ");
+  return `the most probable next token changed at ${at.length} of ${after.length} positions: ${shown}${at.length > 4 ? "; …" : ""}`;
 }
 
 /** The hint for the input field: what the model was trained to do, if the model says. */

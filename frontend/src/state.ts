@@ -25,6 +25,7 @@ export const app = {
   firstFrameMs: null as number | null,
   loadSeq: 0,
   highlights: new Highlights(),
+  editMarks: new Highlights(),  // where an edited pass's edits were made (outlined while it is shown)
   hover: { seq: 0, key: "", pinned: null as CellRef | null, lastMs: null as number | null, pendingEvent: null as PointerEvent | null,
     lit: false /* the highlights are a hovered cell's */ },
   explained: new Map<string, Explanation>(),

@@ -75,6 +75,8 @@ function hooks(app: typeof App, scene: typeof SceneApi) {
     hoverMs: () => app.hover.lastMs,
     stepMs: () => app.gen?.lastStepMs ?? null,
     highlighted: () => app.highlights.count,
+    editMarks: () => app.editMarks.count,
+    edits: () => app.placed[0]?.data.info.edits ?? null,
     /** Draw now and sum the canvas's bytes, each weighted by its place: two pictures that differ anywhere differ here. */
     canvasDigest: () => {
       const v = app.view!;

@@ -22,13 +22,23 @@ function curveSvg(c: NonNullable<NonNullable<Explanation["formula"]>["curve"]>):
     <circle cx="${sx(c.x)}" cy="${sy(c.y)}" r="3.5" fill="#e8590c"/></svg>`;
 }
 
-export function explanationHtml(e: Explanation, pinned: boolean): string {
+/** The tooltip of a cell; `clean`: in an edited pass, the same cell's value in the clean pass. */
+export function explanationHtml(e: Explanation, pinned: boolean, clean?: number): string {
   const idx = e.index.map((a) => `<span style="color:${a.color}">${esc(a.label.toLowerCase())}</span> = ${esc(a.shown ?? String(a.i))}`).join(", ");
   const parts = [
     `<div class="tt-name"><b>${esc(e.title)}</b><br><code>${esc(e.tensor)}</code></div>`,
     `<div class="tt-index">${idx}</div>`,
     `<div class="tt-value">value <b data-value="${e.value}">${esc(e.value_text)}</b></div>`,
   ];
+  if (clean !== undefined) {
+    const d = e.value - clean;
+    parts.push(`<div class="tt-clean">clean pass <b data-clean="${clean}">${esc(num(clean))}</b> · ${
+      d === 0 || Number.isNaN(d) ? "unchanged by the edits" : `changed by <b data-change="${d}">${d > 0 ? "+" : ""}${esc(num(d))}</b>`}</div>`);
+  }
+  if (e.edited) {
+    parts.push(`<div class="tt-edit">set by an edit: ${esc(e.edited.label)}. Before it, the pass computed ` +
+      `<b data-computed="${e.edited.computed}">${esc(e.edited.computed_text)}</b> here, as follows:</div>`);
+  }
   if (e.note) parts.push(`<div class="tt-note">${esc(e.note)}</div>`);
   if (e.parameter) parts.push(`<div class="tt-note">${esc(e.parameter.text)}</div>`);
   const f = e.formula;

@@ -1,7 +1,11 @@
 // The view's state in the URL, so that a copied link opens the same view:
 //   ?model=nano-gpt&input=CBABBC&cam=px,py,pz,tx,ty,tz&block=blocks.0.attn.hook_q&cell=blocks.0.attn.hook_q:1,3,7
 //   &heads=stack&past=6&view=scale&step=5.2 (the walkthrough at chapter 5, step 2)
-//   &insights=branches&branch=0.1 (the "across the model" panel's tab, and the branch tree's focus)
+//   &insights=branches&branch=0.1 (the "across the model" panel's tab, and the branch tree's focus; the tabs:
+//   attention, lens, branches, attribution, patching)
+//   &edits=[{"tensor":"blocks.0.attn.hook_z","where":{"head":1},"set":"zero"}]&show=values (interventions, and
+//   the edited pass's own values instead of how much each cell changed)
+import { formatEdits, parseEdits, type Edit } from "./edits";
 
 export interface CellState { tensor: string; slab: number; col: number; row: number }
 
@@ -15,8 +19,10 @@ export interface ViewState {
   past?: number; // the KV-cache view: the input's last tokens computed on a cache of the first `past`
   view?: "model" | "scale";
   step?: [number, number]; // the walkthrough's chapter and step, from 1
-  insights?: "attention" | "lens" | "branches"; // the open tab of the "across the model" panel
+  insights?: "attention" | "lens" | "branches" | "attribution" | "patching"; // the open tab of the "across the model" panel
   branch?: number[]; // the branch tree's focus: token ids after the input
+  edits?: Edit[]; // interventions on the pass (edits.ts): the view is the edited pass
+  show?: "values"; // an edited pass coloured by its values (default: by how much each cell changed)
 }
 
 export function parseState(search: string): ViewState {
@@ -39,9 +45,12 @@ export function parseState(search: string): ViewState {
   const step = q.get("step")?.match(/^(\d{1,3})\.(\d{1,3})$/);
   if (step && Number(step[1]) > 0 && Number(step[2]) > 0) s.step = [Number(step[1]), Number(step[2])];
   const ins = q.get("insights");
-  if (ins === "attention" || ins === "lens" || ins === "branches") s.insights = ins;
+  if (ins === "attention" || ins === "lens" || ins === "branches" || ins === "attribution" || ins === "patching") s.insights = ins;
   const branch = q.get("branch");
   if (branch && /^\d+(\.\d+)*$/.test(branch)) s.branch = branch.split(".").map(Number);
+  const edits = parseEdits(q.get("edits"));
+  if (edits) s.edits = edits;
+  if (edits && q.get("show") === "values") s.show = "values";
   return s;
 }
 
@@ -60,6 +69,8 @@ export function formatState(s: ViewState): string {
   if (s.step) q.set("step", s.step.join("."));
   if (s.insights) q.set("insights", s.insights);
   if (s.branch?.length) q.set("branch", s.branch.join("."));
+  if (s.edits?.length) q.set("edits", formatEdits(s.edits));
+  if (s.edits?.length && s.show) q.set("show", s.show);
   const text = q.toString();
   return text ? `?${text}` : "";
 }

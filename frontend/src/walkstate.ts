@@ -110,7 +110,7 @@ export function framedRegionsAt(all: Place[], index: number): Region[] {
   return i === null ? [] : visualAt(all, i, duration(all[i].s), true, true).regions;
 }
 
-export interface Card { kind: "dot" | "softmax" | "code" | "mask" | "add" | "guess" | "temperature" | "generate"; action: WalkAction; p: number }
+export interface Card { kind: "dot" | "softmax" | "code" | "mask" | "add" | "guess" | "temperature" | "generate" | "edit"; action: WalkAction; p: number }
 
 export interface Visual {
   camera: { from: string[] | null; to: string[] | null; p: number };
@@ -128,7 +128,7 @@ export interface Visual {
   /** The scale view's table: the models the camera reached so far, then the step's @table (null: none). */
   table: string[] | null;
   /** The Across-layers panel's tab the step opens (null: the panel is not the step's). */
-  open: "lens" | "attention" | null;
+  open: "lens" | "attention" | "map" | null;  // (map: the embedding map)
 }
 
 /** The lookups: an activation that is a row of a weight, picked by the token (or position) at each position. */
@@ -220,6 +220,9 @@ export function visualAt(all: Place[], index: number, t: number, reduced = false
         break;
       case "generate":
         v.cards.push({ kind: "generate", action: a, p });
+        break;
+      case "edit":  // a button that makes the step's edits to the view's pass
+        v.cards.push({ kind: "edit", action: a, p });
         break;
       case "open":
         v.open = a.tab;

@@ -2,6 +2,7 @@
 // the scene's public API (scene.ts) only. What is shown at each moment comes from walkstate.ts (a pure function of step and
 // time); this module turns it into camera, highlights, cards and controls.
 import { fetchWalkthrough } from "./api";
+import type { Edit } from "./edits";
 import { explainInScene } from "./cells";
 import { FAMILIES, type Kind } from "./colors";
 import { escapeHtml as esc } from "./html";
@@ -30,10 +31,14 @@ export interface WalkHost {
   /** Whether the view on screen is another than a model's pass (a step's: the scale view, the generator's step), so
    * that the walkthrough's model and input are its own, not the view's. */
   elsewhere(): boolean;
-  /** Open the Across-layers panel on this tab (null: close it). */
-  insights(tab: "lens" | "attention" | null): void;
+  /** Open the Across-layers panel on this tab, or the embedding map (null: close whichever a step opened). */
+  insights(tab: "lens" | "attention" | "map" | null): void;
   /** The generator's KV cache in numbers, as the Generate panel shows it ("" before its step). */
   cache(): string;
+  /** Make these edits to the view's pass, instead of any it has (null: back to the clean pass). */
+  intervene(edits: Edit[] | null): Promise<void>;
+  /** The edits of the view's pass (none: a clean pass). */
+  edits(): Edit[];
 }
 
 export class Walkthrough {
@@ -52,7 +57,7 @@ export class Walkthrough {
   private switching: Promise<void> | null = null;  // the view a step is on is being loaded
   private explaining: Promise<void> | null = null;  // the cells the steps on this view explain are being explained
   private asked = new WeakSet<WalkAction>();  // (each cell once)
-  private opened: "lens" | "attention" | null = null;  // the Across-layers tab a step opened
+  private opened: "lens" | "attention" | "map" | null = null;  // the Across-layers tab (or the map) a step opened
   private reducedPref = matchMedia("(prefers-reduced-motion: reduce)");
   private $ = <T extends HTMLElement>(sel: string) => this.panel.querySelector(sel) as T;
 
@@ -436,6 +441,14 @@ export class Walkthrough {
       return `<div class="walk-card walk-gen"><b>Generate, one step</b>: <code>${esc(a.token)}</code> appended, its position computed on
         the KV cache${cache ? `<div class="walk-gen-cache">${cache}</div>` : ""}</div>`;
     }
+    if (a.type === "edit") {
+      const made = JSON.stringify(this.host.edits()) === JSON.stringify(a.edits);
+      const k = this.all[this.index].s.actions.indexOf(a);  // (a step may have several)
+      const at = `after position ${a.pos}: ${esc(a.before.token)} ${esc(a.before.percent)} → ${esc(a.after.token)} ${esc(a.after.percent)}`;
+      return `<div class="walk-card walk-edit"><b>try it</b> ${made
+        ? `<span class="walk-edit-made">${esc(a.label)}: ${at}</span> <button type="button" data-walk-edit="clean">back to the clean pass</button>`
+        : `<button type="button" data-walk-edit="${k}">${esc(a.label)}</button> and watch what changes`}</div>`;
+    }
     if (a.type === "mask") return `<div class="walk-card">future keys: −∞, hatched grey; their attention will be 0</div>`;
     if (a.type === "add") return `<div class="walk-card">${a.inputs.map((x) => `<code>${esc(x)}</code>`).join(" + ")}${
       c.p >= 0.5 ? ` = <code>${esc(a.tensor)}</code>` : ""}</div>`;
@@ -519,6 +532,11 @@ export class Walkthrough {
     else if (action === "collapse") this.panel.classList.toggle("collapsed");
     const chapter = el.closest<HTMLElement>("[data-chapter]")?.dataset.chapter;
     if (chapter) this.go(indexOf(this.all, Number(chapter), 1));
+    const edit = el.closest<HTMLElement>("[data-walk-edit]")?.dataset.walkEdit;
+    if (edit) {
+      const a = this.all[this.index]?.s.actions[Number(edit)];
+      void this.host.intervene(a?.type === "edit" ? a.edits : null).then(() => this.apply());
+    }
     const guess = el.closest<HTMLElement>("[data-guess]")?.dataset.guess;
     if (guess !== undefined) {
       this.guessed.set(this.key(), Number(guess));

@@ -52,3 +52,17 @@ test("the map nests each layer's attention and MLP under it", () => {
   assert.match(html, /<li><button[^>]*data-section="blocks.0">Layer 0<\/button><button[^>]*data-section="blocks.0.attn">Attention/);
   assert.equal((html.match(/<li>/g) ?? []).length, 3);
 });
+
+test("an edited pass's readout says clean → edited, and where the predictions changed", () => {
+  const i = info([..."CBABBC"]);
+  i.prediction!.top = [{ id: 2, token: "C", prob: 0.61, percent: "61 %" }];
+  i.prediction!.answer = null;
+  i.clean_prediction = { position: 5, top: [{ id: 0, token: "A", prob: 0.9999, percent: "99.99 %" }], answer: null };
+  i.predicted = ["A", "B", "B", "B", "C", "C"];
+  i.clean_predicted = ["A", "B", "B", "B", "C", "A"];
+  const html = readoutHtml(i);
+  assert.match(html, /clean → edited/);
+  assert.match(html, /data-clean-token="A">A<\/span>\s*<span class="ro-prob">99\.99 %<\/span> →<\/span> <span class="ro-token" data-token="C">C<\/span>/);
+  assert.match(html, /changed at 1 of 6 positions: after position 5, A → C/);
+  assert.doesNotMatch(readoutHtml(info([..."CBABBC"])), /clean/);
+});

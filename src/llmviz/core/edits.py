@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .axes import AXES
 from .errors import LlmvizError
 from .graph import Graph
 
@@ -219,6 +220,29 @@ def cells(graph: Graph, e: Edit, n_pos: int) -> int:
     for a, size in zip(t.axes, t.shape(graph.sizes(n_pos))):
         n *= e.where[a][1] - e.where[a][0] + 1 if a in e.where else size
     return n
+
+
+def describe(graph: Graph, e: Edit) -> str:
+    """The edit as a person reads it: "zero blocks.0.attn.hook_z at head 1", "patch blocks.1.hook_resid_post at
+    position 3 from “CBACCA”"."""
+    what = {"zero": "zero", "mean": "mean-ablate", "value": f"set to {e.number:g}", "scale": f"scale by {e.number:g}",
+            "patch": "patch"}[e.kind]
+    axes = graph[e.tensor].axes
+    at = [f"{AXES[a][1]} {lo}" if lo == hi else f"{AXES[a][1]}s {lo}–{hi}"  # ("attention head 1")
+          for a in axes if a in e.where for lo, hi in [e.where[a]]]
+    source = ""
+    if e.kind == "patch":
+        source = f" from “{e.source_text}”" if e.source_text is not None else f" from tokens {list(e.source_tokens or ())}"
+    return f"{what} {e.tensor}" + (f" at {', '.join(at)}" if at else " (all of it)") + source
+
+
+def info(graph: Graph, e: Edit, n_pos: int) -> dict:
+    """Where the edit was made, as the answers give it (serve/schemas.EditInfo): every axis's [first, last] cells,
+    the `set` as asked, how many numbers it set and what it does, in words."""
+    t = graph[e.tensor]
+    where = {a: list(e.where.get(a, (0, size - 1))) for a, size in zip(t.axes, t.shape(graph.sizes(n_pos)))}
+    return {"tensor": e.tensor, "where": where, "set": e.set_json(), "cells": cells(graph, e, n_pos),
+            "label": describe(graph, e)}
 
 
 def _is_int(x) -> bool:

@@ -6,16 +6,21 @@ check the budget, and compute on a worker."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from ..core.edits import Edit, parse_edits
 from ..core.errors import LlmvizError, ModelNotFound, OverBudget
 from ..core.graph import Graph
 from ..core.model import KVCache, Model, Trace
-from ..io.loading import load_model, structure_only
+from ..io.loading import DEFAULT_MODELS, load_model, structure_only
 from ..views.scene import run_scene
+from ..views.walkthrough import compile_chapters
 from .limits import MB, Limits, Unsent
 from .schemas import PromptRequest
 from .sessions import Sessions
@@ -29,7 +34,7 @@ class Served:
 
     def __init__(self, models: list[Model] | None, limits: Limits):
         self.registry: dict[str, Model] = {}
-        for m in models or [load_model("nano-gpt")]:
+        for m in models or [load_model(n) for n in DEFAULT_MODELS]:  # the bundled ones, nano-gpt first
             name, n = m.name, 2
             while name in self.registry:  # two folders of the same name: the second is "name-2"
                 name, n = f"{m.name}-{n}", n + 1
@@ -48,6 +53,18 @@ class Served:
             raise ModelNotFound(f"unknown model {name!r}: this server has {', '.join(self.registry)}")
         return self.registry[name]
 
+    def warm(self) -> None:
+        """Compile each model's walkthrough for its example input once, on a background thread, so that the first
+        learner to open it does not wait for what a chapter measures once per model (nano-gpt's sorting chapter runs
+        all 729 inputs with each of its edits: seconds, then cached)."""
+        def run() -> None:
+            for m in list(self.registry.values()):
+                if m.has_weights and (text := example_input(m)) is not None:
+                    with contextlib.suppress(LlmvizError):  # (a model that cannot: its first request says why)
+                        compile_chapters(m, m.run(text, keep=m.graph.checkpoints()))
+
+        threading.Thread(target=run, name="llmviz-warm", daemon=True).start()
+
     def within_budget(self, need: int, what: str, advice: str) -> None:
         if need > self.budget:
             raise OverBudget(f"{what} needs about {need / MB:,.0f} MiB of memory, over this server's budget of "
@@ -63,21 +80,40 @@ class Served:
             raise LlmvizError(f"past must be from 1 to {len(ids) - 1}: the tokens before the step's new ones")
         self.pass_budget(m, ids)
 
+    def edits(self, m: Model, ids: list[int], raw: Sequence[Mapping], stop) -> list[Edit]:
+        """Edits (their JSON form) checked against the model for this input, each patch's source pass run within
+        the budget: the source tensors are held through the pass (with the pass itself, and the clean one)."""
+        if not raw:
+            return []
+        g = m.graph
+        checked = parse_edits(g, raw, len(ids), m.encode)  # before anything is computed
+        sources = {(e.source_tokens, e.tensor) for e in checked if e.kind == "patch"}
+        held = sum(g[name].nbytes(g.sizes(len(ids))) for _, name in sources)
+        self.within_budget(2 * g.peak_bytes(len(ids), g.checkpoints()) + held,
+                           f"an edited pass of {len(ids)} tokens (and the clean one, and {len(sources)} patched "
+                           "tensors)", "give fewer tokens or fewer patches")
+        return m.edits(checked, len(ids), stop)
+
     def request_ids(self, m: Model, prompt) -> list[int]:
         """The tokens a request names, for a model with weights."""
         m.require_weights()
         return m.encode(prompt)
 
-    def with_pass(self, m: Model, ids: list[int], stop, use: Callable[[Trace], Any], heads: str = "side"):
+    def with_pass(self, m: Model, ids: list[int], stop, use: Callable[[Trace], Any], heads: str = "side",
+                  edits: Sequence[Edit] = ()):
         """use(trace) on the forward pass of ids: the cached one, or one computed now (within the request budget),
         kept as its residual stream with its scene built on the way. A tensor `use` reads is recomputed from its
-        layer; that layer stays for the next request if it fits in half the cache, and the cache counts it."""
-        key = ("trace", m, tuple(ids))
+        layer; that layer stays for the next request if it fits in half the cache, and the cache counts it.
+        edits (checked, with their sources: Model.edits): the pass with these interventions instead."""
+        key = pass_key(m, ids, edits)
         trace = self.cache.get(key)
         if trace is None:
             self.pass_budget(m, ids)
-            trace, payload = run_scene(m, ids, stop, heads)
-            self.cache.put(("scene", m, tuple(ids), heads), payload, len(payload))
+            if edits:
+                trace = m.run(ids, keep=m.graph.checkpoints(), stop=stop, edits=edits)
+            else:
+                trace, payload = run_scene(m, ids, stop, heads)
+                self.cache.put(("scene", m, tuple(ids), heads), payload, len(payload))
         try:
             return use(trace)
         finally:
@@ -90,11 +126,13 @@ class Served:
         return await self.workers.run(request, fn)
 
     async def on_pass(self, request: Request, req: PromptRequest, use: Callable[[Trace], Any],
-                      past: int | None = None, before: Callable[[Graph, int], None] | None = None):
+                      past: int | None = None, before: Callable[[Graph, int], None] | None = None,
+                      edits: Sequence[Mapping] = ()):
         """The preamble of a route that reads one forward pass: use(trace) on the pass of the request's input,
         computed on a worker within the budget (cached for the next request); with `past`, the pass of a
-        generation step, its first `past` tokens on a KV cache. before(graph, new positions), if given, runs first,
-        on the worker: a check of the request against the pass's graph."""
+        generation step, its first `past` tokens on a KV cache; with `edits` (their JSON form), the edited pass.
+        before(graph, new positions), if given, runs first, on the worker: a check of the request against the
+        pass's graph."""
         m = self.model(req.model)
 
         def compute(stop):
@@ -104,7 +142,7 @@ class Served:
             if before is not None:
                 before(Graph(m.config, past=past) if past else m.graph, len(ids) - (past or 0))
             if past is None:
-                return self.with_pass(m, ids, stop, use)
+                return self.with_pass(m, ids, stop, use, edits=self.edits(m, ids, edits, stop))
             kv = KVCache(m)
             m.step(kv, ids[:past], keep=(), stop=stop)
             return use(m.step(kv, ids[past:], stop=stop))
@@ -134,3 +172,9 @@ def example_input(m: Model) -> str | None:
 
 
 ServedDep = Annotated[Served, Depends(served)]  # a route's parameter `s: ServedDep`
+
+
+def pass_key(m: Model, ids: Sequence[int], edits: Sequence[Edit] = ()) -> tuple:
+    """The cache's key for a pass (an edited one: its edits too)."""
+    key: tuple = ("trace", m, tuple(ids))
+    return key + (json.dumps([e.to_json() for e in edits]),) if edits else key

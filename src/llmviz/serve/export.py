@@ -2,7 +2,8 @@
 host serves. No server code runs and no request leaves the folder.
 
 The answers are the server's own: each request the page makes for an exported input (the scene, the
-walkthrough, the lens, the attention maps, the branch tree, a generation session step by step) is sent to
+walkthrough, the lens, the attention maps, the branch tree, the attribution and patching tabs as they open, a
+generation session step by step) is sent to
 the server's app in this process (see inprocess.call) and its response stored, gzip-compressed, under
 `data/`. `data/manifest.json` maps each request to its file; the page's exported transport
 (frontend/src/exported.ts) looks requests up there. Hover explanations are computed in the browser
@@ -179,6 +180,7 @@ async def _record(ex: Export, app) -> None:
     _, kind, data = await ask("GET", "/api/models", keep=False)  # this model only: the export holds no other
     ex.responses[request_key("GET", "/api/models", None)] = ex.stored(
         200, kind, json.dumps([x for x in json.loads(data) if x["name"] == name]).encode())
+    await ask("GET", f"/api/models/{name}/embedding-map")  # (the same for every input: its weights')
     for text in ex.inputs:
         ids = m.encode(text)
         for heads in ({"heads": "side"}, {}):  # the page's first request names no layout: the default, side by side
@@ -188,6 +190,8 @@ async def _record(ex: Export, app) -> None:
         await ask("GET", "/api/walkthrough?" + urlencode({"model": name, "input": text}))
         await ask("POST", "/api/lens", {"model": name, "text": text, "k": LENS_K})
         await ask("POST", "/api/attention", {"model": name, "text": text})
+        await ask("POST", "/api/attribution", {"model": name, "text": text})  # (the tabs' first answers: their
+        await ask("POST", "/api/patching", {"model": name, "clean": text})  # other choices need llmviz serve)
         await _branches(ask, name, ids)
         await _generation(ex, ask, name, text)
         ex.trace(ids, 0)

@@ -55,6 +55,7 @@ class Widget(anywidget.AnyWidget):
         text = text if text is not None else (model.config.example or None)
         super().__init__(_page=page(model.name, text), text=text or "")
         self._app = create_app([model])
+        self._app.state.served.warm()  # (its requests are calls in process: no server start to warm it)
         self._model = model
         self.on_msg(self._on_message)
 

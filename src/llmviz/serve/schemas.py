@@ -55,11 +55,16 @@ class SceneRequest(StrictBody):
                                            "arrangement, about as wide as a screen")
     past: int | None = Field(None, ge=1, le=100_000, description="a generation step: the last tokens computed on a "
                                                                  "KV cache of the first `past` (the KV-cache view)")
+    edits: list[EditRequest] = Field(default_factory=list, max_length=64,
+                                     description="interventions (as /api/intervene's): the scene is the edited pass, "
+                                                 "with a second atlas `change` (edited − clean)")
 
     @model_validator(mode="after")
     def not_both(self):
         if self.text is not None and self.tokens is not None:
             raise ValueError("give at most one of 'text' or 'tokens'")
+        if self.edits and self.past is not None:
+            raise ValueError("edits are made on a whole pass: give 'edits' or 'past', not both")
         return self
 
 
@@ -71,6 +76,14 @@ class CellSlice(StrictBody):
 class CellsRequest(PromptRequest):
     past: int | None = Field(None, ge=1, le=100_000, description="a generation step's pass (see /api/scene)")
     slices: list[CellSlice] = Field(default_factory=list, max_length=64)
+    edits: list[EditRequest] = Field(default_factory=list, max_length=64, description="the edited pass's numbers "
+                                                                                      "(see /api/scene)")
+
+    @model_validator(mode="after")
+    def whole_pass(self):
+        if self.edits and self.past is not None:
+            raise ValueError("edits are made on a whole pass: give 'edits' or 'past', not both")
+        return self
 
 
 class LensRequest(PromptRequest):
@@ -141,6 +154,22 @@ def _set_form(v) -> str | None:
 class InterveneRequest(PromptRequest):
     edits: list[EditRequest] = Field(max_length=64, description="made in this order, each right after its tensor is "
                                                                 "computed")
+
+
+class AttributionRequest(PromptRequest):
+    position: int | None = Field(None, description="the position whose prediction is split; default: the last")
+    token: int | None = Field(None, description="the token id whose logit is split; default: the most probable there")
+
+
+class PatchingRequest(StrictBody):
+    model: str = Field("nano-gpt", examples=["nano-gpt"])
+    clean: Annotated[str, Field(max_length=20_000)] | Annotated[list[int], Field(max_length=10_000)] = Field(
+        examples=["CBABBCAB"], description="the clean input: a text or token ids")
+    corrupted: Annotated[str, Field(max_length=20_000)] | Annotated[list[int], Field(max_length=10_000)] | None = Field(
+        None, examples=["CBCBBCAB"], description="the corrupted input, as many tokens as the clean one; default: the "
+                                                 "clean one with the one token changed that most lowers the target")
+    position: int | None = Field(None, description="the target position; default: the last")
+    token: int | None = Field(None, description="the target token id; default: the clean pass's prediction there")
 
 
 class SamplingFields(BaseModel):
@@ -278,11 +307,42 @@ class Lens(Reply):
     top: list[list[list[LensTop]]] = Field(description="[layer][position]: the k most probable tokens")
 
 
+class MapPoint(Reply):
+    id: int = Field(description="the row: a token id, or a position")
+    label: str = Field(description="the token as the view shows it, or the position's index")
+    x: float = Field(description="along the first principal component")
+    y: float = Field(description="along the second")
+    vector: list[float] = Field(description="the row's numbers (its first 64, for a longer row)")
+    norm: float = Field(description="the row's length, all its numbers counted")
+
+
+class MatrixMap(Reply):
+    which: Literal["tokens", "positions"]
+    tensor: str = Field(examples=["embed.W_E"])
+    title: str
+    label: str = Field(description="its short label in the view")
+    rows: int = Field(description="rows of the matrix (points shown: len(points), the lowest ids)")
+    d_model: int
+    variance: tuple[float, float] = Field(description="the share of the rows' variance along PC1 and along PC2")
+    scale: float = Field(description="the matrix's largest |value| (its block's colour scale)")
+    note: str | None = Field(description="what is left out: rows past the cap, numbers past the first 64")
+    points: list[MapPoint]
+
+
+class EmbeddingMap(Reply):
+    """The rows of each embedding matrix on their first two principal components (views/embedmap.py)."""
+
+    model: str
+    maps: list[MatrixMap] = Field(description="the token embedding, then the position embedding if it is learned")
+    note: str | None = Field(description="a model with rotary positions: why it has no position map")
+
+
 class EditInfo(Reply):
     tensor: str
     where: dict[str, tuple[int, int]] = Field(description="every axis of the tensor: the [first, last] cells set")
     set: Any = Field(description="what the cells were set to, as in the request (from_tokens for a patch by ids)")
     cells: int = Field(description="how many numbers the edit set")
+    label: str = Field(description="what it does, in words: \"zero blocks.0.attn.hook_z at head 1\"")
 
 
 class InterveneResponse(Reply):
@@ -451,7 +511,7 @@ class GenerateAction(Reply):
 
 class OpenAction(Reply):
     type: Literal["open"]
-    tab: Literal["lens", "attention"]
+    tab: Literal["lens", "attention", "map"] = Field(description="an Across-layers tab, or the embedding map")
 
 
 class ModelAction(Reply):
@@ -464,9 +524,31 @@ class TableAction(Reply):
     models: list[str]
 
 
+class EditReadout(Reply):
+    """What the readout shows at one position: the top token and its probability."""
+
+    token: str
+    id: int
+    prob: float
+    percent: str = Field(description="as the readout prints it (sampling.percent)")
+
+
+class EditAction(Reply):
+    """A one-click intervention (`@edit`): edits to make to the view's pass, and the readout at `pos` without and
+    with them."""
+
+    type: Literal["edit"]
+    label: str
+    edits: list[EditRequest] = Field(description="in /api/intervene's form, as core/edits.Edit.to_json gives them")
+    pos: int = Field(description="the position the readout is read at (the step's claim is about it)")
+    before: EditReadout
+    after: EditReadout
+
+
 WalkAction = Annotated[
     FrameAction | HighlightAction | RevealAction | CellAction | MaskAction | AddAction | TravelAction | CodeAction
-    | GuessAction | TemperatureAction | SoftmaxAction | GenerateAction | OpenAction | ModelAction | TableAction,
+    | GuessAction | TemperatureAction | SoftmaxAction | GenerateAction | OpenAction | ModelAction | TableAction
+    | EditAction,
     Field(discriminator="type")]
 
 
@@ -600,6 +682,10 @@ class BlockInfo(Reply):
     tile: tuple[int, int] = Field(description="tensor cells per displayed cell, across and down")
     scale: float
     slabs: list[tuple[int, int, int, int]] | None = Field(description="atlas x, y, width, height per slab")
+    map: Literal["tokens", "positions"] | None = Field(
+        None, description="an embedding lookup's table: its rows have a map (GET /api/models/{name}/embedding-map)")
+    change: float | None = Field(None, description="an edited pass's scene: the largest |edited − clean| of the "
+                                                   "block's displayed cells (0: unchanged)")
 
 
 class Section(Reply):
@@ -663,6 +749,113 @@ class SceneInfo(Reply):
         None, description="what each index of a named axis stands for (tokens)")
     prediction: Prediction | None = None
     context: list[int] | None = Field(None, description="a step's tokens, the cached ones first")
+    edits: list[EditInfo] | None = Field(None, description="an edited pass's edits (the scene is that pass)")
+    clean_prediction: Prediction | None = Field(None, description="an edited pass's: what the clean pass predicts")
+    clean_predicted: list[str] | None = None
+
+
+class AttributionPart(Reply):
+    label: str = Field(examples=["L2 head 1"])
+    kind: Literal["embed", "head", "mlp", "bias", "other"]
+    layer: int | None
+    head: int | None = Field(description="the head of `tensor` (hook_z), for a head's part")
+    tensor: str = Field(description="the tensor (or bias weight) the part is, for the view to fly to")
+    value: float = Field(description="its share of the logit")
+
+
+class AttributionTop(Reply):
+    id: int
+    token: str
+    prob: float
+    logit: float
+
+
+class NormInfo(Reply):
+    tensor: str = Field(description="the final norm's scale tensor")
+    scale: float = Field(description="its value at the position (σ, or the root mean square), frozen")
+    centred: bool = Field(description="LayerNorm: each part is centred first; RMSNorm: not")
+
+
+class Analysed(Reply):
+    """One prediction an analysis is about: the token at a position of an input."""
+
+    model: str
+    tokens: list[int]
+    token_strs: list[str]
+    position: int
+    token: int
+    token_str: str
+
+
+class Attribution(Analysed):
+    logit: float = Field(description="the model's logit of the token at the position")
+    prob: float
+    total: float = Field(description="the parts' sum: the logit, to float tolerance")
+    norm: NormInfo
+    parts: list[AttributionPart] = Field(description="in layer order: embeddings, each layer's heads, attention "
+                                                     "bias and MLP, then the final norm's and the unembedding's biases")
+    top: list[AttributionTop] = Field(description="the most probable tokens at the position")
+
+
+class ResidSweep(Reply):
+    tensors: list[str] = Field(description="each layer's hook_resid_pre, then the last hook_resid_post")
+    labels: list[str]
+    probs: list[list[float]] = Field(description="[row][position]: the target's probability with that cell patched")
+    recovered: list[list[float | None]] = Field(description="(p - corrupted) / (clean - corrupted); null if equal")
+
+
+class HeadSweep(Reply):
+    tensors: list[str] = Field(description="each layer's hook_z")
+    probs: list[list[float]] = Field(description="[layer][head]: with that head's hook_z (every position) patched")
+    recovered: list[list[float | None]]
+
+
+class Patching(Analysed):
+    corrupted_tokens: list[int]
+    corrupted_strs: list[str]
+    corrupted_text: str
+    clean_prob: float
+    corrupted_prob: float
+    resid: ResidSweep
+    heads: HeadSweep
+
+
+class NeuronContext(Reply):
+    text: str = Field(description="a snippet of the training text")
+    mark: int = Field(description="the index in `text` of the character where the neuron fired")
+    activation: float = Field(description="hook_post there, the model reading `text` from its start to the mark")
+
+
+class NeuronToken(Reply):
+    id: int
+    token: str
+    effect: float = Field(description="logit change per unit of activation (direct effect, before the final σ)")
+
+
+class Neuron(Reply):
+    """What one MLP neuron does (views/neurons.py)."""
+
+    model: str
+    layer: int
+    index: int
+    tensor: str
+    contexts: list[NeuronContext] | None = Field(description="where it fired most in the training text; null: "
+                                                             "this model has none stored (contexts_note says why)")
+    contexts_note: str
+    boosted: list[NeuronToken]
+    suppressed: list[NeuronToken]
+    effect_note: str
+
+
+class NeuronTensors(Reply):
+    """Which tensors of a model have one entry per MLP neuron, along which axis."""
+
+    model: str
+    axis: str
+    tensors: list[str]
+    n_layer: int
+    d_mlp: int
+    contexts: bool = Field(description="whether the model has its neurons' top contexts stored")
 
 
 def json_safe(x):

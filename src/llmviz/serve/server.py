@@ -3,17 +3,24 @@ the routers in serve/routes/, one per concern:
 
     models      GET  /api/models               the models this server knows, with config and parameter count
                 GET  /api/models/{name}/graph  the model graph (tensors, axes, ops) as JSON
+                GET  /api/models/{name}/vocab  every vocabulary entry's token, as the view shows it
+                GET  /api/models/{name}/embedding-map  W_E's and W_pos's rows on their first two principal components
                 GET  /api/walkthrough          the guided walkthrough, compiled for a model and an input
     passes      POST /api/trace                tensors of one forward pass, as safetensors bytes
-                POST /api/scene                what the 3D view draws: the layout and every block's numbers
+                POST /api/scene                what the 3D view draws: the layout and every block's numbers (with
+                                               `edits`: the edited pass, and how far each cell moved)
                 POST /api/cells                the numbers the page explains a cell with
     layers      POST /api/attention            every head's attention pattern, float16 safetensors
                 POST /api/lens                 the logit lens: the top tokens after each layer, at each position
                 POST /api/branches             a tree of the most probable continuations
     interventions
                 POST /api/intervene            the pass with edits (zero, mean, value, scale, patch) beside the clean one
+    analysis    POST /api/attribution          one logit split into each head's, MLP's, embedding's and bias's part
+                POST /api/patching             activation patching swept over every layer × position and every head
     generation  POST /api/generate             sample a continuation, with every stage of the sampling chain
                 POST /api/sessions             generate step by step on a KV cache: .../step, .../undo, GET, DELETE
+    neurons     GET  /api/models/{name}/neurons                    which tensors index the MLPs' neurons
+                GET  /api/models/{name}/neurons/{layer}/{index}    a neuron's top contexts and direct effect on logits
     page        /                              the built front-end
 
 Every body is declared in serve/schemas.py; the OpenAPI schema is at /openapi.json, and the front-end's types are
@@ -38,7 +45,7 @@ from ..core.errors import LlmvizError
 from ..core.model import Model, Stopped
 from .dependencies import Served
 from .limits import BodyLimit, HostCheck, JsonErrors, Limits, NoCrossSite, SendLimit
-from .routes import generation, interventions, layers, passes
+from .routes import analysis, generation, interventions, layers, neurons, passes
 from .routes import models as model_routes
 from .routes.page import mount_page
 from .schemas import SceneInfo, allowed_range
@@ -49,12 +56,14 @@ TRACE_MEDIA_TYPE = passes.TRACE_MEDIA_TYPE
 
 
 def create_app(models: list[Model] | None = None, limits: Limits | None = None, hosts=()) -> FastAPI:
-    """An app serving these models (default: nano-gpt), plus structure-only GPT-2 and GPT-3 for scale.
+    """An app serving these models (default: the bundled ones, nano-gpt and shakespeare-char), plus structure-only GPT-2
+    and GPT-3 for scale.
     hosts: names the Host header may give besides the loopback ones ("*": any)."""
     limits = limits or Limits()
     served = Served(models, limits)
 
     async def lifespan(app):
+        served.warm()
         yield
         served.workers.close()  # a server that stops ends the computations still running
 
@@ -87,7 +96,7 @@ def create_app(models: list[Model] | None = None, limits: Limits | None = None, 
     async def stopped(request: Request, exc: Stopped):
         return JSONResponse({"detail": "the server is stopping"}, status_code=503)
 
-    for module in (model_routes, passes, layers, generation, interventions):
+    for module in (model_routes, passes, layers, generation, interventions, analysis, neurons):
         app.include_router(module.router)
     app.openapi = lambda: openapi_with_scene(app)  # type: ignore[method-assign]
     mount_page(app)

@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core.edits import Edit, info
 from ..core.graph import NAMED_BY, Graph
 from ..core.model import Model, Trace
 from ..core.sampling import percent
 from ..io.safetensors_file import to_bytes as safetensors_bytes
+from .embedmap import mapped
 from .layout import Block, Layout, build_layout
 
 MAX_DISPLAY = 512  # displayed cells per side of one block, at most
@@ -125,6 +127,10 @@ class SceneBuilder:
         self.grids: dict[str, tuple[np.ndarray, float, list[int]]] = {}  # tensor -> (grid, scale, tile)
 
     def add(self, name: str, values: np.ndarray) -> None:
+        self.grids[name] = self.grid(name, values)
+
+    def grid(self, name: str, values: np.ndarray) -> tuple[np.ndarray, float, list[int]]:
+        """A tensor's displayed grid [slab, rows, cols], the largest |value| in it, and the tile it was reduced by."""
         b = self.layout.blocks[self.index[name]]
         cap = self.caps["weight" if self.is_weight[name] else "computed"]
         fx, fy = math.ceil(b.cols / cap), math.ceil(b.rows / cap)
@@ -134,7 +140,7 @@ class SceneBuilder:
         scale = largest_magnitude(grid)
         if fx > 1 or fy > 1:
             grid = tile_max_abs(grid, fy, fx)
-        self.grids[name] = (grid, scale, [fx, fy])
+        return grid, scale, [fx, fy]
 
     def add_weights(self, weight: Callable[[str], np.ndarray]) -> None:
         """The weights' grids, from the model's cache (made once, under a lock, from `weight(name)`)."""
@@ -161,6 +167,7 @@ class SceneBuilder:
         # A step's cached keys and values are its inputs, but activations of the passes before: drawn as those,
         # in the palette of the keys and values they are (K cache beside K so far).
         cached = {name for pair in graph.kv_in for name in pair}
+        maps = mapped(graph) if model.has_weights else {}  # the embedding tables: their rows have a map
         for b in layout.blocks:
             spec = graph[b.tensor]
             grid, scale, tile = self.grids.get(b.tensor, (None, 0.0, [1, 1]))
@@ -174,6 +181,7 @@ class SceneBuilder:
                 "causal": "pos" in spec.axes and "key_pos" in spec.axes,  # a key after its query is masked
                 "dims": [[a, n] for a, n in zip(spec.axes, spec.shape(sizes))],
                 "tile": tile, "scale": scale, "slabs": None,  # tile: tensor cells per displayed cell, across and down
+                "map": maps.get(b.tensor),
             })
         grids = [(self.index[n], g) for n, (g, _, _) in self.grids.items()]
         area = sum(g.shape[0] * g.shape[1] * g.shape[2] for _, g in grids)
@@ -237,7 +245,7 @@ def prediction(trace: Trace, top: int = 5) -> dict | None:
            "top": [{"id": i, "token": m.token_strs([i])[0], "prob": float(p[i]), "percent": percent(float(p[i]))}
                    for i in order]}
     cfg = m.config
-    if cfg.answer_tokens:
+    if cfg.answer_tokens and not trace.edits:  # (the rest of an edited pass's answer: edits are for this input's length)
         context = trace.past_tokens + trace.tokens  # a step's: its whole context
         # A task's input followed by part of its answer (what generation writes): the answer goes on from there.
         extra = len(context) - (cfg.task_tokens or len(context))
@@ -260,6 +268,38 @@ def step_scene(model: Model, ids: list[int], past: int, heads: str = "side", sto
     builder = SceneBuilder(model, len(ids) - past, heads, Graph(model.config, past=past) if past else None)
     trace = model.step(cache, ids[past:], visit=builder.add, stop=stop)
     return _payload(*builder.finish(trace))
+
+
+def edited_scene(model: Model, clean: Trace, edits: list[Edit], heads: str = "side", stop=None) -> tuple[Trace, bytes]:
+    """The scene of the pass with these edits (core/edits.py), and beside its `atlas` a second one, `change`, packed
+    the same way: every displayed cell's edited − clean value (0 where nothing changed: upstream of the edits, and
+    every weight; −inf where both passes mask a score). Each block's `change` is its largest |edited − clean|; the
+    scene lists the edits (`edits`, with where each was made) and what the clean pass predicts."""
+    n = len(clean.tokens)
+    builder = SceneBuilder(model, n, heads)
+    change: dict[str, np.ndarray] = {}
+
+    def visit(name: str, a: np.ndarray) -> None:
+        builder.add(name, a)
+        before = clean[name]
+        with np.errstate(invalid="ignore"):  # a score masked in both passes stays masked (-inf), not -inf - -inf
+            d = np.where(a == before, np.where(np.isneginf(a), -np.inf, 0.0), a.astype(np.float64) - before)
+        d = d.astype(np.float32)
+        change[name] = builder.grid(name, d)[0]
+
+    trace = model.run(clean.tokens, keep=model.graph.checkpoints(), visit=visit, stop=stop, edits=edits)
+    scene, atlas = builder.finish(trace)
+    delta = np.zeros_like(atlas)
+    for b in scene["blocks"]:
+        g = change.get(b["tensor"])
+        b["change"] = 0.0 if g is None else largest_magnitude(g)
+        for k, (x, y, w, h) in enumerate(b["slabs"] or []):
+            if g is not None:
+                delta[y:y + h, x:x + w] = np.clip(g[k], -F16_MAX, F16_MAX, where=np.isfinite(g[k]), out=g[k].copy())
+    scene.update(edits=[info(model.graph, e, n) for e in edits], clean_prediction=prediction(clean),
+                 clean_predicted=clean.predicted)
+    return trace, bytes(safetensors_bytes({"atlas": atlas, "change": delta},
+                                          {"scene": json.dumps(scene, separators=(",", ":"))}))
 
 
 def build_scene(model: Model, trace: Trace | None, n_pos: int, heads: str = "side",

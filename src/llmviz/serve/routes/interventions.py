@@ -8,7 +8,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ...core.edits import Edit, cells, parse_edits
+from ...core.edits import Edit, info, parse_edits
 from ...core.model import Model, Trace
 from ..dependencies import ServedDep
 from ..schemas import InterveneRequest, InterveneResponse, json_safe
@@ -55,12 +55,9 @@ def answer(m: Model, clean: Trace, edits: list[Edit], stop) -> bytes:
         changed[name] = float(d.max(initial=0.0))
 
     edited = m.run(clean.tokens, keep=[g.output], visit=visit, stop=stop, edits=edits)
-    n = len(clean.tokens)
-    where = [{a: list(e.where.get(a, (0, size - 1))) for a, size in zip(g[e.tensor].axes, g[e.tensor].shape(g.sizes(n)))}
-             for e in edits]
     body = {
         "model": m.name, "tokens": clean.tokens, "token_strs": clean.token_strs,
-        "edits": [{"tensor": e.tensor, "where": w, "set": e.set_json(), "cells": cells(g, e, n)} for e, w in zip(edits, where)],
+        "edits": [info(g, e, len(clean.tokens)) for e in edits],
         "probs": edited[g.output].tolist(), "clean_probs": clean[g.output].tolist(),
         "predicted": edited.predicted, "clean_predicted": clean.predicted, "changed": json_safe(changed),
     }

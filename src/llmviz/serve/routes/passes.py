@@ -10,9 +10,10 @@ from fastapi.responses import Response
 
 from ...core.errors import LlmvizError
 from ...core.graph import Graph
+from ...core.model import Model
 from ...views.provenance import cells, slice_bytes
-from ...views.scene import scene_bytes, step_scene
-from ..dependencies import ServedDep, example_input
+from ...views.scene import edited_scene, scene_bytes, step_scene
+from ..dependencies import Served, ServedDep, example_input, pass_key
 from ..limits import MB
 from ..schemas import CellsRequest, CellsResponse, SceneRequest, TraceRequest
 
@@ -83,6 +84,9 @@ async def scene(req: SceneRequest, request: Request, s: ServedDep):
         if req.past is not None:
             s.step_budget(m, ids, req.past)
             return Response(step_scene(m, ids, req.past, req.heads, stop), media_type=SCENE_MEDIA_TYPE)
+        if req.edits:
+            return Response(edited(s, m, ids, [e.model_dump() for e in req.edits], req.heads, stop),
+                            media_type=SCENE_MEDIA_TYPE)
         key = ("scene", m, tuple(ids), req.heads) + (("tower",) if req.tower else ())
         payload = cache.get(key)
         if payload is None:
@@ -99,6 +103,23 @@ async def scene(req: SceneRequest, request: Request, s: ServedDep):
     return await s.run(request, compute)
 
 
+def edited(s: Served, m: Model, ids: list[int], raw: list[dict], heads: str, stop) -> bytes:
+    """The scene of an edited pass (views/scene.edited_scene), built beside the clean pass; the edited pass stays in
+    the cache for the cells a hover then asks for."""
+    edits = s.edits(m, ids, raw, stop)
+    key = ("scene", m, tuple(ids), heads, pass_key(m, ids, edits)[-1])
+    payload = s.cache.get(key)
+    if payload is None:
+        def build(clean):
+            trace, made = edited_scene(m, clean, edits, heads, stop)
+            s.cache.put(key, made, len(made))
+            s.cache.put(pass_key(m, ids, edits), trace, trace.nbytes)
+            return made
+
+        payload = s.with_pass(m, ids, stop, build, heads)
+    return payload
+
+
 @router.post("/api/cells", response_model=CellsResponse)
 async def cells_of(req: CellsRequest, request: Request, s: ServedDep):
     """Numbers of one forward pass for the page to explain cells with (frontend/src/explain.ts): every
@@ -111,4 +132,5 @@ async def cells_of(req: CellsRequest, request: Request, s: ServedDep):
                         "fix more of their axes (a row or a column is what an explanation reads)")
         s.unsent.admit(size)
 
-    return await s.on_pass(request, req, lambda t: cells(t, slices), req.past, before=fits)
+    return await s.on_pass(request, req, lambda t: cells(t, slices), req.past, before=fits,
+                           edits=[e.model_dump() for e in req.edits])
