@@ -12,7 +12,7 @@ ARGS   ?=
 run: $(VENV)/.installed build
 	$(BIN)/llmviz serve $(ARGS)
 
-# pytest runs on every core (pytest-xdist's -n auto: two here, where the suite takes about 6 minutes rather than 7½).
+# pytest runs on every core (pytest-xdist's -n auto: two here, where the suite takes about 7 minutes).
 # The generation panel's view tests run alone after: under two workers, Reset's reload of the prompt's view was at
 # times overtaken by the stepped view's (a race in the page, not yet found; see the README's Tests section).
 test: check chromium firefox
