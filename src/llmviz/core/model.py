@@ -19,6 +19,7 @@ import numpy as np
 from ..io.safetensors_file import bf16_to_f32
 from ..io.safetensors_file import to_bytes as safetensors_bytes
 from ..io.safetensors_file import write as safetensors_write
+from .backward import Gradients, backward, targets_for
 from .config import ModelConfig
 from .edits import Edit, by_tensor, parse_edits, with_sources
 from .edits import apply as apply_edits
@@ -135,6 +136,22 @@ class Model:
             return self._compute(self.graph, ids, {}, self.graph.ancestors(names), set(names), stop=stop)
 
         return with_sources(checked, source)
+
+    def gradients(self, prompt: Prompt, targets: Sequence[int] | None = None,
+                  stop: Callable[[], bool] | None = None) -> Gradients:
+        """The backward pass (core/backward.py): the mean next-token cross-entropy over positions 0 … T−2 (targets:
+        the input shifted by one, or the T − 1 given) and its gradient with respect to every weight (`.weights`,
+        named as `model.weights`) and every activation (g["blocks.0.hook_resid_post"]). The forward pass keeps the
+        residual stream and the logits; the backward pass recomputes each layer's other tensors from it when it
+        reaches that layer (as a Trace does), so that one layer's activations are held at a time."""
+        self.require_weights()
+        ids = self.encode(prompt)
+        wanted = targets_for(ids, targets, self.config.vocab_size)
+        logits = self.graph[self.graph.output].inputs[0]
+        trace = self.run(ids, keep=[*self.graph.checkpoints(), logits], stop=stop, only=[logits])
+        g = backward(self.graph, trace, self.require_weights(), logits, wanted)
+        g.tokens = ids
+        return g
 
     def step(self, cache: KVCache, new: Prompt, keep: Collection[str] | None = None,
              visit: Callable[[str, np.ndarray], None] | None = None, stop: Callable[[], bool] | None = None) -> Trace:

@@ -36,7 +36,7 @@ def _gelu_tanh64(x):
 GELU = Op(
     'gelu', '0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))',
     "GPT-2's smooth ReLU-like activation.",
-    gelu, label='GELU',
+    gelu, label='GELU', backward=lambda g, out, x: (g * gelu_grad(x),),
     plain='y = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))')
 
 
@@ -63,7 +63,7 @@ def _gelu_erf64(x):
 GELU_ERF = Op(
     'gelu_erf', '0.5 x (1 + erf(x / √2))',
     'The exact GELU activation.',
-    gelu_erf, label='GELU')
+    gelu_erf, label='GELU', backward=lambda g, out, x: (g * gelu_erf_grad(x),))
 
 
 def relu(x):
@@ -73,7 +73,7 @@ def relu(x):
 RELU = Op(
     'relu', 'max(0, x)',
     'Keep positive values, zero the rest.',
-    relu, label='ReLU', plain='y = np.maximum(x, 0)')
+    relu, label='ReLU', plain='y = np.maximum(x, 0)', backward=lambda g, out, x: (g * (x > 0),))
 
 
 def silu(x):
@@ -84,7 +84,7 @@ def silu(x):
 SILU = Op(
     'silu', 'x / (1 + exp(−x))',
     'SiLU (swish) activation.',
-    silu, label='SiLU', plain='y = x / (1 + np.exp(-x))')
+    silu, label='SiLU', plain='y = x / (1 + np.exp(-x))', backward=lambda g, out, x: (g * silu_grad(x),))
 
 
 def mul(a, b):
@@ -92,7 +92,29 @@ def mul(a, b):
 
 
 MUL = Op('mul', 'gate × up', "A gated MLP's product: the activated gate scales the up projection, unit by unit.",
-         mul, plain='y = gate * up  # unit by unit')
+         mul, plain='y = gate * up  # unit by unit', backward=lambda g, out, a, b: (g * b, g * a))
+
+
+# ---- The activations' derivatives (their backward) ----
+
+def gelu_grad(x):
+    """d/dx of the tanh GELU: 0.5 (1 + t) + 0.5 x (1 − t²) √(2/π) (1 + 3 · 0.044715 x²), t = tanh(√(2/π) (x + 0.044715 x³))."""
+    x = x.astype(np.float64)
+    t = np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))
+    return (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x * x)).astype(np.float32)
+
+
+def gelu_erf_grad(x):
+    """d/dx of the exact GELU: Φ(x) + x φ(x)."""
+    x = x.astype(np.float64)
+    return (0.5 * (1 + _erf(x / math.sqrt(2))) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)).astype(np.float32)
+
+
+def silu_grad(x):
+    """d/dx of x σ(x): σ(x) (1 + x (1 − σ(x)))."""
+    with np.errstate(over="ignore"):
+        s = 1 / (1 + np.exp(-x.astype(np.float64)))
+    return (s * (1 + x * (1 - s))).astype(np.float32)
 
 
 # Hugging Face's activation names (config.json's `activation_function` or `hidden_act`) -> the op that computes each.

@@ -42,7 +42,27 @@ ATTN_SCORES = Op(
         'd_head = q.shape[-1]\n'
         'scores = q @ k.T / np.sqrt(d_head)\n'
         'future = np.triu(np.ones(scores.shape, bool), k=1)  # a key after its query\n'
-        'scores[future] = -np.inf'))
+        'scores[future] = -np.inf'), backward=lambda g, out, q, k, scale, kv_group=1: attn_scores_backward(
+            g, out, q, k, scale, kv_group))
+
+
+def _group_sum(a, kv_group):
+    """[head, ...] -> [kv_head, ...]: the query heads that share a key-value head, added."""
+    return a if kv_group == 1 else a.reshape(a.shape[0] // kv_group, kv_group, *a.shape[1:]).sum(1)
+
+
+def _per_head(kv, kv_group):
+    """[key_pos, kv_head, d_head] -> [head, key_pos, d_head]: each query head's keys or values."""
+    h = np.ascontiguousarray(kv.transpose(1, 0, 2))
+    return np.repeat(h, kv_group, axis=0) if kv_group > 1 else h
+
+
+def attn_scores_backward(g, out, q, k, scale, kv_group=1):
+    """g [head, pos, key_pos] (0 where a key is masked) back to q [pos, head, d_head] and k [key_pos, kv_head, d_head]."""
+    g = np.where(np.isfinite(out), g, np.float32(0)) / np.float32(scale)
+    gq = np.matmul(g, _per_head(k, kv_group)).transpose(1, 0, 2)  # [pos, head, d_head]
+    gk = _group_sum(np.matmul(g.transpose(0, 2, 1), q.transpose(1, 0, 2)), kv_group)  # [kv_head, key_pos, d_head]
+    return np.ascontiguousarray(gq), np.ascontiguousarray(gk.transpose(1, 0, 2))
 
 
 def weighted_sum(pattern, v, kv_group=1):
@@ -57,7 +77,15 @@ WEIGHTED_SUM = Op(
     'Mix the value vectors, weighted by the attention pattern.',
     weighted_sum, plain=(
         "# p: one head's attention pattern, v: its values, one row per position\n"
-        'z = p @ v'))
+        'z = p @ v'), backward=lambda g, out, pattern, v, kv_group=1: weighted_sum_backward(g, pattern, v, kv_group))
+
+
+def weighted_sum_backward(g, pattern, v, kv_group=1):
+    """g [pos, head, d_head] back to the pattern [head, pos, key_pos] and the values [key_pos, kv_head, d_head]."""
+    gh = g.transpose(1, 0, 2)  # [head, pos, d_head]
+    gp = np.matmul(gh, _per_head(v, kv_group).transpose(0, 2, 1))
+    gv = _group_sum(np.matmul(pattern.transpose(0, 2, 1), gh), kv_group)  # [kv_head, key_pos, d_head]
+    return gp, np.ascontiguousarray(gv.transpose(1, 0, 2))
 
 
 def rotary(x, inv_freq, offset=0, rotary_dims=None):
@@ -74,12 +102,23 @@ def rotary(x, inv_freq, offset=0, rotary_dims=None):
     return np.concatenate([a * cos - b * sin, b * cos + a * sin, x[..., r:]], axis=-1)
 
 
+def rotary_backward(g, out, x, inv_freq, offset=0, rotary_dims=None):
+    """A rotation's gradient is the gradient turned back: each pair by −θ."""
+    n = x.shape[0]
+    r = x.shape[-1] if rotary_dims is None else rotary_dims
+    half = r // 2
+    angles = np.arange(offset, offset + n, dtype=np.float32)[:, None] * np.asarray(inv_freq, np.float32)[None, :]
+    cos, sin = np.cos(angles)[:, None, :], np.sin(angles)[:, None, :]
+    a, b = g[..., :half], g[..., half:r]
+    return (np.concatenate([a * cos + b * sin, b * cos - a * sin, g[..., r:]], axis=-1),)
+
+
 ROTARY = Op(
     'rotary', 'rotate (a, b) by θ = position × frequency',
     'Rotary position embedding: each pair of channels of a query or key turns by an angle that grows with the '
     'position, so that q · k depends on how far apart the two positions are (where only the first channels of a '
     'head turn, the others pass through unchanged).',
-    rotary)
+    rotary, backward=rotary_backward)
 
 
 def inv_freq(cfg) -> list[float]:

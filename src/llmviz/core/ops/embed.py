@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Op
+from .base import Op, unbroadcast
 
 
 def embed(W_E, tokens):
     return W_E[tokens]
 
 
+def embed_backward(g, out, W_E, tokens):
+    """Each token's row of W_E gets the gradients of every position that looked it up, added."""
+    gW = np.zeros(W_E.shape, np.float32)
+    np.add.at(gW, tokens, g)
+    return gW, None
+
+
 EMBED = Op(
     'embed', 'W_E[token]',
     "Look up each token's vector in the token-embedding matrix (in the view, its column).",
-    embed)
+    embed, backward=embed_backward)
 
 
 def pos_embed(W_pos, tokens, offset=0):
@@ -23,10 +30,16 @@ def pos_embed(W_pos, tokens, offset=0):
     return W_pos[offset: offset + len(tokens)]
 
 
+def pos_embed_backward(g, out, W_pos, tokens, offset=0):
+    gW = np.zeros(W_pos.shape, np.float32)
+    gW[offset: offset + len(tokens)] = g
+    return gW, None
+
+
 POS_EMBED = Op(
     'pos_embed', 'W_pos[t]',
     "Look up each position's vector in the position-embedding matrix (in the view, its column).",
-    pos_embed)
+    pos_embed, backward=pos_embed_backward)
 
 
 def concat(past, new):
@@ -37,7 +50,7 @@ def concat(past, new):
 CONCAT = Op(
     'concat', '[past; new]',
     "The keys (or values) so far: the cache from earlier steps, then this step's.",
-    concat)
+    concat, backward=lambda g, out, past, new: (g[:len(past)], g[len(past):]))
 
 
 def add(*xs):
@@ -49,7 +62,8 @@ def add(*xs):
     return out
 
 
-ADD = Op('add', 'a + b', 'Add tensors element by element (the residual connection).', add, symbol='+')
+ADD = Op('add', 'a + b', 'Add tensors element by element (the residual connection).', add, symbol='+',
+         backward=lambda g, out, *xs: tuple(unbroadcast(g, x.shape) for x in xs))
 
 
 def identity(x):
@@ -59,7 +73,7 @@ def identity(x):
 IDENTITY = Op(
     'identity', 'x',
     "The same tensor, passed on: the previous layer's output is this layer's input.",
-    identity)
+    identity, backward=lambda g, out, x: (g,))
 
 
 def scale(x, factor, factor_name=""):
@@ -67,4 +81,4 @@ def scale(x, factor, factor_name=""):
 
 
 SCALE = Op('scale', 'x × c', 'Multiply every number by one constant (Gemma scales its token embedding by √C).',
-           scale)
+           scale, backward=lambda g, out, x, factor, factor_name="": (g * np.float32(factor),))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Op
+from .base import Op, unbroadcast
 
 
 def linear(x, W, b=None, *, contract, x_dims, w_dims):
@@ -18,4 +18,16 @@ def linear(x, W, b=None, *, contract, x_dims, w_dims):
     return out
 
 
-LINEAR = Op('linear', 'b + Σ x · W', 'Matrix multiply by a weight, then add a bias.', linear)
+def linear_backward(g, out, x, W, b=None, *, contract, x_dims, w_dims):
+    """g (the result's axes: x's kept axes, then W's) back to x, W and b: each a contraction of g with the other."""
+    x_keep = [i for i in range(x.ndim) if i not in x_dims]
+    w_keep = [j for j in range(W.ndim) if j not in w_dims]
+    pair = dict(zip(w_dims, x_dims))
+    gx = np.tensordot(g, W, axes=(list(range(len(x_keep), g.ndim)), w_keep))  # x's kept axes, then W's summed ones
+    gx = gx.transpose(np.argsort(x_keep + [pair[j] for j in sorted(w_dims)]))
+    gW = np.tensordot(x, g, axes=(x_keep, list(range(len(x_keep)))))  # x's summed axes, then W's kept ones
+    gW = gW.transpose(np.argsort([dict(zip(x_dims, w_dims))[i] for i in sorted(x_dims)] + w_keep))
+    return gx, gW, None if b is None else unbroadcast(g, b.shape)
+
+
+LINEAR = Op('linear', 'b + Σ x · W', 'Matrix multiply by a weight, then add a bias.', linear, backward=linear_backward)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Op
+from .base import Op, unbroadcast
 
 
 def ln_mean(x):
@@ -15,7 +15,15 @@ def ln_mean(x):
     return x.mean(-1, dtype=np.float64).astype(np.float32)
 
 
-LN_MEAN = Op('ln_mean', 'μ = Σ x / C', "Mean of each position's vector.", ln_mean)
+LN_MEAN = Op('ln_mean', 'μ = Σ x / C', "Mean of each position's vector.", ln_mean,
+             backward=lambda g, out, x: (np.broadcast_to(g[..., None] / np.float32(x.shape[-1]), x.shape),))
+
+
+def ln_scale_backward(g, out, x, mean, eps):
+    """∂σ/∂x = (x − μ) / (C σ); ∂σ/∂μ = −Σ (x − μ) / (C σ), which is 0 up to rounding (the centred values sum to 0)."""
+    d = (x - mean[..., None]) / (np.float32(x.shape[-1]) * out[..., None])
+    gx = g[..., None] * d
+    return gx, -gx.sum(-1)
 
 
 def ln_scale(x, mean, eps):
@@ -26,7 +34,13 @@ def ln_scale(x, mean, eps):
 LN_SCALE = Op(
     'ln_scale', 'σ = √(Σ (x − μ)² / C + ε)',
     "Standard deviation of each position's vector.",
-    ln_scale)
+    ln_scale, backward=ln_scale_backward)
+
+
+def ln_normalize_backward(g, out, x, mean, scale):
+    s = scale[..., None]
+    gx = g / s
+    return gx, -gx.sum(-1), -(g * (x - mean[..., None])).sum(-1) / (scale * scale)
 
 
 def ln_normalize(x, mean, scale):
@@ -39,7 +53,7 @@ LN_NORMALIZE = Op(
     ln_normalize, plain=(
         "mu = x.mean()  # x: one position's vector\n"
         'sigma = np.sqrt(((x - mu) ** 2).mean() + eps)\n'
-        'x_hat = (x - mu) / sigma'))
+        'x_hat = (x - mu) / sigma'), backward=ln_normalize_backward)
 
 
 def ln_affine(normalized, w, b=None):
@@ -49,8 +63,12 @@ def ln_affine(normalized, w, b=None):
     return out
 
 
+def ln_affine_backward(g, out, normalized, w, b=None):
+    return g * w, unbroadcast(g * normalized, w.shape), None if b is None else unbroadcast(g, b.shape)
+
+
 LN_AFFINE = Op('ln_affine', 'x̂ · γ + β', "Apply the layer norm's learned gain and bias.", ln_affine,
-    plain='y = gamma * x_hat + beta  # one gain and one bias per number (RMSNorm: no beta)')
+    plain='y = gamma * x_hat + beta  # one gain and one bias per number (RMSNorm: no beta)', backward=ln_affine_backward)
 
 
 def rms_scale(x, eps):
@@ -61,7 +79,7 @@ def rms_scale(x, eps):
 RMS_SCALE = Op(
     'rms_scale', 's = √(Σ x² / C + ε)',
     "Root mean square of each position's vector (RMSNorm does not subtract the mean).",
-    rms_scale)
+    rms_scale, backward=lambda g, out, x, eps: (g[..., None] * x / (np.float32(x.shape[-1]) * out[..., None]),))
 
 
 def rms_normalize(x, scale):
@@ -71,7 +89,7 @@ def rms_normalize(x, scale):
 RMS_NORMALIZE = Op(
     'rms_normalize', 'x / s', 'Scale each vector to a root mean square of 1.', rms_normalize, plain=(
         "s = np.sqrt((x ** 2).mean() + eps)  # x: one position's vector\n"
-        'x_hat = x / s'))
+        'x_hat = x / s'), backward=lambda g, out, x, scale: (g / scale[..., None], -(g * x).sum(-1) / (scale * scale)))
 
 
 # ---- The norms' tensors, as an architecture declares them ----

@@ -1,0 +1,103 @@
+"""The backward pass: the loss's gradient with respect to every weight and every activation of one forward pass.
+
+    g = model.gradients("CBABBCABBBC")      # the mean next-token cross-entropy over positions 0 … T−2
+    g.loss, g.weights["blocks.0.attn.W_Q"], g["blocks.1.hook_resid_post"]
+
+The loss is the mean cross-entropy of the targets (default: the input shifted by one, so that position i predicts
+token i + 1) over the positions that have one. Its gradient with respect to the logits is (p − onehot(target)) / N;
+from there each op's backward (its vector-Jacobian product, held next to its forward in core/ops) carries the
+gradient to the op's inputs, in reverse graph order, adding where a tensor is read more than once (the residual
+stream, a weight used at every position). A tied weight's gradient is the sum over its uses, as autograd gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .errors import LlmvizError
+from .graph import Graph
+from .ops import OPS
+
+
+class Gradients(Mapping):
+    """The loss of one pass, the gradient of every weight (`weights`, named as the model's) and of every activation
+    (by its trace name: g["blocks.0.hook_resid_post"]). Tensors the loss does not depend on (the probabilities'
+    softmax, computed after the logits) have none."""
+
+    def __init__(self, loss: float, weights: dict[str, np.ndarray], activations: dict[str, np.ndarray], tokens: list[int],
+                 targets: list[int]):
+        self.loss = loss
+        self.weights = weights
+        self.activations = activations
+        self.tokens = tokens
+        self.targets = targets
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.activations:
+            raise KeyError(f"{name!r} has no gradient here: give an activation of the graph that the loss depends on")
+        return self.activations[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.activations)
+
+    def __len__(self) -> int:
+        return len(self.activations)
+
+
+def targets_for(ids: list[int], targets: Sequence[int] | None, vocab: int) -> list[int]:
+    """The next-token targets of positions 0 … T−2: the input shifted by one, or those given (T − 1 of them)."""
+    if len(ids) < 2:
+        raise LlmvizError("a loss needs at least two tokens: each position but the last predicts the next")
+    if targets is None:
+        return list(ids[1:])
+    out = [int(t) for t in targets]
+    if len(out) != len(ids) - 1:
+        raise LlmvizError(f"targets: give one per position but the last ({len(ids) - 1}), not {len(out)}")
+    bad = [t for t in out if not 0 <= t < vocab]
+    if bad:
+        raise LlmvizError(f"targets: {bad[0]} is not a token id (0 to {vocab - 1})")
+    return out
+
+
+def backward(graph: Graph, values: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray], logits_name: str,
+             targets: list[int]) -> Gradients:
+    """The gradients of the mean cross-entropy of `targets` (positions 0 … len(targets) − 1) from a pass's tensors
+    (`values`: any tensor the logits depend on, weights widened to float32; a Trace, which recomputes a layer's
+    tensors from the residual stream when first asked, is read in reverse graph order: one layer at a time)."""
+    logits = values[logits_name].astype(np.float64)
+    n = len(targets)
+    rows = logits[:n] - logits[:n].max(-1, keepdims=True)
+    logp = rows - np.log(np.exp(rows).sum(-1, keepdims=True))
+    loss = float(-logp[np.arange(n), targets].mean())
+    g_logits = np.zeros(logits.shape, np.float64)
+    g_logits[:n] = np.exp(logp)
+    g_logits[np.arange(n), targets] -= 1.0
+    grads: dict[str, np.ndarray] = {logits_name: (g_logits / n).astype(np.float32)}
+    for name in reversed(graph.ancestors([logits_name])):
+        t = graph[name]
+        if name not in grads or t.kind in ("weight", "input"):
+            continue
+        op = OPS[t.op or ""]
+        if op.backward is None:
+            raise LlmvizError(f"{name}'s op {op.name} has no backward: its gradient cannot be computed")
+        inputs = [values[i] for i in t.inputs]
+        for i, gi in zip(t.inputs, op.backward(grads[name], values[name], *inputs, **t.attrs)):
+            if gi is None or graph[i].kind == "input":
+                continue
+            grads[i] = grads[i] + gi if i in grads else np.array(gi, np.float32)
+    out_weights = {}
+    for name in weights:
+        gw = grads.get(name)
+        out_weights[name] = np.zeros(np.shape(weights[name]), np.float32) if gw is None else gw.astype(np.float32)
+    for name in graph.names("weight"):  # a tied weight and the weight it is share one gradient: the sum of both uses
+        source = graph[name].attrs.get("tied_to")
+        if source and name in grads:
+            src_axes, axes = graph[source].axes, graph[name].axes
+            total = grads.get(source, 0) + grads[name].transpose([axes.index(a) for a in src_axes])
+            out_weights[source] = total.astype(np.float32)
+            if name in weights:  # (a loader that lists it too: the same numbers, in its own axes)
+                out_weights[name] = out_weights[source].transpose([src_axes.index(a) for a in axes])
+    activations = {k: v for k, v in grads.items() if graph[k].kind in ("activation", "aggregate")}
+    return Gradients(loss, out_weights, activations, [], targets)
