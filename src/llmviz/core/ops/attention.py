@@ -88,29 +88,19 @@ def weighted_sum_backward(g, pattern, v, kv_group=1):
     return gp, np.ascontiguousarray(gv.transpose(1, 0, 2))
 
 
-def rotary(x, inv_freq, offset=0, rotary_dims=None):
+def rotary(x, inv_freq, offset=0, rotary_dims=None, turn=1):
     """Rotate each pair of channels (i, i + R/2) of each position p by the angle p · inv_freq[i], where R =
     rotary_dims is how many of each head's first channels turn (None: all of them); the channels after the first R
     pass through unchanged (partial rotary, as GPT-NeoX's and Phi's). The rotary position embedding as Hugging
-    Face computes it (angles in float32)."""
+    Face computes it (angles in float32). turn=-1: by −θ (the backward pass: a rotation's gradient is the gradient
+    turned back)."""
     n = x.shape[0]
     r = x.shape[-1] if rotary_dims is None else rotary_dims
     half = r // 2
     angles = np.arange(offset, offset + n, dtype=np.float32)[:, None] * np.asarray(inv_freq, np.float32)[None, :]
-    cos, sin = np.cos(angles)[:, None, :], np.sin(angles)[:, None, :]
+    cos, sin = np.cos(angles)[:, None, :], np.float32(turn) * np.sin(angles)[:, None, :]
     a, b = x[..., :half], x[..., half:r]
     return np.concatenate([a * cos - b * sin, b * cos + a * sin, x[..., r:]], axis=-1)
-
-
-def rotary_backward(g, out, x, inv_freq, offset=0, rotary_dims=None):
-    """A rotation's gradient is the gradient turned back: each pair by −θ."""
-    n = x.shape[0]
-    r = x.shape[-1] if rotary_dims is None else rotary_dims
-    half = r // 2
-    angles = np.arange(offset, offset + n, dtype=np.float32)[:, None] * np.asarray(inv_freq, np.float32)[None, :]
-    cos, sin = np.cos(angles)[:, None, :], np.sin(angles)[:, None, :]
-    a, b = g[..., :half], g[..., half:r]
-    return (np.concatenate([a * cos + b * sin, b * cos - a * sin, g[..., r:]], axis=-1),)
 
 
 ROTARY = Op(
@@ -118,7 +108,7 @@ ROTARY = Op(
     'Rotary position embedding: each pair of channels of a query or key turns by an angle that grows with the '
     'position, so that q · k depends on how far apart the two positions are (where only the first channels of a '
     'head turn, the others pass through unchanged).',
-    rotary, backward=rotary_backward)
+    rotary, backward=lambda g, out, x, inv_freq, offset=0, rotary_dims=None: (rotary(g, inv_freq, offset, rotary_dims, -1),))
 
 
 def inv_freq(cfg) -> list[float]:
