@@ -39,6 +39,7 @@ def valid(model: type[BaseModel], answer) -> BaseModel:
     {"model": "nano-gpt", "text": "CBABBC"},
     {"model": "nano-gpt", "text": "CBABBCAB", "past": 7},
     {"model": "nano-gpt", "text": "CBABBC", "edits": [{"tensor": "blocks.0.attn.hook_z", "where": {"head": 1}, "set": "zero"}]},
+    {"model": "nano-gpt", "text": "CBABBC", "gradients": True},
     {"model": "wide", "tokens": [5, 7, 9]},
     {"model": "tiny-llama", "tokens": [1, 2, 3, 4]},
     {"model": "gpt2", "n_pos": 4},

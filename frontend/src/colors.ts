@@ -12,6 +12,9 @@ export const FAMILIES: Record<Kind, Family> = {
   activation: { negative: "#d9480f", positive: "#1864ab", side: "#343a40", label: "activations" },
   aggregate: { negative: "#5f3dc4", positive: "#2b8a3e", side: "#343a40", label: "aggregates (mean, σ, max, Σexp)" },
 };
+/** Gradients (∂loss/∂x of every weight and activation): one palette of their own for every block, so that a
+ * gradient is never read as a value. */
+export const GRADIENT: Family = { negative: "#c2255c", positive: "#087f5b", side: "#495057", label: "gradients ∂loss/∂x" };
 export const MASKED = "#ced4da";
 export const STRUCTURE = "#dee2e6";
 

@@ -1,4 +1,5 @@
 // Hover and pin: one cell's value and where it came from, in the tooltip, with its sources highlighted.
+import { DataUtils } from "three";
 import { explainInScene } from "./cells";
 import { cellRegion } from "./highlight";
 import { findBlock, cellScreenPoint, pickAt } from "./scene";
@@ -116,7 +117,7 @@ export async function showCell(c: CellRef, clientX: number, clientY: number, t0:
       return;
     }
     if (seq !== app.hover.seq) return; // the pointer has moved on
-    tip.innerHTML = explanationHtml(e, pinned, clean);
+    tip.innerHTML = explanationHtml(e, pinned, clean, drawnGradient(c));
     tip.dataset.tensor = e.tensor;
     tip.dataset.index = JSON.stringify(e.index.map((a) => a.i));
     if (pinned) tellHost("selected", { tensor: e.tensor, index: e.index.map((a) => a.i) });
@@ -148,6 +149,13 @@ export async function showCell(c: CellRef, clientX: number, clientY: number, t0:
     }
   };
   v.requestRender();
+}
+
+/** In a scene coloured by the loss's gradients: the displayed cell's gradient, as the grad atlas holds it. */
+function drawnGradient(c: CellRef): number | undefined {
+  const d = c.placed.data, slab = d.info.blocks[c.block].slabs?.[c.slab];
+  if (!d.grad || d.info.loss == null || !slab) return undefined;
+  return DataUtils.fromHalfFloat(d.grad[(slab[1] + c.row) * d.atlas.width + slab[0] + c.col]);
 }
 
 export function onHover(e: PointerEvent) {

@@ -1,11 +1,16 @@
 // The legend: what the colours mean (only the families the scene shows) and the colour of each axis.
-import { FAMILIES, KINDS, MASKED } from "./colors";
+import { FAMILIES, GRADIENT, KINDS, MASKED } from "./colors";
 import { escapeHtml } from "./html";
 import type { SceneInfo } from "./scenedata";
 
 export function legendHtml(info: SceneInfo | undefined): string {
   const rows: string[] = [];
-  if (!info || info.model.has_weights) {
+  const families = info?.loss != null ? [GRADIENT] : KINDS.filter((k) => k !== "input").map((k) => FAMILIES[k]);
+  if (info?.loss != null) {  // a scene coloured by the loss's gradients: their own palette, every block
+    rows.push(`<div class="legend-row"><span class="bar" style="background:linear-gradient(90deg, ${GRADIENT.negative}, #fff, ${
+      GRADIENT.positive})"></span>${GRADIENT.label}: how the loss moves as each number grows</div>`);
+    rows.push(`<div class="legend-note">each block: −scale · 0 · +scale of its own gradients</div>`);
+  } else if (!info || info.model.has_weights) {
     for (const k of KINDS.filter((k) => k !== "input")) {
       const f = FAMILIES[k];
       rows.push(`<div class="legend-row"><span class="bar" style="background:linear-gradient(90deg, ${f.negative}, #fff, ${f.positive})"></span>${f.label}</div>`);
@@ -18,7 +23,7 @@ export function legendHtml(info: SceneInfo | undefined): string {
   const axes = info ? Object.entries(info.axes).map(([name, a]) =>
     `<span class="axis" title="${escapeHtml(a.description)}"><span style="color:${a.color}">■ ${escapeHtml(a.label)}</span> ${name}</span>`) : [];
   // Folded to a chip by default (its swatches hint at what it explains), so that it covers none of the model.
-  const swatches = (!info || info.model.has_weights ? KINDS.filter((k) => k !== "input") : []).map((k) =>
-    `<span class="chip-swatch" style="background:linear-gradient(90deg, ${FAMILIES[k].negative}, #fff, ${FAMILIES[k].positive})"></span>`);
+  const swatches = (!info || info.model.has_weights ? families : []).map((f) =>
+    `<span class="chip-swatch" style="background:linear-gradient(90deg, ${f.negative}, #fff, ${f.positive})"></span>`);
   return `<details id="legend-box"><summary>Legend ${swatches.join("")}</summary>${rows.join("")}<div class="axes">${axes.join("")}</div></details>`;
 }

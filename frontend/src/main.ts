@@ -49,7 +49,12 @@ function showEdits() {
   const p = app.placed.length === 1 ? app.placed[0] : null;
   const edits = p?.data.info.edits ?? [];
   const colour = app.state.show === "values" ? "values" : "change";
-  for (const q of app.placed) q.built.colourBy(edits.length ? colour : "values");
+  const grads = p?.data.info.loss != null;  // (a scene asked for with gradients: shown by them)
+  for (const q of app.placed) q.built.colourBy(edits.length ? colour : grads ? "gradients" : "values");
+  const toggle = $<HTMLButtonElement>("#grad-toggle");  // (a whole clean pass of a model with weights, served)
+  const info = p?.data.info;
+  toggle.hidden = !info?.model.has_weights || !!info.past || edits.length > 0 || !!exported();
+  toggle.setAttribute("aria-pressed", String(grads));
   const panel = $<HTMLDivElement>("#edits");
   panel.innerHTML = editsPanelHtml(edits, colour);
   panel.hidden = !edits.length;
@@ -148,8 +153,9 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
       if (!early && s.past === undefined && text !== undefined) s.past = await storedStep(text);  // (an export's)
       let got: SceneData | null = null, failure: unknown = null;
       const edits = s.past === undefined && info.has_weights ? s.edits : undefined;
+      const gradients = s.show === "gradients" && s.past === undefined && !edits?.length && info.has_weights ? true : undefined;
       try {
-        got = await (early ?? fetchScene({ model: info.name, text, heads, past: s.past, edits }));
+        got = await (early ?? fetchScene({ model: info.name, text, heads, past: s.past, edits, gradients }));
       } catch (e) {
         failure = e;
       }
@@ -286,7 +292,7 @@ async function start() {
   const { __earlyScene: started, __earlyModels: startedModels } =
     window as { __earlyScene?: Promise<EarlyResponse>; __earlyModels?: Promise<Response> };
   // (index.html asks for the default layout's whole pass: a link to stacked heads or a KV-cache step asks here)
-  const plain = s0.view !== "scale" && !s0.heads && s0.past === undefined && !s0.edits;
+  const plain = s0.view !== "scale" && !s0.heads && s0.past === undefined && !s0.edits && !s0.show;
   const early = plain ? (started ? sceneFrom(started) : fetchScene({ model: s0.model, text: s0.input })) : undefined;
   early?.catch(() => {});
   try {
@@ -507,6 +513,10 @@ async function start() {
     if (app.placed.length) view.flyTo(...scene.wholeFraming());
   });
   $<HTMLButtonElement>("#faceon").addEventListener("click", () => view.flyTo(...view.faceOn()));
+  $<HTMLButtonElement>("#grad-toggle").addEventListener("click", () => {  // values ⇄ the loss's gradients
+    app.state.show = app.state.show === "gradients" ? undefined : "gradients";
+    void loadView(undefined, { here: true });
+  });
   $<HTMLButtonElement>("#menu").addEventListener("click", () => document.body.classList.toggle("menu-open"));
   $<HTMLButtonElement>("#map-toggle").addEventListener("click", () => {
     const map = $<HTMLDivElement>("#map");

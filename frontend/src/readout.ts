@@ -20,6 +20,11 @@ export function readoutHtml(info: SceneInfo): string {
     <span class="ro-prob">${esc(best.percent)}</span></div>`];
   const moved = changedPredictions(info);
   if (moved) parts.push(`<div class="ro-changed">${esc(moved)}</div>`);
+  if (info.loss != null) {  // a scene coloured by the loss's gradients: the loss they are of
+    const n = info.token_strs.length;
+    parts.push(`<div class="ro-loss">loss <b data-loss="${info.loss}">${esc(info.loss.toPrecision(4))}</b>: each position's ` +
+      `next token, −log p, averaged over positions 0–${n - 2}; the blocks show its gradient</div>`);
+  }
   if (rest.length) {
     parts.push(`<div class="ro-rest">then ${rest.slice(0, 3).map((c) => `<code>${esc(c.token)}</code> (${esc(c.percent)})`).join(" · ")}</div>`);
   }

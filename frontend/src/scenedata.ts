@@ -17,17 +17,20 @@ export interface SceneData {
   atlas: { width: number; height: number; data: Uint16Array }; // float16 bits
   /** An edited pass's: every displayed cell's edited − clean value, packed as the atlas (float16 bits). */
   change?: Uint16Array;
+  /** A scene with gradients: every displayed cell's ∂loss/∂x, packed as the atlas (float16 bits). */
+  grad?: Uint16Array;
 }
 
 export function parseScene(bytes: ArrayBuffer): SceneData {
   const t = parseTrace(bytes);
   const atlas = t.tensors.get("atlas");
   if (atlas?.dtype !== "F16") throw new Error("scene payload has no float16 atlas");
-  const change = t.tensors.get("change");
+  const change = t.tensors.get("change"), grad = t.tensors.get("grad");
   return {
     info: JSON.parse(t.metadata.scene),
     atlas: { height: atlas.shape[0], width: atlas.shape[1], data: atlas.data as Uint16Array },
     ...(change?.dtype === "F16" ? { change: change.data as Uint16Array } : {}),
+    ...(grad?.dtype === "F16" ? { grad: grad.data as Uint16Array } : {}),
   };
 }
 

@@ -22,8 +22,9 @@ function curveSvg(c: NonNullable<NonNullable<Explanation["formula"]>["curve"]>):
     <circle cx="${sx(c.x)}" cy="${sy(c.y)}" r="3.5" fill="#e8590c"/></svg>`;
 }
 
-/** The tooltip of a cell; `clean`: in an edited pass, the same cell's value in the clean pass. */
-export function explanationHtml(e: Explanation, pinned: boolean, clean?: number): string {
+/** The tooltip of a cell; `clean`: in an edited pass, the same cell's value in the clean pass; `grad`: in a scene
+ * coloured by the loss's gradients, the cell's gradient as drawn. */
+export function explanationHtml(e: Explanation, pinned: boolean, clean?: number, grad?: number): string {
   const idx = e.index.map((a) => `<span style="color:${a.color}">${esc(a.label.toLowerCase())}</span> = ${esc(a.shown ?? String(a.i))}`).join(", ");
   const parts = [
     `<div class="tt-name"><b>${esc(e.title)}</b><br><code>${esc(e.tensor)}</code></div>`,
@@ -34,6 +35,10 @@ export function explanationHtml(e: Explanation, pinned: boolean, clean?: number)
     const d = e.value - clean;
     parts.push(`<div class="tt-clean">clean pass <b data-clean="${clean}">${esc(num(clean))}</b> · ${
       d === 0 || Number.isNaN(d) ? "unchanged by the edits" : `changed by <b data-change="${d}">${d > 0 ? "+" : ""}${esc(num(d))}</b>`}</div>`);
+  }
+  if (grad !== undefined) {
+    parts.push(`<div class="tt-grad">gradient of the loss <b data-grad="${grad}">${esc(num(grad))}</b>: the loss moves by about ` +
+      `${esc(num(grad))} × a small change of this number (as drawn, in float16)</div>`);
   }
   if (e.edited) {
     parts.push(`<div class="tt-edit">set by an edit: ${esc(e.edited.label)}. Before it, the pass computed ` +

@@ -4,7 +4,8 @@
 //   &insights=branches&branch=0.1 (the "across the model" panel's tab, and the branch tree's focus; the tabs:
 //   attention, lens, branches, attribution, patching)
 //   &edits=[{"tensor":"blocks.0.attn.hook_z","where":{"head":1},"set":"zero"}]&show=values (interventions, and
-//   the edited pass's own values instead of how much each cell changed)
+//   the edited pass's own values instead of how much each cell changed); &show=gradients (a pass coloured by the
+//   loss's gradient with respect to every cell)
 import { formatEdits, parseEdits, type Edit } from "./edits";
 
 export interface CellState { tensor: string; slab: number; col: number; row: number }
@@ -22,7 +23,8 @@ export interface ViewState {
   insights?: "attention" | "lens" | "branches" | "attribution" | "patching"; // the open tab of the "across the model" panel
   branch?: number[]; // the branch tree's focus: token ids after the input
   edits?: Edit[]; // interventions on the pass (edits.ts): the view is the edited pass
-  show?: "values"; // an edited pass coloured by its values (default: by how much each cell changed)
+  show?: "values" | "gradients"; // an edited pass coloured by its values (default: by how much each cell changed);
+  // a clean pass coloured by the next-token loss's gradients
 }
 
 export function parseState(search: string): ViewState {
@@ -51,6 +53,7 @@ export function parseState(search: string): ViewState {
   const edits = parseEdits(q.get("edits"));
   if (edits) s.edits = edits;
   if (edits && q.get("show") === "values") s.show = "values";
+  if (!edits && q.get("show") === "gradients") s.show = "gradients";
   return s;
 }
 
@@ -70,7 +73,7 @@ export function formatState(s: ViewState): string {
   if (s.insights) q.set("insights", s.insights);
   if (s.branch?.length) q.set("branch", s.branch.join("."));
   if (s.edits?.length) q.set("edits", formatEdits(s.edits));
-  if (s.edits?.length && s.show) q.set("show", s.show);
+  if (s.edits?.length ? s.show === "values" : s.show === "gradients") q.set("show", s.show!);
   const text = q.toString();
   return text ? `?${text}` : "";
 }

@@ -55,4 +55,7 @@ test("edits survive a round trip through the URL, and a bad edits parameter is n
   assert.deepEqual(parseState("?edits=not-json&show=values"), {});
   assert.equal(parseEdits("[]"), undefined);
   assert.equal(formatState({ edits: [] }), "");
+  assert.deepEqual(parseState(formatState({ model: "nano-gpt", show: "gradients" })), { model: "nano-gpt", show: "gradients" });
+  assert.deepEqual(parseState("?show=gradients&edits=%5B%5D"), { show: "gradients" });  // (no edits: gradients)
+  assert.equal(formatState({ show: "values" }), "");  // (values: only of an edited pass)
 });

@@ -58,6 +58,8 @@ class SceneRequest(StrictBody):
     edits: list[EditRequest] = Field(default_factory=list, max_length=64,
                                      description="interventions (as /api/intervene's): the scene is the edited pass, "
                                                  "with a second atlas `change` (edited − clean)")
+    gradients: bool = Field(False, description="also a second atlas `grad`: the gradient of the next-token loss "
+                                               "with respect to every cell (Model.gradients)")
 
     @model_validator(mode="after")
     def not_both(self):
@@ -65,6 +67,8 @@ class SceneRequest(StrictBody):
             raise ValueError("give at most one of 'text' or 'tokens'")
         if self.edits and self.past is not None:
             raise ValueError("edits are made on a whole pass: give 'edits' or 'past', not both")
+        if self.gradients and (self.edits or self.past is not None):
+            raise ValueError("gradients are of a whole, clean pass: give 'gradients' without 'edits' or 'past'")
         return self
 
 
@@ -686,6 +690,8 @@ class BlockInfo(Reply):
         None, description="an embedding lookup's table: its rows have a map (GET /api/models/{name}/embedding-map)")
     change: float | None = Field(None, description="an edited pass's scene: the largest |edited − clean| of the "
                                                    "block's displayed cells (0: unchanged)")
+    grad: float | None = Field(None, description="a scene with gradients: the largest |∂loss/∂x| of the block's "
+                                                 "displayed cells")
 
 
 class Section(Reply):
@@ -752,6 +758,8 @@ class SceneInfo(Reply):
     edits: list[EditInfo] | None = Field(None, description="an edited pass's edits (the scene is that pass)")
     clean_prediction: Prediction | None = Field(None, description="an edited pass's: what the clean pass predicts")
     clean_predicted: list[str] | None = None
+    loss: float | None = Field(None, description="a scene with gradients: the mean next-token cross-entropy over "
+                                                 "positions 0 … T−2")
 
 
 class AttributionPart(Reply):

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..core.edits import Edit, info
 from ..core.graph import NAMED_BY, Graph
-from ..core.model import Model, Trace
+from ..core.model import Model, Trace, tie
 from ..core.sampling import percent
 from ..io.safetensors_file import to_bytes as safetensors_bytes
 from .embedmap import mapped
@@ -289,17 +289,48 @@ def edited_scene(model: Model, clean: Trace, edits: list[Edit], heads: str = "si
 
     trace = model.run(clean.tokens, keep=model.graph.checkpoints(), visit=visit, stop=stop, edits=edits)
     scene, atlas = builder.finish(trace)
-    delta = np.zeros_like(atlas)
-    for b in scene["blocks"]:
-        g = change.get(b["tensor"])
-        b["change"] = 0.0 if g is None else largest_magnitude(g)
-        for k, (x, y, w, h) in enumerate(b["slabs"] or []):
-            if g is not None:
-                delta[y:y + h, x:x + w] = np.clip(g[k], -F16_MAX, F16_MAX, where=np.isfinite(g[k]), out=g[k].copy())
+    delta = packed_like(scene, atlas, change, "change")
     scene.update(edits=[info(model.graph, e, n) for e in edits], clean_prediction=prediction(clean),
                  clean_predicted=clean.predicted)
     return trace, bytes(safetensors_bytes({"atlas": atlas, "change": delta},
                                           {"scene": json.dumps(scene, separators=(",", ":"))}))
+
+
+def gradient_scene(model: Model, ids: list[int], heads: str = "side", stop=None) -> bytes:
+    """The scene of a pass and beside its `atlas` a second one, `grad`, packed the same way: the gradient of the
+    next-token loss (Model.gradients: the mean cross-entropy over positions 0 … T−2) with respect to every displayed
+    cell, weights and activations alike (0 for the input's tokens). Each block's `grad` is its largest |gradient|;
+    the scene's `loss` is the loss."""
+    g = model.gradients(ids, stop=stop)
+    graph, builder = model.graph, SceneBuilder(model, len(ids), heads)
+    trace = model.run(ids, keep=graph.checkpoints(), visit=builder.add, stop=stop)
+    scene, atlas = builder.finish(trace)
+    grids = {}
+    for b in scene["blocks"]:
+        name, spec = b["tensor"], graph[b["tensor"]]
+        source = spec.attrs.get("tied_to")
+        if spec.kind == "weight":
+            a = g.weights[name] if name in g.weights else tie(graph, name, g.weights[source]) if source else None
+        else:
+            a = g.activations.get(name)
+        if a is not None:
+            grids[name] = builder.grid(name, a)[0]
+    grad = packed_like(scene, atlas, grids, "grad")
+    scene.update(loss=g.loss)
+    return bytes(safetensors_bytes({"atlas": atlas, "grad": grad}, {"scene": json.dumps(scene, separators=(",", ":"))}))
+
+
+def packed_like(scene: dict, atlas: np.ndarray, grids: dict[str, np.ndarray], field: str) -> np.ndarray:
+    """A second atlas of the same layout as `atlas`: each block's grid of other numbers at its slabs (zeros for a
+    block with none), and in each block's `field` their largest magnitude."""
+    out = np.zeros_like(atlas)
+    for b in scene["blocks"]:
+        g = grids.get(b["tensor"])
+        b[field] = 0.0 if g is None else largest_magnitude(g)
+        for k, (x, y, w, h) in enumerate(b["slabs"] or []):
+            if g is not None:
+                out[y:y + h, x:x + w] = np.clip(g[k], -F16_MAX, F16_MAX, where=np.isfinite(g[k]), out=g[k].copy())
+    return out
 
 
 def build_scene(model: Model, trace: Trace | None, n_pos: int, heads: str = "side",

@@ -12,7 +12,7 @@ from ...core.errors import LlmvizError
 from ...core.graph import Graph
 from ...core.model import Model
 from ...views.provenance import cells, slice_bytes
-from ...views.scene import edited_scene, scene_bytes, step_scene
+from ...views.scene import edited_scene, gradient_scene, scene_bytes, step_scene
 from ..dependencies import Served, ServedDep, example_input, pass_key
 from ..limits import MB
 from ..schemas import CellsRequest, CellsResponse, SceneRequest, TraceRequest
@@ -87,6 +87,13 @@ async def scene(req: SceneRequest, request: Request, s: ServedDep):
         if req.edits:
             return Response(edited(s, m, ids, [e.model_dump() for e in req.edits], req.heads, stop),
                             media_type=SCENE_MEDIA_TYPE)
+        if req.gradients:
+            g = m.graph
+            s.within_budget(g.peak_bytes(len(ids), g.checkpoints()) + 2 * g.peak_bytes(len(ids), ()),
+                            f"a forward and a backward pass of {len(ids)} tokens (every activation's gradient)",
+                            "give fewer tokens")
+            return Response(cache.payload(("gradients", m, tuple(ids), req.heads),
+                                          lambda: gradient_scene(m, ids, req.heads, stop)), media_type=SCENE_MEDIA_TYPE)
         key = ("scene", m, tuple(ids), req.heads) + (("tower",) if req.tower else ())
         payload = cache.get(key)
         if payload is None:
