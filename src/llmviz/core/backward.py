@@ -47,34 +47,41 @@ class Gradients(Mapping):
 
 
 def targets_for(ids: list[int], targets: Sequence[int] | None, vocab: int) -> list[int]:
-    """The next-token targets of positions 0 … T−2: the input shifted by one, or those given (T − 1 of them)."""
+    """The next-token targets: of positions 0 … T−2, the input shifted by one; or those given, T − 1 of them, or T to
+    score the last position too (its next token is not in the input); −1 for a position the loss does not count, as
+    a training task's input positions."""
     if len(ids) < 2:
         raise LlmvizError("a loss needs at least two tokens: each position but the last predicts the next")
     if targets is None:
         return list(ids[1:])
     out = [int(t) for t in targets]
-    if len(out) != len(ids) - 1:
-        raise LlmvizError(f"targets: give one per position but the last ({len(ids) - 1}), not {len(out)}")
-    bad = [t for t in out if not 0 <= t < vocab]
+    if len(out) not in (len(ids) - 1, len(ids)):
+        raise LlmvizError(f"targets: give one per position but the last ({len(ids) - 1}), or one per position "
+                          f"({len(ids)}), not {len(out)}")
+    bad = [t for t in out if not -1 <= t < vocab]
     if bad:
-        raise LlmvizError(f"targets: {bad[0]} is not a token id (0 to {vocab - 1})")
+        raise LlmvizError(f"targets: {bad[0]} is not a token id (0 to {vocab - 1}, or -1: not counted)")
+    if all(t == -1 for t in out):
+        raise LlmvizError("targets: every position is -1 (not counted): the loss would count nothing")
     return out
 
 
 def backward(graph: Graph, values: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray], logits_name: str,
              targets: list[int]) -> Gradients:
-    """The gradients of the mean cross-entropy of `targets` (positions 0 … len(targets) − 1) from a pass's tensors
+    """The gradients of the mean cross-entropy of `targets` (positions 0 … len(targets) − 1, those of −1 not counted)
+    from a pass's tensors
     (`values`: any tensor the logits depend on, weights widened to float32; a Trace, which recomputes a layer's
     tensors from the residual stream when first asked, is read in reverse graph order: one layer at a time)."""
     logits = values[logits_name].astype(np.float64)
-    n = len(targets)
-    rows = logits[:n] - logits[:n].max(-1, keepdims=True)
+    at = np.array([i for i, t in enumerate(targets) if t >= 0])  # the positions counted
+    wanted = np.array(targets)[at]
+    rows = logits[at] - logits[at].max(-1, keepdims=True)
     logp = rows - np.log(np.exp(rows).sum(-1, keepdims=True))
-    loss = float(-logp[np.arange(n), targets].mean())
+    loss = float(-logp[np.arange(len(at)), wanted].mean())
     g_logits = np.zeros(logits.shape, np.float64)
-    g_logits[:n] = np.exp(logp)
-    g_logits[np.arange(n), targets] -= 1.0
-    grads: dict[str, np.ndarray] = {logits_name: (g_logits / n).astype(np.float32)}
+    g_logits[at] = np.exp(logp)
+    g_logits[at, wanted] -= 1.0
+    grads: dict[str, np.ndarray] = {logits_name: (g_logits / len(at)).astype(np.float32)}
     for name in reversed(graph.ancestors([logits_name])):
         t = graph[name]
         if name not in grads or t.kind in ("weight", "input"):

@@ -140,7 +140,7 @@ class Model:
     def gradients(self, prompt: Prompt, targets: Sequence[int] | None = None,
                   stop: Callable[[], bool] | None = None) -> Gradients:
         """The backward pass (core/backward.py): the mean next-token cross-entropy over positions 0 … T−2 (targets:
-        the input shifted by one, or the T − 1 given) and its gradient with respect to every weight (`.weights`,
+        the input shifted by one, or the T − 1 given, −1 where a position is not counted) and its gradient with respect to every weight (`.weights`,
         named as `model.weights`) and every activation (g["blocks.0.hook_resid_post"]). The forward pass keeps the
         residual stream and the logits; the backward pass recomputes each layer's other tensors from it when it
         reaches that layer (as a Trace does), so that one layer's activations are held at a time."""
