@@ -123,6 +123,9 @@ type Keep = { section: string } | { home: true } | { here: true } | null;
 async function loadView(early?: Promise<SceneData>, keep?: Keep) {
   const seq = ++app.loadSeq;
   const s = app.state;
+  // The camera this view was asked with: a camera move that ends while the pass is computed (the last view's
+  // flight) writes the URL, and with it s.camera, but is not what was asked for (Generate's Reset).
+  const camera = s.camera;
   const status = $<HTMLSpanElement>("#status");
   status.textContent = "computing…";
   showError("");
@@ -226,8 +229,8 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
     if (keep && "here" in keep) { /* the camera stays */ }
     else if (keep && "home" in keep) v.goHome(false);
     else if (section) v.flyTo(...v.framing(section, 1.1), 0);  // the same section, in the new layout
-    else if (s.camera) {
-      v.flyTo(new THREE.Vector3(...s.camera.slice(0, 3)), new THREE.Vector3(...s.camera.slice(3)), 0);
+    else if (camera) {
+      v.flyTo(new THREE.Vector3(...camera.slice(0, 3)), new THREE.Vector3(...camera.slice(3)), 0);
     } else if (target) {
       v.flyTo(...v.framing(target.placed.built.boxes[target.block], 1.6), 0);  // a link to a block shows it
     } else v.goHome(false);
