@@ -24,25 +24,33 @@ from ..core.model import Model
 LENGTH, LETTERS = 6, 3  # nano-gpt's sort task: six tokens of A, B, C (training/train.py)
 
 
+def readers(graph: Graph) -> dict[str, list[tuple]]:
+    """Each tensor's readers: (the tensor an op computes from it, which of the op's inputs it is), in graph order."""
+    out: dict[str, list[tuple]] = {name: [] for name in graph.names()}
+    for t in graph:
+        for i, name in enumerate(t.inputs):
+            out[name].append((t, i))
+    return out
+
+
 def initial_weights(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     """minGPT's initialisation, from what reads each weight in the graph: a norm's gain 1 and every bias 0, every
     other weight normal with std 0.02, the projections back into the residual stream (attention's W_O, the MLP's
     W_out) with std 0.02 / √(2 · layers). A tied weight is not made twice."""
     rng = np.random.default_rng(seed)
-    sizes, out = graph.sizes(1), {}
-    readers = {name: [(t, t.inputs.index(name)) for t in graph if name in t.inputs] for name in graph.names("weight")}
+    sizes, out, read = graph.sizes(1), {}, readers(graph)
     for name in graph.names("weight"):
         spec = graph[name]
         if spec.attrs.get("tied_to"):
             continue
         shape = spec.shape(sizes)
-        uses = readers[name]
+        uses = read[name]
         if any(t.op == "ln_affine" and i == 1 for t, i in uses):
             out[name] = np.ones(shape, np.float32)
         elif any((t.op == "ln_affine" and i == 2) or (t.op == "linear" and i == 2) for t, i in uses):
             out[name] = np.zeros(shape, np.float32)
         else:
-            into_stream = any(t.op == "linear" and any(t.name in u.inputs and u.residual for u in graph) for t, _ in uses)
+            into_stream = any(t.op == "linear" and any(u.residual for u, _ in read[t.name]) for t, _ in uses)
             std = 0.02 / math.sqrt(2 * graph.config.n_layer) if into_stream else 0.02
             out[name] = rng.normal(0.0, std, shape).astype(np.float32)
     return out
@@ -57,8 +65,9 @@ def random_model(config: ModelConfig, tokenizer, seed: int = 0) -> Model:
 def decayed(graph: Graph) -> set[str]:
     """The weights AdamW decays: the matrices of the projections (a linear's weight, the unembedding's too), not the
     embeddings (read by a lookup), the norms or the biases (a head's bias has two axes, but is a bias)."""
+    read = readers(graph)
     return {n for n in graph.names("weight") if not graph[n].attrs.get("tied_to")
-            and any(t.op == "linear" and t.inputs.index(n) == 1 for t in graph if n in t.inputs)}
+            and any(t.op == "linear" and i == 1 for t, i in read[n])}
 
 
 class AdamW:
