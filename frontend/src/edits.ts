@@ -57,7 +57,7 @@ export function makeEdit(tensor: string, scope: Scope, set: SetTo): Edit {
 }
 
 /** Whether a cell (its index, by axis) is among an edit's cells. */
-export function inEdit(e: Pick<EditInfo, "where">, at: Record<string, number>): boolean {
+export function inEdit(e: { where: Record<string, [number, number]> }, at: Record<string, number>): boolean {
   return Object.entries(e.where).every(([a, [lo, hi]]) => at[a] === undefined || (lo <= at[a] && at[a] <= hi));
 }
 
@@ -76,9 +76,4 @@ export function parseEdits(text: string | null): Edit[] | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** A readout's before → after: "A 99.99 % → C 61.2 %". */
-export function beforeAfter(before: { token: string; percent: string }, after: { token: string; percent: string }): string {
-  return `${before.token} ${before.percent} → ${after.token} ${after.percent}`;
 }

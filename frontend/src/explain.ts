@@ -5,6 +5,7 @@
 // cells.ts can fetch them all in one request and run it again (see explainCells).
 
 import type { components } from "./api-schema";
+import { inEdit } from "./edits";
 import { fmt, formatG, pyRepr, thousands } from "./pyformat";
 
 type Schemas = components["schemas"];
@@ -567,10 +568,7 @@ export function explain(p: Pass, tensor: string, index: number[]): Explanation {
   out.formula = { ...formula, template: formula.template ?? p.graph.ops[t.op!].formula,
     description: p.graph.ops[t.op!].description } as Explanation["formula"];
   // An edited cell: the last edit that set it, and what the op computed here before it did.
-  const edit = (p.edits ?? []).filter((e) => e.tensor === tensor && t.axes.every((a) => {
-    const r = e.where[a];
-    return !r || (r[0] <= at[a] && at[a] <= r[1]);
-  })).pop();
+  const edit = (p.edits ?? []).filter((e) => e.tensor === tensor && inEdit(e, at)).pop();
   if (edit) out.edited = { label: edit.label, computed: formula.result, computed_text: fmt(formula.result) };
   return out;
 }
