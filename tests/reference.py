@@ -9,7 +9,7 @@ from llmviz.core.arch.gpt2 import canonical_state, weights_from_state
 from llmviz.core.config import ModelConfig
 from llmviz.core.model import Model
 from llmviz.io.tokenizer import CharTokenizer
-from llmviz.training.torch_gpt import TorchGPT
+from torch_gpt import TorchGPT
 
 
 def random_torch_gpt(cfg: ModelConfig, seed: int = 0) -> TorchGPT:

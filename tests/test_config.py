@@ -19,7 +19,7 @@ def test_gpt3_is_175b():
 
 def test_nano_gpt_shape_and_count_equal_the_torch_module():
     pytest.importorskip("torch")
-    from llmviz.training.torch_gpt import TorchGPT
+    from torch_gpt import TorchGPT
 
     cfg = PRESETS["nano-gpt"]
     assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size, cfg.n_ctx) == (3, 3, 48, 3, 11)

@@ -1,25 +1,23 @@
-"""Training nano-gpt: a short run is deterministic and writes a loadable model with its card, and `llmviz train`
-replaces a file only with --force."""
+"""Training nano-gpt (in numpy: no torch): a short run is deterministic and writes a loadable model with its card,
+and `llmviz train` replaces a file only with --force."""
 
 import numpy as np
-import pytest
-
-pytest.importorskip("torch")
 
 from llmviz import load_model
 from llmviz.io.files import card_path
 from llmviz.io.safetensors_file import SafetensorsFile
-from llmviz.training.train import sort_accuracy, sort_batch, train_nano_gpt
+from llmviz.training.tasks import sort_accuracy, sort_examples
+from llmviz.training.train import train_nano_gpt
 from test_cli import llmviz
 
 
-def test_sort_batch_is_minGPT_sort_task():
-    import torch
-    x, y = sort_batch(4, torch.Generator().manual_seed(0))
-    assert x.shape == y.shape == (4, 11)
-    for xi, yi in zip(x.tolist(), y.tolist()):
-        assert xi[6:] == sorted(xi[:6])[:5]  # the output part of the input is the sorted prefix
-        assert yi[:5] == [-1] * 5 and yi[5:] == sorted(xi[:6])  # loss only on the six output predictions
+def test_sort_examples_are_minGPTs_sort_task():
+    batch = sort_examples(4, np.random.default_rng(0))
+    assert len(batch) == 4
+    for x, y in batch:
+        assert len(x) == len(y) == 11
+        assert x[6:] == sorted(x[:6])[:5]  # the output part of the input is the sorted prefix
+        assert y[:5] == [-1] * 5 and y[5:] == sorted(x[:6])  # loss only on the six output predictions
 
 
 def test_short_training_run_is_reproducible(tmp_path):

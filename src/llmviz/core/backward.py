@@ -67,21 +67,25 @@ def targets_for(ids: list[int], targets: Sequence[int] | None, vocab: int) -> li
 
 
 def backward(graph: Graph, values: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray], logits_name: str,
-             targets: list[int]) -> Gradients:
-    """The gradients of the mean cross-entropy of `targets` (positions 0 … len(targets) − 1, those of −1 not counted)
-    from a pass's tensors
+             targets: Sequence[int] | np.ndarray) -> Gradients:
+    """The gradients of the mean cross-entropy of `targets` (positions 0 … len(targets) − 1, those of −1 not counted;
+    for a batch, a row of one per position for each example, the mean over every position counted) from a pass's
+    tensors
     (`values`: any tensor the logits depend on, weights widened to float32; a Trace, which recomputes a layer's
     tensors from the residual stream when first asked, is read in reverse graph order: one layer at a time)."""
     logits = values[logits_name].astype(np.float64)
-    at = np.array([i for i, t in enumerate(targets) if t >= 0])  # the positions counted
-    wanted = np.array(targets)[at]
+    shape = logits.shape  # [pos, vocab], or a batch's [batch, pos, vocab] with a row of targets per example
+    logits = logits.reshape(-1, shape[-1])
+    flat = np.asarray(targets).reshape(-1)
+    at = np.flatnonzero(flat >= 0)  # the positions counted
+    wanted = flat[at]
     rows = logits[at] - logits[at].max(-1, keepdims=True)
     logp = rows - np.log(np.exp(rows).sum(-1, keepdims=True))
     loss = float(-logp[np.arange(len(at)), wanted].mean())
     g_logits = np.zeros(logits.shape, np.float64)
     g_logits[at] = np.exp(logp)
     g_logits[at, wanted] -= 1.0
-    grads: dict[str, np.ndarray] = {logits_name: (g_logits / len(at)).astype(np.float32)}
+    grads: dict[str, np.ndarray] = {logits_name: (g_logits.reshape(shape) / len(at)).astype(np.float32)}
     for name in reversed(graph.ancestors([logits_name])):
         t = graph[name]
         if name not in grads or t.kind in ("weight", "input"):
@@ -93,7 +97,7 @@ def backward(graph: Graph, values: Mapping[str, np.ndarray], weights: Mapping[st
         for i, gi in zip(t.inputs, op.backward(grads[name], values[name], *inputs, **t.attrs)):
             if gi is None or graph[i].kind == "input":
                 continue
-            grads[i] = grads[i] + gi if i in grads else np.array(gi, np.float32)
+            grads[i] = grads[i] + gi if i in grads else np.asarray(gi, np.float32)
     out_weights = {}
     for name in weights:
         gw = grads.get(name)
@@ -107,4 +111,4 @@ def backward(graph: Graph, values: Mapping[str, np.ndarray], weights: Mapping[st
             if name in weights:  # (a loader that lists it too: the same numbers, in its own axes)
                 out_weights[name] = out_weights[source].transpose([src_axes.index(a) for a in axes])
     activations = {k: v for k, v in grads.items() if graph[k].kind in ("activation", "aggregate")}
-    return Gradients(loss, out_weights, activations, [], targets)
+    return Gradients(loss, out_weights, activations, [], list(targets))

@@ -153,6 +153,45 @@ class Model:
         g.tokens = ids
         return g
 
+    def batch_values(self, batch: Sequence[Sequence[int]] | np.ndarray, names: Collection[str]) -> dict[str, np.ndarray]:
+        """The tensors `names` of a batch of inputs of one length, computed in one pass whose tensors have a leading
+        batch axis (each op computes the same numbers for each example as for it alone): for training and
+        evaluation, with no trace."""
+        ids = self._batch_ids(batch)
+        return self._compute(self.graph, ids, {}, self.graph.ancestors(list(names)), set(names))
+
+    def batch_logits(self, batch: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+        """The logits [batch, pos, vocab] of a batch of inputs of one length (batch_values)."""
+        logits = self.graph[self.graph.output].inputs[0]
+        return self.batch_values(batch, [logits])[logits]
+
+    def batch_gradients(self, batch: Sequence[Sequence[int]] | np.ndarray, targets: Sequence[Sequence[int]]) -> Gradients:
+        """The gradients of a batch of inputs of one length (a training step's), in one pass with a leading batch
+        axis: the mean cross-entropy over every counted position of every example (targets: a row per example, as
+        `gradients` takes them, −1 where a position is not counted). `.weights` as `gradients`; the activations'
+        gradients have the batch axis first."""
+        ids = self._batch_ids(batch)
+        rows = [targets_for(list(x), t, self.config.vocab_size) for x, t in zip(ids.tolist(), targets, strict=True)]
+        wanted = np.full(ids.shape, -1, np.int64)
+        for i, r in enumerate(rows):
+            wanted[i, :len(r)] = r
+        logits = self.graph[self.graph.output].inputs[0]
+        values = self._compute(self.graph, ids, {}, self.graph.ancestors([logits]), keep=None)
+        return backward(self.graph, values, self.require_weights(), logits, wanted)
+
+    def _batch_ids(self, batch: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+        self.require_weights()
+        try:
+            ids = np.asarray(batch, dtype=np.int64)
+        except ValueError:
+            raise LlmvizError("a batch's inputs must all have the same number of tokens") from None
+        if ids.ndim != 2 or not ids.size:
+            raise LlmvizError(f"a batch is a list of inputs of token ids, each of the same length (got shape {ids.shape})")
+        self.encode(ids[0].tolist())  # its length checked against the context
+        if ids.min() < 0 or ids.max() >= self.config.vocab_size:
+            raise LlmvizError(f"a batch's token ids must be from 0 to {self.config.vocab_size - 1}")
+        return ids
+
     def step(self, cache: KVCache, new: Prompt, keep: Collection[str] | None = None,
              visit: Callable[[str, np.ndarray], None] | None = None, stop: Callable[[], bool] | None = None) -> Trace:
         """One step of generation with a KV cache: compute only the new positions, reading every earlier
@@ -184,7 +223,7 @@ class Model:
         cache.tokens += ids
         return trace
 
-    def _compute(self, graph: Graph, ids: list[int], known: Mapping[str, np.ndarray], names: list[str],
+    def _compute(self, graph: Graph, ids: list[int] | np.ndarray, known: Mapping[str, np.ndarray], names: list[str],
                  keep: set | None, visit=None, stop=None,
                  edits: Mapping[str, Sequence[Edit]] | None = None) -> dict[str, np.ndarray]:
         """Compute `names` (in graph order) from `known` tensors, the weights and the tokens; a tensor `edits`
@@ -224,7 +263,7 @@ class Model:
                         del values[n]
         return values
 
-    def _leaf(self, graph: Graph, name: str, ids: list[int], values: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    def _leaf(self, graph: Graph, name: str, ids: list[int] | np.ndarray, values: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """A weight as float32, or the input tokens."""
         if graph[name].kind == "input":
             return np.asarray(ids, dtype=np.int64)

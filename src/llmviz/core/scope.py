@@ -99,12 +99,13 @@ class Scope:
                        label="residual")
 
     def linear(self, name, x, w, b, title, *, label: str) -> str:
-        """Declare `b + x · W`, contracting every axis that x and W share; the output axes follow."""
+        """Declare `b + x · W`, contracting every axis that x and W share; the output axes follow. x's axes are
+        counted from its end (x_dims < 0), so that a batch of inputs, with a leading batch axis, computes the same."""
         xa, wa = self.g[x].axes, self.g[w].axes
         shared = [a for a in xa if a in wa]
         axes = [a for a in xa if a not in shared] + [a for a in wa if a not in shared]
         return self.op(name, axes, "linear", (x, w) if b is None else (x, w, b), title, label=label, contract=shared,
-                       x_dims=[xa.index(a) for a in shared], w_dims=[wa.index(a) for a in shared])
+                       x_dims=[xa.index(a) - len(xa) for a in shared], w_dims=[wa.index(a) for a in shared])
 
     def softmax(self, name, x, title, *, label: str) -> str:
         """The softmax of x's last axis, as its three visible steps: the max, the sum of exponentials, the result."""

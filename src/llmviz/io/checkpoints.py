@@ -35,7 +35,7 @@ def load_checkpoint(path, dtype: str = "float32", n_head: int | None = None, sho
     try:
         import torch
     except ImportError:
-        raise LlmvizError(f"{path} is a PyTorch checkpoint: reading it needs torch (pip install 'llmviz[train]')") from None
+        raise LlmvizError(f"{path} is a PyTorch checkpoint: reading it needs torch (pip install 'llmviz[torch]')") from None
     check_archive(path)
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols on stderr: the error below says it

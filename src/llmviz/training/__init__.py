@@ -1,1 +1,2 @@
-"""How the bundled nano-gpt was made: its training run, with a torch model of the same graph."""
+"""Training the bundled models from random initial weights, in numpy: the tasks, the trainer, the run the page
+watches, and writing what a run made."""

@@ -1,27 +1,29 @@
-"""Training in numpy, every number visible: random initial weights, the gradients of Model.gradients, AdamW. No torch.
+"""Training in numpy, every number visible: random initial weights, the gradients of the backward pass
+(Model.batch_gradients: a batch in one pass), AdamW. No torch.
 
-    model = random_model(PRESETS["nano-gpt"], CharTokenizer("ABC"), seed=0)
-    opt = AdamW(model.weights, decays=decayed(model.graph))
-    for step in range(steps):
-        loss = train_step(model, sort_examples(16, rng), opt)
+    trainer = Trainer(task("nano-gpt"))      # training/tasks.py: the model, its batches, its settings
+    for _ in range(trainer.settings.steps):
+        loss = trainer.step()
+    trainer.model                            # an llmviz Model: its weights are the trained ones
 
-The settings are minGPT's (as training/fit.py's torch loop): AdamW with betas 0.9/0.95, weight decay 0.1 on the
-matrices but not the embeddings, the norms or the biases, and the gradient clipped to a norm of 1. A batch's loss is
-the mean over its examples' counted positions (each example the same count, as the sort task's).
+The settings are minGPT's (as the torch reference, training/torch_gpt.py): AdamW with betas 0.9/0.95, weight decay
+0.1 on the matrices but not the embeddings, the norms or the biases, and the gradient clipped to a norm of 1. A
+batch's loss is the mean over its examples' counted positions.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..core.config import ModelConfig
+from ..core.errors import LlmvizError, NumericTrouble
 from ..core.graph import Graph
 from ..core.model import Model
-
-LENGTH, LETTERS = 6, 3  # nano-gpt's sort task: six tokens of A, B, C (training/train.py)
+from .tasks import Example, Task
 
 
 def readers(graph: Graph) -> dict[str, list[tuple]]:
@@ -105,29 +107,72 @@ def clip(grads: dict[str, np.ndarray], max_norm: float = 1.0) -> float:
     return norm
 
 
-def train_step(model: Model, batch: Sequence[tuple[list[int], list[int]]], opt: AdamW, max_norm: float = 1.0) -> float:
-    """One step on a batch of (tokens, targets): the examples' gradients averaged, clipped, and AdamW's update of the
-    model's weights. Returns the batch's mean loss before the step."""
-    total: dict[str, np.ndarray] = {}
-    loss = 0.0
-    for ids, targets in batch:
-        g = model.gradients(ids, targets)
-        loss += g.loss
-        for n, gw in g.weights.items():
-            total[n] = total[n] + gw if n in total else gw.copy()
-    for gw in total.values():
-        gw /= np.float32(len(batch))
-    clip(total, max_norm)
-    opt.step(model.require_weights(), total)
-    return loss / len(batch)
+class TrainingDiverged(LlmvizError):
+    """A step's loss or gradient is not a finite number: the run cannot go on (the weights are the last good ones)."""
 
 
-def sort_examples(n: int, rng: np.random.Generator) -> list[tuple[list[int], list[int]]]:
-    """n examples of nano-gpt's task: six random letters then their sorted version, fed as 11 tokens; the targets
-    count only the positions that predict the sorted letters (−1 elsewhere)."""
-    out = []
-    for _ in range(n):
-        letters = rng.integers(LETTERS, size=LENGTH).tolist()
-        seq = letters + sorted(letters)
-        out.append((seq[:-1], [-1] * (LENGTH - 1) + seq[LENGTH:]))
-    return out
+def train_step(model: Model, batch: Sequence[Example], opt: AdamW, max_norm: float = 1.0) -> float:
+    """One step on a batch of (tokens, targets), all of one length: the batch's gradient (the mean loss over every
+    counted position), clipped, and AdamW's update of the model's weights. Returns the batch's loss before the step.
+    A loss or gradient that is not finite raises TrainingDiverged before any weight changes."""
+    try:
+        g = model.batch_gradients([x for x, _ in batch], [t for _, t in batch])
+    except NumericTrouble as e:  # the forward pass left float32's range
+        raise TrainingDiverged(f"training diverged at step {opt.t + 1}: {e}; the weights are those of step {opt.t}") from None
+    norm = clip(g.weights, max_norm)
+    if not (math.isfinite(g.loss) and math.isfinite(norm)):
+        what = "loss" if not math.isfinite(g.loss) else "gradient's norm"
+        raise TrainingDiverged(f"training diverged at step {opt.t + 1}: the {what} is "
+                               f"{g.loss if what == 'loss' else norm}; the weights are those of step {opt.t}")
+    opt.step(model.require_weights(), g.weights)
+    return g.loss
+
+
+def schedule(step: int, steps: int, lr: float, warmup: int, low: float | None) -> float:
+    """The learning rate of a step: `lr`, or with `low`, a linear warm-up to `lr` over `warmup` steps, then a cosine
+    down to `low` at the last step."""
+    if low is None:
+        return lr
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    done = (step - warmup) / max(1, steps - 1 - warmup)
+    return float(low + 0.5 * (lr - low) * (1 + np.cos(np.pi * min(1.0, done))))
+
+
+class Trainer:
+    """A task's model trained from random initial weights (initial_weights, seeded by the settings' seed or
+    `seed`): each step() draws a batch, computes its gradient and changes the weights in place."""
+
+    def __init__(self, task: Task, seed: int | None = None):
+        self.task, self.settings = task, task.settings
+        self.seed = self.settings.seed if seed is None else seed
+        self.model = random_model(task.config, task.tokenizer, self.seed)
+        s = self.settings
+        self.opt = AdamW(self.model.require_weights(), lr=s.lr, betas=s.betas, weight_decay=s.weight_decay,
+                         decays=decayed(self.model.graph))
+        self.rng = np.random.default_rng(self.seed)
+        self.steps_done = 0
+
+    def lr(self) -> float:
+        """This step's learning rate."""
+        s = self.settings
+        return schedule(self.steps_done, s.steps, s.lr, s.warmup, s.final_lr)
+
+    def step(self) -> float:
+        """One step; its batch's loss before the update."""
+        self.opt.lr = self.lr()
+        loss = train_step(self.model, self.task.examples(self.settings.batch, self.rng), self.opt, self.settings.clip)
+        self.steps_done += 1
+        return loss
+
+
+def fit(trainer: Trainer, log=print, every: int = 500) -> dict:
+    """Run a trainer's steps, logging the loss and the task's scores every `every` steps and at the last. Returns the
+    losses and the seconds taken."""
+    t0, losses, steps = time.time(), [], trainer.settings.steps
+    for step in range(steps):
+        losses.append(trainer.step())
+        if step % every == 0 or step == steps - 1:
+            scores = "".join(f"  {k} {v:.4f}" for k, v in trainer.task.evaluate(trainer.model).items())
+            log(f"step {step:5d}  loss {losses[-1]:.5f}{scores}  ({time.time() - t0:.0f} s)")
+    return {"losses": losses, "final_loss": float(np.mean(losses[-100:])), "seconds": round(time.time() - t0, 1)}

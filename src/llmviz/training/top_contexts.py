@@ -1,5 +1,5 @@
 """Each MLP neuron's top-activating contexts in a training text, found once at training time and stored beside the
-weights (`<name>.neurons.json`) for the neuron view (views/neurons.py). Needs the `train` extra (torch).
+weights (`<name>.neurons.json`) for the neuron view (views/neurons.py).
 
 A context is BEFORE characters, the marked one, and AFTER more. The activation stored is the neuron's
 (`blocks.L.mlp.hook_post`) at the marked character when the model reads the context from its first character to the
@@ -12,40 +12,36 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
+import numpy as np
 
+from ..core.model import Model
 from ..io.files import check_new_file, write_bytes
 from ..io.loading import NEURONS_FORMAT
-from .torch_gpt import TorchGPT
 
 BEFORE, AFTER, TOP = 20, 5, 8
 CANDIDATES = 64  # the highest activations kept per neuron while scanning, from which TOP distinct ones are chosen
 
 
-def top_contexts(net: TorchGPT, data: torch.Tensor, tok, positions: int = 200_000, seed: int = 0, batch: int = 1024,
+def top_contexts(model: Model, data: np.ndarray, positions: int = 200_000, seed: int = 0, batch: int = 1024,
                  log=print) -> dict:
-    """For every MLP neuron of `net`, its TOP contexts among `positions` positions of `data` (token ids) drawn at
+    """For every MLP neuron of `model`, its TOP contexts among `positions` positions of `data` (token ids) drawn at
     random (`seed`): the highest activations at distinct snippets at least AFTER + 1 characters apart."""
-    cfg = net.cfg
-    gen = torch.Generator().manual_seed(seed)
+    cfg, tok = model.config, model.tokenizer
     n = min(positions, len(data) - BEFORE - AFTER)
-    where = BEFORE + torch.randperm(len(data) - BEFORE - AFTER, generator=gen)[:n]
-    best = torch.full((cfg.n_layer, CANDIDATES, cfg.d_mlp), -float("inf"))
-    at = torch.zeros((cfg.n_layer, CANDIDATES, cfg.d_mlp), dtype=torch.long)
-    net.eval()
-    with torch.no_grad():
-        for i in range(0, n, batch):
-            pos = where[i:i + batch]
-            x = data[pos[:, None] + torch.arange(-BEFORE, 1)[None]]
-            rec: dict = {}
-            net(x, record=rec)
-            acts = torch.stack([rec[f"blocks.{L}.mlp.hook_post"][:, -1] for L in range(cfg.n_layer)])  # [L, B, d_mlp]
-            vals = torch.cat([best, acts], dim=1)
-            whence = torch.cat([at, pos[None, :, None].expand(cfg.n_layer, -1, cfg.d_mlp)], dim=1)
-            best, top = vals.topk(CANDIDATES, dim=1)
-            at = whence.gather(1, top)
-            if i // batch % 50 == 0:
-                log(f"neuron contexts: {min(i + batch, n):,} of {n:,} positions")
+    where = BEFORE + np.random.default_rng(seed).permutation(len(data) - BEFORE - AFTER)[:n]
+    best = np.full((cfg.n_layer, CANDIDATES, cfg.d_mlp), -np.inf, np.float32)
+    at = np.zeros((cfg.n_layer, CANDIDATES, cfg.d_mlp), np.int64)
+    hooks = [f"blocks.{L}.mlp.hook_post" for L in range(cfg.n_layer)]
+    for i in range(0, n, batch):
+        pos = where[i:i + batch]
+        rec = model.batch_values(data[pos[:, None] + np.arange(-BEFORE, 1)[None]], hooks)
+        acts = np.stack([rec[h][:, -1] for h in hooks])  # [L, B, d_mlp]
+        vals = np.concatenate([best, acts], axis=1)
+        whence = np.concatenate([at, np.broadcast_to(pos[None, :, None], acts.shape)], axis=1)
+        top = np.argsort(-vals, axis=1, kind="stable")[:, :CANDIDATES]
+        best, at = np.take_along_axis(vals, top, 1), np.take_along_axis(whence, top, 1)
+        if i // batch % 50 == 0:
+            log(f"neuron contexts: {min(i + batch, n):,} of {n:,} positions")
     text = tok.decode(data.tolist())
     layers = []
     for L in range(cfg.n_layer):

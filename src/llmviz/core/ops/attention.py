@@ -16,16 +16,16 @@ from .rows import by_rows
 def attn_scores(q, k, scale, kv_group=1):
     """[pos, head, d_head] x [key_pos, kv_head, d_head] -> [head, pos, key_pos], future keys = -inf. With a KV
     cache there are more keys than queries: the queries are the last positions, so query i sits at key
-    position i + (keys - queries). kv_group: query heads per key head (1: one key head each)."""
-    qh = np.ascontiguousarray(q.transpose(1, 0, 2))  # contiguous per head: matmul then uses BLAS
-    kh = np.repeat(np.ascontiguousarray(k.transpose(1, 2, 0)), kv_group, axis=0) if kv_group > 1 else \
-        np.ascontiguousarray(k.transpose(1, 2, 0))
+    position i + (keys - queries). kv_group: query heads per key head (1: one key head each). A batch's inputs have
+    a leading batch axis, and so has the result."""
+    qh = np.ascontiguousarray(np.swapaxes(q, -3, -2))  # contiguous per head: matmul then uses BLAS
+    kh = np.ascontiguousarray(np.moveaxis(_per_head(k, kv_group), -1, -2))  # [head, d_head, key_pos]
     s = np.matmul(qh, kh)
     tq, tk = s.shape[-2:]
     keys = np.arange(tk)
 
     def scale_and_mask(rows):
-        block = s[:, rows]
+        block = s[..., rows, :]
         block /= np.float32(scale)
         future = keys > np.arange(rows.start, rows.stop)[:, None] + (tk - tq)  # after each query's own position
         np.copyto(block, -np.inf, where=future)
@@ -47,29 +47,28 @@ ATTN_SCORES = Op(
 
 
 def _group_sum(a, kv_group):
-    """[head, ...] -> [kv_head, ...]: the query heads that share a key-value head, added."""
-    return a if kv_group == 1 else a.reshape(a.shape[0] // kv_group, kv_group, *a.shape[1:]).sum(1)
+    """[head, key_pos, d_head] -> [kv_head, key_pos, d_head]: the query heads that share a key-value head, added."""
+    return a if kv_group == 1 else a.reshape(*a.shape[:-3], a.shape[-3] // kv_group, kv_group, *a.shape[-2:]).sum(-3)
 
 
 def _per_head(kv, kv_group):
     """[key_pos, kv_head, d_head] -> [head, key_pos, d_head]: each query head's keys or values."""
-    h = np.ascontiguousarray(kv.transpose(1, 0, 2))
-    return np.repeat(h, kv_group, axis=0) if kv_group > 1 else h
+    h = np.ascontiguousarray(np.swapaxes(kv, -3, -2))
+    return np.repeat(h, kv_group, axis=-3) if kv_group > 1 else h
 
 
 def attn_scores_backward(g, out, q, k, scale, kv_group=1):
     """g [head, pos, key_pos] (0 where a key is masked) back to q [pos, head, d_head] and k [key_pos, kv_head, d_head]."""
     g = np.where(np.isfinite(out), g, np.float32(0)) / np.float32(scale)
-    gq = np.matmul(g, _per_head(k, kv_group)).transpose(1, 0, 2)  # [pos, head, d_head]
-    gk = _group_sum(np.matmul(g.transpose(0, 2, 1), q.transpose(1, 0, 2)), kv_group)  # [kv_head, key_pos, d_head]
-    return np.ascontiguousarray(gq), np.ascontiguousarray(gk.transpose(1, 0, 2))
+    gq = np.swapaxes(np.matmul(g, _per_head(k, kv_group)), -3, -2)  # [pos, head, d_head]
+    gk = _group_sum(np.matmul(np.swapaxes(g, -1, -2), np.swapaxes(q, -3, -2)), kv_group)  # [kv_head, key_pos, d_head]
+    return np.ascontiguousarray(gq), np.ascontiguousarray(np.swapaxes(gk, -3, -2))
 
 
 def weighted_sum(pattern, v, kv_group=1):
     """[head, pos, key_pos] x [key_pos, kv_head, d_head] -> [pos, head, d_head]."""
-    vh = np.ascontiguousarray(v.transpose(1, 0, 2))
-    z = np.matmul(pattern, np.repeat(vh, kv_group, axis=0) if kv_group > 1 else vh)
-    return np.ascontiguousarray(z.transpose(1, 0, 2))
+    z = np.matmul(pattern, _per_head(v, kv_group))
+    return np.ascontiguousarray(np.swapaxes(z, -3, -2))
 
 
 WEIGHTED_SUM = Op(
@@ -82,10 +81,10 @@ WEIGHTED_SUM = Op(
 
 def weighted_sum_backward(g, pattern, v, kv_group=1):
     """g [pos, head, d_head] back to the pattern [head, pos, key_pos] and the values [key_pos, kv_head, d_head]."""
-    gh = g.transpose(1, 0, 2)  # [head, pos, d_head]
-    gp = np.matmul(gh, _per_head(v, kv_group).transpose(0, 2, 1))
-    gv = _group_sum(np.matmul(pattern.transpose(0, 2, 1), gh), kv_group)  # [kv_head, key_pos, d_head]
-    return gp, np.ascontiguousarray(gv.transpose(1, 0, 2))
+    gh = np.swapaxes(g, -3, -2)  # [head, pos, d_head]
+    gp = np.matmul(gh, np.swapaxes(_per_head(v, kv_group), -1, -2))
+    gv = _group_sum(np.matmul(np.swapaxes(pattern, -1, -2), gh), kv_group)  # [kv_head, key_pos, d_head]
+    return gp, np.ascontiguousarray(np.swapaxes(gv, -3, -2))
 
 
 def rotary(x, inv_freq, offset=0, rotary_dims=None, turn=1):
@@ -94,7 +93,7 @@ def rotary(x, inv_freq, offset=0, rotary_dims=None, turn=1):
     pass through unchanged (partial rotary, as GPT-NeoX's and Phi's). The rotary position embedding as Hugging
     Face computes it (angles in float32). turn=-1: by −θ (the backward pass: a rotation's gradient is the gradient
     turned back)."""
-    n = x.shape[0]
+    n = x.shape[-3]  # x: [pos, head, d_head], after a batch's axis if it has one
     r = x.shape[-1] if rotary_dims is None else rotary_dims
     half = r // 2
     angles = np.arange(offset, offset + n, dtype=np.float32)[:, None] * np.asarray(inv_freq, np.float32)[None, :]

@@ -26,13 +26,14 @@ EMBED = Op(
 
 
 def pos_embed(W_pos, tokens, offset=0):
-    """The rows of the positions these tokens sit at: after `offset` cached positions."""
-    return W_pos[offset: offset + len(tokens)]
+    """The rows of the positions these tokens sit at: after `offset` cached positions (tokens: [pos], or a batch's
+    [batch, pos], whose examples share them)."""
+    return W_pos[offset: offset + np.shape(tokens)[-1]]
 
 
 def pos_embed_backward(g, out, W_pos, tokens, offset=0):
     gW = np.zeros(W_pos.shape, np.float32)
-    gW[offset: offset + len(tokens)] = g
+    gW[offset: offset + np.shape(tokens)[-1]] = g.reshape(-1, *g.shape[-2:]).sum(0)
     return gW, None
 
 

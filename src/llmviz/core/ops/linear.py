@@ -8,9 +8,9 @@ from .base import Op, unbroadcast
 
 
 def linear(x, W, b=None, *, contract, x_dims, w_dims):
-    """b + x · W, summing over the axes named in `contract` (at x_dims in x, w_dims in W).
+    """b + x · W, summing over the axes named in `contract` (at x_dims in x, counted from its end, and w_dims in W).
 
-    The result's axes are x's remaining axes followed by W's remaining axes.
+    The result's axes are x's remaining axes (a batch's leading axis first) followed by W's remaining axes.
     """
     out = np.tensordot(x, W, axes=(x_dims, w_dims))
     if b is not None:
@@ -20,6 +20,7 @@ def linear(x, W, b=None, *, contract, x_dims, w_dims):
 
 def linear_backward(g, out, x, W, b=None, *, contract, x_dims, w_dims):
     """g (the result's axes: x's kept axes, then W's) back to x, W and b: each a contraction of g with the other."""
+    x_dims = [i % x.ndim for i in x_dims]
     x_keep = [i for i in range(x.ndim) if i not in x_dims]
     w_keep = [j for j in range(W.ndim) if j not in w_dims]
     pair = dict(zip(w_dims, x_dims))

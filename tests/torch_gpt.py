@@ -1,5 +1,6 @@
-"""A minGPT-style GPT in PyTorch: used to train nano-gpt and, in the tests, as an independent
-reference for the numpy forward pass. Needs the `train` (or `test`) extra.
+"""A minGPT-style GPT in PyTorch, and minGPT's training loop: the tests' independent reference for the numpy forward
+pass, backward pass and trainer (training/numpy_train.py), and the torch side of benchmarks/training_speed.py. (It
+trained the bundled nano-gpt and shakespeare-char before llmviz trained in numpy.)
 
 Its parameter names are minGPT's/nanoGPT's (`transformer.h.0.attn.c_attn.weight`, nn.Linear [out, in]),
 so `arch.gpt2.weights_from_state(..., layout="linear")` converts it to the graph's weights.
@@ -9,12 +10,18 @@ Pass `record={}` to `forward` to receive its intermediates under the graph's nam
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from ..core.config import ModelConfig
+from llmviz.core.arch.gpt2 import canonical_state, weights_from_state
+from llmviz.core.config import ModelConfig
+from llmviz.core.model import Model
+from llmviz.training.numpy_train import schedule
 
 
 def new_gelu(x):
@@ -143,3 +150,55 @@ class TorchGPT(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
         return logits, loss
+
+
+# ---- minGPT's training loop ----
+
+Batch = Callable[[int], tuple[torch.Tensor, torch.Tensor]]  # step -> (inputs, targets), targets -1 where not counted
+
+
+def adamw(net: TorchGPT, lr: float, weight_decay: float = 0.1) -> torch.optim.AdamW:
+    """minGPT's AdamW: weight decay on the matrices only (not on the embeddings, biases or norms), betas 0.9/0.95."""
+    def decays(name: str, p) -> bool:
+        return p.dim() >= 2 and "wpe" not in name and "wte" not in name
+
+    params = list(net.named_parameters())
+    return torch.optim.AdamW([{"params": [p for n, p in params if decays(n, p)], "weight_decay": weight_decay},
+                              {"params": [p for n, p in params if not decays(n, p)], "weight_decay": 0.0}],
+                             lr=lr, betas=(0.9, 0.95))
+
+
+def fit(net: TorchGPT, batch: Batch, steps: int, lr: float, log=print, every: int = 500,
+        warmup: int = 0, decay_to: float | None = None, evaluate: Callable[[], float] | None = None) -> dict:
+    """Train `net` for `steps` steps of AdamW with gradient clipping at 1.0. The learning rate is `lr`, or, with
+    `warmup` and `decay_to`, rises linearly over `warmup` steps and then follows a cosine down to `decay_to`.
+    Logs the loss every `every` steps (and `evaluate()`, if given, there). Returns the losses and the seconds taken."""
+    opt = adamw(net, lr)
+    t0, losses = time.time(), []
+    net.train()
+    for step in range(steps):
+        if decay_to is not None:
+            for group in opt.param_groups:
+                group["lr"] = schedule(step, steps, lr, warmup, decay_to)
+        x, y = batch(step)
+        _, loss = net(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if step % every == 0 or step == steps - 1:
+            extra = ""
+            if evaluate is not None:
+                net.eval()
+                extra = f"  validation {evaluate():.4f}"
+                net.train()
+            log(f"step {step:5d}  loss {loss.item():.5f}{extra}  ({time.time() - t0:.0f} s)")
+    net.eval()
+    return {"losses": losses, "final_loss": float(np.mean(losses[-100:])), "seconds": round(time.time() - t0, 1)}
+
+
+def to_model(net: TorchGPT, cfg: ModelConfig, tokenizer, source: str = "trained") -> Model:
+    """The torch model's weights as an llmviz Model of the same graph."""
+    state = {k: v.detach().numpy() for k, v in net.state_dict().items()}
+    return Model(cfg, weights_from_state(canonical_state(state), cfg, layout="linear"), tokenizer, source)
