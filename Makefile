@@ -39,6 +39,7 @@ bench: $(VENV)/.installed-test build chromium
 	$(BIN)/python benchmarks/modern_speed.py
 	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/interventions.py
+	$(BIN)/python benchmarks/training_speed.py
 
 # The front-end's API types come from the server's OpenAPI schema, so the build needs the package installed.
 build: $(VENV)/.installed frontend/node_modules/.package-lock.json
