@@ -75,7 +75,7 @@ def letters_right(nano, edits: list, inputs) -> np.ndarray:
 def test_the_chapter_is_nano_gpts_with_an_intervention_in_every_step(nano):
     w = compile_chapters(nano, nano.run("CBABBC"))
     c = sorting(w)
-    assert c and c["number"] == 13 and c["stage"] == "How it sorts" and c is w["chapters"][-1]
+    assert c and c["number"] == 13 and c["stage"] == "How it sorts" and c is w["chapters"][-2]  # (before How it learned)
     assert 4 <= len(c["steps"]) <= 8
     for s in c["steps"]:
         kinds = [a["type"] for a in s["actions"]]
@@ -99,6 +99,8 @@ def test_no_other_model_gets_it_and_each_compiles_as_before(which, tmp_path):
     w = compile_chapters(model, trace)
     assert not sorting(w) and 13 not in [c["number"] for c in w["chapters"]]
     old = compile_chapters(model, trace, before)
+    for c in old["chapters"]:  # (without chapter 13, the chapters after it are numbered one less)
+        c["number"] += c["number"] >= 13
     if trace is None:  # (a structure-only nano-gpt leaves the chapter's steps out: they all need numbers)
         assert w["note"].split(" the ")[0] == old["note"].split(" the ")[0]
         w["note"] = old["note"] = ""

@@ -154,7 +154,7 @@ def chapter(tmp_path: Path, body: str) -> Path:
     ("@view scale\n@frame probs", "01-x.md:3: a `@view scale` step's actions are @model and @table"),
     ("@view scale\n@model gpt5", "01-x.md:7: @model takes one model of the scale view: one of nano-gpt"),
     ("@generate", "01-x.md:6: @generate makes the view of a `@view generated` step"),
-    ("@view sideways", "01-x.md:6: @view sideways: one of generated, scale"),
+    ("@view sideways", "01-x.md:6: @view sideways: one of generated, gradients, scale"),
     ("@open branches", "01-x.md:6: @open lens|attention"),
     ("@temperature logits[last]", "01-x.md:6: @temperature takes a row of a softmax's output"),
     ("@highlight logits[4:2]", "01-x.md:6: range 4:2 of logits's axis pos is empty"),

@@ -150,7 +150,7 @@ export interface BuiltModel {
    * (null: all shown). */
   reveal(block: number | null, along?: "rows" | "cols" | "mask", fraction?: number): void;
   /** Draw these blocks in one palette on one colour scale (a lookup and the row it copies); null: each its own. */
-  restyle(blocks: Map<number, { kind: Kind | "gradient"; scale: number }> | null): void;
+  restyle(blocks: Map<number, { kind: Kind | "gradient"; scale: number }> | null): void;  // (over colourBy's own)
   /** Colour the cells by the atlas's values, by how much each changed from the clean pass (an edited pass's scene),
    * or by the loss's gradient (a scene with gradients: every block in the gradients' palette, on its own scale). */
   colourBy(what: "values" | "change" | "gradients"): void;
@@ -267,13 +267,14 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
   const group = new THREE.Group();
   group.add(mesh, links(data, boxes), sectionFrames(data, offsetX));
   const ownStyle = iStyle.slice();
-  let gradStyled = false;  // drawn in the gradients' palette (colourBy)
+  // the colouring's own styles (colourBy): the gradients' palette, each block on its own scale; null: each block's own
+  let base: Map<number, { kind: "gradient"; scale: number }> | null = null;
   return {
     group, slabs, firstInstance, boxes, material,
     restyle(styled) {
       iStyle.set(ownStyle);
       slabs.forEach(({ block }, k) => {
-        const st = styled?.get(block);
+        const st = styled?.get(block) ?? base?.get(block);
         if (st) iStyle.set([st.kind === "gradient" ? GRADIENT_KIND : KINDS.indexOf(st.kind), st.scale], k * 4);
       });
       (geometry.getAttribute("iStyle") as THREE.BufferAttribute).needsUpdate = true;
@@ -281,9 +282,9 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
     colourBy(what) {
       const bits = what === "change" && data.change ? data.change : what === "gradients" && data.grad ? data.grad
         : data.atlas.data;
-      const byGrad = what === "gradients" && !!data.grad;
-      if (byGrad || gradStyled) this.restyle(byGrad ? new Map(blocks.map((b, i) => [i, { kind: "gradient" as const, scale: b.grad ?? 0 }])) : null);
-      gradStyled = byGrad;
+      const byGrad = what === "gradients" && !!data.grad, was = base;
+      base = byGrad ? new Map(blocks.map((b, i) => [i, { kind: "gradient" as const, scale: b.grad ?? 0 }])) : null;
+      if (base || was) this.restyle(null);
       if (atlas.image.data === bits) return;
       atlas.image.data = bits;
       atlas.needsUpdate = true;

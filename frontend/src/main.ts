@@ -414,8 +414,9 @@ async function start() {
     show: (want, model, input) => {
       const s = app.state, step = s.step;
       // whether the view on screen is this model's pass of this text (on a KV cache of `past` positions)
+      const grads = want?.kind === "gradients";  // (a step on the loss's gradients: the pass shown by them)
       const shows = (text: string | undefined, past?: number) => s.view !== "scale" && s.model === model && s.input === text &&
-        s.past === past && !s.edits?.length;
+        s.past === past && !s.edits?.length && (s.show === "gradients") === grads;
       if (want?.kind === "scale") {
         if (!scaleModels().length) {  // (an export, or a server of other models: the step is told on the model's view)
           notify(exported() ? "The scale view is not part of this export (run llmviz serve to fly through it): the table " +
@@ -432,7 +433,7 @@ async function start() {
       return (async () => {
         app.gen!.forget();
         if (!shows(input ?? undefined)) {
-          app.state = { model, input: input ?? undefined, heads: s.heads, step, insights: s.insights };
+          app.state = { model, input: input ?? undefined, heads: s.heads, step, insights: s.insights, ...(grads ? { show: "gradients" } : {}) };
           await loadView();  // the walkthrough's own input first: the generator's prompt
         }
         if (want?.kind !== "generated") return;

@@ -120,13 +120,16 @@ export function labelSubjects(tensors: string[] | null) {
   app.labels?.focus(tensors);
 }
 
-/** Draw these tensors' blocks on one colour scale (the largest of theirs) in the activations' palette, so the same
- * number has the same colour in each (null: each block its own scale and palette). */
+/** Draw these tensors' blocks on one colour scale (the largest of theirs) in the activations' palette (a scene
+ * coloured by the loss's gradients: in theirs), so the same number has the same colour in each (null: each block its
+ * own scale and palette). */
 export function shareScale(tensors: string[] | null) {
   for (const p of app.placed) {
     const blocks = (tensors ?? []).map((t) => p.data.info.blocks.findIndex((b) => b.tensor === t)).filter((i) => i >= 0);
-    const scale = Math.max(0, ...blocks.map((i) => p.data.info.blocks[i].scale));
-    p.built.restyle(blocks.length > 1 ? new Map(blocks.map((i) => [i, { kind: "activation" as const, scale }])) : null);
+    const grads = p.data.info.loss != null, info = p.data.info.blocks;
+    const scale = Math.max(0, ...blocks.map((i) => (grads ? info[i].grad ?? 0 : info[i].scale)));
+    const kind = grads ? "gradient" as const : "activation" as const;
+    p.built.restyle(blocks.length > 1 ? new Map(blocks.map((i) => [i, { kind, scale }])) : null);
   }
   app.view!.requestRender();
 }

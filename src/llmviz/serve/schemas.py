@@ -391,6 +391,12 @@ class ScaleView(Reply):
     kind: Literal["scale"]
 
 
+class GradientsView(Reply):
+    """The input's pass coloured by the gradient of its next-token loss (a scene asked for with `gradients`)."""
+
+    kind: Literal["gradients"]
+
+
 class Region(Reply):
     """Cells of a tensor: a range [first, last] on each axis; `role` says what they are to the step or the op."""
 
@@ -561,7 +567,7 @@ class WalkStep(Reply):
     html: str
     actions: list[WalkAction]
     tensors: list[str]
-    view: Annotated[GeneratedView | ScaleView, Field(discriminator="kind")] | None = None
+    view: Annotated[GeneratedView | ScaleView | GradientsView, Field(discriminator="kind")] | None = None
 
 
 class WalkChapter(Reply):

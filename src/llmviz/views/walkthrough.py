@@ -138,11 +138,13 @@ from .lens import logit_lens
 
 CHAPTERS = Path(__file__).parent / "chapters"
 NUMBER_TEMPLATES = {"input", "token", "id", "value", "percent", "argmax", "argmax_token", "prediction", "prediction_percent",
-                    "lens_path", "lens_busiest", "past", "edit_top", "edit_percent", "sort_accuracy"}
+                    "lens_path", "lens_busiest", "past", "edit_top", "edit_percent", "sort_accuracy", "loss", "loss_count",
+                    "scored", "target", "target_percent", "grad_target", "grad", "step_lr", "step_before", "step_after", "step_loss"}
 NUMBER_ACTIONS = {"dot", "softmax", "tooltip", "travel", "guess", "temperature", "generate", "open", "edit"}
 ACTIONS = {"frame", "highlight", "light", "reveal", "dot", "softmax", "mask", "add", "travel", "tooltip", "code", "guess",
            "temperature", "generate", "open", "model", "table", "edit"}
-VIEWS = {"generated", "scale"}
+VIEWS = {"generated", "scale", "gradients"}
+STEP_LR = 1e-3  # the learning rate of the one AdamW step a chapter can take ({{step_after ...}}, {{step_loss}})
 TEMPERATURES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # the slider's stops (1: the model's own probabilities)
 SHOWN = 12  # a softmax or a guess shows a row of up to this many entries (a longer row: its largest)
 # {{...}}; what is inside may hold JSON objects, two deep ({{sort_accuracy {"tensor": ..., "where": {"head": 0}, ...}}})
@@ -231,6 +233,8 @@ class Context:
         self._generated: Context | None = None
         self._lens: dict | None = None
         self._edited: dict[tuple[str, str], dict] = {}  # (EDITS, POS) -> what the edits change there (edited())
+        self._gradients = None
+        self._stepped = None
 
     def generated(self) -> Context:
         """The context of generation's next step: the prediction appended and computed on a KV cache of the input
@@ -253,6 +257,31 @@ class Context:
     def needs_numbers(self) -> None:
         if self.trace is None:
             raise _NeedsNumbers()
+
+    def gradients(self):
+        """The backward pass of this input's next-token loss (Model.gradients: the mean over positions 0 … T−2)."""
+        self.needs_numbers()
+        if self.trace.past_tokens or len(self.trace.tokens) < 2:
+            raise _NotForThisModel()  # (one token predicts nothing it can be scored on)
+        if self._gradients is None:
+            self._gradients = self.model.gradients(self.trace.tokens)
+        return self._gradients
+
+    def stepped(self):
+        """One AdamW step (STEP_LR, the trainer's other settings) on this input's loss, from the model's weights: a
+        copy of them after it, and the loss after it."""
+        from ..core.model import Model
+        from ..training.numpy_train import AdamW, clip, decayed
+
+        if self._stepped is None:
+            g = self.gradients()
+            weights = {n: np.array(w, np.float32) for n, w in self.model.require_weights().items()}
+            grads = {n: w.copy() for n, w in g.weights.items()}
+            clip(grads, 1.0)
+            AdamW(weights, lr=STEP_LR, decays=decayed(self.graph)).step(weights, grads)
+            after = Model(self.config, weights, self.model.tokenizer, source="one step")
+            self._stepped = (weights, after.gradients(self.trace.tokens).loss)
+        return self._stepped
 
     def cell(self, ref: str) -> tuple[str, tuple]:
         """'name[i, j]' -> (name, index with slices); checked against the graph."""
@@ -560,6 +589,43 @@ def template(ctx: Context, expr: str) -> str:
         if token is None:
             raise ValueError(f"argmax_token {arg}: its last axis is not positions or the vocabulary")
         return html.escape(token)
+    if word in ("grad", "step_before", "step_after"):  # one cell's gradient; a weight's value before or after a step
+        name, index = ctx.cell(arg)
+        t = ctx.graph[name]
+        if word != "grad" and t.kind != "weight":
+            raise ValueError(f"{word} {arg}: give a cell of a weight (a step changes the weights)")
+        if any(isinstance(i, slice) for i in index):
+            raise ValueError(f"{word} {arg}: give one index per axis (one number)")
+        g = ctx.gradients()
+        if word == "step_after":
+            return fmt(float(ctx.stepped()[0][name][index]))
+        if word == "step_before":
+            return fmt(float(ctx.model.weights[name][index]))
+        if t.kind == "weight":
+            return fmt(float(g.weights[name][index]))
+        if name not in g:
+            raise ValueError(f"grad {arg}: the loss does not depend on {name}")
+        return fmt(float(g[name][index]))
+    if word in ("loss", "loss_count", "scored", "target", "target_percent", "grad_target", "step_lr", "step_loss"):
+        # the loss of this input's next tokens; at position T − 2 (the last one scored): its target and probability
+        g = ctx.gradients()
+        n = len(ctx.trace.tokens)
+        if word == "loss":
+            return fmt(g.loss)
+        if word == "loss_count":
+            return str(n - 1)
+        if word == "scored":
+            return str(n - 2)
+        if word == "step_lr":
+            return f"{STEP_LR:g}"
+        if word == "step_loss":
+            return fmt(ctx.stepped()[1])
+        target = ctx.trace.tokens[n - 1]
+        if word == "target":
+            return html.escape(ctx.model.token_strs([target])[0])
+        if word == "grad_target":
+            return fmt(float(g[ctx.graph[ctx.graph.output].inputs[0]][n - 2][target]))
+        return percent(float(ctx.trace[ctx.graph.output][n - 2][target]))
     ctx.needs_numbers()
     tr = ctx.trace
     if word in ("lens_path", "lens_busiest"):
@@ -757,6 +823,10 @@ def compile_step(ctx: Context, step: Step) -> dict:
         raise _LineError(step.view[0], f"@view {view}: one of {', '.join(sorted(VIEWS))}")
     if view == "generated":  # (a model without weights has no next step: its steps show the pass's structure)
         ctx, view = (ctx.generated(), view) if ctx.trace is not None else (ctx, None)
+    if view == "gradients" and ctx.trace is None:  # (without weights: the structure, and no gradients)
+        view = None
+    elif view == "gradients":
+        ctx.gradients()  # (an input of one token has no loss: not a step for it)
     generates = [n for n, a in step.actions if a.split(" ", 1)[0] == "generate"]
     if [a for _, a in step.actions if a.split(" ", 1)[0] in ("model", "table")] and declared != "scale":
         raise _LineError(step.line, "@model flies in the scale view: give the step `@view scale`")
@@ -784,7 +854,7 @@ def compile_step(ctx: Context, step: Step) -> dict:
         view = {"kind": "generated", "input": ctx.model.decode(tr.past_tokens), "past": len(tr.past_tokens),
                 "text": ctx.model.decode(tr.past_tokens + tr.tokens)}
     return {"title": title, "html": body, "actions": acts, "tensors": sorted(tensors),
-            "view": {"kind": view} if view == "scale" else view}
+            "view": {"kind": view} if view in ("scale", "gradients") else view}
 
 
 def compile_chapters(model, trace=None, folder: Path = CHAPTERS) -> dict:
