@@ -69,6 +69,7 @@ def test_its_steps_show_the_gradients_view_and_leaving_it_shows_values(page, liv
     """Step 14.1 opens on the loss's gradients (the toggle pressed, the readout's loss, the legend's gradient
     palette); going back into chapter 13 shows the values again."""
     from playwright.sync_api import expect
+
     from test_e2e import open_view
 
     nano = load_model("nano-gpt")

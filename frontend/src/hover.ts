@@ -1,11 +1,13 @@
 // Hover and pin: one cell's value and where it came from, in the tooltip, with its sources highlighted.
 import { DataUtils } from "three";
 import { explainInScene } from "./cells";
+import { chainHtml, chainOf, type ChainRule } from "./chainrule";
 import { cellRegion } from "./highlight";
 import { findBlock, cellScreenPoint, pickAt } from "./scene";
 import { onlyPanel } from "./panels";
 import { app, showError, $, type CellRef } from "./state";
 import { explanationHtml, structureHtml, type Explanation } from "./tooltip";
+import { escapeHtml } from "./html";
 import { tellHost } from "./transport";
 import type { ViewState } from "./urlstate";
 
@@ -102,7 +104,10 @@ export async function showCell(c: CellRef, clientX: number, clientY: number, t0:
     const tokens = info.past ? info.context! : info.tokens;  // a generation step: its whole context, and where it starts
     const edits = JSON.stringify(info.edits ?? []);
     const ckey = `${info.model.name}|${tokens.join(",")}|${info.past ?? 0}|${b.tensor}|${JSON.stringify(region)}|${edits}`;
-    let e = app.explained.get(ckey), clean: number | undefined;
+    let e = app.explained.get(ckey), clean: number | undefined, chain: Promise<ChainRule> | undefined;
+    const grads = info.loss != null;  // a scene coloured by the loss's gradients: the tooltip gives the chain rule
+    const single = b.dims.every(([a]) => region[a] && region[a][0] === region[a][1]);
+    if (grads && single) chain = chainOf(info, b.tensor, b.dims.map(([a]) => region[a][0]));  // (with explain's request)
     try {
       if (!e) {
         [e] = await explainInScene(info, [{ tensor: b.tensor, region }]);
@@ -116,12 +121,22 @@ export async function showCell(c: CellRef, clientX: number, clientY: number, t0:
       if (seq === app.hover.seq) showError((err as Error).message);
       return;
     }
+    let chainText: string | undefined, readers: Explanation["sources"] | undefined;
+    if (grads) {  // (a downsampled cell: the chain rule of the cell explained, its tile's largest)
+      try {
+        const rule = await (chain ?? chainOf(info, b.tensor, e.index.map((a) => a.i)));
+        chainText = chainHtml(rule, drawnGradient(c));
+        readers = rule.parts.flatMap((p) => p.regions);  // lit: where the gradient comes from
+      } catch (err) {
+        chainText = `<div class="tt-grad">no chain rule: ${escapeHtml((err as Error).message)}</div>`;
+      }
+    }
     if (seq !== app.hover.seq) return; // the pointer has moved on
-    tip.innerHTML = explanationHtml(e, pinned, clean, drawnGradient(c));
+    tip.innerHTML = explanationHtml(e, pinned, clean, drawnGradient(c), chainText);
     tip.dataset.tensor = e.tensor;
     tip.dataset.index = JSON.stringify(e.index.map((a) => a.i));
     if (pinned) tellHost("selected", { tensor: e.tensor, index: e.index.map((a) => a.i) });
-    regions = [...e.sources, e.target];
+    regions = [...(readers ?? e.sources), e.target];
   }
   tip.classList.toggle("pinned", pinned);
   if (pinned) onlyPanel("#tooltip");

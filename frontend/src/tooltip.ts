@@ -7,7 +7,7 @@ import type { BlockInfo, SceneInfo } from "./scenedata";
 export type { Explanation, Region } from "./explain";
 
 const esc = escapeHtml;
-export const num = (v: number) => (v === -Infinity ? "−∞" : Number(v.toPrecision(4)).toString().replace("-", "−"));
+export const num = (v: number) => (v === -Infinity ? "−∞" : Number(v.toPrecision(4)).toString().replace(/-/g, "−"));
 
 function curveSvg(c: NonNullable<NonNullable<Explanation["formula"]>["curve"]>): string {
   const W = 170, H = 70, pad = 4;
@@ -23,8 +23,9 @@ function curveSvg(c: NonNullable<NonNullable<Explanation["formula"]>["curve"]>):
 }
 
 /** The tooltip of a cell; `clean`: in an edited pass, the same cell's value in the clean pass; `grad`: in a scene
- * coloured by the loss's gradients, the cell's gradient as drawn. */
-export function explanationHtml(e: Explanation, pinned: boolean, clean?: number, grad?: number): string {
+ * coloured by the loss's gradients, the cell's gradient as drawn; `chain`: there, the chain rule of its gradient
+ * (chainrule.ts's HTML), shown instead of how the value was computed. */
+export function explanationHtml(e: Explanation, pinned: boolean, clean?: number, grad?: number, chain?: string): string {
   const idx = e.index.map((a) => `<span style="color:${a.color}">${esc(a.label.toLowerCase())}</span> = ${esc(a.shown ?? String(a.i))}`).join(", ");
   const parts = [
     `<div class="tt-name"><b>${esc(e.title)}</b><br><code>${esc(e.tensor)}</code></div>`,
@@ -36,7 +37,9 @@ export function explanationHtml(e: Explanation, pinned: boolean, clean?: number,
     parts.push(`<div class="tt-clean">clean pass <b data-clean="${clean}">${esc(num(clean))}</b> · ${
       d === 0 || Number.isNaN(d) ? "unchanged by the edits" : `changed by <b data-change="${d}">${d > 0 ? "+" : ""}${esc(num(d))}</b>`}</div>`);
   }
-  if (grad !== undefined) {
+  if (chain !== undefined) {
+    parts.push(chain);
+  } else if (grad !== undefined) {
     parts.push(`<div class="tt-grad">gradient of the loss <b data-grad="${grad}">${esc(num(grad))}</b>: the loss moves by about ` +
       `${esc(num(grad))} × a small change of this number (as drawn, in float16)</div>`);
   }
@@ -46,7 +49,7 @@ export function explanationHtml(e: Explanation, pinned: boolean, clean?: number,
   }
   if (e.note) parts.push(`<div class="tt-note">${esc(e.note)}</div>`);
   if (e.parameter) parts.push(`<div class="tt-note">${esc(e.parameter.text)}</div>`);
-  const f = e.formula;
+  const f = chain === undefined ? e.formula : null;  // (the gradients view: the chain rule instead)
   if (f) {
     parts.push(`<div class="tt-template">${esc(f.template)}</div>`);
     if (f.rows.length) {

@@ -19,6 +19,7 @@ import numpy as np
 from .errors import LlmvizError
 from .graph import Graph
 from .ops import OPS
+from .ops.base import Local, fmt, local
 
 
 class Gradients(Mapping):
@@ -112,3 +113,47 @@ def backward(graph: Graph, values: Mapping[str, np.ndarray], weights: Mapping[st
                 out_weights[name] = out_weights[source].transpose([src_axes.index(a) for a in axes])
     activations = {k: v for k, v in grads.items() if graph[k].kind in ("activation", "aggregate")}
     return Gradients(loss, out_weights, activations, [], list(targets))
+
+
+def counted(targets: Sequence[int]) -> int:
+    """How many positions the loss averages over: those with a target (not −1)."""
+    return sum(1 for t in targets if t >= 0)
+
+
+def loss_chain(logits: np.ndarray, targets: Sequence[int], at: tuple[int, ...]) -> Local:
+    """The loss's own step for one logit z[p, v] (one example): the mean cross-entropy's gradient, (p − onehot(target))
+    / N, with p the softmax of position p's logits (in float64, as `backward` computes it) and N the positions
+    counted; 0 at a position the loss does not count."""
+    pos, v = at
+    n = counted(targets)
+    if pos >= len(targets) or targets[pos] < 0:
+        return local("(p − onehot(target)) / N", np.zeros((0, 0)), [], [], rows=[("N", n)],
+                     text=lambda _: "0: the loss does not score this position's prediction")
+    row = logits[pos].astype(np.float64)
+    e = np.exp(row - row.max())
+    p, hit = e[v] / e.sum(), int(v == targets[pos])
+    return local("(p − onehot(target)) / N", np.zeros((1, 0)), [1.0], [(p - hit) / n],
+                 rows=[("p", p), ("onehot(target)", hit), ("N", n)], text=lambda g: f"({fmt(p)} − {hit}) / {n} = {fmt(g)}")
+
+
+def weight_gradient(graph: Graph, values: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+    """One weight's gradient from the gradients of the tensors that read it (`grads`: every activation's, as
+    `backward` gives them): each reader's backward, added as `backward` adds them (in reverse graph order; a tied
+    weight and the weight it is, both uses), so the same float32 numbers as Gradients.weights, for one weight."""
+    source = graph[name].attrs.get("tied_to") or name
+    family = [source] + [n for n in graph.names("weight") if graph[n].attrs.get("tied_to") == source]
+    total: dict[str, np.ndarray] = {}
+    for t in reversed(list(graph)):
+        if t.name not in grads or t.op is None:
+            continue
+        for k, i in enumerate(t.inputs):
+            back = OPS[t.op].backward
+            if i in family and back is not None:
+                gi = back(grads[t.name], values[t.name], *[values[j] for j in t.inputs], **t.attrs)[k]
+                total[i] = total[i] + gi if i in total else np.asarray(gi, np.float32)
+    out = total.get(source, np.zeros(np.shape(values[source]), np.float32))
+    for n in family[1:]:
+        if n in total:
+            out = out + total[n].transpose([graph[n].axes.index(a) for a in graph[source].axes])
+    out = out.astype(np.float32)
+    return out if name == source else out.transpose([graph[source].axes.index(a) for a in graph[name].axes])

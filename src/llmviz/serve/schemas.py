@@ -599,6 +599,67 @@ class CellsResponse(Reply):
     slices: list[CellsSlice]
 
 
+# The chain rule of one cell's gradient (POST /api/chain, views/chainrule.py)
+
+
+class ChainRequest(PromptRequest):
+    tensor: str = Field(examples=["blocks.0.mlp.hook_pre"], description="any tensor of the graph: activation or weight")
+    index: list[int] = Field(max_length=8, examples=[[3, 17]], description="the cell: one index per axis")
+
+
+class ChainRow(Reply):
+    label: str
+    value: float
+
+
+class ChainTerm(Reply):
+    at: dict[str, int] = Field(description="the reader's result cell, on the axes the terms run over")
+    where: str = Field(description="that cell as the view names it (T 3 'B')")
+    g: float = Field(description="upstream: the loss's gradient at that cell")
+    d: float = Field(description="local: how much that cell moves with this number")
+    product: float
+
+
+class ChainTerms(Reply):
+    over: list[str] = Field(description="the labels of the axes the terms run over")
+    count: int
+    shown: list[ChainTerm] = Field(description="the terms of largest magnitude")
+    rest: float = Field(description="the sum of the other terms")
+
+
+class ChainPart(Reply):
+    reader: str = Field(description="the tensor computed from this number ('loss': the loss itself, for a logit)")
+    title: str
+    op: str | None
+    via: list[str] = Field(description="the reader's other inputs, computed from this number by the steps before it "
+                                       "(a softmax's max and sum): taken in by its formula")
+    tied: str | None = Field(description="a tied weight read in this weight's place (the same numbers)")
+    formula: str = Field(description="the backward's formula for this input (g · GELU′(x), p · (g − Σ p·g))")
+    upstream: str = Field(description="what g is")
+    text: str = Field(description="the formula with the pass's numbers")
+    rows: list[ChainRow] = Field(description="the numbers the formula reads")
+    terms: ChainTerms | None = Field(description="upstream × local at each cell the reader computed from this number "
+                                                 "(null: one cell, in `text`)")
+    value: float = Field(description="this reader's part of the gradient")
+    size: float = Field(description="Σ |term|")
+    regions: list[Region] = Field(description="the cells of the reader's result computed from this number (lit)")
+
+
+class ChainRule(Reply):
+    tensor: str
+    title: str
+    index: list[int]
+    where: str
+    symbol: str = Field(description="the cell's name in the formulas: w for a weight's, x for any other")
+    loss: float = Field(description="the mean next-token cross-entropy over the positions scored")
+    scored: int = Field(description="how many positions the loss averages over")
+    gradient: float | None = Field(description="∂loss/∂(this number) as the backward pass computes it (float32); "
+                                               "null: the loss does not depend on it")
+    parts: list[ChainPart] = Field(description="one per op that reads this number (and the loss, for a logit)")
+    total: float | None = Field(description="the parts added up (float64)")
+    note: str | None
+
+
 class Candidate(Reply):
     id: int
     token: str

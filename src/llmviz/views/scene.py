@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.backward import Gradients
 from ..core.edits import Edit, info
 from ..core.graph import NAMED_BY, Graph
 from ..core.model import Model, Trace, tie
@@ -296,12 +297,13 @@ def edited_scene(model: Model, clean: Trace, edits: list[Edit], heads: str = "si
                                           {"scene": json.dumps(scene, separators=(",", ":"))}))
 
 
-def gradient_scene(model: Model, ids: list[int], heads: str = "side", stop=None) -> bytes:
+def gradient_scene(model: Model, ids: list[int], heads: str = "side", stop=None, g: Gradients | None = None) -> bytes:
     """The scene of a pass and beside its `atlas` a second one, `grad`, packed the same way: the gradient of the
-    next-token loss (Model.gradients: the mean cross-entropy over positions 0 … T−2) with respect to every displayed
-    cell, weights and activations alike (0 for the input's tokens). Each block's `grad` is its largest |gradient|;
-    the scene's `loss` is the loss."""
-    g = model.gradients(ids, stop=stop)
+    next-token loss (Model.gradients: the mean cross-entropy over positions 0 … T−2, or `g`, its answer computed
+    already) with respect to every displayed cell, weights and activations alike (0 for the input's tokens). Each
+    block's `grad` is its largest |gradient|; the scene's `loss` is the loss."""
+    if g is None or not g.weights:
+        g = model.gradients(ids, stop=stop)
     graph, builder = model.graph, SceneBuilder(model, len(ids), heads)
     trace = model.run(ids, keep=graph.checkpoints(), visit=builder.add, stop=stop)
     scene, atlas = builder.finish(trace)

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from .base import Op
+from .base import Op, fmt, local, paren
 from .rows import rowwise
 
 GELU_C = np.float32(np.sqrt(2.0 / np.pi))
@@ -36,7 +36,8 @@ def _gelu_tanh64(x):
 GELU = Op(
     'gelu', '0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))',
     "GPT-2's smooth ReLU-like activation.",
-    gelu, label='GELU', backward=lambda g, out, x: (g * gelu_grad(x),),
+    gelu, label='GELU', backward=lambda g, out, x: (g * gelu_grad(x),), chain=lambda k, at, g, out, x: slope(
+        "GELU", gelu_grad, at, g, x),
     plain='y = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))')
 
 
@@ -63,7 +64,8 @@ def _gelu_erf64(x):
 GELU_ERF = Op(
     'gelu_erf', '0.5 x (1 + erf(x / √2))',
     'The exact GELU activation.',
-    gelu_erf, label='GELU', backward=lambda g, out, x: (g * gelu_erf_grad(x),))
+    gelu_erf, label='GELU', backward=lambda g, out, x: (g * gelu_erf_grad(x),),
+    chain=lambda k, at, g, out, x: slope("GELU", gelu_erf_grad, at, g, x))
 
 
 def relu(x):
@@ -73,7 +75,8 @@ def relu(x):
 RELU = Op(
     'relu', 'max(0, x)',
     'Keep positive values, zero the rest.',
-    relu, label='ReLU', plain='y = np.maximum(x, 0)', backward=lambda g, out, x: (g * (x > 0),))
+    relu, label='ReLU', plain='y = np.maximum(x, 0)', backward=lambda g, out, x: (g * (x > 0),),
+    chain=lambda k, at, g, out, x: slope("ReLU", lambda v: (v > 0).astype(np.float32), at, g, x))
 
 
 def silu(x):
@@ -84,7 +87,8 @@ def silu(x):
 SILU = Op(
     'silu', 'x / (1 + exp(−x))',
     'SiLU (swish) activation.',
-    silu, label='SiLU', plain='y = x / (1 + np.exp(-x))', backward=lambda g, out, x: (g * silu_grad(x),))
+    silu, label='SiLU', plain='y = x / (1 + np.exp(-x))', backward=lambda g, out, x: (g * silu_grad(x),),
+    chain=lambda k, at, g, out, x: slope("SiLU", silu_grad, at, g, x))
 
 
 def mul(a, b):
@@ -92,7 +96,10 @@ def mul(a, b):
 
 
 MUL = Op('mul', 'gate × up', "A gated MLP's product: the activated gate scales the up projection, unit by unit.",
-         mul, plain='y = gate * up  # unit by unit', backward=lambda g, out, a, b: (g * b, g * a))
+         mul, plain='y = gate * up  # unit by unit', backward=lambda g, out, a, b: (g * b, g * a),
+         chain=lambda k, at, g, out, a, b: local("g · up" if k == 0 else "g · gate", np.array([at]), g[at],
+                                                 (b if k == 0 else a)[at], rows=[("up" if k == 0 else "gate",
+                                                                                  (b if k == 0 else a)[at])]))
 
 
 # ---- The activations' derivatives (their backward) ----
@@ -116,6 +123,13 @@ def silu_grad(x):
     with np.errstate(over="ignore"):
         s = 1 / (1 + np.exp(-x.astype(np.float64)))
     return (s * (1 + x * (1 - s))).astype(np.float32)
+
+
+def slope(name: str, grad, at, g, x):
+    """An activation's chain step: g · f′(x), f′ as its backward computes it."""
+    d = grad(x[at][None])[0]
+    return local(f"g · {name}′(x)", np.array([at]), g[at], d, rows=[("x", x[at]), (f"{name}′(x)", d)],
+                 text=lambda v: f"{fmt(g[at])} × {name}′({fmt(x[at])}) = {fmt(g[at])} × {paren(d)} = {fmt(v)}")
 
 
 # Hugging Face's activation names (config.json's `activation_function` or `hidden_act`) -> the op that computes each.

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .base import Op
+from .base import Op, at_cells, cells_along, fmt, local
 from .rows import by_rows
 
 
@@ -43,7 +43,26 @@ ATTN_SCORES = Op(
         'scores = q @ k.T / np.sqrt(d_head)\n'
         'future = np.triu(np.ones(scores.shape, bool), k=1)  # a key after its query\n'
         'scores[future] = -np.inf'), backward=lambda g, out, q, k, scale, kv_group=1: attn_scores_backward(
-            g, out, q, k, scale, kv_group))
+            g, out, q, k, scale, kv_group), chain=lambda i, at, g, out, q, k, scale, kv_group=1: attn_scores_chain(
+                i, at, g, out, q, k, scale, kv_group))
+
+
+def attn_scores_chain(i, at, g, out, q, k, scale, kv_group=1):
+    """A query's number q[p, h, a] meets every key it may see: Σ over them of g · k[j, h, a] / √A. A key's number
+    k[j, kh, a] meets every query that sees it, of each head that shares it: Σ g · q[p, h, a] / √A."""
+    if i == 0:
+        p, h, a = at
+        cells = cells_along(out.shape, {0: h, 1: p})
+        d = k[:, h // kv_group, a]
+    else:
+        j, kh, a = at
+        cells = cells_along(out.shape, {2: j})
+        cells = cells[(cells[:, 0] // kv_group == kh)]
+        d = q[cells[:, 1], cells[:, 0], a]
+    seen = np.isfinite(at_cells(out, cells))  # (a masked score does not read the key)
+    d = d.astype(np.float64)[seen] / scale
+    return local("Σ g · k / √A" if i == 0 else "Σ g · q / √A", cells[seen], at_cells(g, cells[seen]), d,
+                 rows=[("√A", scale)])
 
 
 def _group_sum(a, kv_group):
@@ -76,7 +95,21 @@ WEIGHTED_SUM = Op(
     'Mix the value vectors, weighted by the attention pattern.',
     weighted_sum, plain=(
         "# p: one head's attention pattern, v: its values, one row per position\n"
-        'z = p @ v'), backward=lambda g, out, pattern, v, kv_group=1: weighted_sum_backward(g, pattern, v, kv_group))
+        'z = p @ v'), backward=lambda g, out, pattern, v, kv_group=1: weighted_sum_backward(g, pattern, v, kv_group),
+    chain=lambda i, at, g, out, pattern, v, kv_group=1: weighted_sum_chain(i, at, g, out, pattern, v, kv_group))
+
+
+def weighted_sum_chain(i, at, g, out, pattern, v, kv_group=1):
+    """A weight of the pattern p[h, q, j] scales key j's value vector into z[q, h, :]: Σ over its channels of g · v.
+    A value's number v[j, kh, a] is mixed into z[q, h, a] of every query and head that reads it: Σ g · p."""
+    if i == 0:
+        h, q, j = at
+        cells = cells_along(out.shape, {0: q, 1: h})
+        return local("Σ g · v", cells, at_cells(g, cells), v[j, h // kv_group, :])
+    j, kh, a = at
+    cells = cells_along(out.shape, {2: a})
+    cells = cells[cells[:, 1] // kv_group == kh]
+    return local("Σ g · p", cells, at_cells(g, cells), pattern[cells[:, 1], cells[:, 0], j])
 
 
 def weighted_sum_backward(g, pattern, v, kv_group=1):
@@ -107,7 +140,28 @@ ROTARY = Op(
     'Rotary position embedding: each pair of channels of a query or key turns by an angle that grows with the '
     'position, so that q · k depends on how far apart the two positions are (where only the first channels of a '
     'head turn, the others pass through unchanged).',
-    rotary, backward=lambda g, out, x, inv_freq, offset=0, rotary_dims=None: (rotary(g, inv_freq, offset, rotary_dims, -1),))
+    rotary, backward=lambda g, out, x, inv_freq, offset=0, rotary_dims=None: (rotary(g, inv_freq, offset, rotary_dims, -1),),
+    chain=lambda k, at, g, out, x, inv_freq, offset=0, rotary_dims=None: rotary_chain(at, g, x, inv_freq, offset,
+                                                                                     rotary_dims))
+
+
+def rotary_chain(at, g, x, inv_freq, offset=0, rotary_dims=None):
+    """A channel of a turning pair (a, b) reaches both numbers of its pair's rotation: a → a cos θ − b sin θ and
+    b cos θ + a sin θ, so ∂/∂a is cos θ there and sin θ in its partner; ∂/∂b, cos θ and −sin θ. A channel past the
+    turned ones passes through."""
+    p, h, c = at
+    r = x.shape[-1] if rotary_dims is None else rotary_dims
+    half = r // 2
+    if c >= r:
+        return local("g", np.array([at]), g[at], 1.0, text=lambda v: f"{fmt(v)} (× 1: this channel does not turn)")
+    i = c % half
+    theta = np.float32(offset + p) * np.float32(inv_freq[i])
+    cos, sin = np.cos(theta), np.sin(theta)
+    partner = c + half if c < half else c - half
+    cells = np.array([at, (p, h, partner)])
+    d = [cos, sin if c < half else -sin]
+    return local("g · cos θ + g′ · sin θ" if c < half else "g · cos θ − g′ · sin θ", cells, at_cells(g, cells), d,
+                 rows=[("θ", theta), ("cos θ", cos), ("sin θ", sin)])
 
 
 def inv_freq(cfg) -> list[float]:

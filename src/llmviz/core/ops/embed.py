@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Op, unbroadcast
+from .base import Op, at_cells, cells_along, fmt, local, passed_on, unbroadcast
 
 
 def embed(W_E, tokens):
@@ -19,10 +19,17 @@ def embed_backward(g, out, W_E, tokens):
     return gW, None
 
 
+def embed_chain(k, at, g, out, W_E, tokens):
+    """W_E[v, c] is copied to every position that holds token v: the gradients there, added (none: not in the input)."""
+    cells = np.array([(p, at[1]) for p in np.flatnonzero(np.asarray(tokens) == at[0])], np.int64).reshape(-1, 2)
+    return local("Σ g over the positions that hold this token", cells, at_cells(g, cells), 1.0,
+                 text=lambda v: fmt(v) if len(cells) else "0: no position of the input holds this token")
+
+
 EMBED = Op(
     'embed', 'W_E[token]',
     "Look up each token's vector in the token-embedding matrix (in the view, its column).",
-    embed, backward=embed_backward)
+    embed, backward=embed_backward, chain=embed_chain)
 
 
 def pos_embed(W_pos, tokens, offset=0):
@@ -37,10 +44,18 @@ def pos_embed_backward(g, out, W_pos, tokens, offset=0):
     return gW, None
 
 
+def pos_embed_chain(k, at, g, out, W_pos, tokens, offset=0):
+    """W_pos[n, c] is copied to position n (after `offset` cached ones), if the input reaches it."""
+    p = at[0] - offset
+    cells = np.array([(p, at[1])] if 0 <= p < out.shape[0] else [], np.int64).reshape(-1, 2)
+    return local("g at this position", cells, at_cells(g, cells), 1.0,
+                 text=lambda v: f"{fmt(v)} (× 1)" if len(cells) else "0: the input does not reach this position")
+
+
 POS_EMBED = Op(
     'pos_embed', 'W_pos[t]',
     "Look up each position's vector in the position-embedding matrix (in the view, its column).",
-    pos_embed, backward=pos_embed_backward)
+    pos_embed, backward=pos_embed_backward, chain=pos_embed_chain)
 
 
 def concat(past, new):
@@ -51,7 +66,8 @@ def concat(past, new):
 CONCAT = Op(
     'concat', '[past; new]',
     "The keys (or values) so far: the cache from earlier steps, then this step's.",
-    concat, backward=lambda g, out, past, new: (g[:len(past)], g[len(past):]))
+    concat, backward=lambda g, out, past, new: (g[:len(past)], g[len(past):]), chain=lambda k, at, g, out, past, new:
+    passed_on(0, (at[0] + (len(past) if k else 0), *at[1:]), g, out, out))  # (its cell of the result)
 
 
 def add(*xs):
@@ -64,7 +80,7 @@ def add(*xs):
 
 
 ADD = Op('add', 'a + b', 'Add tensors element by element (the residual connection).', add, symbol='+',
-         backward=lambda g, out, *xs: tuple(unbroadcast(g, x.shape) for x in xs))
+         backward=lambda g, out, *xs: tuple(unbroadcast(g, x.shape) for x in xs), chain=passed_on)
 
 
 def identity(x):
@@ -74,7 +90,7 @@ def identity(x):
 IDENTITY = Op(
     'identity', 'x',
     "The same tensor, passed on: the previous layer's output is this layer's input.",
-    identity, backward=lambda g, out, x: (g,))
+    identity, backward=lambda g, out, x: (g,), chain=passed_on)
 
 
 def scale(x, factor, factor_name=""):
@@ -82,4 +98,6 @@ def scale(x, factor, factor_name=""):
 
 
 SCALE = Op('scale', 'x × c', 'Multiply every number by one constant (Gemma scales its token embedding by √C).',
-           scale, backward=lambda g, out, x, factor, factor_name="": (g * np.float32(factor),))
+           scale, backward=lambda g, out, x, factor, factor_name="": (g * np.float32(factor),),
+           chain=lambda k, at, g, out, x, factor, factor_name="": local(
+               f"g · {factor_name or 'c'}", cells_along(out.shape, dict(enumerate(at))), g[at], np.float32(factor)))

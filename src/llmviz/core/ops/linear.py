@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Op, unbroadcast
+from .base import Op, at_cells, broadcast_cells, cells_along, local, unbroadcast
 
 
 def linear(x, W, b=None, *, contract, x_dims, w_dims):
@@ -31,4 +31,23 @@ def linear_backward(g, out, x, W, b=None, *, contract, x_dims, w_dims):
     return gx, gW, None if b is None else unbroadcast(g, b.shape)
 
 
-LINEAR = Op('linear', 'b + Σ x · W', 'Matrix multiply by a weight, then add a bias.', linear, backward=linear_backward)
+def linear_chain(k, at, g, out, x, W, b=None, *, contract, x_dims, w_dims):
+    """x[at] is multiplied by W's numbers along W's kept axes (its row), one output cell each: Σ g · W over them. W[at]
+    multiplies x at every position (x's kept axes): Σ g · x. b[at] is added to every output cell it is broadcast to."""
+    x_dims = [i % x.ndim for i in x_dims]
+    x_keep = [i for i in range(x.ndim) if i not in x_dims]
+    w_keep = [j for j in range(W.ndim) if j not in w_dims]
+    if k == 0:  # the output cells at x's position: x's kept indices, then every index of W's kept axes
+        cells = cells_along(out.shape, {a: at[i] for a, i in enumerate(x_keep)})
+        row = W[tuple(at[x_dims[w_dims.index(j)]] if j in w_dims else slice(None) for j in range(W.ndim))]
+        return local("Σ g · W", cells, at_cells(g, cells), row)
+    if k == 1:  # every position's output cell at W's kept indices
+        cells = cells_along(out.shape, {len(x_keep) + a: at[j] for a, j in enumerate(w_keep)})
+        column = x[tuple(at[w_dims[x_dims.index(i)]] if i in x_dims else slice(None) for i in range(x.ndim))]
+        return local("Σ g · x", cells, at_cells(g, cells), column)
+    cells = broadcast_cells(out.shape, b.shape, at)
+    return local("Σ g", cells, at_cells(g, cells), 1.0)
+
+
+LINEAR = Op('linear', 'b + Σ x · W', 'Matrix multiply by a weight, then add a bias.', linear, backward=linear_backward,
+            chain=linear_chain)

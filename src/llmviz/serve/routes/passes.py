@@ -1,21 +1,24 @@
-"""One forward pass: its tensors (a trace), what the 3D view draws of it (the scene), and the numbers the page
-explains a cell with (cells)."""
+"""One forward pass: its tensors (a trace), what the 3D view draws of it (the scene), the numbers the page
+explains a cell with (cells), and the chain rule of a cell's gradient (chain)."""
 
 from __future__ import annotations
 
 import fnmatch
+import threading
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from ...core.backward import Gradients, weight_gradient
 from ...core.errors import LlmvizError
 from ...core.graph import Graph
 from ...core.model import Model
+from ...views.chainrule import chain_rule, check_cell
 from ...views.provenance import cells, slice_bytes
 from ...views.scene import edited_scene, gradient_scene, scene_bytes, step_scene
 from ..dependencies import Served, ServedDep, example_input, pass_key
 from ..limits import MB
-from ..schemas import CellsRequest, CellsResponse, SceneRequest, TraceRequest
+from ..schemas import CellsRequest, CellsResponse, ChainRequest, ChainRule, SceneRequest, TraceRequest
 
 TRACE_MEDIA_TYPE = "application/vnd.llmviz.trace+safetensors"
 SCENE_MEDIA_TYPE = "application/vnd.llmviz.scene+safetensors"
@@ -87,13 +90,11 @@ async def scene(req: SceneRequest, request: Request, s: ServedDep):
         if req.edits:
             return Response(edited(s, m, ids, [e.model_dump() for e in req.edits], req.heads, stop),
                             media_type=SCENE_MEDIA_TYPE)
-        if req.gradients:
-            g = m.graph
-            s.within_budget(g.peak_bytes(len(ids), g.checkpoints()) + 2 * g.peak_bytes(len(ids), ()),
-                            f"a forward and a backward pass of {len(ids)} tokens (every activation's gradient)",
-                            "give fewer tokens")
+        if req.gradients:  # (the backward pass kept for the chain rule's hovers that follow: computed once)
+            gradient_budget(s, m, ids)
             return Response(cache.payload(("gradients", m, tuple(ids), req.heads),
-                                          lambda: gradient_scene(m, ids, req.heads, stop)), media_type=SCENE_MEDIA_TYPE)
+                                          lambda: gradient_scene(m, ids, req.heads, stop, gradients(s, m, ids, stop))),
+                            media_type=SCENE_MEDIA_TYPE)
         key = ("scene", m, tuple(ids), req.heads) + (("tower",) if req.tower else ())
         payload = cache.get(key)
         if payload is None:
@@ -106,6 +107,82 @@ async def scene(req: SceneRequest, request: Request, s: ServedDep):
 
             payload = s.with_pass(m, ids, stop, build, req.heads)
         return Response(payload, media_type=SCENE_MEDIA_TYPE)
+
+    return await s.run(request, compute)
+
+
+def gradient_budget(s: Served, m: Model, ids: list[int]) -> None:
+    """A backward pass (Model.gradients) within the request budget: its forward pass, and every activation's gradient
+    beside the tensors of the layer it is in."""
+    g = m.graph
+    s.within_budget(g.peak_bytes(len(ids), g.checkpoints()) + 2 * g.peak_bytes(len(ids), ()),
+                    f"a forward and a backward pass of {len(ids)} tokens (every activation's gradient)",
+                    "give fewer tokens")
+
+
+def gradients(s: Served, m: Model, ids: list[int], stop) -> Gradients:
+    """The backward pass of this input (Model.gradients), cached for the next cell's chain rule: every activation's
+    gradient, and every weight's while they are small beside the cache (else a weight's is computed from its readers
+    when asked, and kept if it is small: `weight_of`)."""
+    key = ("gradients of", m, tuple(ids))
+    if (g := s.cache.get(key)) is not None:
+        return g
+    with _starting:  # one backward pass per input at a time: the page's first hovers ask together
+        lock = _computing.setdefault(key, threading.Lock())
+    try:
+        with lock:
+            if (g := s.cache.get(key)) is not None:
+                return g
+            gradient_budget(s, m, ids)
+            g = m.gradients(ids, stop=stop)
+            size = sum(a.nbytes for a in g.activations.values())
+            weights = sum(a.nbytes for a in g.weights.values())
+            if size + weights > s.cache.capacity // 2:
+                g = Gradients(g.loss, {}, g.activations, g.tokens, g.targets)
+            else:
+                size += weights
+            s.cache.put(key, g, size)
+            return g
+    finally:
+        with _starting:
+            _computing.pop(key, None)
+
+
+_starting = threading.Lock()
+_computing: dict[tuple, threading.Lock] = {}  # the backward passes under way, by input
+
+
+def weight_of(s: Served, trace, g: Gradients, name: str):
+    """One weight's gradient when the backward pass's weights were too large to keep (a GPT-2's): from its readers'
+    backward (core/backward.weight_gradient, the same float32 numbers), kept if it is small beside the cache."""
+    key = ("weight gradient of", trace.model, tuple(trace.tokens), name)
+    w = s.cache.get(key)
+    if w is None:
+        w = weight_gradient(trace.graph, trace, g.activations, name)
+        if w.nbytes <= s.cache.capacity // 8:
+            s.cache.put(key, w, w.nbytes)
+    return w
+
+
+@router.post("/api/chain", response_model=ChainRule)
+async def chain(req: ChainRequest, request: Request, s: ServedDep):
+    """The chain rule of the next-token loss's gradient (as the gradients view colours it: Model.gradients) with
+    respect to one cell of any activation or weight: each op that reads it, its backward's formula with the pass's
+    numbers, the largest terms, and the total beside the backward pass's own number. The backward pass is computed
+    once per input and kept for the next cell."""
+    m = s.model(req.model)
+
+    def compute(stop):
+        ids = s.request_ids(m, req.prompt)
+        check_cell(m.graph, len(ids), req.tensor, req.index, m.name)
+        g = gradients(s, m, ids, stop)
+
+        def explain(trace):
+            grads = g if req.tensor in g.weights or m.graph[req.tensor].kind != "weight" else \
+                Gradients(g.loss, {req.tensor: weight_of(s, trace, g, req.tensor)}, g.activations, g.tokens, g.targets)
+            return chain_rule(trace, grads, req.tensor, req.index)
+
+        return s.with_pass(m, ids, stop, explain)
 
     return await s.run(request, compute)
 
