@@ -305,7 +305,7 @@ def test_the_folder_fits_the_size_budget_and_names_only_itself(nano_export):
     assert total == summary["bytes"] <= 1_000_000
     html = (folder / "index.html").read_text()
     assert "/api/" not in html and "http://" not in html and "https://" not in html
-    assert {p.name for p in folder.iterdir()} == {"index.html", "style.css", "app.js.gz", "data"}
+    assert {p.name for p in folder.iterdir()} == {"index.html", "style.css.gz", "app.js.gz", "data"}
 
 
 def test_cli_exports_and_refuses_bad_input(tmp_path, capsys):

@@ -94,12 +94,12 @@ def test_scene_hover_and_walkthrough_equal_the_servers(page: Page, context, live
     for p in (page, server):
         p.mouse.move(5, 400)
         p.get_by_role("button", name="Walkthrough").click()
-        expect(p.locator("#walk-where")).to_have_text("Chapter 1 of 13 · step 1 of 3")
+        expect(p.locator("#walk-where")).to_have_text("Chapter 1 of 14 · step 1 of 3")
         for n in (2, 3):
             p.keyboard.press("ArrowRight")
-            expect(p.locator("#walk-where")).to_have_text(f"Chapter 1 of 13 · step {n} of 3")
+            expect(p.locator("#walk-where")).to_have_text(f"Chapter 1 of 14 · step {n} of 3")
         p.keyboard.press("ArrowRight")
-        expect(p.locator("#walk-where")).to_contain_text("Chapter 2 of 13 · step 1 of")
+        expect(p.locator("#walk-where")).to_contain_text("Chapter 2 of 14 · step 1 of")
     assert page.locator("#walk-text").inner_text() == server.locator("#walk-text").inner_text() != ""
     assert page.locator("#walk-title").inner_text() == server.locator("#walk-title").inner_text()
 
@@ -220,6 +220,11 @@ def test_other_settings_and_views_say_what_the_export_holds(page: Page, site, sc
     expect(page.locator("#walk-title")).to_have_text("One step on the KV cache")
     expect(page.locator("#prompt")).to_have_value("CBABBCA")
     expect(page.locator("#notice")).not_to_contain_text("scale view")
+    open_view(page, f"{site}?step=14.1")  # How it learned: no backward pass in an export, so its steps show values
+    expect(page.locator("#walk-title")).to_have_text("The loss: how wrong it is")
+    expect(page.locator("#notice")).to_contain_text("The gradients are not part of this export (run llmviz serve")
+    expect(page.locator("#readout")).to_contain_text("ABBBCC")  # the pass's own view, with its numbers
+    expect(page.locator("#error")).to_be_hidden()
     open_view(page, f"{site}?input=CBABBC&past=3")  # a KV-cache view the page does not hold: said for what it is
     expect(page.locator("#notice")).to_contain_text("The link's KV-cache view (past=3) cannot be shown for CBABBC: its "
                                                     "KV-cache view after 3 cached tokens is not saved in this page")

@@ -98,7 +98,7 @@ def test_show_draws_hovers_and_follows_python(page: Page, lab, screenshots):
     frame.locator("#view").click(position=p)
     expect(tip).to_contain_text("pinned")
     frame.locator("#walk-toggle").click()
-    expect(frame.locator("#walk-where")).to_contain_text("Chapter 1 of 13 · step 1")
+    expect(frame.locator("#walk-where")).to_contain_text("Chapter 1 of 14 · step 1")
     frame.locator("[data-walk=next]").click()
     expect(frame.locator("#walk-where")).to_contain_text("step 2")
     run_cell(page, 1)

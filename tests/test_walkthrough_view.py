@@ -132,7 +132,7 @@ def test_keyboard_timeline_and_back_button(page: Page, live_server):
     page.keyboard.press("ArrowRight")
     expect(page.locator("#walk-where")).to_contain_text("step 2 of")
     page.keyboard.press("ArrowLeft")
-    expect(page.locator("#walk-where")).to_contain_text("Chapter 2 of 13 · step 1 of")
+    expect(page.locator("#walk-where")).to_contain_text("Chapter 2 of 14 · step 1 of")
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowRight")
     expect(page.locator("#walk-where")).to_contain_text("step 3 of")
@@ -216,7 +216,7 @@ def test_terms_and_blocks_light_each_other(page: Page, live_server):
 def test_first_visit_offers_the_walkthrough_and_a_model_change_keeps_the_step(page: Page, live_server):
     open_view(page, live_server, first_visit=True)
     page.click("[data-intro=walk]")
-    expect(page.locator("#walk-where")).to_have_text("Chapter 1 of 13 · step 1 of 3")
+    expect(page.locator("#walk-where")).to_have_text("Chapter 1 of 14 · step 1 of 3")
     page.keyboard.press("ArrowRight")
     page.select_option("#model", "gpt2")  # structure only: the same place, told without numbers
     expect(page.locator("#walk-note")).to_contain_text("gpt2 is structure only")

@@ -277,7 +277,7 @@ def _parse_edit(text: str):
               help="The folder to write: new, empty, or an earlier llmviz export (its files are replaced).")
 @click.option("--force", is_flag=True,
               help="Also write into a folder that holds other files. They are kept, never deleted; files with the "
-                   "export's own names (index.html, style.css, app.js.gz, data/manifest.json, data/*.gz) are "
+                   "export's own names (index.html, style.css.gz, app.js.gz, data/manifest.json, data/*.gz) are "
                    "replaced.")
 @click.option("--steps", default=8, show_default=True, type=click.IntRange(0, 64),
               help="Generated tokens stored per input (greedy), each with its view.")

@@ -53,7 +53,7 @@ GENERATE = {"temperature": 0, "seed": 0}  # the generation panel's settings as i
 STEPS = 8  # generated tokens stored per input, at most (nano-gpt's context ends after 6)
 MANIFEST = "data/manifest.json"
 FORMAT = "llmviz-export-1"  # the manifest's "format": what marks a folder as an earlier llmviz export
-PAGE_FILES = ("index.html", "style.css", "app.js.gz")  # the export's files outside data/
+PAGE_FILES = ("index.html", "style.css.gz", "app.js.gz")  # the export's files outside data/
 
 
 def request_key(method: str, url: str, body) -> str:
@@ -296,7 +296,7 @@ def _read_scene(data: bytes) -> tuple[dict, np.ndarray, int]:
 
 def page(ex: Export, weights: dict) -> str:
     """The llmviz page, told it is an export (its data in data/) and which view opens with no address, loading
-    its script from app.js.gz. While it loads, it asks for the manifest and the weights its scenes draw, and
+    its styles from style.css.gz and its script from app.js.gz (hidden until the styles are in). While it loads, it asks for the manifest and the weights its scenes draw, and
     (opened with no address, or on the first input) the first view's scene: as the served page's early requests
     do."""
     model, first = ex.model.name, ex.inputs[0]
@@ -315,7 +315,9 @@ def page(ex: Export, weights: dict) -> str:
     }})();
   </script>"""
     loader = (static_dir() / "export-loader.js").read_text(encoding="utf-8")
-    return page_with(f'{setup}<script type="module">{loader}</script>')
+    hide = "<style>body { visibility: hidden; }</style>"  # (export-loader.js shows it once style.css.gz is in)
+    return page_with(f'{setup}<script type="module">{loader}</script>').replace(
+        '<link rel="stylesheet" href="style.css">', hide)
 
 
 def own_file(out: Path, rel) -> str | None:
@@ -419,7 +421,7 @@ def export(model: Model, inputs: list[str], out: str | Path, steps: int = STEPS,
         manifest = ex.save_manifest()
         static = static_dir()
         write_bytes(out / "app.js.gz", gzip.compress((static / "app.js").read_bytes(), 9, mtime=0))
-        write_bytes(out / "style.css", (static / "style.css").read_bytes())
+        write_bytes(out / "style.css.gz", gzip.compress((static / "style.css").read_bytes(), 9, mtime=0))
         write_bytes(out / "index.html", page(ex, manifest["weights"]).encode())
     except BaseException:
         if manifest is None:  # the earlier export is whole: take away only what this one added
