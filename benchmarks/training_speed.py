@@ -23,11 +23,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from torch_gpt import TorchGPT, adamw  # noqa: E402
-
-from llmviz.training.chars import CHARS  # noqa: E402
-from llmviz.training.numpy_train import Trainer  # noqa: E402
-from llmviz.training.tasks import Task, nano_gpt, shakespeare_char, sort_accuracy  # noqa: E402
+from llmviz.training.chars import CHARS
+from llmviz.training.numpy_train import Trainer
+from llmviz.training.tasks import Task, nano_gpt, shakespeare_char, sort_accuracy
+from torch_gpt import TorchGPT, adamw
 
 
 def torch_steps(task: Task, steps: int, seed: int = 0):

@@ -107,7 +107,7 @@ def pytest_collection_modifyitems(config, items):
 # built with torch and transformers, training.
 SLOW = ("test_train.py", "test_budgets.py", "test_memory.py", "test_packaging.py", "test_modern.py", "test_huggingface.py",
         "test_interventions_hf.py", "test_gradients_hf.py", "test_numpy_training.py::test_adamw", "test_numpy_training.py::test_nano_gpt_learns_to_sort",
-        "test_numpy_training.py::test_the_numpy_trainer_takes",
+        "test_numpy_training.py::test_the_numpy_trainer_takes", "test_training_live.py",
         "test_nano_gpt.py::test_sorts_every_one_of_the_729_inputs", "test_cli.py::test_ctrl_c",
         "test_cli.py::test_export_into_a_pages", "test_export.py::test_hover_in_the_export", "test_bad_files.py::test_a_zip",
         "test_bad_files.py::test_cli_refuses_at_load_in_one_line[zip", "test_limits.py::test_an_unfinished_body")

@@ -1,7 +1,7 @@
 // The app: pick a model, type an input, and see every tensor of its forward pass as blocks in 3D.
 import * as THREE from "three";
 import { fetchModels, fetchScene, sceneFrom, type EarlyResponse } from "./api";
-import { homeBox, sectionAt, sectionBox, ZOOM_OUT } from "./framing";
+import { homeBox, sectionAt, sectionBox, withLayerTitles, ZOOM_OUT } from "./framing";
 import { Generator } from "./generate";
 import { onCameraMove, onHover, pinCellFromState, showCell, tooltipEl, unpin, hideTooltip } from "./hover";
 import { dismissIntro, introDismissed } from "./intro";
@@ -25,6 +25,7 @@ import { View } from "./view";
 import { Insights } from "./insights";
 import { closeEmbedMap, embedMap } from "./embedmap";
 import { Walkthrough } from "./walkthrough";
+import { Training, withSnapshot } from "./training";
 
 const SCALE_MODELS = ["nano-gpt", "gpt2", "gpt2-xl", "gpt3"];
 
@@ -142,8 +143,14 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
       datas = [nano, ...rest];
     } else {
       let info = app.models.find((m) => m.name === (s.model ?? app.models[0].name));
+      let why = "";
+      if (!info && s.model) {  // a training run's snapshot (nano-gpt@1200): not in the list, found by its name
+        const found = await withSnapshot(s.model, app.models, $<HTMLSelectElement>("#model"));
+        ({ models: app.models, why } = found);
+        info = found.info ?? undefined;
+      }
       if (!info) {  // a link to a model this server does not have
-        problems.push(`unknown model '${s.model}': this server has ${app.models.map((m) => m.name).join(", ")}; showing ${app.models[0].name}`);
+        problems.push(`${why || `unknown model '${s.model}': this server has ${app.models.map((m) => m.name).join(", ")}`}; showing ${app.models[0].name}`);
         info = app.models[0];
         early = undefined;
         delete s.input;
@@ -414,7 +421,12 @@ async function start() {
     show: (want, model, input) => {
       const s = app.state, step = s.step;
       // whether the view on screen is this model's pass of this text (on a KV cache of `past` positions)
-      const grads = want?.kind === "gradients";  // (a step on the loss's gradients: the pass shown by them)
+      let grads = want?.kind === "gradients";  // (a step on the loss's gradients: the pass shown by them)
+      if (grads && exported()) {  // (an export holds no backward pass: the step is told on the values)
+        notify("The gradients are not part of this export (run llmviz serve to see them): this step's view shows the " +
+          "values instead", "walk");
+        grads = false;
+      }
       const shows = (text: string | undefined, past?: number) => s.view !== "scale" && s.model === model && s.input === text &&
         s.past === past && !s.edits?.length && (s.show === "gradients") === grads;
       if (want?.kind === "scale") {
@@ -476,6 +488,25 @@ async function start() {
     tokenRect: () => document.querySelector(".label.block.kind-input")?.getBoundingClientRect() ?? null,
   });
   app.gen.render();
+  const training = new Training($<HTMLDivElement>("#train"), {  // the view behind shows a snapshot, the camera kept
+    show: (name) => {
+      app.gen!.forget();
+      const { input, heads } = app.state;
+      app.state = { model: name, input, heads };
+      return loadView(undefined, { here: true });
+    },
+    current: () => app.state.model ?? app.models[0].name,
+    opened: () => {  // from the start view: the whole model, clear of the panel, every weight block in sight
+      if (!view.atHome() || !app.placed.length || narrow()) return;  // (a phone: the panel sheet covers the top)
+      view.flyTo(...view.framing(withLayerTitles(everything(), screen()), 1.05, undefined, freeRect(["#train"])), 0);
+    },
+  });
+  $<HTMLButtonElement>("#train-toggle").hidden = !!exported() || embedded();  // (training runs in llmviz serve)
+  $<HTMLButtonElement>("#train-toggle").addEventListener("click", () => {
+    if (training.active) return training.close();
+    if (app.walk!.active) app.walk!.close();
+    void training.open();
+  });
   $<HTMLButtonElement>("#gen-toggle").addEventListener("click", () => {
     const gen = $<HTMLDivElement>("#gen");
     gen.hidden = !gen.hidden;

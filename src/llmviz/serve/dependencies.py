@@ -19,6 +19,7 @@ from ..core.errors import LlmvizError, ModelNotFound, OverBudget
 from ..core.graph import Graph
 from ..core.model import KVCache, Model, Trace
 from ..io.loading import DEFAULT_MODELS, load_model, structure_only
+from ..training.live import TrainingSlot
 from ..views.scene import run_scene
 from ..views.walkthrough import compile_chapters
 from .limits import MB, Limits, Unsent
@@ -47,10 +48,14 @@ class Served:
         self.stopping = asyncio.Event()  # set when the server begins to stop (see server.run)
         self.cache = Recent(limits.cache_mb * MB)  # forward passes (their residual stream) and scene payloads
         self.budget = limits.request_mb * MB
+        self.training = TrainingSlot()  # one training run at a time; its snapshots are models by name (nano-gpt@1200)
 
     def model(self, name: str) -> Model:
         if name not in self.registry:
-            raise ModelNotFound(f"unknown model {name!r}: this server has {', '.join(self.registry)}")
+            if (snapshot := self.training.model(name)) is not None:  # a training run's snapshot: not in the list
+                return snapshot
+            raise ModelNotFound(self.training.known(name) or
+                                f"unknown model {name!r}: this server has {', '.join(self.registry)}")
         return self.registry[name]
 
     def warm(self) -> None:

@@ -933,6 +933,77 @@ class NeuronTensors(Reply):
     contexts: bool = Field(description="whether the model has its neurons' top contexts stored")
 
 
+# Training you can watch (routes/training.py): a run from random weights, its snapshots and when each head's pattern
+# forms
+
+
+class TrainingStart(StrictBody):
+    model: str = Field("nano-gpt", examples=["nano-gpt"], description="a bundled model that can be trained")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="the initial weights' and the batches' seed; "
+                                                                   "default: the task's")
+    steps: int | None = Field(None, ge=1, le=100_000, description="default: the task's")
+    every: int | None = Field(None, ge=1, le=100_000, description="a snapshot every this many steps; default: about "
+                                                                  "100 over the run")
+    speed: float | None = Field(None, gt=0, le=1000, allow_inf_nan=False,
+                                description="at most this many steps per second; default: as fast as it goes")
+
+
+class TrainingControl(StrictBody):
+    action: Literal["pause", "resume", "step", "stop", "speed"]
+    speed: float | None = Field(None, gt=0, le=1000, allow_inf_nan=False,
+                                description="with action speed: at most this many steps per second (null: full speed)")
+
+
+class TrainingSetting(Reply):
+    label: str
+    value: str
+
+
+class Trainable(Reply):
+    name: str
+    offline: bool = Field(description="its data is at hand without a download (the view trains only these)")
+    settings: list[TrainingSetting]
+    probe: str = Field(description="the input whose attention patterns are watched")
+
+
+class TrainingSnapshot(Reply):
+    step: int
+    name: str = Field(description="its model name, for any view: <model>@<step>")
+    loss: float | None = Field(description="the loss of the step that led here (its batch, before its update)")
+    lr: float | None
+    metrics: dict[str, float] = Field(description="the task's scores of these weights (nano-gpt: accuracy on all "
+                                                  "729 inputs)")
+
+
+class HeadFormation(Reply):
+    layer: int
+    head: int
+    label: str = Field(description="L0H2: layer 0, head 2")
+    step: int | None = Field(description="the step its pattern formed at; null: still moving at the latest snapshot")
+    pattern: str = Field(description="the tensor of its pattern")
+
+
+class TrainingState(Reply):
+    version: int = Field(description="bumps at every change: GET with since=version waits for the next one")
+    status: Literal["idle", "running", "paused", "done", "stopped", "diverged", "failed"]
+    message: str | None
+    model: str | None
+    seed: int | None
+    steps: int = Field(description="the steps the run is to take")
+    steps_done: int
+    every: int
+    speed: float | None = Field(description="at most this many steps per second; null: full speed")
+    settings: list[TrainingSetting]
+    probe: str | None
+    loss_steps: list[int] = Field(description="the steps of `losses` (every step's, or every k-th and the last)")
+    losses: list[float] = Field(description="each of those steps' loss: its batch's, before its update")
+    snapshots: list[TrainingSnapshot]
+    fractions: list[str] = Field(description="the metrics that are a share, drawn from 0 to 100 %")
+    formation: list[HeadFormation]
+    formation_rule: str
+    trainable: list[Trainable]
+
+
 def json_safe(x):
     """JSON has no infinities: write them as the strings JavaScript's Number() reads back ("-Infinity")."""
     if isinstance(x, float) and not math.isfinite(x):

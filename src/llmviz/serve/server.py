@@ -21,6 +21,10 @@ the routers in serve/routes/, one per concern:
                 POST /api/sessions             generate step by step on a KV cache: .../step, .../undo, GET, DELETE
     neurons     GET  /api/models/{name}/neurons                    which tensors index the MLPs' neurons
                 GET  /api/models/{name}/neurons/{layer}/{index}    a neuron's top contexts and direct effect on logits
+    training    POST /api/training             train a bundled model from random weights, in this server (one run)
+                GET  /api/training             the run: loss, snapshots, each head's formation (?since=: long poll)
+                POST /api/training/control     pause, resume, step, stop, speed
+                GET  /api/training/snapshots/{name}   a snapshot (nano-gpt@1200) as a model any route takes
     page        /                              the built front-end
 
 Every body is declared in serve/schemas.py; the OpenAPI schema is at /openapi.json, and the front-end's types are
@@ -45,7 +49,7 @@ from ..core.errors import LlmvizError
 from ..core.model import Model, Stopped
 from .dependencies import Served
 from .limits import BodyLimit, HostCheck, JsonErrors, Limits, NoCrossSite, SendLimit
-from .routes import analysis, generation, interventions, layers, neurons, passes
+from .routes import analysis, generation, interventions, layers, neurons, passes, training
 from .routes import models as model_routes
 from .routes.page import mount_page
 from .schemas import SceneInfo, allowed_range
@@ -66,6 +70,7 @@ def create_app(models: list[Model] | None = None, limits: Limits | None = None, 
         served.warm()
         yield
         served.workers.close()  # a server that stops ends the computations still running
+        served.training.close()  # and its training run
 
     app = FastAPI(title="llmviz", version="0.1.0", summary="Every number of a GPT's forward pass.",
                   docs_url=None, redoc_url=None, lifespan=lifespan)  # /docs would load Swagger UI from a CDN
@@ -96,7 +101,7 @@ def create_app(models: list[Model] | None = None, limits: Limits | None = None, 
     async def stopped(request: Request, exc: Stopped):
         return JSONResponse({"detail": "the server is stopping"}, status_code=503)
 
-    for module in (model_routes, passes, layers, generation, interventions, analysis, neurons):
+    for module in (model_routes, passes, layers, generation, interventions, analysis, neurons, training):
         app.include_router(module.router)
     app.openapi = lambda: openapi_with_scene(app)  # type: ignore[method-assign]
     mount_page(app)

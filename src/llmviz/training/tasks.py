@@ -94,8 +94,9 @@ def sort_accuracy(model: Model) -> float:
 
 def nano_gpt() -> Task:
     cfg = PRESETS["nano-gpt"]
+    example = cfg.example or "CBABBC"  # watched with its answer written: the positions that sort
     return Task("nano-gpt", cfg, CharTokenizer(LETTERS), Settings(steps=3000, batch=64, lr=5e-4), sort_examples,
-                lambda m: {"accuracy": sort_accuracy(m)}, probe=cfg.example or "CBABBC")
+                lambda m: {"accuracy": sort_accuracy(m)}, probe=example + "".join(sorted(example))[:-1])
 
 
 # ---- shakespeare-char: the next character of Shakespeare's plays ----
