@@ -6,6 +6,7 @@ import type { components } from "./api-schema";
 import { check } from "./api";
 import { FAMILIES, hexToRgb, valueColor } from "./colors";
 import { escapeHtml as esc } from "./html";
+import { escapeCloses } from "./panelkeys";
 import { num } from "./tooltip";
 import { request } from "./transport";
 
@@ -128,13 +129,7 @@ export class EmbedMap {
     panel.addEventListener("pointerover", (e) => this.point(e.target as Element));
     panel.addEventListener("focusin", (e) => this.point(e.target as Element));
     panel.addEventListener("pointerleave", () => (this.tip().hidden = true));
-    // Escape closes the map first, and only it (before the other panels' Escape): one press, one thing closed.
-    window.addEventListener("keydown", (ev) => {
-      if (ev.key !== "Escape" || !this.active) return;
-      ev.preventDefault();
-      ev.stopImmediatePropagation();
-      this.close();
-    }, true);
+    escapeCloses(() => this.active, () => this.close());
   }
 
   get active(): boolean {

@@ -7,6 +7,7 @@ import { onCameraMove, onHover, pinCellFromState, showCell, tooltipEl, unpin, hi
 import { dismissIntro, introDismissed } from "./intro";
 import { Pulse } from "./pulse";
 import { onKey } from "./keyboard";
+import { escapeCloses } from "./panelkeys";
 import { LabelLayer } from "./labels";
 import { legendHtml } from "./legend";
 import { deselect, notify, onlyPanel, scaleBars, select, syncControls, updateNotice, updatePanels } from "./panels";
@@ -512,14 +513,7 @@ async function start() {
     gen.hidden = !gen.hidden;
     if (!gen.hidden) onlyPanel("#gen");
   });
-  // Escape closes the generation panel first, and only it (before keyboard.ts's Escape, which unpins or closes
-  // what else is open): one press, one thing closed.
-  window.addEventListener("keydown", (ev) => {
-    if (ev.key !== "Escape" || !app.gen?.open) return;
-    ev.preventDefault();
-    ev.stopImmediatePropagation();
-    app.gen.close();
-  }, true);
+  escapeCloses(() => !!app.gen?.open, () => app.gen!.close());  // (the generation panel first)
   $<HTMLButtonElement>("#scale").addEventListener("click", () => {
     app.state = app.state.view === "scale" ? { model: "nano-gpt" } : { view: "scale" };
     void loadView();

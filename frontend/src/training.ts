@@ -6,6 +6,7 @@
 import type { components } from "./api-schema";
 import type { ModelInfo } from "./api";
 import { escapeHtml } from "./html";
+import { escapeCloses } from "./panelkeys";
 import { formatG, thousands } from "./pyformat";
 import { request } from "./transport";
 
@@ -204,12 +205,7 @@ export class Training {
     $<HTMLInputElement>(root, "#tr-scrub").addEventListener("input", (e) => {
       this.scrub(Number((e.target as HTMLInputElement).value));
     });
-    window.addEventListener("keydown", (ev) => {  // Escape closes the panel (the run goes on)
-      if (ev.key !== "Escape" || !this.active) return;
-      ev.preventDefault();
-      ev.stopImmediatePropagation();
-      this.close();
-    }, true);
+    escapeCloses(() => this.active, () => this.close());  // (the run goes on)
   }
 
   get active(): boolean {
