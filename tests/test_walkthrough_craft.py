@@ -224,7 +224,8 @@ def test_a_dot_product_is_framed_close(page: Page, live_server, walk, viewport, 
     at = [page.evaluate("r => window.__llmviz.regionPoint(r)", {**target, "ranges": {**target["ranges"], axis: [i, i]}})
           for i in (0, 1)]
     cell = max(abs(at[1]["x"] - at[0]["x"]), abs(at[1]["y"] - at[0]["y"]))
-    assert cell >= (7.5 if viewport is DESKTOP else 3.5), cell  # pixels per cell (it was 2 at 1280×800)
+    assert cell >= (7.5 if viewport is DESKTOP else 3.4), cell  # pixels per cell (it was 2 at 1280×800; on a phone the
+    # chapter map takes a line more since chapter 14: 3.47)
     area = uncovered(page)
     for region in explain(nano.run("CBABBC"), target["tensor"], action["index"])["sources"] + [target]:  # as the page lights them
         p = page.evaluate("r => window.__llmviz.regionPoint(r)", region)

@@ -348,7 +348,9 @@ export class Walkthrough {
 
   private renderText(): void {
     const p = this.all[this.index];
-    this.$<HTMLElement>("#walk-where").textContent = `Chapter ${p.chapter} of ${this.walk!.chapters.length} · step ${p.step} of ${p.c.steps.length}`;
+    const chapters = this.walk!.chapters;  // (counted in this model's walkthrough; a link names the chapter's file number)
+    const nth = chapters.findIndex((c) => c.number === p.chapter) + 1;
+    this.$<HTMLElement>("#walk-where").textContent = `Chapter ${nth} of ${chapters.length} · step ${p.step} of ${p.c.steps.length}`;
     this.$<HTMLElement>("#walk-chapter").textContent = p.c.title;
     this.$<HTMLElement>("#walk-title").textContent = p.s.title;
     const text = this.$<HTMLDivElement>("#walk-text");
@@ -365,6 +367,7 @@ export class Walkthrough {
   /** The table of contents: the architecture's stages in reading order, each with its chapters (a stage the
    * tour comes back to appears again, so the numbers always run in order). */
   private map(): void {
+    const nth = (n: number) => this.walk!.chapters.findIndex((c) => c.number === n) + 1;  // its place in this walkthrough
     const stages: { name: string; chapters: { number: number; title: string }[] }[] = [];
     for (const c of this.walk!.chapters) {
       const last = stages[stages.length - 1];
@@ -372,7 +375,7 @@ export class Walkthrough {
       else stages.push({ name: c.stage, chapters: [{ number: c.number, title: c.title }] });
     }
     this.$<HTMLElement>("#walk-map").innerHTML = stages.map((s) => `<div class="walk-stage"><span>${esc(s.name)}</span>${
-      s.chapters.map((c) => `<button type="button" data-chapter="${c.number}" title="${esc(c.title)}">${c.number}</button>`).join("")}</div>`)
+      s.chapters.map((c) => `<button type="button" data-chapter="${c.number}" title="${esc(c.title)}">${nth(c.number)}</button>`).join("")}</div>`)
       .join('<span class="walk-arrow" aria-hidden="true">→</span>');
   }
 
