@@ -39,6 +39,8 @@ CONFIGS = {
                                    tied_unembed=False, rope_theta=10000.0, rotary_fraction=1.0),
     "phi": ModelConfig("phi", 2, 4, 64, 97, 64, arch="phi", n_kv_head=2, n_inner=80, tied_unembed=False,
                        unembed_bias=True, rope_theta=10000.0, rotary_fraction=0.5, parallel=True),
+    "bigram": ModelConfig("bigram", 0, 1, 10, 10, 16, arch="bigram", tied_unembed=False),
+    "attn-only": ModelConfig("attn-only", 1, 1, 8, 10, 16, arch="attn-only", tied_unembed=False),
 }
 NEW = ("neox-parallel", "neox-sequential", "phi")
 
@@ -62,14 +64,16 @@ def test_every_registered_module_satisfies_the_architecture_protocol():
     data, methods = protocol_members()
     assert data == {"NAME", "MODEL_TYPES", "NAMES"}
     assert set(methods) == {"build", "param_parts", "config_from_hf", "canonical", "weights_from_state"}
-    assert [m.NAME for m in arch.MODULES] == ["gpt2", "llama", "neox", "phi"]
+    assert [m.NAME for m in arch.MODULES][:4] == ["gpt2", "llama", "neox", "phi"]
+    assert {"bigram", "attn-only"} <= {m.NAME for m in arch.MODULES}  # the learning path's own
     partial = types.ModuleType("partial")  # a module without its parameter count is no architecture
     vars(partial).update({n: getattr(arch.gpt2, n) for n in (*data, *methods) if n != "param_parts"})
     assert not isinstance(partial, Architecture)
     for m in arch.MODULES:
         assert isinstance(m, Architecture), m.__name__
         assert isinstance(m.NAME, str) and isinstance(m.NAMES, str) and m.NAMES
-        assert isinstance(m.MODEL_TYPES, tuple) and m.MODEL_TYPES and all(isinstance(t, str) for t in m.MODEL_TYPES)
+        own = m.NAME in ("bigram", "attn-only", "mlp")  # llmviz's own (the learning path): no Hugging Face model_type
+        assert isinstance(m.MODEL_TYPES, tuple) and (own or m.MODEL_TYPES) and all(isinstance(t, str) for t in m.MODEL_TYPES)
         for name, proto in methods.items():
             want = list(inspect.signature(proto).parameters.values())[1:]  # (without self)
             have = list(inspect.signature(getattr(m, name)).parameters.values())
@@ -80,8 +84,8 @@ def test_every_registered_module_satisfies_the_architecture_protocol():
 
 
 def test_the_registry_finds_each_module_by_name_and_model_type():
-    assert {n: m.NAME for n, m in arch.ARCHITECTURES.items()} == {"gpt2": "gpt2", "llama": "llama", "neox": "neox",
-                                                                  "phi": "phi"}
+    assert {n: m.NAME for n, m in arch.ARCHITECTURES.items() if n not in ("bigram", "attn-only", "mlp")} == {
+        "gpt2": "gpt2", "llama": "llama", "neox": "neox", "phi": "phi"}
     assert {t: m.NAME for t, m in arch.BY_MODEL_TYPE.items()} == {
         "gpt2": "gpt2", "llama": "llama", "mistral": "llama", "qwen2": "llama", "gemma": "llama", "gpt_neox": "neox",
         "phi": "phi"}

@@ -175,7 +175,7 @@ def test_cli_train_refuses_text_for_nano_gpt_and_a_missing_archive(tmp_path):
     from test_cli import llmviz as run
     r = run("train", "nano-gpt", "--out", str(tmp_path / "x.safetensors"), "--text", __file__)
     assert r.returncode != 0 and r.stderr.strip().splitlines() == [
-        "Error: --text is for shakespeare-char: nano-gpt learns no text"]
+        "Error: --text is for shakespeare-char and bigram-char: nano-gpt learns no text"]
     r = run("train", NAME, "--out", str(tmp_path / "x.safetensors"), "--text", str(tmp_path / "none.tar.gz"))
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and "does not exist" in r.stderr
 

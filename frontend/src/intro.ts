@@ -60,6 +60,18 @@ export function introHtml(info: SceneInfo, touch: boolean, models: ModelInfo[] =
   const text = readableInput(info);
   const n = info.token_strs?.length;
   const input = text ? `Its input, “<span class="intro-input">${escapeHtml(text)}</span>”,` : "Its input";
+  const side = c.image_side ?? 0;
+  if (side) {  // an image classifier (digits-mlp): pixels in, one probability per class out, no transformer
+    return `<h2>This is ${escapeHtml(m.name)}: every number of a small neural network, computed as you watch</h2>
+    <p>${what} Its input is the ${side} × ${side} picture in the <b>draw a digit</b> pad: its ${side * side} pixels
+    (0 blank, 16 ink) enter at the <b>top</b>, pass through ${c.n_layer} layers of hidden units, and come out as one
+    probability per digit; the box at the top right says which digit it reads. Draw your own, or open one it gets wrong.</p>
+    <p>${touch ? "Tap" : "Hover"} any cell to see its value and how it was computed; a unit of layer 0 shows its weights
+    as a picture beside your drawing. The <b>Map</b> takes you to any part of the model; <b>Whole model</b> shows all of it.</p>
+    ${modelChoiceHtml(m.name, models)}
+    <div class="intro-actions"><button type="button" data-intro="all">Show the whole model</button>
+    <button type="button" data-intro="close">Got it</button></div>`;
+  }
   return `<h2>This is ${escapeHtml(m.name)}: every number of a GPT, computed as you watch</h2>
     <p>${what} ${input} enters at the <b>top</b> as ${n ? `${n} token${n === 1 ? "" : "s"}` : "tokens"}, flows down through
     ${c.n_layer} transformer layer${c.n_layer === 1 ? "" : "s"}, and its prediction comes out at the <b>bottom</b>;

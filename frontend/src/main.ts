@@ -27,6 +27,7 @@ import { Insights } from "./insights";
 import { closeEmbedMap, embedMap } from "./embedmap";
 import { Walkthrough } from "./walkthrough";
 import { Training, withSnapshot } from "./training";
+import { mountDigitPad, updateDigitPad } from "./digitpad";
 
 const SCALE_MODELS = ["nano-gpt", "gpt2", "gpt2-xl", "gpt3"];
 
@@ -210,6 +211,7 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
     syncControls();
     markSaved();
     updatePanels();
+    updateDigitPad(app.placed.length === 1 ? app.placed[0].data.info : undefined);  // an image model's input
     const v = app.view!;
     // (the scale view's models below its table: scaleBars drew it above)
     const home = app.placed.length > 1 ? v.framing(everything(), 1.05, undefined, freeRect())
@@ -352,6 +354,10 @@ async function start() {
     else if (app.placed[0] && app.placed[0].data !== before) app.pulse!.start();  // the new numbers, computed in order
     app.insights!.refresh();
   };
+  mountDigitPad($<HTMLDivElement>("#digitpad"), (text) => {  // a digit drawn: the model's input, run
+    $<HTMLInputElement>("#prompt").value = text;
+    void runInput(text);
+  });
   // An export holds a few inputs: each is a button, the one shown marked.
   const saved = $<HTMLSpanElement>("#saved");
   void savedInputs().then((inputs) => {

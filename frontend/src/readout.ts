@@ -15,7 +15,8 @@ export function readoutHtml(info: SceneInfo): string {
   const clean = info.clean_prediction?.top[0];  // an edited pass: the clean pass's answer, then the edited one's
   const before = clean ? `<span class="ro-before"><span class="ro-token" data-clean-token="${esc(clean.token)}">${esc(clean.token)}</span>
     <span class="ro-prob">${esc(clean.percent)}</span> →</span> ` : "";
-  const parts = [`<div class="ro-next"><span class="ro-label">next token after <code>${esc(input)}</code>${clean ? ", clean → edited" : ""}</span>
+  const said = info.model.config.image_side ? "the model reads the drawing as" : `next token after <code>${esc(input)}</code>`;
+  const parts = [`<div class="ro-next"><span class="ro-label">${said}${clean ? ", clean → edited" : ""}</span>
     ${before}<span class="ro-token" data-token="${esc(best.token)}">${esc(best.token)}</span>
     <span class="ro-prob">${esc(best.percent)}</span></div>`];
   const moved = changedPredictions(info);

@@ -12,6 +12,12 @@ AXES: dict[str, tuple[str, str, str]] = {
     "d_mlp": ("4C", "MLP hidden unit", "#7048e8"),
     "vocab": ("V", "vocabulary entry", "#0c8599"),
     "n_ctx": ("N", "position in the context window", "#5c940d"),
+    "pixel": ("X", "pixel of the input image, row by row", "#495057"),
+    "unit1": ("U1", "hidden unit of the first layer", "#862e9c"),
+    "unit2": ("U2", "hidden unit of the second layer", "#e64980"),
+    "class": ("K", "class (a digit, 0 to 9)", "#0b7285"),
 }
-# Axes whose indices have names: a position is a token of the input, a vocabulary entry a token string.
-NAMED_BY = {"pos": "input", "key_pos": "input", "past_pos": "input", "vocab": "vocabulary"}
+# Axes whose indices have names: a position is a token of the input, a vocabulary entry a token string (a class: its
+# digit).
+NAMED_BY = {"pos": "input", "key_pos": "input", "past_pos": "input", "vocab": "vocabulary",
+            "class": "vocabulary"}

@@ -102,6 +102,7 @@ class ModelConfig:
     rms_offset: float = 0.0  # RMSNorm's gain is offset + w (Gemma: 1); the graph's gain holds the sum
     rotary_fraction: float = 1.0  # the share of each head's channels the rotary embedding turns (the first ones)
     parallel: bool = False  # attention and the MLP both read the layer's input, and both outputs are added to it
+    image_side: int = 0  # an image classifier (arch "mlp"): its input is an image_side × image_side image; 0: tokens
 
     def __post_init__(self) -> None:
         """Refuse a config that describes no model, naming the setting and what it must be."""
@@ -116,11 +117,13 @@ class ModelConfig:
             return whole(v) or (isinstance(v, float) and math.isfinite(v))
 
         for key in ("n_layer", "n_head", "n_embd", "vocab_size"):
-            v = getattr(self, key)
-            need(whole(v) and v >= 1, key, f"must be a whole number >= 1 (got {got(v)})")
+            v, least = getattr(self, key), 0 if (key == "n_layer" and self.arch == "bigram") else 1  # a bigram: no layer
+            need(whole(v) and v >= least, key, f"must be a whole number >= {least} (got {got(v)})")
         need(whole(self.n_ctx) and 1 <= self.n_ctx <= MAX_CONTEXT, "n_ctx",
              f"must be a whole number from 1 to {MAX_CONTEXT:,} (2**24 positions, the longest context llmviz computes) "
              f"(got {got(self.n_ctx)})")
+        need(whole(self.image_side) and self.image_side >= 0, "image_side",
+             f"must be a whole number >= 0 (got {got(self.image_side)})")
         for key in ("n_inner", "task_tokens", "answer_tokens"):
             v = getattr(self, key)
             need(v is None or (whole(v) and v >= 1), key, f"must be null or a whole number >= 1 (got {got(v)})")
@@ -237,7 +240,7 @@ class ModelConfig:
 
     def axis_sizes(self) -> dict[str, int]:
         """The size of every named axis except `pos`, which depends on the input."""
-        return {
+        sizes = {
             "d_model": self.d_model,
             "head": self.n_head,
             "kv_head": self.kv_heads,
@@ -246,6 +249,9 @@ class ModelConfig:
             "vocab": self.vocab_size,
             "n_ctx": self.n_ctx,
         }
+        if self.image_side:  # an image classifier's axes (arch "mlp")
+            sizes.update(pixel=self.image_side ** 2, unit1=self.n_embd, unit2=self.d_mlp, **{"class": self.vocab_size})
+        return sizes
 
     def to_dict(self) -> dict:
         d = asdict(self)

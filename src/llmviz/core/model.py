@@ -28,7 +28,8 @@ from .graph import NAMED_BY, Graph
 from .ops import OPS
 from .sampling import Draw, Sampling, sample
 
-Prompt = str | Sequence[int]
+Prompt = str | Sequence[int]  # (an image model's input is an image: an array, see Model.pixels)
+PIXEL_MAX = 16.0  # an image model's pixels go from 0 (blank) to 16 (ink), as scikit-learn's 8 × 8 digits
 
 # numpy asks the kernel for huge pages on every large array (madvise). Where transparent huge pages defragment
 # on request (defrag = madvise, the common default), each such allocation may stall on memory compaction: a
@@ -74,8 +75,11 @@ class Model:
             raise NoWeights(f"{self.name} is structure only: no weights are loaded, so there is nothing to compute")
         return self.weights
 
-    def encode(self, prompt: Prompt) -> list[int]:
-        """Token ids for a string or a list of ids, checked against the vocabulary and the context."""
+    def encode(self, prompt: Prompt | np.ndarray) -> list[Any]:  # (list[int]; an image model's: list[float])
+        """Token ids for a string or a list of ids, checked against the vocabulary and the context; for an image model
+        (config.image_side), its image's pixels (Model.pixels)."""
+        if self.config.image_side:
+            return self.pixels(prompt)
         if isinstance(prompt, str) and self.tokenizer is None:
             try:  # without a tokenizer, text is token ids: "464 2068 7586"
                 prompt = [int(p) for p in prompt.replace(",", " ").split()]
@@ -95,13 +99,47 @@ class Model:
             raise InputTooLong(f"the input has {len(ids)} tokens; {self.name}'s context holds at most {self.config.n_ctx}")
         return ids
 
+    def pixels(self, image) -> list[float]:
+        """An image model's input, checked: an image_side × image_side array of numbers from 0 to 16, or its side²
+        numbers row by row (as a trace holds them: its `tokens`), or those written as text, separated by spaces or
+        commas (what the page and the command line send). Returns the pixels row by row (the graph's `pixels`)."""
+        side = self.config.image_side
+        a_side = f"{'an' if str(side).startswith('8') or side in (11, 18) else 'a'} {side} × {side}"
+        want = f"give {a_side} array of numbers from 0 (blank) to {PIXEL_MAX:g} (ink)"
+        if isinstance(image, str):
+            try:
+                image = np.array([float(p) for p in image.replace(",", " ").split()], np.float64)
+            except ValueError:
+                raise LlmvizError(f"{self.name} reads an image, not text: {want}, or as text its {side * side} numbers "
+                                  "row by row") from None
+            if image.size != side * side:
+                raise LlmvizError(f"{self.name} reads an image: {want}, or as text its {side * side} numbers row by row "
+                                  f"(got {image.size})")
+            image = image.reshape(side, side)
+        try:
+            a = np.asarray(image, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise LlmvizError(f"{self.name} reads an image: {want}") from None
+        if a.shape == (side * side,):  # its pixels row by row
+            a = a.reshape(side, side)
+        if a.shape != (side, side):
+            raise LlmvizError(f"{self.name} reads {a_side} image, not an array of shape {list(a.shape)}: {want}")
+        if not np.isfinite(a).all() or a.min() < 0 or a.max() > PIXEL_MAX:
+            bad = a[~(np.isfinite(a) & (a >= 0) & (a <= PIXEL_MAX))][0]
+            raise LlmvizError(f"pixel value {bad:g} is out of range: {want}")
+        return a.astype(np.float32).reshape(-1).tolist()
+
     def token_strs(self, ids: Sequence[int]) -> list[str]:
-        """Each token as readable text (a BPE token's leading space shown as ␣); ids without a tokenizer."""
+        """Each token as readable text (a BPE token's leading space shown as ␣); ids without a tokenizer (an image
+        model's pixels: their values)."""
+        if self.config.image_side:
+            return [f"{v:g}" for v in ids]
         return self.tokenizer.token_strs(ids) if self.tokenizer else [str(i) for i in ids]
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Tokens back to plain text; ids separated by spaces without a tokenizer."""
-        return self.tokenizer.decode(ids) if self.tokenizer else " ".join(str(i) for i in ids)
+        """Tokens back to plain text; ids separated by spaces without a tokenizer (an image model's pixels: their
+        values, as Model.pixels reads them)."""
+        return self.tokenizer.decode(ids) if self.tokenizer else " ".join(self.token_strs(ids))
 
     def run(self, prompt: Prompt, keep: Collection[str] | None = None,
             visit: Callable[[str, np.ndarray], None] | None = None, stop: Callable[[], bool] | None = None,
@@ -146,9 +184,10 @@ class Model:
         reaches that layer (as a Trace does), so that one layer's activations are held at a time."""
         self.require_weights()
         ids = self.encode(prompt)
-        wanted = targets_for(ids, targets, self.config.vocab_size)
+        image = bool(self.config.image_side)  # an image model: its input is the image, its target its class
+        wanted = self._labels([targets]) if image else targets_for(ids, targets, self.config.vocab_size)
         logits = self.graph[self.graph.output].inputs[0]
-        trace = self.run(ids, keep=[*self.graph.checkpoints(), logits], stop=stop, only=[logits])
+        trace = self.run(prompt if image else ids, keep=[*self.graph.checkpoints(), logits], stop=stop, only=[logits])
         g = backward(self.graph, trace, self.require_weights(), logits, wanted)
         g.tokens = ids
         return g
@@ -171,16 +210,46 @@ class Model:
         `gradients` takes them, −1 where a position is not counted). `.weights` as `gradients`; the activations'
         gradients have the batch axis first."""
         ids = self._batch_ids(batch)
-        rows = [targets_for(list(x), t, self.config.vocab_size) for x, t in zip(ids.tolist(), targets, strict=True)]
-        wanted = np.full(ids.shape, -1, np.int64)
-        for i, r in enumerate(rows):
-            wanted[i, :len(r)] = r
+        if self.config.image_side:  # a batch of images, each with its class ([label] or label)
+            wanted = self._labels(targets)
+        else:
+            rows = [targets_for(list(x), t, self.config.vocab_size) for x, t in zip(ids.tolist(), targets, strict=True)]
+            wanted = np.full(ids.shape, -1, np.int64)
+            for i, r in enumerate(rows):
+                wanted[i, :len(r)] = r
         logits = self.graph[self.graph.output].inputs[0]
         values = self._compute(self.graph, ids, {}, self.graph.ancestors([logits]), keep=None)
         return backward(self.graph, values, self.require_weights(), logits, wanted)
 
+    def _labels(self, targets) -> np.ndarray:
+        """An image model's targets: one class per image (a label, or a list of one label)."""
+        try:
+            if targets is None or any(t is None for t in targets):
+                raise TypeError
+            labels = np.asarray(targets, dtype=np.float64).reshape(len(targets))
+        except (ValueError, TypeError):
+            raise LlmvizError("targets: give one class per image (a whole number from 0 to "
+                              f"{self.config.vocab_size - 1})") from None
+        bad = labels[(labels != labels.round()) | (labels < 0) | (labels >= self.config.vocab_size)]
+        if bad.size:
+            raise LlmvizError(f"targets: {bad[0]:g} is not a class: give whole numbers from 0 to {self.config.vocab_size - 1}")
+        return labels.astype(np.int64)
+
+    def _batch_images(self, batch) -> np.ndarray:
+        side = self.config.image_side
+        a = np.asarray(batch, dtype=np.float32) if isinstance(batch, np.ndarray) else None
+        if a is None or a.ndim != 3 or a.shape[1:] != (side, side) or not len(a):
+            a = np.array([self.pixels(x) for x in batch], np.float32)  # each image checked, and named if refused
+            if not len(a):
+                raise LlmvizError(f"a batch is a list of {side} × {side} images, and this one is empty")
+        elif not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= PIXEL_MAX):
+            raise LlmvizError(f"a batch's pixels must be numbers from 0 to {PIXEL_MAX:g}")
+        return a.reshape(len(a), side * side)
+
     def _batch_ids(self, batch: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
         self.require_weights()
+        if self.config.image_side:
+            return self._batch_images(batch)
         try:
             ids = np.asarray(batch, dtype=np.int64)
         except ValueError:
@@ -264,9 +333,9 @@ class Model:
         return values
 
     def _leaf(self, graph: Graph, name: str, ids: list[int] | np.ndarray, values: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
-        """A weight as float32, or the input tokens."""
+        """A weight as float32, or the input tokens (an image model's pixels, float32)."""
         if graph[name].kind == "input":
-            return np.asarray(ids, dtype=np.int64)
+            return np.asarray(ids, dtype=np.float32 if self.config.image_side else np.int64)
         tied = graph[name].attrs.get("tied_to")
         if tied and values and tied in values:
             return tie(graph, name, values[tied])  # the same numbers, widened once
@@ -286,6 +355,8 @@ class Model:
         on_token: called with each draw as soon as it is made.
         """
         self.require_weights()
+        if self.config.image_side:
+            raise LlmvizError(f"{self.name} classifies an image: it reads no text and writes no next token")
         ids = self.encode(prompt)
         if max_new_tokens is None:
             max_new_tokens = max(1, min(self.config.n_ctx + 1 - len(ids), 32))
@@ -322,11 +393,12 @@ class Output:
         self.next_logits: np.ndarray | None = None
 
     def visit(self, name: str, a: np.ndarray) -> None:
-        if name == self.graph.output:
-            self.predicted = a.argmax(-1).tolist()
-            self.next_probs = a[-1].copy()
+        if name == self.graph.output:  # [pos, vocab]; an image model's, [class]: one row
+            rows = a if a.ndim > 1 else a[None]
+            self.predicted = rows.argmax(-1).tolist()
+            self.next_probs = rows[-1].copy()
         elif name == self.logits_name:
-            self.next_logits = a[-1].copy()
+            self.next_logits = (a if a.ndim > 1 else a[None])[-1].copy()
         if self.then is not None:
             self.then(name, a)
 

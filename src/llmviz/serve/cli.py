@@ -93,7 +93,8 @@ def main(ctx: click.Context) -> None:
 
 
 @main.command()
-@click.option("--model", "models", multiple=True, default=["nano-gpt", "shakespeare-char"], show_default=True,
+@click.option("--model", "models", multiple=True,
+              default=["nano-gpt", "shakespeare-char", "bigram-char", "attention-toy", "digits-mlp"], show_default=True,
               help="Model to serve: nano-gpt, shakespeare-char, a Hugging Face folder or hub id (gpt2, distilgpt2 ...), a nanoGPT/minGPT "
                    "checkpoint or an llmviz .safetensors file. Repeat for several.")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -298,9 +299,9 @@ def export_site(model, inputs, out, force, steps, dtype, n_head) -> None:
 
 
 @main.command()
-@click.argument("name", type=click.Choice(["nano-gpt", "shakespeare-char"]))
+@click.argument("name", type=click.Choice(["nano-gpt", "shakespeare-char", "bigram-char", "attention-toy", "digits-mlp"]))
 @click.option("--steps", type=click.IntRange(1), help="Training steps (default: 3000 for nano-gpt, 2500 for "
-              "shakespeare-char).")
+              "shakespeare-char, 1500 for attention-toy, 3000 for digits-mlp; bigram-char is counted, not trained).")
 @click.option("--seed", default=3407, show_default=True, type=SEED)
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
               help="The .safetensors file to write. The model card goes into its metadata and beside it, as OUT.md.")
@@ -317,8 +318,8 @@ def train(name, steps, seed, out, text, force) -> None:
     try:
         for path in (out, card_path(out), *([neurons_path(out)] if name == "shakespeare-char" else [])):
             check_new_file(path, force)  # a refusal comes at once, before any training
-        if text and name != "shakespeare-char":
-            raise LlmvizError(f"--text is for shakespeare-char: {name} learns no text")
+        if text and name not in ("shakespeare-char", "bigram-char"):
+            raise LlmvizError(f"--text is for shakespeare-char and bigram-char: {name} learns no text")
     except LlmvizError as e:
         _fail(e)
     from ..training.train import train_chars, train_nano_gpt
@@ -326,6 +327,15 @@ def train(name, steps, seed, out, text, force) -> None:
     try:
         if name == "nano-gpt":
             train_nano_gpt(out, steps=steps or 3000, seed=seed, log=click.echo, force=force)
+        elif name == "digits-mlp":  # (its digits are bundled: about 5 s)
+            from ..training.digits import train_digits
+            train_digits(out, steps=steps, seed=seed, log=click.echo, force=force)
+        elif name in ("bigram-char", "attention-toy"):  # the learning path's
+            from ..training.learning_path import count_bigram, train_attention_toy
+            if name == "bigram-char":
+                count_bigram(out, source=text, log=click.echo, force=force)
+            else:
+                train_attention_toy(out, steps=steps or 1500, seed=seed, log=click.echo, force=force)
         else:
             train_chars(out, source=text, steps=steps or 2500, seed=seed, log=click.echo, force=force)
     except (LlmvizError, OSError) as e:

@@ -165,6 +165,8 @@ def example_input(m: Model) -> str | None:
     (without a tokenizer, a few token ids)."""
     if not m.has_weights:
         return None
+    if m.config.image_side:  # an image model's: its example image's pixels as text
+        return m.config.example or None
     if m.tokenizer is None:
         return " ".join(str(i) for i in range(min(4, m.config.n_ctx, m.config.vocab_size)))
     for text in (m.config.example, "The quick brown fox"):

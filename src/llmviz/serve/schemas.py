@@ -242,6 +242,23 @@ class ModelConfig(Reply):
     task: str | None = None
     task_tokens: int | None = None
     answer_tokens: int | None = None
+    image_side: int = Field(0, description="an image classifier's input: an image_side × image_side image, given as "
+                                           "text as its pixels row by row (0: the model reads tokens)")
+
+
+class Mistake(Reply):
+    index: int = Field(description="the image's index in llmviz.data.digits() (1,437 on: held out)")
+    label: int = Field(description="the digit it shows")
+    predicted: int = Field(description="the digit the model says")
+    prob: float = Field(description="the probability the model gives the digit it says")
+    text: str = Field(description="its pixels as the model's input text, row by row")
+
+
+class Mistakes(Reply):
+    model: str
+    tested: int = Field(description="the held-out images scored")
+    accuracy: float = Field(description="the share of them the model classifies right")
+    mistakes: list[Mistake]
 
 
 class ModelInfo(Reply):

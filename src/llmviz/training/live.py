@@ -268,8 +268,9 @@ class LiveRun:
                                              f"{self.total:,}")
         try:  # (weights on their way to diverge may drive a pass out of float32's range: then nothing is measured)
             metrics = {k: float(v) for k, v in self.task.evaluate(model).items()}
-            trace = model.run(self.task.probe, keep=model.graph.patterns())
-            patterns: np.ndarray | None = np.stack([trace[n] for n in model.graph.patterns()])
+            heads = model.graph.patterns()  # (a model without attention, a bigram table: no pattern to watch)
+            trace = model.run(self.task.probe, keep=heads) if heads else None
+            patterns: np.ndarray | None = np.stack([trace[n] for n in heads]) if trace is not None else None
         except LlmvizError:
             metrics, patterns = {}, None
         snap = Snapshot(step, loss, lr, metrics, patterns, model)

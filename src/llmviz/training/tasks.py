@@ -148,7 +148,70 @@ def shakespeare_char(text: str | None = None, source=None, log=print, n_ctx: int
                 offline=text is not None, notes=held)
 
 
-TASKS: dict[str, Callable[[], Task]] = {"nano-gpt": nano_gpt, "shakespeare-char": shakespeare_char}
+# ---- bigram-char: the next character from the current one alone, on shakespeare-char's text ----
+
+def bigram_config(vocab_size: int) -> ModelConfig:
+    return ModelConfig("bigram-char", n_layer=0, n_head=1, n_embd=vocab_size, vocab_size=vocab_size, n_ctx=64,
+                       arch="bigram", tied_unembed=False, example="To be, or not to be, that is the ",
+                       task="the next character of Shakespeare's plays from the current one alone",
+                       description="A bigram model of shakespeare-char's text: one table of next-character scores")
+
+
+def bigram_table(ids: np.ndarray, vocab_size: int, smoothing: float = 1.0) -> np.ndarray:
+    """The bigram table counted from a text's token ids: log((n(a→b) + smoothing) / Σ_b (n(a→b) + smoothing)), the
+    log-probability of b following a, every pair counted `smoothing` times more than it occurs."""
+    counts = np.zeros((vocab_size, vocab_size), np.float64)
+    np.add.at(counts, (ids[:-1], ids[1:]), 1.0)
+    counts += smoothing
+    return np.log(counts / counts.sum(1, keepdims=True)).astype(np.float32)
+
+
+def bigram_char(text: str | None = None, source=None, log=print) -> Task:
+    """The bigram's task: shakespeare-char's windows and validation loss (tasks.shakespeare_char), its own config."""
+    chars = shakespeare_char(text, source, log, n_ctx=64)
+    cfg = bigram_config(chars.config.vocab_size)
+    return Task("bigram-char", cfg, chars.tokenizer, Settings(steps=1000, batch=32, lr=1e-2), chars.examples,
+                chars.evaluate, probe=cfg.example, offline=chars.offline, notes=chars.notes)
+
+
+# ---- attention-toy: one attention head finds the last capital letter and copies it ----
+
+TOY_LOWER, TOY_UPPER, TOY_ASK, TOY_LENGTH = "abcdefgh", "ABCDEFGH", "=", 9
+
+
+def toy_examples(n: int, rng: np.random.Generator) -> list[Example]:
+    """n sequences of TOY_LENGTH letters, each a capital with probability 0.3 (at least one), then '='; the target of
+    the '=' is the last capital letter (−1 at every other position)."""
+    chars, out = CharTokenizer(TOY_LOWER + TOY_UPPER + TOY_ASK), []
+    for _ in range(n):
+        caps = rng.random(TOY_LENGTH) < 0.3
+        caps[rng.integers(TOY_LENGTH)] |= not caps.any()
+        letters = rng.integers(len(TOY_LOWER), size=TOY_LENGTH)
+        text = "".join((TOY_UPPER if c else TOY_LOWER)[i] for c, i in zip(caps, letters, strict=True)) + TOY_ASK
+        answer = TOY_UPPER[letters[np.flatnonzero(caps)[-1]]]
+        out.append((chars.encode(text), [-1] * TOY_LENGTH + chars.encode(answer)))
+    return out
+
+
+def toy_accuracy(model: Model, n: int = 2000, seed: int = 12345) -> float:
+    """The fraction of n fresh random sequences whose '=' predicts (greedily) the last capital letter."""
+    ex = toy_examples(n, np.random.default_rng(seed))
+    predicted = model.batch_logits([x for x, _ in ex])[:, -1].argmax(-1)
+    return float((predicted == np.array([t[-1] for _, t in ex])).mean())
+
+
+def attention_toy() -> Task:
+    chars = TOY_LOWER + TOY_UPPER + TOY_ASK
+    cfg = ModelConfig("attention-toy", n_layer=1, n_head=1, n_embd=32, vocab_size=len(chars), n_ctx=TOY_LENGTH + 1,
+                      arch="attn-only", tied_unembed=False, example="abCdeFgha=", task_tokens=TOY_LENGTH + 1,
+                      task="after the '=', the last capital letter before it",
+                      description="One attention head, nothing else: it finds the last capital letter and copies it")
+    return Task("attention-toy", cfg, CharTokenizer(chars), Settings(steps=1500, batch=64, lr=3e-3), toy_examples,
+                lambda m: {"accuracy": toy_accuracy(m)}, probe=cfg.example)
+
+
+TASKS: dict[str, Callable[[], Task]] = {"nano-gpt": nano_gpt, "shakespeare-char": shakespeare_char,
+                                        "bigram-char": bigram_char, "attention-toy": attention_toy}
 
 
 def task(name: str) -> Task:

@@ -33,6 +33,9 @@ def final_norm(graph: Graph) -> dict:
     (LayerNorm) or not (RMSNorm), and the unembedding's weight and bias."""
     logits = graph[graph.output].inputs[0]
     out, W_U, *b_U = graph[logits].inputs
+    if graph[out].op != "ln_affine":  # (the learning path's bigram table and attention toy)
+        raise LlmvizError(f"{graph.config.name} has no final norm before its unembedding: the logit attribution splits "
+                          "the stream a final norm reads")
     normalized, gain, *beta = graph[out].inputs
     spec = graph[normalized]
     return {"logits": logits, "out": out, "resid": spec.inputs[0], "scale": spec.inputs[-1],

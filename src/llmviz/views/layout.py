@@ -85,7 +85,7 @@ def _rule_axes(t: TensorSpec) -> tuple[str | None, str | None, str | None]:
         x = "key_pos" if "key_pos" in axes else "pos" if "pos" in axes else axes[0]
         return x, next(a for a in axes if a != x), z
     if len(axes) == 1:
-        return (axes[0], None, z) if axes[0] == "pos" else (None, axes[0], z)
+        return (axes[0], None, z) if axes[0] in ("pos", "pixel") else (None, axes[0], z)  # (an image: across, as tokens)
     return None, None, z
 
 
@@ -348,7 +348,7 @@ def _sections(graph: Graph, layout: Layout) -> list[dict]:
             elif t.group.endswith(".mlp"):
                 add(t.group, "MLP", b, f"blocks.{t.layer}")
         elif t.group == "embed":
-            add("embed", "Embedding", b)
+            add("embed", "Input image" if graph.config.image_side else "Embedding", b)
         else:
             add("output", "Output", b)
     out = []

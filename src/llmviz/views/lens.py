@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.errors import LlmvizError
 from ..core.graph import Graph
 from ..core.ops import by_rows
 
@@ -31,7 +32,12 @@ def decoder(graph: Graph) -> list[str]:
 
 
 def _last(graph: Graph) -> str:
-    return f"blocks.{graph.config.n_layer - 1}.hook_resid_post"
+    if not graph.config.n_layer:  # (the learning path's bigram table)
+        raise LlmvizError(f"{graph.config.name} has no layers: the logit lens reads the stream between layers")
+    last = f"blocks.{graph.config.n_layer - 1}.hook_resid_post"
+    if last not in graph:  # (an image classifier's layers: no residual stream)
+        raise LlmvizError(f"{graph.config.name} has no residual stream: the logit lens reads the stream between layers")
+    return last
 
 
 def logit_lens(trace, k: int = 5) -> dict:

@@ -203,6 +203,8 @@ def sweep_cost(model: Model, n_pos: int, position: int | None = None) -> int:
     layers' weights, once each, more than by multiplying)."""
     g, cfg = model.graph, model.config
     T = n_pos if position is None else position + 1
+    if not cfg.n_layer:  # (the learning path's bigram table)
+        raise LlmvizError(f"{cfg.name} has no layers: patching sweeps the stream into each layer and each head")
     L, H, unembed = cfg.n_layer, cfg.n_head, cfg.n_embd * cfg.vocab_size
     one, two = g.multiply_adds(1), g.multiply_adds(2)  # a pass is a·n + b·n² multiply-adds over n positions
     b = (two - 2 * one) // 2

@@ -42,7 +42,9 @@ def slab_grid(values: np.ndarray, spec_axes: tuple[str, ...], b: Block) -> np.nd
     v = np.transpose(values, [spec_axes.index(a) for a in order])
     if b.z_axis is None:
         v = v[None]
-    if b.y_axis is None:
+    if b.y_axis is None and b.x_axis is None:  # a single number (an image classifier's softmax max)
+        v = v.reshape(len(v), 1, 1)
+    elif b.y_axis is None:
         v = v[:, None, :]
     elif b.x_axis is None:
         v = v[:, :, None]

@@ -126,6 +126,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.arch import architecture
 from ..core.config import PRESETS, ModelConfig
 from ..core.edits import parse_edits
 from ..core.errors import LlmvizError
@@ -510,6 +511,13 @@ def kinds(model, trace=None) -> dict[str, str]:
             "weights": "loaded" if trace is not None else "none", "model": c.name}
 
 
+def learning_path(model) -> bool:
+    """A model of the learning path (a bigram table, one attention layer: its architecture module says
+    LEARNING_PATH = True) is walked through by the chapters written for it alone (`only: model=NAME`): the others speak
+    of the parts of a whole transformer, which it lacks."""
+    return bool(getattr(architecture(model.config.arch), "LEARNING_PATH", False))
+
+
 def _check_only(ctx: Context, cond: str) -> bool:
     key, _, values = cond.partition("=")
     have = kinds(ctx.model, ctx.trace)
@@ -817,6 +825,8 @@ def compile_step(ctx: Context, step: Step) -> dict:
     for n, cond in step.only:
         if not at(n, _check_only, ctx, cond):
             raise _NotForThisModel()
+    if learning_path(ctx.model) and not any(c.partition("=")[0].strip() == "model" for _, c in step.only):
+        raise _NotForThisModel()  # (the other chapters speak of a whole transformer's parts)
     view: str | dict | None
     view = declared = step.view[1] if step.view else None
     if step.view and view not in VIEWS:

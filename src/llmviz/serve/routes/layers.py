@@ -9,6 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from ...core.errors import LlmvizError
 from ...io.safetensors_file import allocate
 from ...views.branches import branches, node_count, tree_bytes
 from ...views.lens import logit_lens
@@ -27,6 +28,8 @@ async def attention(req: PromptRequest, request: Request, s: ServedDep):
     """Every head's attention pattern of every layer, for the attention-map panel (float16: half the bytes of
     /api/trace, and the panel draws colours)."""
     m = s.model(req.model)
+    if not m.graph.patterns():  # (the learning path's bigram table)
+        raise LlmvizError(f"{m.name} has no attention: it has no heads to show")
 
     def patterns(ids, names, specs, stop) -> memoryview:
         """Each layer's pattern written into the answer as float16 as soon as it is computed (none is kept)."""

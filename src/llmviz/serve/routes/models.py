@@ -12,7 +12,7 @@ from ...core.graph import Graph
 from ...views.embedmap import embedding_map
 from ...views.walkthrough import compile_chapters
 from ..dependencies import ServedDep, example_input
-from ..schemas import EmbeddingMap, GraphJson, ModelConfig, ModelInfo, Vocab, Walk, json_safe
+from ..schemas import EmbeddingMap, GraphJson, Mistakes, ModelConfig, ModelInfo, Vocab, Walk, json_safe
 
 router = APIRouter()
 
@@ -44,6 +44,17 @@ async def walkthrough_for(request: Request, s: ServedDep, model: str = "nano-gpt
         return s.with_pass(m, ids, stop, lambda t: JSONResponse(json_safe(compile_chapters(m, t))))
 
     return await s.run(request, compute)
+
+
+@router.get("/api/models/{name}/mistakes", response_model=Mistakes)
+async def model_mistakes(name: str, request: Request, s: ServedDep):
+    """An 8 × 8 digit classifier's held-out digits (scikit-learn's images 1,437 on, never trained on) that it gets
+    wrong, each with its pixels as input text to open it; a model that reads no digits is refused."""
+    from ...training.digits import mistakes
+
+    m = s.model(name)
+    m.require_weights()
+    return await s.run(request, lambda stop: mistakes(m))
 
 
 @router.get("/api/models/{name}/graph", response_model=GraphJson)
