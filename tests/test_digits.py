@@ -52,9 +52,10 @@ def reference_loss(w: dict, images: np.ndarray, labels: np.ndarray) -> float:
 # ---- The data ----
 
 def test_the_bundled_digits_are_scikit_learns():
-    sklearn = pytest.importorskip("sklearn.datasets")
+    from sklearn.datasets import load_digits  # (a test dependency: the digits' source)
+
     ours, labels = digits()
-    theirs = sklearn.load_digits()
+    theirs = load_digits()
     assert ours.shape == (N_DIGITS, 8, 8) and ours.dtype == np.float32 and labels.dtype == np.int64
     np.testing.assert_array_equal(ours, theirs.images)
     np.testing.assert_array_equal(labels, theirs.target)
