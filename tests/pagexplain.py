@@ -54,3 +54,16 @@ def explain(trace: Trace, tensor: str, index) -> dict:
     if "error" in a:
         raise ValueError(a["error"])
     return a
+
+
+def assert_explains_every_tensor(trace: Trace) -> None:
+    """Each computed tensor's last cell, explained by the page: its value is the trace's, and its formula recomputes it."""
+    import numpy as np
+    import pytest
+
+    names = [t.name for t in trace.graph if t.kind in ("activation", "aggregate")]
+    cells = [(n, tuple(s - 1 for s in np.shape(trace[n]))) for n in names]
+    for (name, index), e in zip(cells, explain_all(trace, cells), strict=True):
+        v = float(trace[name][index])
+        assert float(e["value"]) == v and e["formula"] is not None, name
+        assert float(e["formula"]["result"]) == pytest.approx(v, rel=1e-4, abs=1e-5), (name, e["formula"]["text"])

@@ -143,13 +143,6 @@ def test_the_views_that_need_layers_refuse_it_by_name_and_the_rest_answer():
 def test_the_page_explains_a_cell_of_every_tensor_with_its_real_value():
     """explain.ts (the page's only copy of every explanation), run in node on this model's pass: each computed
     tensor's last cell shows the trace's value and its formula recomputes it."""
-    from pagexplain import explain_all
+    from pagexplain import assert_explains_every_tensor
 
-    model = load_model("bigram-char")
-    trace = model.run("to th")
-    names = [t.name for t in trace.graph if t.kind in ("activation", "aggregate")]
-    cells = [(n, tuple(s - 1 for s in np.shape(trace[n]))) for n in names]
-    for (name, index), e in zip(cells, explain_all(trace, cells), strict=True):
-        v = float(trace[name][index])
-        assert float(e["value"]) == v and e["formula"] is not None, name
-        assert float(e["formula"]["result"]) == pytest.approx(v, rel=1e-4, abs=1e-5), (name, e["formula"]["text"])
+    assert_explains_every_tensor(load_model("bigram-char").run("to th"))
