@@ -12,13 +12,9 @@ model_type, no checkpoint names of its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-import numpy as np
-
 from ..config import ModelConfig
-from ..errors import BadModelFile
 from ..scope import Scope, token_embedding, unembedding
+from .base import own_model
 from .gpt2 import attention
 
 NAME = "attn-only"
@@ -50,14 +46,4 @@ def build(g) -> None:
     unembedding(g, x, W_E)
 
 
-def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig:
-    raise BadModelFile(f"{source}: an attention-only model is llmviz's own, not read from a Hugging Face config.json")
-
-
-def canonical(name: str) -> str:
-    return name
-
-
-def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, source: str = "",
-                       dtype: str = "float32") -> dict[str, np.ndarray]:
-    raise BadModelFile(f"{source}: an attention-only model is llmviz's own: load its llmviz .safetensors file")
+config_from_hf, canonical, weights_from_state = own_model("an attention-only model")

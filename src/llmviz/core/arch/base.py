@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..config import ModelConfig
+from ..errors import BadModelFile
 
 
 @runtime_checkable
@@ -51,3 +52,20 @@ class Architecture(Protocol):
     def weights_from_state(self, state: Mapping[str, np.ndarray], config: ModelConfig, source: str = "",
                            dtype: str = "float32") -> dict[str, np.ndarray]:
         """The graph's weights (its names, its axes, in the storage dtype) from a state dict with canonical names."""
+
+
+def own_model(what: str) -> tuple:
+    """The Hugging Face members of an architecture that is llmviz's own (the learning path's: no config.json or
+    checkpoint of another library describes it): `config_from_hf` and `weights_from_state` refuse, naming `what` the
+    model is ("a bigram table"), and `canonical` keeps a name as it is. Its weights load from llmviz's own files."""
+    def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig:
+        raise BadModelFile(f"{source}: {what} is llmviz's own model, not read from a Hugging Face config.json")
+
+    def canonical(name: str) -> str:
+        return name
+
+    def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, source: str = "",
+                           dtype: str = "float32") -> dict[str, np.ndarray]:
+        raise BadModelFile(f"{source}: {what} is llmviz's own model: load its llmviz .safetensors file")
+
+    return config_from_hf, canonical, weights_from_state

@@ -13,13 +13,9 @@ is then the table). llmviz's own model: no Hugging Face model_type, no checkpoin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-import numpy as np
-
 from ..config import ModelConfig
-from ..errors import BadModelFile
 from ..scope import token_embedding, unembedding
+from .base import own_model
 
 NAME = "bigram"
 MODEL_TYPES: tuple[str, ...] = ()
@@ -41,14 +37,4 @@ def build(g) -> None:
     unembedding(g, x, W_E)
 
 
-def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig:
-    raise BadModelFile(f"{source}: a bigram table is llmviz's own model, not read from a Hugging Face config.json")
-
-
-def canonical(name: str) -> str:
-    return name
-
-
-def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, source: str = "",
-                       dtype: str = "float32") -> dict[str, np.ndarray]:
-    raise BadModelFile(f"{source}: a bigram table is llmviz's own model: load its llmviz .safetensors file")
+config_from_hf, canonical, weights_from_state = own_model("a bigram table")

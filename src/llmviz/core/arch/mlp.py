@@ -14,14 +14,11 @@ hidden layers. llmviz's own model: no Hugging Face model_type, no checkpoint nam
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-import numpy as np
-
 from ..config import ModelConfig
 from ..errors import BadModelFile
 from ..ops.activations import ACTIVATION_OPS, ACTIVATIONS
 from ..scope import Scope
+from .base import own_model
 
 NAME = "mlp"
 MODEL_TYPES: tuple[str, ...] = ()
@@ -66,14 +63,4 @@ def build(g) -> None:
                 "Class probabilities", label="probs")
 
 
-def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig:
-    raise BadModelFile(f"{source}: an image classifier is llmviz's own model, not read from a Hugging Face config.json")
-
-
-def canonical(name: str) -> str:
-    return name
-
-
-def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, source: str = "",
-                       dtype: str = "float32") -> dict[str, np.ndarray]:
-    raise BadModelFile(f"{source}: an image classifier is llmviz's own model: load its llmviz .safetensors file")
+config_from_hf, canonical, weights_from_state = own_model("an image classifier")
