@@ -130,7 +130,7 @@ class LiveRun:
         self.snapshots: list[Snapshot] = []
         self.formed: np.ndarray = np.zeros((0, 0), int)  # each head's snapshot index (formed_at), -1: not yet
         self.version = 0
-        self._listeners: list[Callable[[], None]] = [on_change] if on_change else []
+        self._on_change = on_change  # (the slot's: it tells its listeners)
         self._cond = threading.Condition()
         self._hold = False  # asked to pause: the thread pauses between steps, once the weights there are a snapshot
         self._pending = 0  # single steps asked for
@@ -203,15 +203,6 @@ class LiveRun:
             self._cond.notify_all()
         self.join(10)
 
-    def listen(self, fn: Callable[[], None]) -> None:
-        with self._cond:
-            self._listeners.append(fn)
-
-    def unlisten(self, fn: Callable[[], None]) -> None:
-        with self._cond:
-            if fn in self._listeners:
-                self._listeners.remove(fn)
-
     # What is there to see
 
     @property
@@ -250,8 +241,8 @@ class LiveRun:
         """(holding the lock) tell the watchers."""
         self.version += 1
         self._cond.notify_all()
-        for fn in list(self._listeners):
-            fn()
+        if self._on_change is not None:
+            self._on_change()
 
     def _take(self, loss: float | None, lr: float | None) -> None:
         """A snapshot of the weights now (on the training thread, between steps)."""
