@@ -206,7 +206,7 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
     iAtlas.set(a ? a : [0, 0, 0, 0], k * 4);
     iStyle.set([KINDS.indexOf(b.kind), b.scale, b.causal ? 1 : 0, 0], k * 4);
     iColX.set(axisColor(data, b.axes[0]), k * 3);
-    iColY.set(axisColor(data, b.axes[1]), k * 3);
+    iColY.set(axisColor(data, b.wrap ? b.axes[0] : b.axes[1]), k * 3);  // (an image's rows: its pixels too)
     iCells.set([b.cols, b.rows], k * 2);
     iOrder[k] = block / Math.max(blocks.length - 1, 1);
     boxes[block].expandByPoint(new THREE.Vector3(g.x + offsetX, g.y - b.rows, g.z - g.thick));

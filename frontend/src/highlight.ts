@@ -2,7 +2,7 @@
 // across blocks: one instanced mesh, drawn just in front of the blocks' faces.
 import * as THREE from "three";
 import { slabGeometry } from "./blocks";
-import type { BlockInfo } from "./scenedata";
+import { wrappedIndex, wrappedRects, type BlockInfo } from "./scenedata";
 import type { Region } from "./tooltip";
 
 // Outside every data palette (no data colour is a bright lime, nor black), so sources stand out at any zoom.
@@ -117,11 +117,14 @@ export function regionRects(b: BlockInfo, r: Region): { x: number; y: number; w:
     axis && r.ranges[axis] ? [Math.floor(r.ranges[axis][0] / tile), Math.floor(r.ranges[axis][1] / tile)] : [0, n - 1];
   const [c0, c1] = span(ax, b.tile[0], grid[0]);
   const [r0, r1] = span(ay, b.tile[1], grid[1]);
+  const cells = b.wrap && ax && r.ranges[ax] ? wrappedRects(b, ...r.ranges[ax]) : [{ r0, r1, c0, c1 }];  // (an image's)
   const [s0, s1] = az && r.ranges[az] && !b.merged ? r.ranges[az] : [0, 0];
   const out = [];
   for (let s = s0; s <= s1; s++) {
     const g = slabGeometry(b, s);
-    out.push({ x: g.x + c0 * cellW, y: b.y - r0 * cellH, w: (c1 - c0 + 1) * cellW, h: (r1 - r0 + 1) * cellH, z: g.z });
+    for (const c of cells) {
+      out.push({ x: g.x + c.c0 * cellW, y: b.y - c.r0 * cellH, w: (c.c1 - c.c0 + 1) * cellW, h: (c.r1 - c.r0 + 1) * cellH, z: g.z });
+    }
   }
   return out;
 }
@@ -131,7 +134,8 @@ export function cellRegion(b: BlockInfo, slab: number, col: number, row: number)
   const dims = Object.fromEntries(b.dims);
   const out: Record<string, [number, number]> = {};
   const [ax, ay, az] = b.axes;
-  if (ax) out[ax] = [col * b.tile[0], Math.min((col + 1) * b.tile[0], dims[ax]) - 1];
+  if (ax && b.wrap) out[ax] = [wrappedIndex(b, row, col), wrappedIndex(b, row, col)];  // an image's pixel
+  else if (ax) out[ax] = [col * b.tile[0], Math.min((col + 1) * b.tile[0], dims[ax]) - 1];
   if (ay) out[ay] = [row * b.tile[1], Math.min((row + 1) * b.tile[1], dims[ay]) - 1];
   if (az) out[az] = b.merged ? [0, 0] : [slab, slab];
   return out;

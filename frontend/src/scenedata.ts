@@ -38,3 +38,21 @@ export function parseScene(bytes: ArrayBuffer): SceneData {
 export function framePad(sections: Section[], s: Section): number {
   return sections.some((c) => c.parent === s.key) ? 6 : 3;
 }
+
+/** An image's block (`wrap` set: its pixels laid row by row, `wrap` a row, as the image): the pixel a displayed cell is. */
+export function wrappedIndex(b: BlockInfo, row: number, col: number): number {
+  return row * b.wrap! + col;
+}
+
+/** An image's block: the rectangles of cells (rows r0 … r1, columns c0 … c1) that pixels lo … hi cover, row by row: a
+ * part of the first row, the whole rows between, a part of the last (one rectangle for pixels of one row). */
+export function wrappedRects(b: BlockInfo, lo: number, hi: number): { r0: number; r1: number; c0: number; c1: number }[] {
+  const w = b.wrap!, ra = Math.floor(lo / w), ca = lo % w, rb = Math.floor(hi / w), cb = hi % w;
+  if (ra === rb) return [{ r0: ra, r1: ra, c0: ca, c1: cb }];
+  const out = [];
+  if (ca > 0) out.push({ r0: ra, r1: ra, c0: ca, c1: w - 1 });
+  const top = ca > 0 ? ra + 1 : ra, bottom = cb < w - 1 ? rb - 1 : rb;
+  if (top <= bottom) out.push({ r0: top, r1: bottom, c0: 0, c1: w - 1 });
+  if (cb < w - 1) out.push({ r0: rb, r1: rb, c0: 0, c1: cb });
+  return out;
+}

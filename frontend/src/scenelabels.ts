@@ -55,7 +55,7 @@ export function sceneLabels(data: SceneData, offsetX: number, several = false): 
     const width = blockWidth(b);
     const sampled = b.tile[0] * b.tile[1] > 1 ? ` <span class="tile">${tileText(b)}</span>` : "";
     const input = b.kind === "input";  // the input row's label goes under it, clear of the section title
-    const short = `<b>${escapeHtml(b.short)}</b>${input ? tokensText : ""}`;
+    const short = `<b>${escapeHtml(b.short)}</b>${input && !b.wrap ? tokensText : ""}`;  // (an image's: its picture)
     const priority = input ? PRIORITY.input : b.kind === "weight" ? PRIORITY.weight : PRIORITY.block;
     out.push({ anchor: v3(x, input ? b.y - b.rows - 0.3 : b.y + 0.3, b.z), worldSize: Math.max(width, b.rows, 1.5),
       minPixels: input ? 0 : 14, compact: short, fullPixels: 110, html: `${short} ${shapeHtml(data, b)}${sampled}`,
@@ -117,7 +117,7 @@ export function sceneLabels(data: SceneData, offsetX: number, several = false): 
     }
   }
   const tok = info.blocks.find((b) => b.kind === "input");
-  if (tok && info.token_strs) {
+  if (tok && info.token_strs && !tok.wrap) {  // (an image's pixels: their shades are the picture, each hover its number)
     info.token_strs.forEach((t, i) => void out.push({ anchor: v3(tok.x + offsetX + i + 0.5, tok.y + 1.6, 0),
       worldSize: 1, minPixels: 12, html: `${escapeHtml(t)}<small>${info.tokens![i]}</small>`, cls: "token", above: true,
       align: "center", priority: PRIORITY.input, charWidth: 9.5 }));

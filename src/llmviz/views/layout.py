@@ -8,6 +8,8 @@ a `head` axis, one slab per head, side by side (or stacked in depth, z). One wor
   Attention scores and patterns are drawn as people draw them: one row per query (`pos`), one column
   per key (`key_pos`), so each row sums to 1 and the masked future keys fill the upper right.
 - Down: the remaining axis; a vector stands as one column, a per-position number as one row.
+- An image (an image classifier's input, `pixel` alone, config.image_side² long) is drawn as the image: its pixels
+  across, wrapped row by row into a square (`wrap` cells a row), row 0 at the top, as the drawing pad shows it.
 - A long vocabulary (LONG_VOCAB) always lies across: GPT-2's logits have one row per position.
 - Rows of the scene follow the data flow top to bottom: one row per op, with tensors computed from the
   same input side by side (Q, K and V; the token and position embeddings). Weights sit to the right of
@@ -59,6 +61,7 @@ class Block:
     x_step: float = 0.0  # distance between slabs side by side
     residual: bool = False
     row: int = 0
+    wrap: int | None = None  # the axis across laid row by row, this many cells a row: cell (r, c) is index r × wrap + c
 
     @property
     def width(self) -> float:
@@ -97,11 +100,21 @@ def block_axes(t: TensorSpec, sizes: dict[str, int] | None = None) -> tuple[str 
     return x, y, z
 
 
-def make_block(t: TensorSpec, sizes: dict[str, int]) -> Block:
+def image_wrap(t: TensorSpec, sizes: dict[str, int], image_side: int) -> int | None:
+    """The cells a row of an image tensor's block (its pixels alone, image_side² of them): the image's side; None for
+    any other tensor."""
+    if image_side > 0 and t.axes == ("pixel",) and sizes["pixel"] == image_side ** 2:
+        return image_side
+    return None
+
+
+def make_block(t: TensorSpec, sizes: dict[str, int], image_side: int = 0) -> Block:
     x, y, z = block_axes(t, sizes)
     n_head = sizes[z] if z else 1
-    return Block(t.name, x, y, z, sizes[x] if x else 1, sizes[y] if y else 1, n_head,
-                 merged=bool(z) and n_head > MERGE_HEADS_ABOVE, residual=t.residual)
+    wrap = image_wrap(t, sizes, image_side)
+    cols, rows = (wrap, wrap) if wrap else (sizes[x] if x else 1, sizes[y] if y else 1)
+    return Block(t.name, x, y, z, cols, rows, n_head, merged=bool(z) and n_head > MERGE_HEADS_ABOVE,
+                 residual=t.residual, wrap=wrap)
 
 
 def build_layout(graph: Graph, n_pos: int, heads: str = "side", arranged: tuple[bool, int] | None = None) -> Layout:
@@ -156,7 +169,7 @@ def build_layout(graph: Graph, n_pos: int, heads: str = "side", arranged: tuple[
                     out.append(i)
         ordered_rows.append(out)
     for t in specs:
-        b = blocks[t.name] = make_block(t, sizes)
+        b = blocks[t.name] = make_block(t, sizes, graph.config.image_side)
         b.row = row_of[t.name]
         if b.depth > 1:  # a merged stack is one box, as deep as its heads stacked
             b.x_step, b.z_step = (b.cols + HEAD_GAP, 0.0) if heads == "side" and not b.merged else (0.0, 2.0)
@@ -348,7 +361,8 @@ def _sections(graph: Graph, layout: Layout) -> list[dict]:
             elif t.group.endswith(".mlp"):
                 add(t.group, "MLP", b, f"blocks.{t.layer}")
         elif t.group == "embed":
-            add("embed", "Input image" if graph.config.image_side else "Embedding", b)
+            add("embed", "Input image" if graph.config.image_side else "Input point" if graph.config.input_size
+                else "Embedding", b)
         else:
             add("output", "Output", b)
     out = []

@@ -37,7 +37,7 @@ F16_MAX = 65504.0
 
 
 def slab_grid(values: np.ndarray, spec_axes: tuple[str, ...], b: Block) -> np.ndarray:
-    """The tensor as [slab, rows (y axis), cols (x axis)]."""
+    """The tensor as [slab, rows (y axis), cols (x axis)]; an image's pixels as the image (rows of `wrap`)."""
     order = [a for a in (b.z_axis, b.y_axis, b.x_axis) if a]
     v = np.transpose(values, [spec_axes.index(a) for a in order])
     if b.z_axis is None:
@@ -48,6 +48,8 @@ def slab_grid(values: np.ndarray, spec_axes: tuple[str, ...], b: Block) -> np.nd
         v = v[:, None, :]
     elif b.x_axis is None:
         v = v[:, :, None]
+    if b.wrap:  # an image: its pixels row by row, as the image
+        v = v.reshape(len(v), b.rows, b.cols)
     return v
 
 
@@ -184,7 +186,7 @@ class SceneBuilder:
                 "causal": "pos" in spec.axes and "key_pos" in spec.axes,  # a key after its query is masked
                 "dims": [[a, n] for a, n in zip(spec.axes, spec.shape(sizes))],
                 "tile": tile, "scale": scale, "slabs": None,  # tile: tensor cells per displayed cell, across and down
-                "map": maps.get(b.tensor),
+                "map": maps.get(b.tensor), "wrap": b.wrap,
             })
         grids = [(self.index[n], g) for n, (g, _, _) in self.grids.items()]
         area = sum(g.shape[0] * g.shape[1] * g.shape[2] for _, g in grids)
