@@ -129,12 +129,12 @@ def test_llmviz_train_writes_it_with_its_card(tmp_path):
     assert r.exit_code != 0 and "--text is for shakespeare-char and bigram-char" in r.output
 
 
-def test_the_training_view_trains_it_and_refuses_the_bigram_by_name():
+def test_the_training_view_trains_it_and_refuses_a_download_by_name():
     from conftest import local_client
     from llmviz.serve.server import create_app
     c = local_client(create_app([load_model("nano-gpt"), load_model("bigram-char"), load_model("attention-toy")]))
-    r = c.post("/api/training", json={"model": "bigram-char"})
-    assert r.status_code in (409, 422) and r.json()["detail"].endswith("nano-gpt, attention-toy"), r.text
+    r = c.post("/api/training", json={"model": "shakespeare-char"})  # (its text is a download; the bigram's counts are bundled)
+    assert r.status_code in (409, 422) and r.json()["detail"].endswith("nano-gpt, neuron, digits-mlp, bigram-char, attention-toy"), r.text
     r = c.post("/api/training", json={"model": "attention-toy", "steps": 40, "every": 20, "speed": 1})
     assert r.status_code in (200, 201) and r.json()["model"] == "attention-toy" and r.json()["probe"] == "abCdeFgha="
     assert c.post("/api/training/control", json={"action": "stop"}).status_code == 200

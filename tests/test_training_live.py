@@ -188,7 +188,7 @@ def test_bad_starts_are_refused_with_what_can_be_trained(client):
         r = client.post("/api/training", json=body)
         assert r.status_code == status, r.text
         detail = r.json()["detail"]
-        assert says in detail and detail.endswith("the models that can be trained here: nano-gpt, attention-toy"), detail
+        assert says in detail and detail.endswith("the models that can be trained here: nano-gpt, neuron, digits-mlp, bigram-char, attention-toy"), detail
     for body, says in [({"steps": 0}, "steps: Input should be greater than or equal to 1 (allowed: from 1 to 100000)"),
                        ({"steps": 100_000, "every": 1}, "makes 100,000 snapshots; at most 1,000"),
                        ({"speed": 0}, "speed: Input should be greater than 0")]:

@@ -1,6 +1,6 @@
 // The training panel: a bundled model trained from random weights in the server (numpy, AdamW), watched as it
-// learns: the settings, the loss curve, the task's score at each snapshot (nano-gpt: accuracy on all 729 inputs), when
-// each head's attention pattern formed, and controls (pause, single step, speed, stop). The view behind shows the
+// learns: what it learns (the server's words), the settings, the loss curve, the task's scores at each snapshot (a share
+// drawn from 0 to 100 %), when each head's attention pattern formed (a model without attention: nothing), and controls (pause, single step, speed, stop). The view behind shows the
 // latest snapshot as it arrives, or the one the scrubber is on; any snapshot opens in the normal view by its name
 // (nano-gpt@1200). The server decides everything shown here (routes/training.py); the page draws it.
 import type { components } from "./api-schema";
@@ -14,8 +14,9 @@ export type TrainingState = components["schemas"]["TrainingState"];
 type Snapshot = components["schemas"]["TrainingSnapshot"];
 
 export interface TrainingHost {
-  /** Show this model (a snapshot's name, or the model shown before the panel opened) in the view, the camera kept. */
-  show(name: string): Promise<void>;
+  /** Show this model (a snapshot's name, or the model shown before the panel opened) in the view: with `keep`, on the
+   * input the view shows now, the camera kept; else (another model's input and place) on its own example, framed anew. */
+  show(name: string, keep: boolean): Promise<void>;
   /** The model the view shows now. */
   current(): string;
   /** The panel opened (the camera may make room for it). */
@@ -176,6 +177,7 @@ export class Training {
   private epoch = 0;  // counts the panel's openings: a poll of an earlier one stops
   private index = -1;  // the snapshot the scrubber is on
   private follow = true;  // the scrubber is on the latest snapshot, and moves on as snapshots arrive
+  private watched = false;  // a run was live while the panel was open: the view follows its snapshots
   private shown = "";  // the snapshot the view shows (or is loading)
   private loading: Promise<void> | null = null;
   private before = "";  // the model the view showed when the panel opened
@@ -221,6 +223,7 @@ export class Training {
     this.root.hidden = false;
     document.body.classList.add("training-open");
     this.before = this.host.current();
+    this.watched = false;
     this.host.opened();
     const epoch = ++this.epoch;
     try {
@@ -234,7 +237,21 @@ export class Training {
   /** Close the panel: the run goes on in the server; the view goes back to the model it showed before. */
   close(): void {
     this.leave();
-    if (this.before && this.host.current() !== this.before) void this.host.show(this.before);
+    if (this.before && this.host.current() !== this.before) void this.host.show(this.before, this.sameInputs());
+  }
+
+  /** Whether the view's input suits the run's snapshots and the model shown before the panel opened alike: the view shows
+   * the run's model or one of its snapshots, and the run is of the model shown before (a digit drawn for digits-mlp
+   * stays under its snapshots; nano-gpt's letters do not go to an image model). */
+  private sameInputs(): boolean {
+    const cur = this.host.current(), st = this.st;
+    return !!st && st.model === this.before && (cur === st.model || st.snapshots.some((s) => s.name === cur));
+  }
+
+  /** Whether the view's input suits the run's snapshots: it shows the run's model, or one of its snapshots. */
+  private runInput(): boolean {
+    const cur = this.host.current(), st = this.st;
+    return !!st && (cur === st.model || st.snapshots.some((s) => s.name === cur));
   }
 
   /** Close the panel and leave the view on the scrubber's snapshot, as any model is shown (its name in the URL). */
@@ -242,7 +259,7 @@ export class Training {
     const snap = this.st?.snapshots[this.index];
     if (!snap) return;
     this.leave();
-    if (this.host.current() !== snap.name) void this.host.show(snap.name);
+    if (this.host.current() !== snap.name) void this.host.show(snap.name, this.runInput());
   }
 
   private leave(): void {
@@ -309,7 +326,8 @@ export class Training {
     this.st = st;
     if (this.follow || this.index >= st.snapshots.length) this.index = st.snapshots.length - 1;
     this.render();
-    if (this.active) void this.showSnapshot();
+    if (st.status === "running" || st.status === "paused") this.watched = true;
+    if (this.active && this.watched) void this.showSnapshot();  // (an earlier run, ended: shown when scrubbed to)
   }
 
   /** The view shows the scrubber's snapshot: one load at a time, the latest wish last. */
@@ -318,7 +336,7 @@ export class Training {
     if (!want || want === this.shown) return;
     if (this.loading) return;  // (the load under way looks again when it ends)
     this.shown = want;
-    this.loading = this.host.show(want).catch((e) => this.say((e as Error).message));
+    this.loading = this.host.show(want, this.runInput()).catch((e) => this.say((e as Error).message));
     await this.loading;
     this.loading = null;
     this.root.dataset.shown = this.shown;
@@ -340,8 +358,15 @@ export class Training {
     if (select.options.length !== st.trainable.length) {
       select.replaceChildren(...st.trainable.map((t) => Object.assign(document.createElement("option"), {
         value: t.name, textContent: t.offline ? t.name : `${t.name} (needs its text: a download)`, disabled: !t.offline })));
+      // The model on screen (a snapshot's or a learner's neuron: its model's), else the last run's, else the first.
+      const onScreen = this.host.current().split(/[@~]/)[0];
+      const pick = [onScreen, st.model].find((n) => st.trainable.some((t) => t.name === n && t.offline));
+      if (pick) select.value = pick;
     }
     const chosen = st.trainable.find((t) => t.name === select.value);
+    const about = $<HTMLParagraphElement>(this.root, "#tr-about");  // the server's words on the model: the run's, or the chosen one's
+    about.textContent = (live ? st.trainable.find((t) => t.name === st.model) : chosen)?.about ?? "";
+    about.hidden = !about.textContent;
     $<HTMLFormElement>(this.root, "#tr-start").hidden = live;
     for (const b of this.root.querySelectorAll<HTMLButtonElement>(".tr-controls button")) b.disabled = !live;
     const pause = $<HTMLButtonElement>(this.root, "[data-tr=pause]");

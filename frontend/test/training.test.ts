@@ -58,3 +58,18 @@ test("each head says when its pattern formed, a button to its snapshot", () => {
   assert.equal(snapshotAt(state().snapshots, 3), 1);
   assert.equal(snapshotAt(state().snapshots, 4), 2);
 });
+
+test("a model without attention (digits-mlp): its held-out accuracy drawn as a share, no heads section at all", () => {
+  const digits = (step: number, loss: number | null, acc: number) =>
+    ({ step, name: `digits-mlp@${step}`, loss, lr: null, metrics: { "test accuracy": acc } });
+  const st = state({ model: "digits-mlp", status: "done", steps: 300, steps_done: 300, probe: "", formation: [],
+    fractions: ["test accuracy"], snapshots: [digits(0, null, 0.1556), digits(300, 0.17, 0.90556)] });
+  assert.equal(headsHtml(st), "");
+  assert.match(statusText(st), /digits-mlp: done · step 300 of 300 · loss 0\.6111 · test accuracy 90\.6 %$/);
+  const svg = metricSvg(st, "test accuracy", null);
+  assert.match(svg, />test accuracy 90\.6 % at step 300</);
+  assert.match(svg, />100 %</);
+  assert.match(svg, />test accuracy at each snapshot</);
+  // A loss (bigram-char's validation loss) is not a share: its own range, four significant digits.
+  assert.equal(metricText("validation loss", 2.49213, []), "2.492");
+});

