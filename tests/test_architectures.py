@@ -72,7 +72,7 @@ def test_every_registered_module_satisfies_the_architecture_protocol():
     for m in arch.MODULES:
         assert isinstance(m, Architecture), m.__name__
         assert isinstance(m.NAME, str) and isinstance(m.NAMES, str) and m.NAMES
-        own = m.NAME in ("bigram", "attn-only", "mlp")  # llmviz's own (the learning path): no Hugging Face model_type
+        own = m.NAME in ("bigram", "attn-only", "mlp", "neuron")  # llmviz's own (the learning path): no Hugging Face model_type
         assert isinstance(m.MODEL_TYPES, tuple) and (own or m.MODEL_TYPES) and all(isinstance(t, str) for t in m.MODEL_TYPES)
         for name, proto in methods.items():
             want = list(inspect.signature(proto).parameters.values())[1:]  # (without self)
@@ -84,7 +84,7 @@ def test_every_registered_module_satisfies_the_architecture_protocol():
 
 
 def test_the_registry_finds_each_module_by_name_and_model_type():
-    assert {n: m.NAME for n, m in arch.ARCHITECTURES.items() if n not in ("bigram", "attn-only", "mlp")} == {
+    assert {n: m.NAME for n, m in arch.ARCHITECTURES.items() if n not in ("bigram", "attn-only", "mlp", "neuron")} == {
         "gpt2": "gpt2", "llama": "llama", "neox": "neox", "phi": "phi"}
     assert {t: m.NAME for t, m in arch.BY_MODEL_TYPE.items()} == {
         "gpt2": "gpt2", "llama": "llama", "mistral": "llama", "qwen2": "llama", "gemma": "llama", "gpt_neox": "neox",

@@ -199,6 +199,8 @@ def test_every_op_is_explained_in_the_browser_too(tmp_path_factory, nano):
         m = model_named(name, tmp_path_factory, nano)
         for g in (m.graph, Graph(m.config, past=1)):
             seen |= {g[t].op for t in g.names() if g[t].op}
+    neuron = llmviz.load_model("neuron").graph  # (its σ: explained by the page as test_neuron.py checks)
+    seen |= {neuron[t].op for t in neuron.names() if neuron[t].op}
     assert set(OPS) <= seen, f"no tested model computes {set(OPS) - seen}"
 
 

@@ -38,6 +38,7 @@ CASES = {
     "gelu": ({"x": X}, lambda: forward("gelu", X)),
     "relu": ({"x": X}, lambda: forward("relu", X)),
     "silu": ({"x": X}, lambda: forward("silu", X)),
+    "sigmoid": ({"x": X}, lambda: forward("sigmoid", X)),
     "mul": ({"gate": X, "up": GAIN}, lambda: forward("mul", X, GAIN)),
 }
 

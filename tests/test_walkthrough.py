@@ -38,6 +38,8 @@ def test_every_templated_number_equals_the_trace(nano, text):
     seen = 0
     for ch in chapters():
         for s in ch.steps:
+            if any(c.startswith("model=") and c != "model=nano-gpt" for _, c in s.only):  # another model's chapter
+                continue
             for _, line in s.text:
                 for m in TEMPLATE.finditer(line):
                     word, _, arg = m.group(1).partition(" ")

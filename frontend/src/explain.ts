@@ -448,6 +448,7 @@ const CURVES: Record<string, [string, (x: number) => number]> = {
   gelu_erf: ["GELU", (x) => 0.5 * x * (1 + erf(x / Math.sqrt(2)))],
   relu: ["ReLU", (x) => Math.max(x, 0)],
   silu: ["SiLU", (x) => x / (1 + Math.exp(-x))],
+  sigmoid: ["σ", (x) => 1 / (1 + Math.exp(-x))],
 };
 
 const activation: Explainer = (r, t, at) => {
@@ -473,7 +474,7 @@ const EXPLAIN: Record<string, Explainer> = {
   rms_scale: rmsScale, rms_normalize: rmsNormalize, linear,
   attn_scores: attnScores, weighted_sum: weightedSum, rotary,
   softmax_max: softmaxMax, softmax_sum_exp: softmaxSumExp, softmax,
-  gelu: activation, gelu_erf: activation, relu: activation, silu: activation, mul,
+  gelu: activation, gelu_erf: activation, relu: activation, silu: activation, sigmoid: activation, mul,
 };
 
 /** The slices of `tensor` that hold a region's numbers: the axes whose range is one index fixed, and of the others all
@@ -551,6 +552,11 @@ export function explain(p: Pass, tensor: string, index: number[]): Explanation {
     const n = shape.reduce((a, b) => a * b, 1);
     out.parameter = { name: tensor, title: t.title, numbers: n,
       text: `one of the ${thousands(n)} numbers of the parameter ${tensor} (${t.title}); learned in training, the same for every input` };
+    return out;
+  }
+  if (t.kind === "input" && !("pos" in at) && !("past_pos" in at)) {  // a classifier's input: an image's pixel, a point's number
+    const [a] = t.axes;
+    out.note = `${p.graph.axes[a].description} ${at[a]}: given by the input, not computed`;
     return out;
   }
   if (t.kind === "input" && !("pos" in at)) {

@@ -2,7 +2,7 @@
 // functions of the placed scenes and the screen's shape; the view flies to what they return.
 import * as THREE from "three";
 import { blockWidth, type BuiltModel } from "./blocks";
-import type { SceneData, Section } from "./scenedata";
+import { framePad, type SceneData, type Section } from "./scenedata";
 import { TITLE } from "./scenelabels";
 
 export interface Placed { data: SceneData; built: BuiltModel; offsetX: number }
@@ -16,7 +16,7 @@ export interface Screen { aspect: number; height: number }
 export function homeBox(p: Placed, screen: Screen): THREE.Box3 {
   const info = p.data.info;
   const first = info.sections.find((s) => !s.parent);
-  if (!first) return wholeBox(p);
+  if (!first || info.blocks.length <= WHOLE_AT_HOME) return wholeBox(p);
   if (!info.model.has_weights) return stackBox(p, first, screen);
   const inside = info.blocks.map((b, i) => ({ b, i })).filter(({ b }) => b.y <= first.y0 && b.y >= first.y1);
   const path = Math.max(...inside.filter(({ b }) => b.kind !== "weight").map(({ b }) => blockWidth(b)), 1);
@@ -24,10 +24,19 @@ export function homeBox(p: Placed, screen: Screen): THREE.Box3 {
   for (const { b, i } of inside) if (b.kind !== "weight" || b.cols <= 4 * path) box.union(p.built.boxes[i]);
   const h = first.y0 - first.y1;
   box.min.y = first.y1 - 0.2 * h;  // a glimpse of the first layer, below
+  const next = info.sections.find((s) => !s.parent && s.y0 < first.y1);
+  if (next && inside.some(({ b }) => b.wrap)) {  // an image (square, where tokens are a strip): with the top of the layer
+    box.min.y = Math.min(box.min.y, next.y0 - 0.25 * (next.y0 - next.y1));  // it feeds below, and the titles above
+    box.max.y = first.y0 + framePad(info.sections, first);
+    return withTitles(withLayerTitles(box, screen), screen);
+  }
   box.max.y = first.y0 + 0.3 * h;  // the section's and the model's titles, above, clear of the toolbar
   box.min.x -= 0.08 * (box.max.x - box.min.x);  // and the section's title, which starts left of its frame
   return box;
 }
+
+/** A model of at most this many blocks (a neuron's five) is shown whole at first. */
+const WHOLE_AT_HOME = 8;
 
 /** A model without numbers: its stack of layers and the token path into it (without the vocabulary-wide
  * embedding and unembedding matrices), with its title. */

@@ -15,7 +15,10 @@ export function readoutHtml(info: SceneInfo): string {
   const clean = info.clean_prediction?.top[0];  // an edited pass: the clean pass's answer, then the edited one's
   const before = clean ? `<span class="ro-before"><span class="ro-token" data-clean-token="${esc(clean.token)}">${esc(clean.token)}</span>
     <span class="ro-prob">${esc(clean.percent)}</span> →</span> ` : "";
-  const said = info.model.config.image_side ? "the model reads the drawing as" : `next token after <code>${esc(input)}</code>`;
+  const c = info.model.config;
+  const said = c.image_side ? "the model reads the drawing as"
+    : c.input_size ? `the neuron puts the point <code>${esc(info.token_strs.join(", "))}</code> in class`
+    : `next token after <code>${esc(input)}</code>`;
   const parts = [`<div class="ro-next"><span class="ro-label">${said}${clean ? ", clean → edited" : ""}</span>
     ${before}<span class="ro-token" data-token="${esc(best.token)}">${esc(best.token)}</span>
     <span class="ro-prob">${esc(best.percent)}</span></div>`];
@@ -27,7 +30,7 @@ export function readoutHtml(info: SceneInfo): string {
       `next token, −log p, averaged over positions 0–${n - 2}; the blocks show its gradient</div>`);
   }
   if (rest.length) {
-    parts.push(`<div class="ro-rest">then ${rest.slice(0, 3).map((c) => `<code>${esc(c.token)}</code> (${esc(c.percent)})`).join(" · ")}</div>`);
+    parts.push(`<div class="ro-rest">${c.input_size ? "class" : "then"} ${rest.slice(0, 3).map((r) => `<code>${esc(r.token)}</code> (${esc(r.percent)})`).join(" · ")}</div>`);
   }
   if (p.answer) {
     const a = p.answer, written = a.written ?? 0, n = a.ids.length;

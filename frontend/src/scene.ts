@@ -109,7 +109,7 @@ export function framingOf(tensors: string[], margin = 1.3, regions: Region[] = [
  * it sits over the view. */
 export function freeRect(also: string[] = []): Rect {
   const c = app.view!.canvas.getBoundingClientRect();
-  const covers = ["#toolbar", "#legend", "#walk", "#scalebars", "#map", "#embmap", "#edits", ...also].map((s) => document.querySelector<HTMLElement>(s))
+  const covers = ["#toolbar", "#legend", "#walk", "#scalebars", "#map", "#embmap", "#edits", "#digitpad", "#neuronplot", ...also].map((s) => document.querySelector<HTMLElement>(s))
     .filter((e): e is HTMLElement => !!e && !e.hidden && e.offsetParent !== null).map((e) => e.getBoundingClientRect())
     .map((r) => ({ left: r.left - c.left, top: r.top - c.top - 4, right: r.right - c.left, bottom: r.bottom - c.top + 4 }));
   return uncovered({ left: 0, top: 0, right: c.width, bottom: c.height }, covers);

@@ -16,6 +16,8 @@ AXES: dict[str, tuple[str, str, str]] = {
     "unit1": ("U1", "hidden unit of the first layer", "#862e9c"),
     "unit2": ("U2", "hidden unit of the second layer", "#e64980"),
     "class": ("K", "class (a digit, 0 to 9)", "#0b7285"),
+    "feature": ("F", "number the neuron reads (a coordinate of the point)", "#5f3dc4"),
+    "neuron": ("Z", "the neuron's one output", "#c92a2a"),
 }
 # Axes whose indices have names: a position is a token of the input, a vocabulary entry a token string (a class: its
 # digit).

@@ -76,7 +76,7 @@ def backward(graph: Graph, values: Mapping[str, np.ndarray], weights: Mapping[st
     tensors from the residual stream when first asked, is read in reverse graph order: one layer at a time)."""
     logits = values[logits_name].astype(np.float64)
     shape = logits.shape  # [pos, vocab], or a batch's [batch, pos, vocab] with a row of targets per example
-    logits = logits.reshape(-1, shape[-1])
+    logits = binary_pair(logits.reshape(-1, shape[-1]))
     flat = np.asarray(targets).reshape(-1)
     at = np.flatnonzero(flat >= 0)  # the positions counted
     wanted = flat[at]
@@ -86,6 +86,7 @@ def backward(graph: Graph, values: Mapping[str, np.ndarray], weights: Mapping[st
     g_logits = np.zeros(logits.shape, np.float64)
     g_logits[at] = np.exp(logp)
     g_logits[at, wanted] -= 1.0
+    g_logits = g_logits[:, -shape[-1]:]  # (a binary classifier's: its one logit's, p − target)
     grads: dict[str, np.ndarray] = {logits_name: (g_logits.reshape(shape) / len(at)).astype(np.float32)}
     for name in reversed(graph.ancestors([logits_name])):
         t = graph[name]
@@ -115,6 +116,13 @@ def backward(graph: Graph, values: Mapping[str, np.ndarray], weights: Mapping[st
     return Gradients(loss, out_weights, activations, [], list(targets))
 
 
+def binary_pair(logits: np.ndarray) -> np.ndarray:
+    """A binary classifier's one logit z (a neuron's, whose σ(z) is the probability of class 1) as the two logits
+    [0, z]: their softmax is [1 − σ(z), σ(z)], so its cross-entropy is the binary one, and its gradient with respect
+    to z is σ(z) − target, as (p − onehot) / N is for any other model. Logits of two or more classes as they are."""
+    return np.concatenate([np.zeros_like(logits), logits], -1) if logits.shape[-1] == 1 else logits
+
+
 def counted(targets: Sequence[int]) -> int:
     """How many positions the loss averages over: those with a target (not −1)."""
     return sum(1 for t in targets if t >= 0)
@@ -129,7 +137,8 @@ def loss_chain(logits: np.ndarray, targets: Sequence[int], at: tuple[int, ...]) 
     if pos >= len(targets) or targets[pos] < 0:
         return local("(p − onehot(target)) / N", np.zeros((0, 0)), [], [], rows=[("N", n)],
                      text=lambda _: "0: the loss does not score this position's prediction")
-    row = logits[pos].astype(np.float64)
+    row = binary_pair(logits[pos].astype(np.float64))
+    v = v + len(row) - logits.shape[-1]  # (a binary classifier's logit: class 1's)
     e = np.exp(row - row.max())
     p, hit = e[v] / e.sum(), int(v == targets[pos])
     return local("(p − onehot(target)) / N", np.zeros((1, 0)), [1.0], [(p - hit) / n],

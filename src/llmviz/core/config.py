@@ -103,6 +103,7 @@ class ModelConfig:
     rotary_fraction: float = 1.0  # the share of each head's channels the rotary embedding turns (the first ones)
     parallel: bool = False  # attention and the MLP both read the layer's input, and both outputs are added to it
     image_side: int = 0  # an image classifier (arch "mlp"): its input is an image_side × image_side image; 0: tokens
+    input_size: int = 0  # a classifier of points (arch "neuron"): its input is input_size numbers; 0: tokens or an image
 
     def __post_init__(self) -> None:
         """Refuse a config that describes no model, naming the setting and what it must be."""
@@ -117,13 +118,14 @@ class ModelConfig:
             return whole(v) or (isinstance(v, float) and math.isfinite(v))
 
         for key in ("n_layer", "n_head", "n_embd", "vocab_size"):
-            v, least = getattr(self, key), 0 if (key == "n_layer" and self.arch == "bigram") else 1  # a bigram: no layer
+            v, least = getattr(self, key), 0 if (key == "n_layer" and self.arch in ("bigram", "neuron")) else 1  # no layer
             need(whole(v) and v >= least, key, f"must be a whole number >= {least} (got {got(v)})")
         need(whole(self.n_ctx) and 1 <= self.n_ctx <= MAX_CONTEXT, "n_ctx",
              f"must be a whole number from 1 to {MAX_CONTEXT:,} (2**24 positions, the longest context llmviz computes) "
              f"(got {got(self.n_ctx)})")
-        need(whole(self.image_side) and self.image_side >= 0, "image_side",
-             f"must be a whole number >= 0 (got {got(self.image_side)})")
+        for key in ("image_side", "input_size"):
+            need(whole(getattr(self, key)) and getattr(self, key) >= 0, key,
+                 f"must be a whole number >= 0 (got {got(getattr(self, key))})")
         for key in ("n_inner", "task_tokens", "answer_tokens"):
             v = getattr(self, key)
             need(v is None or (whole(v) and v >= 1), key, f"must be null or a whole number >= 1 (got {got(v)})")
@@ -251,7 +253,14 @@ class ModelConfig:
         }
         if self.image_side:  # an image classifier's axes (arch "mlp")
             sizes.update(pixel=self.image_side ** 2, unit1=self.n_embd, unit2=self.d_mlp, **{"class": self.vocab_size})
+        if self.input_size:  # a neuron's (arch "neuron"): its input's numbers and its one output
+            sizes.update(feature=self.input_size, neuron=1)
         return sizes
+
+    @property
+    def classifier(self) -> bool:
+        """It reads numbers (an image, or a point) and says which class they are; no tokens, no next token."""
+        return bool(self.image_side or self.input_size)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -28,8 +28,9 @@ from .graph import NAMED_BY, Graph
 from .ops import OPS
 from .sampling import Draw, Sampling, sample
 
-Prompt = str | Sequence[int]  # (an image model's input is an image: an array, see Model.pixels)
+Prompt = str | Sequence[int] | Sequence[float]  # (an image's pixels or a point's numbers: floats; see Model.pixels, Model.point)
 PIXEL_MAX = 16.0  # an image model's pixels go from 0 (blank) to 16 (ink), as scikit-learn's 8 × 8 digits
+POINT_MAX = 100.0  # a point classifier's numbers go from −100 to 100
 
 # numpy asks the kernel for huge pages on every large array (madvise). Where transparent huge pages defragment
 # on request (defrag = madvise, the common default), each such allocation may stall on memory compaction: a
@@ -69,6 +70,12 @@ class Model:
     def has_weights(self) -> bool:
         return self.weights is not None
 
+    def require_tokens(self) -> None:
+        """A model that writes tokens: a classifier (of an image, or of a point) is refused by name."""
+        if self.config.classifier:
+            raise LlmvizError(f"{self.name} classifies {'an image' if self.config.image_side else 'a point'}: it reads "
+                              "no text and writes no next token")
+
     def require_weights(self) -> dict[str, np.ndarray]:
         """The weights; a structure-only model says it has none."""
         if self.weights is None:
@@ -80,6 +87,8 @@ class Model:
         (config.image_side), its image's pixels (Model.pixels)."""
         if self.config.image_side:
             return self.pixels(prompt)
+        if self.config.input_size:
+            return self.point(prompt)
         if isinstance(prompt, str) and self.tokenizer is None:
             try:  # without a tokenizer, text is token ids: "464 2068 7586"
                 prompt = [int(p) for p in prompt.replace(",", " ").split()]
@@ -89,6 +98,8 @@ class Model:
         if isinstance(prompt, str):
             ids = self.tokenizer.encode(prompt)
         else:
+            if any(isinstance(i, float) and not i.is_integer() for i in prompt):
+                raise LlmvizError(f"token ids are whole numbers (got {next(i for i in prompt if isinstance(i, float))})")
             ids = [int(i) for i in prompt]
             bad = [i for i in ids if not 0 <= i < self.config.vocab_size]
             if bad:
@@ -129,10 +140,28 @@ class Model:
             raise LlmvizError(f"pixel value {bad:g} is out of range: {want}")
         return a.astype(np.float32).reshape(-1).tolist()
 
+    def point(self, point) -> list[float]:
+        """A point classifier's input (config.input_size numbers: a neuron's point), checked: a list or array of
+        that many finite numbers from −POINT_MAX to POINT_MAX, or those written as text, separated by spaces or
+        commas."""
+        n = self.config.input_size
+        want = f"give {n} numbers from −{POINT_MAX:g} to {POINT_MAX:g}, such as '0.5 -1.2'"
+        try:
+            a = np.array([float(p) for p in point.replace(",", " ").split()] if isinstance(point, str) else point,
+                         np.float64).reshape(-1)
+        except (ValueError, TypeError):
+            raise LlmvizError(f"{self.name} reads a point, not text: {want}") from None
+        if a.size != n:
+            raise LlmvizError(f"{self.name} reads a point of {n} numbers (got {a.size}): {want}")
+        if not (np.isfinite(a).all() and np.abs(a).max() <= POINT_MAX):
+            raise LlmvizError(f"{self.name}'s input {a[~(np.isfinite(a) & (np.abs(a) <= POINT_MAX))][0]:g} is out of "
+                              f"range: {want}")
+        return a.astype(np.float32).tolist()
+
     def token_strs(self, ids: Sequence[int]) -> list[str]:
         """Each token as readable text (a BPE token's leading space shown as ␣); ids without a tokenizer (an image
-        model's pixels: their values)."""
-        if self.config.image_side:
+        model's pixels, a point's numbers: their values)."""
+        if self.config.classifier:
             return [f"{v:g}" for v in ids]
         return self.tokenizer.token_strs(ids) if self.tokenizer else [str(i) for i in ids]
 
@@ -184,7 +213,7 @@ class Model:
         reaches that layer (as a Trace does), so that one layer's activations are held at a time."""
         self.require_weights()
         ids = self.encode(prompt)
-        image = bool(self.config.image_side)  # an image model: its input is the image, its target its class
+        image = self.config.classifier  # an image (or a point): its input is the numbers, its target its class
         wanted = self._labels([targets]) if image else targets_for(ids, targets, self.config.vocab_size)
         logits = self.graph[self.graph.output].inputs[0]
         trace = self.run(prompt if image else ids, keep=[*self.graph.checkpoints(), logits], stop=stop, only=[logits])
@@ -210,7 +239,7 @@ class Model:
         `gradients` takes them, −1 where a position is not counted). `.weights` as `gradients`; the activations'
         gradients have the batch axis first."""
         ids = self._batch_ids(batch)
-        if self.config.image_side:  # a batch of images, each with its class ([label] or label)
+        if self.config.classifier:  # a batch of images (or points), each with its class ([label] or label)
             wanted = self._labels(targets)
         else:
             rows = [targets_for(list(x), t, self.config.vocab_size) for x, t in zip(ids.tolist(), targets, strict=True)]
@@ -230,9 +259,10 @@ class Model:
         except (ValueError, TypeError):
             raise LlmvizError("targets: give one class per image (a whole number from 0 to "
                               f"{self.config.vocab_size - 1})") from None
-        bad = labels[(labels != labels.round()) | (labels < 0) | (labels >= self.config.vocab_size)]
+        classes = self.config.vocab_size
+        bad = labels[(labels != labels.round()) | (labels < 0) | (labels >= classes)]
         if bad.size:
-            raise LlmvizError(f"targets: {bad[0]:g} is not a class: give whole numbers from 0 to {self.config.vocab_size - 1}")
+            raise LlmvizError(f"targets: {bad[0]:g} is not a class: give whole numbers from 0 to {classes - 1}")
         return labels.astype(np.int64)
 
     def _batch_images(self, batch) -> np.ndarray:
@@ -250,6 +280,13 @@ class Model:
         self.require_weights()
         if self.config.image_side:
             return self._batch_images(batch)
+        if self.config.input_size:  # points: each checked as `point` checks one
+            a = np.asarray(batch, np.float32) if isinstance(batch, np.ndarray) else None
+            if a is None or a.ndim != 2 or a.shape[1] != self.config.input_size or not len(a):
+                a = np.array([self.point(x) for x in batch], np.float32).reshape(-1, self.config.input_size)
+            elif not (np.isfinite(a).all() and np.abs(a).max() <= POINT_MAX):
+                raise LlmvizError(f"a batch's points must be numbers from −{POINT_MAX:g} to {POINT_MAX:g}")
+            return a
         try:
             ids = np.asarray(batch, dtype=np.int64)
         except ValueError:
@@ -335,7 +372,7 @@ class Model:
     def _leaf(self, graph: Graph, name: str, ids: list[int] | np.ndarray, values: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """A weight as float32, or the input tokens (an image model's pixels, float32)."""
         if graph[name].kind == "input":
-            return np.asarray(ids, dtype=np.float32 if self.config.image_side else np.int64)
+            return np.asarray(ids, dtype=np.float32 if self.config.classifier else np.int64)
         tied = graph[name].attrs.get("tied_to")
         if tied and values and tied in values:
             return tie(graph, name, values[tied])  # the same numbers, widened once
@@ -355,8 +392,7 @@ class Model:
         on_token: called with each draw as soon as it is made.
         """
         self.require_weights()
-        if self.config.image_side:
-            raise LlmvizError(f"{self.name} classifies an image: it reads no text and writes no next token")
+        self.require_tokens()
         ids = self.encode(prompt)
         if max_new_tokens is None:
             max_new_tokens = max(1, min(self.config.n_ctx + 1 - len(ids), 32))
@@ -395,6 +431,8 @@ class Output:
     def visit(self, name: str, a: np.ndarray) -> None:
         if name == self.graph.output:  # [pos, vocab]; an image model's, [class]: one row
             rows = a if a.ndim > 1 else a[None]
+            if rows.shape[-1] == 1:  # a binary classifier's σ(z), the probability of class 1: [1 − σ(z), σ(z)]
+                rows = np.concatenate([1 - rows, rows], -1)
             self.predicted = rows.argmax(-1).tolist()
             self.next_probs = rows[-1].copy()
         elif name == self.logits_name:

@@ -31,7 +31,7 @@ NEURONS_FORMAT = "llmviz-neurons-1"  # the neuron contexts beside a weights file
 # Models whose weights ship with the package; the first is what `llmviz serve` shows first.
 BUNDLED = {"nano-gpt": "nano-gpt.safetensors", "shakespeare-char": "shakespeare-char.safetensors",
            "bigram-char": "bigram-char.safetensors", "attention-toy": "attention-toy.safetensors",
-           "digits-mlp": "digits-mlp.safetensors"}
+           "digits-mlp": "digits-mlp.safetensors", "neuron": "neuron.safetensors"}
 DEFAULT_MODELS = list(BUNDLED)  # what a server serves when given no model
 NOT_ON_HUB = {"gpt3"}  # presets that are structure only: their weights were never released
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")

@@ -94,7 +94,7 @@ def main(ctx: click.Context) -> None:
 
 @main.command()
 @click.option("--model", "models", multiple=True,
-              default=["nano-gpt", "shakespeare-char", "bigram-char", "attention-toy", "digits-mlp"], show_default=True,
+              default=["nano-gpt", "shakespeare-char", "bigram-char", "attention-toy", "digits-mlp", "neuron"], show_default=True,
               help="Model to serve: nano-gpt, shakespeare-char, a Hugging Face folder or hub id (gpt2, distilgpt2 ...), a nanoGPT/minGPT "
                    "checkpoint or an llmviz .safetensors file. Repeat for several.")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -299,9 +299,11 @@ def export_site(model, inputs, out, force, steps, dtype, n_head) -> None:
 
 
 @main.command()
-@click.argument("name", type=click.Choice(["nano-gpt", "shakespeare-char", "bigram-char", "attention-toy", "digits-mlp"]))
+@click.argument("name", type=click.Choice(["nano-gpt", "shakespeare-char", "bigram-char", "attention-toy", "digits-mlp",
+                                          "neuron"]))
 @click.option("--steps", type=click.IntRange(1), help="Training steps (default: 3000 for nano-gpt, 2500 for "
-              "shakespeare-char, 1500 for attention-toy, 3000 for digits-mlp; bigram-char is counted, not trained).")
+              "shakespeare-char, 1500 for attention-toy, 3000 for digits-mlp, 300 for neuron; bigram-char is counted, "
+              "not trained).")
 @click.option("--seed", default=3407, show_default=True, type=SEED)
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
               help="The .safetensors file to write. The model card goes into its metadata and beside it, as OUT.md.")
@@ -330,6 +332,9 @@ def train(name, steps, seed, out, text, force) -> None:
         elif name == "digits-mlp":  # (its digits are bundled: about 5 s)
             from ..training.digits import train_digits
             train_digits(out, steps=steps, seed=seed, log=click.echo, force=force)
+        elif name == "neuron":  # (its points are made on the spot: about a second)
+            from ..training.neuron import train_neuron
+            train_neuron(out, steps=steps, seed=seed, log=click.echo, force=force)
         elif name in ("bigram-char", "attention-toy"):  # the learning path's
             from ..training.learning_path import count_bigram, train_attention_toy
             if name == "bigram-char":

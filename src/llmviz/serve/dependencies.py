@@ -20,6 +20,7 @@ from ..core.graph import Graph
 from ..core.model import KVCache, Model, Trace
 from ..io.loading import DEFAULT_MODELS, load_model, structure_only
 from ..training.live import TrainingSlot
+from ..views.decision import learner_model
 from ..views.scene import run_scene
 from ..views.walkthrough import compile_chapters
 from .limits import MB, Limits, Unsent
@@ -54,6 +55,8 @@ class Served:
         if name not in self.registry:
             if (snapshot := self.training.model(name)) is not None:  # a training run's snapshot: not in the list
                 return snapshot
+            if (mine := learner_model(self.registry, name)) is not None:  # a neuron with a learner's weights
+                return mine
             raise ModelNotFound(self.training.known(name) or
                                 f"unknown model {name!r}: this server has {', '.join(self.registry)}")
         return self.registry[name]
@@ -165,7 +168,7 @@ def example_input(m: Model) -> str | None:
     (without a tokenizer, a few token ids)."""
     if not m.has_weights:
         return None
-    if m.config.image_side:  # an image model's: its example image's pixels as text
+    if m.config.classifier:  # an image model's: its example image's pixels as text (a neuron's: its point)
         return m.config.example or None
     if m.tokenizer is None:
         return " ".join(str(i) for i in range(min(4, m.config.n_ctx, m.config.vocab_size)))

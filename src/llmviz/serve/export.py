@@ -181,6 +181,8 @@ async def _record(ex: Export, app) -> None:
     ex.responses[request_key("GET", "/api/models", None)] = ex.stored(
         200, kind, json.dumps([x for x in json.loads(data) if x["name"] == name]).encode())
     await ask("GET", f"/api/models/{name}/embedding-map")  # (the same for every input: its weights')
+    if m.config.arch == "neuron":  # its plot, of its own weights (a learner's weights need llmviz serve)
+        await ask("GET", f"/api/models/{name}/decision")
     for text in ex.inputs:
         ids = m.encode(text)
         for heads in ({"heads": "side"}, {}):  # the page's first request names no layout: the default, side by side
@@ -199,7 +201,9 @@ async def _record(ex: Export, app) -> None:
 
 async def _branches(ask, name: str, ids: list[int]) -> None:
     """The first tree, and each node's expansion down to BRANCH_EXPAND levels below it."""
-    _, _, data = await ask("POST", "/api/branches", {"model": name, "tokens": ids, "k": BRANCH_K, "depth": BRANCH_DEPTH})
+    status, _, data = await ask("POST", "/api/branches", {"model": name, "tokens": ids, "k": BRANCH_K, "depth": BRANCH_DEPTH})
+    if status != 200:  # (a model without next tokens, a classifier: its refusal is stored, and answers the page)
+        return
     level = [[c["id"] for c in path] for path in _paths(json.loads(data)["children"], BRANCH_DEPTH)]
     for _ in range(BRANCH_EXPAND):
         nxt = []

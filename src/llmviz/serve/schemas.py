@@ -9,6 +9,7 @@ Binary answers (/api/trace, /api/attention, /api/scene) are safetensors bytes; t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
@@ -31,7 +32,9 @@ class StrictBody(BaseModel):
 class PromptRequest(StrictBody):
     model: str = Field("nano-gpt", examples=["nano-gpt"])
     text: str | None = Field(None, max_length=20_000, examples=["CBABBC"])
-    tokens: list[int] | None = Field(None, max_length=10_000, description="token ids instead of text")
+    tokens: Sequence[float] | None = Field(None, max_length=10_000, description=(
+        "token ids instead of text (whole numbers; a classifier's input: its numbers, an image's pixels or a point's "
+        "coordinates)"))
 
     @model_validator(mode="after")
     def one_of_text_or_tokens(self):
@@ -47,7 +50,7 @@ class PromptRequest(StrictBody):
 class SceneRequest(StrictBody):
     model: str | None = Field(None, examples=["nano-gpt"], description="default: the server's first model")
     text: str | None = Field(None, max_length=20_000, examples=["CBABBC"])
-    tokens: list[int] | None = Field(None, max_length=10_000)
+    tokens: list[float] | None = Field(None, max_length=10_000, description="as PromptRequest's")
     n_pos: int | None = Field(None, ge=1, le=4096, description="positions to lay out for a structure-only model")
     heads: Literal["side", "stack"] = Field("side", description="a tensor's heads side by side, or stacked in depth")
     tower: bool = Field(False, description="the layers in one column, each MLP below its attention (the scale view "
@@ -191,11 +194,13 @@ class SamplingFields(BaseModel):
 
 
 class GenerateRequest(PromptRequest, SamplingFields):
+    tokens: Sequence[int] | None = Field(None, max_length=10_000, description="token ids instead of text (generation "
+                                                                         "writes tokens: a model that reads tokens)")
     max_new_tokens: int | None = Field(None, ge=0, le=256)
 
 
 class SessionRequest(PromptRequest, SamplingFields):
-    pass
+    tokens: Sequence[int] | None = Field(None, max_length=10_000, description="as GenerateRequest's")
 
 
 class StepRequest(StrictBody):
@@ -244,6 +249,8 @@ class ModelConfig(Reply):
     answer_tokens: int | None = None
     image_side: int = Field(0, description="an image classifier's input: an image_side × image_side image, given as "
                                            "text as its pixels row by row (0: the model reads tokens)")
+    input_size: int = Field(0, description="a point classifier's input (a neuron's): input_size numbers, given as text "
+                                           "separated by spaces (0: the model reads tokens or an image)")
 
 
 class Mistake(Reply):
@@ -259,6 +266,31 @@ class Mistakes(Reply):
     tested: int = Field(description="the held-out images scored")
     accuracy: float = Field(description="the share of them the model classifies right")
     mistakes: list[Mistake]
+
+
+class Line(Reply):
+    w: list[float] = Field(description="the neuron's weights W, one per input number")
+    b: float = Field(description="its bias: the line is W[0] x₁ + W[1] x₂ + b = 0")
+
+
+class NextWeights(Line):
+    name: str = Field(description="the model name of the neuron with these weights (its weights clipped to ±limit)")
+
+
+class Decision(Reply):
+    model: str
+    base: str = Field(description="the served neuron whose weights a learner's name sets (`<base>~W…,b`)")
+    points: list[list[float]] = Field(description="the task's points, each its coordinates (x₁, x₂)")
+    labels: list[int] = Field(description="each point's class, 0 or 1")
+    probs: list[float] = Field(description="each point's σ(z): the probability the neuron gives class 1")
+    line: Line
+    loss: float = Field(description="the mean binary cross-entropy over the points: −log of each one's class's probability")
+    accuracy: float = Field(description="the share of the points on their class's side of the line")
+    grad: Line = Field(description="the loss's gradient with respect to W and b")
+    lr: float = Field(description="the learning rate of `next`")
+    next: NextWeights = Field(description="the weights after one step of gradient descent: W − lr ∂loss/∂W, b − lr ∂loss/∂b")
+    limit: float = Field(description="a learner's weights go from −limit to limit")
+    extent: float = Field(description="the plot shows x₁ and x₂ from −extent to extent")
 
 
 class ModelInfo(Reply):
@@ -603,6 +635,24 @@ class Walk(Reply):
     chapters: list[WalkChapter]
 
 
+# The learning path's steps (GET /api/learning-path, views/learning_steps.py)
+
+
+class LearningPathStep(Reply):
+    model: str = Field(description="the bundled model the step shows")
+    title: str
+    learn: str = Field(description="one line: what the learner takes away")
+    picture: str = Field(description="its thumbnail, relative to the page (a file of the served page, not of an export)")
+    served: bool = Field(description="whether this server has the model, with weights (false: the step is to come)")
+    start: list[int] | None = Field(description="[chapter, step] from 1 where its walkthrough starts (null: no "
+                                                "chapter for it yet, or not served)")
+    end: list[int] | None = Field(description="[chapter, step]: its walkthrough's last step")
+
+
+class LearningPath(Reply):
+    steps: list[LearningPathStep] = Field(description="in order, from a single neuron to a whole GPT")
+
+
 class CellsSlice(Reply):
     tensor: str
     at: dict[str, int]
@@ -772,6 +822,8 @@ class BlockInfo(Reply):
     slabs: list[tuple[int, int, int, int]] | None = Field(description="atlas x, y, width, height per slab")
     map: Literal["tokens", "positions"] | None = Field(
         None, description="an embedding lookup's table: its rows have a map (GET /api/models/{name}/embedding-map)")
+    wrap: int | None = Field(None, description="an image (an image classifier's input): the axis across laid row by "
+                                               "row, this many cells a row, so cell (row, col) is index row × wrap + col")
     change: float | None = Field(None, description="an edited pass's scene: the largest |edited − clean| of the "
                                                    "block's displayed cells (0: unchanged)")
     grad: float | None = Field(None, description="a scene with gradients: the largest |∂loss/∂x| of the block's "
@@ -980,7 +1032,8 @@ class Trainable(Reply):
     name: str
     offline: bool = Field(description="its data is at hand without a download (the view trains only these)")
     settings: list[TrainingSetting]
-    probe: str = Field(description="the input whose attention patterns are watched")
+    probe: str = Field(description="the input whose attention patterns are watched (\"\": it has no attention)")
+    about: str = Field(description="what it learns and how it is scored, in a learner's words")
 
 
 class TrainingSnapshot(Reply):

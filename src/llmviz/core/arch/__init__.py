@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from ..config import PARAM_PARTS
 from ..errors import BadModelFile
-from . import attn_only, bigram, gpt2, llama, mlp, neox, phi
+from . import attn_only, bigram, gpt2, llama, mlp, neox, neuron, phi
 from .base import Architecture
 
-MODULES: tuple[Architecture, ...] = (gpt2, llama, neox, phi, bigram, attn_only, mlp)  # each satisfies the Protocol (a type checker checks it)
+MODULES: tuple[Architecture, ...] = (gpt2, llama, neox, phi, bigram, attn_only, mlp, neuron)  # each satisfies the Protocol (a type checker checks it)
 ARCHITECTURES: dict[str, Architecture] = {m.NAME: m for m in MODULES}  # by name: a config's `arch`
 BY_MODEL_TYPE: dict[str, Architecture] = {t: m for m in MODULES for t in m.MODEL_TYPES}  # by Hugging Face model_type
 PARAM_PARTS.update({m.NAME: m.param_parts for m in MODULES})  # ModelConfig.param_parts counts by its architecture's

@@ -91,6 +91,20 @@ SILU = Op(
     chain=lambda k, at, g, out, x: slope("SiLU", silu_grad, at, g, x))
 
 
+def sigmoid(x):
+    """1 / (1 + exp(−x)), computed without overflow for large |x|: exp of a number ≤ 0 only."""
+    e = np.exp(-np.abs(x))
+    one = x.dtype.type(1)
+    return np.where(x >= 0, one / (one + e), e / (one + e)).astype(x.dtype)
+
+
+SIGMOID = Op(
+    'sigmoid', '1 / (1 + exp(−x))',
+    'Squash any number into 0 … 1: a probability.',
+    sigmoid, label='σ', plain='y = 1 / (1 + np.exp(-x))', backward=lambda g, out, x: (g * out * (1 - out),),
+    chain=lambda k, at, g, out, x: slope("σ", lambda v: sigmoid(v) * (1 - sigmoid(v)), at, g, x))
+
+
 def mul(a, b):
     return a * b
 

@@ -80,6 +80,7 @@ def start_session(req: SessionRequest, s: ServedDep):
     """Start generating step by step from a prompt, with sampling settings and a seed (nothing is computed
     until the first step)."""
     m = s.model(req.model)
+    m.require_tokens()
     ids = s.request_ids(m, req.prompt)
     sid = s.sessions.add(Session(m, ids, req.sampling(), req.seed))
     return session_state(sid, s.sessions.get(sid), [])

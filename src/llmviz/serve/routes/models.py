@@ -1,5 +1,5 @@
-"""The models this server knows, a model's graph and its embedding map, and the walkthrough compiled for a model and
-an input."""
+"""The models this server knows, a model's graph and its embedding map, a digit classifier's mistakes, a neuron's
+decision plot, and the walkthrough compiled for a model and an input."""
 
 from __future__ import annotations
 
@@ -9,24 +9,34 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from ...core.graph import Graph
+from ...views.decision import STEP_LR, decision
 from ...views.embedmap import embedding_map
 from ...views.walkthrough import compile_chapters
 from ..dependencies import ServedDep, example_input
-from ..schemas import EmbeddingMap, GraphJson, Mistakes, ModelConfig, ModelInfo, Vocab, Walk, json_safe
+from ..schemas import Decision, EmbeddingMap, GraphJson, Mistakes, ModelConfig, ModelInfo, Vocab, Walk, json_safe
 
 router = APIRouter()
+
+
+def model_info(name: str, m) -> ModelInfo:
+    """A model as the page's selector describes it."""
+    return ModelInfo(name=name, description=m.config.description, example=example_input(m), n_params=m.config.n_params,
+                     param_parts=m.config.param_parts(), has_weights=m.has_weights,
+                     config=ModelConfig.model_validate(m.config.to_dict()), source=m.source)
 
 
 @router.get("/api/models", response_model=list[ModelInfo])
 def list_models(s: ServedDep):
     """Every model this server knows, in selector order."""
-    return [
-        ModelInfo(name=name, description=m.config.description, example=example_input(m), n_params=m.config.n_params,
-                  param_parts=m.config.param_parts(), has_weights=m.has_weights,
-                  config=ModelConfig.model_validate(m.config.to_dict()),
-                  source=m.source)
-        for name, m in s.registry.items()
-    ]
+    return [model_info(name, m) for name, m in s.registry.items()]
+
+
+@router.get("/api/models/{name}", response_model=ModelInfo)
+def one_model(name: str, s: ServedDep):
+    """Any model this server can show by name, listed or not: a training run's snapshot (`nano-gpt@1200`), a neuron
+    with a learner's weights (`neuron~1.5,-0.8,0.2`)."""
+    m = s.model(name)
+    return model_info(m.name, m)
 
 
 @router.get("/api/walkthrough", response_model=Walk)
@@ -55,6 +65,13 @@ async def model_mistakes(name: str, request: Request, s: ServedDep):
     m = s.model(name)
     m.require_weights()
     return await s.run(request, lambda stop: mistakes(m))
+
+
+@router.get("/api/models/{name}/decision", response_model=Decision)
+def model_decision(name: str, s: ServedDep, lr: float = Query(STEP_LR, gt=0, le=100)):
+    """A neuron's plot: its points, its decision line, the loss, its gradient and one step of gradient descent with
+    learning rate `lr` (`<neuron>~W…,b` names a neuron with the weights a learner set); any other model is refused."""
+    return decision(s.model(name), lr)
 
 
 @router.get("/api/models/{name}/graph", response_model=GraphJson)
