@@ -55,8 +55,9 @@ def test_a_drawn_digit_runs_the_model_and_the_readout_is_model_run(page: Page, l
     pad = page.locator("#digitpad")
     expect(pad).to_be_visible()
     expect(page.locator("#run")).to_be_hidden()  # no text input for an image model: the pad is its input
-    for what in ("Generate", "Across layers", "Stack heads", "Walkthrough"):  # nothing of the kind in an MLP
+    for what in ("Generate", "Across layers", "Stack heads"):  # nothing of the kind in an MLP
         expect(page.get_by_role("button", name=what, exact=True)).to_be_hidden()
+    expect(page.get_by_role("button", name="Walkthrough", exact=True)).to_be_visible()  # its own chapter (17)
     expect(page.locator("#readout")).to_contain_text("the model reads the drawing as")
     example = digits.run(digits.config.example)
     assert readout(page) == (example.predicted[0], percent(float(example.next_probs.max()))) == ("7", readout(page)[1])

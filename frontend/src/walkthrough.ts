@@ -127,7 +127,9 @@ export class Walkthrough {
 
   /** Open at chapter.step (default: the start), fetching the chapters for the view's model and input. The
    * picture is the step's last frame, exactly as when its animation has played. */
-  async open(at: [number, number] = [1, 1], animate = false): Promise<void> {
+  /** Open at step `at` (chapter, step, from 1; null: the first step of this model's walkthrough, whatever its
+   * chapter's number: a learning-path model's own chapters are not chapter 1). */
+  async open(at: [number, number] | null = null, animate = false): Promise<void> {
     this.panel.hidden = false;
     if (!document.body.classList.contains("walking")) {  // opening: the legend stays, folded, beside the steps
       const legend = document.querySelector<HTMLDetailsElement>("#legend-box");
@@ -151,8 +153,8 @@ export class Walkthrough {
     this.$<HTMLFormElement>("#walk-try").hidden = this.walk.input === null;
     this.$<HTMLDivElement>("#walk-note").textContent = this.walk.note;
     this.$<HTMLDivElement>("#walk-note").hidden = !this.walk.note;
-    this.go(indexOf(this.all, ...at), animate, false);
-    const missing = missingStep(this.all, ...at);  // a link to a step that is not there says so (go cleared the last one)
+    this.go(at ? indexOf(this.all, ...at) : 0, animate, false);
+    const missing = at ? missingStep(this.all, ...at) : "";  // a link to a step that is not there says so (go cleared the last one)
     if (missing) notify(missing, "walk");
     requestAnimationFrame(() => (this.panel.dataset.shownMs = performance.now().toFixed(0)));  // since navigation start
   }

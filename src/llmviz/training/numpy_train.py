@@ -23,7 +23,7 @@ from ..core.config import ModelConfig
 from ..core.errors import LlmvizError, NumericTrouble
 from ..core.graph import Graph
 from ..core.model import Model
-from .tasks import Example, Task
+from .task import Example, Task
 
 
 def readers(graph: Graph) -> dict[str, list[tuple]]:

@@ -31,8 +31,12 @@ Templates, `{{...}}`, in text and in actions:
     model                                                  the model's name
     input  token I  id I                                   the input; position I's token and its id
     value CELL                                             one number of the forward pass
-    percent CELL                                           a probability (a softmax's cell), as a percent
+    percent CELL                                           a probability (a softmax's or sigmoid's cell), as a percent
     argmax CELL  argmax_token CELL                         where a row is largest (its index; its token)
+    argmin CELL                                            where a row is smallest (its index)
+    max CELL  min CELL                                     the largest, the smallest number of these cells
+    nonzero CELL                                           how many of these cells are not zero (a ReLU's units on)
+    size AXIS                                              an axis's length in this pass (pixel: 64 for 8 × 8)
     prediction  prediction_percent                         the predicted next token and its probability
                                                            (every percent as the readout prints it: sampling.percent)
     lens_path last  lens_path busiest  lens_busiest        the logit lens: the top token after the embeddings and
@@ -135,10 +139,12 @@ from ..core.model import KVCache, Trace
 from ..core.ops import OPS, fmt
 from ..core.sampling import percent, tempered
 from ..io.tokenizer import CharTokenizer
+from .decision import OWN_WEIGHTS
 from .lens import logit_lens
 
 CHAPTERS = Path(__file__).parent / "chapters"
-NUMBER_TEMPLATES = {"input", "token", "id", "value", "percent", "argmax", "argmax_token", "prediction", "prediction_percent",
+NUMBER_TEMPLATES = {"input", "token", "id", "value", "percent", "argmax", "argmin", "argmax_token", "max", "min", "nonzero",
+                    "prediction", "prediction_percent",
                     "lens_path", "lens_busiest", "past", "edit_top", "edit_percent", "sort_accuracy", "loss", "loss_count",
                     "scored", "target", "target_percent", "grad_target", "grad", "step_lr", "step_before", "step_after", "step_loss"}
 NUMBER_ACTIONS = {"dot", "softmax", "tooltip", "travel", "guess", "temperature", "generate", "open", "edit"}
@@ -508,7 +514,7 @@ def kinds(model, trace=None) -> dict[str, str]:
     return {"norm": c.norm, "positions": "rotary" if c.rope_theta else "learned", "rotary": rotary, "mlp": c.mlp,
             "kv": "grouped" if c.kv_heads < c.n_head else "full", "block": "parallel" if c.parallel else "sequential",
             "tokens": "characters" if isinstance(model.tokenizer, CharTokenizer) else "pieces",
-            "weights": "loaded" if trace is not None else "none", "model": c.name}
+            "weights": "loaded" if trace is not None else "none", "model": c.name.partition(OWN_WEIGHTS)[0]}  # (a learner's neuron: as its own)
 
 
 def learning_path(model) -> bool:
@@ -518,12 +524,22 @@ def learning_path(model) -> bool:
     return bool(getattr(architecture(model.config.arch), "LEARNING_PATH", False))
 
 
-def _check_only(ctx: Context, cond: str) -> bool:
+def only_holds(have: dict[str, str], cond: str) -> bool:
+    """Whether a model of these kinds (`kinds`) meets one `only` condition, KEY=VALUE|VALUE...; a condition that is
+    not one raises ValueError."""
     key, _, values = cond.partition("=")
-    have = kinds(ctx.model, ctx.trace)
     if key.strip() not in have or not values:
         raise ValueError(f"@only {cond}: give KEY=VALUE with KEY one of {', '.join(have)}")
     return have[key.strip()] in [v.strip() for v in values.split("|")]
+
+
+def applies(model, step: Step, have: dict[str, str]) -> bool:
+    """Whether this model's walkthrough (a model of kinds `have`) has the step: each of its `only` conditions holds,
+    and a learning-path model has only the steps written for it by name (the others speak of a whole transformer's
+    parts)."""
+    if learning_path(model) and not any(c.partition("=")[0].strip() == "model" for _, c in step.only):
+        return False
+    return all(only_holds(have, cond) for _, cond in step.only)
 
 
 def _term(cls: str, data: str, words: str, color: str | None = None) -> str:
@@ -558,6 +574,11 @@ def template(ctx: Context, expr: str) -> str:
         if not read:
             raise ValueError(f"reads {name}: it is computed from no tensor but weights")
         return read[0]
+    if word == "size":
+        axes = list(dict.fromkeys(a for t in ctx.graph for a in t.axes))
+        if arg not in axes:
+            raise ValueError(f"size {arg}: {c.name}'s axes are {', '.join(axes)}")
+        return str(ctx.sizes[arg])
     if word == "axis":
         if arg not in AXES:
             raise ValueError(f"unknown axis {arg!r}: one of {', '.join(AXES)}")
@@ -583,15 +604,19 @@ def template(ctx: Context, expr: str) -> str:
         name, _, v = ctx.values(arg)
         if v.ndim:
             raise ValueError(f"{word} {arg}: give one index per axis (one number)")
-        if word == "percent" and ctx.graph[name].op != "softmax":
-            raise ValueError(f"percent {arg}: give a cell of a softmax's output (a probability), not of {name}")
+        if word == "percent" and ctx.graph[name].op not in ("softmax", "sigmoid"):
+            raise ValueError(f"percent {arg}: give a cell of a softmax's (or a sigmoid's) output, a probability, not of "
+                             f"{name}")
         return fmt(float(v)) if word == "value" else percent(float(v))
-    if word in ("argmax", "argmax_token"):
+    if word in ("max", "min", "nonzero"):
+        v = ctx.values(arg)[2]
+        return str(int(np.count_nonzero(v))) if word == "nonzero" else fmt(float(v.max() if word == "max" else v.min()))
+    if word in ("argmax", "argmin", "argmax_token"):
         name, _, v = ctx.values(arg)
         if v.ndim != 1:
             raise ValueError(f"{word} {arg}: give every index but the last (one row)")
-        j = int(np.argmax(v))
-        if word == "argmax":
+        j = int(np.argmin(v) if word == "argmin" else np.argmax(v))
+        if word != "argmax_token":
             return str(j)
         token = ctx.trace.index_name(ctx.graph[name].axes[-1], j)
         if token is None:
@@ -822,11 +847,11 @@ def compile_step(ctx: Context, step: Step) -> dict:
         except (ValueError, LlmvizError) as e:
             raise _LineError(line, str(e)) from None
 
+    have = kinds(ctx.model, ctx.trace)
     for n, cond in step.only:
-        if not at(n, _check_only, ctx, cond):
-            raise _NotForThisModel()
-    if learning_path(ctx.model) and not any(c.partition("=")[0].strip() == "model" for _, c in step.only):
-        raise _NotForThisModel()  # (the other chapters speak of a whole transformer's parts)
+        at(n, only_holds, have, cond)  # (a condition that is not one: its line)
+    if not applies(ctx.model, step, have):
+        raise _NotForThisModel()
     view: str | dict | None
     view = declared = step.view[1] if step.view else None
     if step.view and view not in VIEWS:
