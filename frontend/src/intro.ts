@@ -23,6 +23,19 @@ export function dismissIntro(): void {
   }
 }
 
+let pathOffered = false;
+
+/** Offer the learning path on the card (a served page: an export or a notebook widget has none). */
+export function offerPath(on: boolean): void {
+  pathOffered = on;
+}
+
+/** The card's line that offers the learning path ("" when the page has none). */
+export function pathOfferHtml(): string {
+  return pathOffered ? `<p class="intro-path">New to neural networks?
+    <button type="button" data-intro="path">Start with the learning path</button></p>` : "";
+}
+
 // How a tokenizer's whitespace tokens are shown in the scene (llmviz.io.tokenizer.VISIBLE), and what they stand for.
 const MARKERS: Record<string, string> = { "␣": " ", "↵": " ", "⇥": " ", "␍": "" };
 
@@ -68,6 +81,7 @@ export function introHtml(info: SceneInfo, touch: boolean, models: ModelInfo[] =
     probability per digit; the box at the top right says which digit it reads. Draw your own, or open one it gets wrong.</p>
     <p>${touch ? "Tap" : "Hover"} any cell to see its value and how it was computed; a unit of layer 0 shows its weights
     as a picture beside your drawing. The <b>Map</b> takes you to any part of the model; <b>Whole model</b> shows all of it.</p>
+    ${pathOfferHtml()}
     ${modelChoiceHtml(m.name, models)}
     <div class="intro-actions"><button type="button" data-intro="all">Show the whole model</button>
     <button type="button" data-intro="close">Got it</button></div>`;
@@ -78,6 +92,7 @@ export function introHtml(info: SceneInfo, touch: boolean, models: ModelInfo[] =
     the <b>next token</b> box says what it answers.</p>
     <p>${touch ? "Tap" : "Hover"} any cell to see its value and how it was computed. The <b>Map</b> takes you to any part
     of the model; <b>Whole model</b> shows all of it; the <b>Walkthrough</b> tells it step by step.</p>
+    ${pathOfferHtml()}
     ${modelChoiceHtml(m.name, models)}
     <div class="intro-actions"><button type="button" data-intro="walk">Take the guided walkthrough</button>
     <button type="button" data-intro="all">Show the whole model</button>

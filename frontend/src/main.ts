@@ -4,7 +4,7 @@ import { fetchModels, fetchScene, sceneFrom, type EarlyResponse } from "./api";
 import { homeBox, sectionAt, sectionBox, withLayerTitles, ZOOM_OUT } from "./framing";
 import { Generator } from "./generate";
 import { onCameraMove, onHover, pinCellFromState, showCell, tooltipEl, unpin, hideTooltip } from "./hover";
-import { dismissIntro, introDismissed } from "./intro";
+import { dismissIntro, introDismissed, offerPath } from "./intro";
 import { Pulse } from "./pulse";
 import { onKey } from "./keyboard";
 import { escapeCloses } from "./panelkeys";
@@ -28,8 +28,11 @@ import { closeEmbedMap, embedMap } from "./embedmap";
 import { Walkthrough } from "./walkthrough";
 import { Training, withSnapshot } from "./training";
 import { mountDigitPad, updateDigitPad } from "./digitpad";
+import { isLearnerName, mountNeuronPlot, updateNeuronPlot, withLearner } from "./neuronplot";
+import { LearningPath } from "./learningpath";
 
 const SCALE_MODELS = ["nano-gpt", "gpt2", "gpt2-xl", "gpt3"];
+let path: LearningPath | null = null;  // the learning path's entry (a served page's: not an export's or a widget's)
 
 /** The scale view's models that this server serves (nano-gpt first, whose positions the others are laid out for);
  * none when it does not serve nano-gpt and at least one more: then there is no scale view. */
@@ -147,7 +150,8 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
       let info = app.models.find((m) => m.name === (s.model ?? app.models[0].name));
       let why = "";
       if (!info && s.model) {  // a training run's snapshot (nano-gpt@1200): not in the list, found by its name
-        const found = await withSnapshot(s.model, app.models, $<HTMLSelectElement>("#model"));
+        // (or a neuron of the learner's weights, neuron~1.5,-0.8,0.2: the neuron's plot names it)
+        const found = await (isLearnerName(s.model) ? withLearner : withSnapshot)(s.model, app.models, $<HTMLSelectElement>("#model"));
         ({ models: app.models, why } = found);
         info = found.info ?? undefined;
       }
@@ -212,6 +216,7 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
     markSaved();
     updatePanels();
     updateDigitPad(app.placed.length === 1 ? app.placed[0].data.info : undefined);  // an image model's input
+    updateNeuronPlot(app.placed.length === 1 ? app.placed[0].data.info : undefined);  // a neuron's decision line
     const v = app.view!;
     // (the scale view's models below its table: scaleBars drew it above)
     const home = app.placed.length > 1 ? v.framing(everything(), 1.05, undefined, freeRect())
@@ -258,6 +263,7 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
     writeUrl();
     showError(problems.join(" · "));
     notify(notes.join(" · "));
+    path?.render();  // (its "you are here")
   } catch (e) {
     if (seq !== app.loadSeq) return;
     status.textContent = "";
@@ -358,6 +364,19 @@ async function start() {
     $<HTMLInputElement>("#prompt").value = text;
     void runInput(text);
   });
+  mountNeuronPlot($<HTMLDivElement>("#neuronplot"), {  // a neuron's weights dragged or stepped: its view, camera and input kept
+    load: async (name) => {
+      app.gen!.forget();
+      const { input, heads } = app.state, step = app.walk!.at ?? undefined;
+      app.state = { model: name, input, heads, step };
+      await loadView(undefined, { here: true });
+      if (step) await app.walk!.open(step);  // (the walkthrough's numbers follow the weights)
+    },
+    run: (text) => {  // a point clicked: the input, run
+      $<HTMLInputElement>("#prompt").value = text;
+      void runInput(text);
+    },
+  });
   // An export holds a few inputs: each is a button, the one shown marked.
   const saved = $<HTMLSpanElement>("#saved");
   void savedInputs().then((inputs) => {
@@ -423,6 +442,7 @@ async function start() {
       app.state.step = at ?? undefined;
       writeUrl(push);
       tellHost("step", at ? at.join(".") : "");
+      path?.walked(app.walk?.subject?.model ?? app.state.model ?? "", at);
     },
     elsewhere: () => app.state.view === "scale" || app.state.past !== undefined,
     show: (want, model, input) => {
@@ -495,23 +515,27 @@ async function start() {
     tokenRect: () => document.querySelector(".label.block.kind-input")?.getBoundingClientRect() ?? null,
   });
   app.gen.render();
+  const clearOfPanel = () => {  // from the start view: the whole model, clear of the panel, every weight block in sight
+    if (!view.atHome() || !app.placed.length || narrow()) return;  // (a phone: the panel sheet covers the top)
+    view.flyTo(...view.framing(withLayerTitles(everything(), screen()), 1.05, undefined, freeRect(["#train", "#digitpad"])), 0);
+  };
   const training = new Training($<HTMLDivElement>("#train"), {  // the view behind shows a snapshot, the camera kept
-    show: (name) => {
+    show: async (name, keep) => {  // (not keep: another model's input and place: its own example, framed anew)
       app.gen!.forget();
       const { input, heads } = app.state;
-      app.state = { model: name, input, heads };
-      return loadView(undefined, { here: true });
+      app.state = { model: name, input: keep ? input : undefined, heads };
+      if (keep) return loadView(undefined, { here: true });
+      await loadView(undefined, { home: true });
+      clearOfPanel();
     },
     current: () => app.state.model ?? app.models[0].name,
-    opened: () => {  // from the start view: the whole model, clear of the panel, every weight block in sight
-      if (!view.atHome() || !app.placed.length || narrow()) return;  // (a phone: the panel sheet covers the top)
-      view.flyTo(...view.framing(withLayerTitles(everything(), screen()), 1.05, undefined, freeRect(["#train"])), 0);
-    },
+    opened: clearOfPanel,
   });
   $<HTMLButtonElement>("#train-toggle").hidden = !!exported() || embedded();  // (training runs in llmviz serve)
   $<HTMLButtonElement>("#train-toggle").addEventListener("click", () => {
     if (training.active) return training.close();
     if (app.walk!.active) app.walk!.close();
+    path?.close();  // (the learning path's panel shares its place)
     void training.open();
   });
   $<HTMLButtonElement>("#gen-toggle").addEventListener("click", () => {
@@ -520,6 +544,29 @@ async function start() {
     if (!gen.hidden) onlyPanel("#gen");
   });
   escapeCloses(() => !!app.gen?.open, () => app.gen!.close());  // (the generation panel first)
+  const pathToggle = $<HTMLButtonElement>("#path-toggle");
+  pathToggle.hidden = !!exported() || embedded();  // (its steps are other models, opened by a server)
+  offerPath(!pathToggle.hidden);
+  if (!pathToggle.hidden) {
+    path = new LearningPath($<HTMLDivElement>("#path"), $<HTMLDivElement>("#walk-next"), {
+      current: () => (app.state.view === "scale" ? null : app.state.model ?? app.models[0].name),
+      open: async (model, at) => {  // the step's model, and its walkthrough at its first step
+        deselect();
+        app.gen!.forget();
+        if (!at && app.walk!.active) app.walk!.close();
+        app.state = { model, heads: app.state.heads };
+        await loadView();
+        if (at && app.state.model === model) await app.walk!.open(at);
+      },
+      opened: () => {
+        if (training.active) training.close();
+        $<HTMLDivElement>("#intro").hidden = true;
+        onlyPanel("#path");
+      },
+    });
+    pathToggle.addEventListener("click", () => (path!.active ? path!.close() : void path!.open()));
+    escapeCloses(() => !!path?.active, () => path!.close());
+  }
   $<HTMLButtonElement>("#scale").addEventListener("click", () => {
     app.state = app.state.view === "scale" ? { model: "nano-gpt" } : { view: "scale" };
     void loadView();
@@ -580,7 +627,8 @@ async function start() {
     $<HTMLDivElement>("#intro").hidden = true;
     if (action === "all") leave();
     if (action === "all" && app.placed.length) view.flyTo(...scene.wholeFraming());
-    if (action === "walk") void app.walk!.open([1, 1], true);
+    if (action === "walk") void app.walk!.open(null, true);
+    if (action === "path") void path?.open();
   });
   $<HTMLDivElement>("#scalebars").addEventListener("click", (e) => {
     const i = (e.target as HTMLElement).closest<HTMLElement>("[data-model]")?.dataset.model;

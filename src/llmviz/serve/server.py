@@ -25,6 +25,8 @@ the routers in serve/routes/, one per concern:
                 GET  /api/training             the run: loss, snapshots, each head's formation (?since=: long poll)
                 POST /api/training/control     pause, resume, step, stop, speed
                 GET  /api/training/snapshots/{name}   a snapshot (nano-gpt@1200) as a model any route takes
+    path        GET  /api/learning-path        the learning path's five steps, which models this server has, and
+                                               where each one's walkthrough starts
     page        /                              the built front-end
 
 Every body is declared in serve/schemas.py; the OpenAPI schema is at /openapi.json, and the front-end's types are
@@ -49,7 +51,7 @@ from ..core.errors import LlmvizError
 from ..core.model import Model, Stopped
 from .dependencies import Served
 from .limits import BodyLimit, HostCheck, JsonErrors, Limits, NoCrossSite, SendLimit
-from .routes import analysis, generation, interventions, layers, neurons, passes, training
+from .routes import analysis, generation, interventions, layers, neurons, passes, path, training
 from .routes import models as model_routes
 from .routes.page import mount_page
 from .schemas import SceneInfo, allowed_range
@@ -101,7 +103,7 @@ def create_app(models: list[Model] | None = None, limits: Limits | None = None, 
     async def stopped(request: Request, exc: Stopped):
         return JSONResponse({"detail": "the server is stopping"}, status_code=503)
 
-    for module in (model_routes, passes, layers, generation, interventions, analysis, neurons, training):
+    for module in (model_routes, passes, layers, generation, interventions, analysis, neurons, training, path):
         app.include_router(module.router)
     app.openapi = lambda: openapi_with_scene(app)  # type: ignore[method-assign]
     mount_page(app)
