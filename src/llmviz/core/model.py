@@ -61,6 +61,8 @@ class Model:
                     weights[name] = tie(self.graph, name, weights[self.graph[name].attrs["tied_to"]])
         self.tokenizer = tokenizer
         self.source = source
+        self.stored: dict = {}  # a quantized model's weights as stored (core/quant.py: name -> Stored)
+        self.precision = "f32"  # the format its weights are stored in (core/quant.FORMATS)
 
     @property
     def name(self) -> str:

@@ -18,6 +18,8 @@ from ..core.edits import Edit, parse_edits
 from ..core.errors import LlmvizError, ModelNotFound, OverBudget
 from ..core.graph import Graph
 from ..core.model import KVCache, Model, Trace
+from ..core.quant import SEP as QUANT_SEP
+from ..core.quant import quantized
 from ..io.loading import DEFAULT_MODELS, load_model, structure_only
 from ..training.live import TrainingSlot
 from ..views.decision import learner_model
@@ -49,7 +51,18 @@ class Served:
         self.stopping = asyncio.Event()  # set when the server begins to stop (see server.run)
         self.cache = Recent(limits.cache_mb * MB)  # forward passes (their residual stream) and scene payloads
         self.budget = limits.request_mb * MB
+        self.formats: dict[str, Model] = {}  # the quantized models asked for, by name (nano-gpt:q4_0)
         self.training = TrainingSlot()  # one training run at a time; its snapshots are models by name (nano-gpt@1200)
+
+    def quantized(self, name: str) -> Model | None:
+        """`<model>:<format>` (nano-gpt:q4_0): the served model with its weights stored in that format and read back
+        (core/quant.py), made once and kept; None for a name without the separator."""
+        base, sep, fmt = name.rpartition(QUANT_SEP)
+        if not sep or base not in self.registry:
+            return None
+        if name not in self.formats:
+            self.formats[name] = quantized(self.registry[base], fmt)
+        return self.formats[name]
 
     def model(self, name: str) -> Model:
         if name not in self.registry:
@@ -57,6 +70,8 @@ class Served:
                 return snapshot
             if (mine := learner_model(self.registry, name)) is not None:  # a neuron with a learner's weights
                 return mine
+            if (q := self.quantized(name)) is not None:  # a model with its weights stored in fewer bits
+                return q
             raise ModelNotFound(self.training.known(name) or
                                 f"unknown model {name!r}: this server has {', '.join(self.registry)}")
         return self.registry[name]
