@@ -1,6 +1,5 @@
 """The `llmviz` command as a user runs it: a real process, its output and exit code."""
 
-import json
 import subprocess
 import sys
 
@@ -8,6 +7,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from llmviz.serve.export import read_manifest
 from waiting import json_when_up, wait_until
 
 
@@ -109,11 +109,11 @@ def test_export_into_a_pages_repository_needs_force_and_keeps_its_files(tmp_path
 
     r = llmviz("export", "--input", "CBABBC", "--out", str(site), "--force")
     assert r.returncode == 0, r.stderr
-    first = json.loads((site / "data" / "manifest.json").read_text())["files"]
+    first = read_manifest(site)["files"]
     assert files(site).keys() == theirs.keys() | set(first)
     r = llmviz("export", "--input", "AABCCB", "--out", str(site), "--force")
     assert r.returncode == 0, r.stderr
-    second = json.loads((site / "data" / "manifest.json").read_text())
+    second = read_manifest(site)
     assert second["inputs"] == ["AABCCB"]
     now = files(site)
     assert now.keys() == theirs.keys() | set(second["files"])  # the first export's unused data files are gone

@@ -197,10 +197,10 @@ def test_the_export_holds_the_map(tmp_path, nano, client):
     """A static export has no server: it stores the map's answer, which its page reads as the served page does."""
     import gzip
 
-    from llmviz.serve.export import MANIFEST, export, request_key
+    from llmviz.serve.export import export, read_manifest, request_key
 
     export(nano, ["CBABBC"], tmp_path / "site", steps=1)
-    manifest = json.loads((tmp_path / "site" / MANIFEST).read_text())
+    manifest = read_manifest(tmp_path / "site")
     stored = manifest["responses"][request_key("GET", "/api/models/nano-gpt/embedding-map", None)]
     assert stored["status"] == 200
     body = gzip.decompress((tmp_path / "site" / stored["file"]).read_bytes())

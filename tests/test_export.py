@@ -27,7 +27,7 @@ from llmviz.core.model import KVCache, Model
 from llmviz.core.ops import OPS, fmt
 from llmviz.io.loading import BUNDLED
 from llmviz.serve.cli import main as cli
-from llmviz.serve.export import MANIFEST, Export, export, request_key
+from llmviz.serve.export import MANIFEST, Export, export, manifest_bytes, read_manifest, request_key
 from llmviz.serve.inprocess import call, run_to_end
 from llmviz.serve.schemas import json_safe
 from llmviz.serve.server import create_app
@@ -214,7 +214,7 @@ def nano_export(tmp_path_factory, nano):
 def same_answers_as_the_server(folder: Path, model: Model) -> int:
     """Each response the export stores (scenes with their weights filled back in) is byte for byte what the server
     answers to the same request. Returns how many scenes were compared."""
-    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest = read_manifest(folder)
     requests = []
     for key in manifest["responses"]:
         method, path, pairs, body = json.loads(key)
@@ -256,7 +256,7 @@ def test_a_wide_model_with_downsampled_weights_and_a_step_limit(tmp_path):
 
     m = random_model()
     export(m, ["3 1 4 1 5 9"], tmp_path / "site", steps=2)
-    manifest = json.loads((tmp_path / "site" / MANIFEST).read_text())
+    manifest = read_manifest(tmp_path / "site")
     scene = next(k for k in manifest["responses"] if '"/api/scene"' in k)
     _, _, payload = browser(tmp_path / "site", [{"method": "POST", "url": "/api/scene",
                                                  "body": json.loads(scene)[3]}])[0]
@@ -345,11 +345,11 @@ def test_an_export_again_replaces_its_own_files_only(tmp_path, nano):
     site = tmp_path / "site"
     (tmp_path / "beside.txt").write_text("beside\n")
     export(nano, ["CBABBC"], site)
-    first = json.loads((site / MANIFEST).read_text())
+    first = read_manifest(site)
     assert first["format"] == "llmviz-export-1"
     assert sorted(files(site)) == first["files"]  # the manifest lists every file the export wrote, itself included
     export(nano, ["AABCCB"], site)
-    second = json.loads((site / MANIFEST).read_text())
+    second = read_manifest(site)
     assert second["inputs"] == ["AABCCB"] and sorted(files(site)) == second["files"]
     assert set(first["files"]) - set(second["files"])  # the first input's own answers are gone
     assert (tmp_path / "beside.txt").read_text() == "beside\n"
@@ -364,16 +364,16 @@ def test_a_tampered_manifest_deletes_nothing_outside_the_folder(tmp_path, nano):
     for name in ("outside.txt", "absolute.txt", "linked.txt"):
         (elsewhere / name).write_text(f"{name} stays\n")
     export(nano, ["CBABBC"], site)
-    manifest = json.loads((site / MANIFEST).read_text())
+    manifest = read_manifest(site)
     manifest["files"] += ["../elsewhere/outside.txt", str(elsewhere / "absolute.txt"), "data/../../elsewhere/outside.txt",
                           "link.txt", "", 7, None]
-    (site / MANIFEST).write_text(json.dumps(manifest))
+    (site / MANIFEST).write_bytes(manifest_bytes(manifest))
     export(nano, ["AABCCB"], site)  # an earlier export: replaced, and what it lists outside the folder kept
     assert files(elsewhere) == {n: f"{n} stays\n".encode() for n in ("absolute.txt", "linked.txt", "outside.txt")}
 
-    manifest = json.loads((site / MANIFEST).read_text())
+    manifest = read_manifest(site)
     manifest["files"] += ["link.txt"]
-    (site / MANIFEST).write_text(json.dumps(manifest))
+    (site / MANIFEST).write_bytes(manifest_bytes(manifest))
     (site / "link.txt").symlink_to(elsewhere / "linked.txt")
     with pytest.raises(LlmvizError, match="^" + re.escape(f"{site / 'link.txt'} is not part of an earlier llmviz export")):
         export(nano, ["CBABBC"], site)
@@ -433,5 +433,5 @@ def test_a_bpe_model_with_spaces_and_accents_in_its_inputs(tmp_path):
     m = llmviz.load_model(str(tmp_path / "bpe"))
     export(m, ["héllo wörld", "the fox"], tmp_path / "site", steps=1)
     assert same_answers_as_the_server(tmp_path / "site", m) >= 4
-    manifest = json.loads((tmp_path / "site" / MANIFEST).read_text())
+    manifest = read_manifest(tmp_path / "site")
     assert request_key("GET", "/api/walkthrough?model=bpe&input=h%C3%A9llo+w%C3%B6rld", None) in manifest["responses"]

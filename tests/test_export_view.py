@@ -105,7 +105,7 @@ def test_scene_hover_and_walkthrough_equal_the_servers(page: Page, context, live
 
     outside = [u for u in asked if not u.startswith(site) and not u.startswith(("data:", "blob:"))]
     assert not outside, f"requests left the folder: {outside}"
-    assert any("/data/manifest.json" in u for u in asked)
+    assert any("/data/manifest.json.gz" in u for u in asked)
     assert not console_errors
 
 

@@ -157,15 +157,15 @@ def test_the_training_view_trains_it_live_and_its_snapshots_draw_their_line():
 def test_a_classifier_exports_and_the_neurons_export_holds_its_plot(tmp_path):
     """`llmviz export` of a classifier (the neuron; the digit MLP) writes its page: the panels a classifier lacks are
     stored as their refusals, and the neuron's plot of its own weights is stored for the page to draw."""
-    import json
 
     from click.testing import CliRunner
 
     from llmviz.serve.cli import main
+    from llmviz.serve.export import read_manifest
 
     r = CliRunner().invoke(main, ["export", "--model", "neuron", "--input", "1.2 0.5", "-o", str(tmp_path / "n")])
     assert r.exit_code == 0, r.output
-    responses = json.loads((tmp_path / "n" / "data" / "manifest.json").read_text())["responses"]
+    responses = read_manifest(tmp_path / "n")["responses"]
     assert '["GET","/api/models/neuron/decision",[],null]' in responses
     digit = load_model("digits-mlp").config.example
     r = CliRunner().invoke(main, ["export", "--model", "digits-mlp", "--input", digit, "-o", str(tmp_path / "d")])

@@ -1,5 +1,5 @@
 // A static export (`llmviz export`): no server runs, so the page answers its own requests from the folder's
-// data/. manifest.json maps each request the exporter made for its inputs to the stored answer; a generation
+// data/. manifest.json.gz (gzip-compressed JSON) maps each request the exporter made for its inputs to the stored answer; a generation
 // session replays the steps stored for it. A request for anything else gets a 404 that says what the export holds.
 // Hover explains a cell as on a server (explain.ts), from the pass's stored float32 numbers (exportedSource): every
 // computed tensor of the pass is held whole, and a weight is fetched when an explanation reads it.
@@ -108,15 +108,19 @@ const files = new Map<string, Promise<Uint8Array>>();
 const passes = new Map<string, Promise<HeldPass>>();
 const sessions = new Map<string, { entry: SessionEntry; n: number }>();
 
+/** A stored file's bytes unpacked (gzip), or as they came if the host already unpacked them (Content-Encoding: gzip). */
+async function gunzipped(raw: Uint8Array): Promise<Uint8Array> {
+  if (raw[0] !== 0x1f || raw[1] !== 0x8b) return raw;
+  return new Uint8Array(await new Response(new Blob([raw]).stream().pipeThrough(new DecompressionStream("gzip"))).arrayBuffer());
+}
+
 async function bytesOf(file: string): Promise<Uint8Array> {
   if (!files.has(file)) {
     files.set(file, (async () => {
       const early = (window as { __llmvizPrefetch?: Record<string, Promise<Response>> }).__llmvizPrefetch?.[file];
       const res = await (early ?? fetch(new URL(file, document.baseURI)));
       if (!res.ok) throw new Error(`this export is missing ${file} (${res.status}): copy the whole folder`);
-      const raw = new Uint8Array(await res.arrayBuffer());
-      if (raw[0] !== 0x1f || raw[1] !== 0x8b) return raw;  // the host already unpacked it (Content-Encoding: gzip)
-      return new Uint8Array(await new Response(new Blob([raw]).stream().pipeThrough(new DecompressionStream("gzip"))).arrayBuffer());
+      return gunzipped(new Uint8Array(await res.arrayBuffer()));
     })());
   }
   return files.get(file)!;
@@ -196,9 +200,9 @@ export async function storedStep(text: string): Promise<number | undefined> {
 function loadManifest(): Promise<Manifest> {
   const early = (window as { __llmvizManifest?: Promise<Response> }).__llmvizManifest;
   if (!manifest) {
-    manifest = (early ?? fetch(new URL(exported()!, document.baseURI))).then((r) => {
+    manifest = (early ?? fetch(new URL(exported()!, document.baseURI))).then(async (r) => {
       if (!r.ok) throw new Error(`this export has no ${exported()} (${r.status}): copy the whole folder`);
-      return r.json();
+      return JSON.parse(new TextDecoder().decode(await gunzipped(new Uint8Array(await r.arrayBuffer()))));
     });
   }
   return manifest;

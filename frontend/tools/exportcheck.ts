@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 const folder = pathToFileURL(process.argv[2].replace(/\/?$/, "/")).href;
-Object.assign(globalThis, { window: globalThis, document: { baseURI: folder }, __llmvizExport: "data/manifest.json" });
+Object.assign(globalThis, { window: globalThis, document: { baseURI: folder }, __llmvizExport: "data/manifest.json.gz" });
 globalThis.fetch = (async (url: string | URL) => {
   try {
     return new Response(await readFile(fileURLToPath(String(url))));

@@ -51,7 +51,8 @@ BRANCH_EXPAND = 2  # levels below the first tree whose expansion is stored too
 LENS_K = 5  # the lens panel's top tokens (frontend/src/lensgrid.ts)
 GENERATE = {"temperature": 0, "seed": 0}  # the generation panel's settings as it opens: greedy
 STEPS = 8  # generated tokens stored per input, at most (nano-gpt's context ends after 6)
-MANIFEST = "data/manifest.json"
+MANIFEST = "data/manifest.json.gz"  # gzip-compressed JSON, as the data files
+OLD_MANIFEST = "data/manifest.json"  # (an earlier version's export kept it uncompressed)
 FORMAT = "llmviz-export-1"  # the manifest's "format": what marks a folder as an earlier llmviz export
 PAGE_FILES = ("index.html", "style.css.gz", "app.js.gz")  # the export's files outside data/
 
@@ -160,7 +161,7 @@ class Export:
             "sessions": self.sessions, "traces": self.traces, "steps": self.steps, "weights": weights, "vocab": vocab,
             "files": sorted([*self.files, MANIFEST, *PAGE_FILES]),
         }
-        write_bytes(self.out / MANIFEST, _canonical(manifest).encode())
+        write_bytes(self.out / MANIFEST, manifest_bytes(manifest))
         return manifest
 
 
@@ -343,19 +344,31 @@ def own_file(out: Path, rel) -> str | None:
         return None
 
 
+def manifest_bytes(manifest: dict) -> bytes:
+    """The manifest as its file holds it: canonical JSON, gzip-compressed."""
+    return gzip.compress(_canonical(manifest).encode(), 9, mtime=0)
+
+
+def read_manifest(out: str | Path, name: str = MANIFEST) -> dict:
+    """An export's manifest (an earlier version's uncompressed one: name=OLD_MANIFEST)."""
+    raw = (Path(out) / name).read_bytes()
+    return json.loads(gzip.decompress(raw) if name == MANIFEST else raw)
+
+
 def earlier_export(out: Path) -> set[str]:
     """The files of an earlier llmviz export in `out`, as its manifest lists them, each a regular file inside `out`
     (own_file; a listed path that is not is left out, so it is never deleted). Empty if `out` holds no manifest
     marked as llmviz's."""
-    if not own_file(out, MANIFEST):
-        return set()
-    try:
-        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return set()
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), list):
-        return set()
-    return {MANIFEST} | {p for p in (own_file(out, f) for f in manifest["files"]) if p}
+    for name in (MANIFEST, OLD_MANIFEST):
+        if not own_file(out, name):
+            continue
+        try:
+            manifest = read_manifest(out, name)
+        except (OSError, ValueError, EOFError, gzip.BadGzipFile):
+            continue
+        if isinstance(manifest, dict) and manifest.get("format") == FORMAT and isinstance(manifest.get("files"), list):
+            return {name} | {p for p in (own_file(out, f) for f in manifest["files"]) if p}
+    return set()
 
 
 def _first_foreign(out: Path, own: set[str]) -> str | None:
@@ -388,8 +401,9 @@ def check_folder(out, force: bool = False) -> set[str]:
         raise InTheWay(f"{out} is not a folder: give a folder for the export (new, empty, or an earlier export)")
     own = earlier_export(out)
     foreign: str | None
-    if own_file(out, MANIFEST) and not own:  # named first: it is why the folder is not an earlier export
-        foreign, why = MANIFEST, "is not marked as an llmviz export's manifest"
+    mine = [n for n in (MANIFEST, OLD_MANIFEST) if own_file(out, n)]
+    if mine and not own:  # named first: it is why the folder is not an earlier export
+        foreign, why = mine[0], "is not marked as an llmviz export's manifest"
     else:
         foreign, why = _first_foreign(out, own), "is not part of an earlier llmviz export"
     if foreign:
