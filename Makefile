@@ -40,6 +40,7 @@ bench: $(VENV)/.installed-test build chromium
 	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/interventions.py
 	$(BIN)/python benchmarks/training_speed.py
+	$(BIN)/python benchmarks/precision.py
 
 # The front-end's API types come from the server's OpenAPI schema, so the build needs the package installed.
 build: $(VENV)/.installed frontend/node_modules/.package-lock.json

@@ -95,7 +95,7 @@ def quantize_rows(m: np.ndarray, fmt: str) -> tuple[np.ndarray, np.ndarray | Non
         inv = np.divide(1, scale, out=np.zeros_like(scale), where=scale != 0)
         codes = np.clip(round_half_away(m * inv), -127, 127).astype(np.int8)
         scales = np.broadcast_to(scale, m.shape).astype(np.float32)
-        return codes * scales, codes, scales, np.broadcast_to(np.arange(out)[:, None], m.shape).copy()
+        return codes * scales, codes, scales, np.broadcast_to(np.arange(out, dtype=np.int32)[:, None], m.shape).copy()
     blocks = m.reshape(out, inp // BLOCK, BLOCK)
     if fmt == "q8_0":
         d = np.abs(blocks).max(-1, keepdims=True) / np.float32(127)
@@ -113,7 +113,7 @@ def quantize_rows(m: np.ndarray, fmt: str) -> tuple[np.ndarray, np.ndarray | Non
     d = f16(d)  # (ggml stores each block's scale as a float16)
     values = (centred * d).reshape(out, inp)
     scales = np.broadcast_to(d, blocks.shape).reshape(out, inp).astype(np.float32)
-    block = np.arange(out * (inp // BLOCK)).reshape(out, inp // BLOCK, 1).repeat(BLOCK, -1).reshape(out, inp)
+    block = np.arange(out * (inp // BLOCK), dtype=np.int32).reshape(out, inp // BLOCK, 1).repeat(BLOCK, -1).reshape(out, inp)
     return values, codes.reshape(out, inp), scales, block
 
 
@@ -147,7 +147,7 @@ def store(w: np.ndarray, axes: tuple[str, ...], inputs: tuple[str, ...], fmt: st
     def own(a):
         return None if a is None else np.ascontiguousarray(a.reshape(t.shape).transpose(back))
 
-    return Stored(used, np.asarray(w, np.float32), own(values), own(codes), own(scales), own(block))  # type: ignore[arg-type]
+    return Stored(used, np.asarray(w, np.float32), own(values), own(codes), own(scales), own(block))
 
 
 def quantized(model, fmt: str):

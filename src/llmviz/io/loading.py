@@ -5,6 +5,7 @@
 - a Hugging Face model folder (config.json + model.safetensors [+ tokenizer.json]);
 - a hub id such as `gpt2` or `distilgpt2`, downloaded into the Hugging Face cache only when named;
 - a nanoGPT `ckpt.pt` or a minGPT state dict (`.pt`, `.pth`, `.bin`), when torch is installed;
+- a `.gguf` file of llama.cpp (a llama or gpt2, any common quantization), when gguf is installed (io/gguf_file.py);
 - a `.safetensors` file written by llmviz: weights under the graph's own names (`embed.W_E`,
   `blocks.0.attn.W_Q`, ...), with the config and tokenizer as JSON in its metadata.
 """
@@ -22,6 +23,7 @@ from ..core.config import PRESETS, ModelConfig
 from ..core.errors import BadModelFile, LlmvizError, ModelNotFound
 from ..core.graph import Graph
 from ..core.model import Model
+from ..core.quant import quantized
 from .convert import STORAGE_DTYPES, check_shape, check_weight, to_storage
 from .safetensors_file import SafetensorsFile
 from .tokenizer import CharTokenizer
@@ -60,17 +62,20 @@ def structure_only(name: str) -> Model:
     return Model(PRESETS[name], None, None, source="preset (structure only)")
 
 
-def load_model(source: str, dtype: str = "float32", n_head: int | None = None) -> Model:
+def load_model(source: str, dtype: str = "float32", n_head: int | None = None, quantize: str | None = None) -> Model:
     """Load a model by preset name, path or hub id (see the module doc).
 
     dtype: how weights are kept in memory, "float32", "float16" or "bfloat16"; every op computes in
-    float32. n_head: the head count of a minGPT state dict of a non-standard shape.
+    float32. n_head: the head count of a minGPT state dict of a non-standard shape. quantize: a format of
+    core/quant.py ("f16", "bf16", "int8", "q8_0", "q4_0"): the model with its weights stored in it and read back,
+    named "<name>:<format>" (None or "f32": the model as loaded).
     """
     if dtype not in STORAGE_DTYPES:
         raise LlmvizError(f"unknown dtype {dtype!r}: use one of {', '.join(STORAGE_DTYPES)}")
     source = str(source)
     try:
-        return _load(source, dtype, n_head)
+        model = _load(source, dtype, n_head)
+        return quantized(model, quantize) if quantize else model
     except LlmvizError:
         raise
     except MemoryError:
@@ -97,11 +102,14 @@ def _load(source: str, dtype: str, n_head: int | None) -> Model:
     if path.is_file():
         if path.suffix == ".safetensors":
             return load_weights_file(path, dtype, shown=shown)
+        if path.suffix == ".gguf":
+            from .gguf_file import load_gguf
+            return load_gguf(path, dtype, shown=shown)
         if path.suffix in CHECKPOINT_SUFFIXES:
             from .checkpoints import load_checkpoint
             return load_checkpoint(path, dtype, n_head, shown=shown)
         raise BadModelFile(f"{path}: not a model file llmviz reads (a folder with config.json, a .safetensors "
-                           f"file written by llmviz, or a PyTorch checkpoint {'/'.join(CHECKPOINT_SUFFIXES)})")
+                           f"file written by llmviz, a .gguf file, or a PyTorch checkpoint {'/'.join(CHECKPOINT_SUFFIXES)})")
     if source in NOT_ON_HUB:
         return structure_only(source)
     if HUB_ID.match(source):

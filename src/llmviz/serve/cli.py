@@ -16,6 +16,7 @@ from typing import NoReturn
 import click
 
 from ..core.errors import LlmvizError
+from ..core.quant import FORMATS
 
 DEFAULT_PORT = 8765
 
@@ -60,17 +61,21 @@ SEED = click.IntRange(0, 2**63 - 1)
 
 
 def model_options(f):
-    """--dtype and --n-head, shared by every command that loads a model."""
+    """--dtype, --n-head and --quantize, shared by every command that loads a model."""
+    f = click.option("--quantize", type=click.Choice(FORMATS), default=None, metavar="FORMAT",
+                     help=f"Store the weights in FORMAT ({', '.join(FORMATS[1:])}: int8 per output channel, q8_0 and "
+                          "q4_0 in ggml's blocks of 32) and compute on them read back. The model is then named "
+                          "NAME:FORMAT (serve: the page opens on it, and the original stays served as NAME).")(f)
     f = click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32",
                      show_default=True, help="How weights are kept in memory (computing is always float32).")(f)
     return click.option("--n-head", type=click.IntRange(1), default=None,
                         help="Head count of a minGPT state dict of a non-standard size.")(f)
 
 
-def _load(source: str, dtype: str, n_head):
+def _load(source: str, dtype: str, n_head, quantize: str | None = None):
     from ..io.loading import load_model
 
-    return load_model(source, dtype=dtype, n_head=n_head)
+    return load_model(source, dtype=dtype, n_head=n_head, quantize=quantize)
 
 
 def _parse_prompt(prompt: str, as_ids: bool):
@@ -120,26 +125,34 @@ def main(ctx: click.Context) -> None:
 @click.option("--no-browser", is_flag=True, help="Do not open a browser tab.")
 @model_options
 def serve(models, host, port, allow_hosts, cache_mb, request_mb, sessions_mb, unsent_mb, workers, queue, no_browser, dtype,
-          n_head) -> None:
-    """Start the local server and open the app in the browser."""
+          n_head, quantize) -> None:
+    """Start the local server and open the app in the browser. With --quantize, each model is served stored in that
+    format, as NAME:FORMAT, made at start; the page opens on the first. The original stays served as NAME (the page's
+    precision selector shows it and its other formats, and compares them)."""
+    from ..core.quant import SEP
     from .limits import Limits
     from .server import create_app, run
 
     sock = _listen(host, port)
+    limits = Limits(cache_mb=cache_mb, request_mb=request_mb, sessions_mb=sessions_mb, unsent_mb=unsent_mb,
+                    workers=workers, queue=queue)
     try:
         loaded = [_load(m, dtype, n_head) for m in models]
+        app = create_app(loaded, limits, hosts=[host, *allow_hosts])
+        names = list(app.state.served.registry)[:len(loaded)]  # (as served: a second model of one name is NAME-2)
+        if quantize and quantize != "f32":
+            names = [f"{n}{SEP}{quantize}" for n in names]
+            for n in names:  # made now (a model that cannot be: refused at start), and kept by the server
+                app.state.served.model(n)
     except LlmvizError as e:
         sock.close()
         _fail(e)
-    limits = Limits(cache_mb=cache_mb, request_mb=request_mb, sessions_mb=sessions_mb, unsent_mb=unsent_mb,
-                    workers=workers, queue=queue)
-    app = create_app(loaded, limits, hosts=[host, *allow_hosts])
     shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{sock.getsockname()[1]}/"
+    url = f"http://{shown}:{sock.getsockname()[1]}/" + (f"?model={names[0]}" if quantize and quantize != "f32" else "")
     if not _is_loopback(host):
         click.echo(f"Warning: listening on {host} exposes llmviz to the network: anyone who reaches this machine can "
                    "run the model. Requests must name an allowed host (--allow-host NAME).", err=True)
-    click.echo(f"llmviz is serving {', '.join(models)} at {url}  (Ctrl+C to stop)")
+    click.echo(f"llmviz is serving {', '.join(names if quantize else models)} at {url}  (Ctrl+C to stop)")
     if not no_browser:
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()
     run(app, sock)
@@ -202,13 +215,14 @@ def list_models() -> None:
 @click.option("--seed", type=SEED, default=None, help="The same seed and settings give the same tokens.")
 @click.option("--show-probs", is_flag=True, help="One line per token: its probability and the top alternatives.")
 @model_options
-def generate(prompt, model, ids, max_new_tokens, temperature, top_k, top_p, min_p, seed, show_probs, dtype, n_head) -> None:
+def generate(prompt, model, ids, max_new_tokens, temperature, top_k, top_p, min_p, seed, show_probs, dtype, n_head,
+             quantize) -> None:
     """Print the model's continuation of PROMPT as it is produced, token by token (with a KV cache)."""
     from ..core.sampling import percent
 
     made: list[int] = []
     try:
-        m = _load(model, dtype, n_head)
+        m = _load(model, dtype, n_head, quantize)
 
         def show(draw) -> None:  # each token as soon as it is drawn
             before = m.decode(made) if made else ""
@@ -243,13 +257,13 @@ def generate(prompt, model, ids, max_new_tokens, temperature, top_k, top_p, min_
                    '\'{"tensor": "blocks.0.attn.hook_z", "where": {"head": 1}, "set": "zero"}\'. The trace saved is '
                    'the edited pass.')
 @model_options
-def trace(prompt, model, ids, out, force, no_weights, edits, dtype, n_head) -> None:
+def trace(prompt, model, ids, out, force, no_weights, edits, dtype, n_head, quantize) -> None:
     """Run the forward pass on PROMPT and save every tensor to a safetensors file."""
     from ..io.files import check_new_file, replacing
 
     try:
         check_new_file(out, force)
-        t = _load(model, dtype, n_head).run(_parse_prompt(prompt, ids), edits=[_parse_edit(e) for e in edits])
+        t = _load(model, dtype, n_head, quantize).run(_parse_prompt(prompt, ids), edits=[_parse_edit(e) for e in edits])
         with replacing(out, force) as tmp:
             t.save(tmp, include_weights=not no_weights)
     except (LlmvizError, OSError) as e:
@@ -283,14 +297,14 @@ def _parse_edit(text: str):
 @click.option("--steps", default=8, show_default=True, type=click.IntRange(0, 64),
               help="Generated tokens stored per input (greedy), each with its view.")
 @model_options
-def export_site(model, inputs, out, force, steps, dtype, n_head) -> None:
+def export_site(model, inputs, out, force, steps, dtype, n_head, quantize) -> None:
     """Write the page and its answers for these inputs into a folder that any static web host serves: the 3D
     view, hover with formulas, the walkthrough, the panels, and generation step by step. No server runs."""
     from .export import check_folder, export
 
     try:
         check_folder(out, force)
-        done = export(_load(model, dtype, n_head), list(inputs), out, steps, force=force)
+        done = export(_load(model, dtype, n_head, quantize), list(inputs), out, steps, force=force)
     except (LlmvizError, OSError) as e:
         _fail(e)
     n = len(done["inputs"])
