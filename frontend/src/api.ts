@@ -28,7 +28,7 @@ export async function fetchModels(started?: Promise<Response>): Promise<ModelInf
 }
 
 export async function fetchScene(req: { model?: string; text?: string; n_pos?: number; heads?: string; past?: number;
-  tower?: boolean; edits?: Edit[]; gradients?: boolean }): Promise<SceneData> {
+  tower?: boolean; edits?: Edit[]; gradients?: boolean; quant_error?: boolean }): Promise<SceneData> {
   return parseScene(await (await check(await post("/api/scene", req))).arrayBuffer());
 }
 

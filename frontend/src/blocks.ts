@@ -2,7 +2,7 @@
 // shader from one float16 atlas texture. Plus the links between blocks, the section frames and the
 // residual-stream band, each one draw call. Positions and sizes come from the server's layout.
 import * as THREE from "three";
-import { FAMILIES, GRADIENT, KINDS, MASKED, STRUCTURE, hexToRgb, type Kind } from "./colors";
+import { FAMILIES, GRADIENT, KINDS, MASKED, QUANT_ERROR, STRUCTURE, hexToRgb, type Kind } from "./colors";
 import { framePad, type BlockInfo, type SceneData } from "./scenedata";
 
 const VERTEX = /* glsl */ `
@@ -51,9 +51,9 @@ const FRAGMENT = /* glsl */ `
 precision highp float;
 precision highp sampler2D;
 uniform sampler2D uAtlas;
-uniform vec3 uNeg[5];  // each kind's hues (KINDS), then the gradients' (GRADIENT_KIND)
-uniform vec3 uPos[5];
-uniform vec3 uSide[5];
+uniform vec3 uNeg[6];  // each kind's hues (KINDS), then the gradients' (GRADIENT_KIND), the errors' (ERROR_KIND)
+uniform vec3 uPos[6];
+uniform vec3 uSide[6];
 uniform vec3 uMasked;
 uniform vec3 uStructure;
 uniform vec3 uBand;
@@ -73,7 +73,7 @@ flat in vec2 vReveal;
 out vec4 fragColor;
 void main() {
   int kind = int(vStyle.x + 0.5);
-  if (kind == 5) {  // the residual-stream band behind each column: chevrons pointing down, the way it flows
+  if (kind == 6) {  // (BAND_KIND) the residual-stream band behind each column: chevrons pointing down, the way it flows
     vec2 at = vUv * vCells;  // world units from the band's top-left
     float v = (at.y + abs(at.x - 0.5 * vCells.x)) / (1.5 * vCells.x);
     float mark = smoothstep(0.0, 0.05, fract(v)) * (1.0 - smoothstep(0.14, 0.19, fract(v)));
@@ -134,7 +134,7 @@ void main() {
   fragColor = vec4(mix(col, uGround, 0.75 * max(vDim, fade)), 1.0);
 }`;
 
-const GRADIENT_KIND = KINDS.length, BAND_KIND = KINDS.length + 1;  // the shader's kinds after the data families
+const GRADIENT_KIND = KINDS.length, ERROR_KIND = KINDS.length + 1, BAND_KIND = KINDS.length + 2;  // (after the data families)
 
 export interface SlabRef { block: number; slab: number }
 
@@ -150,10 +150,12 @@ export interface BuiltModel {
    * (null: all shown). */
   reveal(block: number | null, along?: "rows" | "cols" | "mask", fraction?: number): void;
   /** Draw these blocks in one palette on one colour scale (a lookup and the row it copies); null: each its own. */
-  restyle(blocks: Map<number, { kind: Kind | "gradient"; scale: number }> | null): void;  // (over colourBy's own)
+  restyle(blocks: Map<number, { kind: Kind | "gradient" | "error"; scale: number }> | null): void;  // (over colourBy's own)
   /** Colour the cells by the atlas's values, by how much each changed from the clean pass (an edited pass's scene),
-   * or by the loss's gradient (a scene with gradients: every block in the gradients' palette, on its own scale). */
-  colourBy(what: "values" | "change" | "gradients"): void;
+   * by the loss's gradient (a scene with gradients: every block in the gradients' palette, on its own scale), or a
+   * quantized model's weights by their quantization error (its error scene: the stored weights in the errors'
+   * palette, on one scale, the largest error of them all; the other blocks by their values). */
+  colourBy(what: "values" | "change" | "gradients" | "error"): void;
   dispose(): void;
 }
 
@@ -248,9 +250,9 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
     fragmentShader: FRAGMENT,
     uniforms: {
       uAtlas: { value: atlas },
-      uNeg: { value: [...KINDS.map((k) => FAMILIES[k]), GRADIENT].map((f) => vec(f.negative)) },
-      uPos: { value: [...KINDS.map((k) => FAMILIES[k]), GRADIENT].map((f) => vec(f.positive)) },
-      uSide: { value: [...KINDS.map((k) => FAMILIES[k]), GRADIENT].map((f) => vec(f.side)) },
+      uNeg: { value: [...KINDS.map((k) => FAMILIES[k]), GRADIENT, QUANT_ERROR].map((f) => vec(f.negative)) },
+      uPos: { value: [...KINDS.map((k) => FAMILIES[k]), GRADIENT, QUANT_ERROR].map((f) => vec(f.positive)) },
+      uSide: { value: [...KINDS.map((k) => FAMILIES[k]), GRADIENT, QUANT_ERROR].map((f) => vec(f.side)) },
       uMasked: { value: vec(MASKED) },
       uStructure: { value: vec(STRUCTURE) },
       // (the page's theme: style.css --scene-bg and --band, light or dark)
@@ -268,22 +270,24 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
   group.add(mesh, links(data, boxes), sectionFrames(data, offsetX));
   const ownStyle = iStyle.slice();
   // the colouring's own styles (colourBy): the gradients' palette, each block on its own scale; null: each block's own
-  let base: Map<number, { kind: "gradient"; scale: number }> | null = null;
+  let base: Map<number, { kind: "gradient" | "error"; scale: number }> | null = null;
   return {
     group, slabs, firstInstance, boxes, material,
     restyle(styled) {
       iStyle.set(ownStyle);
       slabs.forEach(({ block }, k) => {
         const st = styled?.get(block) ?? base?.get(block);
-        if (st) iStyle.set([st.kind === "gradient" ? GRADIENT_KIND : KINDS.indexOf(st.kind), st.scale], k * 4);
+        if (st) iStyle.set([st.kind === "gradient" ? GRADIENT_KIND : st.kind === "error" ? ERROR_KIND : KINDS.indexOf(st.kind), st.scale], k * 4);
       });
       (geometry.getAttribute("iStyle") as THREE.BufferAttribute).needsUpdate = true;
     },
     colourBy(what) {
       const bits = what === "change" && data.change ? data.change : what === "gradients" && data.grad ? data.grad
-        : data.atlas.data;
-      const byGrad = what === "gradients" && !!data.grad, was = base;
-      base = byGrad ? new Map(blocks.map((b, i) => [i, { kind: "gradient" as const, scale: b.grad ?? 0 }])) : null;
+        : what === "error" && data.error ? data.error : data.atlas.data;
+      const byGrad = what === "gradients" && !!data.grad, byError = what === "error" && !!data.error, was = base;
+      base = byGrad ? new Map(blocks.map((b, i) => [i, { kind: "gradient" as const, scale: b.grad ?? 0 }]))
+        : byError ? new Map(blocks.flatMap((b, i) => (b.error != null ? [[i, { kind: "error" as const, scale: data.info.quant_error ?? 0 }]] : [])))
+        : null;
       if (base || was) this.restyle(null);
       if (atlas.image.data === bits) return;
       atlas.image.data = bits;

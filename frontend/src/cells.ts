@@ -69,6 +69,7 @@ class ServedPass implements PassSource {
         const graph = await modelGraph(info.model.name, past);
         const p = new HeldPass(info.model.name, graph, context, info.token_strs ?? [], shapesOf(graph, context.length - past),
           info.edits ?? []);
+        p.storing = true;  // (a weight's stored form: /api/cells's `stored`)
         const seed = (ids: number[], names: string[] | undefined) => {
           for (const [i, id] of ids.entries()) if (names?.[i] !== undefined) p.names.set(id, names[i]);
         };
@@ -89,12 +90,14 @@ class ServedPass implements PassSource {
     const edits = this.edits;
     const body = { model: info.model.name, tokens: context, ...(past ? { past } : {}), ...(edits.length ? { edits } : {}) };
     const jobs: Promise<void>[] = [];
-    for (let k = 0; k < p.wanted.length; k += MAX_SLICES) {
+    const stored = p.wantedStored.slice(0, MAX_SLICES);  // (with the first slices: a weight's stored form)
+    for (let k = 0; k < Math.max(p.wanted.length, stored.length ? 1 : 0); k += MAX_SLICES) {
       const slices = p.wanted.slice(k, k + MAX_SLICES);
       jobs.push((async () => {
-        const answer: CellsAnswer = await (await check(await post("/api/cells", { ...body, slices }))).json();
+        const answer: CellsAnswer = await (await check(await post("/api/cells", { ...body, slices, ...(k === 0 && stored.length ? { stored } : {}) }))).json();
         for (const [name, shape] of Object.entries(answer.shapes)) p.shapes.set(name, shape);
         for (const s of answer.slices) p.hold(s.tensor, s.at, { axes: s.axes, shape: s.shape, values: float32s(s.values) });
+        for (const s of answer.stored ?? []) p.holdStored(s);
       })());
     }
     if (p.wantedNames.size) {

@@ -15,6 +15,9 @@ export const FAMILIES: Record<Kind, Family> = {
 /** Gradients (∂loss/∂x of every weight and activation): one palette of their own for every block, so that a
  * gradient is never read as a value. */
 export const GRADIENT: Family = { negative: "#c2255c", positive: "#087f5b", side: "#495057", label: "gradients ∂loss/∂x" };
+/** A quantized model's weights coloured by their quantization error (stored − original): a diverging palette of its
+ * own (ColorBrewer's PuOr ends), so that an error is never read as a value. */
+export const QUANT_ERROR: Family = { negative: "#b35806", positive: "#542788", side: "#495057", label: "quantization error (stored − original)" };
 export const MASKED = "#ced4da";
 export const STRUCTURE = "#dee2e6";
 

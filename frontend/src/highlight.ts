@@ -12,11 +12,13 @@ export const EDIT_COLOR = 0xd6336c;
 // A guess's row before the learner picks: one flat grey over its cells, so no cell stands out.
 export const COVER_COLOR = 0xced4da;
 const ROLE_COLORS: Record<string, number> = { input: SOURCE_COLOR, weight: SOURCE_COLOR, bias: SOURCE_COLOR,
-  aggregate: SOURCE_COLOR, target: 0x000000, cover: COVER_COLOR, subject: SOURCE_COLOR, kept: SOURCE_COLOR, edit: EDIT_COLOR };
+  aggregate: SOURCE_COLOR, target: 0x000000, cover: COVER_COLOR, subject: SOURCE_COLOR, kept: SOURCE_COLOR, edit: EDIT_COLOR,
+  block: SOURCE_COLOR };
 const MAX = 512;
 /** The shader's mode per role: 0 a translucent fill, 1 an outline, 2 an opaque cover, 3 a halo. (kept: what a
- * walkthrough step keeps in view beside its subject, as a KV cache beside the new key: outlined, undimmed.) */
-const MODE: Record<string, number> = { target: 1, cover: 2, subject: 3, kept: 1, edit: 3 };
+ * walkthrough step keeps in view beside its subject, as a KV cache beside the new key: outlined, undimmed; block: a
+ * quantized weight's block, the cells that share its scale: outlined.) */
+const MODE: Record<string, number> = { target: 1, cover: 2, subject: 3, kept: 1, edit: 3, block: 1 };
 // The walkthrough's subject (what a step talks about): a lime halo with dark edges just outside its cells, so it
 // shows at any zoom on any colour and leaves the numbers readable. Its width, in cells.
 export const HALO = 0.45;

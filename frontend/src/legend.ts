@@ -1,6 +1,7 @@
 // The legend: what the colours mean (only the families the scene shows) and the colour of each axis.
-import { FAMILIES, GRADIENT, KINDS, MASKED } from "./colors";
+import { FAMILIES, GRADIENT, KINDS, MASKED, QUANT_ERROR } from "./colors";
 import { escapeHtml } from "./html";
+import { fmt } from "./pyformat";
 import type { SceneInfo } from "./scenedata";
 
 export function legendHtml(info: SceneInfo | undefined): string {
@@ -11,6 +12,13 @@ export function legendHtml(info: SceneInfo | undefined): string {
       GRADIENT.positive})"></span>${GRADIENT.label}: how the loss moves as each number grows</div>`);
     rows.push(`<div class="legend-note">each block: −scale · 0 · +scale of its own gradients</div>`);
   } else if (!info || info.model.has_weights) {
+    if (info?.quant_error != null) {  // a quantized model's weights coloured by their error (the rest by their values)
+      families.unshift(QUANT_ERROR);
+      rows.push(`<div class="legend-row legend-error"><span class="bar" style="background:linear-gradient(90deg, ${QUANT_ERROR.negative}, #fff, ${
+        QUANT_ERROR.positive})"></span>weights: ${QUANT_ERROR.label}, what storing them in ${escapeHtml(info.model.name)} changed</div>`);
+      rows.push(`<div class="legend-note">one scale for all the quantized weights: −${fmt(info.quant_error)} · 0 · ` +
+        `+${fmt(info.quant_error)}; the other blocks, and the weights kept in float32, by their values:</div>`);
+    }
     for (const k of KINDS.filter((k) => k !== "input")) {
       const f = FAMILIES[k];
       rows.push(`<div class="legend-row"><span class="bar" style="background:linear-gradient(90deg, ${f.negative}, #fff, ${f.positive})"></span>${f.label}</div>`);

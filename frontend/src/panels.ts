@@ -11,6 +11,7 @@ import { scaleRow, scaleTableHtml } from "./scaletable";
 import { shapeHtml, tileText } from "./scenelabels";
 import { wholeBox, type Placed } from "./framing";
 import { app, narrow, $ } from "./state";
+import { precisionOf } from "./precision";
 import { formatCount } from "./trace";
 
 const said = new Map<string, string>();  // what the view was asked for and could not show, by who says it
@@ -129,9 +130,10 @@ export function scaleBars() {
 
 export function syncControls() {
   const s = app.state;
-  const info = app.models.find((m) => m.name === s.model);
+  const shown = precisionOf(app.models, s.model ?? "");  // (a served model in another precision: its own entry)
+  const info = app.models.find((m) => m.name === s.model) ?? shown?.model;
   const select_ = $<HTMLSelectElement>("#model");
-  select_.value = s.view === "scale" ? "__scale" : s.model ?? "";  // the scale view has its own entry
+  select_.value = s.view === "scale" ? "__scale" : shown?.model.name ?? s.model ?? "";  // the scale view has its own entry
   const input = $<HTMLInputElement>("#prompt");
   const canType = s.view !== "scale" && !!info?.has_weights;
   $<HTMLFormElement>("#run").hidden = !canType;

@@ -19,18 +19,21 @@ export interface SceneData {
   change?: Uint16Array;
   /** A scene with gradients: every displayed cell's ∂loss/∂x, packed as the atlas (float16 bits). */
   grad?: Uint16Array;
+  /** A quantized model's error scene: the stored weights' cells as stored − original, the others as the atlas. */
+  error?: Uint16Array;
 }
 
 export function parseScene(bytes: ArrayBuffer): SceneData {
   const t = parseTrace(bytes);
   const atlas = t.tensors.get("atlas");
   if (atlas?.dtype !== "F16") throw new Error("scene payload has no float16 atlas");
-  const change = t.tensors.get("change"), grad = t.tensors.get("grad");
+  const change = t.tensors.get("change"), grad = t.tensors.get("grad"), error = t.tensors.get("error");
   return {
     info: JSON.parse(t.metadata.scene),
     atlas: { height: atlas.shape[0], width: atlas.shape[1], data: atlas.data as Uint16Array },
     ...(change?.dtype === "F16" ? { change: change.data as Uint16Array } : {}),
     ...(grad?.dtype === "F16" ? { grad: grad.data as Uint16Array } : {}),
+    ...(error?.dtype === "F16" ? { error: error.data as Uint16Array } : {}),
   };
 }
 

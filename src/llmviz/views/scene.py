@@ -21,6 +21,7 @@ import numpy as np
 
 from ..core.backward import Gradients
 from ..core.edits import Edit, info
+from ..core.errors import LlmvizError
 from ..core.graph import NAMED_BY, Graph
 from ..core.model import Model, Trace, tie
 from ..core.sampling import percent
@@ -324,6 +325,35 @@ def gradient_scene(model: Model, ids: list[int], heads: str = "side", stop=None,
     grad = packed_like(scene, atlas, grids, "grad")
     scene.update(loss=g.loss)
     return bytes(safetensors_bytes({"atlas": atlas, "grad": grad}, {"scene": json.dumps(scene, separators=(",", ":"))}))
+
+
+def error_scene(model: Model, ids: list[int], heads: str = "side", stop=None) -> bytes:
+    """The scene of a quantized model's pass (core/quant.py) and beside its `atlas` a second one, `error`, packed the
+    same way: each stored weight's displayed cells as stored − original (a tied weight's as the weight it names), every
+    other block's as in `atlas` (its values). Each stored weight's block has its `error`, its largest |error| (null for
+    every other block); the scene's `quant_error` is the largest over the weights."""
+    if not model.stored:
+        raise LlmvizError(f"{model.name} is in f32 (its weights as trained): it has no quantization error to show; "
+                          "choose a format (nano-gpt:q4_0)")
+    graph, builder = model.graph, SceneBuilder(model, len(ids), heads)
+    trace = model.run(ids, keep=graph.checkpoints(), visit=builder.add, stop=stop)
+    scene, atlas = builder.finish(trace)
+    grids = {}
+    for b in scene["blocks"]:
+        name = b["tensor"]
+        source = graph[name].attrs.get("tied_to")
+        if name in model.stored:
+            grids[name] = builder.grid(name, model.stored[name].error)[0]
+        elif source in model.stored:
+            grids[name] = builder.grid(name, tie(graph, name, model.stored[source].error))[0]
+    error = packed_like(scene, atlas, grids, "error")  # (the other blocks: their values, below)
+    for b in scene["blocks"]:
+        if b["tensor"] not in grids:
+            b["error"] = None
+            for x, y, w, h in b["slabs"] or []:
+                error[y:y + h, x:x + w] = atlas[y:y + h, x:x + w]
+    scene.update(quant_error=max(b["error"] for b in scene["blocks"] if b["error"] is not None))
+    return bytes(safetensors_bytes({"atlas": atlas, "error": error}, {"scene": json.dumps(scene, separators=(",", ":"))}))
 
 
 def packed_like(scene: dict, atlas: np.ndarray, grids: dict[str, np.ndarray], field: str) -> np.ndarray:

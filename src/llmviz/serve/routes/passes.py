@@ -15,7 +15,7 @@ from ...core.graph import Graph
 from ...core.model import Model
 from ...views.chainrule import chain_rule, check_cell
 from ...views.provenance import cells, slice_bytes
-from ...views.scene import edited_scene, gradient_scene, scene_bytes, step_scene
+from ...views.scene import edited_scene, error_scene, gradient_scene, scene_bytes, step_scene
 from ..dependencies import Served, ServedDep, example_input, pass_key
 from ..limits import MB
 from ..schemas import CellsRequest, CellsResponse, ChainRequest, ChainRule, SceneRequest, TraceRequest
@@ -90,6 +90,10 @@ async def scene(req: SceneRequest, request: Request, s: ServedDep):
         if req.edits:
             return Response(edited(s, m, ids, [e.model_dump() for e in req.edits], req.heads, stop),
                             media_type=SCENE_MEDIA_TYPE)
+        if req.quant_error:  # (a quantized model's weights coloured by stored − original)
+            s.pass_budget(m, ids)
+            return Response(cache.payload(("quant error", m, tuple(ids), req.heads),
+                                          lambda: error_scene(m, ids, req.heads, stop)), media_type=SCENE_MEDIA_TYPE)
         if req.gradients:  # (the backward pass kept for the chain rule's hovers that follow: computed once)
             gradient_budget(s, m, ids)
             return Response(cache.payload(("gradients", m, tuple(ids), req.heads),
@@ -216,5 +220,6 @@ async def cells_of(req: CellsRequest, request: Request, s: ServedDep):
                         "fix more of their axes (a row or a column is what an explanation reads)")
         s.unsent.admit(size)
 
-    return await s.on_pass(request, req, lambda t: cells(t, slices), req.past, before=fits,
+    stored = [c.model_dump() for c in req.stored]  # (a weight cell's stored form: views/provenance.stored_cell)
+    return await s.on_pass(request, req, lambda t: cells(t, slices, stored), req.past, before=fits,
                            edits=[e.model_dump() for e in req.edits])
