@@ -317,7 +317,7 @@ def test_cli_exports_and_refuses_bad_input(tmp_path, capsys):
     assert done.value.code == 0
     said = capsys.readouterr().out
     assert "2 inputs" in said and str(out) in said
-    assert json.loads((out / MANIFEST).read_text())["inputs"] == ["CBABBC", "AABCCB"]
+    assert read_manifest(out)["inputs"] == ["CBABBC", "AABCCB"]
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "mine.txt").write_text("keep me")
     for args, message in [

@@ -94,12 +94,12 @@ def test_scene_hover_and_walkthrough_equal_the_servers(page: Page, context, live
     for p in (page, server):
         p.mouse.move(5, 400)
         p.get_by_role("button", name="Walkthrough").click()
-        expect(p.locator("#walk-where")).to_have_text("Chapter 1 of 14 · step 1 of 3")
+        expect(p.locator("#walk-where")).to_have_text("Chapter 1 of 15 · step 1 of 3")
         for n in (2, 3):
             p.keyboard.press("ArrowRight")
-            expect(p.locator("#walk-where")).to_have_text(f"Chapter 1 of 14 · step {n} of 3")
+            expect(p.locator("#walk-where")).to_have_text(f"Chapter 1 of 15 · step {n} of 3")
         p.keyboard.press("ArrowRight")
-        expect(p.locator("#walk-where")).to_contain_text("Chapter 2 of 14 · step 1 of")
+        expect(p.locator("#walk-where")).to_contain_text("Chapter 2 of 15 · step 1 of")
     assert page.locator("#walk-text").inner_text() == server.locator("#walk-text").inner_text() != ""
     assert page.locator("#walk-title").inner_text() == server.locator("#walk-title").inner_text()
 

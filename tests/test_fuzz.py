@@ -113,7 +113,7 @@ def assert_answered(r):
 
 POSTS = ["/api/trace", "/api/scene", "/api/cells", "/api/generate", "/api/sessions", "/api/sessions/{sid}/step",
          "/api/attention", "/api/lens", "/api/branches", "/api/intervene", "/api/attribution", "/api/patching", "/api/chain",
-         "/api/training", "/api/training/control"]
+         "/api/training", "/api/training/control", "/api/compare", "/api/compare/scene"]
 
 
 def test_every_post_endpoint_is_covered(openapi):

@@ -98,7 +98,7 @@ def test_show_draws_hovers_and_follows_python(page: Page, lab, screenshots):
     frame.locator("#view").click(position=p)
     expect(tip).to_contain_text("pinned")
     frame.locator("#walk-toggle").click()
-    expect(frame.locator("#walk-where")).to_contain_text("Chapter 1 of 14 · step 1")
+    expect(frame.locator("#walk-where")).to_contain_text("Chapter 1 of 15 · step 1")
     frame.locator("[data-walk=next]").click()
     expect(frame.locator("#walk-where")).to_contain_text("step 2")
     run_cell(page, 1)
@@ -120,11 +120,11 @@ def test_show_draws_hovers_and_follows_python(page: Page, lab, screenshots):
 def test_a_widget_exports_its_view(tmp_path):
     """w.export(folder): the widget's model on the widget's input, as `llmviz export` writes it."""
     import llmviz
-    from llmviz.serve.export import MANIFEST
+    from llmviz.serve.export import read_manifest
 
     w = llmviz.show("nano-gpt", "AABCCB")
     w.text = "CCBBAA"  # (as Python or the page set it)
     done = w.export(tmp_path / "site", steps=1)
     assert done["inputs"] == ["CCBBAA"]
-    assert json.loads((tmp_path / "site" / MANIFEST).read_text())["inputs"] == ["CCBBAA"]
+    assert read_manifest(tmp_path / "site")["inputs"] == ["CCBBAA"]
     assert (tmp_path / "site" / "index.html").is_file()

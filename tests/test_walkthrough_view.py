@@ -60,7 +60,7 @@ def test_every_step_of_every_chapter(page: Page, live_server, console_errors, sc
         if n:
             page.keyboard.press("ArrowRight")
         expect(page.locator("#walk-where")).to_have_text(
-            f"Chapter {c['number']} of {len(w['chapters'])} · step {i} of {len(c['steps'])}")
+            f"Chapter {w['chapters'].index(c) + 1} of {len(w['chapters'])} · step {i} of {len(c['steps'])}")
         expect(page.locator("#walk-title")).to_have_text(s["title"])
         page.wait_for_function("window.__llmviz.walk().settled")  # the step's view (the scale view, ...) is drawn
         # (the URL names the step; a step that opens the Across-layers panel adds its tab, at times before this check)
@@ -133,7 +133,7 @@ def test_keyboard_timeline_and_back_button(page: Page, live_server):
     page.keyboard.press("ArrowRight")
     expect(page.locator("#walk-where")).to_contain_text("step 2 of")
     page.keyboard.press("ArrowLeft")
-    expect(page.locator("#walk-where")).to_contain_text("Chapter 2 of 14 · step 1 of")
+    expect(page.locator("#walk-where")).to_contain_text("Chapter 2 of 15 · step 1 of")
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowRight")
     expect(page.locator("#walk-where")).to_contain_text("step 3 of")
@@ -217,7 +217,7 @@ def test_terms_and_blocks_light_each_other(page: Page, live_server):
 def test_first_visit_offers_the_walkthrough_and_a_model_change_keeps_the_step(page: Page, live_server):
     open_view(page, live_server, first_visit=True)
     page.click("[data-intro=walk]")
-    expect(page.locator("#walk-where")).to_have_text("Chapter 1 of 14 · step 1 of 3")
+    expect(page.locator("#walk-where")).to_have_text("Chapter 1 of 15 · step 1 of 3")
     page.keyboard.press("ArrowRight")
     page.select_option("#model", "gpt2")  # structure only: the same place, told without numbers
     expect(page.locator("#walk-note")).to_contain_text("gpt2 is structure only")

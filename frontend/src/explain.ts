@@ -48,6 +48,22 @@ export interface Explanation {
   target: Region;
   /** A cell an intervention set: the edit, in words, and the value the pass computed before it (the formula's). */
   edited?: { label: string; computed: number; computed_text: string };
+  /** A weight of a quantized model: how it is stored (storedText). */
+  stored?: StoredText;
+}
+
+/** A weight cell as its model stores it (POST /api/cells's `stored`: views/provenance.stored_cell). */
+export type StoredCell = Schemas["StoredCell"];
+
+/** A stored weight cell in words: a headline, its numbers (label, text), the formula that reads it back, a note. */
+export interface StoredText {
+  fmt: string;
+  precision: string;
+  headline: string;
+  rows: [string, string][];
+  formula?: string;
+  note?: string;
+  cell: StoredCell;
 }
 
 /** An intervention on the pass (an edited pass's scene lists them, core/edits.py): the tensor, the cells it set by
@@ -73,6 +89,8 @@ export interface Pass {
   indexName(axis: string, i: number): string | null;
   /** The interventions of an edited pass (none: a clean one). */
   edits?: EditMark[];
+  /** A weight cell as the model stores it; undefined: not held yet (wanted); null: no source says (an export). */
+  stored?(tensor: string, index: number[]): StoredCell | null | undefined;
 }
 
 type Ranges = Record<string, [number, number]>;
@@ -552,6 +570,11 @@ export function explain(p: Pass, tensor: string, index: number[]): Explanation {
     const n = shape.reduce((a, b) => a * b, 1);
     out.parameter = { name: tensor, title: t.title, numbers: n,
       text: `one of the ${thousands(n)} numbers of the parameter ${tensor} (${t.title}); learned in training, the same for every input` };
+    const st = p.stored?.(tensor, index);
+    if (st && st.precision !== "f32") {  // a quantized model's weight: how it is stored, and its block lit
+      out.stored = storedText(st);
+      out.sources = st.regions.map((ranges) => ({ tensor, ranges, role: "block" }));
+    }
     return out;
   }
   if (t.kind === "input" && !("pos" in at) && !("past_pos" in at)) {  // a classifier's input: an image's pixel, a point's number
@@ -579,6 +602,50 @@ export function explain(p: Pass, tensor: string, index: number[]): Explanation {
   return out;
 }
 
+/** What each format keeps of a number (the hover's words on a stored weight). */
+const FLOAT_BITS: Record<string, string> = { f16: "1 sign, 5 exponent and 10 mantissa bits", bf16: "1 sign, 8 exponent and 7 mantissa bits (float32's top half)" };
+const CODE_RANGE: Record<string, string> = { int8: "−127 … 127", q8_0: "−127 … 127", q4_0: "0 … 15" };
+
+/** A weight cell of a quantized model in words: the format it is stored in, what it stores (the integer, its block's
+ * scale, or the 16 bits), the formula that reads it back with its numbers, the original float32 number and the error. */
+export function storedText(c: StoredCell): StoredText {
+  const n = (v: number | null | undefined) => fmt(v ?? NaN);
+  const n7 = (v: number | null | undefined) => formatG(v ?? NaN, 7).replaceAll("-", "−");
+  const base = { fmt: c.fmt, precision: c.precision, cell: c, rows: [] as [string, string][] };
+  if (c.fmt === "f32") {
+    return { ...base, headline: `not quantized: kept in float32 in ${c.precision}`,
+      note: `${c.precision} stores the matrices that products read and the token embedding, as llama.cpp does; a ` +
+        "position embedding, a bias or a norm's gain stays float32" };
+  }
+  const err = c.error!, orig = c.original!;
+  const pct = Math.abs(err / orig) * 100;
+  const share = orig !== 0 ? ` (${pct >= 10 ? Math.round(pct) : formatG(pct, 2)} % of it)` : "";
+  const tail: [string, string][] = [["original (float32)", n(orig)],
+    ["error (stored − original)", `${err > 0 ? "+" : ""}${n(err)}${share}`]];
+  const fallback = c.fmt !== c.precision
+    ? `stored as ${c.fmt}, not ${c.precision}: each of this matrix's rows holds ${c.row} numbers (along ${c.inputs.join(" × ")}), ` +
+      `and ${c.precision}'s blocks of 32 cannot cut ${c.row} into whole blocks, so it is kept in 16-bit floats` : undefined;
+  if (c.code === null || c.scale === null) {  // a 16-bit float
+    return { ...base, headline: `stored as ${c.fmt}: the 16 bits ${c.bits} (${FLOAT_BITS[c.fmt] ?? ""})`,
+      rows: [[`stored (${c.fmt})`, n7(c.value)], ["original (float32)", n7(orig)], tail[1]],  // (digits enough to see it)
+      note: fallback ?? "the nearest number 16 bits can hold (ties to even)" };
+  }
+  const int8 = c.fmt === "int8", q4 = c.fmt === "q4_0", d = int8 ? "scale" : "d";
+  const group = int8 ? `output channel ${c.block}: its row of ${c.row} weights shares one scale`
+    : `block ${c.block}: 32 weights of a row that share one scale d`;
+  const how = q4 ? "d = the block's largest-magnitude weight ÷ −8 (float16): that weight is stored as 0 and read back " +
+      "almost exactly; every other one is rounded to the nearest of 16 steps of d"
+    : `${d} = the largest |w| of the ${int8 ? "row" : "block"} ÷ 127${int8 ? "" : " (float16)"}: each weight is rounded to ` +
+      `the nearest of 255 steps of ${d}`;
+  return { ...base, headline: `stored as ${c.fmt} (${q4 ? 4 : 8} bits): the integer ${String(c.code).replace("-", "−")} ` +
+      `(${CODE_RANGE[c.fmt] ?? ""}), in ${group}`,
+    rows: [[`stored integer (code)`, String(c.code).replace("-", "−")], [int8 ? "the channel's scale" : "the block's scale d", n(c.scale)],
+      ...tail],
+    formula: q4 ? `read back: d × (code − 8) = ${n(c.scale)} × (${c.code} − 8) = ${n(c.value)}`
+      : `read back: ${d} × code = ${n(c.scale)} × ${String(c.code).replace("-", "−")} = ${n(c.value)}`,
+    note: how };
+}
+
 /** A slice held, and the axes it fixes. */
 interface Held extends Slice { at: At }
 
@@ -592,6 +659,10 @@ export class HeldPass implements Pass {
   misses = 0;  // reads answered with NaN, ever
   wanted: { tensor: string; at: At }[] = [];
   wantedNames = new Set<number>();  // token ids whose text is not held
+  wantedStored: { tensor: string; index: number[] }[] = [];  // weight cells whose stored form is not held
+  storing = false;  // whether its source tells how a weight is stored (a served pass: POST /api/cells's `stored`)
+  private storedCells = new Map<string, StoredCell>();
+  private unquantized = false;
   names = new Map<number, string>();  // token id -> its text
 
   /** context: every token of the pass, the `graph.past` cached ones first. */
@@ -634,6 +705,19 @@ export class HeldPass implements Pass {
     return { axes: left.map(([a]) => a), shape: left.map(([, n]) => n), values: new Float64Array(left.reduce((k, [, n]) => k * n, 1)).fill(NaN) };
   }
 
+  stored(tensor: string, index: number[]): StoredCell | null | undefined {
+    if (!this.storing || this.unquantized) return null;
+    const key = `${tensor}|${index.join(",")}`, s = this.storedCells.get(key);
+    if (!s && !this.wantedStored.some((w) => `${w.tensor}|${w.index.join(",")}` === key)) this.wantedStored.push({ tensor, index });
+    return s;
+  }
+
+  /** Hold a weight cell's stored form. */
+  holdStored(s: StoredCell): void {
+    this.storedCells.set(`${s.tensor}|${s.index.join(",")}`, s);
+    if (s.precision === "f32") this.unquantized = true;  // (a model as trained: its other weights are not asked for)
+  }
+
   indexName(axis: string, i: number): string | null {
     const by = this.graph.axes[axis]?.named_by;
     const id = by === "input" ? this.context[i + (axis === "pos" ? this.graph.past : 0)] : by === "vocabulary" ? i : null;
@@ -645,7 +729,7 @@ export class HeldPass implements Pass {
 
   /** Whether the last run of explain read something not held. */
   get wanting(): boolean {
-    return this.wanted.length > 0 || this.wantedNames.size > 0;
+    return this.wanted.length > 0 || this.wantedNames.size > 0 || this.wantedStored.length > 0;
   }
 }
 
@@ -679,6 +763,7 @@ export async function explainCells(src: PassSource, cells: CellQuery[]): Promise
   for (let round = 0; ; round++) {
     p.wanted = [];
     p.wantedNames.clear();
+    p.wantedStored = [];
     const out = cells.map((c) => {
       let index = c.index ?? oneCell(p, c);
       if (!index) {

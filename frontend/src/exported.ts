@@ -109,7 +109,7 @@ const passes = new Map<string, Promise<HeldPass>>();
 const sessions = new Map<string, { entry: SessionEntry; n: number }>();
 
 /** A stored file's bytes unpacked (gzip), or as they came if the host already unpacked them (Content-Encoding: gzip). */
-async function gunzipped(raw: Uint8Array): Promise<Uint8Array> {
+async function gunzipped(raw: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
   if (raw[0] !== 0x1f || raw[1] !== 0x8b) return raw;
   return new Uint8Array(await new Response(new Blob([raw]).stream().pipeThrough(new DecompressionStream("gzip"))).arrayBuffer());
 }

@@ -116,6 +116,9 @@ export async function showCell(c: CellRef, clientX: number, clientY: number, t0:
       }
       if (info.edits?.length) {  // an edited pass: the same cell in the clean one, beside it
         [{ value: clean }] = await explainInScene({ ...info, edits: null }, [{ tensor: b.tensor, index: e.index.map((a) => a.i) }]);
+      } else if (info.compare) {  // two precisions: the same cell in the reference format's pass
+        const ref = { ...info, model: { ...info.model, name: info.compare.reference.model } };
+        [{ value: clean }] = await explainInScene(ref, [{ tensor: b.tensor, index: e.index.map((a) => a.i) }]);
       }
     } catch (err) {
       if (seq === app.hover.seq) showError((err as Error).message);
@@ -132,7 +135,8 @@ export async function showCell(c: CellRef, clientX: number, clientY: number, t0:
       }
     }
     if (seq !== app.hover.seq) return; // the pointer has moved on
-    tip.innerHTML = explanationHtml(e, pinned, clean, drawnGradient(c), chainText);
+    const formats = info.compare ? [info.compare.reference.format, info.compare.other.format] as [string, string] : undefined;
+    tip.innerHTML = explanationHtml(e, pinned, clean, drawnGradient(c), chainText, formats);
     tip.dataset.tensor = e.tensor;
     tip.dataset.index = JSON.stringify(e.index.map((a) => a.i));
     if (pinned) tellHost("selected", { tensor: e.tensor, index: e.index.map((a) => a.i) });

@@ -30,8 +30,11 @@ import { Training, withSnapshot } from "./training";
 import { mountDigitPad, updateDigitPad } from "./digitpad";
 import { isLearnerName, mountNeuronPlot, updateNeuronPlot, withLearner } from "./neuronplot";
 import { LearningPath } from "./learningpath";
+import { isQuantized, precisionOf, quantView, syncPrecision } from "./precision";
+import { Compare, sharedScales } from "./compare";
 
 const SCALE_MODELS = ["nano-gpt", "gpt2", "gpt2-xl", "gpt3"];
+let compare: Compare | null = null;  // the Compare precisions panel (a served page's)
 let path: LearningPath | null = null;  // the learning path's entry (a served page's: not an export's or a widget's)
 
 /** The scale view's models that this server serves (nano-gpt first, whose positions the others are laid out for);
@@ -56,10 +59,12 @@ function showEdits() {
   const edits = p?.data.info.edits ?? [];
   const colour = app.state.show === "values" ? "values" : "change";
   const grads = p?.data.info.loss != null;  // (a scene asked for with gradients: shown by them)
-  for (const q of app.placed) q.built.colourBy(edits.length ? colour : grads ? "gradients" : "values");
+  const compared = !!p?.data.info.compare;  // (a comparison of two precisions: coloured by the difference, as an edit)
+  for (const q of app.placed) q.built.colourBy(edits.length || compared ? colour : grads ? "gradients" : p?.data.info.quant_error != null ? "error" : "values");
+  if (compared && colour === "change") p!.built.restyle(sharedScales(p!.data.info));  // (one scale: the differences compare)
   const toggle = $<HTMLButtonElement>("#grad-toggle");  // (a whole clean pass of a model with weights, served)
   const info = p?.data.info;
-  toggle.hidden = !info?.model.has_weights || !!info.past || edits.length > 0 || !!exported();
+  toggle.hidden = !info?.model.has_weights || !!info.past || edits.length > 0 || compared || !!exported();
   toggle.setAttribute("aria-pressed", String(grads));
   const panel = $<HTMLDivElement>("#edits");
   panel.innerHTML = editsPanelHtml(edits, colour);
@@ -149,6 +154,8 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
     } else {
       let info = app.models.find((m) => m.name === (s.model ?? app.models[0].name));
       let why = "";
+      const stored = !info && s.model ? precisionOf(app.models, s.model) : null;  // a served model in another precision
+      if (stored) info = { ...stored.model, name: s.model! };  // (nano-gpt:q4_0: the precision selector's)
       if (!info && s.model) {  // a training run's snapshot (nano-gpt@1200): not in the list, found by its name
         // (or a neuron of the learner's weights, neuron~1.5,-0.8,0.2: the neuron's plot names it)
         const found = await (isLearnerName(s.model) ? withLearner : withSnapshot)(s.model, app.models, $<HTMLSelectElement>("#model"));
@@ -170,8 +177,10 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
       let got: SceneData | null = null, failure: unknown = null;
       const edits = s.past === undefined && info.has_weights ? s.edits : undefined;
       const gradients = s.show === "gradients" && s.past === undefined && !edits?.length && info.has_weights ? true : undefined;
+      // (a quantized model's weights coloured by their error: its whole clean pass)
+      const quant_error = quantView.error && !gradients && s.past === undefined && !edits?.length && isQuantized(app.models, info.name) ? true : undefined;
       try {
-        got = await (early ?? fetchScene({ model: info.name, text, heads, past: s.past, edits, gradients }));
+        got = await (early ?? fetchScene({ model: info.name, text, heads, past: s.past, edits, gradients, quant_error }));
       } catch (e) {
         failure = e;
       }
@@ -209,6 +218,8 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
     if (seq !== app.loadSeq) return;
     place(datas);
     showEdits();
+    syncPrecision(app.models, app.placed.length === 1 ? app.placed[0].data.info : undefined, $<HTMLSelectElement>("#precision"),
+      $<HTMLElement>("#precision-field"), $<HTMLButtonElement>("#qerr-toggle"));
     app.view!.ready = true;
     updateNotice();
     scaleBars();
@@ -217,6 +228,7 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
     updatePanels();
     updateDigitPad(app.placed.length === 1 ? app.placed[0].data.info : undefined);  // an image model's input
     updateNeuronPlot(app.placed.length === 1 ? app.placed[0].data.info : undefined);  // a neuron's decision line
+    compare?.update(app.placed.length === 1 ? app.placed[0].data.info : undefined);  // a comparison's numbers
     const v = app.view!;
     // (the scale view's models below its table: scaleBars drew it above)
     const home = app.placed.length > 1 ? v.framing(everything(), 1.05, undefined, freeRect())
@@ -538,6 +550,24 @@ async function start() {
     path?.close();  // (the learning path's panel shares its place)
     void training.open();
   });
+  const cmpToggle = $<HTMLButtonElement>("#cmp-toggle");
+  cmpToggle.hidden = !!exported();  // (two passes computed by the server)
+  compare = new Compare($<HTMLDivElement>("#compare"), cmpToggle, {
+    model: () => app.state.model ?? app.models[0].name,
+    input: () => app.state.input,
+    show: (scene) => {  // a comparison's scene (the other format's pass), or the plain pass again; the camera stays
+      delete app.state.edits;
+      delete app.state.show;
+      delete app.state.past;
+      return loadView(scene, { here: true });
+    },
+    opened: () => {
+      if (training.active) training.close();
+      onlyPanel("#compare");
+    },
+  });
+  cmpToggle.addEventListener("click", () => (compare!.active ? compare!.close() : void compare!.open()));
+  escapeCloses(() => !!compare?.active, () => compare!.close());
   $<HTMLButtonElement>("#gen-toggle").addEventListener("click", () => {
     const gen = $<HTMLDivElement>("#gen");
     gen.hidden = !gen.hidden;
@@ -595,6 +625,17 @@ async function start() {
     if (app.placed.length) view.flyTo(...scene.wholeFraming());
   });
   $<HTMLButtonElement>("#faceon").addEventListener("click", () => view.flyTo(...view.faceOn()));
+  $<HTMLSelectElement>("#precision").addEventListener("change", async (e) => {  // the weights stored in another format
+    const { input, heads } = app.state, step = app.walk!.at ?? undefined;  // (the camera, the input and the step stay)
+    app.gen!.forget();
+    app.state = { model: (e.target as HTMLSelectElement).value, input, heads, step };
+    await loadView(undefined, { here: true });
+    if (step) await app.walk!.open(step);  // (the walkthrough's numbers follow the weights)
+  });
+  $<HTMLButtonElement>("#qerr-toggle").addEventListener("click", () => {  // a quantized model's weights: values ⇄ errors
+    quantView.error = !quantView.error;
+    void loadView(undefined, { here: true });
+  });
   $<HTMLButtonElement>("#grad-toggle").addEventListener("click", () => {  // values ⇄ the loss's gradients
     app.state.show = app.state.show === "gradients" ? undefined : "gradients";
     void loadView(undefined, { here: true });

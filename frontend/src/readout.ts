@@ -13,14 +13,17 @@ export function readoutHtml(info: SceneInfo): string {
   const [best, ...rest] = p.top;
   const input = info.text ?? (info.past ? info.axis_names?.key_pos ?? info.token_strs : info.token_strs).join("");  // a step: its context
   const clean = info.clean_prediction?.top[0];  // an edited pass: the clean pass's answer, then the edited one's
-  const before = clean ? `<span class="ro-before"><span class="ro-token" data-clean-token="${esc(clean.token)}">${esc(clean.token)}</span>
+  const cmp = info.compare;  // two precisions: the reference's answer, then the other's, each with its format
+  const fmt = (f?: string) => (cmp && f ? `<span class="ro-fmt">${esc(f)}:</span> ` : "");
+  const before = clean ? `<span class="ro-before">${fmt(cmp?.reference.format)}<span class="ro-token" data-clean-token="${esc(clean.token)}">${esc(clean.token)}</span>
     <span class="ro-prob">${esc(clean.percent)}</span> →</span> ` : "";
   const c = info.model.config;
   const said = c.image_side ? "the model reads the drawing as"
     : c.input_size ? `the neuron puts the point <code>${esc(info.token_strs.join(", "))}</code> in class`
     : `next token after <code>${esc(input)}</code>`;
-  const parts = [`<div class="ro-next"><span class="ro-label">${said}${clean ? ", clean → edited" : ""}</span>
-    ${before}<span class="ro-token" data-token="${esc(best.token)}">${esc(best.token)}</span>
+  const pair = cmp ? `, ${esc(cmp.reference.format)} → ${esc(cmp.other.format)}` : clean ? ", clean → edited" : "";
+  const parts = [`<div class="ro-next"><span class="ro-label">${said}${pair}</span>
+    ${before}${fmt(cmp?.other.format)}<span class="ro-token" data-token="${esc(best.token)}">${esc(best.token)}</span>
     <span class="ro-prob">${esc(best.percent)}</span></div>`];
   const moved = changedPredictions(info);
   if (moved) parts.push(`<div class="ro-changed">${esc(moved)}</div>`);

@@ -1,6 +1,6 @@
 // The hover tooltip: one cell's explanation (explain.ts), as HTML a learner can read and select: names, the index
 // on named axes, the value and the op's formula with the real numbers.
-import type { Explanation } from "./explain";
+import type { Explanation, StoredText } from "./explain";
 import { escapeHtml } from "./html";
 import type { BlockInfo, SceneInfo } from "./scenedata";
 
@@ -24,15 +24,21 @@ function curveSvg(c: NonNullable<NonNullable<Explanation["formula"]>["curve"]>):
 
 /** The tooltip of a cell; `clean`: in an edited pass, the same cell's value in the clean pass; `grad`: in a scene
  * coloured by the loss's gradients, the cell's gradient as drawn; `chain`: there, the chain rule of its gradient
- * (chainrule.ts's HTML), shown instead of how the value was computed. */
-export function explanationHtml(e: Explanation, pinned: boolean, clean?: number, grad?: number, chain?: string): string {
+ * (chainrule.ts's HTML), shown instead of how the value was computed; `formats`: two precisions compared, `clean` the
+ * reference format's value (the first) and the cell's the other's. */
+export function explanationHtml(e: Explanation, pinned: boolean, clean?: number, grad?: number, chain?: string,
+  formats?: [string, string]): string {
   const idx = e.index.map((a) => `<span style="color:${a.color}">${esc(a.label.toLowerCase())}</span> = ${esc(a.shown ?? String(a.i))}`).join(", ");
   const parts = [
     `<div class="tt-name"><b>${esc(e.title)}</b><br><code>${esc(e.tensor)}</code></div>`,
     `<div class="tt-index">${idx}</div>`,
     `<div class="tt-value">value <b data-value="${e.value}">${esc(e.value_text)}</b></div>`,
   ];
-  if (clean !== undefined) {
+  if (clean !== undefined && formats) {  // two precisions: `clean` is the reference format's value
+    const d = e.value - clean;
+    parts.push(`<div class="tt-clean tt-compare">${esc(formats[0])} <b data-reference="${clean}">${esc(num(clean))}</b> · ${esc(formats[1])} ` +
+      `<b data-other="${e.value}">${esc(num(e.value))}</b> · difference <b data-change="${d}">${d > 0 ? "+" : ""}${esc(num(d))}</b></div>`);
+  } else if (clean !== undefined) {
     const d = e.value - clean;
     parts.push(`<div class="tt-clean">clean pass <b data-clean="${clean}">${esc(num(clean))}</b> · ${
       d === 0 || Number.isNaN(d) ? "unchanged by the edits" : `changed by <b data-change="${d}">${d > 0 ? "+" : ""}${esc(num(d))}</b>`}</div>`);
@@ -49,6 +55,7 @@ export function explanationHtml(e: Explanation, pinned: boolean, clean?: number,
   }
   if (e.note) parts.push(`<div class="tt-note">${esc(e.note)}</div>`);
   if (e.parameter) parts.push(`<div class="tt-note">${esc(e.parameter.text)}</div>`);
+  if (e.stored) parts.push(storedHtml(e.stored));
   const f = chain === undefined ? e.formula : null;  // (the gradients view: the chain rule instead)
   if (f) {
     parts.push(`<div class="tt-template">${esc(f.template)}</div>`);
@@ -70,6 +77,18 @@ export function explanationHtml(e: Explanation, pinned: boolean, clean?: number,
   parts.push(`<div class="tt-code"><code>${esc(e.code)}</code> <button type="button" class="tt-copy">copy as code</button></div>`);
   parts.push(`<div class="tt-hint">${pinned ? "pinned · Esc or click elsewhere to unpin · Shift+arrows move" : "click to pin"}</div>`);
   return parts.join("");
+}
+
+/** A quantized model's weight: how it is stored (explain.ts's storedText), its numbers also as data attributes. */
+function storedHtml(st: StoredText): string {
+  const c = st.cell;
+  const data = (["fmt", "code", "scale", "value", "original", "error", "block", "bits"] as const)
+    .filter((k) => c[k] !== null && c[k] !== undefined).map((k) => `data-${k}="${esc(String(c[k]))}"`).join(" ");
+  const rows = st.rows.map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join("");
+  return `<div class="tt-stored" ${data}><div class="tt-stored-head">${esc(st.headline)}</div>` +
+    (rows ? `<table class="tt-rows">${rows}</table>` : "") +
+    (st.formula ? `<div class="tt-formula tt-stored-formula">${esc(st.formula)}</div>` : "") +
+    (st.note ? `<div class="tt-note">${esc(st.note)}</div>` : "") + "</div>";
 }
 
 /** For a model without weights: what the block is, with no numbers. */

@@ -53,9 +53,15 @@ export function missingStep(all: Place[], chapter: number, step: number): string
   const steps = all.filter((p) => p.chapter === chapter).length;
   if (steps) return `There is no step ${chapter}.${step}: chapter ${chapter} has ${steps} step${steps === 1 ? "" : "s"}. ${showing}`;
   const numbers = [...new Set(all.map((p) => p.chapter))];
-  const contiguous = numbers.every((n, i) => i === 0 || n === numbers[i - 1] + 1);
-  const list = numbers.length === 1 ? `only chapter ${numbers[0]}` : contiguous ? `chapters ${numbers[0]} to ${numbers[numbers.length - 1]}`
-    : `chapters ${numbers.slice(0, -1).join(", ")} and ${numbers[numbers.length - 1]}`;
+  const runs: string[] = [];  // each run of consecutive numbers as "a to b" ("1 to 14 and 19")
+  for (let i = 0; i < numbers.length;) {
+    let j = i;
+    while (j + 1 < numbers.length && numbers[j + 1] === numbers[j] + 1) j++;
+    runs.push(j > i ? `${numbers[i]} to ${numbers[j]}` : String(numbers[i]));
+    i = j + 1;
+  }
+  const list = numbers.length === 1 ? `only chapter ${numbers[0]}`
+    : `chapters ${runs.length === 1 ? runs[0] : `${runs.slice(0, -1).join(", ")} and ${runs[runs.length - 1]}`}`;
   return `There is no chapter ${chapter}: this walkthrough has ${list}. ${showing}`;
 }
 

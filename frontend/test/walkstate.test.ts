@@ -86,4 +86,6 @@ test("a link to a step that is not there says what was not found and what is sho
   assert.equal(missingStep(all, 99, 99), "There is no chapter 99: this walkthrough has chapters 1 and 3. Showing 1.1.");
   const whole = places({ ...walk, chapters: [1, 2, 3].map((n) => ({ ...walk.chapters[0], number: n })) });
   assert.equal(missingStep(whole, 12, 1), "There is no chapter 12: this walkthrough has chapters 1 to 3. Showing 1.1.");
+  const gap = places({ ...walk, chapters: [1, 2, 3, 7].map((n) => ({ ...walk.chapters[0], number: n })) });
+  assert.equal(missingStep(gap, 5, 1), "There is no chapter 5: this walkthrough has chapters 1 to 3 and 7. Showing 7.1.");
 });

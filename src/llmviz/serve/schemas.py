@@ -63,6 +63,8 @@ class SceneRequest(StrictBody):
                                                  "with a second atlas `change` (edited − clean)")
     gradients: bool = Field(False, description="also a second atlas `grad`: the gradient of the next-token loss "
                                                "with respect to every cell (Model.gradients)")
+    quant_error: bool = Field(False, description="a quantized model's scene (nano-gpt:q4_0), also a second atlas "
+                                                 "`error`: every stored weight cell's stored − original (0 elsewhere)")
 
     @model_validator(mode="after")
     def not_both(self):
@@ -72,6 +74,8 @@ class SceneRequest(StrictBody):
             raise ValueError("edits are made on a whole pass: give 'edits' or 'past', not both")
         if self.gradients and (self.edits or self.past is not None):
             raise ValueError("gradients are of a whole, clean pass: give 'gradients' without 'edits' or 'past'")
+        if self.quant_error and (self.edits or self.past is not None or self.gradients):
+            raise ValueError("the quantization error is shown on a whole, clean pass: give 'quant_error' alone")
         return self
 
 
@@ -80,9 +84,16 @@ class CellSlice(StrictBody):
     at: dict[str, int] = Field(default_factory=dict, description="the axes fixed, by name; the others come whole")
 
 
+class WeightCell(StrictBody):
+    tensor: str = Field(examples=["blocks.0.mlp.W_in"])
+    index: list[int] = Field(max_length=8, description="the cell's index, in the weight's axes")
+
+
 class CellsRequest(PromptRequest):
     past: int | None = Field(None, ge=1, le=100_000, description="a generation step's pass (see /api/scene)")
     slices: list[CellSlice] = Field(default_factory=list, max_length=64)
+    stored: list[WeightCell] = Field(default_factory=list, max_length=64,
+                                     description="weight cells whose stored form is asked for (a quantized model's)")
     edits: list[EditRequest] = Field(default_factory=list, max_length=64, description="the edited pass's numbers "
                                                                                       "(see /api/scene)")
 
@@ -161,6 +172,15 @@ def _set_form(v) -> str | None:
 class InterveneRequest(PromptRequest):
     edits: list[EditRequest] = Field(max_length=64, description="made in this order, each right after its tensor is "
                                                                 "computed")
+
+
+Format = Literal["f32", "f16", "bf16", "int8", "q8_0", "q4_0"]  # core/quant.FORMATS (tests/test_compare.py)
+
+
+class CompareRequest(PromptRequest):
+    reference: Format = Field("f32", description="the format the other is measured against")
+    other: Format = Field("q4_0", description="the format compared with it")
+    heads: Literal["side", "stack"] = Field("side", description="the scene's (/api/compare/scene): as /api/scene's")
 
 
 class AttributionRequest(PromptRequest):
@@ -293,6 +313,12 @@ class Decision(Reply):
     extent: float = Field(description="the plot shows x₁ and x₂ from −extent to extent")
 
 
+class Precision(Reply):
+    format: str = Field(examples=["q4_0"])
+    bits: int = Field(description="bits per weight, before any scale")
+    model: str = Field(description="the model's name in this format (nano-gpt:q4_0)")
+
+
 class ModelInfo(Reply):
     name: str
     description: str
@@ -303,6 +329,8 @@ class ModelInfo(Reply):
     has_weights: bool = Field(description="false: structure only, no numbers to show")
     config: ModelConfig
     source: str
+    precisions: list[Precision] = Field(default_factory=list, description="the formats its weights can be stored in "
+                                        "(core/quant.py), f32 (the model itself) first; none for a model that cannot")
 
 
 class AxisInfo(Reply):
@@ -661,9 +689,31 @@ class CellsSlice(Reply):
     values: str = Field(description="the numbers, little-endian float32, base64")
 
 
+class StoredCell(Reply):
+    """One weight cell as its model stores it (core/quant.py's Stored; views/provenance.stored_cell)."""
+
+    tensor: str
+    index: list[int]
+    precision: str = Field(description="the model's format (f32: the model itself)")
+    fmt: str = Field(description="the format this weight is stored in: the model's, f32 for a weight it keeps in "
+                                 "float32, f16 for a matrix whose rows blocks of 32 cannot cut")
+    row: int | None = Field(description="the numbers one output reads (its row, as ggml lays the matrix out)")
+    inputs: list[str] = Field(description="the weight's input axes: its rows run along them")
+    value: float | None = Field(description="the number the pass computes with (dequantized)")
+    original: float | None = Field(description="the float32 number before it was stored")
+    error: float | None = Field(description="value − original")
+    code: int | None = Field(description="the stored integer (int8, q8_0: −127 … 127; q4_0: 0 … 15)")
+    scale: float | None = Field(description="its block's scale d (int8: its output channel's)")
+    block: int | None = Field(description="its block (int8: its output channel), numbered row by row")
+    bits: str | None = Field(description="f16, bf16: the stored 16 bits, in hexadecimal")
+    regions: list[dict[str, tuple[int, int]]] = Field(description="the cells of its block (int8: its channel), as "
+                                                                  "ranges [first, last] by axis")
+
+
 class CellsResponse(Reply):
     shapes: dict[str, list[int]] = Field(description="every tensor of this pass, by name")
     slices: list[CellsSlice]
+    stored: list[StoredCell] = Field(default_factory=list, description="the weight cells of the request's `stored`")
 
 
 # The chain rule of one cell's gradient (POST /api/chain, views/chainrule.py)
@@ -828,6 +878,8 @@ class BlockInfo(Reply):
                                                    "block's displayed cells (0: unchanged)")
     grad: float | None = Field(None, description="a scene with gradients: the largest |∂loss/∂x| of the block's "
                                                  "displayed cells")
+    error: float | None = Field(None, description="a scene with quantization errors: a stored weight's largest "
+                                                  "|stored − original| of its displayed cells")
 
 
 class Section(Reply):
@@ -870,6 +922,43 @@ class MaxDisplay(Reply):
     computed: float
 
 
+class FormatInfo(Reply):
+    name: str = Field(examples=["q4_0"])
+    bits: int = Field(description="bits per weight, before any scale")
+
+
+class Formats(Reply):
+    formats: list[FormatInfo]
+
+
+class CompareSide(Reply):
+    model: str = Field(description="the model's name in this format (nano-gpt:q4_0; f32: the model's own)")
+    format: str
+    bits: int
+    prediction: Prediction | None
+    predicted: list[str] = Field(description="the most probable next token at each position")
+
+
+class LayerError(Reply):
+    tensor: str = Field(examples=["blocks.0.hook_resid_post"])
+    layer: int | None = Field(description="None: the embedding (the first layer's input)")
+    label: str
+    last: float = Field(description="‖other − reference‖ / ‖reference‖ over the model dimension, at the last position")
+    mean: float = Field(description="the same, averaged over the positions")
+
+
+class Comparison(Reply):
+    model: str = Field(description="the reference pass's model name")
+    tokens: list[int]
+    token_strs: list[str]
+    reference: CompareSide
+    other: CompareSide
+    layers: list[LayerError] = Field(description="the residual stream's relative error, layer by layer")
+    same_answer: bool = Field(description="both passes' most probable next token after the input is the same")
+    changed_positions: list[int] = Field(description="positions whose most probable next token differs")
+    probs_tv: float = Field(description="total variation distance between the two next-token distributions")
+
+
 class SceneInfo(Reply):
     model: SceneModel
     n_pos: int
@@ -896,6 +985,10 @@ class SceneInfo(Reply):
     clean_predicted: list[str] | None = None
     loss: float | None = Field(None, description="a scene with gradients: the mean next-token cross-entropy over "
                                                  "positions 0 … T−2")
+    quant_error: float | None = Field(None, description="a scene with quantization errors (`error` atlas): the "
+                                                        "largest |stored − original| over the stored weights")
+    compare: Comparison | None = Field(None, description="a comparison's scene (/api/compare/scene): the other "
+                                                         "pass, its `change` atlas other − reference")
 
 
 class AttributionPart(Reply):
@@ -1072,6 +1165,43 @@ class TrainingState(Reply):
     formation: list[HeadFormation]
     formation_rule: str
     trainable: list[Trainable]
+
+
+class Fallback(Reply):
+    weight: str
+    stored_as: str = Field(description="the format it is stored in instead (f16)")
+    why: str = Field(description="the reason, as a learner reads it")
+
+
+class PrecisionRow(Reply):
+    """One format of a precision table (views/precision.py)."""
+
+    format: str
+    bytes: int = Field(description="the weights as stored (each quantized weight's bytes; the rest 4 per number; a "
+                                   "tied weight once)")
+    float32_bytes: int = Field(description="of those, the weights kept as float32: position embedding, biases, norms")
+    bits_per_weight: float = Field(description="8 × bytes over the number of weights")
+    size: float = Field(description="bytes over the float32 model's")
+    weight_rms: float = Field(description="RMS of stored − original over every quantized weight")
+    weight_max: float = Field(description="the largest |stored − original|")
+    weight_rel_rms: float = Field(description="weight_rms over the RMS of the original quantized weights")
+    logits_max: float | None = Field(description="the largest |Δ logit| against the float32 pass, over every position")
+    top_prob: float | None = Field(description="the probability of the float32 pass's top token (top_token) at the "
+                                               "last position")
+    top_same: bool | None = Field(description="whether that token is still the most probable at the last position")
+    agree: float | None = Field(description="the share of positions whose most probable token is the float32 pass's")
+    pass_ms: float | None = Field(description="the time of a forward pass, in ms (see the table's `timing`)")
+    refused: str | None = Field(description="why this format's pass could not be computed (null: it was)")
+    fallback: list[Fallback] = Field(description="each matrix stored otherwise than the format asks, and why")
+
+
+class PrecisionTable(Reply):
+    model: str
+    input: str = Field(description="the input the logits are compared on: the model's example")
+    tokens: int
+    top_token: str = Field(description="the float32 pass's most probable next token at the last position")
+    formats: list[PrecisionRow] = Field(description="f32 first, then each format")
+    timing: str = Field(description="how the pass times were measured, in words")
 
 
 def json_safe(x):

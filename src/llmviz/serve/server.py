@@ -25,6 +25,8 @@ the routers in serve/routes/, one per concern:
                 GET  /api/training             the run: loss, snapshots, each head's formation (?since=: long poll)
                 POST /api/training/control     pause, resume, step, stop, speed
                 GET  /api/training/snapshots/{name}   a snapshot (nano-gpt@1200) as a model any route takes
+    precision   GET  /api/models/{name}/precision  the model at each format: bytes, the weights' error, the logits' error
+                                               on its example input, the time of a pass
     path        GET  /api/learning-path        the learning path's five steps, which models this server has, and
                                                where each one's walkthrough starts
     page        /                              the built front-end
@@ -51,7 +53,7 @@ from ..core.errors import LlmvizError
 from ..core.model import Model, Stopped
 from .dependencies import Served
 from .limits import BodyLimit, HostCheck, JsonErrors, Limits, NoCrossSite, SendLimit
-from .routes import analysis, generation, interventions, layers, neurons, passes, path, training
+from .routes import analysis, compare, generation, interventions, layers, neurons, passes, path, precision, training
 from .routes import models as model_routes
 from .routes.page import mount_page
 from .schemas import SceneInfo, allowed_range
@@ -103,7 +105,8 @@ def create_app(models: list[Model] | None = None, limits: Limits | None = None, 
     async def stopped(request: Request, exc: Stopped):
         return JSONResponse({"detail": "the server is stopping"}, status_code=503)
 
-    for module in (model_routes, passes, layers, generation, interventions, analysis, neurons, training, path):
+    for module in (model_routes, passes, layers, generation, interventions, analysis, neurons, training, path,
+                   compare, precision):
         app.include_router(module.router)
     app.openapi = lambda: openapi_with_scene(app)  # type: ignore[method-assign]
     mount_page(app)

@@ -43,6 +43,20 @@ Templates, `{{...}}`, in text and in actions:
                                                            after each layer, at the last position or at the one
                                                            where it changes most (lens_busiest: that position)
     past                                                   (in a `@view generated` step) the cached positions
+    bits FMT CELL                                          one weight's bits in a float format (f32, f16, bf16):
+                                                           sign, exponent, mantissa, of its value rounded to FMT
+    quant_value FMT CELL  quant_diff FMT CELL              a weight's value as stored in FMT (core/quant.FORMATS) and
+                                                           read back; that minus the weight as trained
+    quant_code FMT CELL  quant_scale FMT CELL              its stored integer(s) (a range: each, in order) and its
+                                                           block's (or channel's) scale; a step whose weight FMT
+                                                           cannot block (stored as f16 instead) is left out
+    quant_resid FMT LAYER                                  the input run with the weights in FMT against f32
+                                                           (views/compare.py): the residual stream's relative error
+                                                           at the last position after LAYER (a number, last, embed)
+    quant_top FMT  quant_percent FMT  quant_changed FMT    that pass's next token, its probability, and at how many
+                                                           positions its most probable next token differs
+    quant_stored FMT                                       how many of the weights FMT stores are in FMT ("18 of 20":
+                                                           the rest stored as f16, their input not in blocks of 32)
     tensor NAME  tensor NAME|words                         a term for a tensor (linked to its block)
     reads NAME                                             the name of the tensor NAME is computed from (its op's
                                                            first input that is not a weight), for an action: the
@@ -146,7 +160,10 @@ CHAPTERS = Path(__file__).parent / "chapters"
 NUMBER_TEMPLATES = {"input", "token", "id", "value", "percent", "argmax", "argmin", "argmax_token", "max", "min", "nonzero",
                     "prediction", "prediction_percent",
                     "lens_path", "lens_busiest", "past", "edit_top", "edit_percent", "sort_accuracy", "loss", "loss_count",
-                    "scored", "target", "target_percent", "grad_target", "grad", "step_lr", "step_before", "step_after", "step_loss"}
+                    "scored", "target", "target_percent", "grad_target", "grad", "step_lr", "step_before", "step_after", "step_loss",
+                    "bits", "quant_value", "quant_diff", "quant_code", "quant_scale", "quant_resid", "quant_top",
+                    "quant_percent", "quant_changed", "quant_stored"}
+FLOAT_BITS = {"f32": (np.uint32, 8, 23), "f16": (np.uint16, 5, 10), "bf16": (np.uint32, 8, 7)}  # exponent, mantissa
 NUMBER_ACTIONS = {"dot", "softmax", "tooltip", "travel", "guess", "temperature", "generate", "open", "edit"}
 ACTIONS = {"frame", "highlight", "light", "reveal", "dot", "softmax", "mask", "add", "travel", "tooltip", "code", "guess",
            "temperature", "generate", "open", "model", "table", "edit"}
@@ -242,6 +259,7 @@ class Context:
         self._edited: dict[tuple[str, str], dict] = {}  # (EDITS, POS) -> what the edits change there (edited())
         self._gradients = None
         self._stepped = None
+        self._formats: dict[str, tuple] = {}  # FMT -> (the model in it, its comparison with this pass)
 
     def generated(self) -> Context:
         """The context of generation's next step: the prediction appended and computed on a KV cache of the input
@@ -289,6 +307,20 @@ class Context:
             after = Model(self.config, weights, self.model.tokenizer, source="one step")
             self._stepped = (weights, after.gradients(self.trace.tokens).loss)
         return self._stepped
+
+    def in_format(self, fmt: str) -> tuple:
+        """The model with its weights stored in `fmt` (core/quant.py), and this input's pass with them against this one
+        (views/compare.compare)."""
+        from ..core.quant import quantized
+        from .compare import compare
+
+        self.needs_numbers()
+        if self.trace.past_tokens:
+            raise _NotForThisModel()
+        if fmt not in self._formats:
+            q = quantized(self.model, fmt)
+            self._formats[fmt] = (q, compare(self.trace, q.run(self.trace.tokens, keep=q.graph.checkpoints())))
+        return self._formats[fmt]
 
     def cell(self, ref: str) -> tuple[str, tuple]:
         """'name[i, j]' -> (name, index with slices); checked against the graph."""
@@ -585,6 +617,8 @@ def template(ctx: Context, expr: str) -> str:
         return _term("axis", f'data-axis="{arg}"', AXES[arg][0] + f" ({arg})", AXES[arg][2])
     if word not in NUMBER_TEMPLATES:
         raise ValueError(f"unknown template {{{{{expr}}}}}")
+    if word == "bits" or word.startswith("quant_"):
+        return precision(ctx, word, *(arg.split(" ", 1) if " " in arg else (arg, "")))
     if word in ("edit_top", "edit_percent"):
         if not arg:
             raise ValueError(f"{word} EDITS: the edits (one edit or a JSON list of them)")
@@ -682,6 +716,64 @@ def template(ctx: Context, expr: str) -> str:
         return html.escape(tr.token_strs[i]) if word == "token" else str(tr.tokens[i])
     token, p = tr.predicted_ids[-1], float(tr.next_probs[tr.predicted_ids[-1]])
     return html.escape(ctx.model.token_strs([token])[0]) if word == "prediction" else percent(p)
+
+
+def precision(ctx: Context, word: str, fmt: str, arg: str) -> str:
+    """The templates of a weight stored in fewer bits and of the pass computed with it (bits, quant_*)."""
+    from ..core.quant import FORMATS, bf16, f16
+
+    if fmt not in FORMATS:
+        raise ValueError(f"{word} {fmt}: give a format, one of {', '.join(FORMATS)}")
+    if ctx.model.precision != "f32":
+        raise _NotForThisModel()  # (a model stored in fewer bits already: its weights are not the ones trained)
+    if word in ("quant_top", "quant_percent", "quant_changed", "quant_resid"):
+        c = ctx.in_format(fmt)[1]
+        if word == "quant_resid":
+            at = {"embed": None, "last": ctx.config.n_layer - 1}.get(arg, int(arg) if re.fullmatch(r"\d+", arg) else -1)
+            hit = [p for p in c["layers"] if p["layer"] == at]
+            if not hit:
+                raise ValueError(f"quant_resid {fmt} {arg}: give a layer (0 to {ctx.config.n_layer - 1}), last or embed")
+            return percent(hit[0]["last"])
+        top = c["other"]["prediction"]["top"][0]
+        return (html.escape(top["token"]) if word == "quant_top" else top["percent"] if word == "quant_percent"
+                else str(len(c["changed_positions"])))
+    if word == "quant_stored":
+        q = ctx.in_format(fmt)[0]
+        return f"{sum(s.fmt == fmt for s in q.stored.values())} of {len(q.stored)}"
+    name, index = ctx.cell(arg)
+    if ctx.graph[name].kind != "weight":
+        raise ValueError(f"{word} {arg}: give a cell of a weight (a format stores the weights)")
+    ctx.needs_numbers()
+    w = np.asarray(ctx.model.require_weights()[name], np.float32)[index]
+    if word == "bits":
+        if fmt not in FLOAT_BITS or w.ndim:
+            raise ValueError(f"bits {fmt} {arg}: give a float format ({', '.join(FLOAT_BITS)}) and one cell")
+        kind, e, m = FLOAT_BITS[fmt]
+        v = np.ravel({"f32": w, "f16": f16(w), "bf16": bf16(w)}[fmt]).astype(np.float16 if fmt == "f16" else np.float32)
+        raw = int(v.view(kind)[0]) >> (16 if fmt == "bf16" else 0)
+        b = format(raw, f"0{1 + e + m}b")
+        return (f'<code class="bits" title="sign, exponent, mantissa"><span class="bits-sign">{b[0]}</span> '
+                f'<span class="bits-exp">{b[1:1 + e]}</span> <span class="bits-man">{b[1 + e:]}</span></code>')
+    if fmt == "f32":
+        if word in ("quant_code", "quant_scale"):
+            raise ValueError(f"{word} f32: f32 stores the number itself, without codes or scales")
+        return f"{float(w):.8g}" if word == "quant_value" else "0"
+    stored = ctx.in_format(fmt)[0].stored.get(name)
+    if stored is None:
+        raise ValueError(f"{word} {fmt} {arg}: {name} is not stored in fewer bits (it stays float32)")
+    if word in ("quant_code", "quant_scale"):
+        if stored.fmt != fmt:
+            raise _NotForThisModel()  # (a matrix ggml cannot cut into blocks: stored as f16)
+        if stored.codes is None:
+            raise ValueError(f"{word} {fmt}: a float format stores the number itself, without codes or scales")
+        if word == "quant_scale":
+            return f"{float(np.ravel(stored.scales[index])[0]):.6g}"
+        return " ".join(str(int(x)) for x in np.ravel(stored.codes[index]))
+    v = stored.values[index]
+    if v.ndim:
+        raise ValueError(f"{word} {fmt} {arg}: give one index per axis (one number)")
+    d = float(v) - float(w)
+    return f"{float(v):.8g}" if word == "quant_value" else f"{d:+.3g}" if d else "0"
 
 
 def fill(ctx: Context, text: str) -> str:

@@ -9,26 +9,42 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from ...core.graph import Graph
+from ...core.quant import BITS, FORMATS, input_axes
+from ...views.compare import precision_name
 from ...views.decision import STEP_LR, decision
 from ...views.embedmap import embedding_map
 from ...views.walkthrough import compile_chapters
 from ..dependencies import ServedDep, example_input
-from ..schemas import Decision, EmbeddingMap, GraphJson, Mistakes, ModelConfig, ModelInfo, Vocab, Walk, json_safe
+from ..schemas import (
+    Decision,
+    EmbeddingMap,
+    GraphJson,
+    Mistakes,
+    ModelConfig,
+    ModelInfo,
+    Precision,
+    Vocab,
+    Walk,
+    json_safe,
+)
 
 router = APIRouter()
 
 
-def model_info(name: str, m) -> ModelInfo:
-    """A model as the page's selector describes it."""
+def model_info(name: str, m, precisions: bool = False) -> ModelInfo:
+    """A model as the page's selector describes it; `precisions`: a served model, with the formats its weights can
+    be stored in (the page's precision selector: core/quant.py)."""
+    formats = [Precision(format=f, bits=BITS[f], model=precision_name(name, f)) for f in FORMATS] \
+        if precisions and m.has_weights and input_axes(m.graph) else []
     return ModelInfo(name=name, description=m.config.description, example=example_input(m), n_params=m.config.n_params,
                      param_parts=m.config.param_parts(), has_weights=m.has_weights,
-                     config=ModelConfig.model_validate(m.config.to_dict()), source=m.source)
+                     config=ModelConfig.model_validate(m.config.to_dict()), source=m.source, precisions=formats)
 
 
 @router.get("/api/models", response_model=list[ModelInfo])
 def list_models(s: ServedDep):
-    """Every model this server knows, in selector order."""
-    return [model_info(name, m) for name, m in s.registry.items()]
+    """Every model this server knows, in selector order, each with the formats it can be shown in."""
+    return [model_info(name, m, precisions=True) for name, m in s.registry.items()]
 
 
 @router.get("/api/models/{name}", response_model=ModelInfo)
