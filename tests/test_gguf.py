@@ -306,3 +306,44 @@ def test_without_the_gguf_package(good, monkeypatch):
     monkeypatch.setitem(sys.modules, "gguf", None)
     with pytest.raises(LlmvizError, match=r"^reading .gguf files needs the gguf package: pip install llmviz\[gguf\]$"):
         llmviz.load_model(str(good))
+
+
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0", "Q4_1"])
+def test_a_files_stored_blocks_are_kept_for_hover(tmp_path, llama3_bpe, qtype):
+    """A block-quantized file's weights keep what the file stores, in the graph's axes (through the converter's
+    permutation and the heads' reshaping): each weight is its block's d times its code (q4_0: code − 8; q4_1: plus the
+    block's minimum), a block is 32 neighbours along the input of one output, and there is no float original."""
+    from llmviz.views.provenance import stored_cell
+
+    net = llama(llama3_bpe.get_vocab_size())
+    path = tmp_path / f"llama-{qtype}.gguf"
+    llama_gguf(path, net, T[qtype], llama3_bpe)
+    model = llmviz.load_model(str(path))
+    fmt = qtype.lower()
+    assert model.precision == fmt and set(model.stored) >= {"embed.W_E", "blocks.0.attn.W_Q", "blocks.1.mlp.W_out"}
+    for name, s in model.stored.items():
+        assert s.fmt == fmt and s.original is None and s.error is None, name
+        codes = s.codes.astype(np.float32)
+        want = s.scales * (codes - 8 if fmt == "q4_0" else codes) + (s.mins if fmt == "q4_1" else 0)
+        np.testing.assert_array_equal(want, s.values, err_msg=name)
+        assert np.array_equal(s.values, model.weights[name].astype(np.float32))
+    W_Q = model.stored["blocks.0.attn.W_Q"]  # [head, d_model, d_head]: blocks run along d_model (its input)
+    cells = np.argwhere(W_Q.block == W_Q.block[1, 40, 3])
+    assert len(cells) == 32 and (cells[:, [0, 2]] == [1, 3]).all() and sorted(cells[:, 1]) == list(range(32, 64))
+    cell = stored_cell(model, "blocks.0.attn.W_Q", [1, 40, 3])
+    assert cell["from_file"] and cell["original"] is None and cell["code"] == int(W_Q.codes[1, 40, 3])
+    assert (cell["min"] is not None) == (fmt == "q4_1")
+    assert cell["regions"] == [{"head": [1, 1], "d_model": [32, 63], "d_head": [3, 3]}]
+
+
+def test_a_gguf_model_offers_no_other_precision_and_f32_tensors_keep_none(tmp_path, llama3_bpe):
+    from conftest import local_client
+    from llmviz.serve.server import create_app
+
+    net = llama(llama3_bpe.get_vocab_size())
+    llama_gguf(tmp_path / "q.gguf", net, T.Q4_0, llama3_bpe)
+    llama_gguf(tmp_path / "f.gguf", net, T.F32, llama3_bpe)
+    q, f = llmviz.load_model(str(tmp_path / "q.gguf")), llmviz.load_model(str(tmp_path / "f.gguf"))
+    assert f.stored == {} and f.precision == "f32"
+    info = {m["name"]: m for m in local_client(create_app([q, f])).get("/api/models").json()}
+    assert info["q"]["precisions"] == [] and len(info["f"]["precisions"]) == 6

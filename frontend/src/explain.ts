@@ -604,7 +604,7 @@ export function explain(p: Pass, tensor: string, index: number[]): Explanation {
 
 /** What each format keeps of a number (the hover's words on a stored weight). */
 const FLOAT_BITS: Record<string, string> = { f16: "1 sign, 5 exponent and 10 mantissa bits", bf16: "1 sign, 8 exponent and 7 mantissa bits (float32's top half)" };
-const CODE_RANGE: Record<string, string> = { int8: "−127 … 127", q8_0: "−127 … 127", q4_0: "0 … 15" };
+const CODE_RANGE: Record<string, string> = { int8: "−127 … 127", q8_0: "−127 … 127", q4_0: "0 … 15", q4_1: "0 … 15" };
 
 /** A weight cell of a quantized model in words: the format it is stored in, what it stores (the integer, its block's
  * scale, or the 16 bits), the formula that reads it back with its numbers, the original float32 number and the error. */
@@ -617,33 +617,36 @@ export function storedText(c: StoredCell): StoredText {
       note: `${c.precision} stores the matrices that products read and the token embedding, as llama.cpp does; a ` +
         "position embedding, a bias or a norm's gain stays float32" };
   }
-  const err = c.error!, orig = c.original!;
+  const err = c.error ?? 0, orig = c.original ?? 0;
   const pct = Math.abs(err / orig) * 100;
   const share = orig !== 0 ? ` (${pct >= 10 ? Math.round(pct) : formatG(pct, 2)} % of it)` : "";
-  const tail: [string, string][] = [["original (float32)", n(orig)],
-    ["error (stored − original)", `${err > 0 ? "+" : ""}${n(err)}${share}`]];
-  const fallback = c.fmt !== c.precision
+  const tail: [string, string][] = c.from_file ? []  // (a file that stores it quantized: no float original to compare)
+    : [["original (float32)", n(orig)], ["error (stored − original)", `${err > 0 ? "+" : ""}${n(err)}${share}`]];
+  const fromFile = "the model's file stores it so: there is no float original to compare it with";
+  const fallback = !c.from_file && c.fmt !== c.precision
     ? `stored as ${c.fmt}, not ${c.precision}: each of this matrix's rows holds ${c.row} numbers (along ${c.inputs.join(" × ")}), ` +
       `and ${c.precision}'s blocks of 32 cannot cut ${c.row} into whole blocks, so it is kept in 16-bit floats` : undefined;
   if (c.code === null || c.scale === null) {  // a 16-bit float
     return { ...base, headline: `stored as ${c.fmt}: the 16 bits ${c.bits} (${FLOAT_BITS[c.fmt] ?? ""})`,
-      rows: [[`stored (${c.fmt})`, n7(c.value)], ["original (float32)", n7(orig)], tail[1]],  // (digits enough to see it)
-      note: fallback ?? "the nearest number 16 bits can hold (ties to even)" };
+      rows: [[`stored (${c.fmt})`, n7(c.value)], ...(c.from_file ? [] : [["original (float32)", n7(orig)], tail[1]] as [string, string][])],
+      note: fallback ?? (c.from_file ? fromFile : "the nearest number 16 bits can hold (ties to even)") };  // (digits enough to see it)
   }
-  const int8 = c.fmt === "int8", q4 = c.fmt === "q4_0", d = int8 ? "scale" : "d";
+  const int8 = c.fmt === "int8", q4 = c.fmt === "q4_0", q41 = c.fmt === "q4_1", d = int8 ? "scale" : "d";
   const group = int8 ? `output channel ${c.block}: its row of ${c.row} weights shares one scale`
     : `block ${c.block}: 32 weights of a row that share one scale d`;
   const how = q4 ? "d = the block's largest-magnitude weight ÷ −8 (float16): that weight is stored as 0 and read back " +
       "almost exactly; every other one is rounded to the nearest of 16 steps of d"
     : `${d} = the largest |w| of the ${int8 ? "row" : "block"} ÷ 127${int8 ? "" : " (float16)"}: each weight is rounded to ` +
       `the nearest of 255 steps of ${d}`;
-  return { ...base, headline: `stored as ${c.fmt} (${q4 ? 4 : 8} bits): the integer ${String(c.code).replace("-", "−")} ` +
+  return { ...base, headline: `stored as ${c.fmt} (${q4 || q41 ? 4 : 8} bits): the integer ${String(c.code).replace("-", "−")} ` +
       `(${CODE_RANGE[c.fmt] ?? ""}), in ${group}`,
     rows: [[`stored integer (code)`, String(c.code).replace("-", "−")], [int8 ? "the channel's scale" : "the block's scale d", n(c.scale)],
-      ...tail],
+      ...(q41 ? [["the block's minimum m", n(c.min)] as [string, string]] : []), ...tail],
     formula: q4 ? `read back: d × (code − 8) = ${n(c.scale)} × (${c.code} − 8) = ${n(c.value)}`
+      : q41 ? `read back: d × code + m = ${n(c.scale)} × ${c.code} ${(c.min ?? 0) < 0 ? "−" : "+"} ${n(Math.abs(c.min ?? 0))} = ${n(c.value)}`
       : `read back: ${d} × code = ${n(c.scale)} × ${String(c.code).replace("-", "−")} = ${n(c.value)}`,
-    note: how };
+    note: c.from_file ? `${fromFile}. ${q41 ? "q4_1: each block keeps a scale d and a minimum m; its 16 steps of d start at m"
+      : how}` : how };
 }
 
 /** A slice held, and the axes it fixes. */

@@ -11,7 +11,8 @@ import type { SceneInfo } from "../src/scenedata";
 
 const cell = (over: Partial<StoredCell>): StoredCell => ({
   tensor: "W", index: [1, 0], precision: "q4_0", fmt: "q4_0", row: 64, inputs: ["d"], value: -0.0615, original: -0.06,
-  error: -0.0015, code: 3, scale: 0.0123, block: 2, bits: null, regions: [{ d: [32, 63], o: [0, 0] }], ...over });
+  error: -0.0015, code: 3, scale: 0.0123, block: 2, bits: null, regions: [{ d: [32, 63], o: [0, 0] }], min: null,
+  from_file: false, ...over });
 
 test("a q4_0 weight: the stored integer, its block's scale, the formula that reads it back, the original and the error", () => {
   const t = storedText(cell({}));
@@ -126,4 +127,19 @@ test("a 16-bit weight's stored and original numbers have digits enough to differ
     original: 0.02118096, error: 0.00005927 }));
   assert.deepEqual(t.rows.slice(0, 2), [["stored (bf16)", "0.02124023"], ["original (float32)", "0.02118096"]]);
   assert.match(t.headline, /1 sign, 8 exponent and 7 mantissa bits/);
+});
+
+test("a GGUF file's weight: its stored integer and scale (q4_1: and minimum), no float original to compare", () => {
+  const q41 = storedText(cell({ fmt: "q4_1", precision: "q4_1", code: 9, scale: 0.01, min: -0.08, value: 0.01,
+    original: null, error: null, from_file: true }));
+  assert.equal(q41.formula, "read back: d × code + m = 0.01 × 9 − 0.08 = 0.01");
+  assert.deepEqual(q41.rows, [["stored integer (code)", "9"], ["the block's scale d", "0.01"], ["the block's minimum m", "−0.08"]]);
+  assert.match(q41.headline, /^stored as q4_1 \(4 bits\): the integer 9 \(0 … 15\)/);
+  assert.match(q41.note!, /^the model's file stores it so: there is no float original/);
+  const q4 = storedText(cell({ original: null, error: null, from_file: true, precision: "q8_0" }));  // (a file of mixed types)
+  assert.equal(q4.rows.length, 2);
+  assert.doesNotMatch(q4.note!, /not q8_0/);
+  const half = storedText(cell({ fmt: "f16", precision: "q4_0", code: null, scale: null, bits: "0x2BE1", original: null,
+    error: null, from_file: true }));
+  assert.deepEqual(half.rows, [["stored (f16)", "−0.0615"]]);
 });

@@ -31,7 +31,7 @@ from .errors import LlmvizError
 from .graph import Graph
 
 FORMATS = ("f32", "f16", "bf16", "int8", "q8_0", "q4_0")
-BITS = {"f32": 32, "f16": 16, "bf16": 16, "int8": 8, "q8_0": 8, "q4_0": 4}
+BITS = {"f32": 32, "f16": 16, "bf16": 16, "int8": 8, "q8_0": 8, "q4_0": 4, "q4_1": 4}  # (q4_1: GGUF files')
 BLOCK = 32  # ggml's block: weights per scale in q8_0 and q4_0
 SEP = ":"  # a quantized model's name: "<model>:<format>"
 
@@ -41,26 +41,27 @@ class Stored:
     """One weight as a format stores it, in the weight's own axes (the graph's)."""
 
     fmt: str  # the format it is stored in (a matrix that cannot be blocked: "f16")
-    original: np.ndarray  # float32: the weight before
+    original: np.ndarray | None  # float32: the weight before (None: read from a file that stores it quantized)
     values: np.ndarray  # float32: the numbers the pass computes with (dequantized)
-    codes: np.ndarray | None  # the stored integers (int8, q8_0: −127 … 127; q4_0: 0 … 15); None for a float format
+    codes: np.ndarray | None  # the stored integers (int8, q8_0: −127 … 127; q4_0, q4_1: 0 … 15); None for a float format
     scales: np.ndarray | None  # each cell's scale (its block's d, or its channel's), float32; None for a float format
     block: np.ndarray | None  # each cell's block (q8_0, q4_0) or output channel (int8), numbered row by row
+    mins: np.ndarray | None = None  # q4_1's: each cell's block minimum m (w = d · code + m), float32
 
     @property
-    def error(self) -> np.ndarray:
-        """values − original, per cell."""
-        return self.values - self.original
+    def error(self) -> np.ndarray | None:
+        """values − original, per cell (None without an original)."""
+        return None if self.original is None else self.values - self.original
 
     def nbytes(self) -> int:
         """Its bytes as stored: a 16-bit float 2 per weight; int8 one per weight and a float32 scale per channel; q8_0
         34 per block of 32 (a float16 d and 32 bytes); q4_0 18 (a float16 d and 16 bytes)."""
-        n = self.original.size
+        n = self.values.size
         if self.fmt in ("f16", "bf16"):
             return 2 * n
         if self.fmt == "int8":
             return n + 4 * int(self.block.max() + 1)  # type: ignore[union-attr]
-        return (n // BLOCK) * (2 + BLOCK * BITS[self.fmt] // 8)
+        return (n // BLOCK) * (2 + (2 if self.mins is not None else 0) + BLOCK * BITS[self.fmt] // 8)
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:

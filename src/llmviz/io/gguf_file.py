@@ -28,7 +28,8 @@ import numpy as np
 from ..core.arch import architecture
 from ..core.config import ConfigError, ModelConfig
 from ..core.errors import BadModelFile, LlmvizError
-from ..core.model import Model
+from ..core.model import Model, widen
+from ..core.quant import BLOCK, Stored, input_axes
 from .tokenizer import HFTokenizer, _byte_decoder
 
 ARCHITECTURES = ("llama", "gpt2")
@@ -330,17 +331,64 @@ def unpermute(w: np.ndarray, n_heads: int) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(n_heads, A // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape))
 
 
+# The types whose stored numbers the page shows (core/quant.Stored), by llmviz's name: ggml's simple blocks (bytes per
+# block of 32: a float16 d, for Q4_1 a float16 minimum m too, then the codes) and the 16-bit floats. (The K-quants'
+# super-blocks are read back as numbers only.)
+BLOCK_TYPES = {"Q8_0": ("q8_0", 34), "Q4_0": ("q4_0", 18), "Q4_1": ("q4_1", 20)}
+FLOAT_TYPES = {"F16": "f16", "BF16": "bf16"}
+STORED_PARAMS = 150_000_000  # up to this many parameters (GPT-2 small), a file's stored blocks are kept for hover
+PARTS = ("type", "code", "d", "m", "row", "col")  # what a stored tensor is made of, each laid out as its numbers
+
+
+def stored_parts(t) -> dict[str, np.ndarray]:
+    """A tensor's stored numbers, each as float32 in the tensor's own shape ([out, in]), cell by cell: its `type`
+    (an index into TYPES), and for a block type each weight's `code`, its block's `d` (Q4_1: and `m`), and its block's
+    `row` and `col` (the block's place in the row). ggml's 4-bit blocks hold weight j in byte j's low nibble and
+    weight j + 16 in its high one."""
+    kind, out = t.tensor_type.name, shape(t)
+    parts = {"type": np.full(out, TYPES.index(kind), np.float32)}
+    if kind not in BLOCK_TYPES:
+        return parts
+    fmt, size = BLOCK_TYPES[kind]
+    rows = int(np.prod(out[:-1]))
+    raw = np.ascontiguousarray(t.data).reshape(rows, -1, size)
+    blocks = raw.shape[1]
+
+    def half(at: int) -> np.ndarray:  # a float16 at this byte of every block, [rows, blocks]
+        return np.ascontiguousarray(raw[..., at:at + 2]).view(np.float16)[..., 0].astype(np.float32)
+
+    if fmt == "q8_0":
+        codes = raw[..., 2:].view(np.int8)
+    else:
+        qs = raw[..., (4 if fmt == "q4_1" else 2):]
+        codes = np.concatenate([qs & 0x0F, qs >> 4], -1)
+
+    def per_cell(a: np.ndarray) -> np.ndarray:
+        return np.repeat(a.astype(np.float32)[..., None], BLOCK, -1).reshape(out)
+
+    parts.update(code=codes.astype(np.float32).reshape(out), d=per_cell(half(0)),
+                 row=per_cell(np.broadcast_to(np.arange(rows)[:, None], (rows, blocks))),
+                 col=per_cell(np.broadcast_to(np.arange(blocks)[None], (rows, blocks))))
+    if fmt == "q4_1":
+        parts["m"] = per_cell(half(2))
+    return parts
+
+
 class GGUFState(Mapping):
     """Hugging Face name -> float32 array, each dequantized from the file only when the loader asks for it (and not
-    kept: the loader converts it to the graph's layout and storage dtype before asking for the next)."""
+    kept: the loader converts it to the graph's layout and storage dtype before asking for the next). With `part`
+    (one of PARTS), each tensor's stored part instead (zeros where it has none), laid out as its numbers are, so that
+    the loader puts each code and scale where it puts the weight it belongs to."""
 
-    def __init__(self, tensors: dict, names: dict[str, tuple[str, tuple[int, ...]]], permuted: dict[str, int]):
-        self.tensors, self.permuted = tensors, permuted
+    def __init__(self, tensors: dict, names: dict[str, tuple[str, tuple[int, ...]]], permuted: dict[str, int],
+                 part: str | None = None):
+        self.tensors, self.permuted, self.part = tensors, permuted, part
         self.where = {hf: gg for gg, (hf, _) in names.items() if gg in tensors}
 
     def __getitem__(self, name: str) -> np.ndarray:
         gg = self.where[name]
-        a = dequantized(self.tensors[gg])
+        t = self.tensors[gg]
+        a = dequantized(t) if self.part is None else stored_parts(t).get(self.part, np.zeros(shape(t), np.float32))
         return unpermute(a, self.permuted[gg]) if gg in self.permuted else a
 
     def __iter__(self) -> Iterator[str]:
@@ -489,16 +537,45 @@ def load_gguf(path, dtype: str = "float32", shown: str | None = None) -> Model:
         for i in range(config.n_layer):
             permuted[f"blk.{i}.attn_q.weight"], permuted[f"blk.{i}.attn_k.weight"] = config.n_head, config.kv_heads
     tokenizer = tokenizer_from(meta, config.vocab_size)
-    state = GGUFState(tensors, names, permuted)
-    try:
-        if arch == "gpt2":
-            from ..core.arch.gpt2 import weights_from_state
-            weights = weights_from_state(state, config, source=str(path), dtype=dtype, layout="linear")
-        else:
-            weights = architecture("llama").weights_from_state(state, config, source=str(path), dtype=dtype)
-    except BadModelFile as e:  # a check of the loader (NaN, inf, a weight beyond ±1e6): named as the file names it
-        message = str(e)
-        for gg, (hf, _) in names.items():
-            message = message.replace(f"'{hf}'", f"'{gg}'")
-        raise BadModelFile(message) from None
-    return Model(config, weights, tokenizer, source=shown)
+    def load(part: str | None = None, storage: str = dtype) -> dict[str, np.ndarray]:
+        state = GGUFState(tensors, names, permuted, part)
+        try:
+            if arch == "gpt2":
+                from ..core.arch.gpt2 import weights_from_state
+                return weights_from_state(state, config, source=str(path), dtype=storage, layout="linear")
+            return architecture("llama").weights_from_state(state, config, source=str(path), dtype=storage)
+        except BadModelFile as e:  # a check of the loader (NaN, inf, a weight beyond ±1e6): named as the file names it
+            message = str(e)
+            for gg, (hf, _) in names.items():
+                message = message.replace(f"'{hf}'", f"'{gg}'")
+            raise BadModelFile(message) from None
+
+    model = Model(config, load(), tokenizer, source=shown)
+    if config.n_params <= STORED_PARAMS:
+        model.stored = stored_weights(model, {part: load(part, "float32") for part in PARTS})
+        kinds = [s.fmt for s in model.stored.values()]
+        model.precision = max(set(kinds), key=kinds.count) if kinds else "f32"  # (the file's most common type)
+    return model
+
+
+def stored_weights(model: Model, parts: dict[str, dict[str, np.ndarray]]) -> dict[str, Stored]:
+    """Each quantized weight of a model read from a file (core/quant.input_axes) as the file stores it: a block type's
+    codes, scales (and Q4_1's minimums) and blocks, in the weight's axes; a 16-bit float's format. A weight made of
+    tensors of different types, or of F32 or a K-quant, has none."""
+    out = {}
+    for name in input_axes(model.graph):
+        kinds = np.unique(parts["type"][name])
+        if len(kinds) != 1:
+            continue
+        kind = TYPES[int(kinds[0])]
+        values = widen(model.require_weights()[name])
+        if kind in FLOAT_TYPES:
+            out[name] = Stored(FLOAT_TYPES[kind], None, values, None, None, None)
+        elif kind in BLOCK_TYPES:
+            fmt = BLOCK_TYPES[kind][0]
+            row, col = parts["row"][name].astype(np.int64), parts["col"][name].astype(np.int64)
+            block = (row * (int(col.max()) + 1) + col).astype(np.int32)
+            codes = parts["code"][name].astype(np.int8 if fmt == "q8_0" else np.uint8)
+            out[name] = Stored(fmt, None, values, codes, parts["d"][name], block,
+                               parts["m"][name] if fmt == "q4_1" else None)
+    return out

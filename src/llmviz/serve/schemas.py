@@ -702,8 +702,10 @@ class StoredCell(Reply):
     value: float | None = Field(description="the number the pass computes with (dequantized)")
     original: float | None = Field(description="the float32 number before it was stored")
     error: float | None = Field(description="value − original")
-    code: int | None = Field(description="the stored integer (int8, q8_0: −127 … 127; q4_0: 0 … 15)")
+    code: int | None = Field(description="the stored integer (int8, q8_0: −127 … 127; q4_0, q4_1: 0 … 15)")
     scale: float | None = Field(description="its block's scale d (int8: its output channel's)")
+    min: float | None = Field(None, description="q4_1 (a GGUF file's): its block's minimum m, w = d · code + m")
+    from_file: bool = Field(False, description="stored so in the model's file (GGUF): there is no float original")
     block: int | None = Field(description="its block (int8: its output channel), numbered row by row")
     bits: str | None = Field(description="f16, bf16: the stored 16 bits, in hexadecimal")
     regions: list[dict[str, tuple[int, int]]] = Field(description="the cells of its block (int8: its channel), as "

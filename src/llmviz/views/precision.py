@@ -50,7 +50,7 @@ def fallbacks(q: Model) -> list[dict[str, str]]:
         s = q.stored.get(name)
         if s is None or s.fmt == q.precision:
             continue
-        shape = dict(zip(g[name].axes, s.original.shape))
+        shape = dict(zip(g[name].axes, s.values.shape))
         n = math.prod(shape[a] for a in inputs)
         out.append({"weight": name, "stored_as": s.fmt,
                     "why": f"its rows have {n} inputs ({' × '.join(inputs)}), not a multiple of {BLOCK}: ggml cannot "
@@ -79,7 +79,9 @@ def weight_error(q: Model) -> tuple[float, float, float]:
     sq = big = orig = 0.0
     n = 0
     for s in q.stored.values():
-        e = s.error.astype(np.float64)
+        if s.original is None:  # (a file's quantized weights: no float original to compare)
+            continue
+        e = (s.values - s.original).astype(np.float64)
         sq += float((e * e).sum())
         big = max(big, float(np.abs(e).max(initial=0)))
         orig += float((s.original.astype(np.float64) ** 2).sum())

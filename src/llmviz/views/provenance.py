@@ -79,16 +79,20 @@ def stored_cell(model, name: str, index: list[int]) -> dict:
     if s is None and source in model.stored:  # a tied weight: the numbers of the weight it names, in its own axes
         s = Stored(*(model.stored[source].fmt, *(None if a is None else tie(graph, name, a) for a in (
             model.stored[source].original, model.stored[source].values, model.stored[source].codes,
-            model.stored[source].scales, model.stored[source].block))))
+            model.stored[source].scales, model.stored[source].block, model.stored[source].mins))))
     out: dict = {"tensor": name, "index": index, "precision": model.precision, "fmt": "f32", "row": None,
                  "inputs": [], "value": None, "original": None, "error": None, "code": None, "scale": None,
-                 "block": None, "bits": None, "regions": []}
+                 "block": None, "bits": None, "regions": [], "min": None, "from_file": False}
     if s is None:
         return out
     inputs = input_axes(graph)[source if name not in model.stored else name]
-    value, original = float(s.values[at]), float(s.original[at])
-    out.update(fmt=s.fmt, inputs=list(inputs), row=math.prod(shape[t.axes.index(a)] for a in inputs),
-               value=value, original=original, error=float(s.values[at] - s.original[at]))
+    value = float(s.values[at])
+    out.update(fmt=s.fmt, inputs=list(inputs), row=math.prod(shape[t.axes.index(a)] for a in inputs), value=value,
+               from_file=s.original is None)
+    if s.original is not None:
+        out.update(original=float(s.original[at]), error=float(s.values[at] - s.original[at]))
+    if s.mins is not None:
+        out["min"] = float(s.mins[at])
     if s.fmt == "f16":
         out["bits"] = f"0x{int(np.float16(value).view(np.uint16)):04X}"
     elif s.fmt == "bf16":

@@ -342,10 +342,10 @@ def error_scene(model: Model, ids: list[int], heads: str = "side", stop=None) ->
     for b in scene["blocks"]:
         name = b["tensor"]
         source = graph[name].attrs.get("tied_to")
-        if name in model.stored:
-            grids[name] = builder.grid(name, model.stored[name].error)[0]
-        elif source in model.stored:
-            grids[name] = builder.grid(name, tie(graph, name, model.stored[source].error))[0]
+        stored = model.stored.get(name if name in model.stored else source)
+        if stored is None or (error_of := stored.error) is None:  # (a file's quantized weight: no original)
+            continue
+        grids[name] = builder.grid(name, error_of if name in model.stored else tie(graph, name, error_of))[0]
     error = packed_like(scene, atlas, grids, "error")  # (the other blocks: their values, below)
     for b in scene["blocks"]:
         if b["tensor"] not in grids:
