@@ -151,6 +151,11 @@ def store(w: np.ndarray, axes: tuple[str, ...], inputs: tuple[str, ...], fmt: st
     return Stored(used, np.asarray(w, np.float32), own(values), own(codes), own(scales), own(block))
 
 
+def precision_name(model: str, fmt: str) -> str:
+    """A model's name in a format: itself in f32, "<model>:<fmt>" otherwise (what a server resolves)."""
+    return model if fmt == "f32" else f"{model}{SEP}{fmt}"
+
+
 def quantized(model, fmt: str):
     """The model with its weights stored in `fmt` and read back (a new Model named "<name>:<fmt>", its `stored` each
     quantized weight's Stored); "f32" is the model itself."""
@@ -168,7 +173,7 @@ def quantized(model, fmt: str):
               for name, inputs in input_axes(graph).items()}
     new = {name: (stored[name].values if name in stored else widen(w)) for name, w in weights.items()
            if not graph[name].attrs.get("tied_to")}
-    config = dataclasses.replace(model.config, name=f"{model.name}{SEP}{fmt}")
+    config = dataclasses.replace(model.config, name=precision_name(model.name, fmt))
     q = Model(config, new, model.tokenizer, source=f"{model.source}, stored as {fmt}".lstrip(", "))
     q.stored, q.precision = stored, fmt
     return q

@@ -20,14 +20,9 @@ import json
 import numpy as np
 
 from ..core.model import Model, Trace
-from ..core.quant import BITS, SEP
+from ..core.quant import BITS
 from ..io.safetensors_file import to_bytes as safetensors_bytes
 from .scene import SceneBuilder, packed_like, prediction
-
-
-def precision_name(model: str, fmt: str) -> str:
-    """The model's name in a format: itself in f32, "<model>:<fmt>" otherwise (what the server resolves)."""
-    return model if fmt == "f32" else f"{model}{SEP}{fmt}"
 
 
 def residual_points(model: Model) -> list[tuple[str, int | None, str]]:

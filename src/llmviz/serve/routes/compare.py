@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ...core.model import Model, Trace
-from ...core.quant import BITS, FORMATS, SEP
-from ...views.compare import compare, compare_scene, precision_name
+from ...core.quant import BITS, FORMATS, SEP, precision_name
+from ...views.compare import compare, compare_scene
 from ..dependencies import Served, ServedDep, pass_key
 from ..schemas import CompareRequest, Comparison, Formats, json_safe
 from .passes import SCENE_MEDIA_TYPE

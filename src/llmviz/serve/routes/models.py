@@ -9,8 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from ...core.graph import Graph
-from ...core.quant import BITS, FORMATS, input_axes
-from ...views.compare import precision_name
+from ...core.quant import BITS, FORMATS, input_axes, precision_name
 from ...views.decision import STEP_LR, decision
 from ...views.embedmap import embedding_map
 from ...views.walkthrough import compile_chapters
