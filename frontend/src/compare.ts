@@ -8,15 +8,15 @@ import type { components } from "./api-schema";
 import type { Kind } from "./colors";
 import { escapeHtml as esc } from "./html";
 import { parseScene, type SceneData, type SceneInfo } from "./scenedata";
-import { request } from "./transport";
 
 export type Comparison = components["schemas"]["Comparison"];
-type FormatInfo = components["schemas"]["FormatInfo"];
 type Side = components["schemas"]["CompareSide"];
 
 export interface CompareHost {
   /** The model on screen (a quantized one: the server compares its original's formats). */
   model(): string;
+  /** The formats its weights can be stored in (the model list's: none for a model that has none). */
+  formats(): { format: string; bits: number }[];
   /** The input on screen (undefined: the model's example). */
   input(): string | undefined;
   /** Make the view this scene (the comparison's), or with none, the plain pass again. */
@@ -105,7 +105,6 @@ export function sharedScales(info: SceneInfo): Map<number, { kind: Kind; scale: 
 }
 
 export class Compare {
-  private formats: FormatInfo[] | null = null;
   private shown = false;  // the view is this panel's comparison
 
   constructor(private panel: HTMLDivElement, private toggle: HTMLButtonElement, private host: CompareHost) {
@@ -124,15 +123,6 @@ export class Compare {
     this.panel.hidden = false;
     this.toggle.setAttribute("aria-pressed", "true");
     this.host.opened();
-    if (!this.formats) {
-      this.panel.innerHTML = `<div class="cmp-head"><b>Compare precisions</b></div><div class="cmp-body">…</div>`;
-      try {
-        this.formats = (await (await check(await request("/api/compare/formats"))).json()).formats;
-      } catch (e) {
-        this.body(`<div class="cmp-error">${esc((e as Error).message)}</div>`);
-        return;
-      }
-    }
     this.draw();
     await this.run();
   }
@@ -149,14 +139,14 @@ export class Compare {
   /** After each view is shown: its comparison, or that the view is one pass now. */
   update(info: SceneInfo | undefined): void {
     this.shown = !!info?.compare;
-    if (!this.active || !this.formats) return;
+    if (!this.active) return;
     if (info?.compare) this.body(comparisonHtml(info.compare, info));
     else this.body(`<div class="cmp-note">The view shows one pass. Compare to see this input at two precisions.</div>`);
   }
 
   private draw(): void {
-    const options = (pick: string) => this.formats!.map((f) =>
-      `<option value="${esc(f.name)}"${f.name === pick ? " selected" : ""}>${esc(f.name)} (${f.bits} bits)</option>`).join("");
+    const options = (pick: string) => this.host.formats().map((f) =>
+      `<option value="${esc(f.format)}"${f.format === pick ? " selected" : ""}>${esc(f.format)} (${f.bits} bits)</option>`).join("");
     this.panel.innerHTML = `<div class="cmp-head"><b>Compare precisions</b><button type="button" data-cmp="close" aria-label="close" title="Close (Escape)">×</button></div>
       <div class="cmp-pick"><label>reference <select data-cmp-fmt="reference">${options("f32")}</select></label>
         <label>against <select data-cmp-fmt="other">${options("q4_0")}</select></label>

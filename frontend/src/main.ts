@@ -554,6 +554,7 @@ async function start() {
   cmpToggle.hidden = !!exported();  // (two passes computed by the server)
   compare = new Compare($<HTMLDivElement>("#compare"), cmpToggle, {
     model: () => app.state.model ?? app.models[0].name,
+    formats: () => precisionOf(app.models, app.state.model ?? app.models[0].name)?.model.precisions ?? [],
     input: () => app.state.input,
     show: (scene) => {  // a comparison's scene (the other format's pass), or the plain pass again; the camera stays
       delete app.state.edits;

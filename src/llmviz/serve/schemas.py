@@ -924,15 +924,6 @@ class MaxDisplay(Reply):
     computed: float
 
 
-class FormatInfo(Reply):
-    name: str = Field(examples=["q4_0"])
-    bits: int = Field(description="bits per weight, before any scale")
-
-
-class Formats(Reply):
-    formats: list[FormatInfo]
-
-
 class CompareSide(Reply):
     model: str = Field(description="the model's name in this format (nano-gpt:q4_0; f32: the model's own)")
     format: str

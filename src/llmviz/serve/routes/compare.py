@@ -6,19 +6,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ...core.model import Model, Trace
-from ...core.quant import BITS, FORMATS, SEP, precision_name
+from ...core.quant import SEP, precision_name
 from ...views.compare import compare, compare_scene
 from ..dependencies import Served, ServedDep, pass_key
-from ..schemas import CompareRequest, Comparison, Formats, json_safe
+from ..schemas import CompareRequest, Comparison, json_safe
 from .passes import SCENE_MEDIA_TYPE
 
 router = APIRouter()
-
-
-@router.get("/api/compare/formats", response_model=Formats)
-async def formats():
-    """The formats a model's weights can be stored in (core/quant.py), f32 first."""
-    return {"formats": [{"name": f, "bits": BITS[f]} for f in FORMATS]}
 
 
 def models(s: Served, req: CompareRequest) -> tuple[Model, Model]:
