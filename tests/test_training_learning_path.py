@@ -4,11 +4,9 @@ shakespeare-char's text (llmviz.data.bigram_pairs), its learned rows approaching
 Chromium lists every trainable model and draws a digits run's accuracy."""
 
 import dataclasses
-import json
 import re
 import subprocess
 import sys
-import urllib.request
 
 import numpy as np
 import pytest
@@ -22,7 +20,7 @@ from llmviz.training.live import LiveRun
 from llmviz.training.numpy_train import Trainer
 from llmviz.training.tasks import TASKS, bigram_char, pair_counts, pair_examples, pair_loss, table_of, task
 from test_e2e import open_view, stats
-from waiting import wait_until
+from test_training_view import api, fresh  # noqa: F401  (fresh: a fixture)
 
 WAIT = 120  # seconds: a deadline for what each wait is for, not a timing
 OFFLINE = ["nano-gpt", "neuron", "digits-mlp", "bigram-char", "attention-toy"]
@@ -209,25 +207,6 @@ def test_the_bundled_counts_are_recounted_from_the_text():
 @pytest.fixture
 def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1280, "height": 800}}
-
-
-def api(base: str, path: str, body: dict | None = None) -> dict:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.load(r)
-
-
-@pytest.fixture
-def fresh(live_server):
-    def end():
-        if api(live_server, "/api/training")["status"] in ("running", "paused"):
-            api(live_server, "/api/training/control", {"action": "stop"})
-        wait_until(lambda: api(live_server, "/api/training")["status"] not in ("running", "paused"), 60, "the run to end")
-
-    end()
-    yield
-    end()
 
 
 def test_the_panel_lists_the_models_and_draws_a_digits_runs_accuracy(page: Page, live_server, fresh, screenshots):

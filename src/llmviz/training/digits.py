@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -117,15 +116,11 @@ Written by `llmviz train digits-mlp` (seed {seed}).
 def train_digits(out, steps: int | None = None, seed: int = 3407, log=print, force: bool = False) -> float:
     """Train digits-mlp from random weights (SETTINGS, or `steps` of them) and write its weights and model card to
     `out` (refused before training if they exist, unless force). Returns its held-out accuracy."""
-    from .numpy_train import Trainer, fit
+    from .numpy_train import trained
     from .writing import check_outputs, write_model
 
     check_outputs(out, force)
-    task = digits_mlp()
-    if steps is not None:
-        task = dataclasses.replace(task, settings=dataclasses.replace(task.settings, steps=steps))
-    trainer = Trainer(task, seed=seed)
-    fit(trainer, log=log, every=250)
+    trainer, _ = trained(digits_mlp(), steps, seed, log, every=250)
     model, s = trainer.model, trainer.settings
     test = accuracy(model)
     settings = "; ".join(f"{k}: {v}" for k, v in s.describe() if k != "seed")

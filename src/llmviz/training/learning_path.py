@@ -5,14 +5,13 @@ by the numpy trainer (tasks.py holds what each learns).
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from ..core.model import Model
 from .chars import VALIDATION, load_text
-from .numpy_train import Trainer, fit
+from .numpy_train import trained
 from .tasks import attention_toy, bigram_char, bigram_table, toy_accuracy, validation_loss
 from .writing import check_outputs, write_model
 
@@ -60,16 +59,13 @@ def train_attention_toy(out: str | Path, steps: int = 1500, seed: int = 3407, lo
     """Train the attention toy with the numpy trainer and write it; the card gives its accuracy on SCORED fresh
     random sequences."""
     check_outputs(out, force)
-    task = attention_toy()
-    task = dataclasses.replace(task, settings=dataclasses.replace(task.settings, steps=steps, seed=seed))
-    trainer = Trainer(task)
-    run = fit(trainer, log=log, every=250)
+    trainer, run = trained(attention_toy(), steps, seed, log, every=250)
     model = trainer.model
     model.source = "trained"
     acc = toy_accuracy(model, SCORED, SCORE_SEED)
     log(f"accuracy on {SCORED:,} fresh sequences: {acc:.2%}")
     stats = {"steps": steps, "seed": seed, "seconds": run["seconds"], "accuracy": acc, "final_loss": run["final_loss"]}
-    write_model(model, out, toy_card(model, task.settings, stats), force, log=log)
+    write_model(model, out, toy_card(model, trainer.settings, stats), force, log=log)
     return stats
 
 

@@ -11,7 +11,6 @@ neuron (core/arch/neuron.py). The points are made here, the same every time (POI
 
 from __future__ import annotations
 
-import dataclasses
 from functools import cache
 from typing import Any
 
@@ -94,15 +93,11 @@ def line_text(model: Model) -> str:
 def train_neuron(out, steps: int | None = None, seed: int = 3407, log=print, force: bool = False) -> float:
     """Train the neuron from random weights (SETTINGS, or `steps` of them) and write its weights and model card to
     `out` (refused before training if they exist, unless force). Returns its accuracy on its points."""
-    from .numpy_train import Trainer, fit
+    from .numpy_train import trained
     from .writing import check_outputs, write_model
 
     check_outputs(out, force)
-    task = neuron_task()
-    if steps is not None:
-        task = dataclasses.replace(task, settings=dataclasses.replace(task.settings, steps=steps))
-    trainer = Trainer(task, seed=seed)
-    fit(trainer, log=log, every=50)
+    trainer, _ = trained(neuron_task(), steps, seed, log, every=50)
     model, s = trainer.model, trainer.settings
     acc = accuracy(model)
     settings = "; ".join(f"{k}: {v}" for k, v in s.describe() if k != "seed")

@@ -13,6 +13,7 @@ batch's loss is the mean over its examples' counted positions.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -164,6 +165,16 @@ class Trainer:
         loss = train_step(self.model, self.task.examples(self.settings.batch, self.rng), self.opt, self.settings.clip)
         self.steps_done += 1
         return loss
+
+
+def trained(task: Task, steps: int | None = None, seed: int | None = None, log=print,
+            every: int = 500) -> tuple[Trainer, dict]:
+    """A task's model trained from random weights, with its settings (`steps` of them, and `seed`, if given): the
+    trainer, and what `fit` measured."""
+    if steps is not None:  # (the schedule, warm-up and decay, fits the run's length)
+        task = dataclasses.replace(task, settings=dataclasses.replace(task.settings, steps=steps))
+    trainer = Trainer(task, seed=seed)
+    return trainer, fit(trainer, log=log, every=every)
 
 
 def fit(trainer: Trainer, log=print, every: int = 500) -> dict:

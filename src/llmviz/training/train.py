@@ -19,7 +19,7 @@ import numpy as np
 from ..core.config import PRESETS, ModelConfig
 from ..io.loading import neurons_path
 from .chars import EXAMPLE, NAME, PACKAGE, SDIST_SHA256, TEXT_SHA256, VERSION, sha256
-from .numpy_train import Trainer, fit
+from .numpy_train import Trainer, fit, trained
 from .tasks import nano_gpt, shakespeare_char, sort_accuracy, validation_loss
 from .top_contexts import top_contexts, write_contexts
 from .writing import check_outputs, write_model
@@ -30,10 +30,7 @@ def train_nano_gpt(out: str | Path, steps: int = 3000, seed: int = 3407, log=pri
     the weights' metadata too ("model_card"). An existing file at either is refused before training, unless
     `force`."""
     check_outputs(out, force)
-    task = nano_gpt()
-    task = dataclasses.replace(task, settings=dataclasses.replace(task.settings, steps=steps, seed=seed))
-    trainer = Trainer(task)
-    run = fit(trainer, log=log)
+    trainer, run = trained(nano_gpt(), steps, seed, log)
     model = trainer.model
     model.source = "trained"
     acc = sort_accuracy(model)
