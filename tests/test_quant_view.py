@@ -292,3 +292,15 @@ def test_the_error_toggle_colours_the_weights_by_their_quantization_error(page, 
     again = colours()
     assert again == before, [(c, a, b) for c, a, b in zip(cells, again, before) if a != b]
     expect(legend).not_to_contain_text("quantization error")
+
+
+def test_the_learning_paths_small_networks_offer_no_precision():
+    """The learning path's networks are told in float32: no formats to choose (the page hides the selector and the
+    Compare button), while a transformer served beside them offers every format."""
+    from conftest import local_client
+    from llmviz import load_model
+    from llmviz.serve.server import create_app
+
+    infos = local_client(create_app([load_model(n) for n in ("nano-gpt", "neuron", "digits-mlp")])).get("/api/models")
+    got = {m["name"]: len(m["precisions"]) for m in infos.json()}
+    assert got["neuron"] == got["digits-mlp"] == 0 and got["nano-gpt"] == len(FORMATS)

@@ -220,6 +220,7 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
     showEdits();
     syncPrecision(app.models, app.placed.length === 1 ? app.placed[0].data.info : undefined, $<HTMLSelectElement>("#precision"),
       $<HTMLElement>("#precision-field"), $<HTMLButtonElement>("#qerr-toggle"));
+    $<HTMLButtonElement>("#cmp-toggle").hidden = !!exported() || $<HTMLElement>("#precision-field").hidden;  // (no formats)
     app.view!.ready = true;
     updateNotice();
     scaleBars();

@@ -12,7 +12,7 @@ from ...core.graph import Graph
 from ...core.quant import BITS, FORMATS, input_axes, precision_name
 from ...views.decision import STEP_LR, decision
 from ...views.embedmap import embedding_map
-from ...views.walkthrough import compile_chapters
+from ...views.walkthrough import compile_chapters, learning_path
 from ..dependencies import ServedDep, example_input
 from ..schemas import (
     Decision,
@@ -34,7 +34,8 @@ def model_info(name: str, m, precisions: bool = False) -> ModelInfo:
     """A model as the page's selector describes it; `precisions`: a served model, with the formats its weights can
     be stored in (the page's precision selector: core/quant.py)."""
     formats = [Precision(format=f, bits=BITS[f], model=precision_name(name, f)) for f in FORMATS] \
-        if precisions and m.has_weights and input_axes(m.graph) and not m.stored else []  # (a GGUF file: its own)
+        if precisions and m.has_weights and input_axes(m.graph) and not m.stored and not learning_path(m) else []
+    # (a GGUF file's format is its own; the learning path's small networks are told in float32)
     return ModelInfo(name=name, description=m.config.description, example=example_input(m), n_params=m.config.n_params,
                      param_parts=m.config.param_parts(), has_weights=m.has_weights,
                      config=ModelConfig.model_validate(m.config.to_dict()), source=m.source, precisions=formats)
