@@ -134,6 +134,12 @@ def input_axes(graph: Graph) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def stored_as(fmt: str, n_in: int) -> str:
+    """The format a matrix whose rows hold n_in numbers is stored in: `fmt`, or f16 where ggml's blocks cannot cut
+    its rows."""
+    return fmt if fmt not in ("q8_0", "q4_0") or n_in % BLOCK == 0 else "f16"
+
+
 def store(w: np.ndarray, axes: tuple[str, ...], inputs: tuple[str, ...], fmt: str) -> Stored:
     """A weight (in `axes`) in `fmt`: laid out as ggml lays it, [outputs, inputs] (each group of axes flattened in
     order), quantized row by row, and laid back in its own axes."""
@@ -141,7 +147,7 @@ def store(w: np.ndarray, axes: tuple[str, ...], inputs: tuple[str, ...], fmt: st
     order = [axes.index(a) for a in (*outs, *inputs)]
     t = np.ascontiguousarray(np.asarray(w, np.float32).transpose(order))
     n_in = math.prod(t.shape[len(outs):])
-    used = fmt if fmt not in ("q8_0", "q4_0") or n_in % BLOCK == 0 else "f16"  # (ggml cannot block it)
+    used = stored_as(fmt, n_in)
     values, codes, scales, block = quantize_rows(t.reshape(-1, n_in), used)
     back = np.argsort(order)
 
@@ -156,9 +162,10 @@ def precision_name(model: str, fmt: str) -> str:
     return model if fmt == "f32" else f"{model}{SEP}{fmt}"
 
 
-def quantized(model, fmt: str):
+def quantized(model, fmt: str, keep: bool = True):
     """The model with its weights stored in `fmt` and read back (a new Model named "<name>:<fmt>", its `stored` each
-    quantized weight's Stored); "f32" is the model itself."""
+    quantized weight's Stored, unless not `keep`: then only the numbers read back, for a pass); "f32" is the model
+    itself."""
     from .model import Model, widen
 
     if fmt not in FORMATS:
@@ -169,10 +176,18 @@ def quantized(model, fmt: str):
         raise LlmvizError(f"{model.name} is already quantized ({model.precision}): quantize the original instead")
     weights = model.require_weights()
     graph = model.graph
-    stored = {name: store(widen(weights[name]), graph[name].axes, inputs, fmt)
-              for name, inputs in input_axes(graph).items()}
-    new = {name: (stored[name].values if name in stored else widen(w)) for name, w in weights.items()
-           if not graph[name].attrs.get("tied_to")}
+    stored, new = {}, {}
+    quantize = input_axes(graph)
+    for name, w in weights.items():
+        if graph[name].attrs.get("tied_to"):
+            continue
+        if name not in quantize:
+            new[name] = widen(w)
+            continue
+        s = store(widen(w), graph[name].axes, quantize[name], fmt)  # (one weight's codes and scales at a time)
+        new[name] = s.values
+        if keep:
+            stored[name] = s
     config = dataclasses.replace(model.config, name=precision_name(model.name, fmt))
     q = Model(config, new, model.tokenizer, source=f"{model.source}, stored as {fmt}".lstrip(", "))
     q.stored, q.precision = stored, fmt

@@ -136,6 +136,7 @@ import html
 import inspect
 import itertools
 import json
+import math
 import re
 import threading
 import weakref
@@ -260,6 +261,7 @@ class Context:
         self._gradients = None
         self._stepped = None
         self._formats: dict[str, tuple] = {}  # FMT -> (the model in it, its comparison with this pass)
+        self._stored: dict[tuple[str, str], object] = {}  # (FMT, weight) -> the weight as FMT stores it
 
     def generated(self) -> Context:
         """The context of generation's next step: the prediction appended and computed on a KV cache of the input
@@ -317,10 +319,22 @@ class Context:
         self.needs_numbers()
         if self.trace.past_tokens:
             raise _NotForThisModel()
-        if fmt not in self._formats:
-            q = quantized(self.model, fmt)
+        if fmt not in self._formats:  # (the numbers read back only: a weight's codes and scales are `stored_in`'s)
+            q = quantized(self.model, fmt, keep=False)
             self._formats[fmt] = (q, compare(self.trace, q.run(self.trace.tokens, keep=q.graph.checkpoints())))
         return self._formats[fmt]
+
+    def stored_in(self, fmt: str, name: str):
+        """One weight as `fmt` stores it (core/quant.store; None: a weight no format quantizes)."""
+        from ..core.model import widen
+        from ..core.quant import input_axes, store
+
+        inputs = input_axes(self.graph).get(name)
+        if inputs is None:
+            return None
+        if (fmt, name) not in self._stored:
+            self._stored[fmt, name] = store(widen(self.model.require_weights()[name]), self.graph[name].axes, inputs, fmt)
+        return self._stored[fmt, name]
 
     def cell(self, ref: str) -> tuple[str, tuple]:
         """'name[i, j]' -> (name, index with slices); checked against the graph."""
@@ -720,7 +734,7 @@ def template(ctx: Context, expr: str) -> str:
 
 def precision(ctx: Context, word: str, fmt: str, arg: str) -> str:
     """The templates of a weight stored in fewer bits and of the pass computed with it (bits, quant_*)."""
-    from ..core.quant import FORMATS, bf16, f16
+    from ..core.quant import FORMATS, bf16, f16, input_axes, stored_as
 
     if fmt not in FORMATS:
         raise ValueError(f"{word} {fmt}: give a format, one of {', '.join(FORMATS)}")
@@ -737,9 +751,10 @@ def precision(ctx: Context, word: str, fmt: str, arg: str) -> str:
         top = c["other"]["prediction"]["top"][0]
         return (html.escape(top["token"]) if word == "quant_top" else top["percent"] if word == "quant_percent"
                 else str(len(c["changed_positions"])))
-    if word == "quant_stored":
-        q = ctx.in_format(fmt)[0]
-        return f"{sum(s.fmt == fmt for s in q.stored.values())} of {len(q.stored)}"
+    if word == "quant_stored":  # (from the shapes alone: which matrices ggml's blocks can cut)
+        sizes, quantize = ctx.graph.sizes(1), input_axes(ctx.graph)
+        used = [stored_as(fmt, math.prod(sizes[a] for a in inputs)) for inputs in quantize.values()]
+        return f"{used.count(fmt)} of {len(used)}"
     name, index = ctx.cell(arg)
     if ctx.graph[name].kind != "weight":
         raise ValueError(f"{word} {arg}: give a cell of a weight (a format stores the weights)")
@@ -758,7 +773,7 @@ def precision(ctx: Context, word: str, fmt: str, arg: str) -> str:
         if word in ("quant_code", "quant_scale"):
             raise ValueError(f"{word} f32: f32 stores the number itself, without codes or scales")
         return f"{float(w):.8g}" if word == "quant_value" else "0"
-    stored = ctx.in_format(fmt)[0].stored.get(name)
+    stored = ctx.stored_in(fmt, name)
     if stored is None:
         raise ValueError(f"{word} {fmt} {arg}: {name} is not stored in fewer bits (it stays float32)")
     if word in ("quant_code", "quant_scale"):
