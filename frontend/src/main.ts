@@ -10,7 +10,7 @@ import { onKey } from "./keyboard";
 import { escapeCloses } from "./panelkeys";
 import { LabelLayer } from "./labels";
 import { legendHtml } from "./legend";
-import { deselect, notify, onlyPanel, scaleBars, select, syncControls, updateNotice, updatePanels } from "./panels";
+import { deselect, notify, onlyPanel, scaleBars, select, syncControls, updateNotice, updatePanels, withUnlisted } from "./panels";
 import * as scene from "./scene";
 import { everything, findBlock, freeRect, pickAt, place, screen } from "./scene";
 import type { BlockInfo, SceneData, SceneInfo } from "./scenedata";
@@ -26,9 +26,9 @@ import { View } from "./view";
 import { Insights } from "./insights";
 import { closeEmbedMap, embedMap } from "./embedmap";
 import { Walkthrough } from "./walkthrough";
-import { Training, withSnapshot } from "./training";
+import { Training } from "./training";
 import { mountDigitPad, updateDigitPad } from "./digitpad";
-import { isLearnerName, mountNeuronPlot, updateNeuronPlot, withLearner } from "./neuronplot";
+import { isLearnerName, mountNeuronPlot, updateNeuronPlot } from "./neuronplot";
 import { LearningPath } from "./learningpath";
 import { isQuantized, precisionOf, quantView, syncPrecision } from "./precision";
 import { Compare, sharedScales } from "./compare";
@@ -158,7 +158,8 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
       if (stored) info = { ...stored.model, name: s.model! };  // (nano-gpt:q4_0: the precision selector's)
       if (!info && s.model) {  // a training run's snapshot (nano-gpt@1200): not in the list, found by its name
         // (or a neuron of the learner's weights, neuron~1.5,-0.8,0.2: the neuron's plot names it)
-        const found = await (isLearnerName(s.model) ? withLearner : withSnapshot)(s.model, app.models, $<HTMLSelectElement>("#model"));
+        const found = await withUnlisted(s.model, app.models, $<HTMLSelectElement>("#model"),
+          ...(isLearnerName(s.model) ? ["learner", "your weights"] : ["snapshot", "snapshot"]) as [string, string]);
         ({ models: app.models, why } = found);
         info = found.info ?? undefined;
       }

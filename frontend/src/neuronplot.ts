@@ -6,7 +6,6 @@
 // makes (the server's `next`); Train keeps stepping. Clicking in the plot makes that point the input.
 import { check } from "./api";
 import type { components } from "./api-schema";
-import type { ModelInfo } from "./api";
 import { formatG } from "./pyformat";
 import type { SceneInfo } from "./scenedata";
 import { request } from "./transport";
@@ -154,25 +153,6 @@ export async function fetchDecision(name: string): Promise<Decision> {
   decisions.set(d.model, d);
   if (decisions.size > 600) decisions.delete(decisions.keys().next().value as string);
   return d;
-}
-
-const learners = new Set<string>();  // the learner's neurons listed, by name (one at a time)
-
-/** A learner's neuron as a model of the list (the served neuron's description under the learner's name), with an
- * entry in the model selector; or why there is no such neuron (the server's words). */
-export async function withLearner(name: string, models: ModelInfo[], select: HTMLSelectElement):
-  Promise<{ models: ModelInfo[]; info: ModelInfo | null; why: string }> {
-  const res = await request(`/api/models/${encodeURIComponent(name)}`);  // (the server resolves the name, or says why not)
-  const data = await res.json().catch(() => ({ detail: `${res.status} ${res.statusText}` }));
-  if (!res.ok) return { models, info: null, why: data.detail ?? `${res.status} ${res.statusText}` };
-  const info = data as ModelInfo;
-  for (const o of select.querySelectorAll("option[data-learner]")) o.remove();
-  const option = Object.assign(document.createElement("option"), { value: info.name, textContent: `${info.name} · your weights` });
-  option.dataset.learner = "";
-  select.append(option);
-  const rest = models.filter((m) => !learners.has(m.name));
-  learners.add(info.name);
-  return { models: [...rest, info], info, why: "" };
 }
 
 class NeuronPlot {

@@ -13,6 +13,32 @@ import { wholeBox, type Placed } from "./framing";
 import { app, narrow, $ } from "./state";
 import { precisionOf } from "./precision";
 import { formatCount } from "./trace";
+import { request } from "./transport";
+import type { ModelInfo } from "./api";
+
+const unlisted = new Map<string, ModelInfo>();  // models shown by name that the list does not hold, by name
+
+/** A model the server shows by name but does not list (a training run's snapshot, nano-gpt@1200, marked "snapshot";
+ * a learner's neuron, neuron~1.5,-0.8,0.2, marked "learner"): its description from the server (GET
+ * /api/models/{name}), as the only such model in the list and in the model selector (`label` after its name); or why
+ * the server has no such model. */
+export async function withUnlisted(name: string, models: ModelInfo[], select: HTMLSelectElement, mark: string,
+  label: string): Promise<{ models: ModelInfo[]; info: ModelInfo | null; why: string }> {
+  let info = unlisted.get(name);
+  if (!info) {
+    const res = await request(`/api/models/${encodeURIComponent(name)}`);
+    const data = await res.json().catch(() => ({ detail: `${res.status} ${res.statusText}` }));
+    if (!res.ok) return { models, info: null, why: data.detail ?? `${res.status} ${res.statusText}` };
+    info = data as ModelInfo;
+    unlisted.set(name, info);
+  }
+  for (const o of select.querySelectorAll("option[data-unlisted]")) o.remove();
+  const option = Object.assign(document.createElement("option"), { value: info.name, textContent: `${info.name} · ${label}` });
+  option.dataset.unlisted = "";
+  option.dataset[mark] = "";
+  select.append(option);
+  return { models: [...models.filter((m) => !unlisted.has(m.name)), info], info, why: "" };
+}
 
 const said = new Map<string, string>();  // what the view was asked for and could not show, by who says it
 

@@ -4,7 +4,6 @@
 // latest snapshot as it arrives, or the one the scrubber is on; any snapshot opens in the normal view by its name
 // (nano-gpt@1200). The server decides everything shown here (routes/training.py); the page draws it.
 import type { components } from "./api-schema";
-import type { ModelInfo } from "./api";
 import { escapeHtml } from "./html";
 import { escapeCloses } from "./panelkeys";
 import { formatG, thousands } from "./pyformat";
@@ -157,19 +156,6 @@ export function snapshotAt(snaps: { step: number }[], step: number): number {
     if (s.step <= step) best = i;
   });
   return best;
-}
-
-const infos = new Map<string, ModelInfo>();  // snapshots asked about, by name
-
-/** A snapshot's model description (null: the name is not one of the run's snapshots), and the server's reason. */
-export async function snapshotInfo(name: string): Promise<{ info: ModelInfo | null; why: string }> {
-  const known = infos.get(name);
-  if (known) return { info: known, why: "" };
-  const res = await request(`/api/training/snapshots/${encodeURIComponent(name)}`);
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) return { info: null, why: data.detail ?? `${res.status} ${res.statusText}` };
-  infos.set(name, data);
-  return { info: data as ModelInfo, why: "" };
 }
 
 export class Training {
@@ -399,18 +385,4 @@ export class Training {
     this.root.dataset.version = String(st.version);
     this.renders++;
   }
-}
-
-/** A model name the server's list lacks, looked up among the training run's snapshots: the models with this snapshot
- * as the only snapshot among them, and the model selector with one entry for it (the list itself never holds the
- * snapshots); or why there is no such model. */
-export async function withSnapshot(name: string, models: ModelInfo[], select: HTMLSelectElement):
-  Promise<{ models: ModelInfo[]; info: ModelInfo | null; why: string }> {
-  const { info, why } = await snapshotInfo(name);
-  if (!info) return { models, info, why };
-  for (const o of select.querySelectorAll("option[data-snapshot]")) o.remove();
-  const option = Object.assign(document.createElement("option"), { value: info.name, textContent: `${info.name} · snapshot` });
-  option.dataset.snapshot = "";
-  select.append(option);
-  return { models: [...models.filter((m) => !infos.has(m.name)), info], info, why };
 }
