@@ -18,6 +18,7 @@ import json
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,8 @@ SHAPES = {  # Hugging Face LlamaConfig fields
                rope_theta=500000.0, tie_word_embeddings=False, rms_norm_eps=1e-5),
 }
 TOKENS = 32
+LOGITS = {e: Path(tempfile.gettempdir()) / f"llmviz-big-llama-{e}.npy" for e in ("llmviz", "transformers")}
+SHARD_BYTES = 5 * 10**9  # transformers' default max_shard_size
 
 
 def tensors(cfg: dict) -> dict[str, tuple[int, ...]]:
@@ -58,15 +61,38 @@ def bf16_bits(a: np.ndarray) -> np.ndarray:
 
 
 def make(shape: str, out: Path, seed: int = 0) -> Path:
-    """A random checkpoint folder (config.json, model.safetensors in bf16), written one tensor at a time: normal
-    weights with std 0.02, norms 1. Kept if it is there already."""
+    """A random checkpoint folder (config.json, and bf16 weights as transformers saves them: one model.safetensors
+    up to 5 GB, else shards with model.safetensors.index.json), written one slab of rows at a time: normal weights
+    with std 0.02, norms 1. Kept if it is there already."""
     cfg = {**SHAPES[shape], "model_type": "llama", "architectures": ["LlamaForCausalLM"], "torch_dtype": "bfloat16",
            "hidden_act": "silu", "attention_bias": False, "mlp_bias": False}
     out.mkdir(parents=True, exist_ok=True)
-    weights = out / "model.safetensors"
-    if weights.exists() and (out / "config.json").exists():
+    if (out / "config.json").exists():
         return out
     shapes = tensors(cfg)
+    shards: list[dict[str, tuple[int, ...]]] = [{}]
+    size = 0
+    for name, s in shapes.items():
+        n = 2 * int(np.prod(s))
+        if size + n > SHARD_BYTES and shards[-1]:
+            shards.append({})
+            size = 0
+        shards[-1][name] = s
+        size += n
+    files = (["model.safetensors"] if len(shards) == 1
+             else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
+    rng = np.random.default_rng(seed)
+    for file, part in zip(files, shards):
+        write_shard(out / file, part, rng)
+    if len(files) > 1:
+        index = {"metadata": {"total_size": sum(2 * int(np.prod(s)) for s in shapes.values())},
+                 "weight_map": {n: f for f, part in zip(files, shards) for n in part}}
+        (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
+    (out / "config.json").write_text(json.dumps(cfg, indent=1))  # (last: its presence means the folder is whole)
+    return out
+
+
+def write_shard(path: Path, shapes: dict[str, tuple[int, ...]], rng) -> None:
     header, offset = {}, 0
     for name, s in shapes.items():
         n = 2 * int(np.prod(s))
@@ -74,8 +100,7 @@ def make(shape: str, out: Path, seed: int = 0) -> Path:
         offset += n
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)
-    rng = np.random.default_rng(seed)
-    with open(weights, "wb") as f:
+    with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(head)) + head)
         for s in shapes.values():
             if len(s) == 1:  # a norm's gain
@@ -83,8 +108,6 @@ def make(shape: str, out: Path, seed: int = 0) -> Path:
                 continue
             for rows in np.array_split(np.arange(s[0]), max(1, s[0] // 4096)):  # (a slab of rows at a time)
                 f.write(bf16_bits(rng.standard_normal((len(rows), *s[1:]), np.float32) * 0.02).tobytes())
-    (out / "config.json").write_text(json.dumps(cfg, indent=1))
-    return out
 
 
 RUN = r"""
@@ -92,7 +115,7 @@ import json, re, sys, time
 def anon():  # the process's anonymous memory now, and its peak resident set (kB -> bytes)
     s = open("/proc/self/status").read()
     return {k: int(re.search(k + r":\s+(\d+) kB", s).group(1)) * 1024 for k in ("RssAnon", "VmHWM")}
-engine, folder, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+engine, folder, n, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 ids = [(i * 7919) % 1000 + 1 for i in range(n)]
 t0 = time.perf_counter()
 if engine == "llmviz":
@@ -107,12 +130,16 @@ else:
         o = net(torch.tensor([ids]), output_hidden_states=True, output_attentions=True)
     logits = o.logits[0, -1].numpy()
 seconds = time.perf_counter() - t0
+import numpy
+numpy.save(out, numpy.asarray(logits, numpy.float32))
 print(json.dumps({"seconds": seconds, **anon(), "top": int(logits.argmax())}))
 """
 
 
 def run(engine: str, folder: Path) -> dict:
-    r = subprocess.run([sys.executable, "-c", RUN, engine, str(folder), str(TOKENS)], capture_output=True, text=True)
+    """One engine's load and trace in a fresh process; its last position's logits are left in LOGITS[engine]."""
+    r = subprocess.run([sys.executable, "-c", RUN, engine, str(folder), str(TOKENS), str(LOGITS[engine])],
+                       capture_output=True, text=True)
     if r.returncode:
         return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -126,7 +153,7 @@ def main() -> None:
     ap.add_argument("--only", choices=["llmviz", "transformers"])
     args = ap.parse_args()
     folder = make(args.shape, args.out or Path(f"/tmp/llmviz-llama-{args.shape}"))
-    size = (folder / "model.safetensors").stat().st_size
+    size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
     print(f"{args.shape}: {folder} ({size / 2**30:.2f} GiB of bf16), a full trace of {TOKENS} tokens, each engine in a "
           "fresh process")
     engines = [args.only] if args.only else ["transformers", "llmviz"]
@@ -139,7 +166,9 @@ def main() -> None:
                 print(f"  run {i + 1} {e:>12}: {r['seconds']:6.1f} s, RssAnon {r['RssAnon'] / 2**30:5.2f} GiB, "
                       f"peak RSS {r['VmHWM'] / 2**30:5.2f} GiB, top token {r['top']}")
         if all("seconds" in r for r in got.values()) and len(got) == 2:
-            print(f"  run {i + 1}: llmviz ÷ transformers = {got['llmviz']['seconds'] / got['transformers']['seconds']:.2f}x")
+            diff = float(np.abs(np.load(LOGITS["llmviz"]) - np.load(LOGITS["transformers"])).max())
+            print(f"  run {i + 1}: llmviz ÷ transformers = {got['llmviz']['seconds'] / got['transformers']['seconds']:.2f}x; "
+                  f"last position's logits differ by at most {diff:.2e}")
 
 
 if __name__ == "__main__":

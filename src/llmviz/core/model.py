@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..io.safetensors_file import bf16_to_f32
 from ..io.safetensors_file import to_bytes as safetensors_bytes
 from ..io.safetensors_file import write as safetensors_write
+from . import weights as stored
 from .backward import Gradients, backward, targets_for
 from .config import ModelConfig
 from .edits import Edit, by_tensor, parse_edits, with_sources
@@ -26,11 +26,15 @@ from .edits import apply as apply_edits
 from .errors import InputTooLong, LlmvizError, NoWeights, NumericTrouble
 from .graph import NAMED_BY, Graph
 from .ops import OPS
+from .progress import report
 from .sampling import Draw, Sampling, sample
+from .weights import streamed, widen
 
 Prompt = str | Sequence[int] | Sequence[float]  # (an image's pixels or a point's numbers: floats; see Model.pixels, Model.point)
 PIXEL_MAX = 16.0  # an image model's pixels go from 0 (blank) to 16 (ink), as scikit-learn's 8 × 8 digits
 POINT_MAX = 100.0  # a point classifier's numbers go from −100 to 100
+
+READ_STORED = ("linear", "embed")  # ops that widen a large weight themselves, a block at a time (core/weights.py)
 
 # numpy asks the kernel for huge pages on every large array (madvise). Where transparent huge pages defragment
 # on request (defrag = madvise, the common default), each such allocation may stall on memory compaction: a
@@ -47,11 +51,14 @@ class Stopped(Exception):
 class Model:
     """A config, its graph, its tokenizer and (unless structure only) its weights.
 
-    `weights` maps each weight name of the graph to an array in the storage dtype (float32 by default;
-    float16, or bfloat16 as uint16 bits, when loaded with dtype=...). `trace[name]` is always float32.
+    `weights` maps each weight name of the graph to an array in the storage dtype: as the file stores it
+    (float32, float16, or bfloat16 as uint16 bits), memory-mapped, for a Hugging Face folder; float32 by default for
+    other files; or as loaded with dtype=... (see core/weights.py). `trace[name]` is always float32.
     """
 
-    def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray] | None, tokenizer, source: str = ""):
+    engine: ClassVar[str] = "numpy"  # what computes its passes (io/nnsight_engine.py: "nnsight")
+
+    def __init__(self, config: ModelConfig, weights: MutableMapping[str, np.ndarray] | None, tokenizer, source: str = ""):
         self.config = config
         self.graph = Graph(config)
         self.weights = weights
@@ -63,6 +70,7 @@ class Model:
         self.source = source
         self.stored: dict = {}  # a quantized model's weights as stored (core/quant.py: name -> Stored)
         self.precision = "f32"  # the format its weights are stored in (core/quant.FORMATS)
+        self._widened: int | None = None  # (pass_bytes: the largest float32 copy of a weight an op makes)
 
     @property
     def name(self) -> str:
@@ -72,13 +80,22 @@ class Model:
     def has_weights(self) -> bool:
         return self.weights is not None
 
+    def pass_bytes(self, n_pos: int, keep: Collection[str] | None = None) -> int:
+        """The most memory a forward pass of n_pos tokens takes at once, keeping `keep` (default: the residual stream):
+        the graph's tensors held (Graph.peak_bytes), and the float32 copy of the weight an op widens at that moment,
+        whole, or a block of it where streamed (core/weights.py). The weights themselves are the model's, or mapped."""
+        if self._widened is None:
+            self._widened = max((4 * (stored.BLOCK if streamed(w) else w.size) for w in (self.weights or {}).values()
+                                 if w.dtype != np.float32), default=0)
+        return self.graph.peak_bytes(n_pos, self.graph.checkpoints() if keep is None else keep) + self._widened
+
     def require_tokens(self) -> None:
         """A model that writes tokens: a classifier (of an image, or of a point) is refused by name."""
         if self.config.classifier:
             raise LlmvizError(f"{self.name} classifies {'an image' if self.config.image_side else 'a point'}: it reads "
                               "no text and writes no next token")
 
-    def require_weights(self) -> dict[str, np.ndarray]:
+    def require_weights(self) -> MutableMapping[str, np.ndarray]:
         """The weights; a structure-only model says it has none."""
         if self.weights is None:
             raise NoWeights(f"{self.name} is structure only: no weights are loaded, so there is nothing to compute")
@@ -250,6 +267,7 @@ class Model:
                 wanted[i, :len(r)] = r
         logits = self.graph[self.graph.output].inputs[0]
         values = self._compute(self.graph, ids, {}, self.graph.ancestors([logits]), keep=None)
+        values.update((n, self._leaf(self.graph, n, ids)) for n in self.graph.names("weight"))  # (as float32)
         return backward(self.graph, values, self.require_weights(), logits, wanted)
 
     def _labels(self, targets) -> np.ndarray:
@@ -339,24 +357,32 @@ class Model:
         last, order = graph.last_readers(names), graph.position()
         values: dict[str, np.ndarray] = {}
 
-        def get(name):
+        def get(name, op):
             if name in values:
                 return values[name]
             if name in known:
                 return known[name]
-            return self._leaf(graph, name, ids)
+            return self._leaf(graph, name, ids, stored=op in READ_STORED)
 
+        n_layer, layer = self.config.n_layer, -1
         for name in names:
             if stop is not None and stop():
                 raise Stopped("stopped before the forward pass finished")
             t = graph[name]
-            if t.kind in ("weight", "input"):
-                if (keep is None or name in keep) and name not in known:
+            if t.layer is not None and t.layer != layer:  # a layer begins: the ones before it are done
+                layer = t.layer
+                report(layer, n_layer, "layer")
+            if t.kind == "weight":  # read where it is used (a weight is kept only if `keep` names it)
+                if keep is not None and name in keep and name not in known:
                     values[name] = self._leaf(graph, name, ids, values)
+                continue
+            if t.kind == "input":
+                if (keep is None or name in keep) and name not in known:
+                    values[name] = self._leaf(graph, name, ids)
                 continue
             try:  # an op whose numbers leave float32's range stops the pass (an op that expects it says so itself)
                 with np.errstate(over="raise", invalid="raise", divide="raise"):
-                    values[name] = OPS[t.op or ""](*(get(i) for i in t.inputs), **t.attrs)
+                    values[name] = OPS[t.op or ""](*(get(i, t.op) for i in t.inputs), **t.attrs)
                     if edits and name in edits:
                         values[name] = apply_edits(graph, values[name], edits[name])
             except FloatingPointError as e:
@@ -369,16 +395,21 @@ class Model:
                 for n in (*t.inputs, name):
                     if n in values and n not in keep and last.get(n, -1) <= i:
                         del values[n]
+        if layer >= 0:
+            report(n_layer, n_layer, "layer")
         return values
 
-    def _leaf(self, graph: Graph, name: str, ids: list[int] | np.ndarray, values: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
-        """A weight as float32, or the input tokens (an image model's pixels, float32)."""
+    def _leaf(self, graph: Graph, name: str, ids: list[int] | np.ndarray, values: Mapping[str, np.ndarray] | None = None,
+              stored: bool = False) -> np.ndarray:
+        """A weight as float32, or the input tokens (an image model's pixels, float32). stored: a large weight as it is
+        kept (an op of READ_STORED widens it a block at a time)."""
         if graph[name].kind == "input":
             return np.asarray(ids, dtype=np.float32 if self.config.classifier else np.int64)
         tied = graph[name].attrs.get("tied_to")
         if tied and values and tied in values:
             return tie(graph, name, values[tied])  # the same numbers, widened once
-        return widen(self.require_weights()[name])
+        w = self.require_weights()[name]
+        return w if stored and streamed(w) else widen(w)
 
     def generate(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float = 0.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
@@ -503,13 +534,6 @@ def tie(graph: Graph, name: str, source: np.ndarray) -> np.ndarray:
     return source.transpose([src.index(a) for a in graph[name].axes])
 
 
-def widen(w: np.ndarray) -> np.ndarray:
-    """A weight as float32 for computing: float16 is cast, bfloat16 (kept as uint16 bits) is expanded."""
-    if w.dtype == np.float32:
-        return w
-    return bf16_to_f32(w) if w.dtype == np.uint16 else w.astype(np.float32)
-
-
 @dataclass
 class Generation:
     prompt: list[int]
@@ -554,6 +578,8 @@ class Trace(Mapping):
             return self.kept[name]
         if name not in self.graph:
             raise KeyError(f"{name!r} is not a tensor of {self.model.name}'s graph")
+        if self.graph[name].kind == "weight":  # the model's, widened to float32
+            return self.model._leaf(self.graph, name, self.tokens)
         with self._lock:
             if name not in self._recent:
                 # What was recomputed for the same layer stays: reading a layer's tensors one by one costs

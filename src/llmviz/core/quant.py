@@ -166,7 +166,8 @@ def quantized(model, fmt: str, keep: bool = True):
     """The model with its weights stored in `fmt` and read back (a new Model named "<name>:<fmt>", its `stored` each
     quantized weight's Stored, unless not `keep`: then only the numbers read back, for a pass); "f32" is the model
     itself."""
-    from .model import Model, widen
+    from .model import Model
+    from .weights import widen
 
     if fmt not in FORMATS:
         raise LlmvizError(f"unknown format {fmt!r}: llmviz stores weights as {', '.join(FORMATS)}")

@@ -1,21 +1,30 @@
 """Checking and storing converted weights, for every architecture (see llmviz.core.arch): that a config's
-weights fit in memory and match the file, that no weight is NaN, inf or beyond ±1e6, and the storage dtypes."""
+weights fit in memory and match the file, that no weight is NaN, inf or beyond ±1e6, and the storage dtypes.
+
+dtype "stored" keeps each weight as its file stores it, memory-mapped (core/weights.py): a large weight is checked
+the first time it is read (`Checked`), which is before any number computed from it exists."""
 
 from __future__ import annotations
 
 import math
 import os
+import threading
+from collections.abc import Iterator, MutableMapping
 
 import numpy as np
 
 from ..core.config import ModelConfig
 from ..core.errors import BadModelFile
+from ..core.weights import widen
 from .safetensors_file import f32_to_bf16
 
-STORAGE_DTYPES = ("float32", "float16", "bfloat16")
+STORED = "stored"  # as the file stores them (float32, float16 or bfloat16), memory-mapped
+STORAGE_DTYPES = (STORED, "float32", "float16", "bfloat16")
+KEPT = (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.uint16))  # what "stored" keeps as it is
+CHECK_LATER = 1 << 20  # a stored weight of this many numbers or more is checked when first read, not at load
 
 
-BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, STORED: 0}  # (stored: mapped, the file's pages, not memory)
 F16_MAX = 65504.0
 # The largest weight magnitude llmviz accepts. Trained models' weights stay within a few hundred (a norm's gain, an
 # outlier channel); a weight of 1e6 already makes products of 1e12 with unit activations, and a few layers of such
@@ -65,8 +74,10 @@ def check_weight(a: np.ndarray, dtype: str, source, name: str) -> None:
 
 
 def reader(state, dtype: str, source):
-    """get(name, shape): a checkpoint's tensor as float32, refused by name if it is missing, misshapen, or holds values
-    llmviz cannot compute with (see check_weight; checked before it is narrowed)."""
+    """get(name, shape): a checkpoint's tensor as float32 (dtype "stored": as the file stores it), refused by name if it
+    is missing, misshapen, or holds values llmviz cannot compute with (see check_weight; checked before it is
+    narrowed). A large stored tensor is checked when first read instead: it is listed in `state.unchecked` (Checked)."""
+    unchecked = getattr(state, "unchecked", None)
 
     def get(name: str, shape: tuple) -> np.ndarray:
         if name not in state:
@@ -75,14 +86,86 @@ def reader(state, dtype: str, source):
         if tuple(a.shape) != shape:
             raise BadModelFile(f"{source}: tensor {name!r} has shape {list(a.shape)}, expected {list(shape)}")
         a = np.asarray(a)
+        if dtype == STORED and a.dtype in KEPT:
+            if unchecked is not None and a.size >= CHECK_LATER:
+                unchecked[id(owner(a))] = (name, owner(a))
+            else:
+                check_weight(widen(a), dtype, source, name)
+            return a
+        a = widen(a) if a.dtype == np.uint16 else a  # (a mapped bfloat16 tensor's bits)
         check_weight(a, dtype, source, name)  # before narrowing: a float64 value beyond float32 is named, never cast to inf
         return np.asarray(a, dtype=np.float32)
 
     return get
 
 
+def owner(a: np.ndarray) -> np.ndarray:
+    """The array whose memory `a` uses (itself, or the array it is a view of)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+# Per stored dtype: the integers of the same width, the largest magnitude's bits allowed (MAX_WEIGHT, or the largest
+# finite number where that is less), for a check that reads the bits: a float's magnitude grows with its bits.
+BITS = {np.dtype(np.uint16): (np.int16, np.uint16, 0x4974),  # bfloat16: 999,424; the next is 1,003,520
+        np.dtype(np.float16): (np.int16, np.uint16, 0x7BFF),  # 65,504
+        np.dtype(np.float32): (np.int32, np.uint32, 0x49742400)}  # 1e6
+
+
+def check_stored(a: np.ndarray, source, name: str) -> None:
+    """check_weight on a stored tensor, from its bits: two integer reductions and no copy. The signed view's maximum
+    is the largest positive magnitude; the unsigned view's, with the sign bit set, the largest negative one."""
+    signed, unsigned, limit = BITS[a.dtype]
+    flat = a.reshape(-1)
+    if not flat.size:
+        return
+    sign = 1 << (8 * flat.itemsize - 1)
+    hi, lo = int(flat.view(signed).max()), int(flat.view(unsigned).max())
+    if max(hi, lo - sign if lo >= sign else 0) > limit:
+        check_weight(widen(a), "float32", source, name)  # (names what is wrong)
+
+
+class Checked(MutableMapping):
+    """A model's weights by name, each large stored tensor (`unchecked`: id of its array -> its name in the file and
+    the array) checked the first time a weight made from it is read: a bad one is refused by name then."""
+
+    def __init__(self, weights: dict[str, np.ndarray], unchecked: dict[int, tuple[str, np.ndarray]], source):
+        self.weights, self.unchecked, self.source = weights, unchecked, source
+        self.lock = threading.Lock()
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        w = self.weights[name]
+        if self.unchecked and id(owner(w)) in self.unchecked:
+            with self.lock:
+                if (found := self.unchecked.get(id(owner(w)))) is not None:
+                    check_stored(found[1], self.source, found[0])
+                    del self.unchecked[id(owner(w))]
+        return w
+
+    def __setitem__(self, name: str, w: np.ndarray) -> None:
+        self.weights[name] = w
+
+    def __delitem__(self, name: str) -> None:
+        del self.weights[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.weights)
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+
+def kept(a: np.ndarray, dtype: str) -> np.ndarray:
+    """A converted weight as the model keeps it: as stored, a view of the mapped file in whatever layout the
+    conversion left it (no copy); otherwise contiguous, in the storage dtype."""
+    return to_storage(a if dtype == STORED else np.ascontiguousarray(a), dtype)
+
+
 def to_storage(a: np.ndarray, dtype: str) -> np.ndarray:
-    """Keep a weight as float32, float16, or bfloat16 (as its uint16 bits; see model.widen)."""
+    """Keep a weight as float32, float16, or bfloat16 (as its uint16 bits; see weights.widen), or as it is stored."""
+    if dtype == STORED:
+        return a if a.dtype in KEPT else np.asarray(a, np.float32)
     if dtype == "float32":
         return np.ascontiguousarray(a, dtype=np.float32) if a.dtype != np.float32 else a
     if dtype == "float16":

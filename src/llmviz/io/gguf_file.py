@@ -28,8 +28,9 @@ import numpy as np
 from ..core.arch import architecture
 from ..core.config import ConfigError, ModelConfig
 from ..core.errors import BadModelFile, LlmvizError
-from ..core.model import Model, widen
+from ..core.model import Model
 from ..core.quant import BLOCK, Stored, input_axes
+from ..core.weights import widen
 from .tokenizer import HFTokenizer, _byte_decoder
 
 ARCHITECTURES = ("llama", "gpt2")

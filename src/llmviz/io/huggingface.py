@@ -8,10 +8,13 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
+
 from ..core.arch import architecture, for_model_type
 from ..core.config import ModelConfig
 from ..core.errors import BadModelFile, LlmvizError, ModelNotFound
 from ..core.model import Model
+from .convert import STORED, Checked
 from .safetensors_file import SafetensorsFile
 from .tokenizer import HFTokenizer
 
@@ -28,14 +31,19 @@ def config_from_hf(cfg: dict, name: str, source, shown: str = "") -> ModelConfig
 
 
 class LazyState(Mapping):
-    """Canonical tensor name -> array, read from one or more safetensors files only when asked for."""
+    """Canonical tensor name -> array from one or more safetensors files, each read only when asked for: mapped in
+    place in the file's dtype (SafetensorsFile.view: no number read until used), or read whole as float32 for a
+    model converted at load. `unchecked` collects the large mapped tensors to check on first use (convert.reader,
+    convert.Checked)."""
 
-    def __init__(self, files: list[SafetensorsFile], canonical):
+    def __init__(self, files: list[SafetensorsFile], canonical, mapped: bool = True):
         self.where = {canonical(k): (f, k) for f in files for k in f.keys()}  # noqa: SIM118 (a file, not a dict)
+        self.mapped = mapped  # False: each tensor read into memory as float32 (to be converted: SafetensorsFile.read)
+        self.unchecked: dict[int, tuple[str, np.ndarray]] = {}
 
     def __getitem__(self, name):
         f, key = self.where[name]
-        return f.read(key)
+        return f.view(key) if self.mapped else f.read(key)
 
     def __iter__(self):
         return iter(self.where)
@@ -44,11 +52,8 @@ class LazyState(Mapping):
         return len(self.where)
 
 
-def load_folder(folder, dtype: str = "float32", name: str | None = None, shown: str | None = None) -> Model:
-    """name: the model's name (default: the folder's); shown: how its source is shown (what the user typed,
-    never an absolute path)."""
-    folder = Path(folder)
-    shown = shown or name or folder.name
+def read_config(folder: Path, name: str, shown: str) -> ModelConfig:
+    """The config of a Hugging Face model folder's config.json (see config_from_hf)."""
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise BadModelFile(f"{folder}: no config.json: a Hugging Face model folder holds config.json, "
@@ -57,7 +62,16 @@ def load_folder(folder, dtype: str = "float32", name: str | None = None, shown: 
         raw = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise BadModelFile(f"{config_path}: not valid JSON ({type(e).__name__}: {e})") from None
-    config = config_from_hf(raw, name or folder.name, folder, shown)
+    return config_from_hf(raw, name, folder, shown)
+
+
+def load_folder(folder, dtype: str = STORED, name: str | None = None, shown: str | None = None) -> Model:
+    """name: the model's name (default: the folder's); shown: how its source is shown (what the user typed,
+    never an absolute path). dtype: "stored" (the default) maps the weights in place, as the files store them, and
+    reads only their headers now; "float32", "float16" or "bfloat16" reads and converts every weight now."""
+    folder = Path(folder)
+    shown = shown or name or folder.name
+    config = read_config(folder, name or folder.name, shown)
     index = folder / "model.safetensors.index.json"
     if (folder / "model.safetensors").is_file():
         files = [SafetensorsFile(folder / "model.safetensors")]
@@ -69,13 +83,20 @@ def load_folder(folder, dtype: str = "float32", name: str | None = None, shown: 
     else:
         raise BadModelFile(f"{folder}: no model.safetensors")
     arch = architecture(config.arch)
-    weights = arch.weights_from_state(LazyState(files, arch.canonical), config, source=str(files[0].path), dtype=dtype)
+    state = LazyState(files, arch.canonical, mapped=dtype == STORED)
+    weights = Checked(arch.weights_from_state(state, config, source=str(files[0].path), dtype=dtype), state.unchecked,
+                      files[0].path)
     tok_path = folder / "tokenizer.json"
     tokenizer = HFTokenizer(tok_path) if tok_path.is_file() else None
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
         raise BadModelFile(f"{tok_path}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                            f"{config.vocab_size}")
-    return Model(config, weights, tokenizer, source=shown)
+    model = Model(config, weights, tokenizer, source=shown)
+    if dtype == STORED:  # its matrices as the file stores them: their format is the model's (a bfloat16 checkpoint's)
+        kinds = {w.dtype for n, w in weights.weights.items() if w.ndim > 1}
+        model.precision = {np.dtype(np.uint16): "bf16", np.dtype(np.float16): "f16"}.get(kinds.pop(), "f32") \
+            if len(kinds) == 1 else "f32"
+    return model
 
 
 def shard_paths(index: Path) -> list[Path]:
@@ -101,7 +122,7 @@ def shard_paths(index: Path) -> list[Path]:
     return paths
 
 
-def load_hub(repo_id: str, dtype: str = "float32") -> Model:
+def load_hub(repo_id: str, dtype: str = STORED) -> Model:
     """Download (or find in the Hugging Face cache) a hub model the user named, then load it."""
     help_offline = (f"to use it offline, put config.json, model.safetensors and tokenizer.json from "
                     f"https://huggingface.co/{repo_id} in a folder and pass that folder (llmviz serve --model ./folder)")

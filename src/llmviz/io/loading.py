@@ -24,7 +24,7 @@ from ..core.errors import BadModelFile, LlmvizError, ModelNotFound
 from ..core.graph import Graph
 from ..core.model import Model
 from ..core.quant import quantized
-from .convert import STORAGE_DTYPES, check_shape, check_weight, to_storage
+from .convert import STORAGE_DTYPES, STORED, check_shape, check_weight, to_storage
 from .safetensors_file import SafetensorsFile
 from .tokenizer import CharTokenizer
 
@@ -62,15 +62,17 @@ def structure_only(name: str) -> Model:
     return Model(PRESETS[name], None, None, source="preset (structure only)")
 
 
-def load_model(source: str, dtype: str = "float32", n_head: int | None = None, quantize: str | None = None) -> Model:
+def load_model(source: str, dtype: str | None = None, n_head: int | None = None, quantize: str | None = None) -> Model:
     """Load a model by preset name, path or hub id (see the module doc).
 
-    dtype: how weights are kept in memory, "float32", "float16" or "bfloat16"; every op computes in
+    dtype: how weights are kept, "float32", "float16" or "bfloat16" (read whole at load), or "stored": as the file
+    stores them, memory-mapped, read as ops use them (core/weights.py). The default (None) is "stored" for a Hugging
+    Face folder or hub id, and "float32" for every other source, which is read whole. Every op computes in
     float32. n_head: the head count of a minGPT state dict of a non-standard shape. quantize: a format of
     core/quant.py ("f16", "bf16", "int8", "q8_0", "q4_0"): the model with its weights stored in it and read back,
     named "<name>:<format>" (None or "f32": the model as loaded).
     """
-    if dtype not in STORAGE_DTYPES:
+    if dtype is not None and dtype not in STORAGE_DTYPES:
         raise LlmvizError(f"unknown dtype {dtype!r}: use one of {', '.join(STORAGE_DTYPES)}")
     source = str(source)
     try:
@@ -91,14 +93,16 @@ def shown_source(source: str) -> str:
     return Path(source).name if Path(source).expanduser().is_absolute() else source
 
 
-def _load(source: str, dtype: str, n_head: int | None) -> Model:
+def _load(source: str, dtype: str | None, n_head: int | None) -> Model:
+    mapped = dtype or STORED  # a Hugging Face folder's; every other source is read whole, float32 unless told
+    dtype = "float32" if dtype in (None, STORED) else dtype
     if source in BUNDLED:
         return load_weights_file(bundled_path(source), dtype, shown="bundled with llmviz")
     path = Path(source).expanduser()
     shown = shown_source(source)
     if path.is_dir():
         from .huggingface import load_folder
-        return load_folder(path, dtype, shown=shown)
+        return load_folder(path, mapped, shown=shown)
     if path.is_file():
         if path.suffix == ".safetensors":
             return load_weights_file(path, dtype, shown=shown)
@@ -114,7 +118,7 @@ def _load(source: str, dtype: str, n_head: int | None) -> Model:
         return structure_only(source)
     if HUB_ID.match(source):
         from .huggingface import load_hub
-        return load_hub(source, dtype)
+        return load_hub(source, mapped)
     raise ModelNotFound(f"unknown model {source!r}: no such file or folder, and not a preset "
                         f"({', '.join(PRESETS)}) or a Hugging Face hub id")
 
@@ -124,7 +128,7 @@ def save_weights(model: Model, path, metadata: dict[str, str] | None = None, sto
     `metadata` (strings, such as a "model_card"). storage: "float32", or "float16" for half the bytes."""
     from safetensors.numpy import save_file
 
-    from ..core.model import widen
+    from ..core.weights import widen
 
     if storage not in ("float32", "float16"):
         raise LlmvizError(f"weights are stored as float32 or float16, not {storage!r}")

@@ -1,21 +1,25 @@
-"""Reading safetensors files one tensor at a time, with errors that name the file and the tensor.
+"""Reading safetensors files, memory-mapped, one tensor at a time, with errors that name the file and the tensor.
 
 The format: an 8-byte little-endian header length, a JSON header mapping each tensor name to its
 dtype, shape and [start, end) byte offsets in the data that follows, and an optional __metadata__.
 The whole header is checked before anything is read, so a truncated or corrupt file is refused
-before a single weight is loaded.
+before a single weight is loaded. `view` maps a tensor in place, in the file's dtype: nothing is read until a
+number is used, and the pages read are the operating system's file cache, shared, not the process's memory.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import mmap
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from ..core.errors import BadModelFile
+from ..core.weights import bf16_to_f32
 
 # File dtype -> (numpy dtype of the stored bits, bytes per element). BF16 is read as its uint16 bits.
 DTYPES = {
@@ -25,10 +29,6 @@ DTYPES = {
 }
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")  # what a weight may be stored as
 MAX_HEADER = 100 * 1024 * 1024
-
-
-def bf16_to_f32(bits: np.ndarray) -> np.ndarray:
-    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 def f32_to_bf16(x: np.ndarray) -> np.ndarray:
@@ -131,7 +131,10 @@ class SafetensorsFile:
         if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
             raise BadModelFile(f"{self.path}: corrupt safetensors header (__metadata__ must map names to strings)")
         self.metadata: dict[str, str] = meta
+        self.size = size
         self.base = 8 + n
+        self._map: mmap.mmap | None = None
+        self._map_lock = threading.Lock()
         self.tensors: dict[str, dict] = header
         ranges = []
         for name, info in header.items():
@@ -160,14 +163,39 @@ class SafetensorsFile:
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.tensors[name]["shape"])
 
+    def view(self, name: str) -> np.ndarray:
+        """A weight mapped in place, in the file's dtype (BF16 as its uint16 bits; F64 is read and cast to float32,
+        which it is checked before: see `read`). Read-only; no byte of it is read until a number is used."""
+        info = self.tensors[name]
+        if info["dtype"] == "F64":
+            return self.read(name)
+        self._float(name)
+        np_dtype, itemsize = DTYPES[info["dtype"]]
+        start, end = info["data_offsets"]
+        with self._map_lock:
+            if self._map is None:
+                try:
+                    with open(self.path, "rb") as f:
+                        self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                except (OSError, ValueError) as e:
+                    raise BadModelFile(f"{self.path}: cannot map it ({getattr(e, 'strerror', None) or e})") from None
+                if len(self._map) != self.size:
+                    raise BadModelFile(f"{self.path}: the file changed while it was read")
+        a = np.frombuffer(self._map, np.dtype(np_dtype).newbyteorder("<"), (end - start) // itemsize, self.base + start)
+        return a.reshape(info["shape"])
+
+    def _float(self, name: str) -> None:
+        dtype = self.tensors[name]["dtype"]
+        if dtype not in FLOAT_DTYPES:
+            raise BadModelFile(f"{self.path}: tensor {name!r} is {dtype}; weights must be floating point "
+                               f"({', '.join(FLOAT_DTYPES[:-1])} or {FLOAT_DTYPES[-1]})")
+
     def read(self, name: str) -> np.ndarray:
         """A weight: float32 (from F32, F16 or BF16), or float64 as stored (so that a value beyond float32 is named by
         convert.check_weight, never cast to inf). A tensor of another dtype (integers, booleans) is refused before
         its bytes are read: llmviz reads tensors only as weights, and a weight is a floating-point number."""
         info = self.tensors[name]
-        if info["dtype"] not in FLOAT_DTYPES:
-            raise BadModelFile(f"{self.path}: tensor {name!r} is {info['dtype']}; weights must be floating point "
-                               f"({', '.join(FLOAT_DTYPES[:-1])} or {FLOAT_DTYPES[-1]})")
+        self._float(name)
         np_dtype, itemsize = DTYPES[info["dtype"]]
         start, end = info["data_offsets"]
         with open(self.path, "rb") as f:

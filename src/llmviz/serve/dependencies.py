@@ -20,6 +20,7 @@ from ..core.graph import Graph
 from ..core.model import KVCache, Model, Trace
 from ..core.quant import SEP as QUANT_SEP
 from ..core.quant import quantized
+from ..core.weights import COPIES_UP_TO
 from ..io.loading import DEFAULT_MODELS, load_model, structure_only
 from ..training.live import TrainingSlot
 from ..views.decision import learner_model
@@ -82,7 +83,8 @@ class Served:
         all 729 inputs with each of its edits: seconds, then cached)."""
         def run() -> None:
             for m in list(self.registry.values()):
-                if m.has_weights and (text := example_input(m)) is not None:
+                if m.has_weights and m.engine == "numpy" and m.config.n_params <= COPIES_UP_TO and \
+                        (text := example_input(m)) is not None:
                     with contextlib.suppress(LlmvizError):  # (a model that cannot: its first request says why)
                         compile_chapters(m, m.run(text, keep=m.graph.checkpoints()))
 
@@ -94,8 +96,15 @@ class Served:
                              f"{self.budget / MB:,.0f} MiB per request (llmviz serve --request-mb): {advice}")
 
     def pass_budget(self, m: Model, ids: list[int]) -> None:
-        self.within_budget(m.graph.peak_bytes(len(ids), m.graph.checkpoints()), f"a forward pass of {len(ids)} tokens",
-                           "give fewer tokens")
+        """A pass's memory as it streams (Model.pass_bytes); refused with the longest input that fits."""
+        if (need := m.pass_bytes(len(ids))) <= self.budget:
+            return
+        lo, hi = 0, len(ids) - 1  # the most tokens that fit: pass_bytes grows with the tokens
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if m.pass_bytes(mid) <= self.budget else (lo, mid - 1)
+        self.within_budget(need, f"a forward pass of {len(ids):,} tokens",
+                           f"give at most {lo:,} tokens" if lo else "this model's pass does not fit even for one token")
 
     def step_budget(self, m: Model, ids: list[int], past: int) -> None:
         """A generation step's view (scene or cells): `past` must leave at least one new token."""
@@ -118,8 +127,10 @@ class Served:
         return m.edits(checked, len(ids), stop)
 
     def request_ids(self, m: Model, prompt) -> list[int]:
-        """The tokens a request names, for a model with weights."""
-        m.require_weights()
+        """The tokens a request names, for a model that computes passes (a model served by nnsight holds no weights
+        of its own, and computes them)."""
+        if not m.has_weights:
+            m.require_weights()
         return m.encode(prompt)
 
     def with_pass(self, m: Model, ids: list[int], stop, use: Callable[[Trace], Any], heads: str = "side",

@@ -38,7 +38,8 @@ import numpy as np
 
 from ..core.errors import LlmvizError
 from ..core.graph import Graph
-from ..core.model import KVCache, Model, widen
+from ..core.model import KVCache, Model
+from ..core.weights import widen
 from ..io.files import InTheWay, refuse_to_replace, write_bytes
 from ..io.safetensors_file import to_bytes as safetensors_bytes
 from .inprocess import call, run_to_end

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 
 import numpy as np
 
@@ -85,7 +85,7 @@ class AdamW:
         self.v = {n: np.zeros_like(w, dtype=np.float32) for n, w in weights.items()}
         self.t = 0
 
-    def step(self, weights: dict[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> None:
+    def step(self, weights: MutableMapping[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> None:
         self.t += 1
         b1, b2 = self.betas
         c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t

@@ -25,7 +25,8 @@ import numpy as np
 
 from ..core.errors import LlmvizError
 from ..core.graph import Graph
-from ..core.model import Trace, widen
+from ..core.model import Trace
+from ..core.weights import widen
 
 
 def final_norm(graph: Graph) -> dict:

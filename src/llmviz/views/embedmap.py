@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..core.graph import Graph
-from ..core.model import Model, widen
+from ..core.model import Model
+from ..core.weights import widen
 
 MAX_POINTS = 2000  # points per plot, at most: the lowest ids
 VECTOR_SHOWN = 64  # numbers of each row sent for its hover, at most

@@ -21,7 +21,8 @@ import numpy as np
 
 from ..core.errors import BadModelFile, LlmvizError
 from ..core.graph import Graph
-from ..core.model import Model, widen
+from ..core.model import Model
+from ..core.weights import widen
 from ..io.loading import BUNDLED, NEURONS_FORMAT, bundled_neurons
 
 AXIS = "d_mlp"  # the graph's name for an MLP's hidden axis: its index is the neuron

@@ -18,6 +18,7 @@ from ..core.errors import LlmvizError
 from ..core.graph import Graph
 from ..core.model import Trace, tie
 from ..core.quant import Stored, input_axes
+from ..core.weights import widen
 
 __all__ = ["block_regions", "cells", "slice_bytes", "stored_cell"]
 
@@ -53,7 +54,11 @@ def cells(trace: Trace, slices: list[dict], stored: Sequence[dict] = ()) -> dict
     for s in slices:
         name, at = s["tensor"], dict(s.get("at") or {})
         t = graph[name]
-        a = trace[name][tuple(at.get(ax, slice(None)) for ax in t.axes)]
+        index = tuple(at.get(ax, slice(None)) for ax in t.axes)
+        if t.kind == "weight" and trace.model.engine == "numpy":  # just this slice widened: a weight may be 2 GB
+            a = widen(trace.model.require_weights()[name][index])
+        else:
+            a = trace[name][index]
         a = np.ascontiguousarray(a, dtype="<f4")
         out.append({"tensor": name, "at": at, "axes": [ax for ax in t.axes if ax not in at], "shape": list(a.shape),
                     "values": base64.b64encode(a.tobytes()).decode("ascii")})
@@ -84,7 +89,7 @@ def stored_cell(model, name: str, index: list[int]) -> dict:
                  "inputs": [], "value": None, "original": None, "error": None, "code": None, "scale": None,
                  "block": None, "bits": None, "regions": [], "min": None, "from_file": False}
     if s is None:
-        return out
+        return file_cell(model, name, at, out)
     inputs = input_axes(graph)[source if name not in model.stored else name]
     value = float(s.values[at])
     out.update(fmt=s.fmt, inputs=list(inputs), row=math.prod(shape[t.axes.index(a)] for a in inputs), value=value,
@@ -102,6 +107,19 @@ def stored_cell(model, name: str, index: list[int]) -> dict:
         out.update(code=int(s.codes[at]), scale=float(s.scales[at]), block=block,
                    regions=block_regions(t.axes, np.argwhere(s.block == block)))
     return out
+
+
+def file_cell(model, name: str, at: tuple, out: dict) -> dict:
+    """A weight the model keeps as its file stores it, in 16 bits (a bfloat16 or float16 folder mapped in place:
+    core/weights.py): its format and bits, read from the file; any other: `out` as it is (float32)."""
+    if model.engine != "numpy" or model.weights is None or model.stored:
+        return out
+    w = model.weights[name]
+    fmt = {np.dtype(np.uint16): "bf16", np.dtype(np.float16): "f16"}.get(w.dtype)
+    if fmt is None:  # (a norm's gain, widened at load: nothing to say of its storage)
+        return {**out, "precision": "f32"}
+    bits = int(w[at].view(np.uint16))
+    return {**out, "fmt": fmt, "value": float(widen(w[at])), "bits": f"0x{bits:04X}", "from_file": True}
 
 
 def block_regions(axes: tuple[str, ...], cells: np.ndarray) -> list[dict]:

@@ -14,17 +14,19 @@ import json
 import math
 import threading
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from ..core import weights as stored_weights
 from ..core.backward import Gradients
 from ..core.edits import Edit, info
 from ..core.errors import LlmvizError
 from ..core.graph import NAMED_BY, Graph
 from ..core.model import Model, Trace, tie
+from ..core.progress import report
 from ..core.sampling import percent
+from ..core.weights import streamed, widen
 from ..io.safetensors_file import to_bytes as safetensors_bytes
 from .embedmap import mapped
 from .layout import Block, Layout, build_layout
@@ -54,13 +56,13 @@ def slab_grid(values: np.ndarray, spec_axes: tuple[str, ...], b: Block) -> np.nd
     return v
 
 
-def tile_max_abs(grid: np.ndarray, fy: int, fx: int | None = None) -> np.ndarray:
+def tile_max_abs(grid: np.ndarray, fy: int, fx: int | None = None, finite: bool = False) -> np.ndarray:
     """[n, rows, cols] -> [n, ceil(rows/fy), ceil(cols/fx)]: each fy × fx tile's value of largest magnitude
-    (−inf only where a whole tile is masked)."""
+    (−inf only where a whole tile is masked). finite: the caller knows every number is (a checked weight's)."""
     fx = fy if fx is None else fx
     n, r, c = grid.shape
     R, C = -(-r // fy), -(-c // fx)
-    if np.isfinite(grid).all():  # the usual case, done with two reductions and no copy but the padding
+    if finite or np.isfinite(grid).all():  # the usual case, done with two reductions and no copy but the padding
         g = grid if (r, c) == (R * fy, C * fx) else np.pad(grid, ((0, 0), (0, R * fy - r), (0, C * fx - c)))
         tiles = g.reshape(n, R, fy, C, fx)
         hi, lo = tiles.max(axis=(2, 4)), tiles.min(axis=(2, 4))
@@ -72,6 +74,22 @@ def tile_max_abs(grid: np.ndarray, fy: int, fx: int | None = None) -> np.ndarray
     pick = np.take_along_axis(tiles, mag.argmax(-1)[..., None], -1)[..., 0]
     all_masked = (mag.max(-1) < 0) & np.isinf(tiles).any(-1)
     return np.where(all_masked, -np.inf, np.where(np.isnan(pick), 0.0, pick)).astype(np.float32)
+
+
+def tile_max_abs_bits(bits: np.ndarray, fy: int, fx: int) -> np.ndarray:
+    """tile_max_abs of a weight stored in 16 bits (bfloat16 as uint16, or float16), on its bits, in that dtype: a
+    16-bit float's magnitude grows with its 15 low bits, so one integer maximum of (magnitude, then + before −)
+    picks each tile's number, with no float32 copy and no NaN (a checked weight has none)."""
+    n, r, c = bits.shape
+    R, C = -(-r // fy), -(-c // fx)
+    u = bits.view(np.uint16)
+    key = np.zeros((n, R * fy, C * fx), np.uint16)  # (the padding: 0, below every key)
+    k = key[:, :r, :c]
+    np.bitwise_and(u, 0x7FFF, out=k)
+    k <<= 1
+    k |= (u >> 15) ^ 1
+    best = key.reshape(n, R, fy, C, fx).max(axis=(2, 4))
+    return ((best >> 1) | ((best & 1 ^ 1) << 15)).astype(np.uint16).view(bits.dtype)
 
 
 def largest_magnitude(a: np.ndarray) -> float:
@@ -148,25 +166,56 @@ class SceneBuilder:
             grid = tile_max_abs(grid, fy, fx)
         return grid, scale, [fx, fy]
 
-    def add_weights(self, weight: Callable[[str], np.ndarray]) -> None:
-        """The weights' grids, from the model's cache (made once, under a lock, from `weight(name)`)."""
+    def add_weights(self) -> None:
+        """The weights' grids, from the model's cache (made once, under a lock, each reported as it is made: a large
+        model's take seconds)."""
         with _weight_lock:
             cache = _weight_grids.setdefault(self.model, {})
-            for b in self.layout.blocks:
-                if self.is_weight[b.tensor] and b.tensor not in self.grids:
-                    if b.tensor not in cache:
-                        self.add(b.tensor, weight(b.tensor))
-                        cache[b.tensor] = self.grids[b.tensor]
-                    self.grids[b.tensor] = cache[b.tensor]
+            todo = [b.tensor for b in self.layout.blocks if self.is_weight[b.tensor] and b.tensor not in self.grids]
+            weights = self.model.require_weights()
+            for k, name in enumerate(todo):
+                if name not in cache:
+                    report(k, len(todo), "weights")
+                    cache[name] = self.weight_grid(name, weights[name])
+                self.grids[name] = cache[name]
+
+    def weight_grid(self, name: str, stored: np.ndarray) -> tuple[np.ndarray, float, list[int]]:
+        """`grid` of a weight as the model keeps it: a large one stored narrower than float32 (core/weights.py) is
+        widened and reduced a band of whole tiles at a time, never whole."""
+        if not streamed(stored):
+            return self.grid(name, widen(stored))
+        b = self.layout.blocks[self.index[name]]
+        cap = self.caps["weight"]
+        fx, fy = math.ceil(b.cols / cap), math.ceil(b.rows / cap)
+        v = slab_grid(stored, self.graph[name].axes, b)
+        if b.merged:
+            v = v[:1]
+        # Bands of whole tiles along the display axis the file stores outermost: each band is one stretch of the file.
+        axis = 1 if abs(v.strides[1]) >= abs(v.strides[2]) else 2
+        f = fy if axis == 1 else fx
+        band = f * max(1, stored_weights.BLOCK // max(1, f * v.size // v.shape[axis]))
+        parts = []
+        for at in range(0, v.shape[axis], band):
+            part = v[:, at:at + band] if axis == 1 else v[:, :, at:at + band]
+            if axis == 2:  # (reduced in the order its numbers lie in memory)
+                parts.append(tile_max_abs_bits(part.transpose(0, 2, 1), fx, fy).transpose(0, 2, 1))
+            else:
+                parts.append(tile_max_abs_bits(part, fy, fx))
+        grid = widen(np.concatenate(parts, axis=axis))
+        return grid, largest_magnitude(grid), [fx, fy]  # (a tile keeps its largest magnitude: the block's)
 
     def finish(self, trace: Trace | None) -> tuple[dict, np.ndarray]:
         """The scene description and the float16 atlas. With a trace, every block not added yet is taken
         from it (recomputed, for a trace that did not keep it)."""
         model, graph, layout = self.model, self.graph, self.layout
+        # An engine that returns part of the graph (the nnsight engine's trace: `fetched`): the rest, weights included,
+        # is drawn as structure, marked not fetched, and never recomputed.
+        fetched = getattr(trace, "fetched", None)
         if trace is not None:
-            self.add_weights(trace.__getitem__)
+            if fetched is None:
+                self.add_weights()
             for b in layout.blocks:
-                if b.tensor not in self.grids:
+                if b.tensor not in self.grids and (fetched is None or b.tensor in fetched):
                     self.add(b.tensor, trace[b.tensor])
         blocks = []
         sizes = graph.sizes(self.n_pos)
@@ -188,6 +237,7 @@ class SceneBuilder:
                 "dims": [[a, n] for a, n in zip(spec.axes, spec.shape(sizes))],
                 "tile": tile, "scale": scale, "slabs": None,  # tile: tensor cells per displayed cell, across and down
                 "map": maps.get(b.tensor), "wrap": b.wrap,
+                "fetched": fetched is None or b.tensor in fetched,
             })
         grids = [(self.index[n], g) for n, (g, _, _) in self.grids.items()]
         area = sum(g.shape[0] * g.shape[1] * g.shape[2] for _, g in grids)
@@ -209,7 +259,9 @@ class SceneBuilder:
         cfg = model.config
         scene = {
             "model": {"name": model.name, "n_params": cfg.n_params, "param_parts": cfg.param_parts(),
-                      "has_weights": model.has_weights, "config": cfg.to_dict(), "description": cfg.description},
+                      "has_weights": model.has_weights, "config": cfg.to_dict(), "description": cfg.description,
+                      "engine": model.engine},
+            "not_fetched": None if fetched is None else [b["tensor"] for b in blocks if not b["fetched"]],
             "n_pos": self.n_pos,
             "past": graph.past,  # positions whose keys and values came from the KV cache
             "axes": graph.axes_json(),

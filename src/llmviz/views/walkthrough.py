@@ -116,7 +116,7 @@ Actions (each takes about a second; a step runs its actions in order after a sho
                              then the MLP on the stream it added to; or both on the layer's input, added at once),
                              tokens=characters|pieces (its vocabulary), model=NAME (a step about what one trained
                              model learned: `only: model=nano-gpt` in a chapter's header),
-                             weights=loaded|none (a chapter's steps adapt to the model's parts; a step that
+                             weights=loaded|none|fetched (a chapter's steps adapt to the model's parts; a step that
                              speaks of the numbers on screen has a weights=none twin)
     @view generated|scale    the step is shown on another view than the input's pass: `generated`, the next
                              step of generation on a KV cache (the input plus its prediction, the input's keys
@@ -153,6 +153,7 @@ from ..core.graph import AXES, Graph
 from ..core.model import KVCache, Trace
 from ..core.ops import OPS, fmt
 from ..core.sampling import percent, tempered
+from ..core.weights import COPIES_UP_TO
 from ..io.tokenizer import CharTokenizer
 from .decision import OWN_WEIGHTS
 from .lens import logit_lens
@@ -285,9 +286,16 @@ class Context:
         if self.trace is None:
             raise _NeedsNumbers()
 
+    def needs_copies(self) -> None:
+        """A step whose numbers take a float32 copy of the weights (gradients, a training step, a format): told for a
+        model of up to COPIES_UP_TO parameters (core/weights.py); a larger one's walkthrough leaves it out."""
+        self.needs_numbers()
+        if self.config.n_params > COPIES_UP_TO:
+            raise _NotForThisModel()
+
     def gradients(self):
         """The backward pass of this input's next-token loss (Model.gradients: the mean over positions 0 … T−2)."""
-        self.needs_numbers()
+        self.needs_copies()
         if self.trace.past_tokens or len(self.trace.tokens) < 2:
             raise _NotForThisModel()  # (one token predicts nothing it can be scored on)
         if self._gradients is None:
@@ -316,7 +324,7 @@ class Context:
         from ..core.quant import quantized
         from .compare import compare
 
-        self.needs_numbers()
+        self.needs_copies()
         if self.trace.past_tokens:
             raise _NotForThisModel()
         if fmt not in self._formats:  # (the numbers read back only: a weight's codes and scales are `stored_in`'s)
@@ -326,9 +334,10 @@ class Context:
 
     def stored_in(self, fmt: str, name: str):
         """One weight as `fmt` stores it (core/quant.store; None: a weight no format quantizes)."""
-        from ..core.model import widen
         from ..core.quant import input_axes, store
+        from ..core.weights import widen
 
+        self.needs_copies()
         inputs = input_axes(self.graph).get(name)
         if inputs is None:
             return None
@@ -553,14 +562,15 @@ class _NotForThisModel(Exception):
 def kinds(model, trace=None) -> dict[str, str]:
     """What @only can ask of a model: which norm, position scheme, MLP and attention it has, whether its layers run
     attention and the MLP one after the other or side by side, whether its vocabulary is of single characters (a
-    CharTokenizer, as nano-gpt's) or of pieces of text, whether its numbers are shown (weights loaded), and which
-    model it is (its name: for a chapter about what one trained model learned)."""
+    CharTokenizer, as nano-gpt's) or of pieces of text, whether its numbers are shown (weights loaded; fetched: some,
+    by another engine: io/nnsight_engine.py), and which model it is (its name: for a chapter about what one trained model learned)."""
     c = model.config
     rotary = "none" if not c.rope_theta else "partial" if c.d_rotary < c.d_head else "all"
     return {"norm": c.norm, "positions": "rotary" if c.rope_theta else "learned", "rotary": rotary, "mlp": c.mlp,
             "kv": "grouped" if c.kv_heads < c.n_head else "full", "block": "parallel" if c.parallel else "sequential",
             "tokens": "characters" if isinstance(model.tokenizer, CharTokenizer) else "pieces",
-            "weights": "loaded" if trace is not None else "none", "model": c.name.partition(OWN_WEIGHTS)[0]}  # (a learner's neuron: as its own)
+            "weights": "loaded" if trace is not None else "fetched" if model.engine != "numpy" else "none",
+            "model": c.name.partition(OWN_WEIGHTS)[0]}  # (a learner's neuron: as its own)
 
 
 def learning_path(model) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ...io.convert import check_shape, check_weight, to_storage
+from ...io.convert import check_shape, kept, reader
 from ..config import ModelConfig, explain
 from ..errors import BadModelFile
 from ..ops.activations import mlp
@@ -152,17 +152,14 @@ def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, sou
         if name not in names:
             raise BadModelFile(f"{source}: tensor {name!r} is missing")
 
+    read = reader(state, dtype, source)
+
     def get(name: str) -> np.ndarray:
-        a = state[name]
-        if tuple(a.shape) != expected[name]:
-            raise BadModelFile(f"{source}: tensor {name!r} has shape {list(a.shape)}, expected {list(expected[name])}")
-        a = np.asarray(a)
-        check_weight(a, dtype, source, name)  # before narrowing: a float64 value beyond float32 is named, never cast to inf
-        a = np.asarray(a, dtype=np.float32)
+        a = read(name, expected[name])
         return a.T if (layout == "linear" and name.split(".", 2)[-1] in matrices) else a
 
     def keep(a):
-        return to_storage(a, dtype)
+        return kept(a, dtype)
 
     w = {"embed.W_E": keep(get("wte.weight")), "pos_embed.W_pos": keep(get("wpe.weight"))}
     for i in range(config.n_layer):
@@ -175,13 +172,13 @@ def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, sou
         qkv_b = get(h + "attn.c_attn.bias") if config.bias else None
         for j, c in enumerate("QKV"):
             # Stored [d_model, head, d_head] contiguous, seen as [head, d_model, d_head]: matmuls read it in place.
-            w[L + f"attn.W_{c}"] = keep(np.ascontiguousarray(qkv[:, j * C:(j + 1) * C])).reshape(C, H, A).transpose(1, 0, 2)
+            w[L + f"attn.W_{c}"] = keep(qkv[:, j * C:(j + 1) * C]).reshape(C, H, A).transpose(1, 0, 2)
             if qkv_b is not None:
                 w[L + f"attn.b_{c}"] = keep(qkv_b[j * C:(j + 1) * C].reshape(H, A))
         del qkv
-        w[L + "attn.W_O"] = keep(np.ascontiguousarray(get(h + "attn.c_proj.weight"))).reshape(H, A, C)
-        w[L + "mlp.W_in"] = keep(np.ascontiguousarray(get(h + "mlp.c_fc.weight")))
-        w[L + "mlp.W_out"] = keep(np.ascontiguousarray(get(h + "mlp.c_proj.weight")))
+        w[L + "attn.W_O"] = keep(get(h + "attn.c_proj.weight")).reshape(H, A, C)
+        w[L + "mlp.W_in"] = keep(get(h + "mlp.c_fc.weight"))
+        w[L + "mlp.W_out"] = keep(get(h + "mlp.c_proj.weight"))
         if config.bias:
             w[L + "attn.b_O"] = keep(get(h + "attn.c_proj.bias"))
             w[L + "mlp.b_in"] = keep(get(h + "mlp.c_fc.bias"))

@@ -19,7 +19,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from ...io.convert import check_shape, reader, to_storage
+from ...io.convert import check_shape, kept, reader
 from ..config import ModelConfig, reading_hf_config
 from ..errors import BadModelFile
 from ..ops import OPS
@@ -27,6 +27,7 @@ from ..ops.activations import ACTIVATIONS
 from ..ops.attention import rotate
 from ..ops.norm import rms_norm
 from ..scope import Scope, token_embedding, unembedding
+from ..weights import widen
 
 NAME = "llama"
 MODEL_TYPES = ("llama", "mistral", "qwen2", "gemma")
@@ -184,10 +185,10 @@ def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, sou
     get = reader(state, dtype, source)
 
     def keep(a):
-        return to_storage(np.ascontiguousarray(a), dtype)
+        return kept(a, dtype)
 
     def gain(name):  # Gemma's RMSNorm multiplies by 1 + w: the graph's gain is that sum
-        return keep(get(name, (C,)) + np.float32(config.rms_offset))
+        return keep(widen(get(name, (C,))) + np.float32(config.rms_offset))
 
     w = {"embed.W_E": keep(get("embed_tokens.weight", (V, C)))}
     heads = {"q": H, "k": G, "v": G}

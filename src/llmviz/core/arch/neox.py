@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ...io.convert import check_shape, reader, to_storage
+from ...io.convert import check_shape, kept, reader
 from ..config import ModelConfig, reading_hf_config
 from ..errors import BadModelFile
 from ..ops.activations import ACTIVATIONS, mlp
@@ -140,7 +140,7 @@ def weights_from_state(state: Mapping[str, np.ndarray], config: ModelConfig, sou
     get = reader(state, dtype, source)
 
     def keep(a):
-        return to_storage(np.ascontiguousarray(a), dtype)
+        return kept(a, dtype)
 
     w = {"embed.W_E": keep(get("embed_in.weight", (V, C)))}
     for i in range(config.n_layer):

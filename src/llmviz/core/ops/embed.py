@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..weights import widen
 from .base import Op, at_cells, cells_along, fmt, local, passed_on, unbroadcast
 
 
 def embed(W_E, tokens):
-    return W_E[tokens]
+    """The tokens' rows (of a weight stored narrower than float32: just these rows widened)."""
+    return widen(W_E[tokens])
 
 
 def embed_backward(g, out, W_E, tokens):

@@ -4,17 +4,34 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..weights import blocks, streamed, widen
 from .base import Op, at_cells, broadcast_cells, cells_along, local, unbroadcast
 
 
 def linear(x, W, b=None, *, contract, x_dims, w_dims):
     """b + x · W, summing over the axes named in `contract` (at x_dims in x, counted from its end, and w_dims in W).
 
-    The result's axes are x's remaining axes (a batch's leading axis first) followed by W's remaining axes.
+    The result's axes are x's remaining axes (a batch's leading axis first) followed by W's remaining axes. A weight
+    stored narrower than float32 is widened here; a large one a block at a time, along its longest remaining axis.
     """
-    out = np.tensordot(x, W, axes=(x_dims, w_dims))
+    out = streamed_product(x, W, x_dims, w_dims) if streamed(W) else np.tensordot(x, widen(W), axes=(x_dims, w_dims))
     if b is not None:
-        out += b
+        out += widen(b)
+    return out
+
+
+def streamed_product(x, W, x_dims, w_dims):
+    """x · W over these axes, W widened to float32 a block at a time (core/weights.py): no float32 copy of it whole."""
+    w_dims = [j % W.ndim for j in w_dims]
+    w_keep = [j for j in range(W.ndim) if j not in w_dims]
+    axis = max(w_keep, key=lambda j: W.shape[j])
+    n_x = x.ndim - len(x_dims)
+    out = np.empty((*[x.shape[i] for i in range(x.ndim) if i not in [d % x.ndim for d in x_dims]],
+                    *[W.shape[j] for j in w_keep]), np.float32)
+    at = n_x + w_keep.index(axis)
+    for part in blocks(W.shape[axis], W.size // W.shape[axis]):
+        block = widen(W[(slice(None),) * axis + (part,)])
+        out[(slice(None),) * at + (part,)] = np.tensordot(x, block, axes=(x_dims, w_dims))
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from ...core.errors import LlmvizError
 from ...core.model import Model, Trace
 from ...core.quant import SEP, precision_name
 from ...views.compare import compare, compare_scene
@@ -18,7 +19,10 @@ router = APIRouter()
 def models(s: Served, req: CompareRequest) -> tuple[Model, Model]:
     """The two models compared: the request's model (a quantized one's original) in each format."""
     m = s.model(req.model)
-    base = req.model.rpartition(SEP)[0] if m.precision != "f32" else req.model
+    if SEP not in req.model and m.precision != "f32":  # (a GGUF file's or a bfloat16 folder's own format)
+        raise LlmvizError(f"{m.name} is stored as {m.precision} in its file: comparing precisions starts from a "
+                          "model's float32 weights")
+    base = req.model.rpartition(SEP)[0] if SEP in req.model else req.model
     return s.model(precision_name(base, req.reference)), s.model(precision_name(base, req.other))
 
 
