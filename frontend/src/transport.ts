@@ -3,6 +3,7 @@
 // host page, which asks the Python kernel and posts the answer back: no HTTP server runs. In a static export
 // (llmviz export), the page answers from the export's files (exported.ts).
 import { exported, exportedRequest } from "./exported";
+import { tracked } from "./progress";
 
 interface Reply { llmviz: "response"; id: number; status: number; type: string; body: ArrayBuffer }
 
@@ -24,7 +25,7 @@ if (typeof window !== "undefined") {
 
 export function request(url: string, init: RequestInit = {}): Promise<Response> {
   if (exported()) return exportedRequest(url, init);
-  if (!embedded()) return fetch(url, init);
+  if (!embedded()) return tracked(url, init, (u, i) => fetch(u, i));  // (a long one shows its progress: progress.ts)
   const id = ++next;
   return new Promise((resolve) => {
     waiting.set(id, resolve);

@@ -17,6 +17,7 @@ import click
 
 from ..core.errors import LlmvizError
 from ..core.quant import FORMATS
+from .progressbar import progress_bar
 
 DEFAULT_PORT = 8765
 
@@ -66,16 +67,36 @@ def model_options(f):
                      help=f"Store the weights in FORMAT ({', '.join(FORMATS[1:])}: int8 per output channel, q8_0 and "
                           "q4_0 in ggml's blocks of 32) and compute on them read back. The model is then named "
                           "NAME:FORMAT (serve: the page opens on it, and the original stays served as NAME).")(f)
-    f = click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32",
-                     show_default=True, help="How weights are kept in memory (computing is always float32).")(f)
+    f = click.option("--dtype", type=click.Choice(["stored", "float32", "float16", "bfloat16"]), default=None,
+                     help="How weights are kept (computing is always float32). stored: as the file stores them, "
+                          "memory-mapped and read as the pass uses them; the others read every weight at load. "
+                          "Default: stored for a Hugging Face folder or hub id, float32 for other files.")(f)
     return click.option("--n-head", type=click.IntRange(1), default=None,
                         help="Head count of a minGPT state dict of a non-standard size.")(f)
 
 
-def _load(source: str, dtype: str, n_head, quantize: str | None = None):
+def _load(source: str, dtype: str | None, n_head, quantize: str | None = None, engine: str = "numpy", remote: bool = False):
+    if engine == "nnsight":  # (io/nnsight_engine.py: a Hugging Face folder or hub id, traced by nnsight)
+        if quantize and quantize != "f32":
+            raise LlmvizError("--quantize stores llmviz's own weights: the nnsight engine keeps none (use --engine numpy)")
+        from ..io.nnsight_engine import load_nnsight
+
+        return load_nnsight(source, remote=remote)
+    if remote:
+        raise LlmvizError("--remote runs a model on NDIF through nnsight: add --engine nnsight")
     from ..io.loading import load_model
 
     return load_model(source, dtype=dtype, n_head=n_head, quantize=quantize)
+
+
+def engine_options(f):
+    """--engine and --remote: who computes the forward pass."""
+    f = click.option("--remote", is_flag=True,
+                     help="With --engine nnsight: run the hub model on NDIF's servers (the API key in NDIF_API_KEY).")(f)
+    return click.option("--engine", type=click.Choice(["numpy", "nnsight"]), default="numpy", show_default=True,
+                        help="numpy: llmviz's own pass, every tensor. nnsight: a Hugging Face folder or hub id traced "
+                             "by nnsight (pip install 'llmviz[nnsight]'), for models too large for numpy; the tensors "
+                             "it returns are drawn, the rest marked not fetched.")(f)
 
 
 def _parse_prompt(prompt: str, as_ids: bool):
@@ -124,8 +145,9 @@ def main(ctx: click.Context) -> None:
               help="Requests waiting for a worker; past that, 503 with Retry-After.")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser tab.")
 @model_options
+@engine_options
 def serve(models, host, port, allow_hosts, cache_mb, request_mb, sessions_mb, unsent_mb, workers, queue, no_browser, dtype,
-          n_head, quantize) -> None:
+          n_head, quantize, engine, remote) -> None:
     """Start the local server and open the app in the browser. With --quantize, each model is served stored in that
     format, as NAME:FORMAT, made at start; the page opens on the first. The original stays served as NAME (the page's
     precision selector shows it and its other formats, and compares them)."""
@@ -137,7 +159,9 @@ def serve(models, host, port, allow_hosts, cache_mb, request_mb, sessions_mb, un
     limits = Limits(cache_mb=cache_mb, request_mb=request_mb, sessions_mb=sessions_mb, unsent_mb=unsent_mb,
                     workers=workers, queue=queue)
     try:
-        loaded = [_load(m, dtype, n_head) for m in models]
+        if engine == "nnsight" and click.get_current_context().get_parameter_source("models") == click.core.ParameterSource.DEFAULT:
+            raise LlmvizError("--engine nnsight serves a Hugging Face folder or hub id: name it with --model")
+        loaded = [_load(m, dtype, n_head, engine=engine, remote=remote) for m in models]
         app = create_app(loaded, limits, hosts=[host, *allow_hosts])
         names = list(app.state.served.registry)[:len(loaded)]  # (as served: a second model of one name is NAME-2)
         if quantize and quantize != "f32":
@@ -225,6 +249,7 @@ def generate(prompt, model, ids, max_new_tokens, temperature, top_k, top_p, min_
         m = _load(model, dtype, n_head, quantize)
 
         def show(draw) -> None:  # each token as soon as it is drawn
+            bar.stop()  # (the tokens are the progress from here on)
             before = m.decode(made) if made else ""
             made.append(draw.token)
             if not show_probs:
@@ -234,8 +259,9 @@ def generate(prompt, model, ids, max_new_tokens, temperature, top_k, top_p, min_
             click.echo(f"{m.token_strs([draw.token])[0]!r:>8}  {percent(draw.prob):>9}   then "
                        + ", ".join(f"{m.token_strs([i])[0]!r} {percent(p)}" for i, p in others))
 
-        g = m.generate(_parse_prompt(prompt, ids), max_new_tokens, temperature, top_k, top_p, seed, min_p=min_p,
-                       on_token=show)
+        with progress_bar() as bar:
+            g = m.generate(_parse_prompt(prompt, ids), max_new_tokens, temperature, top_k, top_p, seed, min_p=min_p,
+                           on_token=show)
     except LlmvizError as e:
         if made and not show_probs:
             click.echo("")  # end the line of tokens before the error
@@ -257,13 +283,18 @@ def generate(prompt, model, ids, max_new_tokens, temperature, top_k, top_p, min_
                    '\'{"tensor": "blocks.0.attn.hook_z", "where": {"head": 1}, "set": "zero"}\'. The trace saved is '
                    'the edited pass.')
 @model_options
-def trace(prompt, model, ids, out, force, no_weights, edits, dtype, n_head, quantize) -> None:
-    """Run the forward pass on PROMPT and save every tensor to a safetensors file."""
+@engine_options
+def trace(prompt, model, ids, out, force, no_weights, edits, dtype, n_head, quantize, engine, remote) -> None:
+    """Run the forward pass on PROMPT and save every tensor to a safetensors file (with --engine nnsight, the tensors
+    nnsight returned)."""
     from ..io.files import check_new_file, replacing
 
     try:
         check_new_file(out, force)
-        t = _load(model, dtype, n_head, quantize).run(_parse_prompt(prompt, ids), edits=[_parse_edit(e) for e in edits])
+        with progress_bar():
+            t = _load(model, dtype, n_head, quantize, engine, remote).run(_parse_prompt(prompt, ids),
+                                                                          edits=[_parse_edit(e) for e in edits])
+        no_weights = no_weights or engine == "nnsight"  # (its weights are not fetched)
         with replacing(out, force) as tmp:
             t.save(tmp, include_weights=not no_weights)
     except (LlmvizError, OSError) as e:
@@ -304,7 +335,8 @@ def export_site(model, inputs, out, force, steps, dtype, n_head, quantize) -> No
 
     try:
         check_folder(out, force)
-        done = export(_load(model, dtype, n_head, quantize), list(inputs), out, steps, force=force)
+        with progress_bar():
+            done = export(_load(model, dtype, n_head, quantize), list(inputs), out, steps, force=force)
     except (LlmvizError, OSError) as e:
         _fail(e)
     n = len(done["inputs"])

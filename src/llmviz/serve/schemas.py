@@ -319,6 +319,11 @@ class Precision(Reply):
     model: str = Field(description="the model's name in this format (nano-gpt:q4_0)")
 
 
+# The page's features a model may not offer (ModelInfo.cannot): the Gradients view, Generate, an edit, an embedding's
+# map, and the Across-layers tabs that need the weights or llmviz's own pass.
+Feature = Literal["gradients", "generate", "edit", "embedding_map", "lens", "branches", "attribution", "patching"]
+
+
 class ModelInfo(Reply):
     name: str
     description: str
@@ -331,6 +336,12 @@ class ModelInfo(Reply):
     source: str
     precisions: list[Precision] = Field(default_factory=list, description="the formats its weights can be stored in "
                                         "(core/quant.py), f32 (the model itself) first; none for a model that cannot")
+    engine: Literal["numpy", "nnsight"] = Field("numpy", description="what computes its passes: llmviz's numpy pass, "
+                                                "or nnsight (which returns part of the graph, and no weights)")
+    engine_note: str | None = Field(None, description="what a learner should know first about how it is run (shown under "
+                                    "its title): nnsight's grey blocks; none for llmviz's own pass")
+    cannot: dict[Feature, str] = Field(default_factory=dict, description="the page's features it cannot offer, each "
+                                       "with why (the control is hidden or disabled, and says so): none for most models")
 
 
 class AxisInfo(Reply):
@@ -681,6 +692,21 @@ class LearningPath(Reply):
     steps: list[LearningPathStep] = Field(description="in order, from a single neuron to a whole GPT")
 
 
+class TaskProgress(Reply):
+    """How far a computation the page named (X-Llmviz-Task) has got: "layer 3 of 16"."""
+
+    done: int = Field(description="units of `what` done (0 before the first report)")
+    total: int = Field(description="units of `what` in all (0 before the first report)")
+    what: str = Field(description='what is counted: "layer", "weights", ...; empty before the first report')
+    waiting: bool = Field(description="still waiting for a free worker")
+    seconds: float = Field(description="since the request arrived")
+
+
+class TasksProgress(Reply):
+    tasks: dict[str, TaskProgress] = Field(description="each of the computations asked about that is waiting or running, "
+                                                       "by name (one that has ended, or never was, is absent)")
+
+
 class CellsSlice(Reply):
     tensor: str
     at: dict[str, int]
@@ -872,6 +898,8 @@ class BlockInfo(Reply):
     tile: tuple[int, int] = Field(description="tensor cells per displayed cell, across and down")
     scale: float
     slabs: list[tuple[int, int, int, int]] | None = Field(description="atlas x, y, width, height per slab")
+    fetched: bool = Field(True, description="false: the engine that ran the pass (nnsight) did not return this "
+                                            "tensor; drawn as structure, with no numbers")
     map: Literal["tokens", "positions"] | None = Field(
         None, description="an embedding lookup's table: its rows have a map (GET /api/models/{name}/embedding-map)")
     wrap: int | None = Field(None, description="an image (an image classifier's input): the axis across laid row by "
@@ -901,6 +929,8 @@ class SceneModel(Reply):
     has_weights: bool
     description: str
     config: ModelConfig
+    engine: Literal["numpy", "nnsight"] = Field("numpy", description="what computed the pass: llmviz's numpy pass, or "
+                                                                     "nnsight (which returns part of the graph)")
 
 
 class Answer(Reply):
@@ -973,6 +1003,8 @@ class SceneInfo(Reply):
         None, description="what each index of a named axis stands for (tokens)")
     prediction: Prediction | None = None
     context: list[int] | None = Field(None, description="a step's tokens, the cached ones first")
+    not_fetched: list[str] | None = Field(None, description="the tensors the engine (nnsight) did not return: no "
+                                                            "value, and no formula that reads them")
     edits: list[EditInfo] | None = Field(None, description="an edited pass's edits (the scene is that pass)")
     clean_prediction: Prediction | None = Field(None, description="an edited pass's: what the clean pass predicts")
     clean_predicted: list[str] | None = None

@@ -29,6 +29,8 @@ the routers in serve/routes/, one per concern:
                                                on its example input, the time of a pass
     path        GET  /api/learning-path        the learning path's five steps, which models this server has, and
                                                where each one's walkthrough starts
+    progress    GET  /api/progress/{task}      how far the computation a request named (X-Llmviz-Task) has got
+                GET  /api/progress?task=a&task=b   the same for several at once, those still computing (the page polls it)
     page        /                              the built front-end
 
 Every body is declared in serve/schemas.py; the OpenAPI schema is at /openapi.json, and the front-end's types are
@@ -55,6 +57,7 @@ from .dependencies import Served
 from .limits import BodyLimit, HostCheck, JsonErrors, Limits, NoCrossSite, SendLimit
 from .routes import analysis, compare, generation, interventions, layers, neurons, passes, path, precision, training
 from .routes import models as model_routes
+from .routes import progress as progress_routes
 from .routes.page import mount_page
 from .schemas import SceneInfo, allowed_range
 
@@ -106,7 +109,7 @@ def create_app(models: list[Model] | None = None, limits: Limits | None = None, 
         return JSONResponse({"detail": "the server is stopping"}, status_code=503)
 
     for module in (model_routes, passes, layers, generation, interventions, analysis, neurons, training, path,
-                   compare, precision):
+                   compare, precision, progress_routes):
         app.include_router(module.router)
     app.openapi = lambda: openapi_with_scene(app)  # type: ignore[method-assign]
     mount_page(app)
