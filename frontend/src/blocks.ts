@@ -9,7 +9,7 @@ const VERTEX = /* glsl */ `
 in vec3 iPos;    // top-left-front corner of the slab
 in vec3 iSize;   // width, height, thickness (world units = cells)
 in vec4 iAtlas;  // atlas x, y and displayed width, height (width 0: no data)
-in vec4 iStyle;  // kind, scale (largest |value|), flags (1: causal mask), unused
+in vec4 iStyle;  // kind, scale (largest |value|), flags (1: causal mask; 2: not fetched by its engine), unused
 in vec3 iColX;   // colour of the axis across (the ruler along the top edge)
 in vec3 iColY;   // colour of the axis down (the ruler along the left edge)
 in vec2 iCells;  // true columns and rows of the slab
@@ -104,7 +104,7 @@ void main() {
       col = mix(vec3(1.0), t < 0.0 ? uNeg[kind] : uPos[kind], pow(abs(t), 0.6));
     }
   } else if (!hasData) {
-    col = mix(uStructure, uPos[kind], 0.18);
+    col = vStyle.z >= 2.0 ? uStructure : mix(uStructure, uPos[kind], 0.18);  // (not fetched: plain grey)
   }
   if (masked) {  // masked: grey with diagonal hatching
     col = uMasked * (mod(gl_FragCoord.x + gl_FragCoord.y, 8.0) < 4.0 ? 0.9 : 1.0);
@@ -206,7 +206,7 @@ export function buildModel(data: SceneData, offsetX = 0): BuiltModel {
     iSize.set([b.cols, b.rows, g.thick], k * 3);
     const a = b.slabs?.[slab];
     iAtlas.set(a ? a : [0, 0, 0, 0], k * 4);
-    iStyle.set([KINDS.indexOf(b.kind), b.scale, b.causal ? 1 : 0, 0], k * 4);
+    iStyle.set([KINDS.indexOf(b.kind), b.scale, (b.causal ? 1 : 0) + (b.fetched === false ? 2 : 0), 0], k * 4);
     iColX.set(axisColor(data, b.axes[0]), k * 3);
     iColY.set(axisColor(data, b.wrap ? b.axes[0] : b.axes[1]), k * 3);  // (an image's rows: its pixels too)
     iCells.set([b.cols, b.rows], k * 2);

@@ -70,6 +70,8 @@ class ServedPass implements PassSource {
         const p = new HeldPass(info.model.name, graph, context, info.token_strs ?? [], shapesOf(graph, context.length - past),
           info.edits ?? []);
         p.storing = true;  // (a weight's stored form: /api/cells's `stored`)
+        p.notFetched = new Set(info.not_fetched ?? []);  // (an engine that returned part of the graph: nnsight)
+        p.engine = info.model.engine;
         const seed = (ids: number[], names: string[] | undefined) => {
           for (const [i, id] of ids.entries()) if (names?.[i] !== undefined) p.names.set(id, names[i]);
         };

@@ -89,6 +89,9 @@ export interface Pass {
   indexName(axis: string, i: number): string | null;
   /** The interventions of an edited pass (none: a clean one). */
   edits?: EditMark[];
+  /** The tensors the engine that ran the pass did not return (nnsight's: a part of the graph), and its name. */
+  notFetched?: Set<string>;
+  engine?: string;
   /** A weight cell as the model stores it; undefined: not held yet (wanted); null: no source says (an export). */
   stored?(tensor: string, index: number[]): StoredCell | null | undefined;
 }
@@ -591,6 +594,11 @@ export function explain(p: Pass, tensor: string, index: number[]): Explanation {
     out.note = `token ${pyRepr(p.tokenStrs[at.pos])} (id ${p.tokens[at.pos]}) at position ${at.pos + p.graph.past}`;
     return out;
   }
+  const missing = t.inputs.filter((i) => p.notFetched?.has(i));
+  if (missing.length) {  // a value the engine returned, from inputs it did not: its place and value, no formula
+    out.note = `computed by the ${p.engine ?? ""} engine from ${missing.join(", ")}, which it did not fetch: no formula`;
+    return out;
+  }
   const { sources, ...formula } = EXPLAIN[t.op!](r, t, at, value);
   out.sources = sources;
   // the op's formula, unless this use of it reads otherwise (an add of three tensors: a + b + c)
@@ -667,6 +675,8 @@ export class HeldPass implements Pass {
   private storedCells = new Map<string, StoredCell>();
   private unquantized = false;
   names = new Map<number, string>();  // token id -> its text
+  notFetched = new Set<string>();  // (Pass.notFetched)
+  engine?: string;
 
   /** context: every token of the pass, the `graph.past` cached ones first. */
   constructor(readonly model: string, readonly graph: GraphJson, readonly context: number[], readonly tokenStrs: string[],

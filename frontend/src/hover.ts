@@ -95,7 +95,7 @@ export async function showCell(c: CellRef, clientX: number, clientY: number, t0:
   const seq = ++app.hover.seq;
   const tip = tooltipEl();
   let regions: Explanation["sources"] = [];
-  if (!info.model.has_weights || !info.tokens) {
+  if (!info.model.has_weights || !info.tokens || b.fetched === false) {
     tip.innerHTML = structureHtml(info, b);
     tip.dataset.tensor = b.tensor;
     delete tip.dataset.index;

@@ -42,6 +42,7 @@ export class Insights {
 
   /** Show a tab, loading its data for the view's model and input if it has not yet (branch focus: token ids). */
   async open(tab: Tab = this.tab, focus: number[] = []): Promise<void> {
+    if (this.panel.querySelector<HTMLButtonElement>(`[data-tab="${tab}"]`)?.disabled) tab = "attention";  // (engine.ts)
     this.tab = tab;
     this.panel.hidden = false;
     document.body.classList.add("insights-open");

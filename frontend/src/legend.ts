@@ -1,5 +1,6 @@
 // The legend: what the colours mean (only the families the scene shows) and the colour of each axis.
-import { FAMILIES, GRADIENT, KINDS, MASKED, QUANT_ERROR } from "./colors";
+import { FAMILIES, GRADIENT, KINDS, MASKED, QUANT_ERROR, STRUCTURE } from "./colors";
+import { listedModel } from "./engine";
 import { escapeHtml } from "./html";
 import { fmt } from "./pyformat";
 import type { SceneInfo } from "./scenedata";
@@ -28,6 +29,11 @@ export function legendHtml(info: SceneInfo | undefined): string {
     rows.push(`<div class="legend-note">structure only: blocks show shapes, no numbers</div>`);
   }
   rows.push(`<div class="legend-row"><span class="bar masked" style="background:${MASKED}"></span>masked: a future position</div>`);
+  if (info?.not_fetched?.length) {  // an engine that returned part of the graph (nnsight): its grey, and what it cannot offer
+    const why = Object.values(listedModel(info.model.name)?.cannot ?? {}).join("\n");
+    rows.push(`<div class="legend-row legend-unfetched" title="${escapeHtml(why)}"><span class="bar" style="background:${STRUCTURE}"></span>` +
+      `grey: not fetched by the ${escapeHtml(info.model.engine ?? "")} engine, so no numbers</div>`);
+  }
   const axes = info ? Object.entries(info.axes).map(([name, a]) =>
     `<span class="axis" title="${escapeHtml(a.description)}"><span style="color:${a.color}">■ ${escapeHtml(a.label)}</span> ${name}</span>`) : [];
   // Folded to a chip by default (its swatches hint at what it explains), so that it covers none of the model.

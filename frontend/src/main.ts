@@ -6,6 +6,8 @@ import { Generator } from "./generate";
 import { onCameraMove, onHover, pinCellFromState, showCell, tooltipEl, unpin, hideTooltip } from "./hover";
 import { dismissIntro, introDismissed, offerPath } from "./intro";
 import { Pulse } from "./pulse";
+import { cannot, knowModels, syncOffers } from "./engine";
+import { isCancelled, setUpProgress, watch } from "./progress";
 import { onKey } from "./keyboard";
 import { escapeCloses } from "./panelkeys";
 import { LabelLayer } from "./labels";
@@ -81,6 +83,7 @@ function showEdits() {
 function editBlocked(info: SceneInfo, b: BlockInfo): string {
   if (exported()) return "Edits need llmviz serve: this saved page has no server to run the edited pass.";
   if (!info.model.has_weights) return "This model is structure only: no weights are loaded, so there is no pass to edit.";
+  if (cannot(info.model.name, "edit")) return cannot(info.model.name, "edit");  // (its engine's: nnsight)
   if (app.state.view === "scale") return "Edits are made on one model's view: choose a model to leave the scale view.";
   if (info.past) return "Edits are made on a whole pass: turn off the KV-cache view (in Generate) first.";
   if (b.kind === "weight") return "Weights are not edited here: edit an activation that reads this weight, such as the block below it.";
@@ -105,7 +108,7 @@ async function setEdits(next: Edit[]) {
     await loadView(Promise.resolve(data), { here: true });
   } catch (e) {
     status.textContent = "";
-    showError(`Could not make this edit: ${(e as Error).message}`);
+    if (!isCancelled(e)) showError(`Could not make this edit: ${(e as Error).message}`);
   }
 }
 
@@ -127,6 +130,9 @@ const linkNotes: string[] = [];
  * section re-framed, Home, where it is now (an edit: the same layout, other numbers), or (null) the camera as the
  * state says. */
 type Keep = { section: string } | { home: true } | { here: true } | null;
+
+/** The state of the view on screen: what a cancelled load goes back to (progress.ts's Cancel). */
+let shownState: ViewState | null = null;
 
 /** Load and show the view the state names. A link with an unknown model or an input the model refuses says
  * so, keeps the input field to correct it, and shows the model's own example instead of nothing. A failure
@@ -185,6 +191,7 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
       } catch (e) {
         failure = e;
       }
+      if (isCancelled(failure)) throw failure;
       if (failure && edits?.length) {
         // Edits this input cannot take (a link's, or kept from the input before): say why, and show the clean pass.
         notes.push(`The edits could not be made on this input: ${(failure as Error).message}. Showing the clean pass`);
@@ -209,7 +216,7 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
         }
       }
       if (failure) {
-        if (app.placed.length || !info.has_weights || text === info.example) throw failure;
+        if (app.placed.length || !info.has_weights || text === info.example || isCancelled(failure)) throw failure;
         // A first view whose input is refused: say why, and show the model's example meanwhile.
         problems.push(`${(failure as Error).message} (showing the example ${info.example} instead)`);
         got = await fetchScene({ model: info.name, text: info.example ?? undefined, heads });
@@ -222,6 +229,7 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
     syncPrecision(app.models, app.placed.length === 1 ? app.placed[0].data.info : undefined, $<HTMLSelectElement>("#precision"),
       $<HTMLElement>("#precision-field"), $<HTMLButtonElement>("#qerr-toggle"));
     $<HTMLButtonElement>("#cmp-toggle").hidden = !!exported() || $<HTMLElement>("#precision-field").hidden;  // (no formats)
+    syncOffers(app.placed.length === 1 ? app.placed[0].data.info.model.name : undefined);  // (an nnsight model's: engine.ts)
     app.view!.ready = true;
     updateNotice();
     scaleBars();
@@ -275,12 +283,21 @@ async function loadView(early?: Promise<SceneData>, keep?: Keep) {
     v.renderNow(); // the first frame of a new scene does not wait for the next animation frame
     if (s.cell) pinCellFromState(s.cell);
     writeUrl();
+    shownState = JSON.parse(JSON.stringify(app.state));
     showError(problems.join(" · "));
     notify(notes.join(" · "));
     path?.render();  // (its "you are here")
   } catch (e) {
     if (seq !== app.loadSeq) return;
     status.textContent = "";
+    if (isCancelled(e)) {  // the learner cancelled a long pass: the view, and the state it shows, stay as they were
+      if (shownState) {
+        app.state = JSON.parse(JSON.stringify(shownState));
+        syncControls();
+        writeUrl();
+      } else showError("Cancelled: nothing is shown yet. Press Run, or choose another model, to compute a view.");
+      return;
+    }
     showError([...notes, ...problems, (e as Error).message].join(" · "));
   }
 }
@@ -322,14 +339,18 @@ async function start() {
   // The first scene is requested at once, beside the model list (the server picks its first model if the
   // link names none), so the first frame waits for one round trip, not two.
   const s0 = app.state;
-  const { __earlyScene: started, __earlyModels: startedModels } =
-    window as { __earlyScene?: Promise<EarlyResponse>; __earlyModels?: Promise<Response> };
+  const { __earlyScene: sent, __earlyModels: startedModels, __earlyTask: task } =
+    window as { __earlyScene?: Promise<EarlyResponse>; __earlyModels?: Promise<Response>;
+      __earlyTask?: { task: string; at: number; controller: AbortController } };
+  setUpProgress();  // (a long first scene shows its progress, and can be cancelled)
+  const started = sent && task ? watch(task.task, task.controller, task.at, sent) : sent;
   // (index.html asks for the default layout's whole pass: a link to stacked heads or a KV-cache step asks here)
   const plain = s0.view !== "scale" && !s0.heads && s0.past === undefined && !s0.edits && !s0.show;
   const early = plain ? (started ? sceneFrom(started) : fetchScene({ model: s0.model, text: s0.input })) : undefined;
   early?.catch(() => {});
   try {
     app.models = await fetchModels(startedModels);
+    knowModels(app.models);  // (engine.ts: what a model's engine cannot offer)
   } catch (e) {
     showError(`Could not reach the llmviz server: ${(e as Error).message}`);
     return;

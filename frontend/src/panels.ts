@@ -1,5 +1,6 @@
 // Panels: the selection, the notice, the readout, map, legend and intro, the scale table and the toolbar.
 import { offerMap } from "./embedmap";
+import { cannot } from "./engine";
 import { escapeHtml } from "./html";
 import { unpin } from "./hover";
 import { introDismissed, introHtml } from "./intro";
@@ -96,10 +97,11 @@ export function select(hit: { placed: Placed; block: number } | null) {
     panel.innerHTML = `<h3>${escapeHtml(b.title)}</h3><code>${escapeHtml(b.tensor)}</code>
       <p>${shapeHtml(placed.data, b)} · ${b.kind}</p>
       ${op ? `<p>${escapeHtml(op.description)} <code>${escapeHtml(op.formula)}</code></p>` : ""}
-      ${b.slabs ? `<p>colour scale: ±${b.scale.toPrecision(4)}</p>` : "<p>no numbers: structure only</p>"}
+      ${b.slabs ? `<p>colour scale: ±${b.scale.toPrecision(4)}</p>` : b.fetched === false
+    ? `<p>no numbers: not fetched by the ${escapeHtml(placed.data.info.model.engine ?? "")} engine</p>` : "<p>no numbers: structure only</p>"}
       ${b.tile[0] * b.tile[1] > 1 ? `<p>shown downsampled: ${tileText(b)} (${b.rows} × ${b.cols} cells)</p>` : ""}`;
     offerNeuron(panel, hit);  // a cell of one MLP neuron: "What does neuron L.i do?"
-    offerMap(panel, placed.data.info.model.name, b.map);  // an embedding's table: "Map these vectors"
+    if (!cannot(placed.data.info.model.name, "embedding_map")) offerMap(panel, placed.data.info.model.name, b.map);  // "Map these vectors"
   }
   app.view!.requestRender();
 }

@@ -3,6 +3,7 @@
 // the scene the server sent; what is more important wins when labels collide.
 import * as THREE from "three";
 import { blockWidth, slabGeometry } from "./blocks";
+import { listedModel } from "./engine";
 import { escapeHtml } from "./html";
 import type { Label } from "./labels";
 import { framePad, type BlockInfo, type SceneData, type Section } from "./scenedata";
@@ -37,7 +38,7 @@ export function blockBox(b: BlockInfo, offsetX: number): THREE.Box3 {
 }
 
 /** A model's title: drawn `offset` px above its anchor (its model's top-left corner), `height` px tall. */
-export const TITLE = { offset: 30, height: 44 };
+export const TITLE = { offset: 30, height: 44, note: 17 /* a third line: the engine's note */ };
 
 /** About how many pixels wide a model's name is in its title (18px bold). */
 export const titleNameWidth = (name: string) => name.length * 11;
@@ -148,11 +149,14 @@ function titleLabel(data: SceneData, offsetX: number, several: boolean): Label {
   const m = data.info.model, [, y0, , y1] = data.info.bounds;
   const line2 = `${formatCount(m.n_params)} parameters${m.has_weights || several ? "" : " · structure only"}`;
   const name = escapeHtml(m.name);
+  const note = several ? "" : listedModel(m.name)?.engine_note ?? "";  // (how another engine runs it: nnsight's grey blocks)
   // (its 13px count: about 7.2 px a character). Only whole on screen: a cut title says nothing.
-  return { anchor: titleAnchor(data, offsetX), worldSize: y0 - y1, minPixels: 0, offsetY: -TITLE.offset, height: TITLE.height,
-    html: `<span class="model-title-text">${name}<br><small>${escapeHtml(line2)}</small></span>`,
+  return { anchor: titleAnchor(data, offsetX), worldSize: y0 - y1, minPixels: 0, offsetY: -TITLE.offset,
+    height: TITLE.height + (note ? TITLE.note : 0),
+    html: `<span class="model-title-text">${name}<br><small>${escapeHtml(line2)}</small>` +
+      `${note ? `<br><small class="engine-note">${escapeHtml(note)}</small>` : ""}</span>`,
     compact: `<span class="model-title-text">${name}</span>`, fullPixels: 0,
-    widths: { full: Math.max(titleNameWidth(m.name), line2.length * 7.2), compact: titleNameWidth(m.name) },
+    widths: { full: Math.max(titleNameWidth(m.name), Math.max(line2.length, note.length) * 7.2), compact: titleNameWidth(m.name) },
     cls: "model-title", above: true, priority: PRIORITY.title, whole: true, namesFirst: true };
 }
 

@@ -91,7 +91,7 @@ function storedHtml(st: StoredText): string {
     (st.note ? `<div class="tt-note">${esc(st.note)}</div>` : "") + "</div>";
 }
 
-/** For a model without weights: what the block is, with no numbers. */
+/** For a model without weights, or a tensor its engine did not fetch: what the block is, with no numbers. */
 export function structureHtml(info: SceneInfo, b: BlockInfo): string {
   const ax = info.axes;
   const dims = b.dims.map(([a, n]) => `<span style="color:${ax[a].color}">${esc(ax[a].label)}</span> = ${n.toLocaleString("en")}`).join(", ");
@@ -102,5 +102,7 @@ export function structureHtml(info: SceneInfo, b: BlockInfo): string {
   return `<div class="tt-name"><b>${esc(b.title)}</b><br><code>${esc(b.tensor)}</code></div>
     <div class="tt-index">${dims}</div><div class="tt-note">${what}</div>
     ${op ? `<div class="tt-note">${esc(op.description)} <code>${esc(op.formula)}</code></div>` : ""}
-    <div class="tt-note structure">structure only: no weights loaded, so no values</div>`;
+    <div class="tt-note structure">${b.fetched === false
+    ? `not fetched by the ${esc(info.model.engine ?? "")} engine: this pass returned no numbers for it`
+    : "structure only: no weights loaded, so no values"}</div>`;
 }

@@ -51,3 +51,15 @@ class Busy(LlmvizError):
     def __init__(self, message: str, retry_after: int = 2):
         super().__init__(message)
         self.headers = {"Retry-After": str(retry_after)}
+
+
+class NotFetched(LlmvizError):
+    """A tensor the engine that ran the pass did not return (the nnsight engine returns a subset of the graph)."""
+
+    status = 409
+
+
+class EngineCannot(LlmvizError):
+    """What a model served by another engine (nnsight) cannot do: it needs the weights or llmviz's own pass."""
+
+    status = 409

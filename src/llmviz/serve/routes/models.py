@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ...core.graph import Graph
 from ...core.quant import BITS, FORMATS, input_axes, precision_name
+from ...core.weights import COPIES_UP_TO
 from ...views.decision import STEP_LR, decision
 from ...views.embedmap import embedding_map
 from ...views.walkthrough import compile_chapters, learning_path
@@ -34,11 +35,15 @@ def model_info(name: str, m, precisions: bool = False) -> ModelInfo:
     """A model as the page's selector describes it; `precisions`: a served model, with the formats its weights can
     be stored in (the page's precision selector: core/quant.py)."""
     formats = [Precision(format=f, bits=BITS[f], model=precision_name(name, f)) for f in FORMATS] \
-        if precisions and m.has_weights and input_axes(m.graph) and not m.stored and not learning_path(m) else []
-    # (a GGUF file's format is its own; the learning path's small networks are told in float32)
+        if precisions and m.has_weights and input_axes(m.graph) and m.precision == "f32" and not learning_path(m) \
+        and m.engine == "numpy" and m.config.n_params <= COPIES_UP_TO else []
+    # (a file's own format, a GGUF's or a bfloat16 folder's, is the model's; the learning path's small networks are told
+    # in float32; another engine's model keeps its weights: io/nnsight_engine.py; a larger model is not copied whole)
+    other = m.engine != "numpy"  # (what it cannot offer, and its note, are its engine's words)
     return ModelInfo(name=name, description=m.config.description, example=example_input(m), n_params=m.config.n_params,
                      param_parts=m.config.param_parts(), has_weights=m.has_weights,
-                     config=ModelConfig.model_validate(m.config.to_dict()), source=m.source, precisions=formats)
+                     config=ModelConfig.model_validate(m.config.to_dict()), source=m.source, precisions=formats,
+                     engine=m.engine, engine_note=m.note if other else None, cannot=m.unavailable() if other else {})
 
 
 @router.get("/api/models", response_model=list[ModelInfo])
@@ -66,6 +71,8 @@ async def walkthrough_for(request: Request, s: ServedDep, model: str = "nano-gpt
     def compute(stop):
         if not m.has_weights:
             return JSONResponse(json_safe(compile_chapters(m)))
+        if m.engine != "numpy":  # (its pass lacks the weights the chapters' numbers read: told as structure)
+            return JSONResponse(json_safe({**compile_chapters(m), "note": f"{m.name} is {getattr(m, 'walk_note', '')}"}))
         ids = m.encode(input if input is not None else example_input(m) or [0])
         return s.with_pass(m, ids, stop, lambda t: JSONResponse(json_safe(compile_chapters(m, t))))
 
