@@ -58,7 +58,7 @@ def tiny_blocks(monkeypatch):
 
 
 def mapped(a: np.ndarray) -> bool:
-    base = convert.owner(a).base
+    base = stored_weights.owner(a).base
     return isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)
 
 
@@ -177,3 +177,19 @@ def test_the_memory_plan_counts_what_a_pass_widens(llama_bf16, tiny_blocks):
     assert model.pass_bytes(6) == plain + 4 * stored_weights.BLOCK  # every weight here streams: one block at a time
     whole = llmviz.load_model(str(llama_bf16[0]), dtype="float32")
     assert whole.pass_bytes(6) == plain  # float32 weights are read where they are
+
+
+def test_a_model_too_large_to_copy_offers_no_gradients(monkeypatch):
+    """Over COPIES_UP_TO parameters, a model's backward pass would hold a float32 copy of its weights: the page is told
+    (ModelInfo.cannot, which hides the button) and the request is refused with the same reason."""
+    from conftest import local_client
+    from llmviz.serve.server import create_app
+
+    nano = llmviz.load_model("nano-gpt")
+    client = local_client(create_app([nano]))
+    assert client.get("/api/models").json()[0]["cannot"] == {}
+    monkeypatch.setattr(stored_weights, "COPIES_UP_TO", 1000)
+    why = client.get("/api/models").json()[0]["cannot"]["gradients"]
+    assert f"a float32 copy of its {nano.config.n_params:,} weights" in why
+    r = client.post("/api/scene", json={"model": "nano-gpt", "text": "CBABBC", "gradients": True})
+    assert r.status_code == 413 and r.json()["detail"] == why

@@ -28,7 +28,7 @@ from .graph import NAMED_BY, Graph
 from .ops import OPS
 from .progress import report
 from .sampling import Draw, Sampling, sample
-from .weights import streamed, widen
+from .weights import owner, streamed, widen
 
 Prompt = str | Sequence[int] | Sequence[float]  # (an image's pixels or a point's numbers: floats; see Model.pixels, Model.point)
 PIXEL_MAX = 16.0  # an image model's pixels go from 0 (blank) to 16 (ink), as scikit-learn's 8 × 8 digits
@@ -88,6 +88,16 @@ class Model:
             self._widened = max((4 * (stored.BLOCK if streamed(w) else w.size) for w in (self.weights or {}).values()
                                  if w.dtype != np.float32), default=0)
         return self.graph.peak_bytes(n_pos, self.graph.checkpoints() if keep is None else keep) + self._widened
+
+    def unavailable(self) -> dict[str, str]:
+        """The page's features this model cannot offer, each with why (ModelInfo.cannot): a model of over COPIES_UP_TO
+        parameters has no Gradients view, whose backward pass holds every weight's gradient in float32 at once."""
+        n = self.config.n_params
+        if n <= stored.COPIES_UP_TO:
+            return {}
+        return {"gradients": f"{self.name}'s gradients would be a float32 copy of its {n:,} weights "
+                             f"({4 * n / 2**30:,.1f} GiB): the Gradients view is offered up to "
+                             f"{stored.COPIES_UP_TO:,} parameters"}
 
     def require_tokens(self) -> None:
         """A model that writes tokens: a classifier (of an image, or of a point) is refused by name."""
@@ -488,7 +498,7 @@ class KVCache:
     @property
     def nbytes(self) -> int:
         """The memory its arrays hold (an array that is a view counts the whole array it views)."""
-        owners = {id(o): o for o in (_owner(a) for c in "kv" for a in self.kv[c] if a is not None)}
+        owners = {id(o): o for o in (owner(a) for c in "kv" for a in self.kv[c] if a is not None)}
         return sum(o.nbytes for o in owners.values())
 
     def copy(self) -> KVCache:
@@ -519,13 +529,6 @@ class KVCache:
         other.kv = {c: [np.concatenate([p.kv[c][i] for p in parts]) for i in range(len(arrays))]
                     for c, arrays in parts[0].kv.items()}
         return other
-
-
-def _owner(a: np.ndarray) -> np.ndarray:
-    """The array whose memory `a` uses (itself, or the array it is a view of)."""
-    while isinstance(a.base, np.ndarray):
-        a = a.base
-    return a
 
 
 def tie(graph: Graph, name: str, source: np.ndarray) -> np.ndarray:

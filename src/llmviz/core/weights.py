@@ -30,6 +30,13 @@ def widen(w: np.ndarray) -> np.ndarray:
     return bf16_to_f32(w) if w.dtype == np.uint16 else w.astype(np.float32)
 
 
+def owner(a: np.ndarray) -> np.ndarray:
+    """The array whose memory `a` uses (itself, or the array it is a view of): a mapped weight's is its file tensor."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
 def streamed(w: np.ndarray) -> bool:
     """Whether an op reads this weight in blocks (it is stored narrower than float32, and large)."""
     return w.dtype != np.float32 and w.size > BLOCK

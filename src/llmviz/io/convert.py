@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core.config import ModelConfig
 from ..core.errors import BadModelFile
-from ..core.weights import widen
+from ..core.weights import owner, widen
 from .safetensors_file import f32_to_bf16
 
 STORED = "stored"  # as the file stores them (float32, float16 or bfloat16), memory-mapped
@@ -97,13 +97,6 @@ def reader(state, dtype: str, source):
         return np.asarray(a, dtype=np.float32)
 
     return get
-
-
-def owner(a: np.ndarray) -> np.ndarray:
-    """The array whose memory `a` uses (itself, or the array it is a view of)."""
-    while isinstance(a.base, np.ndarray):
-        a = a.base
-    return a
 
 
 # Per stored dtype: the integers of the same width, the largest magnitude's bits allowed (MAX_WEIGHT, or the largest

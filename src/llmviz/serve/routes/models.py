@@ -43,7 +43,7 @@ def model_info(name: str, m, precisions: bool = False) -> ModelInfo:
     return ModelInfo(name=name, description=m.config.description, example=example_input(m), n_params=m.config.n_params,
                      param_parts=m.config.param_parts(), has_weights=m.has_weights,
                      config=ModelConfig.model_validate(m.config.to_dict()), source=m.source, precisions=formats,
-                     engine=m.engine, engine_note=m.note if other else None, cannot=m.unavailable() if other else {})
+                     engine=m.engine, engine_note=m.note if other else None, cannot=m.unavailable())
 
 
 @router.get("/api/models", response_model=list[ModelInfo])

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ...core.backward import Gradients, weight_gradient
-from ...core.errors import LlmvizError
+from ...core.errors import LlmvizError, OverBudget
 from ...core.graph import Graph
 from ...core.model import Model
 from ...views.chainrule import chain_rule, check_cell
@@ -118,9 +118,11 @@ async def scene(req: SceneRequest, request: Request, s: ServedDep):
 def gradient_budget(s: Served, m: Model, ids: list[int]) -> None:
     """A backward pass (Model.gradients) within the request budget: its forward pass, and every activation's gradient
     beside the tensors of the layer it is in."""
-    g = m.graph
-    s.within_budget(g.peak_bytes(len(ids), g.checkpoints()) + 2 * g.peak_bytes(len(ids), ()),
-                    f"a forward and a backward pass of {len(ids)} tokens (every activation's gradient)",
+    g, weights = m.graph, 4 * m.config.n_params  # (every weight's gradient, float32, held at once)
+    if why := m.unavailable().get("gradients"):
+        raise OverBudget(why)
+    s.within_budget(g.peak_bytes(len(ids), g.checkpoints()) + 2 * g.peak_bytes(len(ids), ()) + weights,
+                    f"a forward and a backward pass of {len(ids)} tokens (every activation's and weight's gradient)",
                     "give fewer tokens")
 
 
