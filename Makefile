@@ -41,6 +41,7 @@ bench: $(VENV)/.installed-test build chromium
 	$(BIN)/python benchmarks/interventions.py
 	$(BIN)/python benchmarks/training_speed.py
 	$(BIN)/python benchmarks/precision.py
+	$(BIN)/python benchmarks/big_llama.py --shape 1b
 
 # The front-end's API types come from the server's OpenAPI schema, so the build needs the package installed.
 build: $(VENV)/.installed frontend/node_modules/.package-lock.json
