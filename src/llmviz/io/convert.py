@@ -129,11 +129,11 @@ class Checked(MutableMapping):
 
     def __getitem__(self, name: str) -> np.ndarray:
         w = self.weights[name]
-        if self.unchecked and id(owner(w)) in self.unchecked:
+        if self.unchecked and (key := id(owner(w))) in self.unchecked:
             with self.lock:
-                if (found := self.unchecked.get(id(owner(w)))) is not None:
+                if (found := self.unchecked.get(key)) is not None:
                     check_stored(found[1], self.source, found[0])
-                    del self.unchecked[id(owner(w))]
+                    del self.unchecked[key]
         return w
 
     def __setitem__(self, name: str, w: np.ndarray) -> None:

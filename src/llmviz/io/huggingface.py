@@ -84,18 +84,17 @@ def load_folder(folder, dtype: str = STORED, name: str | None = None, shown: str
         raise BadModelFile(f"{folder}: no model.safetensors")
     arch = architecture(config.arch)
     state = LazyState(files, arch.canonical, mapped=dtype == STORED)
-    weights = Checked(arch.weights_from_state(state, config, source=str(files[0].path), dtype=dtype), state.unchecked,
-                      files[0].path)
+    converted = arch.weights_from_state(state, config, source=str(files[0].path), dtype=dtype)
+    weights = Checked(converted, state.unchecked, files[0].path)
     tok_path = folder / "tokenizer.json"
     tokenizer = HFTokenizer(tok_path) if tok_path.is_file() else None
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
         raise BadModelFile(f"{tok_path}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                            f"{config.vocab_size}")
     model = Model(config, weights, tokenizer, source=shown)
-    if dtype == STORED:  # its matrices as the file stores them: their format is the model's (a bfloat16 checkpoint's)
-        kinds = {w.dtype for n, w in weights.weights.items() if w.ndim > 1}
-        model.precision = {np.dtype(np.uint16): "bf16", np.dtype(np.float16): "f16"}.get(kinds.pop(), "f32") \
-            if len(kinds) == 1 else "f32"
+    kinds = {w.dtype for w in converted.values() if w.ndim > 1}  # (its matrices)
+    if dtype == STORED and len(kinds) == 1:  # mapped as the file has them: a bfloat16 or float16 checkpoint's format
+        model.precision = {np.dtype(np.uint16): "bf16", np.dtype(np.float16): "f16"}.get(kinds.pop(), "f32")
     return model
 
 
