@@ -559,6 +559,7 @@ class Trace(Mapping):
     """
 
     show: ClassVar[Callable[[Trace], Any]]  # a method (see above: set by llmviz/__init__.py)
+    fetched: frozenset[str] | None = None  # every tensor, computable when asked (another engine's: what it returned)
 
     def __init__(self, model: Model, tokens: list[int], values: dict[str, np.ndarray], predicted: list[int],
                  next_probs: np.ndarray | None = None, graph: Graph | None = None, past_tokens: Sequence[int] = (),

@@ -238,8 +238,7 @@ class NnsightTrace(Trace):
     def __init__(self, model: NnsightModel, tokens: list[int], values: dict[str, np.ndarray], predicted: list[int],
                  next_probs: np.ndarray, next_logits: np.ndarray):
         super().__init__(model, tokens, values, predicted, next_probs, next_logits=next_logits)
-        self.engine = ENGINE
-        self.fetched = frozenset(values)
+        self.fetched: frozenset[str] = frozenset(values)
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name in self.kept:

@@ -56,13 +56,13 @@ def slab_grid(values: np.ndarray, spec_axes: tuple[str, ...], b: Block) -> np.nd
     return v
 
 
-def tile_max_abs(grid: np.ndarray, fy: int, fx: int | None = None, finite: bool = False) -> np.ndarray:
+def tile_max_abs(grid: np.ndarray, fy: int, fx: int | None = None) -> np.ndarray:
     """[n, rows, cols] -> [n, ceil(rows/fy), ceil(cols/fx)]: each fy × fx tile's value of largest magnitude
-    (−inf only where a whole tile is masked). finite: the caller knows every number is (a checked weight's)."""
+    (−inf only where a whole tile is masked)."""
     fx = fy if fx is None else fx
     n, r, c = grid.shape
     R, C = -(-r // fy), -(-c // fx)
-    if finite or np.isfinite(grid).all():  # the usual case, done with two reductions and no copy but the padding
+    if np.isfinite(grid).all():  # the usual case, done with two reductions and no copy but the padding
         g = grid if (r, c) == (R * fy, C * fx) else np.pad(grid, ((0, 0), (0, R * fy - r), (0, C * fx - c)))
         tiles = g.reshape(n, R, fy, C, fx)
         hi, lo = tiles.max(axis=(2, 4)), tiles.min(axis=(2, 4))
@@ -153,14 +153,17 @@ class SceneBuilder:
     def add(self, name: str, values: np.ndarray) -> None:
         self.grids[name] = self.grid(name, values)
 
-    def grid(self, name: str, values: np.ndarray) -> tuple[np.ndarray, float, list[int]]:
-        """A tensor's displayed grid [slab, rows, cols], the largest |value| in it, and the tile it was reduced by."""
+    def slabs(self, name: str, values: np.ndarray) -> tuple[np.ndarray, int, int]:
+        """A tensor as its block lays it out, [slab, rows, cols] (a view), and the tile it is shown by (fx, fy)."""
         b = self.layout.blocks[self.index[name]]
         cap = self.caps["weight" if self.is_weight[name] else "computed"]
-        fx, fy = math.ceil(b.cols / cap), math.ceil(b.rows / cap)
-        grid = slab_grid(values, self.graph[name].axes, b).astype(np.float32, copy=False)
-        if b.merged:
-            grid = grid[:1]  # one box for the stack: its front face shows head 0
+        v = slab_grid(values, self.graph[name].axes, b)
+        return (v[:1] if b.merged else v), math.ceil(b.cols / cap), math.ceil(b.rows / cap)  # (a stack: head 0's face)
+
+    def grid(self, name: str, values: np.ndarray) -> tuple[np.ndarray, float, list[int]]:
+        """A tensor's displayed grid [slab, rows, cols], the largest |value| in it, and the tile it was reduced by."""
+        grid, fx, fy = self.slabs(name, values)
+        grid = grid.astype(np.float32, copy=False)
         scale = largest_magnitude(grid)
         if fx > 1 or fy > 1:
             grid = tile_max_abs(grid, fy, fx)
@@ -184,12 +187,7 @@ class SceneBuilder:
         widened and reduced a band of whole tiles at a time, never whole."""
         if not streamed(stored):
             return self.grid(name, widen(stored))
-        b = self.layout.blocks[self.index[name]]
-        cap = self.caps["weight"]
-        fx, fy = math.ceil(b.cols / cap), math.ceil(b.rows / cap)
-        v = slab_grid(stored, self.graph[name].axes, b)
-        if b.merged:
-            v = v[:1]
+        v, fx, fy = self.slabs(name, stored)
         # Bands of whole tiles along the display axis the file stores outermost: each band is one stretch of the file.
         axis = 1 if abs(v.strides[1]) >= abs(v.strides[2]) else 2
         f = fy if axis == 1 else fx
@@ -210,7 +208,7 @@ class SceneBuilder:
         model, graph, layout = self.model, self.graph, self.layout
         # An engine that returns part of the graph (the nnsight engine's trace: `fetched`): the rest, weights included,
         # is drawn as structure, marked not fetched, and never recomputed.
-        fetched = getattr(trace, "fetched", None)
+        fetched = trace.fetched if trace is not None else None
         if trace is not None:
             if fetched is None:
                 self.add_weights()
